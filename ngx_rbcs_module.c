@@ -1,0 +1,552 @@
+
+/*
+ * RBCS: Real-Time Balance Calculation System, as an nginx HTTP module.
+ *
+ * This file is the module definition: directives, configuration, and the
+ * process hooks.  The routes live in src/.
+ */
+
+
+#include "ngx_rbcs.h"
+#include "ngx_rbcs_mysql.h"
+#include "ngx_rbcs_router.h"
+
+
+static void *ngx_rbcs_create_main_conf(ngx_conf_t *cf);
+static char *ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_rbcs_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_rbcs_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_rbcs_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_rbcs_problem(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_rbcs_currency(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_rbcs_currency_add(ngx_conf_t *cf,
+    ngx_rbcs_main_conf_t *rmcf, ngx_str_t *code, ngx_uint_t scale);
+static ngx_int_t ngx_rbcs_init_process(ngx_cycle_t *cycle);
+static void ngx_rbcs_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_rbcs_pool_size_bounds = {
+    ngx_conf_check_num_bounds, 1, 1024
+};
+
+static ngx_conf_num_bounds_t  ngx_rbcs_retries_bounds = {
+    ngx_conf_check_num_bounds, 0, 10
+};
+
+
+static ngx_command_t  ngx_rbcs_commands[] = {
+
+    { ngx_string("rbcs"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_rbcs_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rbcs_problem"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_rbcs_problem,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rbcs_currency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_rbcs_currency,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rbcs_default_currency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, default_currency),
+      NULL },
+
+    { ngx_string("rbcs_mysql_server"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rbcs_mysql_server,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rbcs_mysql_user"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.user),
+      NULL },
+
+    { ngx_string("rbcs_mysql_password"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.password),
+      NULL },
+
+    { ngx_string("rbcs_mysql_database"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.database),
+      NULL },
+
+    { ngx_string("rbcs_mysql_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.pool_size),
+      &ngx_rbcs_pool_size_bounds },
+
+    { ngx_string("rbcs_mysql_queue_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.queue_size),
+      NULL },
+
+    { ngx_string("rbcs_mysql_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.retries),
+      &ngx_rbcs_retries_bounds },
+
+    { ngx_string("rbcs_mysql_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.connect_timeout),
+      NULL },
+
+    { ngx_string("rbcs_mysql_query_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.query_timeout),
+      NULL },
+
+    { ngx_string("rbcs_mysql_queue_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.queue_timeout),
+      NULL },
+
+    { ngx_string("rbcs_mysql_lock_wait_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.lock_wait_timeout),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_rbcs_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_rbcs_create_main_conf,             /* create main configuration */
+    ngx_rbcs_init_main_conf,               /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_rbcs_create_loc_conf,              /* create location configuration */
+    ngx_rbcs_merge_loc_conf                /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_rbcs_module = {
+    NGX_MODULE_V1,
+    &ngx_rbcs_module_ctx,                  /* module context */
+    ngx_rbcs_commands,                     /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_rbcs_init_process,                 /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_rbcs_exit_process,                 /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* the currencies every configuration has; rbcs_currency adds or rescales */
+
+static struct {
+    char                      *code;
+    ngx_uint_t                 scale;
+} ngx_rbcs_default_currencies[] = {
+    { "USD", 2 }, { "EUR", 2 }, { "CNY", 2 }, { "JPY", 0 }, { "BTC", 8 },
+    { "ETH", 18 }, { NULL, 0 }
+};
+
+
+static void *
+ngx_rbcs_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_rbcs_main_conf_t  *rmcf;
+
+    rmcf = ngx_pcalloc(cf->pool, sizeof(ngx_rbcs_main_conf_t));
+    if (rmcf == NULL) {
+        return NULL;
+    }
+
+    rmcf->currencies = ngx_array_create(cf->pool, 8,
+                                        sizeof(ngx_rbcs_currency_t));
+    if (rmcf->currencies == NULL) {
+        return NULL;
+    }
+
+    rmcf->mysql.pool_size = NGX_CONF_UNSET_UINT;
+    rmcf->mysql.queue_size = NGX_CONF_UNSET_UINT;
+    rmcf->mysql.retries = NGX_CONF_UNSET_UINT;
+    rmcf->mysql.connect_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->mysql.query_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->mysql.queue_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->mysql.lock_wait_timeout = NGX_CONF_UNSET_MSEC;
+
+    return rmcf;
+}
+
+
+static char *
+ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_rbcs_main_conf_t *rmcf = conf;
+
+    ngx_str_t   code;
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_rbcs_default_currencies[i].code; i++) {
+        code.data = (u_char *) ngx_rbcs_default_currencies[i].code;
+        code.len = ngx_strlen(code.data);
+
+        if (ngx_rbcs_currency_find(rmcf, code.data, code.len) == NULL
+            && ngx_rbcs_currency_add(cf, rmcf, &code,
+                                     ngx_rbcs_default_currencies[i].scale)
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (rmcf->default_currency.data == NULL) {
+        ngx_str_set(&rmcf->default_currency, "USD");
+    }
+
+    if (ngx_rbcs_currency_find(rmcf, rmcf->default_currency.data,
+                               rmcf->default_currency.len)
+        == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rbcs_default_currency \"%V\" is not a "
+                           "configured currency", &rmcf->default_currency);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_uint_value(rmcf->mysql.pool_size, 8);
+    ngx_conf_init_uint_value(rmcf->mysql.queue_size, 1024);
+    ngx_conf_init_uint_value(rmcf->mysql.retries, 3);
+    ngx_conf_init_msec_value(rmcf->mysql.connect_timeout, 2000);
+    ngx_conf_init_msec_value(rmcf->mysql.query_timeout, 5000);
+    ngx_conf_init_msec_value(rmcf->mysql.queue_timeout, 3000);
+    ngx_conf_init_msec_value(rmcf->mysql.lock_wait_timeout, 3000);
+
+    if (rmcf->mysql.user.data == NULL) {
+        ngx_str_set(&rmcf->mysql.user, "rbcs");
+    }
+
+    if (rmcf->mysql.password.data == NULL) {
+        ngx_str_set(&rmcf->mysql.password, "");
+    }
+
+    if (rmcf->mysql.database.data == NULL) {
+        ngx_str_set(&rmcf->mysql.database, "rbcs");
+    }
+
+    if (rmcf->configured
+        && rmcf->mysql.host.data == NULL && rmcf->mysql.socket.data == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs\" needs \"rbcs_mysql_server\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_rbcs_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_rbcs_loc_conf_t  *rlcf;
+
+    rlcf = ngx_pcalloc(cf->pool, sizeof(ngx_rbcs_loc_conf_t));
+    if (rlcf == NULL) {
+        return NULL;
+    }
+
+    rlcf->api = NGX_CONF_UNSET;
+    rlcf->problem = NGX_CONF_UNSET;
+
+    return rlcf;
+}
+
+
+static char *
+ngx_rbcs_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_rbcs_loc_conf_t *prev = parent;
+    ngx_rbcs_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->api, prev->api, 0);
+    ngx_conf_merge_value(conf->problem, prev->problem, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_rbcs_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_loc_conf_t *rlcf = conf;
+
+    ngx_rbcs_main_conf_t      *rmcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (rlcf->api != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    rlcf->api = 1;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_rbcs_module);
+    rmcf->configured = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_rbcs_router_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_rbcs_problem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_loc_conf_t *rlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (rlcf->problem != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    rlcf->problem = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_rbcs_problem_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * rbcs_mysql_server address[:port] | unix:/path;
+ *
+ * A name is resolved here, at configuration time: resolving it in a worker
+ * would block.
+ */
+
+static char *
+ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_main_conf_t *rmcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+    ngx_url_t   u;
+
+    if (rmcf->mysql.host.data || rmcf->mysql.socket.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        rmcf->mysql.socket.data = value[1].data + 5;
+        rmcf->mysql.socket.len = value[1].len - 5;
+        return NGX_CONF_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = 3306;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in rbcs_mysql_server \"%V\"", u.err,
+                               &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0 || u.addrs[0].sockaddr->sa_family == AF_UNIX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rbcs_mysql_server \"%V\" has no address",
+                           &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->mysql.host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                         u.addrs[0].socklen, p,
+                                         NGX_SOCKADDR_STRLEN, 0);
+    rmcf->mysql.host.data = p;
+    rmcf->mysql.port = u.port;
+
+    if (u.naddrs > 1) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "rbcs_mysql_server \"%V\" resolves to %ui "
+                           "addresses, using %V", &u.url, u.naddrs,
+                           &rmcf->mysql.host);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* rbcs_currency CODE SCALE; */
+
+static char *
+ngx_rbcs_currency(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_main_conf_t *rmcf = conf;
+
+    ngx_int_t             scale;
+    ngx_str_t            *value;
+    ngx_uint_t            i;
+    ngx_rbcs_currency_t  *cur;
+
+    value = cf->args->elts;
+
+    if (value[1].len < 2 || value[1].len > NGX_RBCS_CURRENCY_MAX_LEN) {
+        goto invalid;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (!((value[1].data[i] >= 'A' && value[1].data[i] <= 'Z')
+              || (i > 0 && value[1].data[i] >= '0'
+                  && value[1].data[i] <= '9')))
+        {
+            goto invalid;
+        }
+    }
+
+    scale = ngx_atoi(value[2].data, value[2].len);
+    if (scale == NGX_ERROR || scale > 18) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "rbcs_currency scale \"%V\" is not 0 to 18",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    cur = ngx_rbcs_currency_find(rmcf, value[1].data, value[1].len);
+    if (cur) {
+        cur->scale = scale;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_rbcs_currency_add(cf, rmcf, &value[1], scale) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "rbcs_currency code \"%V\" is not 2 to 12 upper-case "
+                       "letters and digits", &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_rbcs_currency_add(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf,
+    ngx_str_t *code, ngx_uint_t scale)
+{
+    ngx_rbcs_currency_t  *cur;
+
+    cur = ngx_array_push(rmcf->currencies);
+    if (cur == NULL) {
+        return NGX_ERROR;
+    }
+
+    cur->code = *code;
+    cur->scale = scale;
+
+    return NGX_OK;
+}
+
+
+/* currency codes are compared byte for byte: "usd" is not "USD" */
+
+ngx_rbcs_currency_t *
+ngx_rbcs_currency_find(ngx_rbcs_main_conf_t *rmcf, u_char *code, size_t len)
+{
+    ngx_uint_t            i;
+    ngx_rbcs_currency_t  *cur;
+
+    cur = rmcf->currencies->elts;
+
+    for (i = 0; i < rmcf->currencies->nelts; i++) {
+        if (cur[i].code.len == len
+            && ngx_memcmp(cur[i].code.data, code, len) == 0)
+        {
+            return &cur[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_rbcs_init_process(ngx_cycle_t *cycle)
+{
+    ngx_rbcs_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_rbcs_module);
+
+    if (rmcf == NULL || !rmcf->configured) {
+        return NGX_OK;
+    }
+
+    return ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql);
+}
+
+
+static void
+ngx_rbcs_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_rbcs_mysql_exit_process(cycle);
+}

@@ -1,0 +1,65 @@
+
+/*
+ * RBCS: shared configuration types of the module.
+ */
+
+
+#ifndef _NGX_RBCS_H_INCLUDED_
+#define _NGX_RBCS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_RBCS_ID_MAX_LEN        64
+#define NGX_RBCS_CURRENCY_MAX_LEN  12
+
+
+typedef struct {
+    ngx_str_t                  code;
+    ngx_uint_t                 scale;
+} ngx_rbcs_currency_t;
+
+
+typedef struct {
+    ngx_str_t                  host;       /* numeric address, or empty */
+    in_port_t                  port;
+    ngx_str_t                  socket;     /* unix socket path, or empty */
+    ngx_str_t                  user;
+    ngx_str_t                  password;
+    ngx_str_t                  database;
+    ngx_uint_t                 pool_size;
+    ngx_uint_t                 queue_size;
+    ngx_uint_t                 retries;
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 query_timeout;
+    ngx_msec_t                 queue_timeout;
+    ngx_msec_t                 lock_wait_timeout;
+    ngx_msec_t                 retry_after;  /* seconds, for Retry-After */
+} ngx_rbcs_mysql_conf_t;
+
+
+typedef struct {
+    ngx_array_t               *currencies;  /* ngx_rbcs_currency_t */
+    ngx_str_t                  default_currency;
+    ngx_rbcs_mysql_conf_t      mysql;
+    ngx_flag_t                 configured;  /* a location uses rbcs */
+} ngx_rbcs_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                 api;
+    ngx_flag_t                 problem;
+} ngx_rbcs_loc_conf_t;
+
+
+ngx_rbcs_currency_t *ngx_rbcs_currency_find(ngx_rbcs_main_conf_t *rmcf,
+    u_char *code, size_t len);
+
+
+extern ngx_module_t  ngx_rbcs_module;
+
+
+#endif /* _NGX_RBCS_H_INCLUDED_ */

@@ -1,0 +1,515 @@
+
+/*
+ * RBCS: accounts: opening, the account resource, the balance, the history,
+ * and the readiness probe (a round trip through the pool).
+ */
+
+
+#include "ngx_rbcs_account.h"
+#include "ngx_rbcs_http.h"
+#include "ngx_rbcs_router.h"
+#include "ngx_rbcs_amount.h"
+
+
+#define NGX_RBCS_HISTORY_DEFAULT  50
+#define NGX_RBCS_HISTORY_MAX      500
+
+/* columns of an account row, see ngx_rbcs_account_columns */
+#define NGX_RBCS_ACC_RESULT       0
+#define NGX_RBCS_ACC_NUMBER       1
+#define NGX_RBCS_ACC_CURRENCY     2
+#define NGX_RBCS_ACC_SCALE        3
+#define NGX_RBCS_ACC_BALANCE      4
+#define NGX_RBCS_ACC_VERSION      5
+#define NGX_RBCS_ACC_CREATED      6
+#define NGX_RBCS_ACC_UPDATED      7
+
+/* columns of a history entry */
+#define NGX_RBCS_ENT_TYPE         0
+#define NGX_RBCS_ENT_TXID         1
+#define NGX_RBCS_ENT_PEER         2
+#define NGX_RBCS_ENT_AMOUNT       3
+#define NGX_RBCS_ENT_BALANCE      4
+#define NGX_RBCS_ENT_CREATED      5
+#define NGX_RBCS_ENT_VERSION      6
+
+
+typedef struct {
+    ngx_uint_t                 balance;
+    ngx_uint_t                 limit;
+} ngx_rbcs_account_ctx_t;
+
+
+static void ngx_rbcs_account_open_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_account_send(ngx_http_request_t *r,
+    ngx_rbcs_mysql_query_t *q, ngx_uint_t status, ngx_uint_t balance);
+static ngx_int_t ngx_rbcs_account_query(ngx_http_request_t *r,
+    ngx_str_t *sql, ngx_rbcs_mysql_handler_pt handler, ngx_uint_t trx,
+    void *ctx);
+
+
+static ngx_rbcs_field_spec_t  ngx_rbcs_account_fields[] = {
+    { ngx_string("accountNumber"), NGX_RBCS_FIELD_STRING, 1 },
+    { ngx_string("currency"), NGX_RBCS_FIELD_STRING, 0 },
+    { ngx_string("initialBalance"), NGX_RBCS_FIELD_AMOUNT, 0 },
+};
+
+
+#define NGX_RBCS_ACCOUNT_COLUMNS                                              \
+    "account_number, currency, scale, balance, version, created_at, "          \
+    "updated_at"
+
+
+/* run a query for a request; NGX_DONE, or the status to finalize with */
+
+static ngx_int_t
+ngx_rbcs_account_query(ngx_http_request_t *r, ngx_str_t *sql,
+    ngx_rbcs_mysql_handler_pt handler, ngx_uint_t trx, void *ctx)
+{
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ngx_rbcs_mysql_create(r);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql = *sql;
+    q->handler = handler;
+    q->transaction = trx;
+    q->idempotent = 1;
+    q->data = r;
+
+    if (ctx) {
+        ngx_http_set_ctx(r, ctx, ngx_rbcs_module);
+    }
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        return ngx_rbcs_http_unavailable(r, NULL);
+    }
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
+    size_t nfields)
+{
+    ngx_int_t              rc;
+    ngx_str_t              sql, *cur, *init;
+    ngx_rbcs_field_t       f[3];
+    ngx_rbcs_uint128_t     units;
+    ngx_rbcs_currency_t   *currency;
+    ngx_rbcs_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+
+    rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_account_fields, 3, f);
+
+    if (rc == NGX_RBCS_INVALID_REQUEST
+        || !ngx_rbcs_valid_account(f[0].value.data, f[0].value.len))
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_request",
+                   "accountNumber is required and must match "
+                   "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$; currency and "
+                   "initialBalance are optional; no other field is known");
+    }
+
+    cur = f[1].present ? &f[1].value : &rmcf->default_currency;
+
+    currency = ngx_rbcs_currency_find(rmcf, cur->data, cur->len);
+    if (currency == NULL) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "unsupported_currency",
+                                     "the currency is not supported");
+    }
+
+    init = f[2].present ? &f[2].value : &(ngx_str_t) ngx_string("0");
+
+    if (rc == NGX_RBCS_INVALID_AMOUNT
+        || ngx_rbcs_amount_parse(init->data, init->len,
+                                 (unsigned) currency->scale, 1, &units)
+           != NGX_RBCS_AMOUNT_OK)
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_amount",
+                   "initialBalance must be a non-negative decimal within "
+                   "the currency's scale");
+    }
+
+    sql.data = ngx_pnalloc(r->pool, 256 + init->len);
+    if (sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sql.len = ngx_sprintf(sql.data,
+                          "START TRANSACTION;"
+                          "CALL rbcs_open_account('%V','%V',%ui,%V);"
+                          "COMMIT",
+                          &f[0].value, &currency->code, currency->scale, init)
+              - sql.data;
+
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_open_done, 1,
+                                  NULL);
+}
+
+
+static void
+ngx_rbcs_account_open_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_int_t            rc;
+    ngx_str_t           *result;
+    ngx_http_request_t  *r;
+
+    r = q->data;
+
+    result = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_RESULT);
+
+    if (q->rc != NGX_RBCS_MYSQL_OK || result == NULL || result->data == NULL)
+    {
+        rc = ngx_rbcs_http_unavailable(r, q);
+
+    } else if (ngx_strcmp(result->data, "conflict") == 0) {
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_CONFLICT, "account_exists",
+                   "the account number is taken with another currency or "
+                   "initial balance");
+
+    } else if (ngx_strcmp(result->data, "existing") == 0) {
+        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK, 0);
+
+    } else {
+        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_CREATED, 0);
+    }
+
+    ngx_rbcs_router_done(r, rc);
+}
+
+
+ngx_int_t
+ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number,
+    ngx_uint_t balance)
+{
+    ngx_str_t                sql, value;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    if (!ngx_rbcs_valid_account(number->data, number->len)) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                     "account_not_found",
+                                     "the account does not exist");
+    }
+
+    if (balance
+        && ngx_http_arg(r, (u_char *) "consistency",
+                        sizeof("consistency") - 1, &value)
+           == NGX_OK
+        && !(value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0)
+        && !(value.len == 8 && ngx_strncmp(value.data, "eventual", 8) == 0))
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "consistency must be strong or "
+                                     "eventual");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->balance = balance;
+
+    sql.data = ngx_pnalloc(r->pool, 256);
+    if (sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sql.len = ngx_sprintf(sql.data,
+                          "SELECT 'found', " NGX_RBCS_ACCOUNT_COLUMNS
+                          " FROM accounts WHERE account_number = '%V'",
+                          number)
+              - sql.data;
+
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_get_done, 0,
+                                  ctx);
+}
+
+
+static void
+ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_int_t                rc;
+    ngx_http_request_t      *r;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+
+    if (q->rc != NGX_RBCS_MYSQL_OK) {
+        rc = ngx_rbcs_http_unavailable(r, q);
+
+    } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                   "account_not_found",
+                                   "the account does not exist");
+
+    } else {
+        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK, ctx->balance);
+    }
+
+    ngx_rbcs_router_done(r, rc);
+}
+
+
+/* the account resource, or the balance view of it, from an account row */
+
+static ngx_int_t
+ngx_rbcs_account_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+    ngx_uint_t status, ngx_uint_t balance)
+{
+    ngx_str_t       *c;
+    ngx_uint_t       scale;
+    ngx_rbcs_out_t   out;
+
+    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
+                       &scale)
+        != NGX_OK
+        || ngx_rbcs_out_init(&out, r->pool, 320) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_rbcs_out_cstr(&out, "{");
+
+    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
+    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
+
+    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY);
+    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
+
+    ngx_rbcs_out_amount(&out, "balance",
+                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_BALANCE),
+                        scale, 0);
+
+    ngx_rbcs_out_juint(&out, "version",
+                       ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_VERSION));
+
+    if (!balance) {
+        ngx_rbcs_out_datetime(&out, "createdAt",
+                          ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CREATED));
+        ngx_rbcs_out_datetime(&out, "updatedAt",
+                          ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_UPDATED));
+    }
+
+    ngx_rbcs_out_cstr(&out, "}");
+
+    return ngx_rbcs_http_send_out(r, status, &out);
+}
+
+
+/*
+ * The history walks entries by the account's version, newest first; the
+ * cursor is the version of the last entry given, so new transfers (higher
+ * versions) never shift the pages being walked.
+ */
+
+ngx_int_t
+ngx_rbcs_account_history(ngx_http_request_t *r, ngx_str_t *number)
+{
+    u_char                  *p;
+    ngx_str_t                sql, value;
+    ngx_int_t                n;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    if (!ngx_rbcs_valid_account(number->data, number->len)) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                     "account_not_found",
+                                     "the account does not exist");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->limit = NGX_RBCS_HISTORY_DEFAULT;
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) == NGX_OK) {
+        n = (value.len > 0 && value.len <= 3 && value.data[0] != '0')
+            ? ngx_atoi(value.data, value.len) : NGX_ERROR;
+
+        if (n == NGX_ERROR || n < 1 || n > NGX_RBCS_HISTORY_MAX) {
+            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "limit must be an integer from 1 "
+                                         "to 500");
+        }
+
+        ctx->limit = n;
+    }
+
+    sql.data = ngx_pnalloc(r->pool, 512);
+    if (sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(sql.data,
+                    "SELECT 'found', " NGX_RBCS_ACCOUNT_COLUMNS
+                    " FROM accounts WHERE account_number = '%V';"
+                    "SELECT type, transaction_id, counterparty, amount, "
+                    "balance_after, created_at, version FROM entries "
+                    "WHERE account_number = '%V'", number, number);
+
+    if (ngx_http_arg(r, (u_char *) "before", 6, &value) == NGX_OK) {
+        n = (value.len > 0 && value.len <= 18 && value.data[0] != '0')
+            ? ngx_atoi(value.data, value.len) : NGX_ERROR;
+
+        if (n == NGX_ERROR) {
+            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "the cursor is not valid");
+        }
+
+        p = ngx_sprintf(p, " AND version < %i", n);
+    }
+
+    p = ngx_sprintf(p, " ORDER BY version DESC LIMIT %ui", ctx->limit + 1);
+
+    sql.len = p - sql.data;
+
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_history_done, 0,
+                                  ctx);
+}
+
+
+static void
+ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_int_t                rc;
+    ngx_str_t               *c, *type, *version;
+    ngx_uint_t               i, n, scale;
+    ngx_rbcs_out_t           out;
+    ngx_http_request_t      *r;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+
+    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
+        rc = ngx_rbcs_http_unavailable(r, q);
+        goto done;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                   "account_not_found",
+                                   "the account does not exist");
+        goto done;
+    }
+
+    n = ngx_rbcs_mysql_rows(q, 1);
+
+    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
+                       &scale)
+        != NGX_OK
+        || ngx_rbcs_out_init(&out, r->pool, 256 + n * 256) != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    ngx_rbcs_out_cstr(&out, "{");
+
+    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
+    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
+
+    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY);
+    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
+
+    ngx_rbcs_out_cstr(&out, ",\"entries\":[");
+
+    for (i = 0; i < n && i < ctx->limit; i++) {
+        ngx_rbcs_out_cstr(&out, i ? ",{" : "{");
+
+        type = ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_TYPE);
+        ngx_rbcs_out_jstr(&out, "type", type->data, type->len);
+
+        c = ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_TXID);
+        ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
+
+        c = ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_PEER);
+        ngx_rbcs_out_jstr(&out, "counterpartyAccountNumber", c->data,
+                          c->len);
+
+        ngx_rbcs_out_amount(&out, "amount",
+                            ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_AMOUNT),
+                            scale, 0);
+        ngx_rbcs_out_amount(&out, "balanceAfter",
+                           ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_BALANCE),
+                           scale, 0);
+        ngx_rbcs_out_datetime(&out, "createdAt",
+                           ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_CREATED));
+
+        ngx_rbcs_out_cstr(&out, "}");
+    }
+
+    ngx_rbcs_out_cstr(&out, "]");
+
+    if (n > ctx->limit) {
+        version = ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1,
+                                      NGX_RBCS_ENT_VERSION);
+        ngx_rbcs_out_jstr(&out, "next", version->data, version->len);
+
+    } else {
+        ngx_rbcs_out_jnull(&out, "next");
+    }
+
+    ngx_rbcs_out_cstr(&out, "}");
+
+    rc = ngx_rbcs_http_send_out(r, NGX_HTTP_OK, &out);
+
+done:
+
+    ngx_rbcs_router_done(r, rc);
+}
+
+
+/* ready when a round trip to the database succeeds now */
+
+ngx_int_t
+ngx_rbcs_account_ready(ngx_http_request_t *r)
+{
+    ngx_str_t  sql = ngx_string("DO 1");
+
+    if (!ngx_rbcs_mysql_ready()) {
+        return ngx_rbcs_http_unavailable(r, NULL);
+    }
+
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_ready_done, 0,
+                                  NULL);
+}
+
+
+static void
+ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = q->data;
+
+    if (q->rc != NGX_RBCS_MYSQL_OK) {
+        rc = ngx_rbcs_http_unavailable(r, q);
+
+    } else {
+        rc = ngx_rbcs_http_send(r, NGX_HTTP_OK,
+                                &(ngx_str_t) ngx_string("application/json"),
+                                (u_char *) "{\"status\":\"ready\"}",
+                                sizeof("{\"status\":\"ready\"}") - 1);
+    }
+
+    ngx_rbcs_router_done(r, rc);
+}

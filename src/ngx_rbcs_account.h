@@ -1,0 +1,24 @@
+
+/*
+ * RBCS: accounts: opening, the account resource, the balance, the history.
+ */
+
+
+#ifndef _NGX_RBCS_ACCOUNT_H_INCLUDED_
+#define _NGX_RBCS_ACCOUNT_H_INCLUDED_
+
+
+#include "ngx_rbcs.h"
+#include "ngx_rbcs_json.h"
+
+
+ngx_int_t ngx_rbcs_account_open(ngx_http_request_t *r,
+    ngx_rbcs_json_field_t *fields, size_t nfields);
+ngx_int_t ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number,
+    ngx_uint_t balance);
+ngx_int_t ngx_rbcs_account_history(ngx_http_request_t *r,
+    ngx_str_t *number);
+ngx_int_t ngx_rbcs_account_ready(ngx_http_request_t *r);
+
+
+#endif /* _NGX_RBCS_ACCOUNT_H_INCLUDED_ */

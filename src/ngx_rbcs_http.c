@@ -1,0 +1,747 @@
+
+/*
+ * RBCS: HTTP helpers shared by the routes.
+ */
+
+
+#include "ngx_rbcs_http.h"
+#include "ngx_rbcs_amount.h"
+#include "ngx_rbcs_time.h"
+
+
+typedef struct {
+    const char                *code;
+    const char                *title;
+} ngx_rbcs_problem_title_t;
+
+
+static ngx_int_t ngx_rbcs_out_grow(ngx_rbcs_out_t *out, size_t need);
+static void ngx_rbcs_out_name(ngx_rbcs_out_t *out, const char *name);
+static void *ngx_rbcs_http_alloc(void *ctx, size_t size);
+static ngx_uint_t ngx_rbcs_http_json_type(ngx_http_request_t *r);
+static const char *ngx_rbcs_http_status_code(ngx_uint_t status);
+
+
+static ngx_str_t  ngx_rbcs_json_type = ngx_string("application/json");
+static ngx_str_t  ngx_rbcs_problem_type =
+    ngx_string("application/problem+json");
+
+
+static ngx_rbcs_problem_title_t  ngx_rbcs_problem_titles[] = {
+    { "invalid_request", "Invalid request" },
+    { "unsupported_currency", "Unsupported currency" },
+    { "invalid_amount", "Invalid amount" },
+    { "same_account", "Same account" },
+    { "unauthorized", "Unauthorized" },
+    { "forbidden", "Forbidden" },
+    { "account_not_found", "Account not found" },
+    { "transaction_not_found", "Transaction not found" },
+    { "not_found", "Not found" },
+    { "method_not_allowed", "Method not allowed" },
+    { "account_exists", "Account exists" },
+    { "transaction_id_conflict", "Transaction id conflict" },
+    { "payload_too_large", "Payload too large" },
+    { "unsupported_media_type", "Unsupported media type" },
+    { "insufficient_funds", "Insufficient funds" },
+    { "currency_mismatch", "Currency mismatch" },
+    { "balance_overflow", "Balance overflow" },
+    { "rate_limited", "Too many requests" },
+    { "unavailable", "Service unavailable" },
+    { "internal_error", "Internal error" },
+    { NULL, NULL }
+};
+
+
+ngx_int_t
+ngx_rbcs_http_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *content_type;
+    r->headers_out.content_type_len = content_type->len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = len;
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_rbcs_http_send_out(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_rbcs_out_t *out)
+{
+    if (out->failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_rbcs_http_send(r, status, &ngx_rbcs_json_type, out->start,
+                              out->pos - out->start);
+}
+
+
+/*
+ * RFC 9457 problem details.  The document carries nothing specific to one
+ * request, so a replayed rejection is the same document byte for byte.
+ */
+
+ngx_int_t
+ngx_rbcs_http_problem(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *detail)
+{
+    ngx_str_t  c, d;
+
+    c.data = (u_char *) code;
+    c.len = ngx_strlen(code);
+    d.data = (u_char *) detail;
+    d.len = ngx_strlen(detail);
+
+    return ngx_rbcs_http_problem_str(r, status, &c, &d);
+}
+
+
+ngx_int_t
+ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *code, ngx_str_t *detail)
+{
+    u_char                    *p;
+    const char                *title;
+    ngx_uint_t                 i;
+    ngx_rbcs_out_t             out;
+    ngx_rbcs_problem_title_t  *t;
+
+    title = "Error";
+
+    for (t = ngx_rbcs_problem_titles; t->code; t++) {
+        if (ngx_strlen(t->code) == code->len
+            && ngx_strncmp(t->code, code->data, code->len) == 0)
+        {
+            title = t->title;
+            break;
+        }
+    }
+
+    if (ngx_rbcs_out_init(&out, r->pool, 256 + detail->len * 6) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_rbcs_out_cstr(&out, "{\"type\":\"urn:rbcs:problem:");
+    ngx_rbcs_out_raw(&out, code->data, code->len);
+    ngx_rbcs_out_cstr(&out, "\"");
+    ngx_rbcs_out_jstr(&out, "title", (u_char *) title, ngx_strlen(title));
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    i = ngx_sprintf(p, "%ui", status) - p;
+    ngx_rbcs_out_name(&out, "status");
+    ngx_rbcs_out_raw(&out, p, i);
+
+    ngx_rbcs_out_jstr(&out, "detail", detail->data, detail->len);
+    ngx_rbcs_out_jstr(&out, "code", code->data, code->len);
+    ngx_rbcs_out_cstr(&out, "}");
+
+    if (out.failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_rbcs_http_send(r, status, &ngx_rbcs_problem_type, out.start,
+                              out.pos - out.start);
+}
+
+
+/* 503: nothing is known to be applied, or the outcome is unknown */
+
+ngx_int_t
+ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    if (q && q->rc == NGX_RBCS_MYSQL_EUNKNOWN) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "unavailable",
+                   "the outcome is not known yet; retrying with the same "
+                   "transactionId is safe");
+    }
+
+    return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 "unavailable",
+                                 "the database is unavailable; retry later");
+}
+
+
+ngx_int_t
+ngx_rbcs_http_not_allowed(ngx_http_request_t *r, char *allow)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = (u_char *) allow;
+    h->value.len = ngx_strlen(allow);
+
+    return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_ALLOWED,
+                                 "method_not_allowed",
+                                 "the method is not allowed on this route");
+}
+
+
+static const char *
+ngx_rbcs_http_status_code(ngx_uint_t status)
+{
+    switch (status) {
+    case NGX_HTTP_BAD_REQUEST:
+        return "invalid_request";
+    case NGX_HTTP_NOT_FOUND:
+        return "not_found";
+    case NGX_HTTP_NOT_ALLOWED:
+        return "method_not_allowed";
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        return "payload_too_large";
+    case NGX_HTTP_UNSUPPORTED_MEDIA_TYPE:
+        return "unsupported_media_type";
+    case 429:
+        return "rate_limited";
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        return "unavailable";
+    default:
+        return "internal_error";
+    }
+}
+
+
+/* error_page target: the error nginx itself raised, as problem details */
+
+ngx_int_t
+ngx_rbcs_http_problem_handler(ngx_http_request_t *r)
+{
+    ngx_int_t    rc;
+    ngx_uint_t   status;
+    const char  *code, *detail;
+
+    status = r->err_status ? r->err_status : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    code = ngx_rbcs_http_status_code(status);
+
+    switch (status) {
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        detail = "the request body is larger than the configured limit";
+        break;
+    case 429:
+        detail = "the request rate is over the configured limit";
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        detail = "the service is unavailable; retry later";
+        break;
+    case NGX_HTTP_BAD_REQUEST:
+        detail = "the request is malformed";
+        break;
+    default:
+        detail = "the request could not be processed";
+        break;
+    }
+
+    return ngx_rbcs_http_problem(r, status, code, detail);
+}
+
+
+static void *
+ngx_rbcs_http_alloc(void *ctx, size_t size)
+{
+    return ngx_palloc((ngx_pool_t *) ctx, size);
+}
+
+
+static ngx_uint_t
+ngx_rbcs_http_json_type(ngx_http_request_t *r)
+{
+    u_char     *p, *last;
+    ngx_str_t  *ct;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    ct = &r->headers_in.content_type->value;
+    p = ct->data;
+    last = p + ct->len;
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    if ((size_t) (last - p) < sizeof("application/json") - 1
+        || ngx_strncasecmp(p, (u_char *) "application/json",
+                           sizeof("application/json") - 1)
+           != 0)
+    {
+        return 0;
+    }
+
+    p += sizeof("application/json") - 1;
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    return p == last || *p == ';';
+}
+
+
+/*
+ * The request body, read completely into memory (client_body_buffer_size
+ * is at least client_max_body_size in our configurations), parsed as one
+ * strict JSON object.  Returns NGX_OK, or the HTTP status to answer with
+ * after a problem was sent (the caller finalizes with it).
+ */
+
+ngx_int_t
+ngx_rbcs_http_body(ngx_http_request_t *r, ngx_rbcs_json_field_t **fields,
+    size_t *nfields)
+{
+    int           rc;
+    size_t        len;
+    u_char       *body, *p;
+    ngx_buf_t    *b;
+    const char   *err;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    if (r->request_body && r->request_body->bufs) {
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            b = cl->buf;
+
+            if (b->in_file) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "rbcs: request body buffered to a file; set "
+                              "client_body_buffer_size to "
+                              "client_max_body_size");
+                return ngx_rbcs_http_problem(r,
+                           NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+                           "the request body could not be read");
+            }
+
+            len += b->last - b->pos;
+        }
+    }
+
+    if (len == 0) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "the request needs a JSON body");
+    }
+
+    if (!ngx_rbcs_http_json_type(r)) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                     "unsupported_media_type",
+                                     "the body must be application/json");
+    }
+
+    if (r->request_body->bufs->next == NULL) {
+        body = r->request_body->bufs->buf->pos;
+
+    } else {
+        body = ngx_pnalloc(r->pool, len);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = body;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    err = NULL;
+
+    rc = ngx_rbcs_json_parse_object(body, len, ngx_rbcs_http_alloc, r->pool,
+                                    fields, nfields, &err);
+
+    if (rc == NGX_RBCS_JSON_ENOMEM) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_RBCS_JSON_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "rbcs: invalid JSON body: %s", err ? err : "");
+
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "the body must be a single valid JSON "
+                                     "object");
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Match the body's members against a route's fields.  Unknown, missing,
+ * null or mistyped fields are invalid_request, except that an amount field
+ * that is null or of another type than string or number is invalid_amount,
+ * which ranks after every invalid_request.
+ */
+
+ngx_int_t
+ngx_rbcs_http_fields(ngx_rbcs_json_field_t *fields, size_t nfields,
+    ngx_rbcs_field_spec_t *spec, ngx_uint_t nspec, ngx_rbcs_field_t *out)
+{
+    size_t                  i;
+    ngx_uint_t              j, bad_amount;
+    ngx_rbcs_json_field_t  *f;
+
+    bad_amount = 0;
+
+    for (j = 0; j < nspec; j++) {
+        out[j].present = 0;
+        ngx_str_null(&out[j].value);
+    }
+
+    for (i = 0; i < nfields; i++) {
+        f = &fields[i];
+
+        for (j = 0; j < nspec; j++) {
+            if (spec[j].name.len == f->key_len
+                && ngx_memcmp(spec[j].name.data, f->key, f->key_len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == nspec) {
+            return NGX_RBCS_INVALID_REQUEST;
+        }
+
+        if (spec[j].kind == NGX_RBCS_FIELD_AMOUNT) {
+            if (f->type != NGX_RBCS_JSON_STRING
+                && f->type != NGX_RBCS_JSON_NUMBER)
+            {
+                bad_amount = 1;
+            }
+
+        } else if (f->type != NGX_RBCS_JSON_STRING) {
+            return NGX_RBCS_INVALID_REQUEST;
+        }
+
+        out[j].present = 1;
+        out[j].value.data = (u_char *) f->value;
+        out[j].value.len = f->value_len;
+    }
+
+    for (j = 0; j < nspec; j++) {
+        if (spec[j].required && !out[j].present) {
+            return NGX_RBCS_INVALID_REQUEST;
+        }
+    }
+
+    return bad_amount ? NGX_RBCS_INVALID_AMOUNT : NGX_OK;
+}
+
+
+/* ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$ */
+
+ngx_uint_t
+ngx_rbcs_valid_id(u_char *p, size_t len)
+{
+    size_t  i;
+    u_char  c;
+
+    if (len == 0 || len > NGX_RBCS_ID_MAX_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = p[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9'))
+        {
+            continue;
+        }
+
+        if (i > 0 && (c == '_' || c == '.' || c == ':' || c == '-')) {
+            continue;
+        }
+
+        return 0;
+    }
+
+    return 1;
+}
+
+
+ngx_uint_t
+ngx_rbcs_valid_account(u_char *p, size_t len)
+{
+    if (len == sizeof("transactions") - 1
+        && ngx_strncmp(p, "transactions", len) == 0)
+    {
+        return 0;
+    }
+
+    return ngx_rbcs_valid_id(p, len);
+}
+
+
+ngx_int_t
+ngx_rbcs_atoui(ngx_str_t *s, ngx_uint_t *n)
+{
+    ngx_int_t  v;
+
+    if (s == NULL || s->data == NULL || s->len == 0) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_atoi(s->data, s->len);
+    if (v == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *n = (ngx_uint_t) v;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_rbcs_out_init(ngx_rbcs_out_t *out, ngx_pool_t *pool, size_t size)
+{
+    out->start = ngx_pnalloc(pool, size);
+    if (out->start == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->pos = out->start;
+    out->end = out->start + size;
+    out->pool = pool;
+    out->failed = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_out_grow(ngx_rbcs_out_t *out, size_t need)
+{
+    size_t   size, used;
+    u_char  *p;
+
+    if (out->failed) {
+        return NGX_ERROR;
+    }
+
+    if ((size_t) (out->end - out->pos) >= need) {
+        return NGX_OK;
+    }
+
+    used = out->pos - out->start;
+    size = ngx_max((size_t) (out->end - out->start) * 2, used + need + 256);
+
+    p = ngx_pnalloc(out->pool, size);
+    if (p == NULL) {
+        out->failed = 1;
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, out->start, used);
+
+    out->start = p;
+    out->pos = p + used;
+    out->end = p + size;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rbcs_out_raw(ngx_rbcs_out_t *out, u_char *p, size_t len)
+{
+    if (ngx_rbcs_out_grow(out, len) != NGX_OK) {
+        return;
+    }
+
+    out->pos = ngx_cpymem(out->pos, p, len);
+}
+
+
+void
+ngx_rbcs_out_cstr(ngx_rbcs_out_t *out, const char *s)
+{
+    ngx_rbcs_out_raw(out, (u_char *) s, ngx_strlen(s));
+}
+
+
+/* a member name, with the comma that separates it from the previous one */
+
+static void
+ngx_rbcs_out_name(ngx_rbcs_out_t *out, const char *name)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (ngx_rbcs_out_grow(out, len + 4) != NGX_OK) {
+        return;
+    }
+
+    if (out->pos > out->start && out->pos[-1] != '{' && out->pos[-1] != '[')
+    {
+        *out->pos++ = ',';
+    }
+
+    *out->pos++ = '"';
+    out->pos = ngx_cpymem(out->pos, name, len);
+    *out->pos++ = '"';
+    *out->pos++ = ':';
+}
+
+
+void
+ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
+    size_t len)
+{
+    size_t  n;
+
+    if (p == NULL) {
+        ngx_rbcs_out_jnull(out, name);
+        return;
+    }
+
+    ngx_rbcs_out_name(out, name);
+
+    n = ngx_rbcs_json_escape_len(p, len);
+
+    if (ngx_rbcs_out_grow(out, n + 2) != NGX_OK) {
+        return;
+    }
+
+    *out->pos++ = '"';
+    out->pos = ngx_rbcs_json_escape(out->pos, p, len);
+    *out->pos++ = '"';
+}
+
+
+void
+ngx_rbcs_out_jnull(ngx_rbcs_out_t *out, const char *name)
+{
+    ngx_rbcs_out_name(out, name);
+    ngx_rbcs_out_cstr(out, "null");
+}
+
+
+void
+ngx_rbcs_out_juint(ngx_rbcs_out_t *out, const char *name, ngx_str_t *digits)
+{
+    if (digits == NULL || digits->data == NULL) {
+        ngx_rbcs_out_jnull(out, name);
+        return;
+    }
+
+    ngx_rbcs_out_name(out, name);
+    ngx_rbcs_out_raw(out, digits->data, digits->len);
+}
+
+
+/* a DECIMAL from the database, as a string at the currency's scale */
+
+void
+ngx_rbcs_out_amount(ngx_rbcs_out_t *out, const char *name,
+    ngx_str_t *decimal, ngx_uint_t scale, ngx_uint_t negate)
+{
+    int                  negative;
+    size_t               n;
+    u_char               buf[NGX_RBCS_AMOUNT_MAX_LEN + 1];
+    ngx_rbcs_uint128_t   units;
+
+    if (decimal == NULL || decimal->data == NULL) {
+        ngx_rbcs_out_jnull(out, name);
+        return;
+    }
+
+    if (ngx_rbcs_amount_from_decimal(decimal->data, decimal->len,
+                                     (unsigned) scale, &units, &negative)
+        != NGX_RBCS_AMOUNT_OK)
+    {
+        out->failed = 1;
+        return;
+    }
+
+    if (negate) {
+        negative = !negative;
+    }
+
+    n = ngx_rbcs_amount_format(buf, units, (unsigned) scale, negative);
+
+    ngx_rbcs_out_jstr(out, name, buf, n);
+}
+
+
+void
+ngx_rbcs_out_datetime(ngx_rbcs_out_t *out, const char *name,
+    ngx_str_t *datetime)
+{
+    size_t  n;
+    u_char  buf[NGX_RBCS_TIME_LEN + 1];
+
+    if (datetime == NULL || datetime->data == NULL) {
+        ngx_rbcs_out_jnull(out, name);
+        return;
+    }
+
+    n = ngx_rbcs_time_from_datetime(buf, datetime->data, datetime->len);
+    if (n == 0) {
+        out->failed = 1;
+        return;
+    }
+
+    ngx_rbcs_out_jstr(out, name, buf, n);
+}

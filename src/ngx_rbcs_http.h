@@ -1,0 +1,88 @@
+
+/*
+ * RBCS: HTTP helpers shared by the routes: JSON and problem-details
+ * responses, the request body, field validation.
+ */
+
+
+#ifndef _NGX_RBCS_HTTP_H_INCLUDED_
+#define _NGX_RBCS_HTTP_H_INCLUDED_
+
+
+#include "ngx_rbcs.h"
+#include "ngx_rbcs_json.h"
+#include "ngx_rbcs_mysql.h"
+
+
+/* field kinds for ngx_rbcs_http_fields() */
+#define NGX_RBCS_FIELD_STRING   0
+#define NGX_RBCS_FIELD_AMOUNT   1   /* a JSON string or number */
+
+/* results of ngx_rbcs_http_fields() */
+#define NGX_RBCS_INVALID_REQUEST  1
+#define NGX_RBCS_INVALID_AMOUNT   2
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_uint_t                 kind;
+    ngx_uint_t                 required;
+} ngx_rbcs_field_spec_t;
+
+
+typedef struct {
+    ngx_str_t                  value;    /* string text or number text */
+    ngx_uint_t                 present;
+} ngx_rbcs_field_t;
+
+
+/* an output buffer that grows in the request pool */
+typedef struct {
+    u_char                    *start;
+    u_char                    *pos;
+    u_char                    *end;
+    ngx_pool_t                *pool;
+    ngx_uint_t                 failed;
+} ngx_rbcs_out_t;
+
+
+ngx_int_t ngx_rbcs_http_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *content_type, u_char *body, size_t len);
+ngx_int_t ngx_rbcs_http_send_out(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_rbcs_out_t *out);
+ngx_int_t ngx_rbcs_http_problem(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *detail);
+ngx_int_t ngx_rbcs_http_problem_str(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *code, ngx_str_t *detail);
+ngx_int_t ngx_rbcs_http_unavailable(ngx_http_request_t *r,
+    ngx_rbcs_mysql_query_t *q);
+ngx_int_t ngx_rbcs_http_not_allowed(ngx_http_request_t *r, char *allow);
+ngx_int_t ngx_rbcs_http_problem_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_rbcs_http_body(ngx_http_request_t *r,
+    ngx_rbcs_json_field_t **fields, size_t *nfields);
+ngx_int_t ngx_rbcs_http_fields(ngx_rbcs_json_field_t *fields,
+    size_t nfields, ngx_rbcs_field_spec_t *spec, ngx_uint_t nspec,
+    ngx_rbcs_field_t *out);
+
+ngx_uint_t ngx_rbcs_valid_id(u_char *p, size_t len);
+ngx_uint_t ngx_rbcs_valid_account(u_char *p, size_t len);
+
+ngx_int_t ngx_rbcs_out_init(ngx_rbcs_out_t *out, ngx_pool_t *pool,
+    size_t size);
+void ngx_rbcs_out_raw(ngx_rbcs_out_t *out, u_char *p, size_t len);
+void ngx_rbcs_out_cstr(ngx_rbcs_out_t *out, const char *s);
+void ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
+    size_t len);
+void ngx_rbcs_out_jnull(ngx_rbcs_out_t *out, const char *name);
+void ngx_rbcs_out_juint(ngx_rbcs_out_t *out, const char *name,
+    ngx_str_t *digits);
+void ngx_rbcs_out_amount(ngx_rbcs_out_t *out, const char *name,
+    ngx_str_t *decimal, ngx_uint_t scale, ngx_uint_t negate);
+void ngx_rbcs_out_datetime(ngx_rbcs_out_t *out, const char *name,
+    ngx_str_t *datetime);
+
+ngx_int_t ngx_rbcs_atoui(ngx_str_t *s, ngx_uint_t *n);
+
+
+#endif /* _NGX_RBCS_HTTP_H_INCLUDED_ */

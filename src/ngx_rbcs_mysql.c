@@ -1,0 +1,1205 @@
+
+/*
+ * RBCS: per-worker pool of non-blocking MariaDB connections.
+ *
+ * Each connection is a small state machine driven by nginx events: the
+ * library's socket gets an nginx connection (ngx_get_connection) whose read
+ * and write handlers resume the pending _cont call; a timer bounds every
+ * operation.  A broken or timed out connection is closed and reconnected
+ * after a growing, jittered delay.  Requests that find no free connection
+ * wait in a bounded FIFO with a timeout.  Automatic reconnect stays off:
+ * it would silently drop an open transaction.
+ */
+
+
+#include <sys/socket.h>
+#include <mysql.h>
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+#include "ngx_rbcs_mysql.h"
+
+
+#define NGX_RBCS_MC_CLOSED      0
+#define NGX_RBCS_MC_BACKOFF     1
+#define NGX_RBCS_MC_CONNECTING  2
+#define NGX_RBCS_MC_IDLE        3
+#define NGX_RBCS_MC_QUERY       4
+#define NGX_RBCS_MC_STORE       5
+#define NGX_RBCS_MC_NEXT        6
+#define NGX_RBCS_MC_ROLLBACK    7
+
+#define NGX_RBCS_Q_NEW          0
+#define NGX_RBCS_Q_QUEUED       1
+#define NGX_RBCS_Q_RUNNING      2
+#define NGX_RBCS_Q_BACKOFF      3
+#define NGX_RBCS_Q_DONE         4
+
+#define NGX_RBCS_MYSQL_BACKOFF_MIN   100
+#define NGX_RBCS_MYSQL_BACKOFF_MAX   5000
+
+
+typedef struct {
+    ngx_rbcs_mysql_conf_t     *conf;
+    ngx_rbcs_mysql_conn_t     *conns;
+    ngx_uint_t                 nconns;
+    ngx_queue_t                idle;
+    ngx_queue_t                waiting;
+    ngx_uint_t                 nwaiting;
+    ngx_log_t                 *log;
+    u_char                    *host;
+    u_char                    *socket;
+    u_char                    *user;
+    u_char                    *password;
+    u_char                    *database;
+} ngx_rbcs_mysql_pool_t;
+
+
+struct ngx_rbcs_mysql_conn_s {
+    ngx_rbcs_mysql_pool_t     *pool;
+    MYSQL                     *mysql;
+    ngx_connection_t          *c;
+    ngx_uint_t                 state;
+    int                        wait;
+    ngx_uint_t                 failures;
+    ngx_event_t                timer;
+    ngx_event_t                kick;
+    ngx_queue_t                queue;       /* in pool->idle when idle */
+    ngx_rbcs_mysql_query_t    *query;       /* NULL when detached */
+
+    u_char                    *sql;         /* own copy of the query */
+    size_t                     sql_len;
+    size_t                     sql_size;
+
+    int                        iret;
+    MYSQL                     *cret;
+    MYSQL_RES                 *res;
+    ngx_uint_t                 err;         /* error that ended the query */
+    ngx_uint_t                 rc;
+};
+
+
+static void ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc);
+static ngx_int_t ngx_rbcs_mysql_attach(ngx_rbcs_mysql_conn_t *mc);
+static void ngx_rbcs_mysql_close(ngx_rbcs_mysql_conn_t *mc,
+    ngx_uint_t graceful);
+static void ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc,
+    ngx_uint_t rc, ngx_uint_t err);
+static void ngx_rbcs_mysql_event_handler(ngx_event_t *ev);
+static void ngx_rbcs_mysql_timer_handler(ngx_event_t *ev);
+static void ngx_rbcs_mysql_kick_handler(ngx_event_t *ev);
+static void ngx_rbcs_mysql_process(ngx_rbcs_mysql_conn_t *mc, int status);
+static ngx_int_t ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc);
+static void ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc);
+static void ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc,
+    ngx_uint_t rc, ngx_uint_t err);
+static void ngx_rbcs_mysql_set_idle(ngx_rbcs_mysql_conn_t *mc);
+static void ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc);
+static ngx_int_t ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc,
+    ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
+    ngx_uint_t rc, ngx_uint_t err);
+static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
+static void ngx_rbcs_mysql_cleanup(void *data);
+static ngx_uint_t ngx_rbcs_mysql_usable(void);
+static u_char *ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s);
+
+
+static ngx_rbcs_mysql_pool_t  *ngx_rbcs_mysql_pool;
+
+
+ngx_int_t
+ngx_rbcs_mysql_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
+{
+    ngx_uint_t              i;
+    ngx_rbcs_mysql_pool_t  *pool;
+    ngx_rbcs_mysql_conn_t  *mc;
+
+    if (mysql_library_init(0, NULL, NULL) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "rbcs: mysql_library_init() failed");
+        return NGX_ERROR;
+    }
+
+    pool = ngx_pcalloc(cycle->pool, sizeof(ngx_rbcs_mysql_pool_t));
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->conf = conf;
+    pool->log = cycle->log;
+    pool->nconns = conf->pool_size;
+    ngx_queue_init(&pool->idle);
+    ngx_queue_init(&pool->waiting);
+
+    pool->host = ngx_rbcs_mysql_cstr(cycle->pool, &conf->host);
+    pool->socket = ngx_rbcs_mysql_cstr(cycle->pool, &conf->socket);
+    pool->user = ngx_rbcs_mysql_cstr(cycle->pool, &conf->user);
+    pool->password = ngx_rbcs_mysql_cstr(cycle->pool, &conf->password);
+    pool->database = ngx_rbcs_mysql_cstr(cycle->pool, &conf->database);
+
+    pool->conns = ngx_pcalloc(cycle->pool,
+                              pool->nconns * sizeof(ngx_rbcs_mysql_conn_t));
+    if (pool->conns == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_mysql_pool = pool;
+
+    for (i = 0; i < pool->nconns; i++) {
+        mc = &pool->conns[i];
+        mc->pool = pool;
+        mc->state = NGX_RBCS_MC_CLOSED;
+
+        mc->timer.handler = ngx_rbcs_mysql_timer_handler;
+        mc->timer.data = mc;
+        mc->timer.log = cycle->log;
+        mc->timer.cancelable = 1;
+
+        mc->kick.handler = ngx_rbcs_mysql_kick_handler;
+        mc->kick.data = mc;
+        mc->kick.log = cycle->log;
+
+        ngx_rbcs_mysql_connect(mc);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rbcs_mysql_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t              i;
+    ngx_rbcs_mysql_pool_t  *pool;
+
+    pool = ngx_rbcs_mysql_pool;
+    if (pool == NULL) {
+        return;
+    }
+
+    for (i = 0; i < pool->nconns; i++) {
+        ngx_rbcs_mysql_close(&pool->conns[i],
+                             pool->conns[i].state == NGX_RBCS_MC_IDLE);
+    }
+
+    ngx_rbcs_mysql_pool = NULL;
+    mysql_library_end();
+}
+
+
+static void
+ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc)
+{
+    int                     status;
+    unsigned int            timeout;
+    my_bool                 off;
+    ngx_rbcs_mysql_pool_t  *pool;
+    ngx_rbcs_mysql_conf_t  *conf;
+    char                    init[128];
+
+    pool = mc->pool;
+    conf = pool->conf;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        mc->state = NGX_RBCS_MC_CLOSED;
+        return;
+    }
+
+    mc->mysql = mysql_init(NULL);
+    if (mc->mysql == NULL) {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "rbcs: mysql_init() failed");
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        return;
+    }
+
+    off = 0;
+    timeout = 0;
+
+    /*
+     * Non-blocking mode must be chosen before connecting; automatic
+     * reconnect stays off; our own timers bound every wait, so the
+     * library's timeouts are not used.
+     */
+
+    mysql_options(mc->mysql, MYSQL_OPT_NONBLOCK, 0);
+    mysql_options(mc->mysql, MYSQL_OPT_RECONNECT, &off);
+    mysql_options(mc->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    mysql_options(mc->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+
+    mysql_options(mc->mysql, MYSQL_INIT_COMMAND,
+                  "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+
+    ngx_snprintf((u_char *) init, sizeof(init),
+                 "SET SESSION innodb_lock_wait_timeout = %ui%Z",
+                 (ngx_uint_t) ngx_max(conf->lock_wait_timeout / 1000, 1));
+    mysql_options(mc->mysql, MYSQL_INIT_COMMAND, init);
+
+    mc->state = NGX_RBCS_MC_CONNECTING;
+
+    status = mysql_real_connect_start(&mc->cret, mc->mysql,
+                                      (char *) pool->host,
+                                      (char *) pool->user,
+                                      (char *) pool->password,
+                                      (char *) pool->database,
+                                      pool->socket ? 0 : conf->port,
+                                      (char *) pool->socket,
+                                      CLIENT_MULTI_STATEMENTS
+                                      |CLIENT_MULTI_RESULTS);
+
+    if (status == 0) {
+        ngx_rbcs_mysql_process(mc, -1);
+        return;
+    }
+
+    if (ngx_rbcs_mysql_attach(mc) != NGX_OK) {
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        return;
+    }
+
+    mc->wait = status;
+    ngx_add_timer(&mc->timer, conf->connect_timeout);
+}
+
+
+/* give the library's socket an nginx connection with our handlers */
+
+static ngx_int_t
+ngx_rbcs_mysql_attach(ngx_rbcs_mysql_conn_t *mc)
+{
+    ngx_socket_t       fd;
+    ngx_connection_t  *c;
+
+    if (mc->c) {
+        return NGX_OK;
+    }
+
+    fd = mysql_get_socket(mc->mysql);
+    if (fd == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ERR, mc->pool->log, 0,
+                      "rbcs: mysql connection has no socket");
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(fd, mc->pool->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = mc;
+    c->read->handler = ngx_rbcs_mysql_event_handler;
+    c->write->handler = ngx_rbcs_mysql_event_handler;
+    c->read->log = mc->pool->log;
+    c->write->log = mc->pool->log;
+
+    if (ngx_add_conn) {
+        if (ngx_add_conn(c) == NGX_ERROR) {
+            goto failed;
+        }
+
+    } else {
+        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_CLEAR_EVENT)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_CLEAR_EVENT)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    mc->c = c;
+
+    return NGX_OK;
+
+failed:
+
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * Release the nginx side of the connection without closing the socket,
+ * which belongs to the library, then close the library's connection.  A
+ * connection that is not idle may have a frozen peer: shut the socket down
+ * first so that mysql_close() cannot wait on it.
+ */
+
+static void
+ngx_rbcs_mysql_close(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t graceful)
+{
+    ngx_connection_t  *c;
+
+    if (mc->timer.timer_set) {
+        ngx_del_timer(&mc->timer);
+    }
+
+    if (mc->kick.posted) {
+        ngx_delete_posted_event(&mc->kick);
+    }
+
+    if (mc->state == NGX_RBCS_MC_IDLE) {
+        ngx_queue_remove(&mc->queue);
+    }
+
+    c = mc->c;
+
+    if (c) {
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        if (ngx_del_conn) {
+            ngx_del_conn(c, NGX_CLOSE_EVENT);
+
+        } else {
+            if (c->read->active) {
+                ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+            }
+
+            if (c->write->active) {
+                ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+            }
+        }
+
+        if (!graceful) {
+            (void) shutdown(c->fd, SHUT_RDWR);
+        }
+
+        c->fd = (ngx_socket_t) -1;
+        ngx_free_connection(c);
+        mc->c = NULL;
+    }
+
+    if (mc->res) {
+        mysql_free_result(mc->res);
+        mc->res = NULL;
+    }
+
+    if (mc->mysql) {
+        mysql_close(mc->mysql);
+        mc->mysql = NULL;
+    }
+
+    mc->state = NGX_RBCS_MC_CLOSED;
+}
+
+
+/* the connection failed: close it, fail its query, retry later */
+
+static void
+ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
+    ngx_uint_t err)
+{
+    ngx_msec_t               delay;
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = mc->query;
+    mc->query = NULL;
+
+    ngx_rbcs_mysql_close(mc, 0);
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        if (q) {
+            ngx_rbcs_mysql_deliver(q, rc, err);
+        }
+        return;
+    }
+
+    delay = NGX_RBCS_MYSQL_BACKOFF_MIN << ngx_min(mc->failures, 6);
+    delay = ngx_min(delay, NGX_RBCS_MYSQL_BACKOFF_MAX);
+    delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+
+    mc->failures++;
+    mc->state = NGX_RBCS_MC_BACKOFF;
+    ngx_add_timer(&mc->timer, delay);
+
+    if (q) {
+        ngx_rbcs_mysql_deliver(q, rc, err);
+    }
+
+    /* no connection left to wait for: fail the waiting requests now */
+
+    if (!ngx_rbcs_mysql_usable()) {
+        while (!ngx_queue_empty(&mc->pool->waiting)) {
+            q = ngx_queue_data(ngx_queue_head(&mc->pool->waiting),
+                               ngx_rbcs_mysql_query_t, queue);
+            ngx_queue_remove(&q->queue);
+            mc->pool->nwaiting--;
+            ngx_rbcs_mysql_deliver(q, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        }
+    }
+}
+
+
+static void
+ngx_rbcs_mysql_event_handler(ngx_event_t *ev)
+{
+    char                    buf[1];
+    ssize_t                 n;
+    ngx_connection_t       *c;
+    ngx_rbcs_mysql_conn_t  *mc;
+
+    c = ev->data;
+    mc = c->data;
+
+    if (mc->state == NGX_RBCS_MC_IDLE) {
+
+        /* an idle connection became readable: the server closed it */
+
+        if (ev == c->read) {
+            n = recv(c->fd, buf, 1, MSG_PEEK);
+
+            if (n == 0 || (n == -1 && ngx_socket_errno != NGX_EAGAIN)) {
+                ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                              "rbcs: idle mysql connection closed by peer");
+                ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+            }
+        }
+
+        return;
+    }
+
+    if (mc->wait == 0) {
+        /* no operation is waiting for the socket */
+        return;
+    }
+
+    ngx_rbcs_mysql_process(mc, mc->wait & ~MYSQL_WAIT_TIMEOUT);
+}
+
+
+static void
+ngx_rbcs_mysql_timer_handler(ngx_event_t *ev)
+{
+    ngx_rbcs_mysql_conn_t  *mc;
+
+    mc = ev->data;
+
+    switch (mc->state) {
+
+    case NGX_RBCS_MC_BACKOFF:
+        ngx_rbcs_mysql_connect(mc);
+        return;
+
+    case NGX_RBCS_MC_CONNECTING:
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "rbcs: mysql connect timed out");
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        return;
+
+    case NGX_RBCS_MC_QUERY:
+    case NGX_RBCS_MC_STORE:
+    case NGX_RBCS_MC_NEXT:
+    case NGX_RBCS_MC_ROLLBACK:
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "rbcs: mysql query timed out");
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNKNOWN, 0);
+        return;
+
+    default:
+        return;
+    }
+}
+
+
+static void
+ngx_rbcs_mysql_kick_handler(ngx_event_t *ev)
+{
+    ngx_rbcs_mysql_conn_t  *mc;
+
+    mc = ev->data;
+
+    if (mc->state == NGX_RBCS_MC_QUERY && mc->wait == 0) {
+        ngx_rbcs_mysql_process(mc, 0);
+    }
+}
+
+
+/*
+ * Start (status 0) or continue (status: the events that happened) the
+ * operation of the connection's current state, and move on through the
+ * states for as long as the library does not have to wait.
+ */
+
+static void
+ngx_rbcs_mysql_process(ngx_rbcs_mysql_conn_t *mc, int status)
+{
+    int     s;
+    MYSQL  *m;
+
+    m = mc->mysql;
+
+    for ( ;; ) {
+
+        switch (mc->state) {
+
+        case NGX_RBCS_MC_CONNECTING:
+
+            if (status != -1) {
+                s = mysql_real_connect_cont(&mc->cret, m, status);
+                if (s) {
+                    goto wait;
+                }
+
+                mc->wait = 0;
+            }
+
+            if (mc->timer.timer_set) {
+                ngx_del_timer(&mc->timer);
+            }
+
+            if (mc->cret == NULL) {
+                ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
+                              "rbcs: mysql connect failed: %s",
+                              mysql_error(m));
+                ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+                return;
+            }
+
+            if (ngx_rbcs_mysql_attach(mc) != NGX_OK) {
+                ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+                return;
+            }
+
+            if (mc->failures) {
+                ngx_log_error(NGX_LOG_NOTICE, mc->pool->log, 0,
+                              "rbcs: mysql connection re-established");
+            }
+
+            mc->failures = 0;
+            ngx_rbcs_mysql_set_idle(mc);
+            ngx_rbcs_mysql_dispatch(mc);
+            return;
+
+        case NGX_RBCS_MC_QUERY:
+
+            s = status ? mysql_real_query_cont(&mc->iret, m, status)
+                       : mysql_real_query_start(&mc->iret, m,
+                                                (char *) mc->sql,
+                                                mc->sql_len);
+            if (s) {
+                goto wait;
+            }
+
+            mc->wait = 0;
+
+            if (mc->iret != 0) {
+                ngx_rbcs_mysql_query_failed(mc);
+                return;
+            }
+
+            mc->state = NGX_RBCS_MC_STORE;
+            status = 0;
+            continue;
+
+        case NGX_RBCS_MC_STORE:
+
+            s = status ? mysql_store_result_cont(&mc->res, m, status)
+                       : mysql_store_result_start(&mc->res, m);
+            if (s) {
+                goto wait;
+            }
+
+            mc->wait = 0;
+
+            if (mc->res == NULL && mysql_field_count(m) != 0) {
+                ngx_rbcs_mysql_query_failed(mc);
+                return;
+            }
+
+            if (mc->res) {
+                if (ngx_rbcs_mysql_copy_result(mc) != NGX_OK) {
+                    mc->rc = NGX_RBCS_MYSQL_ESQL;
+                }
+
+                mysql_free_result(mc->res);
+                mc->res = NULL;
+            }
+
+            if (!mysql_more_results(m)) {
+                ngx_rbcs_mysql_finish(mc, mc->rc, 0);
+                return;
+            }
+
+            mc->state = NGX_RBCS_MC_NEXT;
+            status = 0;
+            continue;
+
+        case NGX_RBCS_MC_NEXT:
+
+            s = status ? mysql_next_result_cont(&mc->iret, m, status)
+                       : mysql_next_result_start(&mc->iret, m);
+            if (s) {
+                goto wait;
+            }
+
+            mc->wait = 0;
+
+            if (mc->iret > 0) {
+                ngx_rbcs_mysql_query_failed(mc);
+                return;
+            }
+
+            if (mc->iret == -1) {
+                ngx_rbcs_mysql_finish(mc, mc->rc, 0);
+                return;
+            }
+
+            mc->state = NGX_RBCS_MC_STORE;
+            status = 0;
+            continue;
+
+        case NGX_RBCS_MC_ROLLBACK:
+
+            s = status ? mysql_real_query_cont(&mc->iret, m, status)
+                       : mysql_real_query_start(&mc->iret, m, "ROLLBACK",
+                                                sizeof("ROLLBACK") - 1);
+            if (s) {
+                goto wait;
+            }
+
+            mc->wait = 0;
+
+            if (mc->iret != 0) {
+                ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
+                              "rbcs: mysql ROLLBACK failed: %s",
+                              mysql_error(m));
+                ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_ESQL, mc->err);
+                return;
+            }
+
+            ngx_rbcs_mysql_finish(mc, NGX_RBCS_MYSQL_ESQL, mc->err);
+            return;
+
+        default:
+            return;
+        }
+    }
+
+wait:
+
+    mc->wait = s;
+
+    if (ngx_rbcs_mysql_attach(mc) != NGX_OK) {
+        ngx_rbcs_mysql_broken(mc, mc->state == NGX_RBCS_MC_CONNECTING
+                                  ? NGX_RBCS_MYSQL_EUNAVAIL
+                                  : NGX_RBCS_MYSQL_EUNKNOWN, CR_SERVER_LOST);
+    }
+}
+
+
+/* copy a stored result set into the query's pool */
+
+static ngx_int_t
+ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc)
+{
+    ngx_uint_t                i, n, ncols, nrows;
+    ngx_str_t                *cell;
+    MYSQL_ROW                 row;
+    unsigned long            *lengths;
+    ngx_rbcs_mysql_query_t   *q;
+    ngx_rbcs_mysql_result_t  *rs;
+
+    q = mc->query;
+    if (q == NULL) {
+        return NGX_OK;
+    }
+
+    ncols = mysql_num_fields(mc->res);
+    nrows = (ngx_uint_t) mysql_num_rows(mc->res);
+
+    rs = ngx_array_push(&q->results);
+    if (rs == NULL) {
+        return NGX_ERROR;
+    }
+
+    rs->ncols = ncols;
+    rs->nrows = nrows;
+    rs->cells = ngx_pcalloc(q->pool, sizeof(ngx_str_t) * (ncols * nrows + 1));
+    if (rs->cells == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    while ((row = mysql_fetch_row(mc->res)) != NULL) {
+        lengths = mysql_fetch_lengths(mc->res);
+
+        for (i = 0; i < ncols; i++) {
+            cell = &rs->cells[n++];
+
+            if (row[i] == NULL) {
+                continue;
+            }
+
+            cell->len = lengths[i];
+            cell->data = ngx_pnalloc(q->pool, lengths[i] + 1);
+            if (cell->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(cell->data, row[i], lengths[i]);
+            cell->data[lengths[i]] = '\0';
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the server or the connection reported an error for the query */
+
+static void
+ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc)
+{
+    ngx_uint_t               err;
+    ngx_rbcs_mysql_query_t  *q;
+
+    err = mysql_errno(mc->mysql);
+    q = mc->query;
+
+    if (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
+                      "rbcs: mysql connection lost: %s",
+                      mysql_error(mc->mysql));
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNKNOWN, CR_SERVER_LOST);
+        return;
+    }
+
+    if (err != ER_LOCK_DEADLOCK && err != ER_LOCK_WAIT_TIMEOUT
+        && err != ER_DUP_ENTRY)
+    {
+        ngx_log_error(NGX_LOG_ERR, mc->pool->log, 0,
+                      "rbcs: mysql error %ui: %s", err,
+                      mysql_error(mc->mysql));
+    }
+
+    mc->err = err;
+
+    /*
+     * A lock wait timeout rolls back only the statement: committing
+     * after it would apply half a transfer, so a transaction always
+     * ends with an explicit ROLLBACK after an error.
+     */
+
+    if (q == NULL || q->transaction) {
+        mc->state = NGX_RBCS_MC_ROLLBACK;
+        ngx_rbcs_mysql_process(mc, 0);
+        return;
+    }
+
+    ngx_rbcs_mysql_finish(mc, NGX_RBCS_MYSQL_ESQL, err);
+}
+
+
+static void
+ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
+    ngx_uint_t err)
+{
+    ngx_rbcs_mysql_query_t  *q;
+
+    if (mc->timer.timer_set) {
+        ngx_del_timer(&mc->timer);
+    }
+
+    q = mc->query;
+    mc->query = NULL;
+
+    ngx_rbcs_mysql_set_idle(mc);
+
+    if (q) {
+        ngx_rbcs_mysql_deliver(q, rc, err);
+    }
+
+    if (mc->state == NGX_RBCS_MC_IDLE) {
+        ngx_rbcs_mysql_dispatch(mc);
+    }
+}
+
+
+static void
+ngx_rbcs_mysql_set_idle(ngx_rbcs_mysql_conn_t *mc)
+{
+    mc->state = NGX_RBCS_MC_IDLE;
+    mc->rc = NGX_RBCS_MYSQL_OK;
+    mc->err = 0;
+    ngx_queue_insert_tail(&mc->pool->idle, &mc->queue);
+}
+
+
+/* an idle connection takes the oldest waiting query */
+
+static void
+ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc)
+{
+    ngx_queue_t             *head;
+    ngx_rbcs_mysql_pool_t   *pool;
+    ngx_rbcs_mysql_query_t  *q;
+
+    pool = mc->pool;
+
+    if (mc->state != NGX_RBCS_MC_IDLE || ngx_queue_empty(&pool->waiting)) {
+        return;
+    }
+
+    head = ngx_queue_head(&pool->waiting);
+    q = ngx_queue_data(head, ngx_rbcs_mysql_query_t, queue);
+    ngx_queue_remove(head);
+    pool->nwaiting--;
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    if (ngx_rbcs_mysql_start(mc, q) != NGX_OK) {
+        ngx_rbcs_mysql_deliver(q, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+    }
+}
+
+
+static ngx_int_t
+ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t *q)
+{
+    size_t   size;
+    u_char  *p;
+
+    if (q->sql.len > mc->sql_size) {
+        size = ngx_max(q->sql.len, 1024);
+        p = ngx_alloc(size, mc->pool->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (mc->sql) {
+            ngx_free(mc->sql);
+        }
+
+        mc->sql = p;
+        mc->sql_size = size;
+    }
+
+    ngx_memcpy(mc->sql, q->sql.data, q->sql.len);
+    mc->sql_len = q->sql.len;
+
+    ngx_queue_remove(&mc->queue);
+
+    mc->query = q;
+    mc->state = NGX_RBCS_MC_QUERY;
+    mc->rc = NGX_RBCS_MYSQL_OK;
+    mc->err = 0;
+
+    q->conn = mc;
+    q->state = NGX_RBCS_Q_RUNNING;
+    q->attempts++;
+
+    ngx_add_timer(&mc->timer, mc->pool->conf->query_timeout);
+
+    /* the query is started from the event loop, never from the caller */
+
+    ngx_post_event(&mc->kick, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The end of one attempt.  Deadlocks and lock wait timeouts are retried
+ * after a short jittered delay; a connection lost under an idempotent query
+ * runs it again (the caller learns from q->unknown that an earlier attempt
+ * may have been applied).  Everything else goes to the query's handler.
+ */
+
+static void
+ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q, ngx_uint_t rc,
+    ngx_uint_t err)
+{
+    ngx_msec_t              delay;
+    ngx_rbcs_mysql_conf_t  *conf;
+
+    conf = ngx_rbcs_mysql_pool->conf;
+
+    q->conn = NULL;
+    q->rc = rc;
+    q->err = err;
+
+    if (rc == NGX_RBCS_MYSQL_ESQL && q->transaction
+        && (err == ER_LOCK_DEADLOCK || err == ER_LOCK_WAIT_TIMEOUT)
+        && q->attempts <= conf->retries)
+    {
+        ngx_log_error(NGX_LOG_INFO, q->log, 0,
+                      "rbcs: mysql error %ui, retrying", err);
+
+        q->results.nelts = 0;
+        q->state = NGX_RBCS_Q_BACKOFF;
+
+        delay = 5 << ngx_min(q->attempts, 6);
+        delay = delay / 2 + (ngx_msec_t) ngx_random() % delay;
+        ngx_add_timer(&q->timer, delay);
+        return;
+    }
+
+    if (rc == NGX_RBCS_MYSQL_EUNKNOWN && err == CR_SERVER_LOST
+        && q->idempotent && q->attempts <= conf->retries)
+    {
+        q->unknown = 1;
+        q->results.nelts = 0;
+        q->state = NGX_RBCS_Q_NEW;
+
+        if (ngx_rbcs_mysql_run(q) == NGX_OK) {
+            return;
+        }
+
+        rc = NGX_RBCS_MYSQL_EUNKNOWN;
+        q->rc = rc;
+    }
+
+    if (rc == NGX_RBCS_MYSQL_EUNAVAIL && q->unknown) {
+        q->rc = NGX_RBCS_MYSQL_EUNKNOWN;
+    }
+
+    q->state = NGX_RBCS_Q_DONE;
+
+    if (q->handler) {
+        q->handler(q);
+    }
+}
+
+
+ngx_rbcs_mysql_query_t *
+ngx_rbcs_mysql_create(ngx_http_request_t *r)
+{
+    ngx_http_cleanup_t      *cln;
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_mysql_query_t));
+    if (q == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&q->results, r->pool, 2,
+                       sizeof(ngx_rbcs_mysql_result_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_rbcs_mysql_cleanup;
+    cln->data = q;
+
+    q->pool = r->pool;
+    q->log = r->connection->log;
+    q->data = r;
+    q->start = ngx_current_msec;
+
+    q->timer.handler = ngx_rbcs_mysql_query_timer;
+    q->timer.data = q;
+    q->timer.log = r->connection->log;
+
+    return q;
+}
+
+
+/*
+ * Hand a query to the pool.  NGX_OK: its handler will be called later.
+ * NGX_DECLINED: no connection can be had now (the caller answers 503).
+ */
+
+ngx_int_t
+ngx_rbcs_mysql_run(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_queue_t             *head;
+    ngx_rbcs_mysql_pool_t   *pool;
+    ngx_rbcs_mysql_conn_t   *mc;
+
+    pool = ngx_rbcs_mysql_pool;
+
+    if (pool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_queue_empty(&pool->idle)) {
+        head = ngx_queue_head(&pool->idle);
+        mc = ngx_queue_data(head, ngx_rbcs_mysql_conn_t, queue);
+
+        if (ngx_rbcs_mysql_start(mc, q) == NGX_OK) {
+            return NGX_OK;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_rbcs_mysql_usable()
+        || pool->nwaiting >= pool->conf->queue_size)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_insert_tail(&pool->waiting, &q->queue);
+    pool->nwaiting++;
+    q->state = NGX_RBCS_Q_QUEUED;
+    ngx_add_timer(&q->timer, pool->conf->queue_timeout);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_mysql_query_timer(ngx_event_t *ev)
+{
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ev->data;
+
+    if (q->state == NGX_RBCS_Q_BACKOFF) {
+        q->state = NGX_RBCS_Q_NEW;
+
+        if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+            ngx_rbcs_mysql_deliver(q, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        }
+
+        return;
+    }
+
+    if (q->state == NGX_RBCS_Q_QUEUED) {
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "rbcs: no mysql connection within the queue timeout");
+        ngx_queue_remove(&q->queue);
+        ngx_rbcs_mysql_pool->nwaiting--;
+        ngx_rbcs_mysql_deliver(q, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+    }
+}
+
+
+/* the request is going away: forget the query wherever it is */
+
+static void
+ngx_rbcs_mysql_cleanup(void *data)
+{
+    ngx_rbcs_mysql_query_t *q = data;
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    switch (q->state) {
+
+    case NGX_RBCS_Q_QUEUED:
+        ngx_queue_remove(&q->queue);
+        ngx_rbcs_mysql_pool->nwaiting--;
+        break;
+
+    case NGX_RBCS_Q_RUNNING:
+        if (q->conn) {
+            q->conn->query = NULL;
+        }
+        break;
+
+    default:
+        break;
+    }
+
+    q->state = NGX_RBCS_Q_DONE;
+    q->handler = NULL;
+}
+
+
+/* a connection is up, or on its way up */
+
+static ngx_uint_t
+ngx_rbcs_mysql_usable(void)
+{
+    ngx_uint_t              i;
+    ngx_rbcs_mysql_pool_t  *pool;
+
+    pool = ngx_rbcs_mysql_pool;
+
+    for (i = 0; i < pool->nconns; i++) {
+        if (pool->conns[i].state >= NGX_RBCS_MC_CONNECTING) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a NUL-terminated copy for the library; NULL for an empty string */
+
+static u_char *
+ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+
+    if (s->len == 0) {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(pool, s->len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    (void) ngx_cpystrn(p, s->data, s->len + 1);
+
+    return p;
+}
+
+
+ngx_uint_t
+ngx_rbcs_mysql_ready(void)
+{
+    return ngx_rbcs_mysql_pool != NULL && ngx_rbcs_mysql_usable();
+}
+
+
+ngx_str_t *
+ngx_rbcs_mysql_cell(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
+    ngx_uint_t row, ngx_uint_t col)
+{
+    ngx_rbcs_mysql_result_t  *rs;
+
+    if (set >= q->results.nelts) {
+        return NULL;
+    }
+
+    rs = q->results.elts;
+    rs = &rs[set];
+
+    if (row >= rs->nrows || col >= rs->ncols) {
+        return NULL;
+    }
+
+    return &rs->cells[row * rs->ncols + col];
+}
+
+
+ngx_uint_t
+ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set)
+{
+    ngx_rbcs_mysql_result_t  *rs;
+
+    if (set >= q->results.nelts) {
+        return 0;
+    }
+
+    rs = q->results.elts;
+
+    return rs[set].nrows;
+}

@@ -1,0 +1,262 @@
+
+/*
+ * RBCS: the content handler.  Routes by path, then by method; GET routes
+ * go straight to their handler, POST routes after the body is read.
+ */
+
+
+#include "ngx_rbcs_router.h"
+#include "ngx_rbcs_http.h"
+#include "ngx_rbcs_account.h"
+#include "ngx_rbcs_transfer.h"
+
+
+typedef enum {
+    NGX_RBCS_ROUTE_NONE = 0,
+    NGX_RBCS_ROUTE_HEALTHZ,
+    NGX_RBCS_ROUTE_READYZ,
+    NGX_RBCS_ROUTE_ACCOUNTS,
+    NGX_RBCS_ROUTE_ACCOUNT,
+    NGX_RBCS_ROUTE_BALANCE,
+    NGX_RBCS_ROUTE_HISTORY,
+    NGX_RBCS_ROUTE_TRANSFERS,
+    NGX_RBCS_ROUTE_TRANSACTION
+} ngx_rbcs_route_e;
+
+
+typedef struct {
+    ngx_uint_t                 route;
+    ngx_str_t                  id;
+} ngx_rbcs_route_t;
+
+
+static void ngx_rbcs_router_match(ngx_http_request_t *r,
+    ngx_rbcs_route_t *rt);
+static void ngx_rbcs_router_body(ngx_http_request_t *r);
+
+
+#define ngx_rbcs_seg_is(s, lit)                                              \
+    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
+
+
+static void
+ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
+{
+    u_char      *p, *last, *s;
+    ngx_str_t    seg[4];
+    ngx_uint_t   n;
+
+    rt->route = NGX_RBCS_ROUTE_NONE;
+    ngx_str_null(&rt->id);
+
+    p = r->uri.data;
+    last = p + r->uri.len;
+
+    if (p == last || *p != '/') {
+        return;
+    }
+
+    n = 0;
+
+    while (p < last) {
+        if (n == 4) {
+            return;
+        }
+
+        p++;                                         /* the '/' */
+        s = p;
+
+        while (p < last && *p != '/') {
+            p++;
+        }
+
+        seg[n].data = s;
+        seg[n].len = p - s;
+        n++;
+    }
+
+    if (n == 1) {
+        if (ngx_rbcs_seg_is(&seg[0], "healthz")) {
+            rt->route = NGX_RBCS_ROUTE_HEALTHZ;
+
+        } else if (ngx_rbcs_seg_is(&seg[0], "readyz")) {
+            rt->route = NGX_RBCS_ROUTE_READYZ;
+
+        } else if (ngx_rbcs_seg_is(&seg[0], "accounts")) {
+            rt->route = NGX_RBCS_ROUTE_ACCOUNTS;
+        }
+
+        return;
+    }
+
+    if (!ngx_rbcs_seg_is(&seg[0], "accounts") || seg[1].len == 0) {
+        return;
+    }
+
+    if (ngx_rbcs_seg_is(&seg[1], "transactions")) {
+        if (n == 2) {
+            rt->route = NGX_RBCS_ROUTE_TRANSFERS;
+
+        } else if (n == 3 && seg[2].len) {
+            rt->route = NGX_RBCS_ROUTE_TRANSACTION;
+            rt->id = seg[2];
+        }
+
+        return;
+    }
+
+    rt->id = seg[1];
+
+    if (n == 2) {
+        rt->route = NGX_RBCS_ROUTE_ACCOUNT;
+
+    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "balance")) {
+        rt->route = NGX_RBCS_ROUTE_BALANCE;
+
+    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "transactions")) {
+        rt->route = NGX_RBCS_ROUTE_HISTORY;
+    }
+}
+
+
+ngx_int_t
+ngx_rbcs_router_handler(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_uint_t        post;
+    ngx_rbcs_route_t  rt;
+
+    ngx_rbcs_router_match(r, &rt);
+
+    if (rt.route == NGX_RBCS_ROUTE_NONE) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                     "no such route");
+    }
+
+    post = (rt.route == NGX_RBCS_ROUTE_ACCOUNTS
+            || rt.route == NGX_RBCS_ROUTE_TRANSFERS);
+
+    if (post) {
+        if (r->method != NGX_HTTP_POST) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                r->keepalive = 0;
+            }
+
+            return ngx_rbcs_http_not_allowed(r, "POST");
+        }
+
+        ngx_http_set_ctx(r, (void *) (uintptr_t) rt.route, ngx_rbcs_module);
+
+        r->request_body_in_single_buf = 1;
+
+        rc = ngx_http_read_client_request_body(r, ngx_rbcs_router_body);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        return NGX_DONE;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+
+        return ngx_rbcs_http_not_allowed(r, "GET, HEAD");
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    switch (rt.route) {
+
+    case NGX_RBCS_ROUTE_HEALTHZ:
+        return ngx_rbcs_http_send(r, NGX_HTTP_OK,
+                                  &(ngx_str_t) ngx_string("application/json"),
+                                  (u_char *) "{\"status\":\"ok\"}",
+                                  sizeof("{\"status\":\"ok\"}") - 1);
+
+    case NGX_RBCS_ROUTE_READYZ:
+        rc = ngx_rbcs_account_ready(r);
+        break;
+
+    case NGX_RBCS_ROUTE_ACCOUNT:
+        rc = ngx_rbcs_account_get(r, &rt.id, 0);
+        break;
+
+    case NGX_RBCS_ROUTE_BALANCE:
+        rc = ngx_rbcs_account_get(r, &rt.id, 1);
+        break;
+
+    case NGX_RBCS_ROUTE_HISTORY:
+        rc = ngx_rbcs_account_history(r, &rt.id);
+        break;
+
+    default: /* NGX_RBCS_ROUTE_TRANSACTION */
+        rc = ngx_rbcs_transfer_get(r, &rt.id);
+        break;
+    }
+
+    if (rc == NGX_DONE) {
+        /* the database answers later, in ngx_rbcs_router_done() */
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_rbcs_router_body(ngx_http_request_t *r)
+{
+    size_t                  nfields;
+    ngx_int_t               rc;
+    ngx_uint_t              route;
+    ngx_rbcs_json_field_t  *fields;
+
+    route = (uintptr_t) ngx_http_get_module_ctx(r, ngx_rbcs_module);
+    ngx_http_set_ctx(r, NULL, ngx_rbcs_module);
+
+    rc = ngx_rbcs_http_body(r, &fields, &nfields);
+
+    if (rc == NGX_OK) {
+        if (route == NGX_RBCS_ROUTE_ACCOUNTS) {
+            rc = ngx_rbcs_account_open(r, fields, nfields);
+
+        } else {
+            rc = ngx_rbcs_transfer_post(r, fields, nfields);
+        }
+    }
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+/* a route's database work is over: send was done, finalize */
+
+void
+ngx_rbcs_router_done(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+ngx_int_t
+ngx_rbcs_problem_handler(ngx_http_request_t *r)
+{
+    return ngx_rbcs_http_problem_handler(r);
+}
