@@ -261,7 +261,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(rmcf->mysql.connect_timeout, 2000);
     ngx_conf_init_msec_value(rmcf->mysql.query_timeout, 5000);
     ngx_conf_init_msec_value(rmcf->mysql.queue_timeout, 3000);
-    ngx_conf_init_msec_value(rmcf->mysql.lock_wait_timeout, 3000);
+    ngx_conf_init_msec_value(rmcf->mysql.lock_wait_timeout, 2000);
 
     if (rmcf->mysql.user.data == NULL) {
         ngx_str_set(&rmcf->mysql.user, "rbcs");

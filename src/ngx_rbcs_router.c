@@ -123,7 +123,7 @@ ngx_int_t
 ngx_rbcs_router_handler(ngx_http_request_t *r)
 {
     ngx_int_t         rc;
-    ngx_uint_t        post;
+    ngx_uint_t        post, *route;
     ngx_rbcs_route_t  rt;
 
     ngx_rbcs_router_match(r, &rt);
@@ -149,7 +149,13 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
             return ngx_rbcs_http_not_allowed(r, "POST");
         }
 
-        ngx_http_set_ctx(r, (void *) (uintptr_t) rt.route, ngx_rbcs_module);
+        route = ngx_palloc(r->pool, sizeof(ngx_uint_t));
+        if (route == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *route = rt.route;
+        ngx_http_set_ctx(r, route, ngx_rbcs_module);
 
         r->request_body_in_single_buf = 1;
 
@@ -221,7 +227,7 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     ngx_uint_t              route;
     ngx_rbcs_json_field_t  *fields;
 
-    route = (uintptr_t) ngx_http_get_module_ctx(r, ngx_rbcs_module);
+    route = *(ngx_uint_t *) ngx_http_get_module_ctx(r, ngx_rbcs_module);
     ngx_http_set_ctx(r, NULL, ngx_rbcs_module);
 
     rc = ngx_rbcs_http_body(r, &fields, &nfields);

@@ -354,6 +354,10 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
         }
 
         n = ngx_rbcs_time_format(buf, ts);
+        if (n == 0) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         ngx_rbcs_out_jstr(&out, "timestamp", buf, n);
     }
 

@@ -1,0 +1,551 @@
+#!/usr/bin/env bash
+# conf/stack.sh - install, build, start and stop the RBCS stacks.
+#
+# The Makefile is a thin wrapper around this script:
+#
+#   conf/stack.sh deps       install missing Debian packages (apt-get)
+#   conf/stack.sh build      build build/ngx_rbcs_module.so
+#   conf/stack.sh unit       build the C unit tests (t/unit/Makefile*)
+#   conf/stack.sh run        deps + build + local stack (MariaDB, Redis, nginx)
+#   conf/stack.sh stop       stop the local stack
+#   conf/stack.sh status     show what is running
+#   conf/stack.sh test       deps + build + unit + disposable test stack + prove
+#   conf/stack.sh test-up    start the test stack (without prove) and print the
+#                            environment the tests need (eval-able)
+#   conf/stack.sh test-down  stop the test stack and everything tests left
+#   conf/stack.sh clean      stop everything, remove build/ and var/
+#
+# Everything lives under the repository: build/ (compiler output), var/run
+# (local stack of `make run`) and var/test (disposable stack of `make test`).
+# Services are plain background processes (no systemd), bound to 127.0.0.1,
+# tracked by pid files.
+#
+# Environment:
+#   RBCS_HTTP_PORT (8080) RBCS_MYSQL_PORT (3306) RBCS_REDIS_PORT (6379)
+#       ports of the local stack (make run)
+#   RBCS_TEST_MYSQL_PORT (13306) RBCS_TEST_REDIS_PORT (16379)
+#       ports of the test stack (make test)
+#   TESTS (t/)  PROVE_JOBS (2)  PROVE_ARGS ()
+#       what and how `make test` runs: prove -j$PROVE_JOBS $PROVE_ARGS -r -I t/lib $TESTS
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
+          libmariadb-dev libhiredis-dev libyajl-dev libpcre2-dev zlib1g-dev
+          libdbd-mariadb-perl libjson-pp-perl curl wrk gcc make)
+
+NGINX_BIN="${RBCS_NGINX:-/usr/sbin/nginx}"
+NGX_DEV_SRC=/usr/share/nginx/src
+BUILD="$ROOT/build"
+NGX_BUILD="$BUILD/nginx-src"
+MODULE="$BUILD/ngx_rbcs_module.so"
+CC_OPT="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2 -Wall -Wextra"
+LD_OPT="-Wl,-z,relro -Wl,-z,now -fPIC"
+JOBS="$(nproc 2>/dev/null || echo 2)"
+
+RUN_VAR="$ROOT/var/run"
+TEST_VAR="$ROOT/var/test"
+
+HTTP_PORT="${RBCS_HTTP_PORT:-8080}"
+MYSQL_PORT="${RBCS_MYSQL_PORT:-3306}"
+REDIS_PORT="${RBCS_REDIS_PORT:-6379}"
+TEST_MYSQL_PORT="${RBCS_TEST_MYSQL_PORT:-13306}"
+TEST_REDIS_PORT="${RBCS_TEST_REDIS_PORT:-16379}"
+
+log()  { printf '==> %s\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+find_bin() {   # name, fallback path
+    command -v "$1" 2>/dev/null || echo "$2"
+}
+mariadbd_bin()  { echo "${RBCS_MARIADBD:-$(find_bin mariadbd /usr/sbin/mariadbd)}"; }
+
+# ---------------------------------------------------------------- helpers --
+
+# render TEMPLATE OUTPUT NAME=VALUE...: replace @NAME@ by VALUE (any text).
+render() {
+    local in=$1 out=$2; shift 2
+    [ -f "$in" ] || die "template $in is missing"
+    perl -e '
+        my ($in, $out, @kv) = @ARGV;
+        my %v = map { /^([^=]+)=(.*)\z/s ? ($1, $2) : die "bad $_\n" } @kv;
+        open my $fh, "<", $in or die "$in: $!\n";
+        local $/; my $t = <$fh>; close $fh;
+        $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : die "$in: no value for \@$1\@\n"/ge;
+        open $fh, ">", "$out.tmp" or die "$out.tmp: $!\n";
+        print $fh $t; close $fh or die "$out.tmp: $!\n";
+        rename "$out.tmp", $out or die "$out: $!\n";
+    ' "$in" "$out" "$@"
+}
+
+pid_alive() {   # pid: exists and is not a zombie
+    local pid=$1
+    [ -n "$pid" ] && [ -e "/proc/$pid" ] || return 1
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
+
+# running_pid PIDFILE COMM: print the pid if the file names a live process
+# whose command name starts with COMM.
+running_pid() {
+    local f=$1 comm=$2 pid
+    [ -s "$f" ] || return 1
+    pid=$(tr -dc '0-9' < "$f")
+    pid_alive "$pid" || return 1
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm"* ]] || return 1
+    echo "$pid"
+}
+
+wait_gone() {   # pid seconds
+    local pid=$1 i
+    for ((i = 0; i < $2 * 10; i++)); do
+        pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# stop_pidfile LABEL PIDFILE COMM SIGNAL SECONDS
+stop_pidfile() {
+    local label=$1 f=$2 comm=$3 sig=$4 secs=$5 pid
+    if ! pid=$(running_pid "$f" "$comm"); then
+        rm -f "$f"
+        return 1
+    fi
+    kill -CONT "$pid" 2>/dev/null || true    # a test may have SIGSTOPped it
+    kill "-$sig" "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" "$secs"; then
+        warn "$label (pid $pid) did not stop within ${secs}s, killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 5 || warn "$label (pid $pid) is still there"
+    fi
+    rm -f "$f"
+    log "stopped $label (pid $pid)"
+}
+
+port_in_use() {   # port: something accepts connections on 127.0.0.1:port
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+check_port_free() {   # port what
+    if port_in_use "$1"; then
+        die "port $1 ($2) is already in use on 127.0.0.1; set another port (see README) or stop what uses it"
+    fi
+}
+
+# start_bg LOGFILE CMD...: start CMD detached (own session, no tty, no stdin)
+start_bg() {
+    local logf=$1; shift
+    setsid "$@" </dev/null >>"$logf" 2>&1 &
+    BG_PID=$!
+}
+
+# ------------------------------------------------------------------- deps --
+
+cmd_deps() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    log "installing missing packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "packages missing (${missing[*]}) and not root; install them as root"
+        sudo=(sudo)
+    fi
+    # Keep the packages' init scripts from starting system-wide nginx,
+    # MariaDB or Redis (they would take ports 80/3306/6379): a temporary
+    # policy-rc.d refusing all service starts, removed afterwards.
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then
+        "${sudo[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+        created_policy=1
+    fi
+    local rc=0
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q || rc=$?
+    if [ $rc -eq 0 ]; then
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends "${missing[@]}" || rc=$?
+    fi
+    if [ $created_policy -eq 1 ]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    [ $rc -eq 0 ] || die "apt-get failed (exit $rc)"
+}
+
+# ------------------------------------------------------------------ build --
+
+cmd_build() {
+    [ -f "$ROOT/config" ] || die "$ROOT/config (the module's nginx addon script) is missing"
+    [ -f "$NGX_DEV_SRC/conf_flags" ] || die "$NGX_DEV_SRC/conf_flags not found (is nginx-dev installed?)"
+    mkdir -p "$BUILD"
+
+    # 1. private copy of Debian's nginx-dev tree, refreshed when it changes
+    local want
+    want="nginx-dev $(dpkg-query -W -f='${Version}' nginx-dev 2>/dev/null || true) $(stat -c %Y "$NGX_DEV_SRC/configure" "$NGX_DEV_SRC/conf_flags" | tr '\n' ' ')"
+    if [ "$(cat "$NGX_BUILD/.rbcs-source" 2>/dev/null || true)" != "$want" ]; then
+        log "copying $NGX_DEV_SRC to build/nginx-src"
+        rm -rf "$NGX_BUILD" "$NGX_BUILD.tmp"
+        cp -a "$NGX_DEV_SRC" "$NGX_BUILD.tmp"
+        printf '%s\n' "$want" > "$NGX_BUILD.tmp/.rbcs-source"
+        mv "$NGX_BUILD.tmp" "$NGX_BUILD"
+    fi
+
+    # 2. configure, when objs/ is missing or `config`/the flags changed
+    local NGX_CONF_FLAGS=()
+    # shellcheck disable=SC1091
+    source "$NGX_BUILD/conf_flags"
+    local args=("${NGX_CONF_FLAGS[@]}" "--with-cc-opt=$CC_OPT" "--with-ld-opt=$LD_OPT"
+                "--add-dynamic-module=$ROOT")
+    local stamp
+    stamp="$(printf '%s\n' "${args[@]}"; sha256sum "$ROOT/config" | cut -d' ' -f1)"
+    if [ ! -f "$NGX_BUILD/objs/Makefile" ] ||
+       [ "$(cat "$NGX_BUILD/.rbcs-configured" 2>/dev/null || true)" != "$stamp" ]; then
+        log "configuring nginx for the module (log: build/configure.log)"
+        rm -rf "$NGX_BUILD/objs" "$NGX_BUILD/.rbcs-configured"
+        if ! (cd "$NGX_BUILD" &&
+              env -u CFLAGS -u CPPFLAGS -u LDFLAGS -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+                  ./configure "${args[@]}") >"$BUILD/configure.log" 2>&1; then
+            tail -n 40 "$BUILD/configure.log" >&2
+            die "nginx ./configure failed, see build/configure.log"
+        fi
+        printf '%s' "$stamp" > "$NGX_BUILD/.rbcs-configured"
+    fi
+
+    # 3. compile (objs/Makefile tracks the sources and ngx_module_deps)
+    log "compiling ngx_rbcs_module"
+    if ! (cd "$NGX_BUILD" &&
+          env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j"$JOBS" -f objs/Makefile modules); then
+        die "module build failed"
+    fi
+
+    # 4. install atomically (a running nginx keeps its mapping of the old file)
+    cp "$NGX_BUILD/objs/ngx_rbcs_module.so" "$BUILD/.ngx_rbcs_module.so.new"
+    mv -f "$BUILD/.ngx_rbcs_module.so.new" "$MODULE"
+    log "built $MODULE"
+}
+
+cmd_unit() {
+    local mk
+    for mk in t/unit/Makefile t/unit/Makefile.json; do
+        if [ -f "$mk" ]; then
+            log "building unit tests: make -f $mk"
+            env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j"$JOBS" -f "$mk" ||
+                die "unit test build failed ($mk)"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------- MariaDB --
+# Layout for a stack directory V (var/run or var/test):
+#   V/my.cnf  V/mariadb/{data,tmp,mariadb.sock,mariadbd.pid,error.log}
+
+mysql_paths() {   # V
+    MY_CNF="$1/my.cnf"
+    MY_DIR="$1/mariadb"
+    MY_DATA="$MY_DIR/data"
+    MY_SOCK="$MY_DIR/mariadb.sock"
+    MY_PID="$MY_DIR/mariadbd.pid"
+    MY_LOG="$MY_DIR/error.log"
+}
+
+mysql_user_line() { [ "$(id -u)" -eq 0 ] && echo "user=root" || echo ""; }
+
+# mysql_start V PORT [template-copy-dir]
+mysql_start() {
+    local v=$1 port=$2 template=${3:-} pid
+    mysql_paths "$v"
+    mkdir -p "$MY_DIR/tmp"
+    [ ${#MY_SOCK} -lt 100 ] || die "socket path $MY_SOCK is too long for a unix socket; move the repository to a shorter path"
+    render "$ROOT/conf/my.cnf.in" "$MY_CNF" \
+        "MYSQL_PORT=$port" "DATADIR=$MY_DATA" "SOCKET=$MY_SOCK" "PIDFILE=$MY_PID" \
+        "LOG_ERROR=$MY_LOG" "TMPDIR=$MY_DIR/tmp" "USER=$(mysql_user_line)"
+
+    if pid=$(running_pid "$MY_PID" mariadbd); then
+        log "MariaDB already running (pid $pid, port $(my_print_defaults --defaults-file="$MY_CNF" mariadbd | sed -n 's/^--port=//p'))"
+    else
+        check_port_free "$port" "MariaDB"
+        if [ ! -d "$MY_DATA/mysql" ]; then
+            log "initialising MariaDB data directory $MY_DATA"
+            rm -rf "$MY_DATA" "$MY_DATA.tmp"
+            local user_opt=()
+            [ "$(id -u)" -eq 0 ] && user_opt=(--user=root)
+            if ! mariadb-install-db --defaults-file="$MY_CNF" "${user_opt[@]}" \
+                    --datadir="$MY_DATA.tmp" --auth-root-authentication-method=socket \
+                    --skip-test-db >"$MY_DIR/install.log" 2>&1; then
+                tail -n 30 "$MY_DIR/install.log" >&2
+                die "mariadb-install-db failed, see $MY_DIR/install.log"
+            fi
+            mv "$MY_DATA.tmp" "$MY_DATA"
+            if [ -n "$template" ]; then   # pristine copy for private instances
+                rm -rf "$template"
+                cp -a "$MY_DATA" "$template"
+            fi
+        fi
+        log "starting mariadbd on 127.0.0.1:$port"
+        rm -f "$MY_PID"
+        start_bg "$MY_DIR/mariadbd.out" "$(mariadbd_bin)" --defaults-file="$MY_CNF"
+        local i ok=0
+        for ((i = 0; i < 300; i++)); do
+            if mariadb-admin --defaults-file="$MY_CNF" --connect-timeout=1 ping >/dev/null 2>&1; then
+                ok=1; break
+            fi
+            pid_alive "$BG_PID" || break
+            sleep 0.1
+        done
+        if [ $ok -ne 1 ]; then
+            tail -n 30 "$MY_LOG" >&2 2>/dev/null || true
+            pid_alive "$BG_PID" && kill -TERM "$BG_PID" 2>/dev/null
+            die "mariadbd did not come up within 30s, see $MY_LOG"
+        fi
+    fi
+
+    mariadb --defaults-file="$MY_CNF" <<'SQL'
+CREATE DATABASE IF NOT EXISTS rbcs CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS 'rbcs'@'127.0.0.1' IDENTIFIED BY 'rbcs';
+CREATE USER IF NOT EXISTS 'rbcs'@'localhost' IDENTIFIED BY 'rbcs';
+GRANT ALL PRIVILEGES ON `rbcs`.* TO 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
+GRANT ALL PRIVILEGES ON `rbcs\_t\_%`.* TO 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
+SQL
+    if [ -f "$ROOT/conf/schema.sql" ]; then
+        mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/schema.sql" ||
+            die "applying conf/schema.sql to database rbcs failed"
+        log "applied conf/schema.sql to database rbcs"
+    else
+        warn "conf/schema.sql does not exist yet, database rbcs left empty"
+    fi
+}
+
+mysql_stop() {   # V
+    mysql_paths "$1"
+    stop_pidfile "mariadbd" "$MY_PID" mariadbd TERM 60 || log "mariadbd not running"
+}
+
+# ------------------------------------------------------------------ Redis --
+# V/redis.conf  V/redis/{redis.pid,redis.log}
+
+redis_start() {   # V PORT
+    local v=$1 port=$2 dir="$1/redis" pid
+    mkdir -p "$dir"
+    render "$ROOT/conf/redis.conf.in" "$v/redis.conf" "REDIS_PORT=$port" "REDIS_DIR=$dir"
+    if pid=$(running_pid "$dir/redis.pid" redis-server); then
+        log "Redis already running (pid $pid)"
+        return 0
+    fi
+    check_port_free "$port" "Redis"
+    log "starting redis-server on 127.0.0.1:$port"
+    rm -f "$dir/redis.pid"
+    start_bg "$dir/redis.out" redis-server "$v/redis.conf"
+    local i
+    for ((i = 0; i < 100; i++)); do
+        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+            return 0
+        fi
+        pid_alive "$BG_PID" || break
+        sleep 0.1
+    done
+    tail -n 20 "$dir/redis.log" >&2 2>/dev/null || true
+    die "redis-server did not come up within 10s, see $dir/redis.log"
+}
+
+redis_stop() {   # V
+    stop_pidfile "redis-server" "$1/redis/redis.pid" redis-server TERM 20 || log "redis-server not running"
+}
+
+# ------------------------------------------------------------------ nginx --
+
+nginx_user_directive() { [ "$(id -u)" -eq 0 ] && echo "user nobody nogroup;" || echo ""; }
+
+# nginx_stop_prefix PREFIX: graceful quit, then TERM/KILL
+nginx_stop_prefix() {
+    local p=$1 pid
+    pid=$(running_pid "$p/nginx.pid" nginx) || { rm -f "$p/nginx.pid"; return 1; }
+    kill -QUIT "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" 10; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_gone "$pid" 5 || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "stopped nginx (pid $pid, prefix ${p#"$ROOT"/})"
+}
+
+nginx_start_local() {
+    local p="$RUN_VAR/nginx"
+    mkdir -p "$p"
+    chmod 755 "$ROOT/var" "$RUN_VAR" "$p"
+    render "$ROOT/conf/nginx.local.conf.in" "$p/nginx.conf" \
+        "MODULE=$MODULE" "PREFIX=$p" "USER_DIRECTIVE=$(nginx_user_directive)" \
+        "WORKERS=2" "HTTP_PORT=$HTTP_PORT" "MYSQL_PORT=$MYSQL_PORT" \
+        "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" "HTTP_CONF=" "SERVER_CONF="
+    if running_pid "$p/nginx.pid" nginx >/dev/null; then
+        log "nginx already running: restarting it to load the current module"
+        nginx_stop_prefix "$p"
+    fi
+    check_port_free "$HTTP_PORT" "nginx HTTP"
+    log "starting nginx on 127.0.0.1:$HTTP_PORT"
+    "$NGINX_BIN" -p "$p/" -c "$p/nginx.conf" -e "$p/error.log" ||
+        die "nginx failed to start, see $p/error.log"
+    local i code=000
+    for ((i = 0; i < 100; i++)); do
+        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/healthz" || true)
+        [ "$code" != 000 ] && break
+        sleep 0.1
+    done
+    [ "$code" != 000 ] || die "nginx does not answer on 127.0.0.1:$HTTP_PORT, see $p/error.log"
+    log "GET /healthz -> $code"
+}
+
+# ------------------------------------------------------------- local stack --
+
+cmd_run() {
+    cmd_deps
+    local build_ok=1
+    # separate process: `set -e` does not apply inside a function run under ||
+    "$ROOT/conf/stack.sh" build || build_ok=0
+    mkdir -p "$RUN_VAR"
+    mysql_start "$RUN_VAR" "$MYSQL_PORT"
+    redis_start "$RUN_VAR" "$REDIS_PORT"
+    if [ $build_ok -eq 1 ]; then
+        nginx_start_local
+    fi
+    mysql_paths "$RUN_VAR"
+    local r=${RUN_VAR#"$ROOT"/}
+    local http_note="(nginx prefix $r/nginx)"
+    if [ $build_ok -ne 1 ]; then
+        if running_pid "$RUN_VAR/nginx/nginx.pid" nginx >/dev/null; then
+            http_note="(module build FAILED: nginx still runs the previous build)"
+        else
+            http_note="(NOT STARTED: module build failed)"
+        fi
+    fi
+    cat <<EOF
+
+RBCS local stack ($r):
+  HTTP     http://127.0.0.1:$HTTP_PORT/   $http_note
+  MariaDB  127.0.0.1:$MYSQL_PORT, socket $MY_SOCK
+           database rbcs, user rbcs / password rbcs
+           admin shell: mariadb --defaults-file=$r/my.cnf rbcs
+  Redis    127.0.0.1:$REDIS_PORT
+  Logs     $r/nginx/error.log  $r/nginx/access.log
+           $r/mariadb/error.log  $r/redis/redis.log
+  Stop     make stop
+EOF
+    [ $build_ok -eq 1 ] || die "the module did not build, nginx was not (re)started (MariaDB and Redis are up)"
+}
+
+cmd_stop() {
+    nginx_stop_prefix "$RUN_VAR/nginx" || log "nginx not running"
+    redis_stop "$RUN_VAR"
+    mysql_stop "$RUN_VAR"
+}
+
+cmd_status() {
+    local pid
+    mysql_paths "$RUN_VAR"
+    for spec in "nginx:$RUN_VAR/nginx/nginx.pid:nginx" "mariadbd:$MY_PID:mariadbd" \
+                "redis-server:$RUN_VAR/redis/redis.pid:redis-server"; do
+        IFS=: read -r label f comm <<<"$spec"
+        if pid=$(running_pid "$f" "$comm"); then
+            echo "$label: running (pid $pid)"
+        else
+            echo "$label: not running"
+        fi
+    done
+}
+
+# -------------------------------------------------------------- test stack --
+
+test_env() {
+    mysql_paths "$TEST_VAR"
+    cat <<EOF
+export RBCS_ROOT='$ROOT'
+export RBCS_MODULE='$MODULE'
+export RBCS_TEST_VAR='$TEST_VAR'
+export RBCS_MARIADBD='$(mariadbd_bin)'
+export RBCS_TEST_MYSQL_PORT='$TEST_MYSQL_PORT'
+export RBCS_TEST_MYSQL_SOCKET='$MY_SOCK'
+export RBCS_TEST_MYSQL_PIDFILE='$MY_PID'
+export RBCS_TEST_REDIS_PORT='$TEST_REDIS_PORT'
+EOF
+}
+
+cmd_test_down() {
+    local f
+    # nginx instances and private MariaDB servers left by killed tests
+    for f in "$TEST_VAR"/nginx/*/nginx.pid; do
+        [ -e "$f" ] && { nginx_stop_prefix "$(dirname "$f")" || true; }
+    done
+    for f in "$TEST_VAR"/private-*/mariadbd.pid; do
+        [ -e "$f" ] && { stop_pidfile "private mariadbd" "$f" mariadbd TERM 30 || true; }
+    done
+    if [ -d "$TEST_VAR" ]; then
+        redis_stop "$TEST_VAR"
+        mysql_stop "$TEST_VAR"
+    fi
+}
+
+cmd_test_up() {
+    cmd_test_down >/dev/null
+    rm -rf "$TEST_VAR"
+    mkdir -p "$TEST_VAR/nginx"
+    chmod 755 "$ROOT/var" "$TEST_VAR" "$TEST_VAR/nginx"
+    mysql_start "$TEST_VAR" "$TEST_MYSQL_PORT" "$TEST_VAR/mariadb-template"
+    redis_start "$TEST_VAR" "$TEST_REDIS_PORT"
+}
+
+cmd_test() {
+    cmd_deps
+    cmd_build
+    cmd_unit
+
+    mkdir -p "$ROOT/var"
+    # teardown output goes to a file: prove's summary stays the last output
+    trap 'mkdir -p "$TEST_VAR"; cmd_test_down >>"$TEST_VAR/teardown.log" 2>&1 || true' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    log "starting the test stack (MariaDB :$TEST_MYSQL_PORT, Redis :$TEST_REDIS_PORT) in ${TEST_VAR#"$ROOT"/}"
+    if ! "$ROOT/conf/stack.sh" _test-up >"$ROOT/var/test-up.log" 2>&1; then
+        cat "$ROOT/var/test-up.log" >&2
+        die "could not start the test stack"
+    fi
+    mv "$ROOT/var/test-up.log" "$TEST_VAR/up.log"
+
+    eval "$(test_env)"
+    local tests=(t/)
+    [ -n "${TESTS:-}" ] && read -r -a tests <<<"$TESTS"
+    local extra=()
+    [ -n "${PROVE_ARGS:-}" ] && read -r -a extra <<<"$PROVE_ARGS"
+    log "prove -j${PROVE_JOBS:-2} ${extra[*]} -r -I t/lib ${tests[*]}"
+    local rc=0
+    prove -j"${PROVE_JOBS:-2}" "${extra[@]}" -r -I t/lib "${tests[@]}" || rc=$?
+    exit $rc
+}
+
+cmd_clean() {
+    cmd_stop >/dev/null 2>&1 || true
+    cmd_test_down >/dev/null 2>&1 || true
+    rm -rf "$BUILD" "$ROOT/var"
+}
+
+case "${1:-}" in
+    deps)      cmd_deps ;;
+    build)     cmd_build ;;
+    unit)      cmd_unit ;;
+    run)       cmd_run ;;
+    stop)      cmd_stop ;;
+    status)    cmd_status ;;
+    test)      cmd_test ;;
+    test-up)   cmd_test_up >&2; test_env ;;
+    _test-up)  cmd_test_up ;;
+    test-down) cmd_test_down ;;
+    test-env)  test_env ;;
+    clean)     cmd_clean ;;
+    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean" >&2; exit 2 ;;
+esac

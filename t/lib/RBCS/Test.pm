@@ -1,0 +1,960 @@
+package RBCS::Test;
+
+# Test harness for the RBCS nginx module, in the spirit of nginx-tests'
+# Test::Nginx.  Core Perl plus DBI/DBD::MariaDB (Debian: libdbd-mariadb-perl).
+#
+#   use Test::More;
+#   use RBCS::Test;
+#
+#   my $t = RBCS::Test->new(
+#       http_conf   => 'rbcs_something on;',          # optional, in http {}
+#       server_conf => 'location = /x { return 204; }',  # optional, in server {}
+#       mysql       => { query_timeout => '2s' },     # rbcs_mysql_<key> overrides
+#       mysql_port  => $private->port,                # optional other mariadbd
+#       workers     => 2,
+#   );
+#   my $res = $t->post_json('/accounts', { accountNumber => 'A1' });
+#   is($res->{status}, 201);
+#   is($res->json->{accountNumber}, 'A1');
+#   done_testing();     # the harness adds one test: "no alerts in error.log"
+#
+# See the POD at the end of this file for everything else.
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Cwd qw(abs_path);
+use Errno ();
+use Fcntl qw(:flock);
+use File::Basename qw(basename dirname);
+use File::Path qw(make_path remove_tree);
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP ();
+use POSIX qw(WNOHANG);
+use Scalar::Util qw(weaken);
+use Socket qw(SOL_SOCKET SO_REUSEADDR);
+use Test::More ();
+use Time::HiRes qw(sleep time);
+
+our $VERSION = '0.01';
+
+# --------------------------------------------------------------- settings --
+
+our $ROOT = $ENV{RBCS_ROOT}
+    // abs_path(dirname(abs_path(__FILE__)) . '/../../..');
+our $MODULE      = $ENV{RBCS_MODULE}            // "$ROOT/build/ngx_rbcs_module.so";
+our $NGINX       = $ENV{RBCS_NGINX}             // '/usr/sbin/nginx';
+our $VAR         = $ENV{RBCS_TEST_VAR}          // "$ROOT/var/test";
+our $MYSQL_PORT  = $ENV{RBCS_TEST_MYSQL_PORT}   // 13306;
+our $MYSQL_SOCK  = $ENV{RBCS_TEST_MYSQL_SOCKET} // "$VAR/mariadb/mariadb.sock";
+our $REDIS_PORT  = $ENV{RBCS_TEST_REDIS_PORT}   // 16379;
+our $MARIADBD    = $ENV{RBCS_MARIADBD}          // _which('mariadbd', '/usr/sbin/mariadbd');
+our $MARIADB_CLI = _which('mariadb', '/usr/bin/mariadb');
+our $SCHEMA      = $ENV{RBCS_SCHEMA}            // "$ROOT/conf/schema.sql";
+our $TEMPLATE    = "$ROOT/conf/nginx.local.conf.in";
+our $KEEP        = $ENV{RBCS_TEST_KEEP};        # keep databases of passed tests
+our $TIMEOUT     = 10;                          # default request timeout, s
+
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+
+my @INSTANCES;          # weak refs to every live RBCS::Test
+my %PRIVATE;            # port => RBCS::Test::MariaDB (weak)
+my @LOG_PROBLEMS;       # [ error.log, allow-patterns ] of stopped instances
+my @LOG_PREFIXES;
+my $STARTED = 0;        # instances started by this test file
+my $CHECKED = 0;        # the error.log test was emitted
+my $SEQ = 0;            # instances created (database / prefix suffix)
+my $RUNSEQ = 0;
+my $MAIN_PID = $$;
+
+# Stop nginx and private servers on Ctrl-C / TERM too (END blocks run on exit).
+for my $sig (qw(INT TERM HUP)) {
+    $SIG{$sig} = sub { exit 128 + ($sig eq 'INT' ? 2 : $sig eq 'TERM' ? 15 : 1) }
+        if !defined $SIG{$sig} || $SIG{$sig} eq '' || $SIG{$sig} eq 'DEFAULT';
+}
+
+# The "no alerts" test runs when done_testing() is called or, with a fixed
+# plan, at END time (Test2 calls follow-ups exactly once in either case).
+eval {
+    require Test2::API;
+    Test2::API::test2_add_callback_testing_done(sub { _final_check() });
+    1;
+};
+
+END {
+    if ($$ == $MAIN_PID) {
+        local $?;
+        _final_check();
+        $_->stop for grep { defined } values %PRIVATE;
+    }
+}
+
+sub _which {
+    my ($name, $fallback) = @_;
+    for my $d (split /:/, ($ENV{PATH} // '') . ':/usr/sbin:/usr/bin:/sbin:/bin') {
+        return "$d/$name" if length $d && -x "$d/$name";
+    }
+    return $fallback;
+}
+
+# ------------------------------------------------------------ constructor --
+
+sub new {
+    my ($class, %o) = @_;
+
+    my $self = bless {
+        http_conf   => $o{http_conf}   // '',
+        server_conf => $o{server_conf} // '',
+        mysql       => { %{ $o{mysql} // {} } },
+        workers     => $o{workers}     // 2,
+        log_level   => $o{log_level},
+        conf        => $o{conf},                 # full template override
+        allow_log   => [ @{ $o{allow_log} // [] } ],
+        wait_healthz => $o{wait_healthz} // 1,
+        schema      => exists $o{schema} ? $o{schema} : $SCHEMA,
+        mysql_port  => $o{mysql_port}  // $MYSQL_PORT,
+        mysql_socket => $o{mysql_socket},
+        name        => $o{name},
+    }, $class;
+
+    _skip_all("nginx binary $NGINX not found") unless -x $NGINX;
+    _skip_all("module $MODULE not built (run `make test`, or `make build` "
+        . "and start the test stack with `eval \"\$(conf/stack.sh test-up)\"`)")
+        unless -f $MODULE;
+    _skip_all("DBI/DBD::MariaDB missing (apt-get install libdbd-mariadb-perl)")
+        unless eval { require DBI; require DBD::MariaDB; 1 };
+
+    $self->{mysql_socket} //= $PRIVATE{ $self->{mysql_port} }
+        ? $PRIVATE{ $self->{mysql_port} }->socket
+        : $self->{mysql_port} == $MYSQL_PORT ? $MYSQL_SOCK : undef;
+
+    my $admin = eval { _admin_connect($self->{mysql_port}, $self->{mysql_socket}) };
+    unless ($admin) {
+        my $why = $@ || 'unknown error';
+        $why =~ s/\s+\z//;
+        croak "MariaDB on port $self->{mysql_port} not reachable: $why"
+            if $self->{mysql_port} != $MYSQL_PORT;   # a private one: a failure
+        _skip_all("test MariaDB not reachable ($why); run `make test` or start it with "
+            . "`eval \"\$(conf/stack.sh test-up)\"`");
+    }
+    $self->{admin} = $admin;
+
+    # fresh database
+    my $base = $self->{name} // basename($0);
+    $base =~ s/\.t\z//;
+    $base = lc $base;
+    $base =~ s/[^a-z0-9]+/_/g;
+    $base = substr($base, 0, 36);
+    my $n = ++$SEQ;
+    $self->{dbname} = "rbcs_t_${base}_$$" . ($n > 1 ? "_$n" : '');
+    my $dbh = $admin->{dbh};
+    my $qdb = $dbh->quote_identifier($self->{dbname});
+    $dbh->do("DROP DATABASE IF EXISTS $qdb");
+    $dbh->do("CREATE DATABASE $qdb CHARACTER SET utf8mb4");
+    $self->_apply_schema;
+
+    # nginx prefix
+    $self->{prefix} = "$VAR/nginx/$base-$$-$n";
+    remove_tree($self->{prefix});
+    make_path($self->{prefix}, { mode => 0755 });
+    chmod 0755, $VAR, "$VAR/nginx", $self->{prefix};
+
+    $self->_start_nginx;
+
+    push @INSTANCES, $self;
+    weaken($INSTANCES[-1]);
+    return $self;
+}
+
+sub _skip_all {
+    my ($why) = @_;
+    Test::More::plan(skip_all => $why);
+    exit 0;
+}
+
+# ------------------------------------------------------------- accessors --
+
+sub port       { $_[0]{port} }
+sub prefix     { $_[0]{prefix} }
+sub dbname     { $_[0]{dbname} }
+sub mysql_port { $_[0]{mysql_port} }
+sub redis_port { $REDIS_PORT }
+sub conf_file  { "$_[0]{prefix}/nginx.conf" }
+sub url        { my ($self, $path) = @_; "http://127.0.0.1:$self->{port}" . ($path // '/') }
+
+sub plan {   # $t->plan($n): Test::More::plan(tests => $n + 1) (the log check)
+    my ($self, $n) = @_;
+    Test::More::plan(tests => $n + 1);
+    return $self;
+}
+
+sub allow_log {   # $t->allow_log(qr/.../, ...): lines the final check ignores
+    my ($self, @re) = @_;
+    push @{ $self->{allow_log} }, @re;
+    return $self;
+}
+
+# ----------------------------------------------------------------- MariaDB --
+
+# Admin connection: through the unix socket as the current OS user (root in
+# make test; mariadb-install-db --auth-root-authentication-method=socket
+# lets it in), else over TCP as rbcs/rbcs (it may create rbcs_t_* databases).
+sub _admin_connect {
+    my ($port, $socket, $db) = @_;
+    my @err;
+    my $user = getpwuid($>) // 'root';
+    my %attr = (RaiseError => 1, PrintError => 0, AutoCommit => 1,
+                mariadb_auto_reconnect => 0);
+    my $dbpart = defined $db ? ";database=$db" : '';
+
+    if (defined $socket && -S $socket) {
+        my $dbh = eval {
+            DBI->connect("DBI:MariaDB:mariadb_socket=$socket;mariadb_connect_timeout=3$dbpart",
+                $user, '', \%attr);
+        };
+        if ($dbh) {
+            my ($p) = $dbh->selectrow_array('SELECT @@port');
+            return { dbh => $dbh, cli => [ "--socket=$socket", "--user=$user" ],
+                     dsn => "mariadb_socket=$socket", user => $user, password => '' }
+                if $p == $port;
+            $dbh->disconnect;
+            push @err, "$socket serves port $p, not $port";
+        } else {
+            push @err, "socket $socket: " . ($DBI::errstr // $@);
+        }
+    }
+    my $dbh = eval {
+        DBI->connect("DBI:MariaDB:host=127.0.0.1;port=$port;mariadb_connect_timeout=3$dbpart",
+            'rbcs', 'rbcs', \%attr);
+    };
+    return { dbh => $dbh, cli => [ '--host=127.0.0.1', "--port=$port", '--user=rbcs',
+                                   '--password=rbcs' ],
+             dsn => "host=127.0.0.1;port=$port", user => 'rbcs', password => 'rbcs' }
+        if $dbh;
+    push @err, "tcp 127.0.0.1:$port as rbcs: " . ($DBI::errstr // $@);
+    die join('; ', @err) . "\n";
+}
+
+sub _apply_schema {
+    my ($self) = @_;
+    my $schema = $self->{schema};
+    return unless defined $schema;
+    unless (-f $schema) {
+        Test::More::diag("RBCS::Test: $schema does not exist, database $self->{dbname} left empty");
+        return;
+    }
+    my @cmd = ($MARIADB_CLI, '--no-defaults', @{ $self->{admin}{cli} },
+               "--database=$self->{dbname}");
+    my $out = _run_capture(\@cmd, stdin => $schema);
+    croak "applying $schema to $self->{dbname} failed (exit $out->{status}):\n$out->{output}"
+        if $out->{status} != 0;
+}
+
+# $t->dbh: DBI handle on the test database (RaiseError, AutoCommit)
+sub dbh {
+    my ($self) = @_;
+    my $dbh = $self->{dbh};
+    return $dbh if $dbh && eval { $dbh->ping };
+    my $a = $self->{admin};
+    $self->{dbh} = DBI->connect(
+        "DBI:MariaDB:$a->{dsn};database=$self->{dbname};mariadb_connect_timeout=3",
+        $a->{user}, $a->{password},
+        { RaiseError => 1, PrintError => 0, AutoCommit => 1,
+          mariadb_auto_reconnect => 0 });
+    return $self->{dbh};
+}
+
+# ------------------------------------------------------------------- nginx --
+
+sub _free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1)
+        or die "cannot bind 127.0.0.1:0: $!\n";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub _render_conf {
+    my ($self) = @_;
+    my $t;
+    if (defined $self->{conf}) {
+        $t = $self->{conf};
+    } else {
+        open my $fh, '<', $TEMPLATE or croak "$TEMPLATE: $!";
+        local $/;
+        $t = <$fh>;
+    }
+
+    my %mysql = (server => "127.0.0.1:$self->{mysql_port}",
+                 database => $self->{dbname}, %{ $self->{mysql} });
+    for my $k (sort keys %mysql) {
+        my $v = $mysql{$k};
+        my $re = qr/^([ \t]*)rbcs_mysql_\Q$k\E\b[^;]*;[ \t]*\n/m;
+        if (!defined $v) {
+            $t =~ s/$re//;
+        } elsif ($t =~ /$re/) {
+            $t =~ s/$re/$1rbcs_mysql_$k $v;\n/;
+        } else {
+            # a directive the template lacks: after the last rbcs_mysql_ line,
+            # else at the top of http {}
+            my ($pos, $indent);
+            while ($t =~ /^([ \t]*)rbcs_mysql_\w+[^;]*;[ \t]*\n/mg) {
+                ($pos, $indent) = (pos($t), $1);
+            }
+            if (!defined $pos && $t =~ /^http\s*\{[ \t]*\n/mg) {
+                ($pos, $indent) = (pos($t), '    ');
+            }
+            croak "nginx template: no place for rbcs_mysql_$k" unless defined $pos;
+            substr($t, $pos, 0) = "${indent}rbcs_mysql_$k $v;\n";
+        }
+    }
+    if (defined $self->{log_level}) {
+        $t =~ s/^(\s*error_log\s+\@PREFIX\@\/error\.log)\s+\w+;/$1 $self->{log_level};/m;
+    }
+
+    my %v = (
+        MODULE         => $MODULE,
+        PREFIX         => $self->{prefix},
+        USER_DIRECTIVE => $> == 0 ? 'user nobody nogroup;' : '',
+        WORKERS        => $self->{workers},
+        HTTP_PORT      => $self->{port},
+        MYSQL_PORT     => $self->{mysql_port},
+        MYSQL_DATABASE => $self->{dbname},
+        REDIS_PORT     => $REDIS_PORT,
+        HTTP_CONF      => $self->{http_conf},
+        SERVER_CONF    => $self->{server_conf},
+    );
+    $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "nginx template: unknown \@$1\@"/ge;
+
+    my $file = "$self->{prefix}/nginx.conf";
+    open my $fh, '>', "$file.tmp" or croak "$file.tmp: $!";
+    print $fh $t;
+    close $fh or croak "$file.tmp: $!";
+    rename "$file.tmp", $file or croak "$file: $!";
+}
+
+sub _start_nginx {
+    my ($self) = @_;
+    my $p = $self->{prefix};
+    my $last = '';
+
+    for my $attempt (1 .. 5) {
+        $self->{port} = _free_port();
+        $self->_render_conf;
+        unlink "$p/nginx.pid";
+        my $out = _run_capture([ $NGINX, '-p', "$p/", '-c', "$p/nginx.conf",
+                                 '-e', "$p/error.log" ]);
+        if ($out->{status} == 0) {
+            my $deadline = time + 10;
+            sleep 0.02 until -s "$p/nginx.pid" || time > $deadline;
+            croak "nginx started but wrote no pid file $p/nginx.pid\n" . $self->error_log
+                unless -s "$p/nginx.pid";
+            $STARTED++;
+            $self->{running} = 1;
+            $self->_wait_ready;
+            return;
+        }
+        $last = $out->{output};
+        if ($last =~ /Address already in use/) {   # lost the race for the port
+            unlink "$p/error.log";
+            next;
+        }
+        last;
+    }
+    croak "nginx failed to start (prefix $p):\n$last";
+}
+
+sub _wait_ready {
+    my ($self) = @_;
+    my $deadline = time + 10;
+    until (_can_connect($self->{port})) {
+        croak "nginx does not accept connections on 127.0.0.1:$self->{port} after 10s\n"
+            . $self->error_log
+            if time > $deadline;
+        sleep 0.05;
+    }
+    return unless $self->{wait_healthz};
+    # the module answers /healthz with 200 once it is ready; a module
+    # without /healthz (404 and friends) is taken as ready as well
+    my $status;
+    $deadline = time + 10;
+    while (time < $deadline) {
+        my $res = eval { $self->request('GET', '/healthz', timeout => 2) };
+        $status = $res ? $res->{status} : undef;
+        return if defined $status && $status < 500;
+        sleep 0.1;
+    }
+    Test::More::diag("RBCS::Test: GET /healthz still answers "
+        . ($status // 'nothing') . " after 10s, going on");
+}
+
+sub _can_connect {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 1);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+sub _read_pidfile {
+    my ($file) = @_;
+    open my $fh, '<', $file or return undef;
+    my $pid = <$fh>;
+    return undef unless defined $pid && $pid =~ /(\d+)/;
+    return $1;
+}
+
+sub _alive {   # exists and not a zombie
+    my ($pid) = @_;
+    return 0 unless $pid && kill(0, $pid);
+    open my $fh, '<', "/proc/$pid/stat" or return 1;
+    my $stat = <$fh> // '';
+    return $stat =~ /\)\s+Z\s/ ? 0 : 1;
+}
+
+sub _wait_gone {
+    my ($pid, $secs) = @_;
+    my $deadline = time + $secs;
+    while (_alive($pid)) {
+        waitpid($pid, WNOHANG);
+        return 0 if time > $deadline;
+        sleep 0.02;
+    }
+    return 1;
+}
+
+sub master_pid { _read_pidfile("$_[0]{prefix}/nginx.pid") }
+
+sub _children {
+    my ($ppid) = @_;
+    my @kids;
+    opendir my $d, '/proc' or return;
+    for my $pid (grep { /^\d+\z/ } readdir $d) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my $stat = <$fh> // next;
+        next unless $stat =~ /\)\s+(\S)\s+(\d+)/;
+        push @kids, $pid + 0 if $2 == $ppid && $1 ne 'Z';
+    }
+    return sort { $a <=> $b } @kids;
+}
+
+# $t->nginx_pids: (master, workers...)
+sub nginx_pids {
+    my ($self) = @_;
+    my $m = $self->master_pid or return ();
+    return () unless _alive($m);
+    return ($m, _children($m));
+}
+
+sub worker_pids {
+    my ($self) = @_;
+    my ($m, @w) = $self->nginx_pids;
+    return @w;
+}
+
+# $t->reload(%options): optionally change http_conf/server_conf/mysql/...,
+# rewrite nginx.conf (same port) and HUP; waits for the new workers and for
+# the old ones to exit (bounded).
+sub reload {
+    my ($self, %o) = @_;
+    for my $k (qw(http_conf server_conf workers log_level conf)) {
+        $self->{$k} = $o{$k} if exists $o{$k};
+    }
+    $self->{mysql} = { %{ $self->{mysql} }, %{ $o{mysql} } } if $o{mysql};
+    $self->_render_conf;
+    my ($m, @old) = $self->nginx_pids;
+    croak "reload: nginx is not running" unless $m;
+    kill 'HUP', $m;
+    my %old = map { $_ => 1 } @old;
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        my @new = grep { !$old{$_} } _children($m);
+        my @still = grep { _alive($_) } @old;
+        last if @new >= $self->{workers} && !@still;
+        sleep 0.05;
+    }
+    croak "reload: nginx master $m is gone\n" . $self->error_log unless _alive($m);
+    return $self;
+}
+
+# $t->stop: QUIT nginx (TERM/KILL after 10s), remember error.log for the
+# final check, drop the database (unless RBCS_TEST_KEEP is set or a test
+# failed).  Idempotent.
+sub stop {
+    my ($self) = @_;
+    return $self unless $self->{running};
+    $self->{running} = 0;
+    my $m = $self->master_pid;
+    if ($m && _alive($m)) {
+        kill 'QUIT', $m;
+        unless (_wait_gone($m, 10)) {
+            kill 'TERM', $m;
+            _wait_gone($m, 5) or kill 'KILL', $m;
+        }
+    }
+    push @LOG_PROBLEMS, [ $self->error_log, $self->{allow_log} ];
+    push @LOG_PREFIXES, $self->{prefix};
+    # the database is kept for inspection when the test file is failing
+    unless ($KEEP || !Test::More->builder->is_passing) {
+        eval {
+            $self->{dbh}->disconnect if $self->{dbh};
+            delete $self->{dbh};
+            my $adm = $self->{admin}{dbh};
+            $adm->do('DROP DATABASE IF EXISTS ' . $adm->quote_identifier($self->{dbname}))
+                if $adm && $adm->ping;
+        };
+    }
+    return $self;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    return unless $$ == $MAIN_PID;
+    local ($@, $!, $?);
+    eval { $self->stop };
+}
+
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{prefix}/error.log" or return '';
+    local $/;
+    return <$fh> // '';
+}
+
+# One test per test file: no [alert]/[emerg], segfault or "signal N"
+# (worker crashes) in the error logs of all the instances it started.
+sub _final_check {
+    return if $CHECKED || $$ != $MAIN_PID;
+    $_->stop for grep { defined } @INSTANCES;
+    return unless $STARTED;
+    $CHECKED = 1;
+    my @bad;
+    for my $e (@LOG_PROBLEMS) {
+        my ($log, $allow) = @$e;
+        for my $line (split /\n/, $log) {
+            next if $line =~ /\[(?:notice|info|debug)\]/;  # e.g. "signal 3 (SIGQUIT) received"
+            next if grep { $line =~ $_ } @$allow;
+            push @bad, "$line\n";
+        }
+    }
+    Test::More::unlike(join('', @bad), qr/\[(alert|emerg)\]|segfault|signal \d+/,
+        'no alerts in error.log')
+        or Test::More::diag('error logs: '
+            . join(' ', map { "$_/error.log" } @LOG_PREFIXES));
+}
+
+# ------------------------------------------------------------------ HTTP --
+
+# $t->request($method, $path, body => $bytes, headers => { Name => value },
+#             timeout => $s, http_version => '1.1')
+# Adds Host, Connection: close and Content-Length (when there is a body)
+# unless given; a header given as undef is not sent at all.
+sub request {
+    my ($self, $method, $path, %o) = @_;
+    my $body = $o{body};
+    if (defined $body && utf8::is_utf8($body)) {
+        $body = "$body";
+        utf8::encode($body);
+    }
+    my @h = (['Host', "127.0.0.1:$self->{port}"]);
+    push @h, ['Content-Length', length $body] if defined $body;
+    push @h, ['Connection', 'close'];
+    my $user = $o{headers} // {};
+    my @user = ref $user eq 'ARRAY' ? @$user : map { ($_, $user->{$_}) } sort keys %$user;
+    while (my ($k, $v) = splice @user, 0, 2) {
+        @h = grep { lc $_->[0] ne lc $k } @h;
+        push @h, [$k, $v] if defined $v;
+    }
+    my $req = "$method $path HTTP/" . ($o{http_version} // '1.1') . "\r\n"
+        . join('', map { "$_->[0]: $_->[1]\r\n" } @h) . "\r\n"
+        . ($body // '');
+    return $self->raw_request($req, timeout => $o{timeout});
+}
+
+sub get { my ($self, $path, %o) = @_; $self->request('GET', $path, %o) }
+sub del { my ($self, $path, %o) = @_; $self->request('DELETE', $path, %o) }
+
+sub post_json  { my $s = shift; $s->_json_request('POST', @_) }
+sub put_json   { my $s = shift; $s->_json_request('PUT', @_) }
+sub patch_json { my $s = shift; $s->_json_request('PATCH', @_) }
+
+sub _json_request {
+    my ($self, $method, $path, $data, %o) = @_;
+    my $body = ref $data ? $JSON->encode($data) : $data;
+    my %h = ('Content-Type' => 'application/json', %{ $o{headers} // {} });
+    return $self->request($method, $path, %o, body => $body, headers => \%h);
+}
+
+# $t->raw_request($bytes | [$part, $part...], timeout => $s, delay => $s)
+# Sends exactly the bytes (parts separated by `delay` seconds), reads until
+# the server closes the connection and parses the response.  Dies when the
+# whole exchange takes longer than the timeout (default 10s).  A connection
+# closed without any response gives status undef and raw ''.
+sub raw_request {
+    my ($self, $bytes, %o) = @_;
+    my $timeout = $o{timeout} // $TIMEOUT;
+    my $deadline = time + $timeout;
+    my @parts = ref $bytes eq 'ARRAY' ? @$bytes : ($bytes);
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+                                  Proto => 'tcp', Timeout => $timeout)
+        or croak "connect to 127.0.0.1:$self->{port}: $!";
+    $s->autoflush(1);
+    binmode $s;
+    my $sel = IO::Select->new($s);
+    local $SIG{PIPE} = 'IGNORE';
+
+    for my $i (0 .. $#parts) {
+        my $buf = $parts[$i];
+        utf8::encode($buf) if utf8::is_utf8($buf);
+        while (length $buf) {
+            my $left = $deadline - time;
+            croak "request timed out after ${timeout}s while sending"
+                if $left <= 0 || !$sel->can_write($left);
+            my $n = syswrite($s, $buf);
+            if (!defined $n) {
+                next if $!{EINTR} || $!{EAGAIN};
+                last;   # peer closed (e.g. 413 sent early); read what it said
+            }
+            substr($buf, 0, $n, '');
+        }
+        sleep $o{delay} if $o{delay} && $i < $#parts;
+    }
+
+    my $raw = '';
+    while (1) {
+        my $left = $deadline - time;
+        croak "request timed out after ${timeout}s, got so far: "
+            . _excerpt($raw) if $left <= 0 || !$sel->can_read($left);
+        my $n = sysread($s, $raw, 65536, length $raw);
+        if (!defined $n) {
+            next if $!{EINTR} || $!{EAGAIN};
+            last if $!{ECONNRESET};
+            croak "read from 127.0.0.1:$self->{port}: $!";
+        }
+        last if $n == 0;
+    }
+    close $s;
+    return RBCS::Test::Response->parse($raw);
+}
+
+sub _excerpt {
+    my ($s) = @_;
+    $s = substr($s, 0, 500) . '...' if length $s > 500;
+    $s =~ s/([^\x20-\x7e\n])/sprintf('\\x%02x', ord $1)/ge;
+    return "'$s'";
+}
+
+# ---------------------------------------------------------------- helpers --
+
+# _run_capture([cmd...], stdin => file): run, stdout+stderr captured
+sub _run_capture {
+    my ($cmd, %o) = @_;
+    make_path($VAR) unless -d $VAR;
+    my $tmp = "$VAR/.run-$$-" . ++$RUNSEQ . '.out';
+    my $pid = fork // croak "fork: $!";
+    if ($pid == 0) {
+        open STDIN, '<', $o{stdin} // '/dev/null' or POSIX::_exit(126);
+        open STDOUT, '>', $tmp or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
+    }
+    waitpid($pid, 0);
+    my $status = $? >> 8;
+    $status = 128 + ($? & 127) if $? & 127;
+    my $output = '';
+    if (open my $fh, '<', $tmp) { local $/; $output = <$fh> // '' }
+    unlink $tmp;
+    return { status => $status, output => $output };
+}
+
+# -------------------------------------------------------- private MariaDB --
+
+# RBCS::Test::private_mariadb(): a mariadbd of its own (datadir, free port,
+# socket under $RBCS_TEST_VAR/private-<pid>-<n>), same my.cnf settings,
+# user rbcs/rbcs with all privileges.  For tests that SIGSTOP or kill the
+# database.  Pass its ->port as mysql_port to new().
+sub private_mariadb {
+    shift if @_ && !ref $_[0] && $_[0] eq __PACKAGE__;
+    my $m = RBCS::Test::MariaDB->new(@_);
+    $PRIVATE{ $m->port } = $m;
+    weaken($PRIVATE{ $m->port });
+    return $m;
+}
+
+package RBCS::Test::MariaDB;
+
+use strict;
+use warnings;
+use Carp qw(croak);
+use File::Path qw(make_path remove_tree);
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+my $PSEQ = 0;
+
+sub new {
+    my ($class, %o) = @_;
+    my $dir = "$RBCS::Test::VAR/private-$$-" . ++$PSEQ;
+    remove_tree($dir);
+    make_path("$dir/tmp");
+    my $self = bless { dir => $dir, port => RBCS::Test::_free_port(),
+                       socket => "$dir/mariadb.sock", pidfile => "$dir/mariadbd.pid",
+                       datadir => "$dir/data", log => "$dir/error.log",
+                       cnf => "$dir/my.cnf" }, $class;
+    croak "socket path $self->{socket} too long" if length $self->{socket} > 100;
+    $self->_write_cnf;
+
+    my $template = "$RBCS::Test::VAR/mariadb-template";
+    if (-d "$template/mysql") {
+        my $r = RBCS::Test::_run_capture([ 'cp', '-a', $template, $self->{datadir} ]);
+        croak "copying $template failed: $r->{output}" if $r->{status};
+    } else {
+        my @user = $> == 0 ? ('--user=root') : ();
+        my $r = RBCS::Test::_run_capture([ RBCS::Test::_which('mariadb-install-db',
+                '/usr/bin/mariadb-install-db'), "--defaults-file=$self->{cnf}", @user,
+                '--auth-root-authentication-method=socket', '--skip-test-db' ]);
+        croak "mariadb-install-db failed:\n$r->{output}" if $r->{status};
+    }
+    $self->start;
+
+    my $dbh = $self->admin_dbh;
+    $dbh->do($_) for
+        "CREATE USER IF NOT EXISTS 'rbcs'\@'127.0.0.1' IDENTIFIED BY 'rbcs'",
+        "CREATE USER IF NOT EXISTS 'rbcs'\@'localhost' IDENTIFIED BY 'rbcs'",
+        "GRANT ALL PRIVILEGES ON *.* TO 'rbcs'\@'127.0.0.1', 'rbcs'\@'localhost'";
+    $dbh->disconnect;
+    return $self;
+}
+
+sub _write_cnf {
+    my ($self) = @_;
+    my $in = "$RBCS::Test::ROOT/conf/my.cnf.in";
+    open my $fh, '<', $in or croak "$in: $!";
+    my $t = do { local $/; <$fh> };
+    close $fh;
+    my %v = (MYSQL_PORT => $self->{port}, DATADIR => $self->{datadir},
+             SOCKET => $self->{socket}, PIDFILE => $self->{pidfile},
+             LOG_ERROR => $self->{log}, TMPDIR => "$self->{dir}/tmp",
+             USER => $> == 0 ? 'user=root' : '');
+    $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "$in: unknown \@$1\@"/ge;
+    open $fh, '>', $self->{cnf} or croak "$self->{cnf}: $!";
+    print $fh $t;
+    close $fh;
+}
+
+sub port    { $_[0]{port} }
+sub pid     { $_[0]{pid} }
+sub socket  { $_[0]{socket} }
+sub dir     { $_[0]{dir} }
+sub pidfile { $_[0]{pidfile} }
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', $self->{log} or return '';
+    local $/;
+    return <$fh> // '';
+}
+
+# (re)start on the same datadir and port, e.g. after kill -9
+sub start {
+    my ($self) = @_;
+    croak "private mariadbd already running (pid $self->{pid})"
+        if $self->{pid} && RBCS::Test::_alive($self->{pid});
+    waitpid($self->{pid}, WNOHANG) if $self->{pid};   # reap a killed one
+    unlink $self->{pidfile};
+    my $pid = fork // croak "fork: $!";
+    if ($pid == 0) {
+        POSIX::setsid();
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$self->{dir}/mariadbd.out";
+        open STDERR, '>&', \*STDOUT;
+        exec { $RBCS::Test::MARIADBD } $RBCS::Test::MARIADBD, "--defaults-file=$self->{cnf}"
+            or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    $self->{owner} = $$;
+    my $deadline = time + 30;
+    while (time < $deadline) {
+        if (-S $self->{socket}) {
+            my $dbh = eval { $self->admin_dbh };
+            if ($dbh) { $dbh->disconnect; return $self }
+        }
+        if (waitpid($pid, WNOHANG) == $pid) {
+            delete $self->{pid};
+            croak "private mariadbd exited at startup:\n" . $self->error_log;
+        }
+        sleep 0.1;
+    }
+    croak "private mariadbd did not come up within 30s:\n" . $self->error_log;
+}
+
+sub admin_dbh {
+    my ($self, $db) = @_;
+    require DBI;
+    my $user = getpwuid($>) // 'root';
+    return DBI->connect("DBI:MariaDB:mariadb_socket=$self->{socket};mariadb_connect_timeout=3"
+            . (defined $db ? ";database=$db" : ''), $user, '',
+        { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
+}
+
+sub signal {   # $m->signal('STOP' | 'CONT' | 'KILL' ...)
+    my ($self, $sig) = @_;
+    kill $sig, $self->{pid} if $self->{pid};
+    return $self;
+}
+
+# TERM (after CONT, in case it is stopped) and wait; KILL after 30s
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return $self;
+    return $self unless ($self->{owner} // 0) == $$;
+    if (RBCS::Test::_alive($pid)) {
+        kill 'CONT', $pid;
+        kill 'TERM', $pid;
+        RBCS::Test::_wait_gone($pid, 30) or do {
+            kill 'KILL', $pid;
+            RBCS::Test::_wait_gone($pid, 5);
+        };
+    }
+    waitpid($pid, WNOHANG);
+    return $self;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($@, $!, $?);
+    eval { $self->stop };
+}
+
+# --------------------------------------------------------------- response --
+
+package RBCS::Test::Response;
+
+use strict;
+use warnings;
+use Carp qw(croak);
+
+my $RJSON = JSON::PP->new->utf8->allow_nonref;
+
+sub parse {
+    my ($class, $raw) = @_;
+    my $self = bless { raw => $raw, status => undef, headers => {},
+                       header_lines => [], body => '' }, $class;
+    return $self if $raw eq '';
+    my $i = index($raw, "\r\n\r\n");
+    my ($head, $rest) = $i >= 0 ? (substr($raw, 0, $i), substr($raw, $i + 4))
+                                : ($raw, '');
+    my @lines = split /\r\n/, $head;
+    my $sl = shift @lines // '';
+    if ($sl =~ m{^HTTP/(\d\.\d)\s+(\d{3})(?:\s+(.*))?$}) {
+        @$self{qw(version status reason)} = ($1, $2 + 0, $3 // '');
+    }
+    $self->{status_line} = $sl;
+    for my $l (@lines) {
+        next unless $l =~ /^([^:\s]+)\s*:\s*(.*?)\s*$/;
+        my ($k, $v) = (lc $1, $2);
+        push @{ $self->{header_lines} }, [$1, $v];
+        $self->{headers}{$k} = exists $self->{headers}{$k}
+            ? "$self->{headers}{$k}, $v" : $v;
+    }
+    my $te = $self->{headers}{'transfer-encoding'} // '';
+    my $cl = $self->{headers}{'content-length'};
+    if ($te =~ /chunked/i) {
+        my $body = '';
+        while ($rest =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+            my $n = hex $1;
+            last if $n == 0;
+            $body .= substr($rest, 0, $n, '');
+            $rest =~ s/^\r\n//;
+        }
+        $self->{body} = $body;
+    } elsif (defined $cl && $cl =~ /^\d+$/) {
+        $self->{body} = substr($rest, 0, $cl);
+    } else {
+        $self->{body} = $rest;
+    }
+    return $self;
+}
+
+sub status  { $_[0]{status} }
+sub body    { $_[0]{body} }
+sub raw     { $_[0]{raw} }
+sub header  { $_[0]{headers}{ lc $_[1] } }
+
+sub json {
+    my ($self) = @_;
+    my $data = eval { $RJSON->decode($self->{body}) };
+    return $data unless $@;
+    my $err = $@;
+    $err =~ s/\s+\z//;
+    my $b = $self->{body};
+    $b = substr($b, 0, 300) . '...' if length $b > 300;
+    croak sprintf "response is not JSON (status %s, content-type %s): %s; body: '%s'",
+        $self->{status} // 'none', $self->{headers}{'content-type'} // 'none', $err, $b;
+}
+
+package RBCS::Test;
+
+1;
+
+__END__
+
+=head1 NAME
+
+RBCS::Test - start nginx with the RBCS module against a throwaway database
+
+=head1 SYNOPSIS
+
+    use Test::More;
+    use RBCS::Test;
+
+    my $t = RBCS::Test->new(mysql => { query_timeout => '2s' });
+    my $r = $t->post_json('/accounts', { accountNumber => 'A1' });
+    is($r->{status}, 201, 'created');
+    is($t->get('/accounts/A1')->json->{accountNumber}, 'A1');
+    done_testing();
+
+=head1 ENVIRONMENT
+
+Set by C<make test> (conf/stack.sh); the defaults match its layout.
+
+    RBCS_ROOT                 repository root
+    RBCS_MODULE               build/ngx_rbcs_module.so (absolute)
+    RBCS_TEST_VAR             var/test (nginx prefixes, private servers)
+    RBCS_TEST_MYSQL_PORT      13306     RBCS_TEST_MYSQL_SOCKET  var/test/mariadb/mariadb.sock
+    RBCS_TEST_MYSQL_PIDFILE   pid file of the shared test mariadbd
+    RBCS_TEST_REDIS_PORT      16379
+    RBCS_MARIADBD             mariadbd binary (for private instances)
+    RBCS_NGINX                nginx binary (default /usr/sbin/nginx)
+    RBCS_TEST_KEEP            keep the rbcs_t_* databases of passing tests too
+
+=head1 CONSTRUCTOR OPTIONS
+
+http_conf, server_conf (text inserted in http{} / server{}), mysql (hash of
+rbcs_mysql_<key> => value overrides; undef removes the directive), mysql_port
+(and mysql_socket) of another mariadbd, workers, log_level (error_log level),
+conf (a whole template text instead of conf/nginx.local.conf.in, same
+placeholders), allow_log (arrayref of regexes of error.log lines the final
+check ignores), wait_healthz (0: only wait for the port), schema (file, or
+undef for an empty database), name (database/prefix name part).
+
+=head1 METHODS
+
+port prefix dbname url(path) conf_file mysql_port redis_port;
+request(method, path, body =>, headers =>, timeout =>, http_version =>);
+get del post_json put_json patch_json; raw_request(bytes | [parts], delay =>,
+timeout =>); dbh; reload(%options); stop; error_log; nginx_pids; master_pid;
+worker_pids; plan(n) (plans n + 1: the error.log check); allow_log(qr//...).
+
+Responses: $r->{status}, $r->{headers}{lc name}, $r->{body}, $r->{raw},
+$r->{header_lines}, $r->json, $r->header(name).
+
+RBCS::Test::private_mariadb() returns an object with port, pid, socket, stop,
+start (restart on the same datadir and port), signal(SIG), admin_dbh,
+error_log.
+
+=cut
