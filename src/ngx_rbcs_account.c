@@ -484,10 +484,6 @@ ngx_rbcs_account_ready(ngx_http_request_t *r)
 {
     ngx_str_t  sql = ngx_string("DO 1");
 
-    if (!ngx_rbcs_mysql_ready()) {
-        return ngx_rbcs_http_unavailable(r, NULL);
-    }
-
     return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_ready_done, 0,
                                   NULL);
 }

@@ -102,6 +102,7 @@ static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
 static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
 static void ngx_rbcs_mysql_cleanup(void *data);
 static ngx_uint_t ngx_rbcs_mysql_usable(void);
+static void ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool);
 static u_char *ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s);
 
 
@@ -1045,9 +1046,15 @@ ngx_rbcs_mysql_run(ngx_rbcs_mysql_query_t *q)
         return NGX_DECLINED;
     }
 
-    if (!ngx_rbcs_mysql_usable()
-        || pool->nwaiting >= pool->conf->queue_size)
-    {
+    if (!ngx_rbcs_mysql_usable()) {
+        ngx_rbcs_mysql_wake(pool);
+
+        if (!ngx_rbcs_mysql_usable()) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (pool->nwaiting >= pool->conf->queue_size) {
         return NGX_DECLINED;
     }
 
@@ -1117,6 +1124,34 @@ ngx_rbcs_mysql_cleanup(void *data)
 
     q->state = NGX_RBCS_Q_DONE;
     q->handler = NULL;
+}
+
+
+/*
+ * Every connection is waiting out its backoff, but a request is here: try
+ * one of them now, so that a database that came back is used at once
+ * rather than after the longest backoff.  At most one connect is in flight
+ * this way: while it is, the pool counts as usable.
+ */
+
+static void
+ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool)
+{
+    ngx_uint_t              i;
+    ngx_rbcs_mysql_conn_t  *mc;
+
+    for (i = 0; i < pool->nconns; i++) {
+        mc = &pool->conns[i];
+
+        if (mc->state == NGX_RBCS_MC_BACKOFF) {
+            if (mc->timer.timer_set) {
+                ngx_del_timer(&mc->timer);
+            }
+
+            ngx_rbcs_mysql_connect(mc);
+            return;
+        }
+    }
 }
 
 
