@@ -109,6 +109,7 @@ proc: BEGIN
     DECLARE v_fp VARCHAR(700);
     DECLARE v_old_fp VARCHAR(700) DEFAULT NULL;
     DECLARE v_old_cur, v_old_req_cur VARCHAR(12) DEFAULT NULL;
+    DECLARE v_old_scale INT DEFAULT NULL;
     DECLARE v_dup INT DEFAULT 0;
     DECLARE v_now DATETIME(3) DEFAULT UTC_TIMESTAMP(3);
     DECLARE CONTINUE HANDLER FOR NOT FOUND BEGIN END;
@@ -129,6 +130,24 @@ proc: BEGIN
     END IF;
 
     SET v_scale = COALESCE(v_src_scale, v_dst_scale, p_currency_scale);
+    SET v_fp = CONCAT(p_src, '|', p_dst, '|', p_amount_key);
+
+    SELECT fingerprint, currency, request_currency, scale
+      INTO v_old_fp, v_old_cur, v_old_req_cur, v_old_scale
+      FROM transactions WHERE transaction_id = p_id;
+
+    -- A reported outcome never changes: a rejection recorded while no
+    -- account (so no scale) was known is replayed as recorded, even though
+    -- its amount would now be checked against the scale of an account
+    -- opened since.
+    IF v_old_fp IS NOT NULL AND v_old_scale IS NULL
+       AND CAST(v_old_fp AS BINARY) = CAST(v_fp AS BINARY)
+       AND CAST(COALESCE(p_currency, v_old_cur) AS BINARY)
+           <=> CAST(COALESCE(v_old_req_cur, v_old_cur) AS BINARY)
+    THEN
+        CALL rbcs_transaction_row('replay', p_id);
+        LEAVE proc;
+    END IF;
 
     IF v_scale IS NOT NULL
        AND (p_int_digits > 18 OR p_frac_digits > v_scale OR p_is_zero <> 0
@@ -145,12 +164,6 @@ proc: BEGIN
                'source and destination accounts must differ';
         LEAVE proc;
     END IF;
-
-    SET v_fp = CONCAT(p_src, '|', p_dst, '|', p_amount_key);
-
-    SELECT fingerprint, currency, request_currency
-      INTO v_old_fp, v_old_cur, v_old_req_cur
-      FROM transactions WHERE transaction_id = p_id;
 
     IF v_old_fp IS NULL THEN
         SET v_cur = COALESCE(v_src_cur, v_dst_cur, p_currency);

@@ -22,8 +22,8 @@
 /* "2026-11-20T10:00:00.123Z" */
 #define NGX_RBCS_TIME_LEN     24
 
-/* 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z */
-#define NGX_RBCS_TIME_MIN_MS  (-62135596800000LL)
+/* 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: RFC 3339 years */
+#define NGX_RBCS_TIME_MIN_MS  (-62167219200000LL)
 #define NGX_RBCS_TIME_MAX_MS  253402300799999LL
 
 
@@ -32,7 +32,7 @@
  * lower case; frac is 1 or more digits, truncated to milliseconds.
  * Dates are validated (Gregorian leap years), hour 0-23, minute 0-59,
  * second 0-59 (no leap second), offset hours 0-23, minutes 0-59.
- * The UTC result must lie in years 0001..9999.
+ * The UTC result must lie in years 0000..9999.
  * Returns 0 and sets *ms, or -1.
  */
 int ngx_rbcs_time_parse_rfc3339(const u_char *p, size_t len, int64_t *ms);
@@ -48,7 +48,7 @@ size_t ngx_rbcs_time_format(u_char *buf, int64_t ms);
  * Converts a MariaDB DATETIME text "YYYY-MM-DD HH:MM:SS[.f{1,6}]",
  * taken as UTC, to the NGX_RBCS_TIME_LEN form (fraction truncated to
  * milliseconds).  Returns NGX_RBCS_TIME_LEN, or 0 on a malformed input
- * (including the zero date "0000-00-00 00:00:00" and year 0000).
+ * (including the zero date "0000-00-00 00:00:00").
  */
 size_t ngx_rbcs_time_from_datetime(u_char *buf, const u_char *p, size_t len);
 
