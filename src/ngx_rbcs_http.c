@@ -339,15 +339,15 @@ ngx_rbcs_http_json_type(ngx_http_request_t *r)
 /*
  * The request body, read completely into memory (client_body_buffer_size
  * is at least client_max_body_size in our configurations), parsed as one
- * strict JSON object.  Returns NGX_OK, or the HTTP status to answer with
- * after a problem was sent (the caller finalizes with it).
+ * strict JSON object.  Returns NGX_OK with the fields, or NGX_DECLINED
+ * when the request was answered here; *rc is then what to finalize it with.
  */
 
 ngx_int_t
 ngx_rbcs_http_body(ngx_http_request_t *r, ngx_rbcs_json_field_t **fields,
-    size_t *nfields)
+    size_t *nfields, ngx_int_t *rc)
 {
-    int           rc;
+    int           jrc;
     size_t        len;
     u_char       *body, *p;
     ngx_buf_t    *b;
@@ -365,9 +365,10 @@ ngx_rbcs_http_body(ngx_http_request_t *r, ngx_rbcs_json_field_t **fields,
                               "rbcs: request body buffered to a file; set "
                               "client_body_buffer_size to "
                               "client_max_body_size");
-                return ngx_rbcs_http_problem(r,
-                           NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
-                           "the request body could not be read");
+                *rc = ngx_rbcs_http_problem(r,
+                          NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+                          "the request body could not be read");
+                return NGX_DECLINED;
             }
 
             len += b->last - b->pos;
@@ -375,15 +376,17 @@ ngx_rbcs_http_body(ngx_http_request_t *r, ngx_rbcs_json_field_t **fields,
     }
 
     if (len == 0) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_request",
-                                     "the request needs a JSON body");
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid_request",
+                                    "the request needs a JSON body");
+        return NGX_DECLINED;
     }
 
     if (!ngx_rbcs_http_json_type(r)) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                     "unsupported_media_type",
-                                     "the body must be application/json");
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                    "unsupported_media_type",
+                                    "the body must be application/json");
+        return NGX_DECLINED;
     }
 
     if (r->request_body->bufs->next == NULL) {
@@ -392,7 +395,8 @@ ngx_rbcs_http_body(ngx_http_request_t *r, ngx_rbcs_json_field_t **fields,
     } else {
         body = ngx_pnalloc(r->pool, len);
         if (body == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DECLINED;
         }
 
         p = body;
@@ -403,21 +407,23 @@ ngx_rbcs_http_body(ngx_http_request_t *r, ngx_rbcs_json_field_t **fields,
 
     err = NULL;
 
-    rc = ngx_rbcs_json_parse_object(body, len, ngx_rbcs_http_alloc, r->pool,
-                                    fields, nfields, &err);
+    jrc = ngx_rbcs_json_parse_object(body, len, ngx_rbcs_http_alloc, r->pool,
+                                     fields, nfields, &err);
 
-    if (rc == NGX_RBCS_JSON_ENOMEM) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (jrc == NGX_RBCS_JSON_ENOMEM) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_DECLINED;
     }
 
-    if (rc != NGX_RBCS_JSON_OK) {
+    if (jrc != NGX_RBCS_JSON_OK) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "rbcs: invalid JSON body: %s", err ? err : "");
 
-        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_request",
-                                     "the body must be a single valid JSON "
-                                     "object");
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid_request",
+                                    "the body must be a single valid JSON "
+                                    "object");
+        return NGX_DECLINED;
     }
 
     return NGX_OK;

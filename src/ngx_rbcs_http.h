@@ -60,7 +60,7 @@ ngx_int_t ngx_rbcs_http_not_allowed(ngx_http_request_t *r, char *allow);
 ngx_int_t ngx_rbcs_http_problem_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_rbcs_http_body(ngx_http_request_t *r,
-    ngx_rbcs_json_field_t **fields, size_t *nfields);
+    ngx_rbcs_json_field_t **fields, size_t *nfields, ngx_int_t *rc);
 ngx_int_t ngx_rbcs_http_fields(ngx_rbcs_json_field_t *fields,
     size_t nfields, ngx_rbcs_field_spec_t *spec, ngx_uint_t nspec,
     ngx_rbcs_field_t *out);

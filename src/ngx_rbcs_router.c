@@ -230,9 +230,7 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     route = *(ngx_uint_t *) ngx_http_get_module_ctx(r, ngx_rbcs_module);
     ngx_http_set_ctx(r, NULL, ngx_rbcs_module);
 
-    rc = ngx_rbcs_http_body(r, &fields, &nfields);
-
-    if (rc == NGX_OK) {
+    if (ngx_rbcs_http_body(r, &fields, &nfields, &rc) == NGX_OK) {
         if (route == NGX_RBCS_ROUTE_ACCOUNTS) {
             rc = ngx_rbcs_account_open(r, fields, nfields);
 
