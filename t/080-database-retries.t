@@ -236,7 +236,7 @@ sub relay {
                 $sel->add($c, $u);
                 next;
             }
-            next if $cut{$fh};
+            next if $cut{$fh} || !defined fileno($fh);
             my $n = sysread($fh, my $buf, 65536);
             my $to = $peer{$fh};
             if (!$n) {
