@@ -10,6 +10,8 @@
 #include "ngx_rbcs.h"
 #include "ngx_rbcs_mysql.h"
 #include "ngx_rbcs_router.h"
+#include "ngx_rbcs_cache.h"
+#include "ngx_rbcs_redis.h"
 
 
 static void *ngx_rbcs_create_main_conf(ngx_conf_t *cf);
@@ -24,6 +26,12 @@ static char *ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_rbcs_currency(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_rbcs_redis_server(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_rbcs_resolve(ngx_conf_t *cf, ngx_str_t *url,
+    in_port_t default_port, ngx_str_t *host, in_port_t *port);
+static void ngx_rbcs_redis_message(ngx_rbcs_redis_balance_t *b);
+static void ngx_rbcs_redis_subscription(ngx_uint_t event);
 static ngx_int_t ngx_rbcs_currency_add(ngx_conf_t *cf,
     ngx_rbcs_main_conf_t *rmcf, ngx_str_t *code, ngx_uint_t scale);
 static ngx_int_t ngx_rbcs_init_process(ngx_cycle_t *cycle);
@@ -146,6 +154,62 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       offsetof(ngx_rbcs_main_conf_t, mysql.lock_wait_timeout),
       NULL },
 
+    { ngx_string("rbcs_cache_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_rbcs_cache_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rbcs_redis_server"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rbcs_redis_server,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rbcs_redis_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.connect_timeout),
+      NULL },
+
+    { ngx_string("rbcs_redis_command_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.command_timeout),
+      NULL },
+
+    { ngx_string("rbcs_redis_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_read_timeout),
+      NULL },
+
+    { ngx_string("rbcs_redis_key_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.key_ttl),
+      NULL },
+
+    { ngx_string("rbcs_redis_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.heartbeat),
+      NULL },
+
+    { ngx_string("rbcs_redis_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.prefix),
+      NULL },
+
       ngx_null_command
 };
 
@@ -216,6 +280,12 @@ ngx_rbcs_create_main_conf(ngx_conf_t *cf)
     rmcf->mysql.queue_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->mysql.lock_wait_timeout = NGX_CONF_UNSET_MSEC;
 
+    rmcf->redis_conf.connect_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->redis_conf.command_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->redis_conf.key_ttl = NGX_CONF_UNSET_MSEC;
+    rmcf->redis_conf.heartbeat = NGX_CONF_UNSET_MSEC;
+    rmcf->redis_read_timeout = NGX_CONF_UNSET_MSEC;
+
     return rmcf;
 }
 
@@ -273,6 +343,22 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (rmcf->mysql.database.data == NULL) {
         ngx_str_set(&rmcf->mysql.database, "rbcs");
+    }
+
+    ngx_conf_init_msec_value(rmcf->redis_conf.connect_timeout, 1000);
+    ngx_conf_init_msec_value(rmcf->redis_conf.command_timeout, 200);
+    ngx_conf_init_msec_value(rmcf->redis_conf.key_ttl, 60000);
+    ngx_conf_init_msec_value(rmcf->redis_conf.heartbeat, 500);
+    ngx_conf_init_msec_value(rmcf->redis_read_timeout, 50);
+
+    if (rmcf->redis_conf.prefix.data == NULL) {
+        ngx_str_set(&rmcf->redis_conf.prefix, "rbcs:");
+    }
+
+    if (rmcf->cache) {
+        /* a subscription is alive while its heartbeats keep coming */
+        rmcf->cache->alive = 2 * rmcf->redis_conf.heartbeat
+                             + rmcf->redis_conf.command_timeout;
     }
 
     if (rmcf->configured
@@ -373,9 +459,7 @@ ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_rbcs_main_conf_t *rmcf = conf;
 
-    u_char     *p;
     ngx_str_t  *value;
-    ngx_url_t   u;
 
     if (rmcf->mysql.host.data || rmcf->mysql.socket.data) {
         return "is duplicate";
@@ -389,15 +473,56 @@ ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
+    return ngx_rbcs_resolve(cf, &value[1], 3306, &rmcf->mysql.host,
+                            &rmcf->mysql.port);
+}
+
+
+/* rbcs_redis_server address[:port]; resolved here, like the database */
+
+static char *
+ngx_rbcs_redis_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_main_conf_t *rmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (rmcf->redis) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_rbcs_resolve(cf, &value[1], 6379, &rmcf->redis_conf.host,
+                         &rmcf->redis_conf.port)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->redis = &rmcf->redis_conf;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a name, resolved now (a worker must never block on it), as numeric text */
+
+static char *
+ngx_rbcs_resolve(ngx_conf_t *cf, ngx_str_t *url, in_port_t default_port,
+    ngx_str_t *host, in_port_t *port)
+{
+    u_char     *p;
+    ngx_url_t   u;
+
     ngx_memzero(&u, sizeof(ngx_url_t));
 
-    u.url = value[1];
-    u.default_port = 3306;
+    u.url = *url;
+    u.default_port = default_port;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in rbcs_mysql_server \"%V\"", u.err,
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in \"%V\"", u.err,
                                &u.url);
         }
 
@@ -405,8 +530,7 @@ ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (u.naddrs == 0 || u.addrs[0].sockaddr->sa_family == AF_UNIX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "rbcs_mysql_server \"%V\" has no address",
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" has no address",
                            &u.url);
         return NGX_CONF_ERROR;
     }
@@ -416,17 +540,15 @@ ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    rmcf->mysql.host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
-                                         u.addrs[0].socklen, p,
-                                         NGX_SOCKADDR_STRLEN, 0);
-    rmcf->mysql.host.data = p;
-    rmcf->mysql.port = u.port;
+    host->len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
+                              NGX_SOCKADDR_STRLEN, 0);
+    host->data = p;
+    *port = u.port;
 
     if (u.naddrs > 1) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "rbcs_mysql_server \"%V\" resolves to %ui "
-                           "addresses, using %V", &u.url, u.naddrs,
-                           &rmcf->mysql.host);
+                           "\"%V\" resolves to %ui addresses, using %V",
+                           &u.url, u.naddrs, host);
     }
 
     return NGX_CONF_OK;
@@ -541,12 +663,67 @@ ngx_rbcs_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql);
+    if (ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (rmcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    /* one subscriber per pod is enough: the zone is shared */
+
+    return ngx_rbcs_redis_init_process(cycle, rmcf->redis,
+                                       rmcf->cache && ngx_worker == 0,
+                                       ngx_rbcs_redis_message,
+                                       ngx_rbcs_redis_subscription);
 }
 
 
 static void
 ngx_rbcs_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_rbcs_redis_exit_process(cycle);
     ngx_rbcs_mysql_exit_process(cycle);
+}
+
+
+/* another pod (or this one) committed a balance change */
+
+static void
+ngx_rbcs_redis_message(ngx_rbcs_redis_balance_t *b)
+{
+    ngx_rbcs_main_conf_t    *rmcf;
+    ngx_rbcs_cache_entry_t   e;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
+
+    if (rmcf == NULL || rmcf->cache == NULL
+        || b->currency.len > NGX_RBCS_CURRENCY_MAX_LEN || b->scale > 18
+        || ngx_rbcs_amount_parse(b->balance.data, b->balance.len,
+                                 (unsigned) b->scale, 1, &e.units)
+           != NGX_RBCS_AMOUNT_OK)
+    {
+        return;
+    }
+
+    e.version = b->version;
+    e.scale = b->scale;
+    e.currency_len = b->currency.len;
+    ngx_memcpy(e.currency, b->currency.data, b->currency.len);
+
+    ngx_rbcs_cache_put(rmcf->cache, &b->account, &e, 1);
+}
+
+
+static void
+ngx_rbcs_redis_subscription(ngx_uint_t event)
+{
+    ngx_rbcs_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
+
+    if (rmcf && rmcf->cache) {
+        ngx_rbcs_cache_subscription(rmcf->cache, event);
+    }
 }

@@ -383,7 +383,8 @@ nginx_start_local() {
     render "$ROOT/conf/nginx.local.conf.in" "$p/nginx.conf" \
         "MODULE=$MODULE" "PREFIX=$p" "USER_DIRECTIVE=$(nginx_user_directive)" \
         "WORKERS=2" "HTTP_PORT=$HTTP_PORT" "MYSQL_PORT=$MYSQL_PORT" \
-        "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" "HTTP_CONF=" "SERVER_CONF="
+        "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" "REDIS_PREFIX=rbcs:" \
+        "HTTP_CONF=" "SERVER_CONF="
     if running_pid "$p/nginx.pid" nginx >/dev/null; then
         log "nginx already running: restarting it to load the current module"
         nginx_stop_prefix "$p"

@@ -41,10 +41,28 @@ typedef struct {
 } ngx_rbcs_mysql_conf_t;
 
 
+typedef struct ngx_rbcs_cache_s       ngx_rbcs_cache_t;
+
+
+typedef struct {
+    ngx_str_t                  host;        /* numeric address */
+    in_port_t                  port;
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 command_timeout;
+    ngx_msec_t                 key_ttl;
+    ngx_msec_t                 heartbeat;
+    ngx_str_t                  prefix;
+} ngx_rbcs_redis_conf_t;
+
+
 typedef struct {
     ngx_array_t               *currencies;  /* ngx_rbcs_currency_t */
     ngx_str_t                  default_currency;
     ngx_rbcs_mysql_conf_t      mysql;
+    ngx_rbcs_cache_t          *cache;       /* NULL: no rbcs_cache_zone */
+    ngx_rbcs_redis_conf_t      redis_conf;
+    ngx_rbcs_redis_conf_t     *redis;       /* NULL: no rbcs_redis_server */
+    ngx_msec_t                 redis_read_timeout;
     ngx_flag_t                 configured;  /* a location uses rbcs */
 } ngx_rbcs_main_conf_t;
 

@@ -9,6 +9,7 @@
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_router.h"
 #include "ngx_rbcs_amount.h"
+#include "ngx_rbcs_balance.h"
 
 
 #define NGX_RBCS_HISTORY_DEFAULT  50
@@ -45,7 +46,7 @@ static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_account_send(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q, ngx_uint_t status, ngx_uint_t balance);
+    ngx_rbcs_mysql_query_t *q, ngx_uint_t status);
 static ngx_int_t ngx_rbcs_account_query(ngx_http_request_t *r,
     ngx_str_t *sql, ngx_rbcs_mysql_handler_pt handler, ngx_uint_t trx,
     void *ctx);
@@ -179,10 +180,10 @@ ngx_rbcs_account_open_done(ngx_rbcs_mysql_query_t *q)
                    "initial balance");
 
     } else if (ngx_strcmp(result->data, "existing") == 0) {
-        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK, 0);
+        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK);
 
     } else {
-        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_CREATED, 0);
+        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_CREATED);
     }
 
     ngx_rbcs_router_done(r, rc);
@@ -193,26 +194,13 @@ ngx_int_t
 ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number,
     ngx_uint_t balance)
 {
-    ngx_str_t                sql, value;
+    ngx_str_t                sql;
     ngx_rbcs_account_ctx_t  *ctx;
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
                                      "account_not_found",
                                      "the account does not exist");
-    }
-
-    if (balance
-        && ngx_http_arg(r, (u_char *) "consistency",
-                        sizeof("consistency") - 1, &value)
-           == NGX_OK
-        && !(value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0)
-        && !(value.len == 8 && ngx_strncmp(value.data, "eventual", 8) == 0))
-    {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_request",
-                                     "consistency must be strong or "
-                                     "eventual");
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
@@ -256,19 +244,22 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
                                    "account_not_found",
                                    "the account does not exist");
 
+    } else if (ctx->balance) {
+        rc = ngx_rbcs_balance_send_row(r, q, 0, 0, NGX_RBCS_ACC_NUMBER);
+
     } else {
-        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK, ctx->balance);
+        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK);
     }
 
     ngx_rbcs_router_done(r, rc);
 }
 
 
-/* the account resource, or the balance view of it, from an account row */
+/* the account resource from an account row, which also feeds the cache */
 
 static ngx_int_t
 ngx_rbcs_account_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
-    ngx_uint_t status, ngx_uint_t balance)
+    ngx_uint_t status)
 {
     ngx_str_t       *c;
     ngx_uint_t       scale;
@@ -281,6 +272,14 @@ ngx_rbcs_account_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_rbcs_balance_update(r,
+                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER),
+                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_VERSION),
+                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_BALANCE),
+                         scale,
+                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY),
+                         1);
 
     ngx_rbcs_out_cstr(&out, "{");
 
@@ -297,12 +296,10 @@ ngx_rbcs_account_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
     ngx_rbcs_out_juint(&out, "version",
                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_VERSION));
 
-    if (!balance) {
-        ngx_rbcs_out_datetime(&out, "createdAt",
+    ngx_rbcs_out_datetime(&out, "createdAt",
                           ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CREATED));
-        ngx_rbcs_out_datetime(&out, "updatedAt",
+    ngx_rbcs_out_datetime(&out, "updatedAt",
                           ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_UPDATED));
-    }
 
     ngx_rbcs_out_cstr(&out, "}");
 

@@ -9,6 +9,7 @@
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_account.h"
 #include "ngx_rbcs_transfer.h"
+#include "ngx_rbcs_balance.h"
 
 
 typedef enum {
@@ -198,7 +199,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         break;
 
     case NGX_RBCS_ROUTE_BALANCE:
-        rc = ngx_rbcs_account_get(r, &rt.id, 1);
+        rc = ngx_rbcs_balance_get(r, &rt.id);
         break;
 
     case NGX_RBCS_ROUTE_HISTORY:

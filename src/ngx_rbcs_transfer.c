@@ -13,6 +13,7 @@
 #include "ngx_rbcs_router.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_time.h"
+#include "ngx_rbcs_balance.h"
 
 
 /* the longest amount text kept as given (for a rejection of unknown scale) */
@@ -45,6 +46,8 @@ static ngx_int_t ngx_rbcs_transfer_send(ngx_http_request_t *r,
     ngx_rbcs_mysql_query_t *q, ngx_uint_t status);
 static ngx_int_t ngx_rbcs_transfer_problem(ngx_http_request_t *r,
     ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_transfer_spread(ngx_http_request_t *r,
+    ngx_rbcs_mysql_query_t *q, ngx_uint_t current);
 
 
 static ngx_rbcs_field_spec_t  ngx_rbcs_transfer_fields[] = {
@@ -246,8 +249,15 @@ ngx_rbcs_transfer_done(ngx_rbcs_mysql_query_t *q)
      * replay is this request's own outcome.
      */
 
-    if (ngx_strcmp(result->data, "replay") == 0 && !q->unknown) {
-        http_status = NGX_HTTP_OK;
+    if (ngx_strcmp(result->data, "replay") == 0) {
+        if (!q->unknown) {
+            http_status = NGX_HTTP_OK;
+        }
+
+        ngx_rbcs_transfer_spread(r, q, 0);
+
+    } else {
+        ngx_rbcs_transfer_spread(r, q, 1);
     }
 
     rc = ngx_rbcs_transfer_send(r, q, http_status);
@@ -255,6 +265,42 @@ ngx_rbcs_transfer_done(ngx_rbcs_mysql_query_t *q)
 done:
 
     ngx_rbcs_router_done(r, rc);
+}
+
+
+/*
+ * The balances a transfer produced, before its reply (see balance.c): the
+ * current balances after a commit, floors after a replay, whose balances
+ * are of the past but were acknowledged by this pod all the same.
+ */
+
+static void
+ngx_rbcs_transfer_spread(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+    ngx_uint_t current)
+{
+    ngx_str_t   *currency;
+    ngx_uint_t   scale;
+
+    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SCALE),
+                       &scale)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    currency = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CURRENCY);
+
+    ngx_rbcs_balance_update(r,
+                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SOURCE),
+                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SRC_VERSION),
+                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SRC_BALANCE),
+                      scale, currency, current);
+
+    ngx_rbcs_balance_update(r,
+                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DESTINATION),
+                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_VERSION),
+                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_BALANCE),
+                      scale, currency, current);
 }
 
 
@@ -371,6 +417,13 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
         ngx_rbcs_out_amount(&out, "destinationBalance",
                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_BALANCE),
                         scale, 0);
+
+        /* the accounts' versions after it: what read-your-writes means */
+
+        ngx_rbcs_out_juint(&out, "sourceVersion",
+                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SRC_VERSION));
+        ngx_rbcs_out_juint(&out, "destinationVersion",
+                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_VERSION));
     }
 
     ngx_rbcs_out_cstr(&out, "}");

@@ -79,6 +79,11 @@ is($r->{status}, 503, 'frozen database: /readyz answers 503');
 cmp_ok($dt, '<', 1.5, '/readyz does not hang either');
 
 ($r, $dt) = timed(sub { $t->get('/accounts/A/balance') });
+is($r->{status}, 200, 'frozen database: cached balances are still served');
+is($r->{headers}{'x-rbcs-cache'}, 'zone', 'from the zone');
+cmp_ok($dt, '<', 0.1, 'at once');
+
+($r, $dt) = timed(sub { $t->get('/accounts/A/balance?consistency=strong') });
 is($r->{status}, 503, 'frozen database: a strong read answers 503');
 cmp_ok($dt, '<', 1.5, 'within the timeouts');
 

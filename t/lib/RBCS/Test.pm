@@ -115,6 +115,10 @@ sub new {
         wait_healthz => $o{wait_healthz} // 1,
         schema      => exists $o{schema} ? $o{schema} : $SCHEMA,
         mysql_port  => $o{mysql_port}  // $MYSQL_PORT,
+        redis_port  => $o{redis_port}  // $REDIS_PORT,
+        redis       => $o{redis}       // 1,
+        redis_prefix => $o{redis_prefix},
+        cache_zone  => $o{cache_zone},
         mysql_socket => $o{mysql_socket},
         name        => $o{name},
     }, $class;
@@ -148,12 +152,20 @@ sub new {
     $base =~ s/[^a-z0-9]+/_/g;
     $base = substr($base, 0, 36);
     my $n = ++$SEQ;
-    $self->{dbname} = "rbcs_t_${base}_$$" . ($n > 1 ? "_$n" : '');
-    my $dbh = $admin->{dbh};
-    my $qdb = $dbh->quote_identifier($self->{dbname});
-    $dbh->do("DROP DATABASE IF EXISTS $qdb");
-    $dbh->do("CREATE DATABASE $qdb CHARACTER SET utf8mb4");
-    $self->_apply_schema;
+    if ($o{pod_of}) {
+        # another pod of the same deployment: same database, same Redis
+        # prefix
+        $self->{dbname} = $o{pod_of}->dbname;
+        $self->{redis_prefix} //= $o{pod_of}->redis_prefix;
+        $self->{shared_db} = 1;
+    } else {
+        $self->{dbname} = "rbcs_t_${base}_$$" . ($n > 1 ? "_$n" : '');
+        my $dbh = $admin->{dbh};
+        my $qdb = $dbh->quote_identifier($self->{dbname});
+        $dbh->do("DROP DATABASE IF EXISTS $qdb");
+        $dbh->do("CREATE DATABASE $qdb CHARACTER SET utf8mb4");
+        $self->_apply_schema;
+    }
 
     # nginx prefix
     $self->{prefix} = "$VAR/nginx/$base-$$-$n";
@@ -180,7 +192,8 @@ sub port       { $_[0]{port} }
 sub prefix     { $_[0]{prefix} }
 sub dbname     { $_[0]{dbname} }
 sub mysql_port { $_[0]{mysql_port} }
-sub redis_port { $REDIS_PORT }
+sub redis_port { $_[0]{redis_port} }
+sub redis_prefix { $_[0]{redis_prefix} // "$_[0]{dbname}:" }
 sub conf_file  { "$_[0]{prefix}/nginx.conf" }
 sub url        { my ($self, $path) = @_; "http://127.0.0.1:$self->{port}" . ($path // '/') }
 
@@ -311,6 +324,12 @@ sub _render_conf {
             substr($t, $pos, 0) = "${indent}rbcs_mysql_$k $v;\n";
         }
     }
+    # Redis is shared by every test: keys and channel get the test's prefix
+    $t =~ s/^[ \t]*rbcs_redis_server\b[^;]*;[ \t]*\n//m unless $self->{redis};
+    if (defined $self->{cache_zone}) {   # its parameters, or '' for none
+        my $z = $self->{cache_zone};
+        $t =~ s/^([ \t]*)rbcs_cache_zone\b[^;]*;/length $z ? "$1rbcs_cache_zone $z;" : ''/me;
+    }
     if (defined $self->{log_level}) {
         $t =~ s/^(\s*error_log\s+\@PREFIX\@\/error\.log)\s+\w+;/$1 $self->{log_level};/m;
     }
@@ -323,7 +342,8 @@ sub _render_conf {
         HTTP_PORT      => $self->{port},
         MYSQL_PORT     => $self->{mysql_port},
         MYSQL_DATABASE => $self->{dbname},
-        REDIS_PORT     => $REDIS_PORT,
+        REDIS_PORT     => $self->{redis_port},
+        REDIS_PREFIX   => $self->redis_prefix,
         HTTP_CONF      => $self->{http_conf},
         SERVER_CONF    => $self->{server_conf},
     );
@@ -499,7 +519,7 @@ sub stop {
     push @LOG_PROBLEMS, [ $self->error_log, $self->{allow_log} ];
     push @LOG_PREFIXES, $self->{prefix};
     # the database is kept for inspection when the test file is failing
-    unless ($KEEP || !Test::More->builder->is_passing) {
+    unless ($KEEP || $self->{shared_db} || !Test::More->builder->is_passing) {
         eval {
             $self->{dbh}->disconnect if $self->{dbh};
             delete $self->{dbh};
@@ -830,6 +850,118 @@ sub DESTROY {
     eval { $self->stop };
 }
 
+# ------------------------------------------------------- private redis --
+
+# RBCS::Test::private_redis(): a redis-server of its own (free port, dir
+# under $RBCS_TEST_VAR), no automatic snapshots; ->save writes dump.rdb,
+# which ->start (after ->signal('KILL')) loads again: a Redis restarted from
+# an old snapshot.
+package RBCS::Test;
+
+sub private_redis {
+    shift if @_ && !ref $_[0] && $_[0] eq __PACKAGE__;
+    my $r = RBCS::Test::Redis->new(@_);
+    $PRIVATE{ $r->port } = $r;
+    weaken($PRIVATE{ $r->port });
+    return $r;
+}
+
+package RBCS::Test::Redis;
+
+use strict;
+use warnings;
+use Carp qw(croak);
+use File::Path qw(make_path remove_tree);
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+my $RSEQ = 0;
+
+sub new {
+    my ($class, %o) = @_;
+    my $dir = "$RBCS::Test::VAR/private-redis-$$-" . ++$RSEQ;
+    remove_tree($dir);
+    make_path($dir);
+    my $self = bless { dir => $dir, port => RBCS::Test::_free_port() },
+                     $class;
+    $self->start;
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub pid  { $_[0]{pid} }
+sub dir  { $_[0]{dir} }
+
+sub start {
+    my ($self) = @_;
+    croak "private redis-server already running (pid $self->{pid})"
+        if $self->{pid} && RBCS::Test::_alive($self->{pid});
+    waitpid($self->{pid}, WNOHANG) if $self->{pid};
+    my $pid = fork // croak "fork: $!";
+    if ($pid == 0) {
+        POSIX::setsid();
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$self->{dir}/redis.out";
+        open STDERR, '>&', \*STDOUT;
+        exec 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
+            '--dir', $self->{dir}, '--dbfilename', 'dump.rdb',
+            '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+            '--logfile', "$self->{dir}/redis.log"
+            or POSIX::_exit(127);
+    }
+    $self->{pid} = $pid;
+    $self->{owner} = $$;
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        return $self if ($self->cli('PING') // '') =~ /PONG/;
+        croak "private redis-server exited at startup"
+            if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.05;
+    }
+    croak "private redis-server did not come up within 10s";
+}
+
+sub cli {
+    my ($self, @args) = @_;
+    my $r = RBCS::Test::_run_capture(
+        [ 'redis-cli', '-h', '127.0.0.1', '-p', $self->{port}, @args ]);
+    return $r->{status} ? undef : $r->{output};
+}
+
+sub save { $_[0]->cli('SAVE') }
+
+sub signal {
+    my ($self, $sig) = @_;
+    kill $sig, $self->{pid} if $self->{pid};
+    if ($sig eq 'KILL' && $self->{pid}) {
+        RBCS::Test::_wait_gone($self->{pid}, 5);
+        waitpid($self->{pid}, WNOHANG);
+    }
+    return $self;
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return $self;
+    return $self unless ($self->{owner} // 0) == $$;
+    if (RBCS::Test::_alive($pid)) {
+        kill 'CONT', $pid;
+        kill 'TERM', $pid;
+        RBCS::Test::_wait_gone($pid, 10) or do {
+            kill 'KILL', $pid;
+            RBCS::Test::_wait_gone($pid, 5);
+        };
+    }
+    waitpid($pid, WNOHANG);
+    return $self;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($@, $!, $?);
+    eval { $self->stop };
+}
+
 # --------------------------------------------------------------- response --
 
 package RBCS::Test::Response;
@@ -956,5 +1088,14 @@ $r->{header_lines}, $r->json, $r->header(name).
 RBCS::Test::private_mariadb() returns an object with port, pid, socket, stop,
 start (restart on the same datadir and port), signal(SIG), admin_dbh,
 error_log.
+
+RBCS::Test::private_redis() returns an object with port, pid, dir, start
+(restart on the same dir: loads the last ->save), stop, signal(SIG), save,
+cli(args).  cache_zone => 'zone=name:64k ttl=1s' sets the cache zone's
+parameters ('' for no cache).  pod_of => $t makes an instance that shares $t's database and
+Redis prefix: a second pod.  Pass its ->port as redis_port to new(); redis => 0 leaves
+rbcs_redis_server out; every instance's Redis keys and channel carry the
+prefix "<dbname>:" (redis_prefix to choose another, e.g. two instances that
+stand for two pods of one deployment share one prefix and one database).
 
 =cut

@@ -1,0 +1,602 @@
+
+/*
+ * RBCS: the pod-wide balance cache in shared memory.
+ *
+ * Every access holds the slab pool's mutex, which nginx force-unlocks when
+ * a worker dies holding it.  What the dead worker may have left half done
+ * is caught by the zone's "changing" mark: a change sets it first and
+ * clears it last, so a worker that takes the lock and finds it set knows
+ * the tree, the queue or an entry may be torn, and empties the zone (it is
+ * only a cache) instead of reading them.
+ */
+
+
+#include "ngx_rbcs_cache.h"
+#include "ngx_rbcs_redis.h"
+
+
+/* entries looked at from the LRU tail to find room */
+#define NGX_RBCS_CACHE_EVICT  16
+
+
+typedef struct {
+    u_char                     color;
+    u_char                     len;
+    u_char                     scale;
+    u_char                     currency_len;
+    u_char                     currency[NGX_RBCS_CURRENCY_MAX_LEN];
+    ngx_queue_t                queue;
+    uint64_t                   version;
+    ngx_rbcs_uint128_t         units;
+    ngx_msec_t                 fill;       /* known current at this time */
+    u_char                     data[1];    /* the account number */
+} ngx_rbcs_cache_node_t;
+
+
+struct ngx_rbcs_cache_sh_s {
+    ngx_rbtree_t               rbtree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_queue_t                queue;
+    ngx_uint_t                 changing;
+    ngx_msec_t                 sub_since;  /* subscribed since; 0: down */
+    ngx_msec_t                 sub_alive;  /* last sign of life */
+    ngx_msec_t                 emptied;    /* when last emptied; 0: never */
+    ngx_uint_t                 resets;
+};
+
+
+static ngx_int_t ngx_rbcs_cache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache);
+static void ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache);
+static ngx_rbcs_cache_node_t *ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache,
+    ngx_str_t *account, uint32_t hash);
+static void ngx_rbcs_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_msec_t ngx_rbcs_cache_now(void);
+
+
+char *
+ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_main_conf_t *rmcf = conf;
+
+    u_char            *p;
+    ssize_t            size;
+    ngx_str_t         *value, name, s;
+    ngx_int_t          ms;
+    ngx_uint_t         i;
+    ngx_rbcs_cache_t  *cache;
+
+    if (rmcf->cache) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    cache = ngx_pcalloc(cf->pool, sizeof(ngx_rbcs_cache_t));
+    if (cache == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cache->ttl = 2000;
+    cache->max_age = 60000;
+    size = 0;
+    ngx_str_null(&name);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+
+            p = (u_char *) ngx_strchr(name.data, ':');
+            if (p == NULL) {
+                goto invalid;
+            }
+
+            name.len = p - name.data;
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || name.len == 0) {
+                goto invalid;
+            }
+
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == NGX_ERROR) {
+                goto invalid;
+            }
+
+            cache->ttl = ms;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_age=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == NGX_ERROR) {
+                goto invalid;
+            }
+
+            cache->max_age = ms;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone\" parameter", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    cache->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                            &ngx_rbcs_module);
+    if (cache->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cache->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    cache->shm_zone->init = ngx_rbcs_cache_init_zone;
+    cache->shm_zone->data = cache;
+
+    rmcf->cache = cache;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* a reload keeps the zone, and what is in it, when name and size match */
+
+static ngx_int_t
+ngx_rbcs_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_rbcs_cache_t  *ocache = data;
+
+    size_t             len;
+    ngx_rbcs_cache_t  *cache;
+
+    cache = shm_zone->data;
+
+    if (ocache) {
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    if (ngx_rbcs_cache_init_sh(cache) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    len = sizeof(" in rbcs cache zone \"\"") + shm_zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in rbcs cache zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache)
+{
+    cache->sh = ngx_slab_alloc(cache->shpool, sizeof(ngx_rbcs_cache_sh_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(cache->sh, sizeof(ngx_rbcs_cache_sh_t));
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_rbcs_cache_rbtree_insert_value);
+    ngx_queue_init(&cache->sh->queue);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Take the lock; if the last holder died in the middle of a change, empty
+ * the zone: the slab pool is laid out anew, and the header, its first
+ * allocation, lands where every worker already points.
+ */
+
+static void
+ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache)
+{
+    u_char               *log_ctx;
+    ngx_uint_t            resets;
+    ngx_msec_t            since, alive;
+    ngx_rbcs_cache_sh_t  *sh;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (!cache->sh->changing) {
+        return;
+    }
+
+    sh = cache->sh;
+    resets = sh->resets + 1;
+    since = sh->sub_since;
+    alive = sh->sub_alive;
+    log_ctx = cache->shpool->log_ctx;
+
+    ngx_slab_init(cache->shpool);
+
+    if (ngx_rbcs_cache_init_sh(cache) != NGX_OK || cache->sh != sh) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "rbcs: cache zone could not be emptied in place");
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
+    }
+
+    /* log_ctx pointed into the old layout: keep the static default */
+    cache->shpool->log_ctx = (log_ctx == NULL) ? NULL : &cache->shpool->zero;
+    cache->shpool->log_nomem = 0;
+
+    sh->resets = resets;
+    sh->sub_since = since;
+    sh->sub_alive = alive;
+    sh->emptied = ngx_rbcs_cache_now();
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "rbcs: cache zone emptied: a worker died changing it");
+}
+
+
+static ngx_msec_t
+ngx_rbcs_cache_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (ngx_msec_t) (tp->sec * 1000 + tp->msec);
+}
+
+
+static ngx_rbcs_cache_node_t *
+ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache, ngx_str_t *account,
+    uint32_t hash)
+{
+    ngx_int_t               rc;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_rbcs_cache_node_t  *cn;
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = (ngx_rbcs_cache_node_t *) &node->color;
+
+        rc = ngx_memn2cmp(account->data, cn->data, account->len,
+                          (size_t) cn->len);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * NGX_RBCS_CACHE_HIT: e holds a value trusted to be current;
+ * NGX_RBCS_CACHE_STALE: e holds a value that may be old (a floor for the
+ * version of anything read elsewhere); NGX_RBCS_CACHE_MISS.
+ */
+
+ngx_uint_t
+ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
+    ngx_rbcs_cache_entry_t *e)
+{
+    uint32_t                hash;
+    ngx_msec_t              now;
+    ngx_uint_t              trusted;
+    ngx_msec_int_t          age;
+    ngx_rbcs_cache_sh_t    *sh;
+    ngx_rbcs_cache_node_t  *cn;
+
+    hash = ngx_crc32_short(account->data, account->len);
+    now = ngx_rbcs_cache_now();
+
+    ngx_rbcs_cache_lock(cache);
+
+    sh = cache->sh;
+    cn = ngx_rbcs_cache_lookup(cache, account, hash);
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_RBCS_CACHE_MISS;
+    }
+
+    e->version = cn->version;
+    e->units = cn->units;
+    e->scale = cn->scale;
+    e->currency_len = cn->currency_len;
+    ngx_memcpy(e->currency, cn->currency, cn->currency_len);
+
+    age = (ngx_msec_int_t) (now - cn->fill);
+
+    trusted = (age < (ngx_msec_int_t) cache->ttl)
+              || (sh->sub_since
+                  && (ngx_msec_int_t) (cn->fill - sh->sub_since) >= 0
+                  && (ngx_msec_int_t) (now - sh->sub_alive)
+                     < (ngx_msec_int_t) cache->alive
+                  && age < (ngx_msec_int_t) cache->max_age);
+
+    /* the queue is the zone's own order, a read moves the entry up */
+
+    sh->changing = 1;
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&sh->queue, &cn->queue);
+    sh->changing = 0;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return trusted ? NGX_RBCS_CACHE_HIT : NGX_RBCS_CACHE_STALE;
+}
+
+
+/*
+ * Store a value, known current now or (current 0) only known to have
+ * existed: a floor for what may be answered later, not trusted itself.  A
+ * lower version never replaces a higher one; the same version only renews
+ * the time it was known current.
+ */
+
+void
+ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
+    ngx_rbcs_cache_entry_t *e, ngx_uint_t current)
+{
+    size_t                  size;
+    uint32_t                hash;
+    ngx_uint_t              n;
+    ngx_msec_t              now;
+    ngx_queue_t            *q;
+    ngx_rbtree_node_t      *node;
+    ngx_rbcs_cache_sh_t    *sh;
+    ngx_rbcs_cache_node_t  *cn, *old;
+
+    if (account->len > NGX_RBCS_ID_MAX_LEN
+        || e->currency_len > NGX_RBCS_CURRENCY_MAX_LEN)
+    {
+        return;
+    }
+
+    hash = ngx_crc32_short(account->data, account->len);
+    now = current ? ngx_rbcs_cache_now() : 0;
+
+    ngx_rbcs_cache_lock(cache);
+
+    sh = cache->sh;
+    cn = ngx_rbcs_cache_lookup(cache, account, hash);
+
+    sh->changing = 1;
+
+    if (cn) {
+        if (e->version > cn->version) {
+            cn->version = e->version;
+            cn->units = e->units;
+            cn->scale = (u_char) e->scale;
+            cn->currency_len = (u_char) e->currency_len;
+            ngx_memcpy(cn->currency, e->currency, e->currency_len);
+            cn->fill = now;
+
+        } else if (e->version == cn->version && current) {
+            cn->fill = now;
+        }
+
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&sh->queue, &cn->queue);
+
+        goto done;
+    }
+
+    size = ngx_rbcs_cache_node_size(account);
+
+    node = ngx_slab_alloc_locked(cache->shpool, size);
+
+    for (n = 0; node == NULL && n < NGX_RBCS_CACHE_EVICT; n++) {
+
+        /* full: the least recently used entries make room */
+
+        if (ngx_queue_empty(&sh->queue)) {
+            break;
+        }
+
+        q = ngx_queue_last(&sh->queue);
+        old = ngx_queue_data(q, ngx_rbcs_cache_node_t, queue);
+
+        ngx_queue_remove(q);
+        node = (ngx_rbtree_node_t *)
+                   ((u_char *) old - offsetof(ngx_rbtree_node_t, color));
+        ngx_rbtree_delete(&sh->rbtree, node);
+        ngx_slab_free_locked(cache->shpool, node);
+
+        node = ngx_slab_alloc_locked(cache->shpool, size);
+    }
+
+    if (node == NULL) {
+        goto done;
+    }
+
+    node->key = hash;
+
+    cn = (ngx_rbcs_cache_node_t *) &node->color;
+
+    cn->len = (u_char) account->len;
+    ngx_memcpy(cn->data, account->data, account->len);
+    cn->version = e->version;
+    cn->units = e->units;
+    cn->scale = (u_char) e->scale;
+    cn->currency_len = (u_char) e->currency_len;
+    ngx_memcpy(cn->currency, e->currency, e->currency_len);
+    cn->fill = now;
+
+    ngx_rbtree_insert(&sh->rbtree, node);
+    ngx_queue_insert_head(&sh->queue, &cn->queue);
+
+done:
+
+    sh->changing = 0;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * The zone forgot what it held a moment ago: Redis may still lack the
+ * latest writes of this pod (they are sent without waiting), so for a
+ * while only the database is a safe place to refill from.
+ */
+
+ngx_uint_t
+ngx_rbcs_cache_emptied_recently(ngx_rbcs_cache_t *cache)
+{
+    ngx_msec_t  emptied;
+
+    emptied = cache->sh->emptied;
+
+    return emptied
+           && (ngx_msec_int_t) (ngx_rbcs_cache_now() - emptied)
+              < (ngx_msec_int_t) cache->ttl;
+}
+
+
+/* the subscription that carries other pods' changes came up, lives, died */
+
+void
+ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event)
+{
+    ngx_msec_t  now;
+
+    now = ngx_rbcs_cache_now();
+
+    ngx_rbcs_cache_lock(cache);
+
+    switch (event) {
+
+    case NGX_RBCS_REDIS_SUB_UP:
+        cache->sh->sub_since = now ? now : 1;
+        cache->sh->sub_alive = now;
+        break;
+
+    case NGX_RBCS_REDIS_SUB_ALIVE:
+        cache->sh->sub_alive = now;
+        break;
+
+    default: /* NGX_RBCS_REDIS_SUB_DOWN */
+        cache->sh->sub_since = 0;
+        break;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+size_t
+ngx_rbcs_cache_node_size(ngx_str_t *account)
+{
+    return offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_rbcs_cache_node_t, data) + account->len;
+}
+
+
+static void
+ngx_rbcs_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t      **p;
+    ngx_rbcs_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            cn = (ngx_rbcs_cache_node_t *) &node->color;
+            cnt = (ngx_rbcs_cache_node_t *) &temp->color;
+
+            p = (ngx_memn2cmp(cn->data, cnt->data, cn->len, cnt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

@@ -1,0 +1,1664 @@
+
+/*
+ * RBCS: per-worker Redis client.
+ *
+ * hiredis's async API driven by nginx events.  The library's socket gets
+ * an nginx connection (ngx_get_connection) that is given back, without
+ * closing the socket, from the library's cleanup hook: hiredis closes its
+ * own socket right after calling it.  Events are registered level
+ * triggered, because hiredis reads at most 16k per call and would not be
+ * called again for the rest under edge triggering.  While the socket has
+ * room, a write is posted rather than registered: the commands queued in
+ * one loop iteration go out in one write() with no epoll_ctl().
+ *
+ * hiredis 0.14 has no timer hook: the connect timeout, a watchdog on
+ * replies (a connection with replies outstanding and none arriving within
+ * command_timeout is hung) and each read's timeout are nginx timers.  A
+ * failed or hung connection is freed and reconnected after a growing,
+ * jittered delay; until it is back, put and get decline at no cost.
+ */
+
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_rbcs_redis.h"
+
+
+#define NGX_RBCS_RS_CLOSED           0
+#define NGX_RBCS_RS_BACKOFF          1
+#define NGX_RBCS_RS_CONNECTING       2
+#define NGX_RBCS_RS_HANDSHAKE        3   /* INFO or SUBSCRIBE sent */
+#define NGX_RBCS_RS_READY            4
+
+#define NGX_RBCS_REDIS_BACKOFF_MIN   100
+#define NGX_RBCS_REDIS_BACKOFF_MAX   5000
+
+#define NGX_RBCS_REDIS_RUN_ID_LEN    40
+#define NGX_RBCS_REDIS_TEXT_MAX      128  /* a currency or balance text */
+
+
+typedef struct ngx_rbcs_redis_s  ngx_rbcs_redis_t;
+
+
+typedef struct {
+    ngx_rbcs_redis_t          *redis;
+    redisAsyncContext         *ac;        /* NULL: none, or being freed */
+    ngx_connection_t          *c;
+    const char                *name;
+    ngx_uint_t                 state;
+    ngx_uint_t                 failures;
+    ngx_uint_t                 pending;   /* replies outstanding */
+    ngx_msec_t                 progress;  /* last reply, or first send */
+    ngx_event_t                timer;     /* backoff, connect, watchdog,
+                                             heartbeat */
+    unsigned                   subscriber:1;
+    unsigned                   up:1;      /* SUB_UP was reported */
+    unsigned                   down:1;    /* the loss was logged */
+    unsigned                   writing:1; /* in redisAsyncHandleWrite() */
+    unsigned                   broken:1;  /* drop it at the next timer */
+} ngx_rbcs_redis_conn_t;
+
+
+struct ngx_rbcs_redis_s {
+    ngx_rbcs_redis_conf_t     *conf;
+    ngx_log_t                 *log;
+    char                      *host;
+    ngx_str_t                  addr;      /* for the log */
+
+    ngx_rbcs_redis_conn_t      cmd;
+    ngx_rbcs_redis_conn_t      sub;
+
+    ngx_rbcs_redis_message_pt  on_message;
+    ngx_rbcs_redis_sub_pt      on_sub;
+
+    ngx_str_t                  channel;   /* <prefix>balances */
+    u_char                    *key;       /* <prefix>bal:, then room */
+    size_t                     key_len;
+    u_char                     ttl[NGX_INT64_LEN];
+    size_t                     ttl_len;
+
+    u_char                     run_id[NGX_RBCS_REDIS_RUN_ID_LEN];
+    size_t                     run_id_len;   /* 0: never seen */
+    ngx_msec_t                 alive;        /* ALIVE last reported */
+
+    unsigned                   exiting:1;
+    unsigned                   failing:1;    /* a command error logged */
+    unsigned                   garbled:1;    /* a bad message logged */
+};
+
+
+struct ngx_rbcs_redis_get_s {
+    ngx_rbcs_redis_get_pt      handler;   /* NULL: answered or cancelled */
+    void                      *data;
+    ngx_event_t                timer;
+    size_t                     account_len;
+    u_char                     account[NGX_RBCS_ID_MAX_LEN];
+};
+
+
+static void ngx_rbcs_redis_conn_init(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_conn_t *conn, const char *name, ngx_uint_t subscriber);
+static void ngx_rbcs_redis_connect(ngx_rbcs_redis_conn_t *conn);
+static ngx_int_t ngx_rbcs_redis_attach(ngx_rbcs_redis_conn_t *conn,
+    redisAsyncContext *ac);
+static void ngx_rbcs_redis_add_read(void *data);
+static void ngx_rbcs_redis_del_read(void *data);
+static void ngx_rbcs_redis_add_write(void *data);
+static void ngx_rbcs_redis_del_write(void *data);
+static void ngx_rbcs_redis_cleanup(void *data);
+static void ngx_rbcs_redis_drop_later(ngx_rbcs_redis_conn_t *conn);
+static void ngx_rbcs_redis_read_handler(ngx_event_t *ev);
+static void ngx_rbcs_redis_write_handler(ngx_event_t *ev);
+static void ngx_rbcs_redis_connect_cb(const redisAsyncContext *ac,
+    int status);
+static void ngx_rbcs_redis_disconnect_cb(const redisAsyncContext *ac,
+    int status);
+static void ngx_rbcs_redis_timer_handler(ngx_event_t *ev);
+static void ngx_rbcs_redis_ready(ngx_rbcs_redis_conn_t *conn,
+    ngx_uint_t restarted);
+static void ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn,
+    const char *reason);
+static void ngx_rbcs_redis_drop(ngx_rbcs_redis_conn_t *conn,
+    const char *reason);
+static void ngx_rbcs_redis_backoff(ngx_rbcs_redis_conn_t *conn);
+static ngx_uint_t ngx_rbcs_redis_exiting(ngx_rbcs_redis_t *redis);
+static const char *ngx_rbcs_redis_errstr(const redisAsyncContext *ac);
+static void ngx_rbcs_redis_sent(ngx_rbcs_redis_conn_t *conn);
+static void ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn);
+static ngx_int_t ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn);
+static void ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r,
+    void *data);
+static ngx_int_t ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis,
+    redisReply *reply, ngx_uint_t *restarted);
+static void ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r,
+    void *data);
+static void ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r,
+    void *data);
+static void ngx_rbcs_redis_get_timer(ngx_event_t *ev);
+static ngx_int_t ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis,
+    redisReply *reply, ngx_rbcs_redis_get_t *g, ngx_rbcs_redis_balance_t *b);
+static void ngx_rbcs_redis_sub_cb(redisAsyncContext *ac, void *r,
+    void *data);
+static void ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis,
+    redisReply *msg);
+static ngx_int_t ngx_rbcs_redis_parse_message(u_char *p, size_t len,
+    ngx_rbcs_redis_balance_t *b);
+static void ngx_rbcs_redis_alive(ngx_rbcs_redis_t *redis, ngx_uint_t force);
+static void ngx_rbcs_redis_command_done(ngx_rbcs_redis_t *redis,
+    redisReply *reply);
+static ngx_int_t ngx_rbcs_redis_account_valid(u_char *p, size_t len);
+static ngx_int_t ngx_rbcs_redis_text_valid(u_char *p, size_t len,
+    ngx_uint_t decimal);
+static ngx_int_t ngx_rbcs_redis_parse_uint64(u_char *p, size_t len,
+    uint64_t *value);
+
+
+/*
+ * The versioned write.  A stored value is kept when it comes from the
+ * same Redis process (same run_id) and is at least as new; a value from
+ * another process, restored from a snapshot, always loses.  Versions are
+ * compared as decimal texts (no leading zeros): Lua numbers are doubles.
+ * Only a value actually written is published.
+ *
+ * KEYS[1] key; ARGV: version, balance, currency, scale, ttl, run_id,
+ * channel, message.
+ */
+
+static const char  ngx_rbcs_redis_script[] =
+    "local o = redis.call('HMGET', KEYS[1], 'v', 'r')\n"
+    "local v = ARGV[1]\n"
+    "if o[2] == ARGV[6] and o[1]\n"
+    "   and (#o[1] > #v or (#o[1] == #v and o[1] >= v)) then\n"
+    "    return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'v', v, 'b', ARGV[2], 'c', ARGV[3],\n"
+    "           's', ARGV[4], 'r', ARGV[6])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
+    "redis.call('PUBLISH', ARGV[7], ARGV[8])\n"
+    "return 1\n";
+
+
+static ngx_rbcs_redis_t  *ngx_rbcs_redis;
+
+
+ngx_int_t
+ngx_rbcs_redis_init_process(ngx_cycle_t *cycle, ngx_rbcs_redis_conf_t *conf,
+    ngx_uint_t subscriber, ngx_rbcs_redis_message_pt on_message,
+    ngx_rbcs_redis_sub_pt on_sub)
+{
+    size_t             len;
+    ngx_rbcs_redis_t  *redis;
+
+    if (conf->host.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "rbcs: no redis address");
+        return NGX_ERROR;
+    }
+
+    redis = ngx_pcalloc(cycle->pool, sizeof(ngx_rbcs_redis_t));
+    if (redis == NULL) {
+        return NGX_ERROR;
+    }
+
+    redis->conf = conf;
+    redis->log = cycle->log;
+    redis->on_message = on_message;
+    redis->on_sub = on_sub;
+
+    redis->host = ngx_pnalloc(cycle->pool, conf->host.len + 1);
+    if (redis->host == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn((u_char *) redis->host, conf->host.data,
+                       conf->host.len + 1);
+
+    len = conf->host.len + sizeof("[]:65535") - 1;
+
+    redis->addr.data = ngx_pnalloc(cycle->pool, len);
+    if (redis->addr.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    redis->addr.len = ngx_snprintf(redis->addr.data, len,
+                                   ngx_strlchr(conf->host.data,
+                                               conf->host.data
+                                               + conf->host.len, ':')
+                                   ? "[%V]:%d" : "%V:%d",
+                                   &conf->host, (int) conf->port)
+                      - redis->addr.data;
+
+    redis->channel.len = conf->prefix.len + sizeof("balances") - 1;
+    redis->channel.data = ngx_pnalloc(cycle->pool, redis->channel.len);
+    if (redis->channel.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(redis->channel.data, "%Vbalances", &conf->prefix);
+
+    redis->key_len = conf->prefix.len + sizeof("bal:") - 1;
+    redis->key = ngx_pnalloc(cycle->pool,
+                             redis->key_len + NGX_RBCS_ID_MAX_LEN);
+    if (redis->key == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(redis->key, "%Vbal:", &conf->prefix);
+
+    redis->ttl_len = ngx_sprintf(redis->ttl, "%M", conf->key_ttl)
+                     - redis->ttl;
+
+    ngx_rbcs_redis_conn_init(redis, &redis->cmd, "command", 0);
+    ngx_rbcs_redis_conn_init(redis, &redis->sub, "subscription", 1);
+
+    ngx_rbcs_redis = redis;
+
+    ngx_rbcs_redis_connect(&redis->cmd);
+
+    if (subscriber) {
+        ngx_rbcs_redis_connect(&redis->sub);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Free both contexts: their pending callbacks run with a NULL reply and,
+ * the process being on its way out, call no reader's handler.  The
+ * subscription is not reported DOWN: after a reload, the new worker may
+ * already have reported it UP.
+ */
+
+void
+ngx_rbcs_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t              i;
+    redisAsyncContext      *ac;
+    ngx_rbcs_redis_t       *redis;
+    ngx_rbcs_redis_conn_t  *conns[2], *conn;
+
+    redis = ngx_rbcs_redis;
+    if (redis == NULL) {
+        return;
+    }
+
+    redis->exiting = 1;
+
+    conns[0] = &redis->sub;
+    conns[1] = &redis->cmd;
+
+    for (i = 0; i < 2; i++) {
+        conn = conns[i];
+
+        if (conn->timer.timer_set) {
+            ngx_del_timer(&conn->timer);
+        }
+
+        ac = conn->ac;
+        conn->ac = NULL;
+        conn->state = NGX_RBCS_RS_CLOSED;
+        conn->up = 0;
+
+        if (ac) {
+            redisAsyncFree(ac);
+        }
+    }
+
+    ngx_rbcs_redis = NULL;
+}
+
+
+static void
+ngx_rbcs_redis_conn_init(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_conn_t *conn,
+    const char *name, ngx_uint_t subscriber)
+{
+    conn->redis = redis;
+    conn->name = name;
+    conn->state = NGX_RBCS_RS_CLOSED;
+    conn->subscriber = subscriber;
+
+    conn->timer.handler = ngx_rbcs_redis_timer_handler;
+    conn->timer.data = conn;
+    conn->timer.log = redis->log;
+
+    /* none of these timers should hold back a worker that shuts down */
+    conn->timer.cancelable = 1;
+}
+
+
+static void
+ngx_rbcs_redis_connect(ngx_rbcs_redis_conn_t *conn)
+{
+    redisAsyncContext  *ac;
+    ngx_rbcs_redis_t   *redis;
+
+    redis = conn->redis;
+
+    if (ngx_rbcs_redis_exiting(redis)) {
+        conn->state = NGX_RBCS_RS_CLOSED;
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, redis->log, 0,
+                   "rbcs: redis %s connection to %V: connecting",
+                   conn->name, &redis->addr);
+
+    /* the host is a numeric address: no name resolution here */
+
+    ac = redisAsyncConnect(redis->host, redis->conf->port);
+
+    if (ac == NULL) {
+        ngx_rbcs_redis_lost(conn, "out of memory");
+        return;
+    }
+
+    if (ac->err) {
+        ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        redisAsyncFree(ac);
+        return;
+    }
+
+    if (ngx_rbcs_redis_attach(conn, ac) != NGX_OK) {
+        ngx_rbcs_redis_lost(conn, "no free nginx connection");
+        redisAsyncFree(ac);
+        return;
+    }
+
+    conn->ac = ac;
+    conn->state = NGX_RBCS_RS_CONNECTING;
+    conn->pending = 0;
+    conn->broken = 0;
+
+    ngx_add_timer(&conn->timer, redis->conf->connect_timeout);
+
+    (void) redisAsyncSetDisconnectCallback(ac, ngx_rbcs_redis_disconnect_cb);
+
+    /* this asks for the write event that tells the connect's outcome */
+
+    (void) redisAsyncSetConnectCallback(ac, ngx_rbcs_redis_connect_cb);
+}
+
+
+/* give the library's socket an nginx connection and map the hooks */
+
+static ngx_int_t
+ngx_rbcs_redis_attach(ngx_rbcs_redis_conn_t *conn, redisAsyncContext *ac)
+{
+    ngx_log_t         *log;
+    ngx_connection_t  *c;
+
+    log = conn->redis->log;
+
+    c = ngx_get_connection(ac->c.fd, log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = conn;
+    c->log = log;
+    c->read->log = log;
+    c->write->log = log;
+    c->read->handler = ngx_rbcs_redis_read_handler;
+    c->write->handler = ngx_rbcs_redis_write_handler;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+
+    conn->c = c;
+
+    ac->data = conn;
+    ac->ev.data = conn;
+    ac->ev.addRead = ngx_rbcs_redis_add_read;
+    ac->ev.delRead = ngx_rbcs_redis_del_read;
+    ac->ev.addWrite = ngx_rbcs_redis_add_write;
+    ac->ev.delWrite = ngx_rbcs_redis_del_write;
+    ac->ev.cleanup = ngx_rbcs_redis_cleanup;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_redis_add_read(void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    ngx_connection_t  *c;
+
+    c = conn->c;
+
+    if (c == NULL || c->read->active) {
+        return;
+    }
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        ngx_rbcs_redis_drop_later(conn);
+    }
+}
+
+
+static void
+ngx_rbcs_redis_del_read(void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    ngx_connection_t  *c;
+
+    c = conn->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis has output.  When the socket was writable at last report and we
+ * are not inside a write that left output behind, post the write event:
+ * it runs later in this loop iteration, after every command queued until
+ * then.  Otherwise wait for the socket to become writable.
+ */
+
+static void
+ngx_rbcs_redis_add_write(void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    ngx_event_t       *wev;
+    ngx_connection_t  *c;
+
+    c = conn->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    wev = c->write;
+
+    if (wev->active || wev->posted) {
+        return;
+    }
+
+    if (wev->ready && !conn->writing) {
+        ngx_post_event(wev, &ngx_posted_events);
+        return;
+    }
+
+    wev->ready = 0;
+
+    if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        ngx_rbcs_redis_drop_later(conn);
+    }
+}
+
+
+static void
+ngx_rbcs_redis_del_write(void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    ngx_connection_t  *c;
+
+    c = conn->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis is about to close the socket itself: forget the events (the
+ * close removes the socket from epoll) and give the nginx connection back
+ * without closing anything.
+ */
+
+static void
+ngx_rbcs_redis_cleanup(void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    ngx_connection_t  *c;
+
+    c = conn->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    conn->c = NULL;
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+/*
+ * Where the context cannot be freed (an event hook, the connect callback),
+ * have the timer drop it as soon as the event loop gets there.
+ */
+
+static void
+ngx_rbcs_redis_drop_later(ngx_rbcs_redis_conn_t *conn)
+{
+    conn->broken = 1;
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    ngx_add_timer(&conn->timer, 1);
+}
+
+
+static void
+ngx_rbcs_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c;
+    ngx_rbcs_redis_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (conn->ac == NULL || conn->c != c) {
+        return;
+    }
+
+    /* may free the context and give c back: touch neither afterwards */
+
+    redisAsyncHandleRead(conn->ac);
+}
+
+
+static void
+ngx_rbcs_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c;
+    ngx_rbcs_redis_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (conn->ac == NULL || conn->c != c) {
+        return;
+    }
+
+    conn->writing = 1;
+    redisAsyncHandleWrite(conn->ac);
+    conn->writing = 0;
+}
+
+
+/*
+ * hiredis 0.14 calls this outside its callback guard: the context must
+ * not be freed from here.  On failure hiredis frees it after we return.
+ */
+
+static void
+ngx_rbcs_redis_connect_cb(const redisAsyncContext *ac, int status)
+{
+    ngx_int_t               rc;
+    ngx_rbcs_redis_conn_t  *conn;
+
+    conn = ac->data;
+
+    if (conn == NULL || conn->ac != ac) {
+        return;
+    }
+
+    if (status != REDIS_OK) {
+        ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        return;
+    }
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    conn->state = NGX_RBCS_RS_HANDSHAKE;
+
+    if (conn->subscriber) {
+        rc = ngx_rbcs_redis_subscribe(conn);
+
+    } else if (redisAsyncCommand(conn->ac, ngx_rbcs_redis_info_cb, conn,
+                                 "INFO server")
+               == REDIS_OK)
+    {
+        ngx_rbcs_redis_sent(conn);
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_rbcs_redis_drop_later(conn);
+    }
+}
+
+
+static void
+ngx_rbcs_redis_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    ngx_rbcs_redis_conn_t  *conn;
+
+    conn = ac->data;
+
+    /* a context we dropped ourselves is already accounted for */
+
+    if (conn == NULL || conn->ac != ac) {
+        return;
+    }
+
+    ngx_rbcs_redis_lost(conn, status == REDIS_OK
+                              ? "closed" : ngx_rbcs_redis_errstr(ac));
+}
+
+
+static void
+ngx_rbcs_redis_timer_handler(ngx_event_t *ev)
+{
+    u_char                  reason[64];
+    ngx_msec_t              elapsed, timeout;
+    ngx_rbcs_redis_conn_t  *conn;
+
+    conn = ev->data;
+
+    switch (conn->state) {
+
+    case NGX_RBCS_RS_BACKOFF:
+        ngx_rbcs_redis_connect(conn);
+        return;
+
+    case NGX_RBCS_RS_CONNECTING:
+        ngx_rbcs_redis_drop(conn, conn->broken ? "event registration failed"
+                                               : "connect timed out");
+        return;
+
+    case NGX_RBCS_RS_HANDSHAKE:
+    case NGX_RBCS_RS_READY:
+        break;
+
+    default:
+        return;
+    }
+
+    if (conn->broken) {
+        ngx_rbcs_redis_drop(conn, "event registration or command failed");
+        return;
+    }
+
+    timeout = conn->redis->conf->command_timeout;
+
+    if (conn->pending == 0) {
+
+        /* the subscription's heartbeat is due */
+
+        if (conn->subscriber && conn->state == NGX_RBCS_RS_READY
+            && ngx_rbcs_redis_subscribe(conn) != NGX_OK)
+        {
+            ngx_rbcs_redis_drop(conn, "heartbeat not sent");
+        }
+
+        return;
+    }
+
+    /* replies are outstanding: hung only if none came for the timeout */
+
+    elapsed = ngx_current_msec - conn->progress;
+
+    if (elapsed < timeout) {
+        ngx_add_timer(&conn->timer, timeout - elapsed);
+        return;
+    }
+
+    ngx_snprintf(reason, sizeof(reason), "no reply within %M ms%Z", timeout);
+
+    ngx_rbcs_redis_drop(conn, (char *) reason);
+}
+
+
+static void
+ngx_rbcs_redis_ready(ngx_rbcs_redis_conn_t *conn, ngx_uint_t restarted)
+{
+    ngx_uint_t         level;
+    ngx_rbcs_redis_t  *redis;
+
+    redis = conn->redis;
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    conn->state = NGX_RBCS_RS_READY;
+    conn->failures = 0;
+    conn->broken = 0;
+
+    /* coming back is the state change worth a warning; the start is not */
+
+    level = conn->down ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    if (conn->subscriber) {
+        ngx_log_error(level, redis->log, 0,
+                      "rbcs: redis %s connection to %V is %s",
+                      conn->name, &redis->addr, conn->down ? "back" : "up");
+
+    } else {
+        ngx_log_error(level, redis->log, 0,
+                      "rbcs: redis %s connection to %V is %s, run_id %*s%s",
+                      conn->name, &redis->addr, conn->down ? "back" : "up",
+                      redis->run_id_len, redis->run_id,
+                      restarted ? " (a new redis process: values stored "
+                                  "by the old one are not trusted)" : "");
+    }
+
+    conn->down = 0;
+}
+
+
+/*
+ * The context is gone, or going (hiredis frees it once we return): log
+ * the state change once, retry later, tell the cache.
+ */
+
+static void
+ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
+{
+    ngx_uint_t         up;
+    ngx_rbcs_redis_t  *redis;
+
+    redis = conn->redis;
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (!conn->down && !ngx_rbcs_redis_exiting(redis)) {
+        ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                      "rbcs: redis %s connection to %V %s: %s",
+                      conn->name, &redis->addr,
+                      conn->state == NGX_RBCS_RS_READY ? "lost" : "failed",
+                      reason);
+        conn->down = 1;
+
+    } else {
+        ngx_log_debug3(NGX_LOG_DEBUG_EVENT, redis->log, 0,
+                       "rbcs: redis %s connection to %V failed: %s",
+                       conn->name, &redis->addr, reason);
+    }
+
+    up = conn->up;
+
+    conn->ac = NULL;
+    conn->up = 0;
+    conn->pending = 0;
+    conn->broken = 0;
+    conn->state = NGX_RBCS_RS_CLOSED;
+
+    ngx_rbcs_redis_backoff(conn);
+
+    if (up && redis->on_sub && !ngx_rbcs_redis_exiting(redis)) {
+        redis->on_sub(NGX_RBCS_REDIS_SUB_DOWN);
+    }
+}
+
+
+/*
+ * Give up a context on our own initiative.  Its pending callbacks run
+ * with a NULL reply (from within redisAsyncFree(), or right after the
+ * current callback when called from one) and find it already forgotten.
+ */
+
+static void
+ngx_rbcs_redis_drop(ngx_rbcs_redis_conn_t *conn, const char *reason)
+{
+    redisAsyncContext  *ac;
+
+    ac = conn->ac;
+
+    ngx_rbcs_redis_lost(conn, reason);
+
+    if (ac) {
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_rbcs_redis_backoff(ngx_rbcs_redis_conn_t *conn)
+{
+    ngx_msec_t  delay;
+
+    if (ngx_rbcs_redis_exiting(conn->redis)) {
+        conn->state = NGX_RBCS_RS_CLOSED;
+        return;
+    }
+
+    delay = NGX_RBCS_REDIS_BACKOFF_MIN << ngx_min(conn->failures, 6);
+    delay = ngx_min(delay, NGX_RBCS_REDIS_BACKOFF_MAX);
+    delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+
+    conn->failures++;
+    conn->state = NGX_RBCS_RS_BACKOFF;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_EVENT, conn->redis->log, 0,
+                   "rbcs: redis %s connection: retry in %M ms (#%ui)",
+                   conn->name, delay, conn->failures);
+
+    ngx_add_timer(&conn->timer, delay);
+}
+
+
+static ngx_uint_t
+ngx_rbcs_redis_exiting(ngx_rbcs_redis_t *redis)
+{
+    return redis->exiting || ngx_exiting || ngx_quit || ngx_terminate;
+}
+
+
+static const char *
+ngx_rbcs_redis_errstr(const redisAsyncContext *ac)
+{
+    /* ac->errstr is only copied at disconnect: read the context's own */
+
+    return ac->c.errstr[0] ? ac->c.errstr : "connection closed";
+}
+
+
+/* a command went out: watch for its reply */
+
+static void
+ngx_rbcs_redis_sent(ngx_rbcs_redis_conn_t *conn)
+{
+    if (conn->pending++ == 0) {
+        conn->progress = ngx_current_msec;
+    }
+
+    /*
+     * Armed once, not per command; when it fires early, it is armed
+     * again for what is left (ngx_rbcs_redis_timer_handler()).
+     */
+
+    if (!conn->timer.timer_set) {
+        ngx_add_timer(&conn->timer, conn->redis->conf->command_timeout);
+    }
+}
+
+
+static void
+ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn)
+{
+    if (conn->pending) {
+        conn->pending--;
+    }
+
+    conn->progress = ngx_current_msec;
+}
+
+
+/*
+ * SUBSCRIBE is also the heartbeat: with hiredis 0.14 a PING on a
+ * subscribed context never reaches its callback, and its callback record
+ * stays queued until the context is freed (one leak per heartbeat).
+ * Subscribing again to the same channel is a no-op for Redis, and its
+ * confirmation comes back in order through the channel's callback.
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn)
+{
+    size_t             lens[2];
+    const char        *argv[2];
+    ngx_rbcs_redis_t  *redis;
+
+    redis = conn->redis;
+
+    argv[0] = "SUBSCRIBE";
+    lens[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = (const char *) redis->channel.data;
+    lens[1] = redis->channel.len;
+
+    if (redisAsyncCommandArgv(conn->ac, ngx_rbcs_redis_sub_cb, conn, 2, argv,
+                              lens)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_redis_sent(conn);
+
+    return NGX_OK;
+}
+
+
+/* the command connection's handshake: learn the server's run_id */
+
+static void
+ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r, void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    ngx_uint_t   restarted;
+    redisReply  *reply;
+
+    reply = r;
+
+    if (reply == NULL) {
+        if (conn->ac == ac) {
+            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        }
+
+        return;
+    }
+
+    ngx_rbcs_redis_replied(conn);
+
+    if (conn->ac != ac || conn->state != NGX_RBCS_RS_HANDSHAKE) {
+        return;
+    }
+
+    if (ngx_rbcs_redis_run_id(conn->redis, reply, &restarted) != NGX_OK) {
+        ngx_rbcs_redis_drop(conn, reply->type == REDIS_REPLY_ERROR
+                                ? reply->str : "no run_id in INFO reply");
+        return;
+    }
+
+    ngx_rbcs_redis_ready(conn, restarted);
+}
+
+
+static ngx_int_t
+ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis, redisReply *reply,
+    ngx_uint_t *restarted)
+{
+    u_char  *p, *start, *last;
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        return NGX_ERROR;
+    }
+
+    start = (u_char *) reply->str;
+    last = start + reply->len;
+
+    for (p = start; /* void */ ; p += sizeof("run_id:") - 1) {
+        p = ngx_strnstr(p, "run_id:", last - p);
+
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (p == start || p[-1] == '\n') {
+            break;
+        }
+    }
+
+    p += sizeof("run_id:") - 1;
+
+    for (start = p; p < last && *p != '\r' && *p != '\n'; p++) {
+        /* void */
+    }
+
+    if (p == start || p - start > NGX_RBCS_REDIS_RUN_ID_LEN) {
+        return NGX_ERROR;
+    }
+
+    *restarted = redis->run_id_len != 0
+                 && ((size_t) (p - start) != redis->run_id_len
+                     || ngx_memcmp(start, redis->run_id, redis->run_id_len)
+                        != 0);
+
+    redis->run_id_len = p - start;
+    ngx_memcpy(redis->run_id, start, redis->run_id_len);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b)
+{
+    u_char            *p, *version, *scale;
+    size_t             lens[12];
+    const char        *argv[12];
+    ngx_rbcs_redis_t  *redis;
+    u_char             msg[NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
+                           + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4];
+
+    redis = ngx_rbcs_redis;
+
+    if (redis == NULL || redis->cmd.state != NGX_RBCS_RS_READY) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_rbcs_redis_account_valid(b->account.data, b->account.len)
+        != NGX_OK
+        || ngx_rbcs_redis_text_valid(b->currency.data, b->currency.len, 0)
+           != NGX_OK
+        || ngx_rbcs_redis_text_valid(b->balance.data, b->balance.len, 1)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
+                      "rbcs: malformed balance of \"%V\" not sent to redis",
+                      &b->account);
+        return NGX_DECLINED;
+    }
+
+    /* "<account> <version> <scale> <currency> <balance>" */
+
+    p = ngx_cpymem(msg, b->account.data, b->account.len);
+    *p++ = ' ';
+    version = p;
+    p = ngx_sprintf(p, "%uL", b->version);
+    lens[4] = p - version;
+    *p++ = ' ';
+    scale = p;
+    p = ngx_sprintf(p, "%ui", b->scale);
+    lens[7] = p - scale;
+    *p++ = ' ';
+    p = ngx_cpymem(p, b->currency.data, b->currency.len);
+    *p++ = ' ';
+    p = ngx_cpymem(p, b->balance.data, b->balance.len);
+
+    ngx_memcpy(redis->key + redis->key_len, b->account.data, b->account.len);
+
+    argv[0] = "EVAL";
+    lens[0] = sizeof("EVAL") - 1;
+    argv[1] = ngx_rbcs_redis_script;
+    lens[1] = sizeof(ngx_rbcs_redis_script) - 1;
+    argv[2] = "1";
+    lens[2] = 1;
+    argv[3] = (const char *) redis->key;
+    lens[3] = redis->key_len + b->account.len;
+    argv[4] = (const char *) version;
+    argv[5] = (const char *) b->balance.data;
+    lens[5] = b->balance.len;
+    argv[6] = (const char *) b->currency.data;
+    lens[6] = b->currency.len;
+    argv[7] = (const char *) scale;
+    argv[8] = (const char *) redis->ttl;
+    lens[8] = redis->ttl_len;
+    argv[9] = (const char *) redis->run_id;
+    lens[9] = redis->run_id_len;
+    argv[10] = (const char *) redis->channel.data;
+    lens[10] = redis->channel.len;
+    argv[11] = (const char *) msg;
+    lens[11] = p - msg;
+
+    /* hiredis copies the arguments into its output buffer */
+
+    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb, NULL,
+                              12, argv, lens)
+        != REDIS_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_rbcs_redis_sent(&redis->cmd);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r, void *data)
+{
+    ngx_rbcs_redis_conn_t  *conn;
+
+    conn = ac->data;
+
+    if (r == NULL) {
+        if (conn->ac == ac) {
+            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        }
+
+        return;
+    }
+
+    ngx_rbcs_redis_replied(conn);
+    ngx_rbcs_redis_command_done(conn->redis, r);
+}
+
+
+ngx_rbcs_redis_get_t *
+ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
+    ngx_rbcs_redis_get_pt handler, void *data, ngx_log_t *log)
+{
+    size_t                 lens[7];
+    const char            *argv[7];
+    ngx_rbcs_redis_t      *redis;
+    ngx_rbcs_redis_get_t  *g;
+
+    redis = ngx_rbcs_redis;
+
+    if (redis == NULL || redis->cmd.state != NGX_RBCS_RS_READY
+        || ngx_rbcs_redis_account_valid(account->data, account->len)
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    g = ngx_alloc(sizeof(ngx_rbcs_redis_get_t), log);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(&g->timer, sizeof(ngx_event_t));
+
+    g->handler = handler;
+    g->data = data;
+    g->timer.handler = ngx_rbcs_redis_get_timer;
+    g->timer.data = g;
+    g->timer.log = log;
+    g->account_len = account->len;
+    ngx_memcpy(g->account, account->data, account->len);
+
+    ngx_memcpy(redis->key + redis->key_len, account->data, account->len);
+
+    argv[0] = "HMGET";
+    lens[0] = sizeof("HMGET") - 1;
+    argv[1] = (const char *) redis->key;
+    lens[1] = redis->key_len + account->len;
+    argv[2] = "v";
+    argv[3] = "b";
+    argv[4] = "c";
+    argv[5] = "s";
+    argv[6] = "r";
+    lens[2] = lens[3] = lens[4] = lens[5] = lens[6] = 1;
+
+    /* g now belongs to hiredis until its callback, reply or not */
+
+    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_get_cb, g,
+                              7, argv, lens)
+        != REDIS_OK)
+    {
+        ngx_free(g);
+        return NULL;
+    }
+
+    ngx_rbcs_redis_sent(&redis->cmd);
+
+    ngx_add_timer(&g->timer, timeout);
+
+    return g;
+}
+
+
+void
+ngx_rbcs_redis_get_cancel(ngx_rbcs_redis_get_t *g)
+{
+    if (g == NULL) {
+        return;
+    }
+
+    if (g->timer.timer_set) {
+        ngx_del_timer(&g->timer);
+    }
+
+    /* the block itself is freed when hiredis is done with it */
+
+    g->handler = NULL;
+}
+
+
+static void
+ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r, void *data)
+{
+    ngx_rbcs_redis_get_t *g = data;
+
+    ngx_int_t                 rc;
+    ngx_rbcs_redis_t         *redis;
+    ngx_rbcs_redis_conn_t    *conn;
+    ngx_rbcs_redis_get_pt     handler;
+    ngx_rbcs_redis_balance_t  b;
+
+    conn = ac->data;
+    redis = conn->redis;
+
+    if (g->timer.timer_set) {
+        ngx_del_timer(&g->timer);
+    }
+
+    if (r == NULL) {
+
+        /* the connection is gone: say so before any handler can call in */
+
+        if (conn->ac == ac) {
+            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        }
+
+        rc = NGX_ERROR;
+
+    } else {
+        ngx_rbcs_redis_replied(conn);
+        rc = ngx_rbcs_redis_get_reply(redis, r, g, &b);
+    }
+
+    handler = g->handler;
+    g->handler = NULL;
+
+    if (handler && !redis->exiting) {
+        handler(g->data, rc, rc == NGX_OK ? &b : NULL);
+    }
+
+    ngx_free(g);
+}
+
+
+static void
+ngx_rbcs_redis_get_timer(ngx_event_t *ev)
+{
+    ngx_rbcs_redis_get_t *g = ev->data;
+
+    ngx_rbcs_redis_get_pt  handler;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_EVENT, ev->log, 0,
+                   "rbcs: redis read timed out");
+
+    /* a late reply will find no handler */
+
+    handler = g->handler;
+    g->handler = NULL;
+
+    if (handler) {
+        handler(g->data, NGX_ERROR, NULL);
+    }
+}
+
+
+/* HMGET v b c s r: trusted only when stored by the Redis we talk to now */
+
+static ngx_int_t
+ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
+    ngx_rbcs_redis_get_t *g, ngx_rbcs_redis_balance_t *b)
+{
+    ngx_int_t     scale;
+    ngx_uint_t    i;
+    redisReply  **e;
+
+    ngx_rbcs_redis_command_done(redis, reply);
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
+        return NGX_ERROR;
+    }
+
+    e = reply->element;
+
+    for (i = 0; i < 5; i++) {
+        if (e[i]->type != REDIS_REPLY_STRING) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (e[4]->len != redis->run_id_len
+        || ngx_memcmp(e[4]->str, redis->run_id, redis->run_id_len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_rbcs_redis_parse_uint64((u_char *) e[0]->str, e[0]->len,
+                                    &b->version)
+        != NGX_OK
+        || ngx_rbcs_redis_text_valid((u_char *) e[1]->str, e[1]->len, 1)
+           != NGX_OK
+        || ngx_rbcs_redis_text_valid((u_char *) e[2]->str, e[2]->len, 0)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    scale = ngx_atoi((u_char *) e[3]->str, e[3]->len);
+    if (scale == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    b->account.data = g->account;
+    b->account.len = g->account_len;
+    b->balance.data = (u_char *) e[1]->str;
+    b->balance.len = e[1]->len;
+    b->currency.data = (u_char *) e[2]->str;
+    b->currency.len = e[2]->len;
+    b->scale = scale;
+
+    return NGX_OK;
+}
+
+
+/* the channel's callback: subscribe confirmations and messages */
+
+static void
+ngx_rbcs_redis_sub_cb(redisAsyncContext *ac, void *r, void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    redisReply        *reply, *kind;
+    ngx_rbcs_redis_t  *redis;
+
+    reply = r;
+    redis = conn->redis;
+
+    if (reply == NULL) {
+        if (conn->ac == ac) {
+            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        }
+
+        return;
+    }
+
+    if (conn->ac != ac || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 3
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    kind = reply->element[0];
+
+    if (kind->len == sizeof("message") - 1
+        && ngx_strncmp(kind->str, "message", kind->len) == 0)
+    {
+        conn->progress = ngx_current_msec;
+
+        if (reply->element[2]->type == REDIS_REPLY_STRING) {
+            ngx_rbcs_redis_message(redis, reply->element[2]);
+        }
+
+        ngx_rbcs_redis_alive(redis, 0);
+        return;
+    }
+
+    if (kind->len != sizeof("subscribe") - 1
+        || ngx_strncmp(kind->str, "subscribe", kind->len) != 0)
+    {
+        return;
+    }
+
+    ngx_rbcs_redis_replied(conn);
+
+    if (conn->state == NGX_RBCS_RS_HANDSHAKE) {
+        ngx_rbcs_redis_ready(conn, 0);
+        ngx_add_timer(&conn->timer, redis->conf->heartbeat);
+
+        conn->up = 1;
+        redis->alive = ngx_current_msec;
+
+        if (redis->on_sub) {
+            redis->on_sub(NGX_RBCS_REDIS_SUB_UP);
+        }
+
+        return;
+    }
+
+    /* a heartbeat came back */
+
+    if (conn->pending == 0) {
+        if (conn->timer.timer_set) {
+            ngx_del_timer(&conn->timer);
+        }
+
+        ngx_add_timer(&conn->timer, redis->conf->heartbeat);
+    }
+
+    ngx_rbcs_redis_alive(redis, 1);
+}
+
+
+static void
+ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
+{
+    ngx_rbcs_redis_balance_t  b;
+
+    if (ngx_rbcs_redis_parse_message((u_char *) msg->str, msg->len, &b)
+        != NGX_OK)
+    {
+        if (!redis->garbled) {
+            ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                          "rbcs: unexpected message on redis channel "
+                          "\"%V\": \"%*s\"", &redis->channel,
+                          ngx_min(msg->len, 128), msg->str);
+            redis->garbled = 1;
+        }
+
+        return;
+    }
+
+    redis->garbled = 0;
+
+    if (redis->on_message) {
+        redis->on_message(&b);
+    }
+}
+
+
+/* "<account> <version> <scale> <currency> <balance>" */
+
+static ngx_int_t
+ngx_rbcs_redis_parse_message(u_char *p, size_t len,
+    ngx_rbcs_redis_balance_t *b)
+{
+    u_char     *last, *q;
+    ngx_int_t   scale;
+
+    last = p + len;
+
+    q = ngx_strlchr(p, last, ' ');
+    if (q == NULL || ngx_rbcs_redis_account_valid(p, q - p) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->account.data = p;
+    b->account.len = q - p;
+    p = q + 1;
+
+    q = ngx_strlchr(p, last, ' ');
+    if (q == NULL
+        || ngx_rbcs_redis_parse_uint64(p, q - p, &b->version) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = q + 1;
+
+    q = ngx_strlchr(p, last, ' ');
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    scale = ngx_atoi(p, q - p);
+    if (scale == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    b->scale = scale;
+    p = q + 1;
+
+    q = ngx_strlchr(p, last, ' ');
+    if (q == NULL || ngx_rbcs_redis_text_valid(p, q - p, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->currency.data = p;
+    b->currency.len = q - p;
+    p = q + 1;
+
+    if (ngx_rbcs_redis_text_valid(p, last - p, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->balance.data = p;
+    b->balance.len = last - p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Messages report ALIVE at most once per millisecond of nginx time: the
+ * cache takes a lock for it, and a burst of messages says no more than
+ * its first one.
+ */
+
+static void
+ngx_rbcs_redis_alive(ngx_rbcs_redis_t *redis, ngx_uint_t force)
+{
+    if (!force && redis->alive == ngx_current_msec) {
+        return;
+    }
+
+    redis->alive = ngx_current_msec;
+
+    if (redis->on_sub) {
+        redis->on_sub(NGX_RBCS_REDIS_SUB_ALIVE);
+    }
+}
+
+
+/* log command errors once per change, not once per command */
+
+static void
+ngx_rbcs_redis_command_done(ngx_rbcs_redis_t *redis, redisReply *reply)
+{
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (!redis->failing) {
+            ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                          "rbcs: redis command failed: %*s",
+                          reply->len, reply->str);
+            redis->failing = 1;
+        }
+
+        return;
+    }
+
+    if (redis->failing) {
+        ngx_log_error(NGX_LOG_NOTICE, redis->log, 0,
+                      "rbcs: redis commands succeed again");
+        redis->failing = 0;
+    }
+}
+
+
+static ngx_int_t
+ngx_rbcs_redis_account_valid(u_char *p, size_t len)
+{
+    u_char  ch, *last;
+
+    if (len == 0 || len > NGX_RBCS_ID_MAX_LEN) {
+        return NGX_ERROR;
+    }
+
+    for (last = p + len; p < last; p++) {
+        ch = *p;
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9')
+            || ch == '_' || ch == '.' || ch == ':' || ch == '-')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a decimal text, or any printable text without spaces */
+
+static ngx_int_t
+ngx_rbcs_redis_text_valid(u_char *p, size_t len, ngx_uint_t decimal)
+{
+    u_char  ch, *last;
+
+    if (len == 0 || len > NGX_RBCS_REDIS_TEXT_MAX) {
+        return NGX_ERROR;
+    }
+
+    for (last = p + len; p < last; p++) {
+        ch = *p;
+
+        if (decimal) {
+            if ((ch >= '0' && ch <= '9') || ch == '.' || ch == '-') {
+                continue;
+            }
+
+        } else if (ch > ' ' && ch < 0x7f) {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_redis_parse_uint64(u_char *p, size_t len, uint64_t *value)
+{
+    u_char    *last;
+    uint64_t   v, d;
+
+    if (len == 0 || len > NGX_INT64_LEN) {
+        return NGX_ERROR;
+    }
+
+    v = 0;
+
+    for (last = p + len; p < last; p++) {
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        d = *p - '0';
+
+        if (v > (UINT64_MAX - d) / 10) {
+            return NGX_ERROR;
+        }
+
+        v = v * 10 + d;
+    }
+
+    *value = v;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_rbcs_redis_connected(void)
+{
+    return ngx_rbcs_redis != NULL
+           && ngx_rbcs_redis->cmd.state == NGX_RBCS_RS_READY;
+}

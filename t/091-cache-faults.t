@@ -1,0 +1,215 @@
+#!/usr/bin/perl
+# The cache under faults, while transfers and reads keep going on two pods:
+# Redis killed, frozen, and restarted from a stale snapshot must cause no
+# client error and no read older than what the pod acknowledged; a worker
+# killed again and again never wedges the others or serves a torn entry.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use RBCS::Test;
+
+my $dir = tempdir(CLEANUP => 1);
+my @ACC = map { "F$_" } 1 .. 4;
+
+sub transfer {
+    my ($t, $id, $s, $d, $amount) = @_;
+    return $t->post_json('/accounts/transactions', {
+        transactionId => $id, sourceAccountNumber => $s,
+        destinationAccountNumber => $d, amount => $amount });
+}
+
+sub read_balance {
+    my ($t, $n, $q) = @_;
+    my $r = eval { $t->get("/accounts/$n/balance" . ($q // '')) };
+    return undef unless $r && ($r->{status} // 0) == 200;
+    my $j = $r->json;
+    $j->{tier} = $r->{headers}{'x-rbcs-cache'};
+    return $j;
+}
+
+# Clients that transfer among @ACC and read back, until $stop exists.
+# A client retries a request whose connection broke, with the same id, as
+# a real client would. Returns the problems seen.
+sub load {
+    my ($pods, $clients, $stop) = @_;
+    my @pids;
+    for my $k (0 .. $clients - 1) {
+        my $pid = fork // die;
+        if ($pid == 0) {
+            srand($k + 1);
+            my $t = $pods->[$k % @$pods];
+            my (@bad, %last);
+            my $i = 0;
+            while (!-e $stop) {
+                $i++;
+                my $s = $ACC[int rand @ACC];
+                my $d;
+                do { $d = $ACC[int rand @ACC] } while $d eq $s;
+                # a connection broken by a killed worker gives no status:
+                # retry with the same id; then a 200 replay is the answer
+                my ($r, $retried);
+                for my $try (1 .. 20) {
+                    $r = eval { transfer($t, "ld-$k-$i", $s, $d, '0.01') };
+                    last if $r && $r->{status};
+                    $retried = 1;
+                    sleep 0.05;
+                }
+                if (!$r || !$r->{status}
+                    || !($r->{status} == 201
+                         || ($retried && $r->{status} == 200)))
+                {
+                    push @bad, "transfer ld-$k-$i: "
+                        . ($r ? "$r->{status} $r->{body}" : 'no answer');
+                    next;
+                }
+                my $v = $r->json->{sourceVersion};
+                my $x;
+                for (1 .. 20) {
+                    $x = read_balance($t, $s);
+                    last if $x;
+                    sleep 0.05;
+                }
+                if (!$x) {
+                    push @bad, "read $s: no answer";
+                    next;
+                }
+                push @bad, "read $s version $x->{version} < acknowledged $v"
+                    . " ($x->{tier})" if $x->{version} < $v;
+                push @bad, "read $s went back from $last{$s} to "
+                    . "$x->{version} ($x->{tier})"
+                    if $x->{version} < ($last{$s} // 0);
+                $last{$s} = $x->{version};
+            }
+            open my $fh, '>', "$dir/load.$k" or POSIX::_exit(1);
+            print $fh map { "$_\n" } @bad;
+            print $fh "DONE $i\n";
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    return sub {
+        open my $fh, '>', $stop or die;
+        close $fh;
+        waitpid($_, 0) for @pids;
+        my (@bad, $n);
+        for my $k (0 .. $clients - 1) {
+            open my $fh, '<', "$dir/load.$k" or do {
+                push @bad, "client $k left no report";
+                next;
+            };
+            for (<$fh>) {
+                chomp;
+                if (/^DONE (\d+)/) { $n += $1 } else { push @bad, $_ }
+            }
+        }
+        unlink $stop;
+        return ($n, @bad);
+    };
+}
+
+sub agree_with_database {
+    my ($name, @pods) = @_;
+    my $wrong = 0;
+    for my $t (@pods) {
+        for my $n (@ACC) {
+            my $strong = read_balance($t, $n, '?consistency=strong');
+            my $x = read_balance($t, $n);
+            $wrong++ unless $strong && $x
+                && $x->{version} == $strong->{version}
+                && $x->{balance} eq $strong->{balance};
+        }
+    }
+    is($wrong, 0, "$name: every pod's reads equal the database");
+}
+
+# --- Redis killed, frozen, restarted from a stale snapshot --------------
+
+my $redis = RBCS::Test::private_redis();
+my @quiet = (allow_log => [ qr/redis/i ]);
+my $t = RBCS::Test->new(workers => 2, redis_port => $redis->port, @quiet);
+my $pod2 = RBCS::Test->new(workers => 2, redis_port => $redis->port,
+                           pod_of => $t, @quiet);
+
+for my $n (@ACC) {
+    is($t->post_json('/accounts', { accountNumber => $n,
+                                    initialBalance => '1000.00' })->{status},
+       201, "opened $n");
+}
+
+my $finish = load([ $t, $pod2 ], 6, "$dir/stop-redis");
+
+sleep 0.7;
+$redis->signal('KILL');                 # killed
+sleep 0.7;
+$redis->start;                          # back, empty
+sleep 0.7;
+$redis->signal('STOP');                 # frozen
+sleep 1.0;
+$redis->signal('CONT');
+sleep 0.7;
+$redis->save;                           # a snapshot of now ...
+sleep 1.0;                              # ... that goes stale
+$redis->signal('KILL');
+$redis->start;                          # restarted from the stale snapshot
+sleep 1.5;
+
+my ($n, @bad) = $finish->();
+ok($n > 100, "clients made $n transfers with reads during the Redis faults");
+is(scalar @bad, 0, 'no client error, no read older than an acknowledged '
+   . 'transfer, no version going backwards')
+    or diag join "\n", @bad[0 .. ($#bad > 14 ? 14 : $#bad)];
+
+sleep 0.3;
+agree_with_database('after the Redis faults', $t, $pod2);
+
+my $total = 0;
+for my $x (map { read_balance($t, $_, '?consistency=strong') } @ACC) {
+    my ($i, $f) = $x->{balance} =~ /^(\d+)\.(\d\d)$/;
+    $total += $i * 100 + $f;
+}
+is($total, 4000_00, 'the total is conserved');
+like($t->error_log . $pod2->error_log, qr/\[warn\].*redis/i,
+     'the Redis outage was logged as a warning');
+
+$t->stop;
+$pod2->stop;
+$redis->stop;
+
+# --- workers killed under load -------------------------------------------
+
+my $k = RBCS::Test->new(workers => 2, @quiet,
+    allow_log => [ qr/redis/i, qr/exited on signal 9/,
+                   qr/cache zone emptied/ ]);
+for my $n (@ACC) {
+    $k->post_json('/accounts', { accountNumber => $n,
+                                 initialBalance => '1000.00' });
+}
+
+$finish = load([ $k ], 6, "$dir/stop-kill");
+my $kills = 0;
+for (1 .. 12) {
+    sleep 0.25;
+    my @w = $k->worker_pids;
+    next unless @w;
+    kill 'KILL', $w[int rand @w];
+    $kills++;
+}
+sleep 0.5;
+($n, @bad) = $finish->();
+ok($kills >= 10, "$kills workers killed while $n transfers and reads ran");
+is(scalar @bad, 0, 'every transfer and read completed, none stale')
+    or diag join "\n", @bad[0 .. ($#bad > 14 ? 14 : $#bad)];
+
+my $t0 = time;
+my $h = $k->get('/healthz');
+is($h->{status}, 200, 'the service answers after the kills');
+cmp_ok(time - $t0, '<', 0.5, 'at once: no worker is wedged');
+agree_with_database('after the kills', $k);
+
+done_testing();
