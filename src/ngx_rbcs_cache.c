@@ -538,7 +538,19 @@ ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event)
     switch (event) {
 
     case NGX_RBCS_REDIS_SUB_UP:
-        cache->sh->sub_since = now ? now : 1;
+
+        /*
+         * A reload starts a new subscriber while the old one still
+         * lives: no message was missed in between, the trust goes on.
+         */
+
+        if (cache->sh->sub_since == 0
+            || (ngx_msec_int_t) (now - cache->sh->sub_alive)
+               >= (ngx_msec_int_t) cache->alive)
+        {
+            cache->sh->sub_since = now ? now : 1;
+        }
+
         cache->sh->sub_alive = now;
         break;
 

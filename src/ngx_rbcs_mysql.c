@@ -260,6 +260,7 @@ ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc)
     }
 
     mc->wait = status;
+    mc->timer.cancelable = 1;
     ngx_add_timer(&mc->timer, conf->connect_timeout);
 }
 
@@ -424,6 +425,7 @@ ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
 
     mc->failures++;
     mc->state = NGX_RBCS_MC_BACKOFF;
+    mc->timer.cancelable = 1;
     ngx_add_timer(&mc->timer, delay);
 
     if (q) {
@@ -905,6 +907,9 @@ ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t *q)
     q->state = NGX_RBCS_Q_RUNNING;
     q->attempts++;
 
+    /* a request waits on this timer: a graceful exit must wait for it */
+
+    mc->timer.cancelable = 0;
     ngx_add_timer(&mc->timer, mc->pool->conf->query_timeout);
 
     /* the query is started from the event loop, never from the caller */

@@ -253,4 +253,17 @@ for my $n (qw(HA HB)) {
 }
 is($sum, 1000, 'HA + HB still 1000.00');
 
+# the zone itself outlives a reload: T2 went in before it and is still there
+is(read_balance($t, 'T2')->{tier}, 'zone', 'T2 is in the zone');
+my @old = $t->worker_pids;
+kill 'HUP', $t->master_pid;
+my $t0 = time;
+sleep 0.1 while time - $t0 < 10 && grep { kill 0, $_ } @old;
+my @new = $t->worker_pids;
+ok(@new && !grep({ my $o = $_; grep { $_ == $o } @new } @old),
+   'after a reload every worker is new');
+my $kept = read_balance($t, 'T2');
+is($kept->{tier}, 'zone', 'the new workers find T2 in the zone: it was kept');
+is($kept->{version}, 7, 'with its version');
+
 done_testing();

@@ -165,7 +165,9 @@ is(scalar @bad, 0, 'no client error, no read older than an acknowledged '
    . 'transfer, no version going backwards')
     or diag join "\n", @bad[0 .. ($#bad > 14 ? 14 : $#bad)];
 
-sleep 0.3;
+# changes made while the subscription was down may reach the other pod
+# only when its entries stop being trusted: after ttl (2 s)
+sleep 2.2;
 agree_with_database('after the Redis faults', $t, $pod2);
 
 my $total = 0;
@@ -176,6 +178,21 @@ for my $x (map { read_balance($t, $_, '?consistency=strong') } @ACC) {
 is($total, 4000_00, 'the total is conserved');
 like($t->error_log . $pod2->error_log, qr/\[warn\].*redis/i,
      'the Redis outage was logged as a warning');
+
+# A change made while the subscription is down never reaches the other
+# pod's zone by message: its entry stops being trusted after ttl (2 s).
+my $x = read_balance($pod2, 'F1');
+ok($x, 'pod 2 has F1');
+$redis->signal('STOP');
+sleep 1.5;                         # the subscription is seen down
+my $r = transfer($t, 'while-down', 'F1', 'F2', '1.00');
+is($r->{status}, 201, 'a transfer on pod 1 while Redis is frozen');
+my $v = $r->json->{sourceVersion};
+sleep 2.2;
+$x = read_balance($pod2, 'F1');
+is($x && $x->{version}, $v,
+   'after ttl pod 2 no longer trusts its entry and reads the change');
+$redis->signal('CONT');
 
 $t->stop;
 $pod2->stop;
