@@ -46,6 +46,10 @@ static ngx_conf_num_bounds_t  ngx_rbcs_retries_bounds = {
     ngx_conf_check_num_bounds, 0, 10
 };
 
+static ngx_conf_num_bounds_t  ngx_rbcs_batch_size_bounds = {
+    ngx_conf_check_num_bounds, 1, NGX_RBCS_MYSQL_BATCH_MAX
+};
+
 
 static ngx_command_t  ngx_rbcs_commands[] = {
 
@@ -125,6 +129,13 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_rbcs_main_conf_t, mysql.retries),
       &ngx_rbcs_retries_bounds },
+
+    { ngx_string("rbcs_mysql_batch_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.batch_size),
+      &ngx_rbcs_batch_size_bounds },
 
     { ngx_string("rbcs_mysql_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -275,6 +286,7 @@ ngx_rbcs_create_main_conf(ngx_conf_t *cf)
     rmcf->mysql.pool_size = NGX_CONF_UNSET_UINT;
     rmcf->mysql.queue_size = NGX_CONF_UNSET_UINT;
     rmcf->mysql.retries = NGX_CONF_UNSET_UINT;
+    rmcf->mysql.batch_size = NGX_CONF_UNSET_UINT;
     rmcf->mysql.connect_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->mysql.query_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->mysql.queue_timeout = NGX_CONF_UNSET_MSEC;
@@ -328,6 +340,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(rmcf->mysql.pool_size, 8);
     ngx_conf_init_uint_value(rmcf->mysql.queue_size, 1024);
     ngx_conf_init_uint_value(rmcf->mysql.retries, 3);
+    ngx_conf_init_uint_value(rmcf->mysql.batch_size, 64);
     ngx_conf_init_msec_value(rmcf->mysql.connect_timeout, 2000);
     ngx_conf_init_msec_value(rmcf->mysql.query_timeout, 5000);
     ngx_conf_init_msec_value(rmcf->mysql.queue_timeout, 3000);

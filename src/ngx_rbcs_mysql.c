@@ -52,6 +52,8 @@ typedef struct {
     u_char                    *user;
     u_char                    *password;
     u_char                    *database;
+    ngx_uint_t                 batches;     /* batches sent */
+    ngx_uint_t                 batched;     /* transfers sent in batches */
 } ngx_rbcs_mysql_pool_t;
 
 
@@ -65,7 +67,12 @@ struct ngx_rbcs_mysql_conn_s {
     ngx_event_t                timer;
     ngx_event_t                kick;
     ngx_queue_t                queue;       /* in pool->idle when idle */
-    ngx_rbcs_mysql_query_t    *query;       /* NULL when detached */
+
+    /* what runs: one query, or a batch of transfers (group commit) */
+    ngx_rbcs_mysql_query_t   **queries;     /* an entry is NULL if detached */
+    ngx_uint_t                 nq;
+    ngx_uint_t                 set;         /* next result set */
+    unsigned                   batch:1;
 
     u_char                    *sql;         /* own copy of the query */
     size_t                     sql_len;
@@ -97,6 +104,13 @@ static void ngx_rbcs_mysql_set_idle(ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc);
 static ngx_int_t ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc,
     ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_mysql_start_batch(ngx_rbcs_mysql_conn_t *mc);
+static ngx_int_t ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc);
+static ngx_int_t ngx_rbcs_mysql_reserve(ngx_rbcs_mysql_conn_t *mc,
+    size_t size);
+static ngx_uint_t ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc,
+    ngx_rbcs_mysql_query_t **out);
+static void ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
     ngx_uint_t rc, ngx_uint_t err);
 static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
@@ -160,6 +174,12 @@ ngx_rbcs_mysql_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
         mc->kick.handler = ngx_rbcs_mysql_kick_handler;
         mc->kick.data = mc;
         mc->kick.log = cycle->log;
+
+        mc->queries = ngx_pcalloc(cycle->pool, conf->batch_size
+                                       * sizeof(ngx_rbcs_mysql_query_t *));
+        if (mc->queries == NULL) {
+            return NGX_ERROR;
+        }
 
         ngx_rbcs_mysql_connect(mc);
     }
@@ -404,17 +424,17 @@ static void
 ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     ngx_uint_t err)
 {
+    ngx_uint_t               i, n;
     ngx_msec_t               delay;
-    ngx_rbcs_mysql_query_t  *q;
+    ngx_rbcs_mysql_query_t  *q, *qs[NGX_RBCS_MYSQL_BATCH_MAX];
 
-    q = mc->query;
-    mc->query = NULL;
+    n = ngx_rbcs_mysql_take(mc, qs);
 
     ngx_rbcs_mysql_close(mc, 0);
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
-        if (q) {
-            ngx_rbcs_mysql_deliver(q, rc, err);
+        for (i = 0; i < n; i++) {
+            ngx_rbcs_mysql_deliver(qs[i], rc, err);
         }
         return;
     }
@@ -428,8 +448,8 @@ ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     mc->timer.cancelable = 1;
     ngx_add_timer(&mc->timer, delay);
 
-    if (q) {
-        ngx_rbcs_mysql_deliver(q, rc, err);
+    for (i = 0; i < n; i++) {
+        ngx_rbcs_mysql_deliver(qs[i], rc, err);
     }
 
     /* no connection left to wait for: fail the waiting requests now */
@@ -715,7 +735,19 @@ ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc)
     ngx_rbcs_mysql_query_t   *q;
     ngx_rbcs_mysql_result_t  *rs;
 
-    q = mc->query;
+    /*
+     * A batch's first result set is its lock statement's, then one per
+     * transfer; a single query takes all of its result sets.
+     */
+
+    if (mc->batch) {
+        n = mc->set++;
+        q = (n > 0 && n <= mc->nq) ? mc->queries[n - 1] : NULL;
+
+    } else {
+        q = mc->queries[0];
+    }
+
     if (q == NULL) {
         return NGX_OK;
     }
@@ -771,7 +803,7 @@ ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc)
     ngx_rbcs_mysql_query_t  *q;
 
     err = mysql_errno(mc->mysql);
-    q = mc->query;
+    q = mc->batch ? NULL : mc->queries[0];
 
     if (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) {
         ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
@@ -797,7 +829,7 @@ ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc)
      * ends with an explicit ROLLBACK after an error.
      */
 
-    if (q == NULL || q->transaction) {
+    if (mc->batch || q == NULL || q->transaction) {
         mc->state = NGX_RBCS_MC_ROLLBACK;
         ngx_rbcs_mysql_process(mc, 0);
         return;
@@ -811,19 +843,43 @@ static void
 ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     ngx_uint_t err)
 {
-    ngx_rbcs_mysql_query_t  *q;
+    ngx_uint_t               i, n, batch;
+    ngx_rbcs_mysql_query_t  *qs[NGX_RBCS_MYSQL_BATCH_MAX];
 
     if (mc->timer.timer_set) {
         ngx_del_timer(&mc->timer);
     }
 
-    q = mc->query;
-    mc->query = NULL;
+    batch = mc->batch;
+    n = ngx_rbcs_mysql_take(mc, qs);
 
     ngx_rbcs_mysql_set_idle(mc);
 
-    if (q) {
-        ngx_rbcs_mysql_deliver(q, rc, err);
+    for (i = 0; i < n; i++) {
+
+        /*
+         * A batch that failed for another reason than a lock conflict
+         * was rolled back whole: each of its transfers runs again alone,
+         * so that one bad transfer fails on its own.
+         */
+
+        if (batch && rc == NGX_RBCS_MYSQL_ESQL
+            && err != ER_LOCK_DEADLOCK && err != ER_LOCK_WAIT_TIMEOUT)
+        {
+            qs[i]->solo = 1;
+            qs[i]->state = NGX_RBCS_Q_NEW;
+            qs[i]->conn = NULL;
+            qs[i]->results.nelts = 0;
+
+            if (ngx_rbcs_mysql_run(qs[i]) == NGX_OK) {
+                continue;
+            }
+
+            ngx_rbcs_mysql_deliver(qs[i], NGX_RBCS_MYSQL_EUNAVAIL, 0);
+            continue;
+        }
+
+        ngx_rbcs_mysql_deliver(qs[i], rc, err);
     }
 
     if (mc->state == NGX_RBCS_MC_IDLE) {
@@ -859,12 +915,24 @@ ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc)
 
     head = ngx_queue_head(&pool->waiting);
     q = ngx_queue_data(head, ngx_rbcs_mysql_query_t, queue);
-    ngx_queue_remove(head);
-    pool->nwaiting--;
 
-    if (q->timer.timer_set) {
-        ngx_del_timer(&q->timer);
+    /* transfers that queued up while every connection was busy */
+
+    if (q->batchable && !q->solo && pool->conf->batch_size > 1
+        && ngx_queue_next(head) != ngx_queue_sentinel(&pool->waiting))
+    {
+        q = ngx_queue_data(ngx_queue_next(head), ngx_rbcs_mysql_query_t,
+                           queue);
+
+        if (q->batchable && !q->solo) {
+            ngx_rbcs_mysql_start_batch(mc);
+            return;
+        }
+
+        q = ngx_queue_data(head, ngx_rbcs_mysql_query_t, queue);
     }
+
+    ngx_rbcs_mysql_waited(q);
 
     if (ngx_rbcs_mysql_start(mc, q) != NGX_OK) {
         ngx_rbcs_mysql_deliver(q, NGX_RBCS_MYSQL_EUNAVAIL, 0);
@@ -872,40 +940,177 @@ ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc)
 }
 
 
+/* a query leaves the waiting queue */
+
+static void
+ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_queue_remove(&q->queue);
+    ngx_rbcs_mysql_pool->nwaiting--;
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+}
+
+
+static ngx_int_t
+ngx_rbcs_mysql_reserve(ngx_rbcs_mysql_conn_t *mc, size_t size)
+{
+    u_char  *p;
+
+    if (size <= mc->sql_size) {
+        return NGX_OK;
+    }
+
+    size = ngx_max(size, 1024);
+
+    p = ngx_alloc(size, mc->pool->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (mc->sql) {
+        ngx_free(mc->sql);
+    }
+
+    mc->sql = p;
+    mc->sql_size = size;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t *q)
 {
-    size_t   size;
-    u_char  *p;
-
-    if (q->sql.len > mc->sql_size) {
-        size = ngx_max(q->sql.len, 1024);
-        p = ngx_alloc(size, mc->pool->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (mc->sql) {
-            ngx_free(mc->sql);
-        }
-
-        mc->sql = p;
-        mc->sql_size = size;
+    if (ngx_rbcs_mysql_reserve(mc, q->sql.len) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_memcpy(mc->sql, q->sql.data, q->sql.len);
     mc->sql_len = q->sql.len;
 
+    mc->queries[0] = q;
+    mc->nq = 1;
+    mc->batch = 0;
+
+    return ngx_rbcs_mysql_send(mc);
+}
+
+
+/*
+ * Group commit: the transfers waiting at the head of the queue, in order
+ * of arrival and up to the batch size, go as one database transaction in
+ * one round trip.  Its first statement locks every account they touch in
+ * key order, the same order single transfers lock in, so batches never
+ * deadlock each other or single transfers.  Each transfer is still judged
+ * on its own by its own CALL: a rejection is its result, not an error, and
+ * fails no neighbour; the same id twice is a replay of the first.
+ */
+
+static ngx_int_t
+ngx_rbcs_mysql_start_batch(ngx_rbcs_mysql_conn_t *mc)
+{
+    u_char                  *p;
+    size_t                   size;
+    ngx_uint_t               i, n;
+    ngx_queue_t             *x;
+    ngx_rbcs_mysql_pool_t   *pool;
+    ngx_rbcs_mysql_query_t  *q;
+
+    pool = mc->pool;
+    size = sizeof("START TRANSACTION;SELECT 1 FROM accounts WHERE "
+                  "account_number IN () ORDER BY account_number FOR UPDATE;"
+                  "COMMIT") - 1;
+    n = 0;
+
+    for (x = ngx_queue_head(&pool->waiting);
+         x != ngx_queue_sentinel(&pool->waiting)
+         && n < pool->conf->batch_size;
+         x = ngx_queue_next(x))
+    {
+        q = ngx_queue_data(x, ngx_rbcs_mysql_query_t, queue);
+
+        if (!q->batchable || q->solo) {
+            break;
+        }
+
+        mc->queries[n++] = q;
+        size += q->call.len + 1 + q->lock[0].len + q->lock[1].len + 6;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_rbcs_mysql_waited(mc->queries[i]);
+    }
+
+    mc->nq = n;
+    mc->batch = 1;
+    mc->set = 0;
+
+    if (ngx_rbcs_mysql_reserve(mc, size) != NGX_OK) {
+        for (i = 0; i < n; i++) {
+            ngx_rbcs_mysql_deliver(mc->queries[i], NGX_RBCS_MYSQL_EUNAVAIL,
+                                   0);
+            mc->queries[i] = NULL;
+        }
+
+        mc->nq = 0;
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(mc->sql, "START TRANSACTION;SELECT 1 FROM accounts WHERE "
+                   "account_number IN (",
+                   sizeof("START TRANSACTION;SELECT 1 FROM accounts WHERE "
+                          "account_number IN (") - 1);
+
+    for (i = 0; i < n; i++) {
+        q = mc->queries[i];
+        p = ngx_sprintf(p, "%s'%V','%V'", i ? "," : "", &q->lock[0],
+                        &q->lock[1]);
+    }
+
+    p = ngx_cpymem(p, ") ORDER BY account_number FOR UPDATE;",
+                   sizeof(") ORDER BY account_number FOR UPDATE;") - 1);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, mc->queries[i]->call.data,
+                       mc->queries[i]->call.len);
+        *p++ = ';';
+    }
+
+    p = ngx_cpymem(p, "COMMIT", sizeof("COMMIT") - 1);
+
+    mc->sql_len = p - mc->sql;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
+                   "rbcs: mysql batch of %ui transfers", n);
+
+    pool->batches++;
+    pool->batched += n;
+
+    return ngx_rbcs_mysql_send(mc);
+}
+
+
+static ngx_int_t
+ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
+{
+    ngx_uint_t               i;
+    ngx_rbcs_mysql_query_t  *q;
+
     ngx_queue_remove(&mc->queue);
 
-    mc->query = q;
     mc->state = NGX_RBCS_MC_QUERY;
     mc->rc = NGX_RBCS_MYSQL_OK;
     mc->err = 0;
 
-    q->conn = mc;
-    q->state = NGX_RBCS_Q_RUNNING;
-    q->attempts++;
+    for (i = 0; i < mc->nq; i++) {
+        q = mc->queries[i];
+        q->conn = mc;
+        q->state = NGX_RBCS_Q_RUNNING;
+        q->attempts++;
+    }
 
     /* a request waits on this timer: a graceful exit must wait for it */
 
@@ -917,6 +1122,29 @@ ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t *q)
     ngx_post_event(&mc->kick, &ngx_posted_events);
 
     return NGX_OK;
+}
+
+
+/* the queries a connection ran, for delivery: the connection is free */
+
+static ngx_uint_t
+ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t **out)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < mc->nq; i++) {
+        if (mc->queries[i]) {
+            out[n++] = mc->queries[i];
+            mc->queries[i] = NULL;
+        }
+    }
+
+    mc->nq = 0;
+    mc->batch = 0;
+
+    return n;
 }
 
 
@@ -1106,6 +1334,8 @@ ngx_rbcs_mysql_cleanup(void *data)
 {
     ngx_rbcs_mysql_query_t *q = data;
 
+    ngx_uint_t  i;
+
     if (q->timer.timer_set) {
         ngx_del_timer(&q->timer);
     }
@@ -1119,7 +1349,11 @@ ngx_rbcs_mysql_cleanup(void *data)
 
     case NGX_RBCS_Q_RUNNING:
         if (q->conn) {
-            q->conn->query = NULL;
+            for (i = 0; i < q->conn->nq; i++) {
+                if (q->conn->queries[i] == q) {
+                    q->conn->queries[i] = NULL;
+                }
+            }
         }
         break;
 

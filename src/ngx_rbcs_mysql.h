@@ -23,6 +23,9 @@
 #define NGX_RBCS_MYSQL_EUNKNOWN    2  /* sent, then timed out or lost */
 #define NGX_RBCS_MYSQL_ESQL        3  /* the server refused; rolled back */
 
+/* the most transfers one group commit may carry */
+#define NGX_RBCS_MYSQL_BATCH_MAX   256
+
 
 typedef struct ngx_rbcs_mysql_query_s  ngx_rbcs_mysql_query_t;
 typedef struct ngx_rbcs_mysql_conn_s   ngx_rbcs_mysql_conn_t;
@@ -50,6 +53,13 @@ struct ngx_rbcs_mysql_query_s {
     unsigned                   idempotent:1;
     /* an earlier attempt was sent and its outcome is unknown */
     unsigned                   unknown:1;
+    /* may share a transaction with others: call and lock are set */
+    unsigned                   batchable:1;
+    /* its batch failed: it runs alone */
+    unsigned                   solo:1;
+
+    ngx_str_t                  call;      /* the statement alone */
+    ngx_str_t                  lock[2];   /* the accounts it locks */
 
     ngx_uint_t                 state;
     ngx_uint_t                 attempts;

@@ -165,8 +165,12 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
 
     /* every value is a validated id, digits or a configured code */
 
-    p = ngx_sprintf(q->sql.data,
-                    "START TRANSACTION;CALL rbcs_transfer('%V','%V','%V',",
+    p = ngx_cpymem(q->sql.data, "START TRANSACTION;",
+                   sizeof("START TRANSACTION;") - 1);
+
+    q->call.data = p;
+
+    p = ngx_sprintf(p, "CALL rbcs_transfer('%V','%V','%V',",
                     &f[NGX_RBCS_F_ID].value, &f[NGX_RBCS_F_SOURCE].value,
                     &f[NGX_RBCS_F_DESTINATION].value);
 
@@ -194,12 +198,21 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
         p = ngx_cpymem(p, "NULL", 4);
     }
 
-    p = ngx_cpymem(p, ");COMMIT", 8);
+    *p++ = ')';
+    q->call.len = p - q->call.data;
+
+    p = ngx_cpymem(p, ";COMMIT", 7);
 
     q->sql.len = p - q->sql.data;
     q->handler = ngx_rbcs_transfer_done;
     q->transaction = 1;
     q->idempotent = 1;
+
+    /* transfers that wait together are committed together */
+
+    q->batchable = 1;
+    q->lock[0] = f[NGX_RBCS_F_SOURCE].value;
+    q->lock[1] = f[NGX_RBCS_F_DESTINATION].value;
 
     if (ngx_rbcs_mysql_run(q) != NGX_OK) {
         return ngx_rbcs_http_unavailable(r, NULL);

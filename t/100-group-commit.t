@@ -1,0 +1,216 @@
+#!/usr/bin/perl
+# Group commit: transfers that queue up while every connection is busy are
+# sent as one database transaction, each still judged on its own and in
+# order of arrival; a lone transfer goes at once; the queue is bounded; and
+# batches keep the lock order, so they never deadlock.
+
+use strict;
+use warnings;
+
+use Test::More;
+use DBI;
+use File::Temp qw(tempdir);
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use RBCS::Test;
+
+my $dir = tempdir(CLEANUP => 1);
+
+# one worker with one connection: anything sent while it is busy queues
+my $t = RBCS::Test->new(
+    workers   => 1,
+    log_level => 'debug',
+    mysql     => { pool_size => 1, queue_size => 20, query_timeout => '10s',
+                   lock_wait_timeout => '8s' },
+);
+
+sub open_account {
+    my ($n, $balance) = @_;
+    is($t->post_json('/accounts', { accountNumber => $n,
+                                    initialBalance => $balance })->{status},
+       201, "opened $n");
+}
+
+sub transfer_async {
+    my ($name, $body) = @_;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $r = eval { $t->post_json('/accounts/transactions', $body) };
+        open my $fh, '>', "$dir/$name" or POSIX::_exit(1);
+        print $fh $r ? "$r->{status}\n$r->{body}" : "0\n$@";
+        close $fh;
+        POSIX::_exit(0);
+    }
+    return $pid;
+}
+
+sub result {
+    my ($name) = @_;
+    open my $fh, '<', "$dir/$name" or return (0, '');
+    local $/;
+    my ($status, $body) = split /\n/, <$fh>, 2;
+    return ($status, $body);
+}
+
+sub batches {
+    my @n = $t->error_log =~ /rbcs: mysql batch of (\d+) transfers/g;
+    return @n;
+}
+
+sub balance {
+    return $t->get("/accounts/$_[0]/balance?consistency=strong")
+             ->json->{balance};
+}
+
+open_account('G-BUSY', '100.00');
+open_account('G-A', '10.00');
+open_account('G-B', '0.00');
+open_account('G-C', '0.00');
+
+# --- a lone transfer goes at once, alone --------------------------------
+
+my $t0 = time;
+my $r = $t->post_json('/accounts/transactions', {
+    transactionId => 'g-lone', sourceAccountNumber => 'G-BUSY',
+    destinationAccountNumber => 'G-C', amount => '1.00' });
+my $lone = time - $t0;
+is($r->{status}, 201, 'a lone transfer is applied');
+is(scalar batches(), 0, 'it went on its own, not in a batch');
+diag(sprintf 'lone transfer answered in %.1f ms', 1000 * $lone);
+
+# --- a batch: each transfer judged on its own, in order -----------------
+
+# Hold the only connection: a transfer on G-BUSY waits for this lock.
+my $lock = DBI->connect('DBI:MariaDB:mariadb_socket='
+        . $ENV{RBCS_TEST_MYSQL_SOCKET} . ';database=' . $t->dbname,
+        scalar(getpwuid($>)), '', { RaiseError => 1, AutoCommit => 0,
+        PrintError => 0 });
+$lock->do(q{SELECT * FROM accounts WHERE account_number = 'G-BUSY'
+            FOR UPDATE});
+
+my @pids = (transfer_async('busy', {
+    transactionId => 'g-busy', sourceAccountNumber => 'G-BUSY',
+    destinationAccountNumber => 'G-C', amount => '1.00' }));
+sleep 0.3;
+
+# these queue behind it, in this order
+my @batch = (
+    [ 'first-7',   { transactionId => 'g-1', sourceAccountNumber => 'G-A',
+                     destinationAccountNumber => 'G-B', amount => '7.00' } ],
+    [ 'second-7',  { transactionId => 'g-2', sourceAccountNumber => 'G-A',
+                     destinationAccountNumber => 'G-B', amount => '7.00' } ],
+    [ 'same-1',    { transactionId => 'g-dup', sourceAccountNumber => 'G-B',
+                     destinationAccountNumber => 'G-C', amount => '2.00' } ],
+    [ 'same-2',    { transactionId => 'g-dup', sourceAccountNumber => 'G-B',
+                     destinationAccountNumber => 'G-C', amount => '2.00' } ],
+    [ 'conflict',  { transactionId => 'g-dup', sourceAccountNumber => 'G-B',
+                     destinationAccountNumber => 'G-C', amount => '3.00' } ],
+    [ 'missing',   { transactionId => 'g-404', sourceAccountNumber => 'G-A',
+                     destinationAccountNumber => 'G-NONE',
+                     amount => '1.00' } ],
+    [ 'back',      { transactionId => 'g-3', sourceAccountNumber => 'G-B',
+                     destinationAccountNumber => 'G-A', amount => '1.00' } ],
+);
+for my $b (@batch) {
+    push @pids, transfer_async($b->[0], $b->[1]);
+    sleep 0.05;                                  # arrival order
+}
+sleep 0.3;
+$lock->commit;
+waitpid($_, 0) for @pids;
+
+my %st = map { $_->[0] => [ result($_->[0]) ] } @batch;
+is((result('busy'))[0], 201, 'the transfer that held the connection: 201');
+is($st{'first-7'}[0], 201, 'first of two 7.00 debits from 10.00: applied');
+is($st{'second-7'}[0], 422, 'the second: insufficient funds, in order');
+like($st{'second-7'}[1], qr/insufficient_funds/, 'with its own code');
+is($st{'same-1'}[0], 201, 'an id first seen in the batch: applied');
+is($st{'same-2'}[0], 200, 'the same request again in the batch: a replay');
+is($st{'same-2'}[1], $st{'same-1'}[1], 'with the same body');
+is($st{'conflict'}[0], 409, 'the id with other fields: 409');
+is($st{'missing'}[0], 404, 'an unknown account: 404, recorded');
+is($st{'back'}[0], 201, 'a transfer after the rejections: applied');
+
+my @sizes = batches();
+ok((grep { $_ >= 5 } @sizes), 'they went as one batch')
+    or diag "batches: @sizes";
+
+is(balance('G-A'), '4.00', 'G-A: 10 - 7 + 1');
+is(balance('G-B'), '4.00', 'G-B: 7 - 2 - 1');
+is(balance('G-C'), '4.00', 'G-C: 1 + 1 + 2');
+my $dbh = $t->dbh;
+is($dbh->selectrow_array(q{SELECT COUNT(*) FROM transactions
+                            WHERE transaction_id LIKE 'g-%'}),
+   7, 'seven transaction ids recorded, each once');
+is($dbh->selectrow_array(q{SELECT code FROM transactions
+                            WHERE transaction_id = 'g-404'}),
+   'account_not_found', 'the 404 is recorded');
+is($dbh->selectrow_array(q{SELECT code FROM transactions
+                            WHERE transaction_id = 'g-2'}),
+   'insufficient_funds', 'the 422 is recorded');
+
+# --- the queue is bounded: over it, 503 at once -------------------------
+
+$lock->do(q{SELECT * FROM accounts WHERE account_number = 'G-BUSY'
+            FOR UPDATE});
+@pids = (transfer_async('hold', {
+    transactionId => 'g-hold', sourceAccountNumber => 'G-BUSY',
+    destinationAccountNumber => 'G-C', amount => '1.00' }));
+sleep 0.3;
+for my $i (1 .. 30) {
+    push @pids, transfer_async("q-$i", {
+        transactionId => "g-q-$i", sourceAccountNumber => 'G-BUSY',
+        destinationAccountNumber => 'G-C', amount => '0.01' });
+}
+sleep 1.0;
+my @early = grep { -e "$dir/q-$_" } 1 .. 30;
+my @full = grep { (result("q-$_"))[0] == 503 } @early;
+is(scalar @early, 10, 'with 20 waiting, 10 more are answered at once')
+    or diag "answered early: @early";
+is(scalar @full, 10, 'with 503');
+like((result("q-$early[0]"))[1] // '', qr/unavailable/, 'code unavailable')
+    if @early;
+$lock->commit;
+waitpid($_, 0) for @pids;
+is(scalar(grep { (result("q-$_"))[0] == 201 } 1 .. 30), 20,
+   'the 20 that waited are applied once the connection is free');
+
+# --- many workers, crossing transfers: no deadlock ----------------------
+
+my $x = RBCS::Test->new(workers => 2, mysql => { pool_size => 2 });
+for my $n (map { "X$_" } 1 .. 6) {
+    $x->post_json('/accounts', { accountNumber => $n,
+                                 initialBalance => '1000.00' });
+}
+@pids = ();
+for my $k (0 .. 11) {
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $bad = 0;
+        for my $i (1 .. 25) {
+            my $s = 'X' . (1 + ($k + $i) % 6);
+            my $d = 'X' . (1 + ($k * 5 + $i * 7 + 1) % 6);
+            next if $s eq $d;
+            my $r = $x->post_json('/accounts/transactions', {
+                transactionId => "x-$k-$i", sourceAccountNumber => $s,
+                destinationAccountNumber => $d, amount => '1.00' });
+            $bad++ unless $r->{status} == 201;
+        }
+        POSIX::_exit($bad ? 1 : 0);
+    }
+    push @pids, $pid;
+}
+my $failed = 0;
+for (@pids) { waitpid($_, 0); $failed++ if $? }
+is($failed, 0, '300 crossing transfers from 12 clients all applied');
+unlike($x->error_log, qr/mysql error 1213/,
+       'no deadlock between batches and single transfers');
+my $sum = 0;
+for my $n (map { "X$_" } 1 .. 6) {
+    my ($i) = $x->get("/accounts/$n/balance?consistency=strong")
+                ->json->{balance} =~ /^(\d+)\.00$/;
+    $sum += $i // 0;
+}
+is($sum, 6000, 'the total is conserved');
+
+done_testing();
