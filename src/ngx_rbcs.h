@@ -74,8 +74,19 @@ typedef struct {
 } ngx_rbcs_loc_conf_t;
 
 
+/* what the module knows of a request, for its routes, logs and metrics */
+typedef struct {
+    ngx_uint_t                 route;
+    ngx_str_t                  key_id;          /* authenticated key */
+    ngx_str_t                  transaction_id;
+    ngx_msec_t                 db_time;         /* waiting for MariaDB */
+    void                      *data;            /* the route's own state */
+} ngx_rbcs_ctx_t;
+
+
 ngx_rbcs_currency_t *ngx_rbcs_currency_find(ngx_rbcs_main_conf_t *rmcf,
     u_char *code, size_t len);
+ngx_rbcs_ctx_t *ngx_rbcs_ctx(ngx_http_request_t *r);
 
 
 extern ngx_module_t  ngx_rbcs_module;

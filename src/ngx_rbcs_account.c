@@ -70,6 +70,7 @@ static ngx_int_t
 ngx_rbcs_account_query(ngx_http_request_t *r, ngx_str_t *sql,
     ngx_rbcs_mysql_handler_pt handler, ngx_uint_t trx, void *ctx)
 {
+    ngx_rbcs_ctx_t          *rctx;
     ngx_rbcs_mysql_query_t  *q;
 
     q = ngx_rbcs_mysql_create(r);
@@ -84,7 +85,12 @@ ngx_rbcs_account_query(ngx_http_request_t *r, ngx_str_t *sql,
     q->data = r;
 
     if (ctx) {
-        ngx_http_set_ctx(r, ctx, ngx_rbcs_module);
+        rctx = ngx_rbcs_ctx(r);
+        if (rctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rctx->data = ctx;
     }
 
     if (ngx_rbcs_mysql_run(q) != NGX_OK) {
@@ -234,7 +240,7 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
     ngx_rbcs_account_ctx_t  *ctx;
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+    ctx = ngx_rbcs_ctx(r)->data;
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
         rc = ngx_rbcs_http_unavailable(r, q);
@@ -393,7 +399,7 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
     ngx_rbcs_account_ctx_t  *ctx;
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+    ctx = ngx_rbcs_ctx(r)->data;
 
     if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
         rc = ngx_rbcs_http_unavailable(r, q);

@@ -124,7 +124,8 @@ ngx_int_t
 ngx_rbcs_router_handler(ngx_http_request_t *r)
 {
     ngx_int_t         rc;
-    ngx_uint_t        post, *route;
+    ngx_uint_t        post;
+    ngx_rbcs_ctx_t   *ctx;
     ngx_rbcs_route_t  rt;
 
     ngx_rbcs_router_match(r, &rt);
@@ -150,13 +151,12 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
             return ngx_rbcs_http_not_allowed(r, "POST");
         }
 
-        route = ngx_palloc(r->pool, sizeof(ngx_uint_t));
-        if (route == NULL) {
+        ctx = ngx_rbcs_ctx(r);
+        if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        *route = rt.route;
-        ngx_http_set_ctx(r, route, ngx_rbcs_module);
+        ctx->route = rt.route;
 
         r->request_body_in_single_buf = 1;
 
@@ -228,8 +228,7 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     ngx_uint_t              route;
     ngx_rbcs_json_field_t  *fields;
 
-    route = *(ngx_uint_t *) ngx_http_get_module_ctx(r, ngx_rbcs_module);
-    ngx_http_set_ctx(r, NULL, ngx_rbcs_module);
+    route = ngx_rbcs_ctx(r)->route;
 
     if (ngx_rbcs_http_body(r, &fields, &nfields, &rc) == NGX_OK) {
         if (route == NGX_RBCS_ROUTE_ACCOUNTS) {
@@ -243,6 +242,28 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
     }
+}
+
+
+/* the request's context, made on first use */
+
+ngx_rbcs_ctx_t *
+ngx_rbcs_ctx(ngx_http_request_t *r)
+{
+    ngx_rbcs_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_rbcs_module);
+    }
+
+    return ctx;
 }
 
 
