@@ -62,6 +62,24 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (account_number, version)
 ) ENGINE=InnoDB;
 
+-- Who changed what, when, and how it ended: one row per state change
+-- (an account opened, a transfer applied or rejected), written in the same
+-- database transaction as the change itself.  actor is the API key id
+-- (NULL when authentication is off).
+CREATE TABLE IF NOT EXISTS audit_log (
+    id           BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+    at           DATETIME(3) NOT NULL,
+    actor        VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    action       ENUM('account.open', 'transfer') NOT NULL,
+    subject      VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    outcome      VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    http_status  SMALLINT UNSIGNED NOT NULL,
+    detail       VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NULL,
+    PRIMARY KEY (id),
+    KEY audit_subject (subject),
+    KEY audit_at (at)
+) ENGINE=InnoDB;
+
 
 DELIMITER //
 
@@ -97,7 +115,7 @@ CREATE OR REPLACE PROCEDURE rbcs_transfer(
     IN p_amount DECIMAL(36,18), IN p_amount_text VARCHAR(512),
     IN p_amount_key VARCHAR(512), IN p_int_digits INT, IN p_frac_digits INT,
     IN p_is_zero TINYINT, IN p_currency VARCHAR(12), IN p_currency_scale INT,
-    IN p_client_ts BIGINT)
+    IN p_client_ts BIGINT, IN p_actor VARCHAR(64))
 proc: BEGIN
     DECLARE v_src_cur, v_dst_cur, v_cur VARCHAR(12) DEFAULT NULL;
     DECLARE v_src_scale, v_dst_scale, v_scale INT DEFAULT NULL;
@@ -202,6 +220,13 @@ proc: BEGIN
             v_detail, p_client_ts, v_now);
 
         IF v_dup = 0 THEN
+            INSERT INTO audit_log (at, actor, action, subject, outcome,
+                http_status, detail)
+            VALUES (v_now, p_actor, 'transfer', p_id,
+                    COALESCE(v_code, 'completed'), v_status,
+                    COALESCE(v_detail, CONCAT(p_amount_text, ' ', v_cur,
+                             ' from ', p_src, ' to ', p_dst)));
+
             IF v_code IS NULL THEN
                 -- The guarded debit: the server does the arithmetic and
                 -- refuses to go below zero whatever was read above.
@@ -266,7 +291,8 @@ END //
 -- Open an account, idempotently: a repeat with the same currency and
 -- initial balance answers the current account, another one conflicts.
 CREATE OR REPLACE PROCEDURE rbcs_open_account(IN p_num VARCHAR(64),
-    IN p_currency VARCHAR(12), IN p_scale INT, IN p_initial DECIMAL(36,18))
+    IN p_currency VARCHAR(12), IN p_scale INT, IN p_initial DECIMAL(36,18),
+    IN p_actor VARCHAR(64))
 BEGIN
     DECLARE v_dup INT DEFAULT 0;
     DECLARE v_result VARCHAR(16) DEFAULT 'created';
@@ -282,6 +308,10 @@ BEGIN
         INSERT INTO entries (account_number, version, type, transaction_id,
             counterparty, amount, balance_after, created_at)
         VALUES (p_num, 1, 'OPENING', NULL, NULL, p_initial, p_initial, v_now);
+        INSERT INTO audit_log (at, actor, action, subject, outcome,
+            http_status, detail)
+        VALUES (v_now, p_actor, 'account.open', p_num, 'created', 201,
+                CONCAT(p_currency, ' initial balance ', p_initial));
     ELSEIF EXISTS (SELECT 1 FROM accounts
                     WHERE account_number = p_num
                       AND CAST(currency AS BINARY) = CAST(p_currency AS BINARY)

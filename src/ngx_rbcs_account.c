@@ -105,6 +105,7 @@ ngx_int_t
 ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     size_t nfields)
 {
+    u_char                *p;
     ngx_int_t              rc;
     ngx_str_t              sql, *cur, *init;
     ngx_rbcs_field_t       f[3];
@@ -148,17 +149,19 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "the currency's scale");
     }
 
-    sql.data = ngx_pnalloc(r->pool, 256 + init->len);
+    sql.data = ngx_pnalloc(r->pool, 256 + init->len + NGX_RBCS_ID_MAX_LEN);
     if (sql.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    sql.len = ngx_sprintf(sql.data,
-                          "START TRANSACTION;"
-                          "CALL rbcs_open_account('%V','%V',%ui,%V);"
-                          "COMMIT",
-                          &f[0].value, &currency->code, currency->scale, init)
-              - sql.data;
+    p = ngx_sprintf(sql.data,
+                    "START TRANSACTION;"
+                    "CALL rbcs_open_account('%V','%V',%ui,%V,",
+                    &f[0].value, &currency->code, currency->scale, init);
+    p = ngx_rbcs_sql_actor(p, r);
+    p = ngx_cpymem(p, ");COMMIT", sizeof(");COMMIT") - 1);
+
+    sql.len = p - sql.data;
 
     return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_open_done, 1,
                                   NULL);

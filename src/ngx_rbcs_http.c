@@ -134,10 +134,16 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
     u_char                    *p;
     const char                *title;
     ngx_uint_t                 i;
+    ngx_rbcs_ctx_t            *ctx;
     ngx_rbcs_out_t             out;
     ngx_rbcs_problem_title_t  *t;
 
     title = "Error";
+
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+    if (ctx) {
+        ctx->code = *code;
+    }
 
     for (t = ngx_rbcs_problem_titles; t->code; t++) {
         if (ngx_strlen(t->code) == code->len
@@ -535,6 +541,28 @@ ngx_rbcs_valid_account(u_char *p, size_t len)
     }
 
     return ngx_rbcs_valid_id(p, len);
+}
+
+
+/*
+ * The audit log's actor as an SQL value: the authenticated key id (it
+ * matches the id pattern, so it needs no escaping), or NULL.
+ */
+
+u_char *
+ngx_rbcs_sql_actor(u_char *p, ngx_http_request_t *r)
+{
+    ngx_rbcs_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+
+    if (ctx == NULL || ctx->key_id.len == 0
+        || !ngx_rbcs_valid_id(ctx->key_id.data, ctx->key_id.len))
+    {
+        return ngx_cpymem(p, "NULL", 4);
+    }
+
+    return ngx_sprintf(p, "'%V'", &ctx->key_id);
 }
 
 

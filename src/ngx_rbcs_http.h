@@ -83,6 +83,7 @@ void ngx_rbcs_out_datetime(ngx_rbcs_out_t *out, const char *name,
     ngx_str_t *datetime);
 
 ngx_int_t ngx_rbcs_atoui(ngx_str_t *s, ngx_uint_t *n);
+u_char *ngx_rbcs_sql_actor(u_char *p, ngx_http_request_t *r);
 
 
 #endif /* _NGX_RBCS_HTTP_H_INCLUDED_ */

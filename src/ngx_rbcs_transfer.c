@@ -192,11 +192,15 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     }
 
     if (f[NGX_RBCS_F_TIMESTAMP].present) {
-        p = ngx_sprintf(p, "%L", (int64_t) ts);
+        p = ngx_sprintf(p, "%L,", (int64_t) ts);
 
     } else {
-        p = ngx_cpymem(p, "NULL", 4);
+        p = ngx_cpymem(p, "NULL,", 5);
     }
+
+    /* the audit log's actor: an authenticated key id matches the id pattern */
+
+    p = ngx_rbcs_sql_actor(p, r);
 
     *p++ = ')';
     q->call.len = p - q->call.data;

@@ -1,0 +1,88 @@
+#!/usr/bin/perl
+# The audit log: every state change (an account opened, a transfer applied
+# or rejected) leaves one row saying who, what, when and how it ended,
+# written in the same database transaction as the change; replays and
+# validation errors change nothing and leave nothing.
+
+use strict;
+use warnings;
+
+use Test::More;
+use RBCS::Test;
+
+my $t = RBCS::Test->new;
+my $dbh = $t->dbh;
+
+sub audit {
+    return $dbh->selectall_arrayref(
+        q{SELECT actor, action, subject, outcome, http_status
+            FROM audit_log ORDER BY id}, { Slice => {} });
+}
+
+is($t->post_json('/accounts', { accountNumber => 'AU1',
+                                initialBalance => '10.00' })->{status},
+   201, 'open AU1');
+is($t->post_json('/accounts', { accountNumber => 'AU2' })->{status}, 201,
+   'open AU2');
+is($t->post_json('/accounts', { accountNumber => 'AU1',
+                                initialBalance => '10.00' })->{status},
+   200, 'opening AU1 again is a repeat');
+
+my $xfer = sub {
+    my ($id, $amount) = @_;
+    return $t->post_json('/accounts/transactions', {
+        transactionId => $id, sourceAccountNumber => 'AU1',
+        destinationAccountNumber => 'AU2', amount => $amount })->{status};
+};
+
+is($xfer->('au-1', '4.00'), 201, 'a transfer applied');
+is($xfer->('au-1', '4.00'), 200, 'its replay');
+is($xfer->('au-2', '400.00'), 422, 'a transfer rejected for funds');
+is($xfer->('au-2', '400.00'), 422, 'its replay');
+is($xfer->('au-3', '-1'), 400, 'a validation error');
+is($t->post_json('/accounts/transactions', {
+       transactionId => 'au-4', sourceAccountNumber => 'AU1',
+       destinationAccountNumber => 'NOBODY', amount => '1.00' })->{status},
+   404, 'a transfer to an unknown account');
+
+my $rows = audit();
+is_deeply([ map { [ @$_{qw(action subject outcome http_status)} ] } @$rows ],
+          [ [ 'account.open', 'AU1', 'created', 201 ],
+            [ 'account.open', 'AU2', 'created', 201 ],
+            [ 'transfer', 'au-1', 'completed', 201 ],
+            [ 'transfer', 'au-2', 'insufficient_funds', 422 ],
+            [ 'transfer', 'au-4', 'account_not_found', 404 ] ],
+          'one row per state change, in order; none for repeats, replays '
+          . 'or validation errors');
+is(scalar(grep { defined $_->{actor} } @$rows), 0,
+   'the actor is NULL with authentication off');
+
+my ($at) = $dbh->selectrow_array(
+    q{SELECT COUNT(*) FROM audit_log a JOIN transactions t
+        ON a.subject = t.transaction_id AND a.at = t.created_at
+       WHERE a.action = 'transfer'});
+is($at, 3, 'each transfer row has the time of the transfer it records');
+
+# Same transaction: a transfer rolled back leaves no audit row.  Hold the
+# source's lock past the lock wait timeout and every retry: 503, nothing.
+my $slow = RBCS::Test->new(mysql => { lock_wait_timeout => '1s',
+                                      retries => 0 },
+                           allow_log => [ qr/rbcs: mysql/ ]);
+$slow->post_json('/accounts', { accountNumber => 'L1',
+                                initialBalance => '5.00' });
+$slow->post_json('/accounts', { accountNumber => 'L2' });
+my $lock = DBI->connect('DBI:MariaDB:mariadb_socket='
+        . $ENV{RBCS_TEST_MYSQL_SOCKET} . ';database=' . $slow->dbname,
+        scalar(getpwuid($>)), '', { RaiseError => 1, AutoCommit => 0 });
+$lock->do(q{SELECT * FROM accounts WHERE account_number = 'L1'
+            FOR UPDATE});
+is($slow->post_json('/accounts/transactions', {
+       transactionId => 'l-1', sourceAccountNumber => 'L1',
+       destinationAccountNumber => 'L2', amount => '1.00' })->{status},
+   503, 'a transfer that could not take its lock: 503');
+$lock->rollback;
+is($slow->dbh->selectrow_array(
+       q{SELECT COUNT(*) FROM audit_log WHERE subject = 'l-1'}),
+   0, 'and no audit row: it went with the rolled-back transaction');
+
+done_testing();
