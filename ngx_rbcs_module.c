@@ -12,6 +12,8 @@
 #include "ngx_rbcs_router.h"
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_redis.h"
+#include "ngx_rbcs_auth.h"
+#include "ngx_rbcs_metrics.h"
 
 
 static void *ngx_rbcs_create_main_conf(ngx_conf_t *cf);
@@ -34,6 +36,8 @@ static void ngx_rbcs_redis_message(ngx_rbcs_redis_balance_t *b);
 static void ngx_rbcs_redis_subscription(ngx_uint_t event);
 static ngx_int_t ngx_rbcs_currency_add(ngx_conf_t *cf,
     ngx_rbcs_main_conf_t *rmcf, ngx_str_t *code, ngx_uint_t scale);
+static ngx_int_t ngx_rbcs_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_rbcs_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_rbcs_init_process(ngx_cycle_t *cycle);
 static void ngx_rbcs_exit_process(ngx_cycle_t *cycle);
 
@@ -221,13 +225,44 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       offsetof(ngx_rbcs_main_conf_t, redis_conf.prefix),
       NULL },
 
+    { ngx_string("rbcs_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, auth),
+      NULL },
+
+    { ngx_string("rbcs_auth_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rbcs_auth_keys,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("rbcs_auth_window"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, auth_window),
+      NULL },
+
       ngx_null_command
 };
 
 
+static ngx_http_variable_t  ngx_rbcs_vars[] = {
+
+    /* evaluated anew each time: the key is known only once checked */
+    { ngx_string("rbcs_key_id"), NULL, ngx_rbcs_auth_key_id_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
 static ngx_http_module_t  ngx_rbcs_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_rbcs_preconfiguration,             /* preconfiguration */
+    ngx_rbcs_postconfiguration,            /* postconfiguration */
 
     ngx_rbcs_create_main_conf,             /* create main configuration */
     ngx_rbcs_init_main_conf,               /* init main configuration */
@@ -297,6 +332,9 @@ ngx_rbcs_create_main_conf(ngx_conf_t *cf)
     rmcf->redis_conf.key_ttl = NGX_CONF_UNSET_MSEC;
     rmcf->redis_conf.heartbeat = NGX_CONF_UNSET_MSEC;
     rmcf->redis_read_timeout = NGX_CONF_UNSET_MSEC;
+
+    rmcf->auth = NGX_CONF_UNSET;
+    rmcf->auth_window = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
 }
@@ -372,6 +410,19 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
         /* a subscription is alive while its heartbeats keep coming */
         rmcf->cache->alive = 2 * rmcf->redis_conf.heartbeat
                              + rmcf->redis_conf.command_timeout;
+    }
+
+    ngx_conf_init_value(rmcf->auth, 0);
+    ngx_conf_init_msec_value(rmcf->auth_window, 300000);
+
+    if (rmcf->auth && rmcf->auth_keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs_auth on\" needs \"rbcs_auth_keys\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->configured && ngx_rbcs_metrics_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (rmcf->configured
@@ -666,6 +717,46 @@ ngx_rbcs_currency_find(ngx_rbcs_main_conf_t *rmcf, u_char *code, size_t len)
 
 
 static ngx_int_t
+ngx_rbcs_preconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_rbcs_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* requests the module answered are counted when they are logged */
+
+static ngx_int_t
+ngx_rbcs_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_rbcs_metrics_log;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_rbcs_init_process(ngx_cycle_t *cycle)
 {
     ngx_rbcs_main_conf_t  *rmcf;
@@ -675,6 +766,8 @@ ngx_rbcs_init_process(ngx_cycle_t *cycle)
     if (rmcf == NULL || !rmcf->configured) {
         return NGX_OK;
     }
+
+    (void) ngx_rbcs_metrics_init_process(cycle);
 
     if (ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql) != NGX_OK) {
         return NGX_ERROR;

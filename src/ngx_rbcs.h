@@ -64,6 +64,9 @@ typedef struct {
     ngx_rbcs_redis_conf_t      redis_conf;
     ngx_rbcs_redis_conf_t     *redis;       /* NULL: no rbcs_redis_server */
     ngx_msec_t                 redis_read_timeout;
+    ngx_flag_t                 auth;        /* rbcs_auth */
+    ngx_msec_t                 auth_window;
+    ngx_array_t               *auth_keys;   /* ngx_rbcs_auth_key_t, by id */
     ngx_flag_t                 configured;  /* a location uses rbcs */
 } ngx_rbcs_main_conf_t;
 
@@ -80,6 +83,8 @@ typedef struct {
     ngx_str_t                  key_id;          /* authenticated key */
     ngx_str_t                  transaction_id;
     ngx_msec_t                 db_time;         /* waiting for MariaDB */
+    uint64_t                   start_us;        /* monotonic, for metrics */
+    ngx_str_t                  code;            /* problem code sent */
     void                      *data;            /* the route's own state */
 } ngx_rbcs_ctx_t;
 

@@ -19,6 +19,7 @@
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_redis.h"
 #include "ngx_rbcs_router.h"
+#include "ngx_rbcs_metrics.h"
 
 
 typedef struct {
@@ -85,8 +86,11 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
     found = ngx_rbcs_cache_get(rmcf->cache, number, &e);
 
     if (found == NGX_RBCS_CACHE_HIT) {
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_HIT);
         return ngx_rbcs_balance_send(r, number, &e, "zone");
     }
+
+    ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_MISS);
 
     if (rmcf->redis == NULL || ngx_rbcs_cache_emptied_recently(rmcf->cache))
     {
@@ -150,11 +154,14 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
             == NGX_OK)
         {
             ngx_rbcs_cache_put(rmcf->cache, &ctx->account, &e, 1);
+            ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_HIT);
             ngx_rbcs_router_done(r,
                 ngx_rbcs_balance_send(r, &ctx->account, &e, "redis"));
             return;
         }
     }
+
+    ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_MISS);
 
     rrc = ngx_rbcs_account_get(r, &ctx->account, 1);
 
@@ -242,6 +249,7 @@ ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
     }
 
     ngx_rbcs_balance_store(r, account, &e);
+    ngx_rbcs_metrics_inc(NGX_RBCS_M_DB_READ);
 
     return ngx_rbcs_balance_send(r, account, &e, "database");
 }

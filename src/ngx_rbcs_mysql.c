@@ -18,6 +18,7 @@
 #include <mysqld_error.h>
 
 #include "ngx_rbcs_mysql.h"
+#include "ngx_rbcs_metrics.h"
 
 
 #define NGX_RBCS_MC_CLOSED      0
@@ -111,6 +112,7 @@ static ngx_int_t ngx_rbcs_mysql_reserve(ngx_rbcs_mysql_conn_t *mc,
 static ngx_uint_t ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc,
     ngx_rbcs_mysql_query_t **out);
 static void ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_mysql_publish(void);
 static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
     ngx_uint_t rc, ngx_uint_t err);
 static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
@@ -258,6 +260,7 @@ ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc)
     mysql_options(mc->mysql, MYSQL_INIT_COMMAND, init);
 
     mc->state = NGX_RBCS_MC_CONNECTING;
+    ngx_rbcs_mysql_publish();
 
     status = mysql_real_connect_start(&mc->cret, mc->mysql,
                                       (char *) pool->host,
@@ -447,6 +450,7 @@ ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     mc->state = NGX_RBCS_MC_BACKOFF;
     mc->timer.cancelable = 1;
     ngx_add_timer(&mc->timer, delay);
+    ngx_rbcs_mysql_publish();
 
     for (i = 0; i < n; i++) {
         ngx_rbcs_mysql_deliver(qs[i], rc, err);
@@ -528,6 +532,7 @@ ngx_rbcs_mysql_timer_handler(ngx_event_t *ev)
     case NGX_RBCS_MC_ROLLBACK:
         ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                       "rbcs: mysql query timed out");
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_TIMEOUTS);
         ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNKNOWN, 0);
         return;
 
@@ -599,6 +604,7 @@ ngx_rbcs_mysql_process(ngx_rbcs_mysql_conn_t *mc, int status)
             if (mc->failures) {
                 ngx_log_error(NGX_LOG_NOTICE, mc->pool->log, 0,
                               "rbcs: mysql connection re-established");
+                ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RECONNECTS);
             }
 
             mc->failures = 0;
@@ -809,6 +815,7 @@ ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc)
         ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
                       "rbcs: mysql connection lost: %s",
                       mysql_error(mc->mysql));
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_LOST);
         ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNKNOWN, CR_SERVER_LOST);
         return;
     }
@@ -822,6 +829,15 @@ ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc)
     }
 
     mc->err = err;
+
+    ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_ERRORS);
+
+    if (err == ER_LOCK_DEADLOCK) {
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_DEADLOCKS);
+
+    } else if (err == ER_LOCK_WAIT_TIMEOUT) {
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_LOCKWAITS);
+    }
 
     /*
      * A lock wait timeout rolls back only the statement: committing
@@ -895,6 +911,7 @@ ngx_rbcs_mysql_set_idle(ngx_rbcs_mysql_conn_t *mc)
     mc->rc = NGX_RBCS_MYSQL_OK;
     mc->err = 0;
     ngx_queue_insert_tail(&mc->pool->idle, &mc->queue);
+    ngx_rbcs_mysql_publish();
 }
 
 
@@ -951,6 +968,8 @@ ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q)
     if (q->timer.timer_set) {
         ngx_del_timer(&q->timer);
     }
+
+    ngx_rbcs_mysql_publish();
 }
 
 
@@ -1112,6 +1131,12 @@ ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
         q->attempts++;
     }
 
+    if (mc->batch || mc->queries[0]->batchable) {
+        ngx_rbcs_metrics_batch(mc->nq);
+    }
+
+    ngx_rbcs_mysql_publish();
+
     /* a request waits on this timer: a graceful exit must wait for it */
 
     mc->timer.cancelable = 0;
@@ -1174,6 +1199,7 @@ ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q, ngx_uint_t rc,
     {
         ngx_log_error(NGX_LOG_INFO, q->log, 0,
                       "rbcs: mysql error %ui, retrying", err);
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RETRIES);
 
         q->results.nelts = 0;
         q->state = NGX_RBCS_Q_BACKOFF;
@@ -1190,6 +1216,7 @@ ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q, ngx_uint_t rc,
         q->unknown = 1;
         q->results.nelts = 0;
         q->state = NGX_RBCS_Q_NEW;
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RETRIES);
 
         if (ngx_rbcs_mysql_run(q) == NGX_OK) {
             return;
@@ -1283,11 +1310,13 @@ ngx_rbcs_mysql_run(ngx_rbcs_mysql_query_t *q)
         ngx_rbcs_mysql_wake(pool);
 
         if (!ngx_rbcs_mysql_usable()) {
+            ngx_rbcs_metrics_inc(NGX_RBCS_M_QUEUE_FULL);
             return NGX_DECLINED;
         }
     }
 
     if (pool->nwaiting >= pool->conf->queue_size) {
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_QUEUE_FULL);
         return NGX_DECLINED;
     }
 
@@ -1295,6 +1324,7 @@ ngx_rbcs_mysql_run(ngx_rbcs_mysql_query_t *q)
     pool->nwaiting++;
     q->state = NGX_RBCS_Q_QUEUED;
     ngx_add_timer(&q->timer, pool->conf->queue_timeout);
+    ngx_rbcs_mysql_publish();
 
     return NGX_OK;
 }
@@ -1391,6 +1421,44 @@ ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool)
             return;
         }
     }
+}
+
+
+/* this worker's pool, as gauges in the metrics zone */
+
+static void
+ngx_rbcs_mysql_publish(void)
+{
+    ngx_uint_t              i, busy, idle, connecting;
+    ngx_rbcs_mysql_pool_t  *pool;
+
+    pool = ngx_rbcs_mysql_pool;
+    if (pool == NULL) {
+        return;
+    }
+
+    busy = idle = connecting = 0;
+
+    for (i = 0; i < pool->nconns; i++) {
+        switch (pool->conns[i].state) {
+        case NGX_RBCS_MC_IDLE:
+            idle++;
+            break;
+        case NGX_RBCS_MC_CONNECTING:
+            connecting++;
+            break;
+        case NGX_RBCS_MC_QUERY:
+        case NGX_RBCS_MC_STORE:
+        case NGX_RBCS_MC_NEXT:
+        case NGX_RBCS_MC_ROLLBACK:
+            busy++;
+            break;
+        default:
+            break;
+        }
+    }
+
+    ngx_rbcs_metrics_pool(busy, idle, pool->nwaiting, connecting);
 }
 
 

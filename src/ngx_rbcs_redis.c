@@ -23,6 +23,7 @@
 #include <hiredis/async.h>
 
 #include "ngx_rbcs_redis.h"
+#include "ngx_rbcs_metrics.h"
 
 
 #define NGX_RBCS_RS_CLOSED           0
@@ -785,6 +786,10 @@ ngx_rbcs_redis_ready(ngx_rbcs_redis_conn_t *conn, ngx_uint_t restarted)
     }
 
     conn->down = 0;
+
+    if (!conn->subscriber) {
+        ngx_rbcs_metrics_redis(1);
+    }
 }
 
 
@@ -820,6 +825,10 @@ ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
     }
 
     up = conn->up;
+
+    if (!conn->subscriber) {
+        ngx_rbcs_metrics_redis(0);
+    }
 
     conn->ac = NULL;
     conn->up = 0;

@@ -10,19 +10,23 @@
 #include "ngx_rbcs_account.h"
 #include "ngx_rbcs_transfer.h"
 #include "ngx_rbcs_balance.h"
+#include "ngx_rbcs_auth.h"
+#include "ngx_rbcs_metrics.h"
+
+#include <time.h>
 
 
-typedef enum {
-    NGX_RBCS_ROUTE_NONE = 0,
-    NGX_RBCS_ROUTE_HEALTHZ,
-    NGX_RBCS_ROUTE_READYZ,
-    NGX_RBCS_ROUTE_ACCOUNTS,
-    NGX_RBCS_ROUTE_ACCOUNT,
-    NGX_RBCS_ROUTE_BALANCE,
-    NGX_RBCS_ROUTE_HISTORY,
-    NGX_RBCS_ROUTE_TRANSFERS,
-    NGX_RBCS_ROUTE_TRANSACTION
-} ngx_rbcs_route_e;
+/* the routes are the metrics' route labels */
+#define NGX_RBCS_ROUTE_NONE         NGX_RBCS_MR_NONE
+#define NGX_RBCS_ROUTE_HEALTHZ      NGX_RBCS_MR_HEALTHZ
+#define NGX_RBCS_ROUTE_READYZ       NGX_RBCS_MR_READYZ
+#define NGX_RBCS_ROUTE_METRICS      NGX_RBCS_MR_METRICS
+#define NGX_RBCS_ROUTE_ACCOUNTS     NGX_RBCS_MR_OPEN
+#define NGX_RBCS_ROUTE_ACCOUNT      NGX_RBCS_MR_ACCOUNT
+#define NGX_RBCS_ROUTE_BALANCE      NGX_RBCS_MR_BALANCE
+#define NGX_RBCS_ROUTE_HISTORY      NGX_RBCS_MR_HISTORY
+#define NGX_RBCS_ROUTE_TRANSFERS    NGX_RBCS_MR_TRANSFER
+#define NGX_RBCS_ROUTE_TRANSACTION  NGX_RBCS_MR_TRANSACTION
 
 
 typedef struct {
@@ -83,6 +87,9 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
         } else if (ngx_rbcs_seg_is(&seg[0], "readyz")) {
             rt->route = NGX_RBCS_ROUTE_READYZ;
 
+        } else if (ngx_rbcs_seg_is(&seg[0], "metrics")) {
+            rt->route = NGX_RBCS_ROUTE_METRICS;
+
         } else if (ngx_rbcs_seg_is(&seg[0], "accounts")) {
             rt->route = NGX_RBCS_ROUTE_ACCOUNTS;
         }
@@ -130,6 +137,13 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
 
     ngx_rbcs_router_match(r, &rt);
 
+    ctx = ngx_rbcs_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->route = rt.route;
+
     if (rt.route == NGX_RBCS_ROUTE_NONE) {
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             r->keepalive = 0;
@@ -150,13 +164,6 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
 
             return ngx_rbcs_http_not_allowed(r, "POST");
         }
-
-        ctx = ngx_rbcs_ctx(r);
-        if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->route = rt.route;
 
         r->request_body_in_single_buf = 1;
 
@@ -182,6 +189,18 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    /* after the 405; operations routes are open to probes and scrapers */
+
+    if (rt.route != NGX_RBCS_ROUTE_HEALTHZ
+        && rt.route != NGX_RBCS_ROUTE_READYZ
+        && rt.route != NGX_RBCS_ROUTE_METRICS)
+    {
+        rc = ngx_rbcs_auth_check(r, NGX_RBCS_AUTH_READ, NULL, 0);
+        if (rc != NGX_OK) {
+            return ngx_rbcs_auth_problem(r, rc);
+        }
+    }
+
     switch (rt.route) {
 
     case NGX_RBCS_ROUTE_HEALTHZ:
@@ -193,6 +212,9 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
     case NGX_RBCS_ROUTE_READYZ:
         rc = ngx_rbcs_account_ready(r);
         break;
+
+    case NGX_RBCS_ROUTE_METRICS:
+        return ngx_rbcs_metrics_handler(r);
 
     case NGX_RBCS_ROUTE_ACCOUNT:
         rc = ngx_rbcs_account_get(r, &rt.id, 0);
@@ -230,6 +252,16 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
 
     route = ngx_rbcs_ctx(r)->route;
 
+    /* before the media type and the JSON: 401/403 win over 415/400 */
+
+    rc = ngx_rbcs_auth_check_body(r, route == NGX_RBCS_ROUTE_ACCOUNTS
+                                     ? NGX_RBCS_AUTH_ADMIN
+                                     : NGX_RBCS_AUTH_TRANSFER);
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, ngx_rbcs_auth_problem(r, rc));
+        return;
+    }
+
     if (ngx_rbcs_http_body(r, &fields, &nfields, &rc) == NGX_OK) {
         if (route == NGX_RBCS_ROUTE_ACCOUNTS) {
             rc = ngx_rbcs_account_open(r, fields, nfields);
@@ -250,7 +282,8 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
 ngx_rbcs_ctx_t *
 ngx_rbcs_ctx(ngx_http_request_t *r)
 {
-    ngx_rbcs_ctx_t  *ctx;
+    ngx_rbcs_ctx_t   *ctx;
+    struct timespec   ts;
 
     ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
 
@@ -259,6 +292,9 @@ ngx_rbcs_ctx(ngx_http_request_t *r)
         if (ctx == NULL) {
             return NULL;
         }
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        ctx->start_us = (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 
         ngx_http_set_ctx(r, ctx, ngx_rbcs_module);
     }
@@ -284,5 +320,12 @@ ngx_rbcs_router_done(ngx_http_request_t *r, ngx_int_t rc)
 ngx_int_t
 ngx_rbcs_problem_handler(ngx_http_request_t *r)
 {
+    ngx_rbcs_ctx_t  *ctx;
+
+    ctx = ngx_rbcs_ctx(r);
+    if (ctx) {
+        ctx->route = NGX_RBCS_MR_PROBLEM;
+    }
+
     return ngx_rbcs_http_problem_handler(r);
 }

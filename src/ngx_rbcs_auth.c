@@ -1,0 +1,751 @@
+
+/*
+ * RBCS: API keys and HMAC-SHA256 request signing.
+ *
+ * A request carries three headers: X-RBCS-Key-Id, X-RBCS-Timestamp (Unix
+ * seconds) and X-RBCS-Signature, the lower-case hex HMAC-SHA256, keyed
+ * with the key's secret, of
+ *
+ *     METHOD "\n" PATH "\n" QUERY "\n" TIMESTAMP "\n" hex(SHA-256(BODY))
+ *
+ * PATH and QUERY as sent on the wire (not decoded), QUERY empty when there
+ * is none.  The keys are read from a file when the configuration is read,
+ * so a reload picks up a changed file and a worker never touches it.
+ */
+
+
+#include "ngx_rbcs_auth.h"
+#include "ngx_rbcs_http.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+
+#define NGX_RBCS_AUTH_FILE_MAX     (1024 * 1024)
+#define NGX_RBCS_AUTH_HEX_LEN      (2 * SHA256_DIGEST_LENGTH)
+
+
+static u_char *ngx_rbcs_auth_read(ngx_conf_t *cf, ngx_str_t *name,
+    size_t *size);
+static char *ngx_rbcs_auth_line(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_uint_t line, ngx_str_t *field, ngx_rbcs_auth_key_t *key);
+static ngx_int_t ngx_rbcs_auth_cmp(const void *one, const void *two);
+static ngx_rbcs_auth_key_t *ngx_rbcs_auth_find(ngx_array_t *keys,
+    ngx_str_t *id);
+static ngx_int_t ngx_rbcs_auth_headers(ngx_http_request_t *r,
+    ngx_str_t *value);
+static ngx_int_t ngx_rbcs_auth_verify(ngx_http_request_t *r,
+    ngx_uint_t scope, u_char *body_hash);
+
+
+static ngx_str_t  ngx_rbcs_auth_header_names[] = {
+    ngx_string("x-rbcs-key-id"),
+    ngx_string("x-rbcs-timestamp"),
+    ngx_string("x-rbcs-signature")
+};
+
+
+static struct {
+    ngx_str_t                  name;
+    ngx_uint_t                 scope;
+} ngx_rbcs_auth_scopes[] = {
+    { ngx_string("read"), NGX_RBCS_AUTH_READ },
+    { ngx_string("transfer"), NGX_RBCS_AUTH_TRANSFER },
+    { ngx_string("admin"), NGX_RBCS_AUTH_ADMIN },
+    { ngx_null_string, 0 }
+};
+
+
+/* SHA-256 of the empty string: the body hash of a request without body */
+
+static u_char  ngx_rbcs_auth_empty_sha256[SHA256_DIGEST_LENGTH] = {
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
+    0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
+    0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55
+};
+
+
+/*
+ * An unknown key is checked against this one, so that it costs the same
+ * time as a wrong signature.
+ */
+
+static ngx_rbcs_auth_key_t  ngx_rbcs_auth_nokey = {
+    ngx_string("-"),
+    ngx_string("rbcs-no-such-key-rbcs-no-such-key"),
+    0,
+    0
+};
+
+
+/*
+ * rbcs_auth_keys FILE;
+ *
+ * One key per line, "KEY_ID SECRET SCOPES", separated by spaces or tabs;
+ * SCOPES is a comma list of read, transfer and admin.  Blank lines and
+ * lines starting with "#" are skipped.  Errors name the file and line,
+ * never a secret.
+ */
+
+char *
+ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_main_conf_t *rmcf = conf;
+
+    u_char               *buf, *p, *q, *eol, *last;
+    size_t                size;
+    ngx_str_t            *value, name, field[3];
+    ngx_uint_t            line, n, i;
+    ngx_array_t          *keys;
+    ngx_rbcs_auth_key_t  *key;
+
+    if (rmcf->auth_keys) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    buf = ngx_rbcs_auth_read(cf, &name, &size);
+    if (buf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    keys = ngx_array_create(cf->pool, 8, sizeof(ngx_rbcs_auth_key_t));
+    if (keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = buf;
+    last = buf + size;
+    line = 0;
+
+    while (p < last) {
+        line++;
+
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        n = 0;
+        q = p;
+
+        for ( ;; ) {
+            while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) {
+                q++;
+            }
+
+            if (q == eol || (n == 0 && *q == '#')) {
+                break;
+            }
+
+            if (n == 3) {
+                n++;
+                break;
+            }
+
+            field[n].data = q;
+
+            while (q < eol && *q != ' ' && *q != '\t' && *q != '\r') {
+                q++;
+            }
+
+            field[n].len = q - field[n].data;
+            n++;
+        }
+
+        p = (eol < last) ? eol + 1 : last;
+
+        if (n == 0) {
+            continue;
+        }
+
+        if (n != 3) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V:%ui: a key is \"KEY_ID SECRET SCOPES\"",
+                               &name, line);
+            return NGX_CONF_ERROR;
+        }
+
+        key = ngx_array_push(keys);
+        if (key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_rbcs_auth_line(cf, &name, line, field, key) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (keys->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V has no keys", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sort(keys->elts, keys->nelts, sizeof(ngx_rbcs_auth_key_t),
+             ngx_rbcs_auth_cmp);
+
+    key = keys->elts;
+
+    for (i = 1; i < keys->nelts; i++) {
+        if (ngx_rbcs_auth_cmp(&key[i - 1], &key[i]) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V:%ui: key id \"%V\" is also on line %ui",
+                               &name, ngx_max(key[i - 1].line, key[i].line),
+                               &key[i].id,
+                               ngx_min(key[i - 1].line, key[i].line));
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    rmcf->auth_keys = keys;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the whole file, at configuration time only */
+
+static u_char *
+ngx_rbcs_auth_read(ngx_conf_t *cf, ngx_str_t *name, size_t *size)
+{
+    u_char           *buf;
+    off_t             len;
+    ssize_t           n;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
+    buf = NULL;
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+
+    file.name = *name;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", name);
+        return NULL;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%V\" failed", name);
+        goto done;
+    }
+
+    len = ngx_file_size(&fi);
+
+    if (len > NGX_RBCS_AUTH_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is larger than %d bytes", name,
+                           NGX_RBCS_AUTH_FILE_MAX);
+        goto done;
+    }
+
+    buf = ngx_pnalloc(cf->pool, len + 1);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_file(&file, buf, len, 0);
+
+    if (n == NGX_ERROR) {
+        buf = NULL;
+        goto done;
+    }
+
+    if (n != len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           ngx_read_file_n " \"%V\" returned only "
+                           "%z bytes instead of %O", name, n, len);
+        buf = NULL;
+        goto done;
+    }
+
+    *size = len;
+
+done:
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", name);
+    }
+
+    return buf;
+}
+
+
+static char *
+ngx_rbcs_auth_line(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t line,
+    ngx_str_t *field, ngx_rbcs_auth_key_t *key)
+{
+    u_char     *p, *s, *last;
+    ngx_uint_t  i;
+
+    if (!ngx_rbcs_valid_id(field[0].data, field[0].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V:%ui: a key id matches "
+                           "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", name, line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (field[1].len < NGX_RBCS_AUTH_SECRET_MIN
+        || field[1].len > NGX_RBCS_AUTH_SECRET_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%V:%ui: the secret of key \"%V\" is not %d to "
+                           "%d characters", name, line, &field[0],
+                           NGX_RBCS_AUTH_SECRET_MIN,
+                           NGX_RBCS_AUTH_SECRET_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < field[1].len; i++) {
+        if (field[1].data[i] < 0x21 || field[1].data[i] == 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V:%ui: the secret of key \"%V\" has a "
+                               "control character", name, line, &field[0]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    key->id = field[0];
+    key->secret = field[1];
+    key->scopes = 0;
+    key->line = line;
+
+    p = field[2].data;
+    last = p + field[2].len;
+
+    for ( ;; ) {
+        s = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        for (i = 0; ngx_rbcs_auth_scopes[i].name.len; i++) {
+            if ((size_t) (p - s) == ngx_rbcs_auth_scopes[i].name.len
+                && ngx_strncmp(s, ngx_rbcs_auth_scopes[i].name.data, p - s)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (ngx_rbcs_auth_scopes[i].name.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%V:%ui: the scopes of key \"%V\" are not a "
+                               "comma list of read, transfer and admin",
+                               name, line, &field[0]);
+            return NGX_CONF_ERROR;
+        }
+
+        key->scopes |= ngx_rbcs_auth_scopes[i].scope;
+
+        if (p == last) {
+            break;
+        }
+
+        p++;                                         /* the ',' */
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_auth_cmp(const void *one, const void *two)
+{
+    const ngx_rbcs_auth_key_t  *a = one;
+    const ngx_rbcs_auth_key_t  *b = two;
+
+    return ngx_memn2cmp(a->id.data, b->id.data, a->id.len, b->id.len);
+}
+
+
+/* the keys are sorted by id when the configuration is read */
+
+static ngx_rbcs_auth_key_t *
+ngx_rbcs_auth_find(ngx_array_t *keys, ngx_str_t *id)
+{
+    ngx_int_t             rc;
+    ngx_uint_t            lo, hi, mid;
+    ngx_rbcs_auth_key_t  *key;
+
+    key = keys->elts;
+    lo = 0;
+    hi = keys->nelts;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        rc = ngx_memn2cmp(id->data, key[mid].id.data, id->len,
+                          key[mid].id.len);
+
+        if (rc == 0) {
+            return &key[mid];
+        }
+
+        if (rc < 0) {
+            hi = mid;
+
+        } else {
+            lo = mid + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A request without a body (GET routes): body is NULL and len 0.  Returns
+ * NGX_OK, NGX_HTTP_UNAUTHORIZED, NGX_HTTP_FORBIDDEN or
+ * NGX_HTTP_INTERNAL_SERVER_ERROR; ngx_rbcs_auth_problem() answers them.
+ */
+
+ngx_int_t
+ngx_rbcs_auth_check(ngx_http_request_t *r, ngx_uint_t scope, u_char *body,
+    size_t len)
+{
+    u_char                 hash[SHA256_DIGEST_LENGTH];
+    ngx_rbcs_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+
+    if (!rmcf->auth) {
+        return NGX_OK;
+    }
+
+    if (len == 0) {
+        return ngx_rbcs_auth_verify(r, scope, ngx_rbcs_auth_empty_sha256);
+    }
+
+    if (EVP_Digest(body, len, hash, NULL, EVP_sha256(), NULL) != 1) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "rbcs: EVP_Digest() failed");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_rbcs_auth_verify(r, scope, hash);
+}
+
+
+/*
+ * A request whose body has been read (POST routes): the body is hashed as
+ * received, before anything looks at its media type or its JSON.
+ */
+
+ngx_int_t
+ngx_rbcs_auth_check_body(ngx_http_request_t *r, ngx_uint_t scope)
+{
+    u_char                 hash[SHA256_DIGEST_LENGTH];
+    ngx_int_t              rc;
+    ngx_buf_t             *b;
+    EVP_MD_CTX            *md;
+    ngx_chain_t           *cl;
+    ngx_rbcs_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+
+    if (!rmcf->auth) {
+        return NGX_OK;
+    }
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return ngx_rbcs_auth_verify(r, scope, ngx_rbcs_auth_empty_sha256);
+    }
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (cl = r->request_body->bufs; cl && rc == NGX_OK; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            /* reading it would block; ngx_rbcs_http_body() says why */
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "rbcs: request body buffered to a file cannot be "
+                          "authenticated");
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            break;
+        }
+
+        if (EVP_DigestUpdate(md, b->pos, b->last - b->pos) != 1) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (rc == NGX_OK && EVP_DigestFinal_ex(md, hash, NULL) != 1) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_rbcs_auth_verify(r, scope, hash);
+}
+
+
+/* X-RBCS-Key-Id, X-RBCS-Timestamp, X-RBCS-Signature; each exactly once */
+
+static ngx_int_t
+ngx_rbcs_auth_headers(ngx_http_request_t *r, ngx_str_t *value)
+{
+    ngx_uint_t        i, j;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (j = 0; j < 3; j++) {
+        ngx_str_null(&value[j]);
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        for (j = 0; j < 3; j++) {
+            if (h[i].key.len == ngx_rbcs_auth_header_names[j].len
+                && ngx_strncmp(h[i].lowcase_key,
+                               ngx_rbcs_auth_header_names[j].data,
+                               h[i].key.len)
+                   == 0)
+            {
+                if (value[j].data) {
+                    return NGX_DECLINED;
+                }
+
+                value[j] = h[i].value;
+            }
+        }
+    }
+
+    for (j = 0; j < 3; j++) {
+        if (value[j].data == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_auth_verify(ngx_http_request_t *r, ngx_uint_t scope,
+    u_char *body_hash)
+{
+    u_char                 *s, *p, *last;
+    size_t                  len;
+    time_t                  ts, now, window;
+    ngx_str_t               h[3], path;
+    ngx_uint_t              match;
+    const char             *fail;
+    unsigned int            maclen;
+    ngx_rbcs_ctx_t         *ctx;
+    ngx_rbcs_auth_key_t    *key;
+    ngx_rbcs_main_conf_t   *rmcf;
+    u_char                  mac[EVP_MAX_MD_SIZE];
+    u_char                  hex[NGX_RBCS_AUTH_HEX_LEN];
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+
+    ts = NGX_ERROR;
+
+    if (ngx_rbcs_auth_headers(r, h) == NGX_OK
+        && ngx_rbcs_valid_id(h[0].data, h[0].len)
+        && h[1].len <= NGX_TIME_T_LEN
+        && h[2].len == NGX_RBCS_AUTH_HEX_LEN)
+    {
+        ts = ngx_atotm(h[1].data, h[1].len);
+    }
+
+    if (ts == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "rbcs: not authenticated: signature headers missing, "
+                      "repeated or malformed");
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    key = ngx_rbcs_auth_find(rmcf->auth_keys, &h[0]);
+
+    /* the path and the query as sent, before any decoding */
+
+    path = r->unparsed_uri;
+    last = ngx_strlchr(path.data, path.data + path.len, '?');
+
+    if (last) {
+        path.len = last - path.data;
+    }
+
+    len = r->method_name.len + path.len + r->args.len + h[1].len
+          + NGX_RBCS_AUTH_HEX_LEN + 4;
+
+    s = ngx_pnalloc(r->pool, len);
+    if (s == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(s, r->method_name.data, r->method_name.len);
+    *p++ = '\n';
+    p = ngx_cpymem(p, path.data, path.len);
+    *p++ = '\n';
+    p = ngx_cpymem(p, r->args.data, r->args.len);
+    *p++ = '\n';
+    p = ngx_cpymem(p, h[1].data, h[1].len);
+    *p++ = '\n';
+    p = ngx_hex_dump(p, body_hash, SHA256_DIGEST_LENGTH);
+
+    if (HMAC(EVP_sha256(),
+             key ? key->secret.data : ngx_rbcs_auth_nokey.secret.data,
+             (int) (key ? key->secret.len : ngx_rbcs_auth_nokey.secret.len),
+             s, p - s, mac, &maclen)
+        == NULL)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "rbcs: HMAC() failed");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_hex_dump(hex, mac, SHA256_DIGEST_LENGTH);
+
+    match = (CRYPTO_memcmp(hex, h[2].data, NGX_RBCS_AUTH_HEX_LEN) == 0);
+
+    now = ngx_time();
+    window = (time_t) (rmcf->auth_window / 1000);
+
+    if (key == NULL) {
+        fail = "unknown key";
+
+    } else if (!match) {
+        fail = "wrong signature";
+
+    } else if (ts < now - window || ts > now + window) {
+        fail = "timestamp outside the window";
+
+    } else {
+        fail = NULL;
+    }
+
+    if (fail) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "rbcs: not authenticated: %s, key id \"%V\"",
+                      fail, &h[0]);
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    ctx = ngx_rbcs_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->key_id = key->id;
+
+    if (!(key->scopes & scope)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "rbcs: forbidden: key \"%V\" lacks the scope of "
+                      "this route", &key->id);
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The answer to a failed check.  Every 401 is the same document whatever
+ * failed: a client learns nothing from it.
+ */
+
+ngx_int_t
+ngx_rbcs_auth_problem(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_table_elt_t  *h;
+
+    switch (rc) {
+
+    case NGX_HTTP_UNAUTHORIZED:
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "RBCS-HMAC-SHA256 realm=\"rbcs\"");
+
+        return ngx_rbcs_http_problem(r, NGX_HTTP_UNAUTHORIZED,
+                                     "unauthorized",
+                                     "the request is not authenticated");
+
+    case NGX_HTTP_FORBIDDEN:
+        return ngx_rbcs_http_problem(r, NGX_HTTP_FORBIDDEN, "forbidden",
+                                     "the key may not use this route");
+
+    default:
+        return ngx_rbcs_http_problem(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "the request could not be "
+                                     "authenticated");
+    }
+}
+
+
+/* $rbcs_key_id: the key that signed the request, empty when none did */
+
+ngx_int_t
+ngx_rbcs_auth_key_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_rbcs_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    if (ctx == NULL || ctx->key_id.len == 0) {
+        v->len = 0;
+        v->data = (u_char *) "";
+        return NGX_OK;
+    }
+
+    v->len = ctx->key_id.len;
+    v->data = ctx->key_id.data;
+
+    return NGX_OK;
+}

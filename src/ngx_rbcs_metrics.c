@@ -1,0 +1,561 @@
+
+/*
+ * RBCS: counters and histograms in shared memory.
+ *
+ * Counters are atomics in one small zone that every worker adds to without
+ * a lock (as nginx's stub_status counters are); gauges that describe one
+ * worker (its MariaDB pool, its Redis connection) live in that worker's
+ * slot and are summed when rendered.  The zone outlives a reload, so
+ * counters never go back.
+ */
+
+
+#include <time.h>
+
+#include "ngx_rbcs_metrics.h"
+#include "ngx_rbcs_http.h"
+
+
+#define NGX_RBCS_MS_N        16    /* status codes kept apart */
+#define NGX_RBCS_MO_N        19    /* transfer outcomes */
+#define NGX_RBCS_MH_N        15    /* latency buckets, +Inf included */
+#define NGX_RBCS_MB_N        10    /* batch size buckets, +Inf included */
+#define NGX_RBCS_MW_N        64    /* worker slots */
+
+
+typedef struct {
+    ngx_atomic_t               bucket[NGX_RBCS_MH_N];
+    ngx_atomic_t               sum_us;
+    ngx_atomic_t               count;
+} ngx_rbcs_metrics_hist_t;
+
+
+typedef struct {
+    ngx_atomic_t               busy;
+    ngx_atomic_t               idle;
+    ngx_atomic_t               waiting;
+    ngx_atomic_t               connecting;
+    ngx_atomic_t               redis;
+    ngx_atomic_t               pid;
+} ngx_rbcs_metrics_worker_t;
+
+
+typedef struct {
+    ngx_atomic_t               requests[NGX_RBCS_MR_N][NGX_RBCS_MS_N];
+    ngx_atomic_t               outcomes[NGX_RBCS_MO_N];
+    ngx_atomic_t               counters[NGX_RBCS_M_N];
+    ngx_rbcs_metrics_hist_t    transfer;
+    ngx_rbcs_metrics_hist_t    balance;
+    ngx_atomic_t               batch[NGX_RBCS_MB_N];
+    ngx_atomic_t               batch_sum;
+    ngx_atomic_t               batch_count;
+    ngx_rbcs_metrics_worker_t  workers[NGX_RBCS_MW_N];
+} ngx_rbcs_metrics_sh_t;
+
+
+static ngx_int_t ngx_rbcs_metrics_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_uint_t ngx_rbcs_metrics_status(ngx_uint_t status);
+static ngx_uint_t ngx_rbcs_metrics_outcome(ngx_uint_t status,
+    ngx_str_t *code);
+static void ngx_rbcs_metrics_observe(ngx_rbcs_metrics_hist_t *h,
+    uint64_t us);
+static void ngx_rbcs_metrics_render_hist(ngx_rbcs_out_t *out,
+    const char *name, const char *help, ngx_rbcs_metrics_hist_t *h);
+
+
+static ngx_rbcs_metrics_sh_t  *ngx_rbcs_metrics;
+
+
+static const char  *ngx_rbcs_metrics_routes[NGX_RBCS_MR_N] = {
+    "unknown", "healthz", "readyz", "metrics", "open_account", "account",
+    "balance", "history", "transfer", "transaction", "error_page"
+};
+
+static ngx_uint_t  ngx_rbcs_metrics_statuses[NGX_RBCS_MS_N - 1] = {
+    200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 502,
+    503
+};
+
+static const char  *ngx_rbcs_metrics_outcomes[NGX_RBCS_MO_N] = {
+    "completed", "replayed", "invalid_request", "unsupported_currency",
+    "invalid_amount", "same_account", "account_not_found",
+    "currency_mismatch", "insufficient_funds", "balance_overflow",
+    "transaction_id_conflict", "unauthorized", "forbidden",
+    "unsupported_media_type", "payload_too_large", "rate_limited",
+    "unavailable", "method_not_allowed", "other"
+};
+
+/* upper bounds of the latency buckets, in microseconds */
+static uint64_t  ngx_rbcs_metrics_bounds[NGX_RBCS_MH_N - 1] = {
+    250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    500000, 1000000, 2500000, 5000000
+};
+
+static const char  *ngx_rbcs_metrics_les[NGX_RBCS_MH_N] = {
+    "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+    "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"
+};
+
+static ngx_uint_t  ngx_rbcs_metrics_batch_bounds[NGX_RBCS_MB_N - 1] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256
+};
+
+static const char  *ngx_rbcs_metrics_counter_names[NGX_RBCS_M_N][3] = {
+    { "rbcs_cache_hits_total", "tier=\"zone\"",
+      "Balance reads answered by a cache tier." },
+    { "rbcs_cache_hits_total", "tier=\"redis\"", NULL },
+    { "rbcs_cache_misses_total", "tier=\"zone\"",
+      "Balance reads a cache tier could not answer." },
+    { "rbcs_cache_misses_total", "tier=\"redis\"", NULL },
+    { "rbcs_database_balance_reads_total", NULL,
+      "Balance reads answered by MariaDB." },
+    { "rbcs_mysql_errors_total", NULL,
+      "Statements MariaDB refused, lock conflicts included." },
+    { "rbcs_mysql_retries_total", NULL,
+      "Transactions run again after a lock conflict or a lost "
+      "connection." },
+    { "rbcs_mysql_deadlocks_total", NULL, "Deadlocks (error 1213)." },
+    { "rbcs_mysql_lock_wait_timeouts_total", NULL,
+      "Lock wait timeouts (error 1205)." },
+    { "rbcs_mysql_reconnects_total", NULL,
+      "Connections re-established after a failure." },
+    { "rbcs_mysql_timeouts_total", NULL,
+      "Round trips that outlived the query timeout." },
+    { "rbcs_mysql_connections_lost_total", NULL,
+      "Connections lost during a round trip." },
+    { "rbcs_mysql_queue_full_total", NULL,
+      "Requests answered 503 at once: no connection and no room to "
+      "wait." }
+};
+
+
+ngx_int_t
+ngx_rbcs_metrics_zone(ngx_conf_t *cf)
+{
+    ngx_str_t        name = ngx_string("rbcs_metrics");
+    ngx_shm_zone_t  *shm_zone;
+
+    shm_zone = ngx_shared_memory_add(cf, &name,
+                                     ngx_max(64 * 1024, 8 * ngx_pagesize),
+                                     &ngx_rbcs_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_rbcs_metrics_init_zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t  *shpool;
+
+    if (data) {
+        shm_zone->data = data;
+        ngx_rbcs_metrics = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        ngx_rbcs_metrics = shpool->data;
+        return NGX_OK;
+    }
+
+    ngx_rbcs_metrics = ngx_slab_calloc(shpool,
+                                       sizeof(ngx_rbcs_metrics_sh_t));
+    if (ngx_rbcs_metrics == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = ngx_rbcs_metrics;
+    shm_zone->data = ngx_rbcs_metrics;
+
+    return NGX_OK;
+}
+
+
+/* a worker starts with its own slot cleared of its predecessor's gauges */
+
+ngx_int_t
+ngx_rbcs_metrics_init_process(ngx_cycle_t *cycle)
+{
+    ngx_rbcs_metrics_worker_t  *w;
+
+    if (ngx_rbcs_metrics == NULL || ngx_worker >= NGX_RBCS_MW_N) {
+        return NGX_OK;
+    }
+
+    w = &ngx_rbcs_metrics->workers[ngx_worker];
+
+    w->busy = 0;
+    w->idle = 0;
+    w->waiting = 0;
+    w->connecting = 0;
+    w->redis = 0;
+    w->pid = ngx_pid;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rbcs_metrics_inc(ngx_uint_t counter)
+{
+    if (ngx_rbcs_metrics && counter < NGX_RBCS_M_N) {
+        (void) ngx_atomic_fetch_add(&ngx_rbcs_metrics->counters[counter], 1);
+    }
+}
+
+
+/* transfers committed together: 1 for a transfer sent alone */
+
+void
+ngx_rbcs_metrics_batch(ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    if (ngx_rbcs_metrics == NULL) {
+        return;
+    }
+
+    for (i = 0; i < NGX_RBCS_MB_N - 1; i++) {
+        if (n <= ngx_rbcs_metrics_batch_bounds[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&ngx_rbcs_metrics->batch[i], 1);
+    (void) ngx_atomic_fetch_add(&ngx_rbcs_metrics->batch_sum, n);
+    (void) ngx_atomic_fetch_add(&ngx_rbcs_metrics->batch_count, 1);
+}
+
+
+void
+ngx_rbcs_metrics_pool(ngx_uint_t busy, ngx_uint_t idle, ngx_uint_t waiting,
+    ngx_uint_t connecting)
+{
+    ngx_rbcs_metrics_worker_t  *w;
+
+    if (ngx_rbcs_metrics == NULL || ngx_worker >= NGX_RBCS_MW_N) {
+        return;
+    }
+
+    w = &ngx_rbcs_metrics->workers[ngx_worker];
+
+    w->busy = busy;
+    w->idle = idle;
+    w->waiting = waiting;
+    w->connecting = connecting;
+}
+
+
+void
+ngx_rbcs_metrics_redis(ngx_uint_t connected)
+{
+    if (ngx_rbcs_metrics && ngx_worker < NGX_RBCS_MW_N) {
+        ngx_rbcs_metrics->workers[ngx_worker].redis = connected;
+    }
+}
+
+
+static ngx_uint_t
+ngx_rbcs_metrics_status(ngx_uint_t status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_RBCS_MS_N - 1; i++) {
+        if (ngx_rbcs_metrics_statuses[i] == status) {
+            return i;
+        }
+    }
+
+    return NGX_RBCS_MS_N - 1;
+}
+
+
+static ngx_uint_t
+ngx_rbcs_metrics_outcome(ngx_uint_t status, ngx_str_t *code)
+{
+    ngx_uint_t  i;
+
+    if (status == NGX_HTTP_CREATED) {
+        return 0;
+    }
+
+    if (status == NGX_HTTP_OK) {
+        return 1;
+    }
+
+    for (i = 2; i < NGX_RBCS_MO_N - 1; i++) {
+        if (code->len == ngx_strlen(ngx_rbcs_metrics_outcomes[i])
+            && ngx_strncmp(code->data, ngx_rbcs_metrics_outcomes[i],
+                           code->len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_RBCS_MO_N - 1;
+}
+
+
+static void
+ngx_rbcs_metrics_observe(ngx_rbcs_metrics_hist_t *h, uint64_t us)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_RBCS_MH_N - 1; i++) {
+        if (us <= ngx_rbcs_metrics_bounds[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&h->bucket[i], 1);
+    (void) ngx_atomic_fetch_add(&h->sum_us, (ngx_atomic_int_t) us);
+    (void) ngx_atomic_fetch_add(&h->count, 1);
+}
+
+
+/*
+ * The log phase of every request the module answered: its route, status,
+ * latency and, for transfers, the outcome.
+ */
+
+ngx_int_t
+ngx_rbcs_metrics_log(ngx_http_request_t *r)
+{
+    uint64_t          us;
+    ngx_uint_t        status, route;
+    ngx_rbcs_ctx_t   *ctx;
+    struct timespec   ts;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+
+    if (ctx == NULL || ngx_rbcs_metrics == NULL || r != r->main) {
+        return NGX_OK;
+    }
+
+    status = r->headers_out.status ? r->headers_out.status : r->err_status;
+    route = ctx->route < NGX_RBCS_MR_N ? ctx->route : NGX_RBCS_MR_NONE;
+
+    (void) ngx_atomic_fetch_add(
+        &ngx_rbcs_metrics->requests[route][ngx_rbcs_metrics_status(status)],
+        1);
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+    us = (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    us = (us > ctx->start_us) ? us - ctx->start_us : 0;
+
+    if (route == NGX_RBCS_MR_TRANSFER) {
+        ngx_rbcs_metrics_observe(&ngx_rbcs_metrics->transfer, us);
+        (void) ngx_atomic_fetch_add(
+            &ngx_rbcs_metrics->outcomes[ngx_rbcs_metrics_outcome(status,
+                                                                 &ctx->code)],
+            1);
+
+    } else if (route == NGX_RBCS_MR_BALANCE) {
+        ngx_rbcs_metrics_observe(&ngx_rbcs_metrics->balance, us);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_metrics_render_hist(ngx_rbcs_out_t *out, const char *name,
+    const char *help, ngx_rbcs_metrics_hist_t *h)
+{
+    u_char      buf[256];
+    uint64_t    sum;
+    ngx_uint_t  i, cumulative;
+
+    ngx_rbcs_out_raw(out, buf,
+                     ngx_sprintf(buf, "# HELP %s %s\n# TYPE %s histogram\n",
+                                 name, help, name) - buf);
+
+    cumulative = 0;
+
+    for (i = 0; i < NGX_RBCS_MH_N; i++) {
+        cumulative += h->bucket[i];
+        ngx_rbcs_out_raw(out, buf,
+                         ngx_sprintf(buf, "%s_bucket{le=\"%s\"} %ui\n", name,
+                                     ngx_rbcs_metrics_les[i], cumulative)
+                         - buf);
+    }
+
+    sum = h->sum_us;
+
+    ngx_rbcs_out_raw(out, buf,
+                     ngx_sprintf(buf, "%s_sum %uL.%06uL\n%s_count %ui\n",
+                                 name, sum / 1000000, sum % 1000000, name,
+                                 (ngx_uint_t) h->count)
+                     - buf);
+}
+
+
+ngx_int_t
+ngx_rbcs_metrics_handler(ngx_http_request_t *r)
+{
+    u_char                      buf[512];
+    ngx_uint_t                  i, j, cumulative, v;
+    ngx_uint_t                  busy, idle, waiting, connecting, redis;
+    const char                 *last;
+    ngx_rbcs_out_t              out;
+    ngx_rbcs_metrics_sh_t      *m;
+    ngx_core_conf_t            *ccf;
+    ngx_rbcs_metrics_worker_t  *w;
+
+    m = ngx_rbcs_metrics;
+
+    if (m == NULL) {
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    if (ngx_rbcs_out_init(&out, r->pool, 16384) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_rbcs_out_cstr(&out,
+        "# HELP rbcs_http_requests_total Requests answered, by route and "
+        "status.\n# TYPE rbcs_http_requests_total counter\n");
+
+    for (i = 0; i < NGX_RBCS_MR_N; i++) {
+        for (j = 0; j < NGX_RBCS_MS_N; j++) {
+            v = m->requests[i][j];
+            if (v == 0) {
+                continue;
+            }
+
+            if (j < NGX_RBCS_MS_N - 1) {
+                ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+                    "rbcs_http_requests_total{route=\"%s\",status=\"%ui\"}"
+                    " %ui\n", ngx_rbcs_metrics_routes[i],
+                    ngx_rbcs_metrics_statuses[j], v) - buf);
+
+            } else {
+                ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+                    "rbcs_http_requests_total{route=\"%s\",status=\"other\"}"
+                    " %ui\n", ngx_rbcs_metrics_routes[i], v) - buf);
+            }
+        }
+    }
+
+    ngx_rbcs_out_cstr(&out,
+        "# HELP rbcs_transfers_total Transfer requests, by outcome: completed"
+        " (201), replayed (200) or the error code.\n"
+        "# TYPE rbcs_transfers_total counter\n");
+
+    for (i = 0; i < NGX_RBCS_MO_N; i++) {
+        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+            "rbcs_transfers_total{outcome=\"%s\"} %ui\n",
+            ngx_rbcs_metrics_outcomes[i], (ngx_uint_t) m->outcomes[i]) - buf);
+    }
+
+    ngx_rbcs_metrics_render_hist(&out, "rbcs_transfer_duration_seconds",
+                                 "Time to answer a transfer.", &m->transfer);
+    ngx_rbcs_metrics_render_hist(&out, "rbcs_balance_read_duration_seconds",
+                                 "Time to answer a balance read.",
+                                 &m->balance);
+
+    last = NULL;
+
+    for (i = 0; i < NGX_RBCS_M_N; i++) {
+        const char  *name = ngx_rbcs_metrics_counter_names[i][0];
+        const char  *labels = ngx_rbcs_metrics_counter_names[i][1];
+        const char  *help = ngx_rbcs_metrics_counter_names[i][2];
+
+        if (help) {
+            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+                "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+                - buf);
+        }
+
+        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf, "%s%s%s%s %ui\n",
+            name, labels ? "{" : "", labels ? labels : "",
+            labels ? "}" : "", (ngx_uint_t) m->counters[i]) - buf);
+
+        last = name;
+    }
+
+    (void) last;
+
+    ngx_rbcs_out_cstr(&out,
+        "# HELP rbcs_mysql_batch_size Transfers committed in one database "
+        "transaction (group commit; 1 when sent alone).\n"
+        "# TYPE rbcs_mysql_batch_size histogram\n");
+
+    cumulative = 0;
+
+    for (i = 0; i < NGX_RBCS_MB_N; i++) {
+        cumulative += m->batch[i];
+
+        if (i < NGX_RBCS_MB_N - 1) {
+            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+                "rbcs_mysql_batch_size_bucket{le=\"%ui\"} %ui\n",
+                ngx_rbcs_metrics_batch_bounds[i], cumulative) - buf);
+
+        } else {
+            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+                "rbcs_mysql_batch_size_bucket{le=\"+Inf\"} %ui\n",
+                cumulative) - buf);
+        }
+    }
+
+    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+        "rbcs_mysql_batch_size_sum %ui\nrbcs_mysql_batch_size_count %ui\n",
+        (ngx_uint_t) m->batch_sum, (ngx_uint_t) m->batch_count) - buf);
+
+    /* gauges of the workers this master runs now */
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+
+    busy = idle = waiting = connecting = redis = 0;
+
+    for (i = 0; i < (ngx_uint_t) ccf->worker_processes
+                && i < NGX_RBCS_MW_N; i++)
+    {
+        w = &m->workers[i];
+        busy += w->busy;
+        idle += w->idle;
+        waiting += w->waiting;
+        connecting += w->connecting;
+        redis += w->redis;
+    }
+
+    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+        "# HELP rbcs_mysql_connections MariaDB connections of the pod's "
+        "workers, by state.\n# TYPE rbcs_mysql_connections gauge\n"
+        "rbcs_mysql_connections{state=\"in_use\"} %ui\n"
+        "rbcs_mysql_connections{state=\"idle\"} %ui\n"
+        "rbcs_mysql_connections{state=\"connecting\"} %ui\n",
+        busy, idle, connecting) - buf);
+
+    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+        "# HELP rbcs_mysql_waiting Requests waiting for a MariaDB "
+        "connection.\n# TYPE rbcs_mysql_waiting gauge\n"
+        "rbcs_mysql_waiting %ui\n", waiting) - buf);
+
+    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+        "# HELP rbcs_redis_connected Workers whose Redis connection is up."
+        "\n# TYPE rbcs_redis_connected gauge\nrbcs_redis_connected %ui\n"
+        "# HELP rbcs_workers Worker processes of this pod.\n"
+        "# TYPE rbcs_workers gauge\nrbcs_workers %ui\n", redis,
+        (ngx_uint_t) ccf->worker_processes) - buf);
+
+    if (out.failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_rbcs_http_send(r, NGX_HTTP_OK,
+        &(ngx_str_t) ngx_string("text/plain; version=0.0.4; charset=utf-8"),
+        out.start, out.pos - out.start);
+}

@@ -1,0 +1,208 @@
+#!/usr/bin/perl
+# GET /metrics: Prometheus text that promtool accepts, aggregated across
+# workers from shared memory, with the figures an operator reads (requests
+# by route and status, transfer outcomes, latency histograms, cache tiers,
+# the MariaDB pool, group-commit batch sizes, Redis) -- and a real
+# Prometheus server that scrapes it, sees the target up and a counter rise.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use RBCS::Test;
+
+my $promtool = -x '/usr/bin/promtool' ? '/usr/bin/promtool' : undef;
+my $prometheus = -x '/usr/bin/prometheus' ? '/usr/bin/prometheus' : undef;
+
+my $t = RBCS::Test->new(workers => 2);
+
+sub metrics {
+    my $r = $t->get('/metrics');
+    return $r;
+}
+
+sub value {
+    my ($text, $series) = @_;
+    for (split /\n/, $text) {
+        next if /^#/;
+        my ($name, $v) = /^(\S+)\s+(\S+)$/ or next;
+        return $v if $name eq $series;
+    }
+    return undef;
+}
+
+my $r = metrics();
+is($r->{status}, 200, 'GET /metrics answers');
+like($r->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4},
+     'in the Prometheus text format');
+
+# some traffic of every kind
+$t->post_json('/accounts', { accountNumber => 'M1',
+                             initialBalance => '100.00' });
+$t->post_json('/accounts', { accountNumber => 'M2' });
+for my $i (1 .. 5) {
+    $t->post_json('/accounts/transactions', {
+        transactionId => "m-$i", sourceAccountNumber => 'M1',
+        destinationAccountNumber => 'M2', amount => '1.00' });
+}
+$t->post_json('/accounts/transactions', {
+    transactionId => 'm-1', sourceAccountNumber => 'M1',
+    destinationAccountNumber => 'M2', amount => '1.00' });     # replay
+$t->post_json('/accounts/transactions', {
+    transactionId => 'm-poor', sourceAccountNumber => 'M2',
+    destinationAccountNumber => 'M1', amount => '999.00' });   # 422
+$t->post_json('/accounts/transactions', {
+    transactionId => 'm-bad', sourceAccountNumber => 'M1',
+    destinationAccountNumber => 'M2', amount => '-1' });       # 400
+$t->get('/accounts/M1/balance') for 1 .. 3;
+$t->get('/accounts/M1/balance?consistency=strong');
+$t->get('/accounts/NOPE');
+
+my $text = metrics()->{body};
+
+SKIP: {
+    skip 'promtool not installed (Debian package prometheus)', 1
+        unless $promtool;
+    my $dir = tempdir(CLEANUP => 1);
+    open my $fh, '>', "$dir/m.txt" or die;
+    print $fh $text;
+    close $fh;
+    my $out = `$promtool check metrics < $dir/m.txt 2>&1`;
+    is($?, 0, 'promtool check metrics accepts the exposition')
+        or diag $out;
+}
+
+is(value($text, 'rbcs_http_requests_total{route="transfer",status="201"}'),
+   5, 'requests by route and status: 5 transfers answered 201');
+is(value($text, 'rbcs_http_requests_total{route="account",status="404"}'),
+   1, 'an unknown account answered 404');
+is(value($text, 'rbcs_transfers_total{outcome="completed"}'), 5,
+   'transfer outcomes: 5 completed');
+is(value($text, 'rbcs_transfers_total{outcome="replayed"}'), 1,
+   '1 replayed');
+is(value($text, 'rbcs_transfers_total{outcome="insufficient_funds"}'), 1,
+   '1 insufficient_funds');
+is(value($text, 'rbcs_transfers_total{outcome="invalid_amount"}'), 1,
+   '1 invalid_amount');
+is(value($text, 'rbcs_transfer_duration_seconds_count'), 8,
+   'every transfer request is in the latency histogram');
+is(value($text, 'rbcs_transfer_duration_seconds_bucket{le="+Inf"}'), 8,
+   'whose +Inf bucket counts them all');
+is(value($text, 'rbcs_balance_read_duration_seconds_count'), 4,
+   'balance reads in their histogram');
+is(value($text, 'rbcs_cache_hits_total{tier="zone"}'), 3,
+   'three reads answered by the zone');
+is(value($text, 'rbcs_database_balance_reads_total'), 1,
+   'one (strong) read by the database');
+ok(value($text, 'rbcs_mysql_batch_size_count') >= 7,
+   'every transfer transaction is in the batch-size histogram');
+is(value($text, 'rbcs_mysql_connections{state="idle"}'), 16,
+   'the pool: 2 workers x 8 idle connections');
+is(value($text, 'rbcs_mysql_waiting'), 0, 'nothing waiting');
+is(value($text, 'rbcs_redis_connected'), 2, 'both workers reach Redis');
+is(value($text, 'rbcs_workers'), 2, 'two workers');
+
+# the counters are the pod's, whichever worker answers
+my %seen;
+for (1 .. 20) {
+    my $x = metrics()->{body};
+    $seen{ value($x, 'rbcs_transfers_total{outcome="completed"}') }++;
+}
+is_deeply([ keys %seen ], [ 5 ],
+          'every worker reports the same pod-wide counters');
+
+# a reload keeps the counters
+$t->reload;
+sleep 0.5;
+ok(value(metrics()->{body}, 'rbcs_transfers_total{outcome="completed"}')
+   >= 5, 'counters survive a reload');
+
+# --- a real Prometheus scrapes it ----------------------------------------
+
+SKIP: {
+    skip 'prometheus not installed (Debian package prometheus)', 3
+        unless $prometheus;
+
+    my $dir = tempdir(CLEANUP => 1);
+    my $pport = do {
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => 0, Listen => 1);
+        my $p = $s->sockport;
+        close $s;
+        $p;
+    };
+    open my $fh, '>', "$dir/prometheus.yml" or die;
+    print $fh <<"YML";
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: rbcs
+    static_configs:
+      - targets: ['127.0.0.1:${\ $t->port }']
+YML
+    close $fh;
+
+    my $pid = fork // die;
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/prometheus.log";
+        open STDERR, '>&', \*STDOUT;
+        exec $prometheus, "--config.file=$dir/prometheus.yml",
+            "--storage.tsdb.path=$dir/data",
+            "--web.listen-address=127.0.0.1:$pport"
+            or POSIX::_exit(127);
+    }
+
+    my $query = sub {
+        my ($q) = @_;
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $pport, Timeout => 2)
+            or return undef;
+        $q =~ s/([^A-Za-z0-9_])/sprintf '%%%02X', ord $1/ge;
+        print $s "GET /api/v1/query?query=$q HTTP/1.0\r\n\r\n";
+        local $/;
+        my $raw = <$s> // '';
+        my ($body) = $raw =~ /\r\n\r\n(.*)\z/s or return undef;
+        my $j = eval { decode_json($body) } or return undef;
+        my $res = $j->{data}{result} or return undef;
+        return @$res ? $res->[0]{value}[1] : undef;
+    };
+
+    my ($up, $first, $later);
+    my $t0 = time;
+    while (time - $t0 < 30) {
+        $up = $query->('up{job="rbcs"}');
+        $first = $query->('rbcs_transfers_total{outcome="completed"}');
+        last if defined $up && $up == 1 && defined $first;
+        sleep 0.5;
+    }
+    is($up, 1, 'Prometheus scrapes the target: up == 1');
+
+    for my $i (6 .. 8) {
+        $t->post_json('/accounts/transactions', {
+            transactionId => "m-$i", sourceAccountNumber => 'M1',
+            destinationAccountNumber => 'M2', amount => '1.00' });
+    }
+    $t0 = time;
+    while (time - $t0 < 20) {
+        $later = $query->('rbcs_transfers_total{outcome="completed"}');
+        last if defined $later && defined $first && $later > $first;
+        sleep 0.5;
+    }
+    ok(defined $first && defined $later && $later > $first,
+       'and sees the completed-transfers counter rise')
+        or diag "first " . ($first // 'undef') . ', later '
+              . ($later // 'undef');
+    my $rate = $query->('rate(rbcs_http_requests_total[1m])');
+    ok(defined $rate, 'PromQL over the scraped series works');
+
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+}
+
+done_testing();
