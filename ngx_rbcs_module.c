@@ -14,6 +14,7 @@
 #include "ngx_rbcs_redis.h"
 #include "ngx_rbcs_auth.h"
 #include "ngx_rbcs_metrics.h"
+#include "ngx_rbcs_http.h"
 
 
 static void *ngx_rbcs_create_main_conf(ngx_conf_t *cf);
@@ -254,6 +255,17 @@ static ngx_http_variable_t  ngx_rbcs_vars[] = {
 
     /* evaluated anew each time: the key is known only once checked */
     { ngx_string("rbcs_key_id"), NULL, ngx_rbcs_auth_key_id_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    /* the key id a request names, checked or not: for limit_req keys */
+    { ngx_string("rbcs_client_key"), NULL, ngx_rbcs_http_client_key_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("rbcs_transaction_id"), NULL,
+      ngx_rbcs_http_transaction_id_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    /* seconds spent waiting for MariaDB, for logs */
+    { ngx_string("rbcs_db_time"), NULL, ngx_rbcs_http_db_time_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable

@@ -113,6 +113,7 @@ static ngx_uint_t ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc,
     ngx_rbcs_mysql_query_t **out);
 static void ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_mysql_publish(void);
+static void ngx_rbcs_mysql_account_time(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
     ngx_uint_t rc, ngx_uint_t err);
 static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
@@ -1233,6 +1234,7 @@ ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q, ngx_uint_t rc,
     q->state = NGX_RBCS_Q_DONE;
 
     if (q->handler) {
+        ngx_rbcs_mysql_account_time(q);
         q->handler(q);
     }
 }
@@ -1420,6 +1422,21 @@ ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool)
             ngx_rbcs_mysql_connect(mc);
             return;
         }
+    }
+}
+
+
+/* the time a request spent on the database, for $rbcs_db_time */
+
+static void
+ngx_rbcs_mysql_account_time(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_rbcs_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx((ngx_http_request_t *) q->data,
+                                  ngx_rbcs_module);
+    if (ctx) {
+        ctx->db_time += ngx_current_msec - q->start;
     }
 }
 

@@ -104,6 +104,8 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "known");
     }
 
+    ngx_rbcs_ctx(r)->transaction_id = f[NGX_RBCS_F_ID].value;
+
     ts = 0;
 
     if (f[NGX_RBCS_F_TIMESTAMP].present

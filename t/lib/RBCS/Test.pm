@@ -119,6 +119,7 @@ sub new {
         redis       => $o{redis}       // 1,
         redis_prefix => $o{redis_prefix},
         cache_zone  => $o{cache_zone},
+        vars        => { %{ $o{vars} // {} } },
         mysql_socket => $o{mysql_socket},
         name        => $o{name},
     }, $class;
@@ -346,6 +347,7 @@ sub _render_conf {
         REDIS_PREFIX   => $self->redis_prefix,
         HTTP_CONF      => $self->{http_conf},
         SERVER_CONF    => $self->{server_conf},
+        %{ $self->{vars} },
     );
     $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "nginx template: unknown \@$1\@"/ge;
 
@@ -1092,7 +1094,9 @@ error_log.
 RBCS::Test::private_redis() returns an object with port, pid, dir, start
 (restart on the same dir: loads the last ->save), stop, signal(SIG), save,
 cli(args).  cache_zone => 'zone=name:64k ttl=1s' sets the cache zone's
-parameters ('' for no cache).  pod_of => $t makes an instance that shares $t's database and
+parameters ('' for no cache).  conf => text replaces the template (e.g.
+conf/nginx.prod.conf.in), vars => { NAME => value } fills its other
+placeholders.  pod_of => $t makes an instance that shares $t's database and
 Redis prefix: a second pod.  Pass its ->port as redis_port to new(); redis => 0 leaves
 rbcs_redis_server out; every instance's Redis keys and channel carry the
 prefix "<dbname>:" (redis_prefix to choose another, e.g. two instances that

@@ -1,0 +1,188 @@
+#!/usr/bin/perl
+# The production configuration (conf/nginx.prod.conf.in), run as it is:
+# signed requests only, rate limits by key and by address answered as 429
+# problem details, connection limits, slow clients cut off, the JSON access
+# log with key id, transaction id, status and times, and the operations
+# listener (metrics, stub_status) apart from the API.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Digest::SHA qw(hmac_sha256_hex sha256_hex);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+use RBCS::Test;
+
+my $dir = tempdir(CLEANUP => 1);
+chmod 0755, $dir;
+
+my %key = (
+    'ops-admin' => [ 'a' x 40, 'read,transfer,admin' ],
+    'client-1'  => [ 'b' x 40, 'read,transfer' ],
+    'client-2'  => [ 'c' x 40, 'read,transfer' ],
+);
+open my $fh, '>', "$dir/keys" or die;
+print $fh "$_ $key{$_}[0] $key{$_}[1]\n" for sort keys %key;
+close $fh;
+chmod 0644, "$dir/keys";
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 1) or die;
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+
+my $ops = free_port();
+my $template = do {
+    local (@ARGV, $/) = ("$RBCS::Test::ROOT/conf/nginx.prod.conf.in");
+    <>;
+};
+
+# the production file, with lower limits so that a test can reach them
+$template =~ s/rate=500r\/s/rate=5r\/s/;
+$template =~ s/burst=1000 nodelay/burst=5 nodelay/;
+$template =~ s/limit_conn rbcs_conns 256;/limit_conn rbcs_conns 4;/;
+$template =~ s/client_body_timeout     5s;/client_body_timeout     1s;/;
+
+my $t = RBCS::Test->new(
+    conf => $template,
+    vars => {
+        MODULE => "load_module $RBCS::Test::MODULE;",
+        OPS_PORT => $ops, KEYS_FILE => "$dir/keys",
+        ACCESS_LOG => "$dir/access.json",
+        MYSQL_HOST => '127.0.0.1', MYSQL_USER => 'rbcs',
+        MYSQL_PASSWORD => 'rbcs', REDIS_HOST => '127.0.0.1',
+    },
+    allow_log => [ qr/limiting (requests|connections)/,
+                   qr/client timed out/ ],
+);
+chmod 0777, $dir;
+
+sub signed {
+    my ($method, $path, $body, $id, %o) = @_;
+    $id //= 'client-1';
+    $body //= '';
+    my $ts = time;
+    $ts = int $ts;
+    my ($p, $q) = split /\?/, $path, 2;
+    my $sig = hmac_sha256_hex(join("\n", $method, $p, $q // '', $ts,
+                                   sha256_hex($body)), $key{$id}[0]);
+    my %h = ('X-RBCS-Key-Id' => $id, 'X-RBCS-Timestamp' => $ts,
+             'X-RBCS-Signature' => $sig);
+    $h{'Content-Type'} = 'application/json' if length $body;
+    return $t->request($method, $path, length $body ? (body => $body) : (),
+                       headers => \%h, %o);
+}
+
+my $json = JSON::PP->new->canonical;
+
+is(signed('POST', '/accounts',
+          $json->encode({ accountNumber => 'GW1', initialBalance => '50.00' }),
+          'ops-admin')->{status}, 201, 'an admin key opens an account');
+is(signed('POST', '/accounts',
+          $json->encode({ accountNumber => 'GW2' }), 'ops-admin')->{status},
+   201, 'and another');
+
+my $r = $t->post_json('/accounts/transactions', {
+    transactionId => 'gw-0', sourceAccountNumber => 'GW1',
+    destinationAccountNumber => 'GW2', amount => '1.00' });
+is($r->{status}, 401, 'an unsigned transfer is refused: auth is on');
+is(eval { $r->json->{code} }, 'unauthorized', 'as problem details');
+
+$r = signed('POST', '/accounts/transactions', $json->encode({
+    transactionId => 'gw-1', sourceAccountNumber => 'GW1',
+    destinationAccountNumber => 'GW2', amount => '1.00' }));
+is($r->{status}, 201, 'a signed transfer is applied');
+
+# --- the JSON access log -------------------------------------------------
+
+sleep 0.2;
+my @lines = do {
+    open my $lf, '<', "$dir/access.json" or die "no access log: $!";
+    <$lf>;
+};
+my ($entry) = grep { $_->{transaction_id} eq 'gw-1' }
+              map { eval { decode_json($_) } // () } @lines;
+ok($entry, 'the access log is JSON, one object a line');
+is($entry->{key_id}, 'client-1', 'with the key id');
+is($entry->{status}, 201, 'the status');
+like($entry->{request_time}, qr/^\d+\.\d{3}$/, 'the request time');
+like($entry->{db_time}, qr/^\d+\.\d{3}$/, 'and the database time');
+ok($entry->{db_time} <= $entry->{request_time} + 0.001,
+   'which is part of the request time');
+is(scalar(grep { !defined eval { decode_json($_) } } @lines), 0,
+   'every line parses as JSON');
+
+# --- rate limits: by key, then by address --------------------------------
+
+my %st;
+for my $i (1 .. 25) {
+    my $x = signed('GET', '/accounts/GW1/balance', '', 'client-1');
+    $st{ $x->{status} }++;
+    if ($x->{status} == 429 && !$st{checked}++) {
+        like($x->{headers}{'content-type'}, qr{^application/problem\+json},
+             '429 is problem details');
+        is(eval { $x->json->{code} }, 'rate_limited', 'code rate_limited');
+    }
+}
+ok(($st{429} // 0) > 0, 'a burst over the per-key rate gets 429')
+    or diag explain \%st;
+ok(($st{200} // 0) >= 5, 'after the burst allowance was served');
+is(signed('GET', '/accounts/GW1/balance', '', 'client-2')->{status}, 200,
+   'another key is not limited by the first one');
+
+# --- connection limit ----------------------------------------------------
+
+sleep 1.5;
+my @held;
+for (1 .. 4) {
+    # a request whose body never comes holds its connection
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $t->port) or die;
+    print $s "POST /accounts HTTP/1.1\r\nHost: x\r\n"
+           . "Content-Type: application/json\r\nContent-Length: 50\r\n\r\n{";
+    push @held, $s;
+}
+sleep 0.3;
+$r = $t->get('/healthz');
+is($r->{status}, 429, 'over the connection limit per address: 429');
+
+# --- slow clients are cut off --------------------------------------------
+
+my $t0 = time;
+my $slow = $held[0];
+$slow->blocking(1);
+my $got = '';
+$slow->recv($got, 4096);
+my $waited = time - $t0;
+like($got, qr/^HTTP\/1\.1 408|^$/, 'a body that never comes: 408 or closed');
+cmp_ok($waited, '<', 3, 'after the body timeout (1 s here)');
+close $_ for @held;
+
+# --- the operations listener ----------------------------------------------
+
+my $get_ops = sub {
+    my ($path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ops)
+        or return '';
+    print $s "GET $path HTTP/1.0\r\n\r\n";
+    local $/;
+    return <$s> // '';
+};
+like($get_ops->('/metrics'), qr/^HTTP\/1\.1 200.*rbcs_http_requests_total/s,
+     'metrics on the operations listener');
+like($get_ops->('/nginx_status'), qr/Active connections: \d+/,
+     "nginx's own stub_status there too");
+like($get_ops->('/readyz'), qr/^HTTP\/1\.1 200/, 'and readiness');
+like($get_ops->('/accounts/GW1'), qr/^HTTP\/1\.1 404/,
+     'but not the API');
+sleep 1.2;
+is($t->get('/metrics')->{status}, 404, 'metrics are not on the API listener');
+
+done_testing();
