@@ -49,6 +49,7 @@ $template =~ s/rate=500r\/s/rate=5r\/s/;
 $template =~ s/burst=1000 nodelay/burst=5 nodelay/;
 $template =~ s/limit_conn rbcs_conns 256;/limit_conn rbcs_conns 4;/;
 $template =~ s/client_body_timeout     5s;/client_body_timeout     1s;/;
+$template =~ s/client_header_timeout   5s;/client_header_timeout   1s;/;
 
 my $t = RBCS::Test->new(
     conf => $template,
@@ -164,6 +165,17 @@ my $waited = time - $t0;
 like($got, qr/^HTTP\/1\.1 408|^$/, 'a body that never comes: 408 or closed');
 cmp_ok($waited, '<', 3, 'after the body timeout (1 s here)');
 close $_ for @held;
+
+sleep 1.2;
+my $half = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                 PeerPort => $t->port) or die;
+print $half "GET /healthz HTTP/1.1\r\nHost: x\r\n";     # never finished
+$t0 = time;
+$got = '';
+$half->recv($got, 4096);
+cmp_ok(time - $t0, '<', 3, 'headers that never end: cut off after the '
+       . 'header timeout (1 s here)');
+close $half;
 
 # --- the operations listener ----------------------------------------------
 
