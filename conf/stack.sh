@@ -35,7 +35,14 @@ cd "$ROOT"
 
 PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
           libmariadb-dev libhiredis-dev libyajl-dev libpcre2-dev zlib1g-dev
-          libdbd-mariadb-perl libjson-pp-perl curl wrk gcc make)
+          libdbd-mariadb-perl libjson-pp-perl curl wrk gcc make
+          # t/130-metrics.t: promtool, and a Prometheus server that scrapes
+          prometheus
+          # perf/: plots, Lua syntax of the wrk scenarios, the JMeter plan
+          gnuplot-nox lua5.1 libxml2-utils
+          # k8s/check.sh; npm and kubectl from Debian unless a package of another
+          # origin (which Debian's would conflict with) already provides them
+          yamllint nodejs $([ -e /usr/bin/npm ] || echo npm) $([ -e /usr/bin/kubectl ] || echo kubernetes-client))
 
 NGINX_BIN="${RBCS_NGINX:-/usr/sbin/nginx}"
 NGX_DEV_SRC=/usr/share/nginx/src

@@ -1,0 +1,370 @@
+#!/usr/bin/perl
+
+# The Kubernetes manifests (k8s/), offline: no cluster, no image.
+#
+#   - k8s/check.sh passes: every overlay renders with Debian's kubectl
+#     (kustomize), every object validates against the Kubernetes API schemas
+#     (npm kubernetes-models, unknown fields included), the overlays hold
+#     what the service needs, and yamllint is clean;
+#   - the rendered objects, read here on their own: the Deployment (replicas,
+#     probes on the operations port, graceful drain, security context, spread,
+#     resources, the ConfigMap and Secrets mounted), the Service, the HPA
+#     (CPU and requests per second), the PodDisruptionBudget, the scraping,
+#     the databases of each overlay; the ConfigMap's nginx.conf is
+#     conf/nginx.prod.conf.in rendered here with k8s/base/nginx-conf.env;
+#   - broken copies of the tree (a required object removed, a field of the
+#     wrong type, an unknown field, a stale nginx.conf, bad YAML, ...) make
+#     k8s/check.sh fail, each with the reason.
+
+use strict;
+use warnings;
+
+use File::Spec;
+use File::Temp qw(tempdir);
+use FindBin;
+use JSON::PP;
+use Test::More;
+
+my $root = File::Spec->rel2abs(File::Spec->catdir($FindBin::Bin, File::Spec->updir));
+my $tmp = tempdir('rbcs-k8s-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+sub run {   # run(\%env, CMD...): (exit status, output)
+    my ($env, @cmd) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        $ENV{$_} = $env->{$_} for keys %$env;
+        open(STDERR, '>&', \*STDOUT);
+        exec { $cmd[0] } @cmd or do { print "cannot run $cmd[0]: $!\n"; exit 127 };
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or die "$f: $!";
+    local $/;
+    my $s = <$fh>;
+    close $fh;
+    return $s;
+}
+
+sub spew {
+    my ($f, $s) = @_;
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh $s;
+    close $fh or die "$f: $!";
+}
+
+# ------------------------------------------------------- k8s/check.sh --
+
+ok(-x "$root/k8s/check.sh", 'k8s/check.sh is there and executable');
+like(slurp("$root/.gitignore"), qr{^/?k8s/node_modules/?$}m, 'k8s/node_modules is git-ignored');
+my $lock = decode_json(slurp("$root/k8s/package-lock.json"));
+like($lock->{packages}{'node_modules/kubernetes-models'}{version} // '', qr/^\d+\.\d+\.\d+$/,
+     'k8s/package-lock.json pins kubernetes-models');
+
+my ($rc, $out) = run({ RBCS_K8S_OUT => "$tmp/out" }, "$root/k8s/check.sh");
+is($rc, 0, 'k8s/check.sh: every overlay renders, validates and lints') or diag($out);
+my ($kubectl) = $out =~ /^==> kubectl: (\S+)/m;
+like($out, qr/^==> k8s\/base\/nginx\.conf is conf\/nginx\.prod\.conf\.in rendered/m,
+     'nginx.conf of the ConfigMap is a fresh rendering of the production template');
+like($out, qr/^==> yamllint: k8s\/ sources clean$/m, 'yamllint: the sources');
+like($out, qr/^==> yamllint: rendered overlays clean$/m, 'yamllint: the rendered overlays');
+
+my @overlays = map { m{/([^/]+)/kustomization\.yaml$} ? $1 : () }
+               glob("$root/k8s/overlays/*/kustomization.yaml");
+is_deeply([ sort @overlays ], [ qw(dev prod) ], 'the overlays: dev and prod');
+for my $o (@overlays) {
+    like($out, qr/^==> rendered overlays\/$o: \d+ objects$/m, "$o renders (kubectl kustomize)");
+    like($out, qr/^ok - $o: (\d+)\/\1 objects valid against the Kubernetes API schemas/m,
+         "$o: every object valid against the API schemas");
+    like($out, qr/^ok - $o: required objects and fields$/m, "$o: required objects and fields");
+}
+
+# --------------------------------------------- the objects, read here --
+
+# conf/nginx.prod.conf.in with k8s/base/nginx-conf.env, rendered here
+my %val;
+for (split /\n/, slurp("$root/k8s/base/nginx-conf.env")) {
+    next if /^\s*(#|$)/;
+    /^([A-Z_]+)=(.*)$/ or die "nginx-conf.env: $_";
+    $val{$1} = $2;
+}
+(my $conf = slurp("$root/conf/nginx.prod.conf.in"))
+    =~ s/\@([A-Z_]+)\@/exists $val{$1} ? $val{$1} : die "no value for $1"/ge;
+is(slurp("$root/k8s/base/nginx.conf"), $conf, 'k8s/base/nginx.conf = conf/nginx.prod.conf.in rendered');
+is_deeply([ sort keys %{{ map { $_ => 1 } $conf =~ /\@([A-Z_]+)\@/g }} ],
+          [ qw(MYSQL_PASSWORD MYSQL_USER) ],
+          'only the credentials are left for the entrypoint to fill');
+is($val{MODULE}, '', 'MODULE empty (the module is compiled into the image)');
+is($val{USER_DIRECTIVE}, '', 'no user directive (the pod runs as uid 10001)');
+
+sub objects {
+    my ($o) = @_;
+    my $f = "$tmp/out/$o.json";
+    return -f $f ? @{ decode_json(slurp($f)) } : ();
+}
+
+sub get {   # get(\@objs, KIND, NAME)
+    my ($objs, $kind, $name) = @_;
+    my @m = grep { $_->{kind} eq $kind && $_->{metadata}{name} eq $name } @$objs;
+    return $m[0];
+}
+
+sub by_kind { my ($objs, $kind) = @_; return grep { $_->{kind} eq $kind } @$objs }
+
+my %expect_replicas = (prod => 3);
+for my $o (@overlays) {
+    my @objs = objects($o);
+    ok(@objs > 0, "$o: rendered objects") or next;
+    my $ns = (by_kind(\@objs, 'Namespace'))[0];
+    ok($ns, "$o: a Namespace") and
+        is($ns->{metadata}{labels}{'pod-security.kubernetes.io/enforce'}, 'restricted',
+           "$o: the namespace enforces the restricted Pod Security Standard");
+
+    my $d = get(\@objs, 'Deployment', 'rbcs');
+    ok($d, "$o: Deployment rbcs") or next;
+    if ($o eq 'prod') {
+        is($d->{spec}{replicas}, 3, 'prod: 3 replicas');
+    } else {
+        cmp_ok($d->{spec}{replicas}, '<', 3, "$o: fewer replicas than prod");
+    }
+    my $pod = $d->{spec}{template}{spec};
+    my ($c) = grep { $_->{name} eq 'rbcs' } @{ $pod->{containers} };
+    ok($c, "$o: container rbcs") or next;
+    like($c->{image}, qr{(^|/)rbcs:}, "$o: image rbcs");
+    my %port = map { $_->{name} => $_->{containerPort} } @{ $c->{ports} };
+    is_deeply(\%port, { http => 8080, ops => 9145 }, "$o: ports http 8080, ops 9145");
+    for ([ readinessProbe => '/readyz' ], [ livenessProbe => '/healthz' ], [ startupProbe => '/healthz' ]) {
+        my ($p, $path) = @$_;
+        is($c->{$p}{httpGet}{path}, $path, "$o: $p GET $path");
+        ok(($c->{$p}{httpGet}{port} // '') eq 'ops' || ($c->{$p}{httpGet}{port} // 0) eq '9145',
+           "$o: $p on the operations port");
+    }
+    my $pre = join ' ', @{ $c->{lifecycle}{preStop}{exec}{command} // [] };
+    my ($sleep) = $pre =~ /sleep (\d+)/;
+    ok($sleep, "$o: preStop waits for the endpoints to drain ($pre)");
+    cmp_ok($pod->{terminationGracePeriodSeconds} // 30, '>', ($sleep // 0) + 5,
+           "$o: the grace period outlasts preStop");
+    for my $k (qw(cpu memory)) {
+        ok($c->{resources}{requests}{$k} && $c->{resources}{limits}{$k}, "$o: $k request and limit");
+    }
+    if ($o eq 'prod') {
+        is_deeply($c->{resources}{requests}, $c->{resources}{limits}, 'prod: requests = limits');
+    }
+    my ($psc, $csc) = ($pod->{securityContext}, $c->{securityContext});
+    ok($psc->{runAsNonRoot} && $csc->{runAsNonRoot}, "$o: runAsNonRoot");
+    is($psc->{runAsUser}, 10001, "$o: runAsUser 10001");
+    is($psc->{seccompProfile}{type}, 'RuntimeDefault', "$o: seccomp RuntimeDefault");
+    ok($csc->{readOnlyRootFilesystem}, "$o: read-only root filesystem");
+    ok(JSON::PP::is_bool($csc->{allowPrivilegeEscalation}) && !$csc->{allowPrivilegeEscalation},
+       "$o: allowPrivilegeEscalation false");
+    is_deeply($csc->{capabilities}{drop}, ['ALL'], "$o: capabilities drop ALL");
+    my %tsc = map { $_->{topologyKey} => $_ } @{ $pod->{topologySpreadConstraints} // [] };
+    ok($tsc{'topology.kubernetes.io/zone'} && $tsc{'kubernetes.io/hostname'},
+       "$o: spread over zones and nodes");
+    is($tsc{'topology.kubernetes.io/zone'}{whenUnsatisfiable}, 'DoNotSchedule', 'prod: zones as a rule')
+        if $o eq 'prod';
+
+    my %vol = map { $_->{name} => $_ } @{ $pod->{volumes} };
+    my %mnt = map { $_->{mountPath} => $_ } @{ $c->{volumeMounts} };
+    my $cm = get(\@objs, 'ConfigMap', $vol{ $mnt{'/etc/rbcs/nginx.conf'}{name} // '' }{configMap}{name} // '');
+    ok($cm, "$o: /etc/rbcs/nginx.conf from a ConfigMap")
+        and is($cm->{data}{'nginx.conf'}, $conf, "$o: the ConfigMap's nginx.conf is the rendered prod template");
+    my $keys = $vol{ $mnt{'/etc/rbcs/keys'}{name} // '' };
+    is($keys->{secret}{secretName}, 'rbcs-keys', "$o: /etc/rbcs/keys is the Secret rbcs-keys");
+    ok($mnt{'/etc/rbcs/keys'}{readOnly}, "$o: ... mounted read-only");
+    is($vol{ $mnt{'/etc/rbcs/db'}{name} // '' }{secret}{secretName}, 'rbcs-db',
+       "$o: /etc/rbcs/db is the Secret rbcs-db");
+    ok($vol{ $mnt{$_}{name} // '' }{emptyDir}, "$o: $_ is an emptyDir") for ('/var/lib/rbcs', '/tmp');
+    if ($o eq 'prod') {
+        ok(!get(\@objs, 'Secret', $_), "prod: Secret $_ is not in git (made from the secret store)")
+            for qw(rbcs-db rbcs-keys);
+    } else {
+        my $s = get(\@objs, 'Secret', 'rbcs-db');
+        ok($s && $s->{data}{username} && $s->{data}{password}, "$o: Secret rbcs-db (username, password)");
+        ok(get(\@objs, 'Secret', 'rbcs-keys'), "$o: Secret rbcs-keys");
+    }
+
+    my $svc = get(\@objs, 'Service', 'rbcs');
+    ok($svc, "$o: Service rbcs") or next;
+    is($svc->{spec}{type}, 'ClusterIP', "$o: ClusterIP");
+    is_deeply([ map { "$_->{port}>$_->{targetPort}" } @{ $svc->{spec}{ports} } ], [ '80>http' ],
+              "$o: port 80 to http, the ops port not exposed");
+
+    my ($hpa) = by_kind(\@objs, 'HorizontalPodAutoscaler');
+    ok($hpa, "$o: HorizontalPodAutoscaler") or next;
+    is($hpa->{apiVersion}, 'autoscaling/v2', "$o: autoscaling/v2");
+    is("$hpa->{spec}{scaleTargetRef}{kind}/$hpa->{spec}{scaleTargetRef}{name}", 'Deployment/rbcs',
+       "$o: the HPA scales Deployment rbcs");
+    is($hpa->{spec}{minReplicas}, $d->{spec}{replicas}, "$o: minReplicas = replicas");
+    my %metric = map { $_->{type} => $_ } @{ $hpa->{spec}{metrics} };
+    is($metric{Resource}{resource}{name}, 'cpu', "$o: HPA on CPU");
+    is($metric{Pods}{pods}{metric}{name}, 'rbcs_http_requests_per_second', "$o: HPA on requests per second");
+
+    my ($pdb) = by_kind(\@objs, 'PodDisruptionBudget');
+    ok($pdb && $pdb->{spec}{selector}{matchLabels}{'app.kubernetes.io/name'} eq 'rbcs'
+           && (defined $pdb->{spec}{maxUnavailable} || defined $pdb->{spec}{minAvailable}),
+       "$o: a PodDisruptionBudget for the pods");
+
+    my $ann = $d->{spec}{template}{metadata}{annotations} // {};
+    if ($o eq 'prod') {
+        my ($sm) = by_kind(\@objs, 'ServiceMonitor');
+        ok($sm, 'prod: a ServiceMonitor');
+        is($sm->{apiVersion}, 'monitoring.coreos.com/v1', 'prod: monitoring.coreos.com/v1');
+        is($sm->{spec}{endpoints}[0]{port}, 'ops', 'prod: it scrapes the ops port');
+        is($ann->{'prometheus.io/scrape'}, 'false', 'prod: no scrape by annotation as well');
+        for my $n (qw(rbcs-mysql rbcs-redis)) {
+            my $s = get(\@objs, 'Service', $n);
+            ok($s && $s->{spec}{type} eq 'ExternalName' && $s->{spec}{externalName},
+               "prod: $n is an ExternalName for the managed service");
+        }
+    } else {
+        is_deeply([ @$ann{qw(prometheus.io/scrape prometheus.io/port prometheus.io/path)} ],
+                  [ 'true', '9145', '/metrics' ], "$o: scrape annotations");
+        my ($db) = by_kind(\@objs, 'StatefulSet');
+        ok($db, "$o: a MariaDB StatefulSet") or next;
+        my $dbc = $db->{spec}{template}{spec}{containers}[0];
+        ok((grep { $_ eq '--innodb-flush-log-at-trx-commit=1' } @{ $dbc->{args} }),
+           "$o: innodb_flush_log_at_trx_commit=1");
+        ok(@{ $db->{spec}{volumeClaimTemplates} // [] }, "$o: MariaDB data on a volume claim");
+        my ($schema) = grep { exists $_->{data}{'schema.sql'} } by_kind(\@objs, 'ConfigMap');
+        is($schema && $schema->{data}{'schema.sql'}, slurp("$root/conf/schema.sql"),
+           "$o: the initdb ConfigMap is conf/schema.sql");
+        my $redis = get(\@objs, 'Deployment', 'rbcs-redis');
+        my $argv = join ' ', map { $_ eq '' ? '""' : $_ } @{ $redis->{spec}{template}{spec}{containers}[0]{command} // [] };
+        like($argv, qr/--save ""/, "$o: Redis with save \"\"");
+        ok(get(\@objs, 'Service', $_), "$o: Service $_") for qw(rbcs-mysql rbcs-redis);
+    }
+}
+
+# ------------------------------------- the entrypoint and nginx -t --
+
+# k8s/rbcs-entrypoint.sh fills the credentials into the ConfigMap's
+# nginx.conf; the result, with the dev overlay's keys file, must be a
+# configuration that nginx and the module accept.  Paths of the pod are
+# moved into a temporary directory, the database names to 127.0.0.1 (they
+# are resolved when the configuration is read), and the module loaded with
+# load_module (the image has it compiled in).
+SKIP: {
+    my $module = $ENV{RBCS_MODULE} // "$root/build/ngx_rbcs_module.so";
+    my $nginx = $ENV{RBCS_NGINX} // '/usr/sbin/nginx';
+    skip "module $module not built or no $nginx (make test builds it)", 9
+        unless -f $module && -x $nginx;
+    my $e = "$tmp/entry";
+    mkdir $_ or die "$_: $!" for $e, "$e/prefix", "$e/db";
+    (my $c = slurp("$root/k8s/base/nginx.conf")) =~ s{^}{load_module $module;\n};
+    $c =~ s{/var/lib/rbcs\b}{$e/prefix}g;
+    $c =~ s{\Q$val{KEYS_FILE}\E}{$root/k8s/overlays/dev/dev-keys}g;
+    $c =~ s{\b(?:rbcs-mysql|rbcs-redis):}{127.0.0.1:}g;
+    spew("$e/nginx.conf", $c);
+    my $password = q{p"a\\ss;{$x}'};
+    spew("$e/db/username", "rbcs\n");
+    spew("$e/db/password", $password);
+    my %eenv = (RBCS_CONF_IN => "$e/nginx.conf", RBCS_DB_DIR => "$e/db",
+                RBCS_PREFIX => "$e/prefix", RBCS_NGINX => $nginx);
+    my ($erc, $eout) = run(\%eenv, "$root/k8s/rbcs-entrypoint.sh", '-t');
+    is($erc, 0, 'rbcs-entrypoint.sh -t: nginx accepts the filled configuration') or diag($eout);
+    like($eout, qr/test is successful/, '... nginx -t says so');
+    my $filled = slurp("$e/prefix/nginx.conf");
+    like($filled, qr/^\s*rbcs_mysql_user "rbcs";$/m, 'the user, quoted');
+    like($filled, qr/^\s*rbcs_mysql_password "p\\"a\\\\ss;\{\$x\}'";$/m,
+         'the password, quoted and escaped for nginx');
+    is(sprintf('%o', (stat "$e/prefix/nginx.conf")[2] & 0777), '600',
+       'the filled nginx.conf is readable by its owner only');
+    is(readlink("$e/prefix/error.log"), '/dev/stderr', 'error.log is the container\'s stderr');
+    unlike($filled, qr/\@MYSQL_(USER|PASSWORD)\@/, 'no placeholder left');
+
+    spew("$e/db/password", "two\nlines\n");
+    ($erc, $eout) = run(\%eenv, "$root/k8s/rbcs-entrypoint.sh", '-t');
+    isnt($erc, 0, 'a password with a line break is refused');
+    like($eout, qr/holds a line break/, '... with the reason');
+}
+
+# ----------------------------------------------------- broken copies --
+
+# a copy of what k8s/check.sh reads, with the same node_modules
+sub copy_tree {
+    my ($dir) = @_;
+    mkdir $dir or die "$dir: $!";
+    mkdir "$dir/conf" or die;
+    system('cp', '-p', "$root/conf/nginx.prod.conf.in", "$root/conf/schema.sql", "$dir/conf/") == 0 or die;
+    mkdir "$dir/k8s" or die;
+    opendir my $dh, "$root/k8s" or die;
+    for my $e (grep { !/^(\.|\.\.|node_modules|\.tools)$/ } readdir $dh) {
+        system('cp', '-a', "$root/k8s/$e", "$dir/k8s/") == 0 or die "cp $e";
+    }
+    closedir $dh;
+    symlink("$root/k8s/node_modules", "$dir/k8s/node_modules") or die;
+}
+
+sub edit {   # edit(FILE, sub { s/// on $_ }): dies when nothing changed
+    my ($f, $code) = @_;
+    local $_ = slurp($f);
+    my $before = $_;
+    $code->();
+    die "$f: the edit changed nothing" if $_ eq $before;
+    spew($f, $_);
+}
+
+my @broken = (
+    [ 'the PodDisruptionBudget removed',
+      sub { edit("$_[0]/k8s/base/kustomization.yaml", sub { s/^  - pdb\.yaml\n//m }) },
+      qr/PodDisruptionBudget: none covers the rbcs pods/ ],
+    [ 'the HPA without its requests-per-second metric',
+      sub { edit("$_[0]/k8s/base/hpa.yaml", sub { s/name: rbcs_http_requests_per_second/name: rbcs_requests/ }) },
+      qr/no Pods metric rbcs_http_requests_per_second/ ],
+    [ 'replicas of the wrong type',
+      sub { edit("$_[0]/k8s/overlays/prod/rbcs-patch.yaml", sub { s/replicas: 3/replicas: three/ }) },
+      qr{Deployment/rbcs .*schema: /spec/replicas must be integer} ],
+    [ 'a misspelt field (readinesProbe)',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/readinessProbe:/readinesProbe:/ }) },
+      qr{schema: unknown field /spec/template/spec/containers/0/readinesProbe} ],
+    [ 'a misspelt field in the ServiceMonitor',
+      sub { edit("$_[0]/k8s/overlays/prod/servicemonitor.yaml", sub { s/scrapeTimeout:/scrapeTimout:/ }) },
+      qr{ServiceMonitor/rbcs .*unknown field /spec/endpoints/0/scrapeTimout} ],
+    [ 'the keys Secret not mounted',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s{mountPath: /etc/rbcs/keys}{mountPath: /etc/rbcs/api-keys} }) },
+      qr{/etc/rbcs/keys \(rbcs_auth_keys /etc/rbcs/keys/keys\) is not a Secret mounted read-only} ],
+    [ 'a writable root filesystem',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/ }) },
+      qr/readOnlyRootFilesystem is not true/ ],
+    [ 'the production template changed, nginx.conf not rendered again',
+      sub { edit("$_[0]/conf/nginx.prod.conf.in", sub { s/rbcs_mysql_pool_size 16;/rbcs_mysql_pool_size 8;/ }) },
+      qr/k8s\/base\/nginx\.conf is not a fresh rendering of conf\/nginx\.prod\.conf\.in/ ],
+    [ 'the schema changed, its dev copy not',
+      sub { edit("$_[0]/conf/schema.sql", sub { $_ .= "-- changed\n" }) },
+      qr/k8s\/overlays\/dev\/schema\.sql differs from conf\/schema\.sql/ ],
+    [ 'an overlay that does not render',
+      sub { edit("$_[0]/k8s/overlays/dev/kustomization.yaml", sub { s/- redis\.yaml/- valkey.yaml/ }) },
+      qr/overlays\/dev does not render/ ],
+    [ 'a YAML lint error (a duplicate key)',
+      sub { edit("$_[0]/k8s/base/service.yaml", sub { s/^  type: ClusterIP$/  type: ClusterIP\n  type: ClusterIP/m }) },
+      qr/duplication of key "type"/ ],
+    [ 'an unknown kind',
+      sub { edit("$_[0]/k8s/overlays/prod/servicemonitor.yaml", sub { s/kind: ServiceMonitor/kind: ServiceMonitr/ }) },
+      qr/no Kubernetes schema for apiVersion monitoring\.coreos\.com\/v1 kind ServiceMonitr/ ],
+);
+
+# the kubectl the real run used (not fetched again per copy); one kustomize
+my %env = (RBCS_K8S_SECOND_KUBECTL => 'none', ($kubectl ? (RBCS_KUBECTL => $kubectl) : ()));
+my $n = 0;
+for my $b (@broken) {
+    my ($what, $break, $expect) = @$b;
+    my $dir = "$tmp/broken" . ++$n;
+    copy_tree($dir);
+    $break->($dir);
+    my ($brc, $bout) = run(\%env, "$dir/k8s/check.sh");
+    isnt($brc, 0, "broken copy fails: $what");
+    like($bout, $expect, "... and says why") or diag($bout);
+}
+
+# the unbroken copy passes (so the failures above are the breakages')
+copy_tree("$tmp/intact");
+($rc, $out) = run(\%env, "$tmp/intact/k8s/check.sh");
+is($rc, 0, 'an intact copy passes') or diag($out);
+
+done_testing();
