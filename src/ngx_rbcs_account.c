@@ -483,12 +483,25 @@ done:
 }
 
 
-/* ready when a round trip to the database succeeds now */
+/*
+ * Ready when the database answered a moment ago (any round trip of this
+ * worker's pool within the last second), else when a round trip succeeds
+ * now.  A busy pool thus answers a probe at once instead of queueing it
+ * behind transfers; a frozen database stops answering, its connections
+ * time out and are dropped, and the probe goes to it and fails.
+ */
 
 ngx_int_t
 ngx_rbcs_account_ready(ngx_http_request_t *r)
 {
     ngx_str_t  sql = ngx_string("DO 1");
+
+    if (ngx_rbcs_mysql_answered_within(1000)) {
+        return ngx_rbcs_http_send(r, NGX_HTTP_OK,
+                                  &(ngx_str_t) ngx_string("application/json"),
+                                  (u_char *) "{\"status\":\"ready\"}",
+                                  sizeof("{\"status\":\"ready\"}") - 1);
+    }
 
     return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_ready_done, 0,
                                   NULL);

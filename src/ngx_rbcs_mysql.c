@@ -53,6 +53,7 @@ typedef struct {
     u_char                    *user;
     u_char                    *password;
     u_char                    *database;
+    ngx_msec_t                 answered;    /* last successful round trip */
     ngx_uint_t                 batches;     /* batches sent */
     ngx_uint_t                 batched;     /* transfers sent in batches */
 } ngx_rbcs_mysql_pool_t;
@@ -870,6 +871,10 @@ ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     batch = mc->batch;
     n = ngx_rbcs_mysql_take(mc, qs);
 
+    if (rc == NGX_RBCS_MYSQL_OK) {
+        mc->pool->answered = ngx_current_msec;
+    }
+
     ngx_rbcs_mysql_set_idle(mc);
 
     for (i = 0; i < n; i++) {
@@ -1518,6 +1523,21 @@ ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s)
     (void) ngx_cpystrn(p, s->data, s->len + 1);
 
     return p;
+}
+
+
+/* the database answered this worker within the last ms milliseconds */
+
+ngx_uint_t
+ngx_rbcs_mysql_answered_within(ngx_msec_t ms)
+{
+    ngx_rbcs_mysql_pool_t  *pool;
+
+    pool = ngx_rbcs_mysql_pool;
+
+    return pool != NULL && pool->answered != 0
+           && ngx_current_msec - pool->answered < ms
+           && ngx_rbcs_mysql_usable();
 }
 
 

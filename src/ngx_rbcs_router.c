@@ -320,11 +320,21 @@ ngx_rbcs_router_done(ngx_http_request_t *r, ngx_int_t rc)
 ngx_int_t
 ngx_rbcs_problem_handler(ngx_http_request_t *r)
 {
-    ngx_rbcs_ctx_t  *ctx;
+    ngx_rbcs_ctx_t    *ctx;
+    ngx_rbcs_route_t   rt;
+
+    /*
+     * An error nginx raised (413, 429) comes here by an internal redirect
+     * that forgot the request's context: the route is found again from
+     * the URI, so that a transfer refused by a limit is counted as one.
+     */
+
+    ngx_rbcs_router_match(r, &rt);
 
     ctx = ngx_rbcs_ctx(r);
     if (ctx) {
-        ctx->route = NGX_RBCS_MR_PROBLEM;
+        ctx->route = rt.route != NGX_RBCS_ROUTE_NONE ? rt.route
+                                                     : NGX_RBCS_MR_PROBLEM;
     }
 
     return ngx_rbcs_http_problem_handler(r);
