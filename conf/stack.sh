@@ -14,6 +14,11 @@
 #                            environment the tests need (eval-able)
 #   conf/stack.sh test-down  stop the test stack and everything tests left
 #   conf/stack.sh clean      stop everything, remove build/ and var/
+#   conf/stack.sh coverage   deps + gcov-instrumented module and unit tests
+#                            (build/coverage/) + test stack + prove, then the
+#                            gcovr report: build/coverage/html/index.html,
+#                            summary.txt, summary.json; fails under
+#                            RBCS_COVERAGE_MIN (80) percent of lines
 #
 # Everything lives under the repository: build/ (compiler output), var/run
 # (local stack of `make run`) and var/test (disposable stack of `make test`).
@@ -36,10 +41,17 @@ cd "$ROOT"
 PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
           libmariadb-dev libhiredis-dev libyajl-dev libpcre2-dev zlib1g-dev
           libdbd-mariadb-perl libjson-pp-perl curl wrk gcc make
+          # make coverage: gcov reports (HTML, text, JSON summary)
+          gcovr
           # t/130-metrics.t: promtool, and a Prometheus server that scrapes
           prometheus
           # perf/: plots, Lua syntax of the wrk scenarios, the JMeter plan
           gnuplot-nox lua5.1 libxml2-utils
+          # docs/diagrams: dot renders the architecture diagrams (t/190-docs.t)
+          graphviz
+          # docker/build-static.sh (t/180-static-build.t): nginx from Debian's
+          # source (apt-get source) with the module compiled in
+          build-essential dpkg-dev libssl-dev
           # k8s/check.sh; npm and kubectl from Debian unless a package of another
           # origin (which Debian's would conflict with) already provides them
           yamllint nodejs $([ -e /usr/bin/npm ] || echo npm) $([ -e /usr/bin/kubectl ] || echo kubernetes-client))
@@ -61,6 +73,9 @@ MYSQL_PORT="${RBCS_MYSQL_PORT:-3306}"
 REDIS_PORT="${RBCS_REDIS_PORT:-6379}"
 TEST_MYSQL_PORT="${RBCS_TEST_MYSQL_PORT:-13306}"
 TEST_REDIS_PORT="${RBCS_TEST_REDIS_PORT:-16379}"
+
+COV_DIR="$BUILD/coverage"
+COV_MIN="${RBCS_COVERAGE_MIN:-80}"
 
 log()  { printf '==> %s\n' "$*"; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
@@ -536,6 +551,116 @@ cmd_test() {
     exit $rc
 }
 
+# --------------------------------------------------------------- coverage --
+# build/coverage/: nginx-src (a second configured tree, objects and .gcno/.gcda
+# in objs/addon/), ngx_rbcs_module.so (instrumented; build/ngx_rbcs_module.so is
+# left alone), unit/ (instrumented unit tests), html/, summary.txt, summary.json.
+
+coverage_build() {
+    # cmd_build with the coverage tree, output and flags: -O0 (and no
+    # _FORTIFY_SOURCE, which wants optimisation and warns; nginx builds with
+    # -Werror), --coverage to compile and to link
+    log "building the instrumented module in ${COV_DIR#"$ROOT"/}/nginx-src"
+    (
+        BUILD="$COV_DIR"
+        NGX_BUILD="$COV_DIR/nginx-src"
+        MODULE="$COV_DIR/ngx_rbcs_module.so"
+        CC_OPT="${CC_OPT//-D_FORTIFY_SOURCE=2/} -O0 --coverage"
+        LD_OPT="$LD_OPT --coverage"
+        cmd_build
+    )
+
+    # the unit tests, built afresh (their Makefiles do not track flags)
+    log "building the instrumented unit tests in ${COV_DIR#"$ROOT"/}/unit"
+    rm -rf "$COV_DIR/unit"
+    mkdir -p "$COV_DIR/unit"
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -j"$JOBS" -f t/unit/Makefile \
+        OUT="$COV_DIR/unit" CFLAGS="-std=gnu11 -O0 -Wall -Wextra -Werror --coverage" ||
+        die "unit test build failed (t/unit/Makefile)"
+    if [ -f t/unit/Makefile.json ]; then
+        env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f t/unit/Makefile.json \
+            JSON_TEST="$COV_DIR/unit/test_json" \
+            JSON_CFLAGS="-std=gnu11 -O0 -Wall -Wextra -Werror -Isrc --coverage" ||
+            die "unit test build failed (t/unit/Makefile.json)"
+    fi
+}
+
+# Zero the counters: every .gcda of the module becomes an empty file, mode
+# 0666, in directories open to all.  The nginx workers run as nobody and the
+# master as root: both must be able to merge their counters into the same
+# files, and libgcov creates a missing file with the creator's owner and
+# umask.  An empty .gcda is what libgcov itself creates before its first
+# write, so it starts from zero.
+coverage_reset() {
+    local objs="$COV_DIR/nginx-src/objs" gcno
+    find "$objs" "$COV_DIR/unit" -name '*.gcda' -delete
+    find "$objs" -type d -exec chmod 0777 {} +
+    while IFS= read -r -d '' gcno; do
+        : > "${gcno%.gcno}.gcda"
+        chmod 0666 "${gcno%.gcno}.gcda"
+    done < <(find "$objs" -name '*.gcno' -print0)
+}
+
+coverage_report() {
+    local rc=0
+    rm -rf "$COV_DIR/html"
+    mkdir -p "$COV_DIR/html"
+    log "gcovr: line coverage of src/ and ngx_rbcs_module.c (minimum $COV_MIN%)"
+    gcovr --root "$ROOT" --filter 'src/' --filter 'ngx_rbcs_module\.c' \
+          -j "$JOBS" \
+          --html-details "$COV_DIR/html/index.html" --html-title "RBCS coverage" \
+          --txt "$COV_DIR/summary.txt" \
+          --json-summary "$COV_DIR/summary.json" --json-summary-pretty \
+          --print-summary --fail-under-line "$COV_MIN" \
+          "$COV_DIR/nginx-src/objs" "$COV_DIR/unit" || rc=$?
+    if [ -f "$COV_DIR/summary.txt" ]; then
+        cat "$COV_DIR/summary.txt"
+    fi
+    log "report: ${COV_DIR#"$ROOT"/}/html/index.html, ${COV_DIR#"$ROOT"/}/summary.txt, ${COV_DIR#"$ROOT"/}/summary.json"
+    return $rc
+}
+
+cmd_coverage() {
+    local t0=$SECONDS
+    cmd_deps
+    coverage_build
+    coverage_reset
+
+    mkdir -p "$ROOT/var"
+    trap 'mkdir -p "$TEST_VAR"; cmd_test_down >>"$TEST_VAR/teardown.log" 2>&1 || true' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    log "starting the test stack (MariaDB :$TEST_MYSQL_PORT, Redis :$TEST_REDIS_PORT) in ${TEST_VAR#"$ROOT"/}"
+    if ! "$ROOT/conf/stack.sh" _test-up >"$ROOT/var/test-up.log" 2>&1; then
+        cat "$ROOT/var/test-up.log" >&2
+        die "could not start the test stack"
+    fi
+    mv "$ROOT/var/test-up.log" "$TEST_VAR/up.log"
+
+    eval "$(test_env)"
+    export RBCS_MODULE="$COV_DIR/ngx_rbcs_module.so"
+    export RBCS_UNIT_DIR="$COV_DIR/unit"
+    local tests=(t/)
+    [ -n "${TESTS:-}" ] && read -r -a tests <<<"$TESTS"
+    local extra=()
+    [ -n "${PROVE_ARGS:-}" ] && read -r -a extra <<<"$PROVE_ARGS"
+    log "RBCS_MODULE=${RBCS_MODULE#"$ROOT"/} RBCS_UNIT_DIR=${RBCS_UNIT_DIR#"$ROOT"/} prove -j${PROVE_JOBS:-2} ${extra[*]} -r -I t/lib ${tests[*]}"
+    local rc=0
+    prove -j"${PROVE_JOBS:-2}" "${extra[@]}" -r -I t/lib "${tests[@]}" || rc=$?
+
+    # graceful stop (QUIT) of every nginx left: exiting workers write their
+    # counters; the report only reads them after that
+    log "stopping the test stack (log: ${TEST_VAR#"$ROOT"/}/teardown.log)"
+    cmd_test_down >>"$TEST_VAR/teardown.log" 2>&1 || true
+    trap - EXIT
+
+    local crc=0
+    coverage_report || crc=$?
+    log "coverage run took $((SECONDS - t0))s"
+    [ $rc -eq 0 ] || die "the test suite failed (prove exit $rc); the report covers the run as it went"
+    [ $crc -eq 0 ] || die "line coverage below $COV_MIN% (or gcovr failed, exit $crc)"
+}
+
 cmd_clean() {
     cmd_stop >/dev/null 2>&1 || true
     cmd_test_down >/dev/null 2>&1 || true
@@ -555,5 +680,8 @@ case "${1:-}" in
     test-down) cmd_test_down ;;
     test-env)  test_env ;;
     clean)     cmd_clean ;;
-    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean" >&2; exit 2 ;;
+    coverage)  cmd_coverage ;;
+    _coverage-build)  coverage_build; coverage_reset ;;   # no tests, no report
+    _coverage-report) coverage_report ;;                   # report of the last run
+    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|coverage" >&2; exit 2 ;;
 esac

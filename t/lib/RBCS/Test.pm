@@ -122,12 +122,19 @@ sub new {
         vars        => { %{ $o{vars} // {} } },
         mysql_socket => $o{mysql_socket},
         name        => $o{name},
+        nginx       => $o{nginx} // $NGINX,      # another binary (static build)
     }, $class;
 
-    _skip_all("nginx binary $NGINX not found") unless -x $NGINX;
-    _skip_all("module $MODULE not built (run `make test`, or `make build` "
-        . "and start the test stack with `eval \"\$(conf/stack.sh test-up)\"`)")
-        unless -f $MODULE;
+    if (defined $o{nginx}) {
+        # a binary of the caller's (e.g. with the module compiled in): it
+        # must be there, and needs no module file
+        croak "nginx binary $o{nginx} not found" unless -x $o{nginx};
+    } else {
+        _skip_all("nginx binary $NGINX not found") unless -x $NGINX;
+        _skip_all("module $MODULE not built (run `make test`, or `make build` "
+            . "and start the test stack with `eval \"\$(conf/stack.sh test-up)\"`)")
+            unless -f $MODULE;
+    }
     _skip_all("DBI/DBD::MariaDB missing (apt-get install libdbd-mariadb-perl)")
         unless eval { require DBI; require DBD::MariaDB; 1 };
 
@@ -367,7 +374,7 @@ sub _start_nginx {
         $self->{port} = _free_port();
         $self->_render_conf;
         unlink "$p/nginx.pid";
-        my $out = _run_capture([ $NGINX, '-p', "$p/", '-c', "$p/nginx.conf",
+        my $out = _run_capture([ $self->{nginx}, '-p', "$p/", '-c', "$p/nginx.conf",
                                  '-e', "$p/error.log" ]);
         if ($out->{status} == 0) {
             my $deadline = time + 10;
@@ -1074,7 +1081,9 @@ rbcs_mysql_<key> => value overrides; undef removes the directive), mysql_port
 conf (a whole template text instead of conf/nginx.local.conf.in, same
 placeholders), allow_log (arrayref of regexes of error.log lines the final
 check ignores), wait_healthz (0: only wait for the port), schema (file, or
-undef for an empty database), name (database/prefix name part).
+undef for an empty database), name (database/prefix name part), nginx (the
+binary to run instead of $RBCS::Test::NGINX, e.g. one with the module
+compiled in: no module file needed; set MODULE in vars, '' for none).
 
 =head1 METHODS
 

@@ -1,0 +1,533 @@
+#!/usr/bin/perl
+
+# The Docker packaging (docker/), without a Docker engine.
+#
+#   - docker/Dockerfile, read here: the build stage runs docker/build-static.sh
+#     with subcommands it has, every COPY source is in the repository (and
+#     the module's files are all copied), the runtime stage is
+#     bookworm-slim with uid 10001, ports 8080/9145, STOPSIGNAL SIGQUIT, a
+#     HEALTHCHECK, and k8s/rbcs-entrypoint.sh as its entrypoint; the
+#     build arguments' defaults are k8s/base/nginx-conf.env's;
+#   - docker/compose.yaml and docker/prometheus.yml: yamllint, promtool, and
+#     the stack wired together (rbcs after healthy MariaDB and Redis, the
+#     names it is built with are the services', the schema, the mounts);
+#   - docker/build-static.sh, the image's build path, run here: nginx from
+#     Debian's source with the module compiled in (the first run fetches
+#     and builds, ~1 minute; later runs reuse it when nothing changed, which
+#     is checked too);
+#   - the binary: the module is in (nginx -V, nginx -t of the production
+#     template without load_module), the libraries it links are exactly
+#     those the runtime stage installs (and libc);
+#   - it serves: through the harness, and started the image's way (the
+#     entrypoint filling the credentials, nginx in the foreground with the
+#     access log on stdout, stopped by SIGQUIT), an account + transfer +
+#     balance round trip against the test MariaDB and Redis; the image's
+#     HEALTHCHECK script against it.
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(hmac_sha256_hex sha256_hex);
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Test::More;
+use Time::HiRes qw(time sleep);
+use RBCS::Test;
+
+my $root   = $RBCS::Test::ROOT;
+my $docker = "$root/docker";
+my $script = "$docker/build-static.sh";
+my $static = $ENV{RBCS_STATIC_DIR} // "$root/build/static";
+my $bin    = "$static/root/usr/sbin/nginx";
+my $tmp    = tempdir('rbcs-static-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $tmp;
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or die "$f: $!";
+    local $/;
+    my $s = <$fh>;
+    close $fh;
+    return $s;
+}
+
+sub spew {
+    my ($f, $s, $mode) = @_;
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh $s;
+    close $fh or die "$f: $!";
+    chmod $mode, $f if defined $mode;
+}
+
+sub run {   # run(\%env, CMD...): (exit status, output with stderr)
+    my ($env, @cmd) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        $ENV{$_} = $env->{$_} for keys %$env;
+        open(STDERR, '>&', \*STDOUT);
+        exec { $cmd[0] } @cmd or do { print "cannot run $cmd[0]: $!\n"; exit 127 };
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+sub which {
+    my ($name) = @_;
+    for my $d (split(/:/, $ENV{PATH} // ''), '/usr/sbin', '/usr/bin') {
+        return "$d/$name" if length $d && -x "$d/$name";
+    }
+    return undef;
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1)
+        or die "bind: $!";
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+
+my %env_conf;   # k8s/base/nginx-conf.env: the ConfigMap's (and the image's) values
+for (split /\n/, slurp("$root/k8s/base/nginx-conf.env")) {
+    next if /^\s*(#|$)/;
+    /^([A-Z_]+)=(.*)$/ or die "nginx-conf.env: $_";
+    $env_conf{$1} = $2;
+}
+
+# ------------------------------------------------------- the Dockerfile --
+
+# instructions, continuation lines joined, comments dropped
+my @ins;
+{
+    my $text = slurp("$docker/Dockerfile");
+    $text =~ s/^[ \t]*#.*\n//mg;
+    $text =~ s/\\\n//g;
+    for (split /\n/, $text) {
+        next unless /\S/;
+        /^\s*([A-Za-z]+)\s+(.*?)\s*$/ or die "Dockerfile: cannot read: $_";
+        push @ins, [ uc $1, $2 ];
+    }
+}
+my (%global_arg, @stages);
+for my $i (@ins) {
+    my ($op, $arg) = @$i;
+    if ($op eq 'FROM') {
+        my ($image, $name) = $arg =~ /^(\S+)(?:\s+AS\s+(\S+))?$/i or die "FROM $arg";
+        $image =~ s/\$\{(\w+)\}/$global_arg{$1} \/\/ die "FROM: no ARG $1"/ge;
+        push @stages, { image => $image, name => $name // '', ins => [] };
+    } elsif (!@stages) {
+        $global_arg{$1} = $2 if $op eq 'ARG' && $arg =~ /^(\w+)=(\S+)$/;
+    } else {
+        push @{ $stages[-1]{ins} }, $i;
+    }
+}
+is(scalar @stages, 2, 'Dockerfile: two stages');
+my ($build, $runtime) = @stages;
+is($build->{image}, 'debian:bookworm', 'the build stage is debian:bookworm');
+is($build->{name}, 'build', '... named build');
+is($runtime->{image}, 'debian:bookworm-slim', 'the runtime stage is debian:bookworm-slim');
+
+sub of { my ($stage, $op) = @_; return map { $_->[1] } grep { $_->[0] eq $op } @{ $stage->{ins} } }
+
+# docker/build-static.sh: the build stage's only build path, with
+# subcommands the script has
+my ($usage) = slurp($script) =~ /usage: \$0 \[([^\]]+)\]/ or die 'no usage line in build-static.sh';
+my %sub = map { (split ' ', $_)[0] => 1 } split /\|/, $usage;
+my @calls = map { /docker\/build-static\.sh\s+([\w-]+)/g } of($build, 'RUN');
+ok(@calls, 'the build stage runs docker/build-static.sh');
+ok($sub{$_}, "... build-static.sh $_ is a subcommand of the script") for @calls;
+ok((grep { $_ eq 'build' || $_ eq 'all' } @calls), '... and builds with it');
+ok((grep { $_ eq 'render-conf' } @calls), '... and renders the default nginx.conf with it');
+unlike(join("\n", of($build, 'RUN')), qr/\b(?:\.\/configure|make)\b/,
+       'no build command of its own beside the script');
+
+# COPY sources: in the repository; the module's files all reach the build
+my (@copied, %copy_dest);
+for my $st (@stages) {
+    for my $c (of($st, 'COPY')) {
+        my @w = split ' ', $c;
+        my @opt = grep { /^--/ } @w;
+        @w = grep { !/^--/ } @w;
+        my $dest = pop @w;
+        my ($from) = map { /^--from=(\S+)/ ? $1 : () } @opt;
+        if (defined $from) {
+            ok((grep { $_->{name} eq $from } @stages), "COPY --from=$from: a stage of this file");
+            is($w[0], '/src/build/static/root/', "COPY --from=$from takes build-static.sh's root/")
+                if $from eq 'build';
+            next;
+        }
+        for my $s (@w) {
+            ok(-e "$root/$s", "COPY source $s exists in the repository");
+            push @copied, $s if $st eq $build;
+            $copy_dest{$s} = $dest;
+        }
+    }
+}
+# the context's ignore file leaves every COPY source in
+my @ignored = grep { !/^\s*(#|$)/ } split /\n/, slurp("$docker/Dockerfile.dockerignore");
+for my $src (sort keys %copy_dest) {
+    my @hit = grep { my $p = s{/$}{}r; $p !~ /[*?]/ && ($src eq $p || index($src, "$p/") == 0) } @ignored;
+    ok(!@hit, "COPY source $src is not excluded by docker/Dockerfile.dockerignore");
+}
+
+my @need = ('config', 'ngx_rbcs_module.c', 'docker/build-static.sh', 'conf/nginx.prod.conf.in',
+            'k8s/base/nginx-conf.env',
+            map { s{^\Q$root\E/}{}r } glob("$root/src/*.c"), glob("$root/src/*.h"));
+my @missing = grep { my $f = $_; !grep { $_ eq $f || (m{/$} && index($f, $_) == 0) } @copied } @need;
+is_deeply(\@missing, [], 'the build stage copies every file the build needs');
+is((of($build, 'WORKDIR'))[-1], '/src', 'the build stage works in /src (root/ is /src/build/static/root)');
+
+# the default configuration: the build arguments default to the ConfigMap's
+# values, and each reaches render-conf
+my %arg = map { /^(\w+)=(.*)$/ ? ($1 => $2) : () } of($build, 'ARG');
+my ($render) = grep { /build-static\.sh render-conf/ } of($build, 'RUN');
+for my $k (sort keys %arg) {
+    is($arg{$k}, $env_conf{$k}, "ARG $k defaults to k8s/base/nginx-conf.env's value");
+    like($render // '', qr/"\Q$k\E=\$\{\Q$k\E\}"/, "... and is passed to render-conf");
+}
+like($render // '', qr{render-conf build/static/root/etc/rbcs/nginx\.conf\b},
+     'the default configuration goes to /etc/rbcs/nginx.conf');
+
+# the runtime stage
+my @run_rt = of($runtime, 'RUN');
+my ($pkgs) = join("\n", @run_rt) =~ /apt-get install .*?--no-install-recommends\s+(.*?)\s*(?:&&|$)/m;
+my @runtime_pkgs = sort split ' ', $pkgs // '';
+ok(@runtime_pkgs, "runtime packages: @runtime_pkgs");
+like(join("\n", @run_rt), qr/groupadd\b.*--gid 10001 rbcs/, 'group rbcs, gid 10001');
+like(join("\n", @run_rt), qr/useradd\b.*--uid 10001 --gid 10001\b/, 'user rbcs, uid 10001');
+like(join("\n", @run_rt), qr/install -d -o 10001 -g 10001 -m 0700 \/var\/lib\/rbcs/,
+     '/var/lib/rbcs belongs to it');
+is((of($runtime, 'USER'))[-1], '10001:10001', 'USER 10001 (numeric: runAsNonRoot can check it)');
+is_deeply([ sort map { split ' ' } of($runtime, 'EXPOSE') ], [ 8080, 9145 ], 'EXPOSE 8080 9145');
+is((of($runtime, 'STOPSIGNAL'))[-1], 'SIGQUIT', 'STOPSIGNAL SIGQUIT (graceful)');
+is((of($runtime, 'ENTRYPOINT'))[-1], '["/usr/local/bin/rbcs-entrypoint"]', 'ENTRYPOINT rbcs-entrypoint');
+is($copy_dest{'k8s/rbcs-entrypoint.sh'}, '/usr/local/bin/rbcs-entrypoint',
+   'the entrypoint is k8s/rbcs-entrypoint.sh (one source)');
+like(slurp("$root/k8s/rbcs-entrypoint.sh"), qr{copies it to /usr/local/bin/rbcs-entrypoint},
+     '... where its header says the image has it');
+my ($hc) = of($runtime, 'HEALTHCHECK');
+like($hc // '', qr{CMD \["/usr/local/bin/rbcs-healthcheck"\]}, 'HEALTHCHECK rbcs-healthcheck');
+is($copy_dest{'docker/healthcheck'}, '/usr/local/bin/rbcs-healthcheck', '... which is docker/healthcheck');
+
+# the compiler flags: conf/stack.sh's (the module's own build), -fPIE for
+# -fPIC, and -Werror
+my ($stack_cc) = slurp("$root/conf/stack.sh") =~ /^CC_OPT="([^"]*)"/m;
+my ($static_cc) = slurp($script) =~ /^CC_OPT="([^"]*)"/m;
+my %have = map { $_ => 1 } split ' ', $static_cc // '';
+is_deeply([ grep { !$have{$_} } grep { $_ ne '-fPIC' } split ' ', $stack_cc // '' ], [],
+          "build-static.sh's CC_OPT has conf/stack.sh's flags");
+ok($have{'-Werror'}, '... and -Werror');
+
+SKIP: {
+    skip 'not a git checkout', 1 unless -d "$root/.git" && !system("git --version >/dev/null 2>&1");
+    is(system('git', '-C', $root, 'check-ignore', '-q', 'build/static/root/usr/sbin/nginx'), 0,
+       'build/static is git-ignored');
+}
+
+# ------------------------------------------- compose.yaml, prometheus.yml --
+
+SKIP: {
+    skip 'yamllint missing', 1 unless which('yamllint');
+    my ($rc, $out) = run({}, 'yamllint', '-c', "$root/k8s/.yamllint",
+                         "$docker/compose.yaml", "$docker/prometheus.yml");
+    is($rc, 0, 'yamllint: docker/compose.yaml, docker/prometheus.yml') or diag($out);
+}
+SKIP: {
+    skip 'promtool missing', 1 unless which('promtool');
+    my ($rc, $out) = run({}, 'promtool', 'check', 'config', "$docker/prometheus.yml");
+    is($rc, 0, 'promtool check config docker/prometheus.yml') or diag($out);
+}
+
+my $compose = do {
+    my ($rc, $out) = run({}, '/usr/bin/python3', '-c',
+        'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))',
+        "$docker/compose.yaml");
+    $rc == 0 ? decode_json($out) : do { diag("compose.yaml not read: $out"); undef };
+};
+SKIP: {
+    skip 'no python3 with yaml to read compose.yaml', 1 unless $compose;
+    my $svc = $compose->{services};
+    is_deeply([ sort keys %$svc ], [ qw(mariadb prometheus rbcs redis) ],
+              'compose: rbcs, mariadb, redis, prometheus');
+    my $r = $svc->{rbcs};
+    is($r->{build}{dockerfile}, 'docker/Dockerfile', 'rbcs is built from docker/Dockerfile');
+    is($r->{build}{context}, '..', '... with the repository as context');
+    for my $k (sort keys %{ $r->{build}{args} // {} }) {
+        ok(exists $arg{$k}, "build arg $k is an ARG of the Dockerfile");
+    }
+    is($r->{build}{args}{MYSQL_HOST}, 'mariadb', 'the configuration names the mariadb service');
+    is($r->{build}{args}{REDIS_HOST}, 'redis', '... and the redis service');
+    for my $d (qw(mariadb redis)) {
+        is($r->{depends_on}{$d}{condition}, 'service_healthy',
+           "rbcs starts after $d is healthy (names are resolved at start)");
+        ok($svc->{$d}{healthcheck}{test}, "$d has a healthcheck");
+    }
+    my %published = map { (/:(\d+)$/)[0] => 1 } @{ $r->{ports} // [] };
+    ok($published{8080} && $published{9145}, 'rbcs publishes 8080 and 9145');
+
+    # every bind mount's source exists; what the rbcs container finds there
+    my %mount;   # service => { target => source (absolute) }
+    for my $name (sort keys %$svc) {
+        for my $v (@{ $svc->{$name}{volumes} // [] }) {
+            my ($src, $dst) = split /:/, $v;
+            next unless $src =~ m{^[./]};
+            my $abs = $src =~ m{^/} ? $src : "$docker/$src";
+            ok(-e $abs, "$name: mount source $src exists");
+            $mount{$name}{$dst} = $abs;
+        }
+    }
+    my $db = $mount{rbcs}{'/etc/rbcs/db'};
+    ok($db && -s "$db/username" && -s "$db/password", 'rbcs: /etc/rbcs/db with username and password');
+    my $keys = $mount{rbcs}{ $env_conf{KEYS_FILE} };
+    ok($keys, "rbcs: the keys file at $env_conf{KEYS_FILE}");
+    my @keys = grep { !/^\s*(#|$)/ } split /\n/, $keys ? slurp($keys) : '';
+    ok(@keys && !grep({ !/^\S+\s+\S{32,}\s+[a-z,]+\s*$/ } @keys), '... in the keys format');
+    ok($r->{read_only} && (grep { $_ eq '/var/lib/rbcs' } @{ $r->{tmpfs} // [] }),
+       'rbcs: read-only root, /var/lib/rbcs in memory');
+
+    my $m = $svc->{mariadb};
+    is($m->{image}, 'mariadb:10.11', 'MariaDB 10.11');
+    ok((grep { $_ eq '--innodb-flush-log-at-trx-commit=1' } @{ $m->{command} // [] }),
+       'innodb_flush_log_at_trx_commit=1');
+    is($mount{mariadb}{'/docker-entrypoint-initdb.d/schema.sql'}, "$docker/../conf/schema.sql",
+       'conf/schema.sql in /docker-entrypoint-initdb.d');
+    is($m->{environment}{MARIADB_DATABASE}, $arg{MYSQL_DATABASE}, 'the database the image uses');
+    is($mount{mariadb}{'/etc/rbcs/db'}, $db, 'MariaDB creates the user from the files rbcs reads');
+    is_deeply([ @{ $m->{environment} }{qw(MARIADB_USER_FILE MARIADB_PASSWORD_FILE)} ],
+              [ '/etc/rbcs/db/username', '/etc/rbcs/db/password' ], '... (MARIADB_USER_FILE, _PASSWORD_FILE)');
+
+    like($svc->{redis}{image}, qr/^redis:7\b/, 'Redis 7');
+    like(join(' ', map { $_ eq '' ? '""' : $_ } @{ $svc->{redis}{command} // [] }), qr/--save ""/,
+         'Redis with save ""');
+
+    is($mount{prometheus}{'/etc/prometheus/prometheus.yml'}, "$docker/./prometheus.yml",
+       'Prometheus reads docker/prometheus.yml');
+    my $p = slurp("$docker/prometheus.yml");
+    like($p, qr/targets:\s*\["rbcs:\Q$env_conf{OPS_PORT}\E"\]/, 'it scrapes rbcs on the operations port');
+    like($p, qr{metrics_path:\s*/metrics}, '... /metrics');
+}
+
+# --------------------------------------------- build-static.sh, run here --
+
+my ($rc, $out);
+my $t0 = time;
+($rc, $out) = run({}, 'nice', '-n', '10', $script);
+my $took = time - $t0;
+is($rc, 0, sprintf('docker/build-static.sh (%.0fs)', $took)) or diag($out);
+like($out, qr/^==> (?:built static nginx in \d+s|static nginx up to date) \(key [0-9a-f]{64}\)$/m,
+     '... built, or found its build up to date');
+if ($out =~ /up to date/) { note(sprintf('static nginx reused (%.0fs)', $took)) }
+else                       { diag(sprintf('static nginx built in %.0fs', $took)) }
+unless ($rc == 0 && -x $bin) {
+    done_testing();
+    exit;
+}
+
+$t0 = time;
+($rc, $out) = run({}, $script);
+is($rc, 0, 'run again') or diag($out);
+like($out, qr/^==> static nginx up to date/m, '... nothing left to do');
+cmp_ok(time - $t0, '<', 20, '... in seconds');
+my ($key) = $out =~ /up to date \(key ([0-9a-f]{64})\)/;
+is(slurp("$static/built.stamp"), ($key // 'none') . "\n", 'the stamp is the key of the sources');
+($rc, my $key2) = run({}, $script, 'stamp');
+is($key2, ($key // 'none') . "\n", '... which build-static.sh stamp prints');
+
+# ----------------------------------------------------------- the binary --
+
+($rc, $out) = run({}, $bin, '-V');
+is($rc, 0, 'nginx -V');
+like($out, qr/--add-module=\Q$root\E(\s|$)/, 'the module is compiled in (--add-module)');
+unlike($out, qr/--add-dynamic-module/, '... not as a dynamic module');
+like($out, qr/--with-$_\b/, "with $_") for qw(http_ssl_module http_stub_status_module
+                                              http_realip_module threads);
+like($out, qr/built with OpenSSL 3/, 'OpenSSL 3');
+
+($rc, $out) = run({}, 'ldd', $bin);
+is($rc, 0, 'ldd nginx');
+like($out, qr/^\s*lib$_[\w.-]*\.so\S* => \//m, "links lib$_") for qw(mariadb hiredis yajl crypto);
+unlike($out, qr/not found/, 'every library found');
+# the Debian package of each library: the runtime stage must install
+# exactly those (libc6 is in every image)
+my %lib_pkg;
+for my $path ($out =~ /=> (\/\S+)/g) {
+    my @try = ($path, $path =~ m{^/usr(/.*)} ? $1 : "/usr$path");
+    my $pkg;
+    for my $p (@try) {
+        my ($r, $o) = run({}, 'dpkg-query', '-S', $p);
+        if ($r == 0 && $o =~ /^([^:,\s]+)(?::\w+)?: /) { $pkg = $1; last }
+    }
+    $lib_pkg{$path} = $pkg // "?($path)";
+}
+my %pkg = map { $_ => 1 } values %lib_pkg;
+delete $pkg{libc6};
+is_deeply([ sort keys %pkg ], \@runtime_pkgs,
+          'the runtime stage installs the packages of the libraries nginx links')
+    or diag(explain(\%lib_pkg));
+
+# the production template, rendered by build-static.sh: the image's default
+# is the ConfigMap's nginx.conf; with MODULE empty (no load_module) and test
+# paths, nginx -t accepts it
+($rc, $out) = run({}, $script, 'render-conf', "$tmp/image.conf");
+is($rc, 0, 'build-static.sh render-conf: the image\'s default nginx.conf') or diag($out);
+is(slurp("$tmp/image.conf"), slurp("$root/k8s/base/nginx.conf"),
+   '... is k8s/base/nginx.conf, the ConfigMap\'s');
+
+my %keys = (
+    'ops-admin' => [ 'a' x 40, 'read,transfer,admin' ],
+    'reader'    => [ 'r' x 40, 'read' ],
+);
+spew("$tmp/keys", join('', map { "$_ $keys{$_}[0] $keys{$_}[1]\n" } sort keys %keys), 0644);
+
+mkdir "$tmp/t" or die;
+chmod 0755, "$tmp/t";
+($rc, $out) = run({}, $script, 'render-conf', "$tmp/t/nginx.conf",
+    "PREFIX=$tmp/t", "KEYS_FILE=$tmp/keys", 'ACCESS_LOG=/dev/null',
+    'MYSQL_HOST=127.0.0.1', "MYSQL_PORT=$RBCS::Test::MYSQL_PORT", 'MYSQL_USER=rbcs',
+    'MYSQL_PASSWORD=rbcs', 'REDIS_HOST=127.0.0.1', "REDIS_PORT=$RBCS::Test::REDIS_PORT",
+    'HTTP_PORT=' . free_port(), 'OPS_PORT=' . free_port(),
+    'USER_DIRECTIVE=' . ($> == 0 ? 'user nobody nogroup;' : ''));
+is($rc, 0, 'render-conf with test values') or diag($out);
+unlike(slurp("$tmp/t/nginx.conf"), qr/^\s*load_module/m, '... no load_module in it');
+($rc, $out) = run({}, $bin, '-t', '-p', "$tmp/t/", '-c', "$tmp/t/nginx.conf", '-e', 'stderr');
+is($rc, 0, 'nginx -t: the production configuration, with no module to load') or diag($out);
+
+# ------------------------------------------------------------ it serves --
+
+sub signer {   # signer(sub { request(method, path, body, headers) }) -> sub
+    my ($send) = @_;
+    return sub {
+        my ($method, $path, $body, $id) = @_;
+        $body //= '';
+        my $ts = int time;
+        my ($p, $q) = split /\?/, $path, 2;
+        my $sig = hmac_sha256_hex(join("\n", $method, $p, $q // '', $ts, sha256_hex($body)),
+                                  $keys{$id}[0]);
+        my %h = ('X-RBCS-Key-Id' => $id, 'X-RBCS-Timestamp' => $ts, 'X-RBCS-Signature' => $sig);
+        $h{'Content-Type'} = 'application/json' if length $body;
+        return $send->($method, $path, $body, \%h);
+    };
+}
+my $json = JSON::PP->new->canonical;
+sub jget { my ($r, $k) = @_; my $j = eval { decode_json($r->{body}) }; return $j ? $j->{$k} : undef }
+
+my $ops = free_port();
+my $template = slurp("$root/conf/nginx.prod.conf.in");
+my $t = RBCS::Test->new(
+    nginx => $bin,
+    conf  => $template,
+    vars  => {
+        MODULE => '', OPS_PORT => $ops, KEYS_FILE => "$tmp/keys", ACCESS_LOG => "$tmp/access.log",
+        MYSQL_HOST => '127.0.0.1', MYSQL_USER => 'rbcs', MYSQL_PASSWORD => 'rbcs',
+        REDIS_HOST => '127.0.0.1',
+    },
+);
+my $signed = signer(sub {
+    my ($m, $path, $body, $h) = @_;
+    my $r = $t->request($m, $path, length $body ? (body => $body) : (), headers => $h);
+    return { status => $r->{status}, body => $r->{body} };
+});
+
+is($signed->('POST', '/accounts', $json->encode({ accountNumber => 'ST-1', initialBalance => '100.00' }),
+             'ops-admin')->{status}, 201, 'static nginx: an account opened');
+is($signed->('POST', '/accounts', $json->encode({ accountNumber => 'ST-2' }), 'ops-admin')->{status},
+   201, '... and another');
+my $r = $signed->('POST', '/accounts/transactions', $json->encode({
+    transactionId => 'st-1', sourceAccountNumber => 'ST-1',
+    destinationAccountNumber => 'ST-2', amount => '30.00' }), 'ops-admin');
+is($r->{status}, 201, 'a transfer applied');
+is(jget($r, 'sourceBalance'), '70.00', '... the source balance after it');
+is(jget($signed->('GET', '/accounts/ST-1/balance', '', 'reader'), 'balance'), '70.00', 'balance of ST-1');
+is(jget($signed->('GET', '/accounts/ST-2/balance?consistency=strong', '', 'reader'), 'balance'), '30.00',
+   'balance of ST-2, from MariaDB');
+is($t->request('GET', '/accounts/ST-1/balance')->{status}, 401, 'unsigned: 401 (auth is on)');
+
+my $http = HTTP::Tiny->new(timeout => 5);
+my $m = $http->get("http://127.0.0.1:$ops/metrics");
+is($m->{status}, 200, '/metrics on the operations listener');
+like($m->{content}, qr/^rbcs_transfers_total\{outcome="completed"\} 1$/m, '... counts the transfer');
+
+($rc, $out) = run({}, "$docker/healthcheck", $ops);
+is($rc, 0, 'docker/healthcheck (the HEALTHCHECK) passes') or diag($out);
+like($out, qr/GET \/healthz: 200/, '... on GET /healthz');
+($rc, $out) = run({}, "$docker/healthcheck", free_port());
+isnt($rc, 0, 'and fails where nothing listens');
+
+# ----------------------------------------- started the image's way --
+
+# k8s/rbcs-entrypoint.sh with the image's default configuration
+# (render-conf: credentials left for the entrypoint, the access log on
+# stdout), the paths of the container moved here, on the harness' database
+my $e = "$tmp/entry";
+mkdir $_ or die "$_: $!" for $e, "$e/prefix", "$e/db";
+chmod 0755, $e, "$e/prefix";
+spew("$e/db/username", "rbcs\n");
+spew("$e/db/password", "rbcs\n");
+my ($http_port, $ops_port) = (free_port(), free_port());
+($rc, $out) = run({}, $script, 'render-conf', "$e/nginx.conf",
+    "PREFIX=$e/prefix", "KEYS_FILE=$tmp/keys", 'MYSQL_HOST=127.0.0.1',
+    "MYSQL_PORT=$RBCS::Test::MYSQL_PORT", 'MYSQL_DATABASE=' . $t->dbname,
+    'REDIS_HOST=127.0.0.1', "REDIS_PORT=$RBCS::Test::REDIS_PORT",
+    'REDIS_PREFIX=' . $t->redis_prefix, "HTTP_PORT=$http_port", "OPS_PORT=$ops_port");
+is($rc, 0, 'the image\'s configuration, for this machine') or diag($out);
+
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+    @ENV{qw(RBCS_CONF_IN RBCS_DB_DIR RBCS_PREFIX RBCS_NGINX)} =
+        ("$e/nginx.conf", "$e/db", "$e/prefix", $bin);
+    open STDIN, '<', '/dev/null';
+    open STDOUT, '>', "$e/stdout" or die;
+    open STDERR, '>', "$e/stderr" or die;
+    setpgrp(0, 0);
+    exec "$root/k8s/rbcs-entrypoint.sh" or exit 127;
+}
+my $ready;
+for (1 .. 100) {
+    last if waitpid($pid, WNOHANG) == $pid;
+    my $res = $http->get("http://127.0.0.1:$ops_port/readyz");
+    if ($res->{status} == 200) { $ready = 1; last }
+    sleep 0.1;
+}
+ok($ready, 'entrypoint + static nginx in the foreground: /readyz 200')
+    or diag(-e "$e/stderr" ? slurp("$e/stderr") : 'no stderr');
+my $esigned = signer(sub {
+    my ($m, $path, $body, $h) = @_;
+    my $res = $http->request($m, "http://127.0.0.1:$http_port$path",
+                             { headers => $h, length $body ? (content => $body) : () });
+    return { status => $res->{status}, body => $res->{content} };
+});
+my $er = $esigned->('POST', '/accounts/transactions', $json->encode({
+    transactionId => 'st-2', sourceAccountNumber => 'ST-2',
+    destinationAccountNumber => 'ST-1', amount => '5.00' }), 'ops-admin');
+is($er->{status}, 201, 'a transfer through it');
+is(jget($esigned->('GET', '/accounts/ST-2/balance', '', 'reader'), 'balance'), '25.00',
+   '... and the balance');
+is(jget($signed->('GET', '/accounts/ST-1/balance?consistency=strong', '', 'reader'), 'balance'),
+   '75.00', 'the other instance (the harness\' nginx) reads it');
+sleep 0.2;
+my @log = map { eval { decode_json($_) } // () } split /\n/, slurp("$e/stdout");
+ok((grep { ($_->{transaction_id} // '') eq 'st-2' && $_->{status} == 201 } @log),
+   'the JSON access log is on stdout');
+is(readlink("$e/prefix/error.log"), '/dev/stderr', 'the error log is stderr');
+
+kill 'QUIT', $pid;
+my $gone;
+for (1 .. 150) {
+    if (waitpid($pid, WNOHANG) == $pid) { $gone = 1; last }
+    sleep 0.1;
+}
+ok($gone, 'SIGQUIT (the STOPSIGNAL) stops it');
+is($gone ? $? : -1, 0, '... with exit status 0');
+unless ($gone) {
+    kill 'KILL', -$pid;
+    waitpid($pid, 0);
+}
+my $stderr = -e "$e/stderr" ? slurp("$e/stderr") : '';
+unlike($stderr, qr/\[(?:alert|emerg|crit)\]|signal \d+/, 'no alert in its error log') or diag($stderr);
+
+done_testing();
