@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# perf/gen-accounts.sh N [PREFIX] - create N benchmark accounts directly in
+# MariaDB (database rbcs of the local stack started by `make run`).
+#
+#   perf/gen-accounts.sh 10000          # P-000001 ... P-010000
+#   perf/gen-accounts.sh 1000000 Q      # Q-000001 ... Q-1000000
+#
+# Every account is opened as the service would open it (conf/schema.sql,
+# rbcs_open_account): currency USD (scale 2), balance = initial balance =
+# BALANCE (1000.00), version 1, one OPENING entry with version 1 and
+# amount = balance_after = BALANCE, created_at = updated_at = UTC_TIMESTAMP(3).
+# The rows come from MariaDB's SEQUENCE engine (seq_1_to_N) in two set-based
+# INSERT ... SELECT statements inside one transaction, so N = 1M takes
+# seconds, not minutes.
+#
+# Account numbers: PREFIX-<at least 6 digits> (P-000001, P-1000000), the same
+# format perf/wrk/common.lua and perf/dbclient.c use.
+#
+# Idempotent: INSERT IGNORE on the primary keys, so running it again (or
+# with a larger N) only adds the accounts that are missing; existing
+# accounts keep their current balance (transfers move money between them
+# but never create or destroy it, so the total over 1..N stays N*BALANCE).
+#
+# Environment: BALANCE (1000.00), CURRENCY (USD), SCALE (2).
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+N="${1:-}"
+[ -n "$N" ] || { echo "usage: $0 N [PREFIX]   (N: 1 .. 10000000)" >&2; exit 2; }
+[[ "$N" =~ ^[1-9][0-9]{0,7}$ ]] || { echo "N must be an integer 1 .. 10000000" >&2; exit 2; }
+[ -n "${2:-}" ] && PREFIX="$2"
+
+# shellcheck source=perf/lib.sh
+. "$ROOT/perf/lib.sh"
+
+CURRENCY="${CURRENCY:-USD}"
+SCALE="${SCALE:-2}"
+[[ "$PREFIX" =~ ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,50}$ ]] || pdie "bad PREFIX '$PREFIX'"
+[[ "$BALANCE" =~ ^(0|[1-9][0-9]*)(\.[0-9]+)?$ ]] || pdie "bad BALANCE '$BALANCE'"
+[[ "$CURRENCY" =~ ^[A-Z]{3,12}$ ]] || pdie "bad CURRENCY '$CURRENCY'"
+[ -S "$ROOT/var/run/mariadb/mariadb.sock" ] ||
+    pdie "MariaDB of the local stack is not running (make run)"
+
+ACC="$(account_sql_expr seq)"
+start=$(date +%s.%N)
+
+out="$(sql "
+SET SESSION unique_checks = 0;
+SET @now = UTC_TIMESTAMP(3);
+START TRANSACTION;
+INSERT IGNORE INTO accounts (account_number, currency, scale, balance,
+       initial_balance, version, created_at, updated_at)
+SELECT $ACC, '$CURRENCY', $SCALE, $BALANCE, $BALANCE, 1, @now, @now
+  FROM seq_1_to_$N;
+SET @accounts = ROW_COUNT();
+INSERT IGNORE INTO entries (account_number, version, type, transaction_id,
+       counterparty, amount, balance_after, created_at)
+SELECT $ACC, 1, 'OPENING', NULL, NULL, $BALANCE, $BALANCE, @now
+  FROM seq_1_to_$N;
+SET @entries = ROW_COUNT();
+COMMIT;
+SELECT @accounts, @entries,
+       (SELECT COUNT(*) FROM seq_1_to_$N s JOIN accounts a
+                          ON a.account_number = $(account_sql_expr s.seq)),
+       (SELECT COALESCE(SUM(a.balance), 0) FROM seq_1_to_$N s JOIN accounts a
+                          ON a.account_number = $(account_sql_expr s.seq));
+")"
+end=$(date +%s.%N)
+
+read -r added entries present total <<<"$out"
+secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b - a}')
+first=$(account_name 1)
+last=$(account_name "$N")
+echo "accounts $first .. $last: $added created, $entries opening entries added, $present present, total balance $total ($secs s)"
+[ "$present" = "$N" ] || pdie "expected $N accounts, found $present"

@@ -1,0 +1,234 @@
+# perf/lib.sh - shell helpers shared by the benchmark scripts (sourced, bash).
+#
+#   . "$ROOT/perf/lib.sh"
+#
+# Defaults (environment overrides them):
+#   PERF_PORT   18190   port of the benchmark's own nginx (the "twin")
+#   PREFIX      P       account number prefix (accounts are P-000001 ...)
+#   ACCOUNTS    10000   number of generated accounts
+#   BALANCE     1000.00 initial balance of every generated account
+# The local stack's ports follow conf/stack.sh: RBCS_HTTP_PORT (8080),
+# RBCS_MYSQL_PORT (3306), RBCS_REDIS_PORT (6379).
+#
+# perf/check-jmx.pl reads the PERF_PORT default from this file: the JMeter
+# plan's default port must be the same.
+
+PERF_ROOT="${PERF_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+
+PERF_PORT="${PERF_PORT:-18190}"
+PREFIX="${PREFIX:-P}"
+ACCOUNTS="${ACCOUNTS:-10000}"
+BALANCE="${BALANCE:-1000.00}"
+HTTP_PORT="${RBCS_HTTP_PORT:-8080}"
+MYSQL_PORT="${RBCS_MYSQL_PORT:-3306}"
+REDIS_PORT="${RBCS_REDIS_PORT:-6379}"
+
+MY_CNF="$PERF_ROOT/var/run/my.cnf"
+TWIN="$PERF_ROOT/var/perf/twin"          # nginx prefix of the twin
+NGINX_BIN="${RBCS_NGINX:-/usr/sbin/nginx}"
+
+plog()  { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+pdie()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# sql 'STATEMENTS': run as root over the local stack's socket, batch output
+# without column names.
+sql() {
+    mariadb --defaults-file="$MY_CNF" -N -B rbcs -e "$1"
+}
+
+# account_sql_expr SEQ_COLUMN: the SQL expression of the account number for
+# sequence number SEQ_COLUMN: PREFIX-000001 (at least 6 digits), exactly
+# what perf/wrk/common.lua's string.format("%s-%06d") and perf/dbclient.c
+# produce.
+account_sql_expr() {
+    printf "CONCAT('%s-', LPAD(%s, GREATEST(6, LENGTH(%s)), '0'))" "$PREFIX" "$1" "$1"
+}
+
+account_name() {   # i -> PREFIX-00000i
+    printf '%s-%06d' "$PREFIX" "$1"
+}
+
+# ------------------------------------------------------------- the twin --
+
+# twin_render STATIC_CONF ZONE_SIZE: nginx.conf of the twin from the same
+# template as make run (conf/nginx.local.conf.in), with access_log off, the
+# balance zone resized to ZONE_SIZE (e.g. 16m) and STATIC_CONF added to the
+# server block.
+twin_render() {
+    local static=$1 zone=$2 user=""
+    [ "$(id -u)" = 0 ] && user="user nobody nogroup;"
+    mkdir -p "$TWIN"
+    chmod 755 "$PERF_ROOT/var" "$PERF_ROOT/var/perf" "$TWIN"
+    perl -e '
+        my ($in, $out, $zone, @kv) = @ARGV;
+        my %v = map { /^([^=]+)=(.*)\z/s ? ($1, $2) : die "bad $_\n" } @kv;
+        open my $fh, "<", $in or die "$in: $!\n";
+        local $/; my $t = <$fh>; close $fh;
+        $t =~ s/^\s*#.*\n//mg;    # comments name the placeholders
+        $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : die "no value for \@$1\@\n"/ge;
+        $t =~ s/^(\s*access_log)\s+[^;]+;/$1 off;/m or die "no access_log line\n";
+        $t =~ s/(rbcs_cache_zone\s+zone=[A-Za-z0-9_]+:)\S+/$1$zone/ or die "no rbcs_cache_zone line\n";
+        open $fh, ">", $out or die "$out: $!\n"; print $fh $t; close $fh;
+    ' "$PERF_ROOT/conf/nginx.local.conf.in" "$TWIN/nginx.conf" "$zone" \
+        "MODULE=$PERF_ROOT/build/ngx_rbcs_module.so" "PREFIX=$TWIN" \
+        "USER_DIRECTIVE=$user" "WORKERS=${WORKERS:-2}" "HTTP_PORT=$PERF_PORT" \
+        "MYSQL_PORT=$MYSQL_PORT" "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" \
+        "REDIS_PREFIX=rbcs:" "HTTP_CONF=" "SERVER_CONF=$static"
+}
+
+twin_master_pid() {
+    local pid
+    [ -s "$TWIN/nginx.pid" ] || return 1
+    pid=$(tr -dc '0-9' < "$TWIN/nginx.pid")
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = nginx ] || return 1
+    echo "$pid"
+}
+
+twin_worker_pids() {
+    local m
+    m=$(twin_master_pid) || return 1
+    cat "/proc/$m/task/$m/children" 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$'
+}
+
+twin_stop() {
+    local pid i
+    pid=$(twin_master_pid) || { rm -f "$TWIN/nginx.pid"; return 0; }
+    kill -QUIT "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        [ -e "/proc/$pid" ] || break
+        sleep 0.1
+    done
+    if [ -e "/proc/$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        sleep 1
+    fi
+    rm -f "$TWIN/nginx.pid"
+}
+
+twin_start() {
+    twin_stop
+    "$NGINX_BIN" -p "$TWIN/" -c "$TWIN/nginx.conf" -e "$TWIN/error.log" ||
+        pdie "the twin nginx did not start, see $TWIN/error.log"
+    local i code=000
+    for ((i = 0; i < 100; i++)); do
+        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$PERF_PORT/healthz" || true)
+        [ "$code" = 200 ] && return 0
+        sleep 0.1
+    done
+    pdie "the twin nginx does not answer on 127.0.0.1:$PERF_PORT (last: $code)"
+}
+
+# twin_zone_pages ZONE_KB: print "<resident kB of the zone, all processes>
+# <rss kB per process...>".  The zone is the shared anonymous mapping
+# (/dev/zero (deleted)) of exactly ZONE_KB kB in every nginx process of the
+# twin.  Pss of a shared page is split among the processes that map it, so
+# the sum of Pss over the master and the workers is the resident size of
+# the mapping, each page counted once.
+twin_zone_pages() {
+    local kb=$1 pids
+    pids="$(twin_master_pid) $(twin_worker_pids | tr '\n' ' ')"
+    perl -e '
+        my ($kb, @pids) = @ARGV;
+        my ($pss, @rss, $found) = (0);
+        for my $pid (@pids) {
+            open my $fh, "<", "/proc/$pid/smaps" or die "/proc/$pid/smaps: $!\n";
+            my ($in, $n) = (0, 0);
+            my ($cur_dev, $size) = (0, 0);
+            while (<$fh>) {
+                if (/^[0-9a-f]+-[0-9a-f]+\s+\S+\s+\S+\s+\S+\s+\d+\s*(.*)$/) {
+                    $cur_dev = ($1 =~ m{^/dev/zero|^/SYSV|^\[anon:}) ? 1 : 0;
+                    $in = 0;
+                } elsif (/^Size:\s+(\d+) kB/) {
+                    $in = ($cur_dev && $1 == $kb) ? 1 : 0;
+                    $n++ if $in;
+                } elsif ($in && /^Rss:\s+(\d+) kB/) {
+                    push @rss, "$pid:$1";
+                } elsif ($in && /^Pss:\s+(\d+) kB/) {
+                    $pss += $1;
+                }
+            }
+            die "pid $pid: expected one ${kb} kB shared mapping, found $n\n" if $n != 1;
+        }
+        print join(" ", $pss, @rss), "\n";
+    ' "$kb" $pids
+}
+
+# -------------------------------------------------------------- samples --
+
+# cpu_sample: "<total jiffies> <idle jiffies> <twin nginx> <mariadbd> <redis>
+# <stack nginx>" (process figures: utime+stime in jiffies).
+cpu_sample() {
+    local twin_pids my_pid redis_pid stack_pids
+    twin_pids="$(twin_master_pid 2>/dev/null) $(twin_worker_pids 2>/dev/null | tr '\n' ' ')"
+    my_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/mariadb/mariadbd.pid" 2>/dev/null || true)
+    redis_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/redis/redis.pid" 2>/dev/null || true)
+    local sm
+    sm=$(tr -dc '0-9' < "$PERF_ROOT/var/run/nginx/nginx.pid" 2>/dev/null || true)
+    stack_pids="$sm"
+    [ -n "$sm" ] && stack_pids="$sm $(cat "/proc/$sm/task/$sm/children" 2>/dev/null)"
+    perl -e '
+        my @groups = map { [ grep { /^\d+$/ } split /\s+/ ] } @ARGV;
+        open my $fh, "<", "/proc/stat" or die; my $l = <$fh>; close $fh;
+        my (undef, @f) = split /\s+/, $l;
+        my $total = 0; $total += $_ for @f[0..7];
+        my $idle = $f[3] + $f[4];
+        my @out = ($total, $idle);
+        for my $g (@groups) {
+            my $s = 0;
+            for my $pid (@$g) {
+                open my $ph, "<", "/proc/$pid/stat" or next;
+                my $st = <$ph>; close $ph;
+                $st =~ s/^.*\)\s+//;
+                my @x = split /\s+/, $st;
+                $s += $x[11] + $x[12];    # utime, stime (fields 14, 15)
+            }
+            push @out, $s;
+        }
+        print "@out\n";
+    ' "$twin_pids" "$my_pid" "$redis_pid" "$stack_pids"
+}
+
+# cpu_kv "SAMPLE_BEFORE" "SAMPLE_AFTER": key=value pairs: cpu_busy (% of the
+# whole machine), then each group in % of one core: cpu_nginx (the twin),
+# cpu_db (mariadbd), cpu_redis, cpu_stack (the make-run nginx), cpu_other
+# (the rest of the busy time: wrk, dbclient, the kernel's softirqs ...).
+cpu_kv() {
+    perl -e '
+        my @a = split " ", $ARGV[0]; my @b = split " ", $ARGV[1];
+        my $cores = $ARGV[2];
+        my $dt = $b[0] - $a[0]; $dt = 1 if $dt <= 0;
+        my $busy = 100 * (1 - ($b[1] - $a[1]) / $dt);
+        my @p = map { 100 * ($b[$_ + 2] - $a[$_ + 2]) * $cores / $dt } 0..3;
+        my $other = $busy * $cores - $p[0] - $p[1] - $p[2] - $p[3];
+        $other = 0 if $other < 0;
+        printf "cpu_busy=%.0f cpu_nginx=%.0f cpu_db=%.0f cpu_redis=%.0f cpu_stack=%.0f cpu_other=%.0f\n",
+            $busy, @p, $other;
+    ' "$1" "$2" "$(nproc)"
+}
+
+# db_status: "<Com_commit> <Innodb_data_fsyncs> <Innodb_os_log_fsyncs>"
+db_status() {
+    sql "SHOW GLOBAL STATUS WHERE Variable_name IN
+         ('Com_commit','Innodb_data_fsyncs','Innodb_os_log_fsyncs')" |
+        awk '{v[$1]=$2} END {print v["Com_commit"]+0, v["Innodb_data_fsyncs"]+0, v["Innodb_os_log_fsyncs"]+0}'
+}
+
+# db_kv "BEFORE" "AFTER" SECONDS: commits_s, data_fsyncs_s, log_fsyncs_s,
+# fsyncs_per_commit (data fsyncs per COMMIT statement)
+db_kv() {
+    perl -e '
+        my @a = split " ", $ARGV[0]; my @b = split " ", $ARGV[1]; my $s = $ARGV[2] || 1;
+        my ($c, $f, $l) = map { $b[$_] - $a[$_] } 0..2;
+        printf "commits_s=%.0f data_fsyncs_s=%.0f log_fsyncs_s=%.0f fsyncs_per_commit=%.2f\n",
+            $c / $s, $f / $s, $l / $s, $c ? $f / $c : 0;
+    ' "$1" "$2" "$3"
+}
+
+# balance_totals: "<sum of all balances> <negative balances> <sum over the
+# generated accounts 1..ACCOUNTS>"
+balance_totals() {
+    sql "SELECT (SELECT SUM(balance) FROM accounts),
+                (SELECT COUNT(*) FROM accounts WHERE balance < 0),
+                (SELECT COALESCE(SUM(a.balance), 0) FROM seq_1_to_${ACCOUNTS} s
+                   JOIN accounts a ON a.account_number = $(account_sql_expr s.seq))"
+}

@@ -1,0 +1,239 @@
+#!/usr/bin/perl
+
+# The benchmark tools of perf/ must not rot: this checks them without
+# running any load and without the stacks (a few seconds).
+#
+#   - perf/check-jmx.pl: the JMeter plan is well-formed and in step with the
+#     wrk scenarios (same thread groups, parameters, routes, bodies);
+#   - every perf/wrk/*.lua compiles (luac -p, when a Lua is installed), and
+#     the scenarios, run under a stub of wrk's API, build the requests they
+#     should: routes, methods, Content-Type, JSON bodies, account numbers
+#     in range, unique transaction ids, the hot pair alternating;
+#   - perf/dbclient.c compiles (make -C perf dbclient into a temporary
+#     directory) and answers a bad option with its usage;
+#   - the shell scripts parse (bash -n), the report generator embedded in
+#     perf/run-all.sh compiles (perl -c), perf/plot.gp draws two PNGs from
+#     sample data (when gnuplot is installed).
+
+use strict;
+use warnings;
+
+use File::Spec;
+use File::Temp qw(tempdir);
+use FindBin;
+use Test::More;
+
+my $root = File::Spec->rel2abs(File::Spec->catdir($FindBin::Bin, File::Spec->updir));
+my $perf = "$root/perf";
+my $tmp = tempdir('rbcs-perf-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+sub which {
+    for my $name (@_) {
+        for my $dir (split /:/, $ENV{PATH} // '/usr/bin:/bin') {
+            return "$dir/$name" if -x "$dir/$name" && !-d _;
+        }
+    }
+    return undef;
+}
+
+sub run {   # run(CMD...): (exit status, output)
+    my @cmd = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open(STDERR, '>&', \*STDOUT);
+        exec { $cmd[0] } @cmd or do { print "cannot run $cmd[0]: $!\n"; exit 127 };
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+# ------------------------------------------------------------- JMeter plan --
+
+{
+    my ($rc, $out) = run($^X, "$perf/check-jmx.pl");
+    is($rc, 0, 'perf/check-jmx.pl: the JMeter plan matches the wrk scenarios')
+        or diag($out);
+    like($out, qr/^ok - .*rbcs\.jmx/m, 'check-jmx.pl reports its checks');
+}
+
+# ------------------------------------------------------------- wrk scripts --
+
+my @lua = sort glob("$perf/wrk/*.lua");
+ok(@lua >= 7, 'perf/wrk has the scenario scripts and common.lua');
+
+my %scenario;
+for my $f (@lua) {
+    open my $fh, '<', $f or die "$f: $!";
+    while (<$fh>) { $scenario{$1} = $f if /^--\s*scenario:\s*(\S+)/ }
+    close $fh;
+}
+is_deeply([ sort keys %scenario ],
+          [ qw(balance-hot balance-uniform mix transfer-hot transfer-rate transfer-uniform) ],
+          'the wrk scenarios');
+
+SKIP: {
+    my $luac = which(qw(luac5.1 luac));
+    skip 'no Lua compiler (luac5.1 from Debian lua5.1)', scalar @lua unless $luac;
+    for my $f (@lua) {
+        my ($rc, $out) = run($luac, '-p', $f);
+        is($rc, 0, "luac -p perf/wrk/" . ($f =~ s{.*/}{}r)) or diag($out);
+    }
+}
+
+# Run each scenario under a stub of wrk's API (setup, init, request,
+# response, done) and print what it would send.
+my $stub = <<'LUA';
+local script, nreq = arg[1], tonumber(arg[2])
+local threads = {}
+local function new_thread()
+    local t = { vars = {} }
+    function t:set(k, v) self.vars[k] = v end
+    function t:get(k) return self.vars[k] end
+    function t:stop() end
+    return t
+end
+wrk = {
+    format = function(method, path, headers, body)
+        local h = {}
+        for k, v in pairs(headers or {}) do h[#h + 1] = k .. ": " .. v end
+        table.sort(h)
+        return method .. " " .. path .. "\n" .. table.concat(h, "\n") .. "\n\n" .. (body or "")
+    end,
+}
+local t = new_thread()
+wrk.thread = t
+dofile(script)
+setup(t)
+tid = t.vars.tid
+init({})
+statuses = t.vars.statuses or statuses
+for i = 1, nreq do
+    io.write("REQ\n", request(), "\n")
+    response(201, {}, "")
+end
+io.write("END\n")
+LUA
+
+SKIP: {
+    my $lua = which(qw(lua5.1 lua luajit));
+    skip 'no Lua interpreter (lua5.1)', 1 unless $lua;
+    open my $fh, '>', "$tmp/stub.lua" or die;
+    print $fh $stub;
+    close $fh;
+
+    local $ENV{ACCOUNTS} = 50;
+    local $ENV{PREFIX} = 'T';
+    local $ENV{RUN_ID} = 'unit';
+    local $ENV{HOT_KEYS} = 3;
+    delete local $ENV{BASE};
+    delete local $ENV{RATE};
+
+    for my $name (sort keys %scenario) {
+        subtest "requests of $name" => sub {
+            my ($rc, $out) = run($lua, "$tmp/stub.lua", $scenario{$name}, 200);
+            is($rc, 0, 'runs under the stub') or return diag($out);
+            my @req = map { s/\n\z//r } split /^REQ\n/m, $out =~ s/END\n\z//r;
+            shift @req;
+            is(scalar @req, 200, '200 requests');
+            my (%ids, %dir, $reads, $transfers, @bad);
+            for my $r (@req) {
+                my ($line, $head, $body) = $r =~ /\A(.*?)\n(.*?)\n\n(.*)\z/s
+                    or do { push @bad, "unparsable: $r"; next };
+                if ($line =~ m{^GET /accounts/(T-(\d{6}))/balance$}) {
+                    my ($acc, $i) = ($1, $2);
+                    $reads++;
+                    push @bad, "account out of range: $acc" if $i < 1 || $i > 50;
+                    push @bad, "hot read of $acc" if $name =~ /hot/ && $i > 3;
+                    push @bad, "GET with a body" if length $body;
+                } elsif ($line eq 'POST /accounts/transactions') {
+                    $transfers++;
+                    push @bad, "no JSON Content-Type: $head" unless $head eq 'Content-Type: application/json';
+                    if (my ($id, $s, $d) = $body =~ /\A\{"transactionId":"(unit-1-\d+)","sourceAccountNumber":"T-(\d{6})","destinationAccountNumber":"T-(\d{6})","amount":"0\.01"\}\z/) {
+                        push @bad, "id $id twice" if $ids{$id}++;
+                        push @bad, "same account $s" if $s == $d;
+                        push @bad, "account out of range: $s $d" if $s < 1 || $d < 1 || $s > 50 || $d > 50;
+                        $dir{"$s>$d"}++;
+                    } else {
+                        push @bad, "body: $body";
+                    }
+                } else {
+                    push @bad, "request: $line";
+                }
+            }
+            ok(!@bad, 'well-formed requests') or diag(join "\n", @bad[0 .. ($#bad < 4 ? $#bad : 4)]);
+            if ($name =~ /^balance/) {
+                is($reads, 200, 'balance reads only');
+            } elsif ($name eq 'mix') {
+                ok($reads > 140 && $transfers > 3, "reads and transfers mixed ($reads / $transfers)");
+            } else {
+                is($transfers, 200, 'transfers only');
+            }
+            if ($name eq 'transfer-hot') {
+                is_deeply(\%dir, { '000001>000002' => 100, '000002>000001' => 100 },
+                          'the hot pair, alternating direction');
+            }
+        };
+    }
+
+    # BASE moves every request under the static twin's prefix
+    local $ENV{BASE} = '/static';
+    my ($rc, $out) = run($lua, "$tmp/stub.lua", $scenario{mix}, 50);
+    my @lines = $out =~ /^(GET|POST) (\S+)$/mg;
+    my @paths = @lines[ grep { $_ % 2 } 0 .. $#lines ];
+    ok(@paths == 50 && !grep({ !m{^/static/accounts/} } @paths), 'BASE=/static prefixes every path')
+        or diag($out);
+}
+
+# --------------------------------------------------------------- dbclient --
+
+SKIP: {
+    skip 'no make', 2 unless which('make');
+    skip 'no MariaDB Connector/C (libmariadb-dev)', 2
+        unless which('mariadb_config') || -e '/usr/include/mariadb/mysql.h';
+    my ($rc, $out) = run('make', '-s', '-C', $perf, 'dbclient', "OUT=$tmp");
+    is($rc, 0, 'make -C perf dbclient compiles perf/dbclient.c') or diag($out);
+    ($rc, $out) = run("$tmp/dbclient", '-m', 'nowhere');
+    ok($rc == 2 && $out =~ /^usage:/m, 'dbclient: a bad option gives the usage') or diag($out);
+}
+
+# ------------------------------------------------- shell, report, gnuplot --
+
+for my $sh (qw(run-all.sh lib.sh gen-accounts.sh bench-balance.sh)) {
+    next unless -e "$perf/$sh";
+    my ($rc, $out) = run('bash', '-n', "$perf/$sh");
+    is($rc, 0, "bash -n perf/$sh") or diag($out);
+}
+
+{
+    open my $fh, '<', "$perf/run-all.sh" or die;
+    my $src = do { local $/; <$fh> };
+    close $fh;
+    my ($report) = $src =~ /^perl - .*<<'PERL'\n(.*?)^PERL$/ms;
+    ok(defined $report, 'run-all.sh embeds its report generator');
+    open my $o, '>', "$tmp/report.pl" or die;
+    print $o $report // '';
+    close $o;
+    my ($rc, $out) = run($^X, '-c', "$tmp/report.pl");
+    is($rc, 0, 'the report generator compiles') or diag($out);
+}
+
+SKIP: {
+    my $gp = which('gnuplot');
+    skip 'no gnuplot (gnuplot-nox)', 2 unless $gp;
+    mkdir "$tmp/plot";
+    for my $s (qw(a b)) {
+        for my $f ("$tmp/plot/$s.dat", "$tmp/plot/static-$s.dat") {
+            open my $o, '>', $f or die;
+            print $o "# connections rps p50_ms p99_ms\n8 1000 1.0 5.0\n32 2000 2.0 9.0\n";
+            close $o;
+        }
+    }
+    my ($rc, $out) = run($gp, '-e', "datadir='$tmp/plot'; outdir='$tmp'; scenarios='a b'; dbceil=1500",
+                         "$perf/plot.gp");
+    is($rc, 0, 'perf/plot.gp runs') or diag($out);
+    ok(-s "$tmp/throughput.png" && -s "$tmp/p99.png", 'and draws throughput.png and p99.png');
+}
+
+done_testing();
