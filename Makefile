@@ -6,6 +6,10 @@
 #   make test    build module + unit tests, start a disposable test stack
 #                under var/test, run prove, tear the stack down
 #   make build   build build/ngx_rbcs_module.so only
+#   make coverage  the whole suite against a gcov-instrumented module and unit
+#                tests (build/coverage/), then the gcovr report in
+#                build/coverage/html/; fails under 80% line coverage.  Wipes
+#                and restarts var/test like make test: not alongside it
 #
 # All the work is done by conf/stack.sh; see the top of that file for the
 # environment variables (ports, TESTS=, PROVE_JOBS=, PROVE_ARGS=).
@@ -13,6 +17,7 @@
 STACK := conf/stack.sh
 
 .PHONY: all build unit deps run stop status test test-up test-down clean
+.PHONY: coverage
 
 all: build
 
@@ -47,3 +52,6 @@ test-down:
 
 clean:
 	@$(STACK) clean
+
+coverage:
+	@$(STACK) coverage

@@ -10,6 +10,9 @@
 # t/unit/Makefile.json) is run as well.  A binary fails its subtest if a
 # test fails, if the number of tests differs from its plan, if it prints
 # "Bail out!", or if it exits with a non-zero status or a signal.
+#
+# RBCS_UNIT_DIR names another directory to take the binaries from (make
+# coverage: build/coverage/unit, built with --coverage).
 
 use strict;
 use warnings;
@@ -25,13 +28,14 @@ our $TODO;
 my $root = File::Spec->rel2abs(File::Spec->catdir($FindBin::Bin,
                                                   File::Spec->updir));
 my $dir = File::Spec->catdir($root, 'build', 'unit');
+$dir = $ENV{RBCS_UNIT_DIR} if defined $ENV{RBCS_UNIT_DIR} && length $ENV{RBCS_UNIT_DIR};
 
 my @required = qw(test_amount test_time);
 
 my @missing = grep { !-f "$dir/$_" || !-x _ } @required;
 
 plan skip_all => "unit test binaries not built: "
-    . join(', ', map { "build/unit/$_" } @missing)
+    . join(', ', map { ($ENV{RBCS_UNIT_DIR} ? "$dir/" : "build/unit/") . $_ } @missing)
     . " (run 'make -f t/unit/Makefile' from the repository root)"
     if @missing;
 

@@ -136,14 +136,18 @@ proc: BEGIN
     -- Lock both accounts in byte order, so that two transfers over the
     -- same pair never wait for each other crosswise.
     IF CAST(p_src AS BINARY) <= CAST(p_dst AS BINARY) THEN
-        SELECT currency, scale, balance INTO v_src_cur, v_src_scale, v_src_bal
+        SELECT currency, scale, balance, version
+          INTO v_src_cur, v_src_scale, v_src_bal, v_src_ver
           FROM accounts WHERE account_number = p_src FOR UPDATE;
-        SELECT currency, scale, balance INTO v_dst_cur, v_dst_scale, v_dst_bal
+        SELECT currency, scale, balance, version
+          INTO v_dst_cur, v_dst_scale, v_dst_bal, v_dst_ver
           FROM accounts WHERE account_number = p_dst FOR UPDATE;
     ELSE
-        SELECT currency, scale, balance INTO v_dst_cur, v_dst_scale, v_dst_bal
+        SELECT currency, scale, balance, version
+          INTO v_dst_cur, v_dst_scale, v_dst_bal, v_dst_ver
           FROM accounts WHERE account_number = p_dst FOR UPDATE;
-        SELECT currency, scale, balance INTO v_src_cur, v_src_scale, v_src_bal
+        SELECT currency, scale, balance, version
+          INTO v_src_cur, v_src_scale, v_src_bal, v_src_ver
           FROM accounts WHERE account_number = p_src FOR UPDATE;
     END IF;
 
@@ -209,15 +213,29 @@ proc: BEGIN
                                   ' beyond the largest balance');
         END IF;
 
+        -- The balances and versions the transfer leaves, for its record:
+        -- the rows are locked, so they are what the UPDATEs below make.
+        IF v_code IS NULL THEN
+            SET v_src_bal = v_src_bal - p_amount,
+                v_dst_bal = v_dst_bal + p_amount,
+                v_src_ver = v_src_ver + 1,
+                v_dst_ver = v_dst_ver + 1;
+        ELSE
+            SET v_src_bal = NULL, v_dst_bal = NULL, v_src_ver = NULL,
+                v_dst_ver = NULL;
+        END IF;
+
         INSERT INTO transactions (transaction_id, source_account,
             destination_account, amount, amount_text, fingerprint, currency,
             request_currency, scale, status, http_status, code, detail,
-            client_ts, created_at)
+            client_ts, source_balance, destination_balance, source_version,
+            destination_version, created_at)
         VALUES (p_id, p_src, p_dst,
             IF(v_scale IS NULL, NULL, p_amount), p_amount_text, v_fp, v_cur,
             p_currency, v_scale,
             IF(v_code IS NULL, 'COMPLETED', 'REJECTED'), v_status, v_code,
-            v_detail, p_client_ts, v_now);
+            v_detail, p_client_ts, v_src_bal, v_dst_bal, v_src_ver,
+            v_dst_ver, v_now);
 
         IF v_dup = 0 THEN
             INSERT INTO audit_log (at, actor, action, subject, outcome,
@@ -243,11 +261,6 @@ proc: BEGIN
                        updated_at = v_now
                  WHERE account_number = p_dst;
 
-                SELECT balance, version INTO v_src_bal, v_src_ver
-                  FROM accounts WHERE account_number = p_src;
-                SELECT balance, version INTO v_dst_bal, v_dst_ver
-                  FROM accounts WHERE account_number = p_dst;
-
                 INSERT INTO entries (account_number, version, type,
                     transaction_id, counterparty, amount, balance_after,
                     created_at)
@@ -255,16 +268,14 @@ proc: BEGIN
                         v_src_bal, v_now),
                        (p_dst, v_dst_ver, 'TRANSFER', p_id, p_src, p_amount,
                         v_dst_bal, v_now);
-
-                UPDATE transactions
-                   SET source_balance = v_src_bal,
-                       destination_balance = v_dst_bal,
-                       source_version = v_src_ver,
-                       destination_version = v_dst_ver
-                 WHERE transaction_id = p_id;
             END IF;
 
-            CALL rbcs_transaction_row('created', p_id);
+            -- the row just recorded, as rbcs_transaction_row() gives it
+            SELECT 'created', v_status, v_code, v_detail, p_id, p_src, p_dst,
+                   IF(v_scale IS NULL, NULL, p_amount), p_amount_text, v_cur,
+                   v_scale, IF(v_code IS NULL, 'COMPLETED', 'REJECTED'),
+                   p_client_ts, v_now, v_src_bal, v_dst_bal, v_src_ver,
+                   v_dst_ver;
             LEAVE proc;
         END IF;
 
