@@ -410,7 +410,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(rmcf->redis_conf.connect_timeout, 1000);
     ngx_conf_init_msec_value(rmcf->redis_conf.command_timeout, 200);
-    ngx_conf_init_msec_value(rmcf->redis_conf.key_ttl, 60000);
+    ngx_conf_init_msec_value(rmcf->redis_conf.key_ttl, 2000);
     ngx_conf_init_msec_value(rmcf->redis_conf.heartbeat, 500);
     ngx_conf_init_msec_value(rmcf->redis_read_timeout, 50);
 

@@ -38,6 +38,7 @@
 typedef struct {
     ngx_uint_t                 balance;
     ngx_uint_t                 limit;
+    ngx_str_t                  number;
 } ngx_rbcs_account_ctx_t;
 
 
@@ -218,6 +219,7 @@ ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number,
     }
 
     ctx->balance = balance;
+    ctx->number = *number;
 
     sql.data = ngx_pnalloc(r->pool, 256);
     if (sql.data == NULL) {
@@ -246,7 +248,15 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
     ctx = ngx_rbcs_ctx(r)->data;
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
-        rc = ngx_rbcs_http_unavailable(r, q);
+
+        /* the database is away: a balance the zone holds is still served */
+
+        rc = ctx->balance ? ngx_rbcs_balance_stale(r, &ctx->number)
+                          : NGX_DECLINED;
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_rbcs_http_unavailable(r, q);
+        }
 
     } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
         rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,

@@ -30,6 +30,7 @@ typedef struct {
 } ngx_rbcs_balance_ctx_t;
 
 
+static ngx_uint_t ngx_rbcs_is_strong(ngx_http_request_t *r);
 static ngx_int_t ngx_rbcs_balance_send(ngx_http_request_t *r,
     ngx_str_t *account, ngx_rbcs_cache_entry_t *e, const char *tier);
 static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
@@ -58,24 +59,19 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
                                      "the account does not exist");
     }
 
-    strong = 0;
-
     if (ngx_http_arg(r, (u_char *) "consistency", sizeof("consistency") - 1,
                      &value)
-        == NGX_OK)
+        == NGX_OK
+        && !(value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0)
+        && !(value.len == 8 && ngx_strncmp(value.data, "eventual", 8) == 0))
     {
-        if (value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0) {
-            strong = 1;
-
-        } else if (!(value.len == 8
-                     && ngx_strncmp(value.data, "eventual", 8) == 0))
-        {
-            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request",
-                                         "consistency must be strong or "
-                                         "eventual");
-        }
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "consistency must be strong or "
+                                     "eventual");
     }
+
+    strong = ngx_rbcs_is_strong(r);
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
@@ -91,6 +87,11 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
     }
 
     ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_MISS);
+
+    if (found == NGX_RBCS_CACHE_STALE && !ngx_rbcs_mysql_connected()) {
+        /* the database is away: no need to wait to learn it again */
+        return ngx_rbcs_balance_send(r, number, &e, "zone-stale");
+    }
 
     if (rmcf->redis == NULL || ngx_rbcs_cache_emptied_recently(rmcf->cache))
     {
@@ -171,6 +172,18 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
 }
 
 
+static ngx_uint_t
+ngx_rbcs_is_strong(ngx_http_request_t *r)
+{
+    ngx_str_t  value;
+
+    return ngx_http_arg(r, (u_char *) "consistency",
+                        sizeof("consistency") - 1, &value)
+           == NGX_OK
+           && value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0;
+}
+
+
 static void
 ngx_rbcs_balance_cleanup(void *data)
 {
@@ -222,6 +235,38 @@ ngx_rbcs_balance_send(ngx_http_request_t *r, ngx_str_t *account,
     return ngx_rbcs_http_send(r, NGX_HTTP_OK,
                               &(ngx_str_t) ngx_string("application/json"),
                               p, last - p);
+}
+
+
+/*
+ * MariaDB could not answer (down, frozen, no connection): the newest
+ * balance the zone holds is served rather than an error, never older than
+ * what this pod acknowledged, marked "zone-stale" as it may miss another
+ * pod's last change.  NGX_DECLINED: the zone has nothing for the account.
+ */
+
+ngx_int_t
+ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number)
+{
+    ngx_uint_t               found;
+    ngx_rbcs_main_conf_t    *rmcf;
+    ngx_rbcs_cache_entry_t   e;
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+
+    if (rmcf->cache == NULL || ngx_rbcs_is_strong(r)) {
+        return NGX_DECLINED;
+    }
+
+    found = ngx_rbcs_cache_get(rmcf->cache, number, &e);
+
+    if (found == NGX_RBCS_CACHE_MISS) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_rbcs_balance_send(r, number, &e,
+                                 found == NGX_RBCS_CACHE_HIT ? "zone"
+                                                             : "zone-stale");
 }
 
 

@@ -80,7 +80,7 @@ ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     cache->ttl = 2000;
-    cache->max_age = 60000;
+    cache->max_age = 2000;
     size = 0;
     ngx_str_null(&name);
 

@@ -1526,6 +1526,29 @@ ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s)
 }
 
 
+/* a connection is established (idle or in use) */
+
+ngx_uint_t
+ngx_rbcs_mysql_connected(void)
+{
+    ngx_uint_t              i;
+    ngx_rbcs_mysql_pool_t  *pool;
+
+    pool = ngx_rbcs_mysql_pool;
+    if (pool == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < pool->nconns; i++) {
+        if (pool->conns[i].state >= NGX_RBCS_MC_IDLE) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* the database answered this worker within the last ms milliseconds */
 
 ngx_uint_t

@@ -87,6 +87,7 @@ ngx_uint_t ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set);
 
 ngx_uint_t ngx_rbcs_mysql_ready(void);
 ngx_uint_t ngx_rbcs_mysql_answered_within(ngx_msec_t ms);
+ngx_uint_t ngx_rbcs_mysql_connected(void);
 
 
 #endif /* _NGX_RBCS_MYSQL_H_INCLUDED_ */

@@ -254,6 +254,8 @@ for my $n (qw(HA HB)) {
 is($sum, 1000, 'HA + HB still 1000.00');
 
 # the zone itself outlives a reload: T2 went in before it and is still there
+# (well within max_age, 2 s, so that the entry is still trusted)
+read_balance($t, 'T2', '?consistency=strong');
 is(read_balance($t, 'T2')->{tier}, 'zone', 'T2 is in the zone');
 my @old = $t->worker_pids;
 kill 'HUP', $t->master_pid;
