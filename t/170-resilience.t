@@ -1,0 +1,239 @@
+#!/usr/bin/perl
+# Resilience, bounded: backpressure, graceful reload and stop, and a fault
+# sequence under load, each fault followed by an audit.
+#
+# 1. Overload: a pod with a small pool and queue, its accounts held by a
+#    lock (a slow database), flooded with concurrent transfers: beyond the
+#    bound, 503 with Retry-After at once; the workers' memory does not grow
+#    with a larger flood; when the flood stops the pod serves normally.
+# 2. HUP and QUIT while transfers are held in flight by a lock: every one
+#    is answered 201 and applied, the old workers stay until they are done
+#    and then exit, their MariaDB connections closed cleanly (COM_QUIT:
+#    Aborted_clients does not grow).
+# 3. Transfers from many clients on two pods (a client retries an unknown
+#    outcome with the same id) while, in turn: a worker is SIGKILLed; a pod
+#    is reloaded; MariaDB is SIGKILLed and restarted; MariaDB is frozen;
+#    Redis is killed, frozen, restarted from a stale snapshot; clients
+#    abort their requests in flight and mid-body. After each fault: the time
+#    to recover, then the audit (perf/lib/RBCS/Resilience.pm): money
+#    conserved, no negative balance, the ledger agrees, every acknowledged
+#    transfer applied exactly once, nothing applied that was reported
+#    rejected, outcomes replayed unchanged, balances read through every
+#    worker equal the database.
+# 4. One pod cut off from Redis while the other keeps its subscription: a
+#    transfer the first acknowledges must reach the second's reads within
+#    the documented bound (ttl).
+#
+# perf/resilience.pl runs the same suite longer and writes
+# docs/resilience.md.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use List::Util qw(min);
+use Time::HiRes qw(time sleep);
+use RBCS::Test;
+use lib "$RBCS::Test::ROOT/perf/lib";
+use RBCS::Resilience;
+
+my $T0 = time;
+my $dir = tempdir(CLEANUP => 1);
+
+my $m = RBCS::Test::private_mariadb();
+my $redis = RBCS::Test::private_redis();
+
+# the pool and the cache say what happened to them at warn level; a
+# worker killed on purpose is logged at alert level
+my @allow = (allow_log => [ qr/exited on signal 9/ ]);
+my %common = (mysql_port => $m->port, redis_port => $redis->port, @allow);
+
+sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
+
+# --- 1. overload ----------------------------------------------------------
+
+{
+    my ($pool, $queue) = (2, 8);
+    my $o = RBCS::Test->new(%common, workers => 2, name => 'resilience_overload',
+        mysql => { pool_size => $pool, queue_size => $queue,
+                   queue_timeout => '2s', query_timeout => '3s',
+                   lock_wait_timeout => '2s' });
+    my $r = RBCS::Resilience::overload(pod => $o, mariadb => $m, pool => $pool,
+        queue => $queue, workers => 2, at_once => 0.5, warm => 300,
+        big => 1000, rounds => 2, procs => 3, big_procs => 5, dir => $dir,
+        hold => 1.5);
+    my ($w, $b) = @$r{qw(warm big)};
+    diag(sprintf 'overload: %d concurrent transfers: %s in %.2f s; '
+        . '503 at once: %d (median %.3f s, max %.3f s)', $b->{n},
+        join(', ', map { "$_ x$b->{status}{$_}" } sort keys %{ $b->{status} }),
+        $b->{took}, $b->{fast_503} // 0, $b->{fast_p50} // -1,
+        $b->{fast_max} // -1);
+    diag('overload: worker RSS before the large flood ' . kb($r->{mem_before})
+        . ', after ' . kb($r->{mem_after}) . ', at the end ' . kb($r->{mem_end}));
+    for my $f ($w, @{ $r->{rounds} }) {
+        is($f->{other} // 0, 0, "flood of $f->{n}: every answer is 201 or 503");
+        is($f->{no_retry_after} // 0, 0, "flood of $f->{n}: every 503 has Retry-After");
+        cmp_ok($f->{slow} // 0, '<=', 2 * $r->{bound},
+            "flood of $f->{n}: at most twice the bound (workers x (pool + queue) = "
+            . "$r->{bound}) waited; the rest were answered at once");
+        cmp_ok($f->{fast_503} // 0, '>=', $f->{n} - 2 * $r->{bound},
+            "flood of $f->{n}: 503 at once (< 0.5 s) beyond the bound");
+    }
+    my $nbig = @{ $r->{rounds} } * $b->{n};
+    for my $i (0 .. $#{ $r->{workers} }) {
+        my ($before, $first, $after) = ($r->{mem_before}[$i][0],
+            $r->{mem_rounds}[0][$i][0], $r->{mem_after}[$i][0]);
+        cmp_ok($after - $before, '<', 4096,
+            "worker $i: RSS grew by less than 4 MB over floods of $nbig transfers"
+            . " ($before kB -> $after kB)");
+        cmp_ok($after - $first, '<', 2048,
+            "worker $i: and by less than 2 MB after the first round ($first kB -> $after kB)");
+    }
+    is("@{ $r->{workers_after} }", "@{ $r->{workers} }", 'no worker died');
+    ok(defined $r->{recovered} && $r->{recovered} < 5,
+       sprintf 'the flood over, a transfer is accepted again after %.3f s',
+               $r->{recovered} // -1);
+    is($r->{after_sequential_ok}, 20, '20 transfers in a row: 201');
+    is($r->{after_burst}{ok}, $r->{after_burst}{n},
+       "$r->{after_burst}{n} concurrent transfers (pool + queue): all 201");
+    ok($r->{applied} >= $r->{acked} && $r->{applied} <= $r->{acked} + $r->{unknown},
+       "the floods' 201s ($r->{acked}) are applied; of the 503s only those whose "
+       . "outcome was unknown ($r->{unknown}) may be (applied: $r->{applied})");
+    ok($r->{conserved}, 'money conserved');
+    cmp_ok($r->{queue_full_total} // 0, '>', 0, 'rbcs_mysql_queue_full_total counts them');
+    $o->stop;
+}
+
+# --- 2. graceful reload and stop with transfers in flight -----------------
+
+for my $sig (qw(HUP QUIT)) {
+    my $l = RBCS::Test->new(%common, workers => 2, name => "resilience_\L$sig",
+        mysql => { pool_size => 4, lock_wait_timeout => '3s' });
+    my $r = RBCS::Resilience::lifecycle(pod => $l, mariadb => $m, signal => $sig,
+        n => 12, dir => $dir, hold => 1, redis => $redis);
+    diag(sprintf '%s: %d transfers in flight at the signal; answers %s; old workers'
+        . ' gone %.3f s after the lock went; connections %d -> %d; '
+        . 'Aborted_clients %d -> %d', $sig, $r->{in_flight},
+        join(' ', map { "$_ x$r->{answered}{$_}" } sort keys %{ $r->{answered} }),
+        $r->{old_exited_after_release} // -1, $r->{conns_before}, $r->{conns_after},
+        $r->{aborted_clients_before}, $r->{aborted_clients_after});
+    cmp_ok($r->{in_flight}, '>=', 2, "$sig: transfers were in flight at the signal");
+    cmp_ok($r->{old_alive_while_held}, '>=', 1,
+           "$sig: the old workers with transfers in flight wait for them");
+    if ($sig eq 'HUP') {
+        is($r->{new_workers}, 2, 'HUP: new workers started meanwhile');
+        is($r->{served_during}, 200, 'HUP: and serve new requests');
+    } else {
+        ok($r->{listener_closed}, 'QUIT: no new connection is accepted');
+    }
+    is($r->{answered}{201} // 0, $r->{n}, "$sig: every in-flight transfer answered 201");
+    is($r->{applied}, $r->{n}, "$sig: and applied");
+    is($r->{entries}, 2 * $r->{n}, "$sig: once (two entries each)");
+    ok(defined $r->{old_exited_after_release}, "$sig: the old workers exit");
+    ok(defined $r->{master_exited_after_release}, 'QUIT: the master exits')
+        if $sig eq 'QUIT';
+    is($r->{conns_after}, $sig eq 'QUIT' ? 0 : $r->{conns_before},
+       "$sig: the old workers' MariaDB connections are gone");
+    is($r->{aborted_clients_after}, $r->{aborted_clients_before},
+       "$sig: closed cleanly (Aborted_clients unchanged)");
+    is($r->{redis_after}, $sig eq 'QUIT' ? 0 : $r->{redis_before},
+       "$sig: the old workers' Redis connections are gone too "
+       . "($r->{redis_before} -> $r->{redis_after})");
+    $l->stop;
+}
+
+# --- 3. faults under load, each followed by an audit ----------------------
+
+my @pods;
+push @pods, RBCS::Test->new(%common, workers => 2, name => 'resilience',
+    server_conf => 'add_header X-RBCS-Worker $pid always;',
+    mysql => { query_timeout => '2s', connect_timeout => '1s',
+               queue_timeout => '2s' });
+push @pods, RBCS::Test->new(%common, workers => 2, pod_of => $pods[0],
+    server_conf => 'add_header X-RBCS-Worker $pid always;',
+    mysql => { query_timeout => '2s', connect_timeout => '1s',
+               queue_timeout => '2s' });
+
+my $r = RBCS::Resilience->new(dir => "$dir/faults", pods => \@pods,
+    mariadb => $m, redis => $redis, clients => 6, accounts => 12,
+    give_up => 30, log => sub { diag @_ });
+$r->open_accounts;
+
+my $base = $r->audit('before any fault');
+ok($base->{ok}, 'audit before any fault') or diag explain $base->{fail};
+$r->start_load;
+
+my %p = (pre => 1, post => 0.5);
+$r->fault('worker SIGKILL', sub { $r->kill_workers(kills => 2, gap => 0.3) }, %p);
+$r->fault('reload (HUP)', sub { $r->reload_pod(0) }, %p);
+$r->fault('MariaDB SIGKILL + restart', sub { $r->mariadb_kill(down => 1) }, %p);
+$r->fault('MariaDB frozen (SIGSTOP)', sub { $r->mariadb_freeze(secs => 3) }, %p);
+$r->fault('Redis SIGKILL + restart empty', sub { $r->redis_kill(down => 1) }, %p);
+$r->fault('Redis frozen (SIGSTOP)', sub { $r->redis_freeze(secs => 2.5) }, %p);
+$r->fault('Redis restarted from a stale snapshot', sub { $r->redis_stale(age => 1.5) }, %p);
+$r->fault('clients abort mid-request', sub { $r->client_aborts(n => 6) }, %p);
+
+my @dead = $r->stop_load;
+is(scalar @dead, 0, 'every client process ended normally');
+my $final = $r->audit('at the end', no_replays => 0);
+
+for my $f ($r->faults) {
+    my $a = $f->{audit};
+    ok(defined $f->{recovery}, sprintf '%s: recovered (%.3f s)', $f->{name},
+       $f->{recovery} // -1);
+    ok($a->{ok}, "$f->{name}: audit (conserved, none negative, ledger, "
+       . 'acknowledged applied once, rejected not applied, replays, reads '
+       . 'through every worker)') or diag explain $a->{fail};
+}
+ok($final->{ok}, 'audit at the end') or diag explain $final->{fail};
+
+my $recs = $r->records;
+is(scalar @{ $recs->{problems} }, 0, 'no client saw an unexpected answer, a '
+   . 'stale read, or a 503 without Retry-After')
+    or diag explain [ @{ $recs->{problems} }[0 .. min(9, $#{ $recs->{problems} })] ];
+my %by;
+$by{ $_->{outcome} }++ for values %{ $recs->{final} };
+diag(sprintf 'transfers: %d attempted, %d acknowledged, %d rejected, %d unknown',
+     scalar keys %{ $recs->{final} }, $by{COMPLETED} // 0, $by{REJECTED} // 0,
+     $by{UNKNOWN} // 0);
+cmp_ok($by{COMPLETED} // 0, '>', 200, 'the clients made transfers throughout');
+is($by{UNKNOWN} // 0, 0, 'every transfer got a final outcome');
+
+# the Redis faults cost the clients nothing: no 503, no broken connection
+for my $f (grep { $_->{name} =~ /^Redis/ } $r->faults) {
+    my $errors = ($f->{by_status}{503} // 0) + ($f->{by_status}{'no answer'} // 0);
+    is($errors, 0, "$f->{name}: no client error");
+}
+
+my ($aborts) = grep { $_->{name} =~ /abort/ } $r->faults;
+is($aborts->{midbody_applied}, 0, 'a transfer whose body never arrived was not applied');
+ok($aborts->{inflight_seen}, 'the in-flight aborts were in the database when the '
+   . 'clients went away');
+is(scalar @{ $aborts->{crashed} }, 0, 'no worker died of the aborts');
+
+$_->stop for @pods;
+
+# --- 4. one pod cut off from Redis, the other not ---------------------------
+#
+# Pod B's subscription stays up; pod A cannot publish.  A transfer that
+# pod A acknowledged must reach pod B's reads within the documented bound
+# (1 s while B's subscription is up, ttl = 2 s while it is down).
+
+{
+    my $p = RBCS::Resilience::redis_partition(redis => $redis, common => \%common,
+                                              secs => 5);
+    diag('partition: pod A acknowledged version ' . ($p->{acked_version} // '?')
+        . '; pod B read, every 0.5 s: ' . join(' ', map { sprintf '%.1fs:v%s(%s)',
+            $_->[0], $_->[1] // '?', $_->[2] // '?' } @{ $p->{reads} // [] })
+        . '; strong read v' . ($p->{strong_version} // '?'));
+    is($p->{transfer}, 201, 'partition: pod A, without Redis, acknowledges a transfer');
+    ok($p->{b_sub_up_before} && $p->{a_cmd_up_before},
+       'partition: both pods had Redis before the cut');
+    is($p->{b_sub_down}, 0, "partition: pod B's subscription stayed up");
+    is($p->{stale_late}, 0, 'partition: pod B reads the change within ttl (2 s)');
+}
+
+diag(sprintf 'resilience suite took %.1f s', time - $T0);
+
+done_testing();
