@@ -254,15 +254,16 @@ static ngx_command_t  ngx_rbcs_commands[] = {
 static ngx_http_variable_t  ngx_rbcs_vars[] = {
 
     /* evaluated anew each time: the key is known only once checked */
-    { ngx_string("rbcs_key_id"), NULL, ngx_rbcs_auth_key_id_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("rbcs_key_id"), NULL, ngx_rbcs_http_ctx_variable,
+      offsetof(ngx_rbcs_ctx_t, key_id), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     /* the key id a request names, checked or not: for limit_req keys */
     { ngx_string("rbcs_client_key"), NULL, ngx_rbcs_http_client_key_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("rbcs_transaction_id"), NULL,
-      ngx_rbcs_http_transaction_id_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      ngx_rbcs_http_ctx_variable, offsetof(ngx_rbcs_ctx_t, transaction_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     /* seconds spent waiting for MariaDB, for logs */
     { ngx_string("rbcs_db_time"), NULL, ngx_rbcs_http_db_time_variable, 0,

@@ -722,30 +722,3 @@ ngx_rbcs_auth_problem(ngx_http_request_t *r, ngx_int_t rc)
                                      "authenticated");
     }
 }
-
-
-/* $rbcs_key_id: the key that signed the request, empty when none did */
-
-ngx_int_t
-ngx_rbcs_auth_key_id_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_rbcs_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
-
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-
-    if (ctx == NULL || ctx->key_id.len == 0) {
-        v->len = 0;
-        v->data = (u_char *) "";
-        return NGX_OK;
-    }
-
-    v->len = ctx->key_id.len;
-    v->data = ctx->key_id.data;
-
-    return NGX_OK;
-}

@@ -35,8 +35,6 @@ ngx_int_t ngx_rbcs_auth_check(ngx_http_request_t *r, ngx_uint_t scope,
 ngx_int_t ngx_rbcs_auth_check_body(ngx_http_request_t *r, ngx_uint_t scope);
 ngx_int_t ngx_rbcs_auth_problem(ngx_http_request_t *r, ngx_int_t rc);
 
-ngx_int_t ngx_rbcs_auth_key_id_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 #endif /* _NGX_RBCS_AUTH_H_INCLUDED_ */

@@ -833,10 +833,16 @@ ngx_rbcs_http_client_key_variable(ngx_http_request_t *r,
 }
 
 
+/*
+ * A string of the request's context, at offset data: $rbcs_key_id (the
+ * key that signed the request) and $rbcs_transaction_id; empty when unset.
+ */
+
 ngx_int_t
-ngx_rbcs_http_transaction_id_variable(ngx_http_request_t *r,
+ngx_rbcs_http_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t       *s;
     ngx_rbcs_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
@@ -845,14 +851,16 @@ ngx_rbcs_http_transaction_id_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
 
-    if (ctx == NULL || ctx->transaction_id.len == 0) {
+    if (ctx == NULL) {
         v->len = 0;
         v->data = (u_char *) "";
         return NGX_OK;
     }
 
-    v->len = ctx->transaction_id.len;
-    v->data = ctx->transaction_id.data;
+    s = (ngx_str_t *) ((u_char *) ctx + data);
+
+    v->len = s->len;
+    v->data = s->len ? s->data : (u_char *) "";
 
     return NGX_OK;
 }

@@ -87,7 +87,7 @@ u_char *ngx_rbcs_sql_actor(u_char *p, ngx_http_request_t *r);
 
 ngx_int_t ngx_rbcs_http_client_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-ngx_int_t ngx_rbcs_http_transaction_id_variable(ngx_http_request_t *r,
+ngx_int_t ngx_rbcs_http_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_rbcs_http_db_time_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
