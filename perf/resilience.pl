@@ -33,21 +33,18 @@ my $ROOT;
 BEGIN {
     $ROOT = abs_path(dirname(abs_path($0)) . '/..');
     $ENV{RBCS_ROOT} //= $ROOT;
-    # a directory of its own for private servers and nginx prefixes
-    # (var/resilience/run-PID; those of runs that are over go now); the
-    # test stack's initialised datadir, when there is one, spares
-    # mariadb-install-db
-    my $base = "$ROOT/var/resilience";
-    for my $d (glob "$base/run-*") {
-        my ($pid) = $d =~ /run-(\d+)\z/;
-        remove_tree($d) unless $pid && kill 0, $pid;
+    # a directory of its own for private servers and nginx prefixes,
+    # var/resilience/run-PID (its logs stay; the large datadirs go at the
+    # end); the test stack's initialised datadir, when there is one, spares
+    # mariadb-install-db.  Nothing of this under perl -c.
+    $ENV{RBCS_TEST_VAR} //= "$ROOT/var/resilience/run-$$";
+    if (!$^C) {
+        my $var = $ENV{RBCS_TEST_VAR};
+        remove_tree($var);
+        make_path($var);
+        my $tpl = "$ROOT/var/test/mariadb-template";
+        system('cp', '-a', $tpl, "$var/mariadb-template") if -d "$tpl/mysql";
     }
-    $ENV{RBCS_TEST_VAR} //= "$base/run-$$";
-    my $var = $ENV{RBCS_TEST_VAR};
-    remove_tree($var);
-    make_path($var);
-    my $tpl = "$ROOT/var/test/mariadb-template";
-    system('cp', '-a', $tpl, "$var/mariadb-template") if -d "$tpl/mysql";
 }
 
 use lib "$ROOT/t/lib", "$ROOT/perf/lib";
@@ -225,7 +222,8 @@ out('partition: pod A (its Redis relay cut) acknowledged version '
     . '; strong read v' . ($part->{strong_version} // '?'));
 $m->stop;
 $redis->stop;
-remove_tree($m->dir . '/data');      # the datadir is large; its error.log stays
+remove_tree($m->dir . '/data', "$ENV{RBCS_TEST_VAR}/mariadb-template");   # large; the logs stay
+out("logs: $ENV{RBCS_TEST_VAR}");
 
 # --- figures ------------------------------------------------------------------
 
@@ -534,6 +532,12 @@ EOT
     push @p, map { "error.log: $_ ($alerts->{$_})" } grep { !/exited on signal N/ } sort keys %$alerts;
     for my $f (@faults) {
         push @p, "*$f->{name}* never recovered" unless defined $f->{recovery};
+        my $errs = ($f->{by_status}{503} // 0) + ($f->{by_status}{'no answer'} // 0);
+        push @p, sprintf('*%s* cost the clients %d 503s and %d broken connections (a '
+            . 'Redis fault should cost transfers nothing); longest time without an '
+            . 'acknowledgement %.2f s, recovery %s', $f->{name}, $f->{by_status}{503} // 0,
+            $f->{by_status}{'no answer'} // 0, $f->{gap}, s3($f->{recovery}))
+            if $f->{name} =~ /^Redis/ && $errs;
         push @p, "*$f->{name}*: workers gone: @{ $f->{crashed} }" if @{ $f->{crashed} // [] };
         push @p, "*$f->{name}*: a transfer whose body never arrived was applied"
             if $f->{midbody_applied};
