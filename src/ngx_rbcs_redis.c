@@ -105,6 +105,7 @@ static ngx_int_t ngx_rbcs_redis_attach(ngx_rbcs_redis_conn_t *conn,
     redisAsyncContext *ac);
 static void ngx_rbcs_redis_add_read(void *data);
 static void ngx_rbcs_redis_del_read(void *data);
+static void ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event);
 static void ngx_rbcs_redis_add_write(void *data);
 static void ngx_rbcs_redis_del_write(void *data);
 static void ngx_rbcs_redis_cleanup(void *data);
@@ -443,20 +444,23 @@ ngx_rbcs_redis_del_read(void *data)
 {
     ngx_rbcs_redis_conn_t *conn = data;
 
-    ngx_connection_t  *c;
+    if (conn->c) {
+        ngx_rbcs_redis_del_event(conn->c->read, NGX_READ_EVENT);
+    }
+}
 
-    c = conn->c;
 
-    if (c == NULL) {
-        return;
+/* hiredis no longer waits for this event: neither reported nor pending */
+
+static void
+ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event)
+{
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
     }
 
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    if (ev->active) {
+        (void) ngx_del_event(ev, event, 0);
     }
 }
 
@@ -506,20 +510,8 @@ ngx_rbcs_redis_del_write(void *data)
 {
     ngx_rbcs_redis_conn_t *conn = data;
 
-    ngx_connection_t  *c;
-
-    c = conn->c;
-
-    if (c == NULL) {
-        return;
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    if (conn->c) {
+        ngx_rbcs_redis_del_event(conn->c->write, NGX_WRITE_EVENT);
     }
 }
 

@@ -703,6 +703,24 @@ sub _run_capture {
 
 # -------------------------------------------------------- private MariaDB --
 
+# Stop a private server started by this process: TERM (after CONT, in case
+# it is frozen), wait $grace seconds, then KILL.
+sub _stop_server {
+    my ($server, $grace) = @_;
+    my $pid = delete $server->{pid} or return $server;
+    return $server unless ($server->{owner} // 0) == $$;
+    if (_alive($pid)) {
+        kill 'CONT', $pid;
+        kill 'TERM', $pid;
+        _wait_gone($pid, $grace) or do {
+            kill 'KILL', $pid;
+            _wait_gone($pid, 5);
+        };
+    }
+    waitpid($pid, WNOHANG);
+    return $server;
+}
+
 # RBCS::Test::private_mariadb(): a mariadbd of its own (datadir, free port,
 # socket under $RBCS_TEST_VAR/private-<pid>-<n>), same my.cnf settings,
 # user rbcs/rbcs with all privileges.  For tests that SIGSTOP or kill the
@@ -837,21 +855,7 @@ sub signal {   # $m->signal('STOP' | 'CONT' | 'KILL' ...)
 }
 
 # TERM (after CONT, in case it is stopped) and wait; KILL after 30s
-sub stop {
-    my ($self) = @_;
-    my $pid = delete $self->{pid} or return $self;
-    return $self unless ($self->{owner} // 0) == $$;
-    if (RBCS::Test::_alive($pid)) {
-        kill 'CONT', $pid;
-        kill 'TERM', $pid;
-        RBCS::Test::_wait_gone($pid, 30) or do {
-            kill 'KILL', $pid;
-            RBCS::Test::_wait_gone($pid, 5);
-        };
-    }
-    waitpid($pid, WNOHANG);
-    return $self;
-}
+sub stop { RBCS::Test::_stop_server($_[0], 30) }
 
 sub DESTROY {
     my ($self) = @_;
@@ -949,21 +953,7 @@ sub signal {
     return $self;
 }
 
-sub stop {
-    my ($self) = @_;
-    my $pid = delete $self->{pid} or return $self;
-    return $self unless ($self->{owner} // 0) == $$;
-    if (RBCS::Test::_alive($pid)) {
-        kill 'CONT', $pid;
-        kill 'TERM', $pid;
-        RBCS::Test::_wait_gone($pid, 10) or do {
-            kill 'KILL', $pid;
-            RBCS::Test::_wait_gone($pid, 5);
-        };
-    }
-    waitpid($pid, WNOHANG);
-    return $self;
-}
+sub stop { RBCS::Test::_stop_server($_[0], 10) }
 
 sub DESTROY {
     my ($self) = @_;
