@@ -1,0 +1,400 @@
+
+/*
+ * Copyright (C) RBCS
+ */
+
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ngx_rbcs_ledger.h"
+
+
+static void ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op);
+static void ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op);
+static int ngx_rbcs_ledger_replays(ngx_rbcs_ledger_op_t *op);
+static void ngx_rbcs_ledger_record(ngx_rbcs_ledger_op_t *op);
+static void ngx_rbcs_ledger_set(ngx_rbcs_ledger_op_t *op, unsigned outcome,
+    unsigned status, const char *code, const char *fmt,
+    ngx_rbcs_ledger_str_t *arg);
+static int ngx_rbcs_ledger_eq(ngx_rbcs_ledger_str_t *a,
+    ngx_rbcs_ledger_str_t *b);
+static ngx_rbcs_ledger_str_t *ngx_rbcs_ledger_or(ngx_rbcs_ledger_str_t *a,
+    ngx_rbcs_ledger_str_t *b);
+
+
+static const ngx_rbcs_int128_t  ngx_rbcs_ledger_pow10[] = {
+    1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL,
+    100000000LL, 1000000000LL, 10000000000LL, 100000000000LL,
+    1000000000000LL, 10000000000000LL, 100000000000000LL,
+    1000000000000000LL, 10000000000000000LL, 100000000000000000LL,
+    1000000000000000000LL
+};
+
+
+/*
+ * Judge ops[0..n-1] in order.  Returns how many of them record an outcome
+ * (APPLIED or REJECTED transfers, accounts opened), i.e. how many rows the
+ * batch writes to its outcome tables.
+ */
+
+size_t
+ngx_rbcs_ledger_judge(ngx_rbcs_ledger_op_t *ops, size_t n)
+{
+    size_t                 i, recorded;
+    ngx_rbcs_ledger_op_t  *op;
+
+    recorded = 0;
+
+    for (i = 0; i < n; i++) {
+        op = &ops[i];
+
+        op->outcome = 0;
+        op->status = 0;
+        op->code = NULL;
+        op->detail[0] = '\0';
+        op->has_scale = 0;
+        op->has_amount = 0;
+
+        switch (op->kind) {
+
+        case NGX_RBCS_LEDGER_TRANSFER:
+            ngx_rbcs_ledger_transfer(op);
+            break;
+
+        case NGX_RBCS_LEDGER_OPEN:
+            ngx_rbcs_ledger_open(op);
+            break;
+
+        default:
+            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
+                                "invalid_request", "unknown operation",
+                                NULL);
+            break;
+        }
+
+        if (op->outcome == NGX_RBCS_LEDGER_APPLIED
+            || op->outcome == NGX_RBCS_LEDGER_REJECTED)
+        {
+            recorded++;
+        }
+    }
+
+    return recorded;
+}
+
+
+/*
+ * The contract's order, after the checks that need no account (done
+ * before an operation is queued): a replay of an outcome recorded while no
+ * scale was known (it never changes), 400 invalid_amount at the scale,
+ * 400 same_account, the replay or 409 of a recorded id, 404 source,
+ * 404 destination, 422 currency_mismatch, insufficient_funds,
+ * balance_overflow.
+ */
+
+static void
+ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
+{
+    int                         rc;
+    ngx_rbcs_uint128_t          units;
+    ngx_rbcs_ledger_account_t  *src, *dst;
+    ngx_rbcs_ledger_record_t   *rec;
+    char                        fmt[96];
+
+    src = op->source;
+    dst = op->destination;
+    rec = op->record;
+
+    /* the amount's scale: the source's, else the destination's, else the
+     * requested currency's */
+
+    if (src->exists) {
+        op->scale = src->scale;
+        op->has_scale = 1;
+
+    } else if (dst->exists) {
+        op->scale = dst->scale;
+        op->has_scale = 1;
+
+    } else if (op->currency.data) {
+        op->scale = op->currency_scale;
+        op->has_scale = 1;
+    }
+
+    if (rec->found && !rec->has_scale && ngx_rbcs_ledger_replays(op)) {
+        op->outcome = NGX_RBCS_LEDGER_REPLAY;
+        op->status = 200;
+        return;
+    }
+
+    if (op->has_scale) {
+        rc = ngx_rbcs_amount_parse(op->amount.data, op->amount.len,
+                                   op->scale, 0, &units);
+        if (rc != NGX_RBCS_AMOUNT_OK) {
+            snprintf(fmt, sizeof(fmt), "amount must be a positive decimal "
+                     "with at most %u fractional digits", op->scale);
+            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
+                                "invalid_amount", fmt, NULL);
+            return;
+        }
+
+        op->value = ngx_rbcs_ledger_from_units(units, op->scale);
+        op->has_amount = 1;
+    }
+
+    if (ngx_rbcs_ledger_eq(&src->number, &dst->number)) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400, "same_account",
+                            "source and destination accounts must differ",
+                            NULL);
+        return;
+    }
+
+    if (rec->found) {
+        if (ngx_rbcs_ledger_replays(op)) {
+            op->outcome = NGX_RBCS_LEDGER_REPLAY;
+            op->status = 200;
+            return;
+        }
+
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "transaction_id_conflict",
+                            "the transaction id was already used with "
+                            "other fields", NULL);
+        return;
+    }
+
+    op->record_currency = *ngx_rbcs_ledger_or(
+                              src->exists ? &src->currency : NULL,
+                              ngx_rbcs_ledger_or(
+                                  dst->exists ? &dst->currency : NULL,
+                                  &op->currency));
+
+    if (!src->exists) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 404,
+                            "account_not_found", "account %s does not exist",
+                            &src->number);
+
+    } else if (!dst->exists) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 404,
+                            "account_not_found", "account %s does not exist",
+                            &dst->number);
+
+    } else if (!ngx_rbcs_ledger_eq(&src->currency, &dst->currency)
+               || (op->currency.data
+                   && !ngx_rbcs_ledger_eq(&op->currency, &src->currency)))
+    {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
+                            "currency_mismatch",
+                            "the accounts and the transfer must have one "
+                            "currency", NULL);
+
+    } else if (src->balance < op->value) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
+                            "insufficient_funds",
+                            "account %s has insufficient funds",
+                            &src->number);
+
+    } else if (dst->balance > NGX_RBCS_LEDGER_MAX - op->value) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
+                            "balance_overflow",
+                            "the credit would take account %s beyond the "
+                            "largest balance", &dst->number);
+
+    } else {
+        src->balance -= op->value;
+        dst->balance += op->value;
+        src->version++;
+        dst->version++;
+
+        if (!src->created) {
+            src->delta -= op->value;
+            src->changes++;
+        }
+
+        if (!dst->created) {
+            dst->delta += op->value;
+            dst->changes++;
+        }
+
+        op->source_balance = src->balance;
+        op->destination_balance = dst->balance;
+        op->source_version = src->version;
+        op->destination_version = dst->version;
+
+        op->outcome = NGX_RBCS_LEDGER_APPLIED;
+        op->status = 201;
+    }
+
+    ngx_rbcs_ledger_record(op);
+}
+
+
+/*
+ * An opening: the first one creates the account; a repeat with the same
+ * currency and initial balance is answered with the account as it is, any
+ * other one conflicts.
+ */
+
+static void
+ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op)
+{
+    ngx_rbcs_ledger_account_t  *a;
+
+    a = op->source;
+
+    if (a->exists) {
+        if (ngx_rbcs_ledger_eq(&a->currency, &op->currency)
+            && a->initial == op->initial)
+        {
+            /* the account as it is at this point of the batch */
+            op->source_balance = a->balance;
+            op->source_version = a->version;
+            op->outcome = NGX_RBCS_LEDGER_EXISTS;
+            op->status = 200;
+            return;
+        }
+
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "account_exists",
+                            "the account number is taken with another "
+                            "currency or initial balance", NULL);
+        return;
+    }
+
+    a->exists = 1;
+    a->created = 1;
+    a->currency = op->currency;
+    a->scale = op->currency_scale;
+    a->balance = op->initial;
+    a->initial = op->initial;
+    a->version = 1;
+
+    op->source_balance = a->balance;
+    op->source_version = a->version;
+    op->outcome = NGX_RBCS_LEDGER_APPLIED;
+    op->status = 201;
+}
+
+
+/* the operation repeats its id's recorded one */
+
+static int
+ngx_rbcs_ledger_replays(ngx_rbcs_ledger_op_t *op)
+{
+    ngx_rbcs_ledger_record_t  *rec;
+
+    rec = op->record;
+
+    return ngx_rbcs_ledger_eq(&rec->source, &op->source->number)
+           && ngx_rbcs_ledger_eq(&rec->destination,
+                                 &op->destination->number)
+           && ngx_rbcs_ledger_eq(&rec->amount_key, &op->amount_key)
+           && ngx_rbcs_ledger_eq(ngx_rbcs_ledger_or(&op->currency,
+                                                    &rec->currency),
+                                 ngx_rbcs_ledger_or(&rec->request_currency,
+                                                    &rec->currency));
+}
+
+
+/* later operations with the same id see this outcome as recorded */
+
+static void
+ngx_rbcs_ledger_record(ngx_rbcs_ledger_op_t *op)
+{
+    ngx_rbcs_ledger_record_t  *rec;
+
+    rec = op->record;
+
+    rec->found = 1;
+    rec->has_scale = op->has_scale;
+    rec->source = op->source->number;
+    rec->destination = op->destination->number;
+    rec->amount_key = op->amount_key;
+    rec->currency = op->record_currency;
+    rec->request_currency = op->currency;
+    rec->op = op;
+}
+
+
+static void
+ngx_rbcs_ledger_set(ngx_rbcs_ledger_op_t *op, unsigned outcome,
+    unsigned status, const char *code, const char *fmt,
+    ngx_rbcs_ledger_str_t *arg)
+{
+    const char  *p;
+    size_t       len;
+
+    op->outcome = outcome;
+    op->status = status;
+    op->code = code;
+
+    /* fmt is a plain text, or one with a single %s for arg */
+
+    p = strstr(fmt, "%s");
+
+    if (arg == NULL || p == NULL) {
+        snprintf(op->detail, sizeof(op->detail), "%s", fmt);
+        return;
+    }
+
+    len = (size_t) (p - fmt);
+
+    snprintf(op->detail, sizeof(op->detail), "%.*s%.*s%s",
+             (int) len, fmt, (int) arg->len, (const char *) arg->data,
+             p + 2);
+}
+
+
+/* byte-for-byte equality; none equals only none */
+
+static int
+ngx_rbcs_ledger_eq(ngx_rbcs_ledger_str_t *a, ngx_rbcs_ledger_str_t *b)
+{
+    if (a->data == NULL || b->data == NULL) {
+        return a->data == NULL && b->data == NULL;
+    }
+
+    return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+
+/* a, unless it is none (SQL's COALESCE) */
+
+static ngx_rbcs_ledger_str_t *
+ngx_rbcs_ledger_or(ngx_rbcs_ledger_str_t *a, ngx_rbcs_ledger_str_t *b)
+{
+    return (a != NULL && a->data != NULL) ? a : b;
+}
+
+
+ngx_rbcs_int128_t
+ngx_rbcs_ledger_from_units(ngx_rbcs_uint128_t units, unsigned scale)
+{
+    if (scale > NGX_RBCS_AMOUNT_MAX_SCALE) {
+        return 0;
+    }
+
+    return (ngx_rbcs_int128_t) units
+           * ngx_rbcs_ledger_pow10[NGX_RBCS_AMOUNT_MAX_SCALE - scale];
+}
+
+
+ngx_rbcs_uint128_t
+ngx_rbcs_ledger_to_units(ngx_rbcs_int128_t value, unsigned scale,
+    int *negative)
+{
+    if (scale > NGX_RBCS_AMOUNT_MAX_SCALE) {
+        *negative = 0;
+        return 0;
+    }
+
+    *negative = (value < 0);
+
+    if (value < 0) {
+        value = -value;
+    }
+
+    return (ngx_rbcs_uint128_t) (value
+               / ngx_rbcs_ledger_pow10[NGX_RBCS_AMOUNT_MAX_SCALE - scale]);
+}
