@@ -38,8 +38,10 @@
 # Environment:
 #   RBCS_STATIC_DIR        work directory (build/static)
 #   RBCS_STATIC_JOBS       make -j (default: the CPUs, at most 2)
-#   RBCS_NGINX_VERSION     Debian source version to fetch (default: the newest
-#                          the deb-src lists offer); a different one than the
+#   RBCS_NGINX_VERSION     Debian source version to fetch, and only that one
+#                          (default: the installed nginx's version, else
+#                          another Debian revision of the same upstream
+#                          release, newest first); a different one than the
 #                          unpacked tree is fetched again
 #
 # Needs root for apt (deps, and the first `source`); without root and with
@@ -139,6 +141,29 @@ have_deb_src() {
     apt-cache showsrc --only-source nginx 2>/dev/null | grep '^Package: nginx$' >/dev/null
 }
 
+# The source versions to try, in order: the installed nginx's own version
+# first, then every other source version of the same upstream release that
+# apt offers, newest first.  A mirror may serve a security update's binaries
+# before (or without) its source files, and the same upstream release with
+# another Debian revision builds the same nginx.  With no nginx installed,
+# the upstream release of the newest source version is taken.
+source_candidates() {
+    local installed
+    installed=$(dpkg-query -W -f='${Version}' nginx 2>/dev/null ||
+                dpkg-query -W -f='${Version}' nginx-common 2>/dev/null || true)
+    apt-cache showsrc --only-source nginx 2>/dev/null |
+        sed -n 's/^Version: //p' | sort -V -r -u |
+        perl -e '
+            my ($installed) = @ARGV;
+            chomp(my @all = <STDIN>);
+            my $up = sub { (my $u = $_[0]) =~ s/^\d+://; $u =~ s/-[^-]*$//; $u };
+            my $want = length $installed ? $up->($installed) : $up->($all[0] // "");
+            my @out = length $installed ? ($installed) : ();
+            push @out, grep { $_ ne $installed && $up->($_) eq $want } @all;
+            print "$_\n" for @out;
+        ' "$installed"
+}
+
 # deb-src stanzas for the deb ones of Debian's sources (same URIs, suites,
 # components, keyring), in deb822 form; from /etc/apt/sources.list when the
 # system still uses the one-line format.
@@ -197,13 +222,27 @@ cmd_source() {
         have_deb_src || die "apt-get update done, still no source package nginx (see $DEB_SRC_LIST)"
     fi
 
-    local dl="$STATIC/dl" dsc version
-    rm -rf "$dl" "$SRC.tmp"
-    mkdir -p "$dl"
-    chmod 0777 "$dl"     # apt's _apt user downloads into it
-    log "fetching Debian's nginx source${want:+ $want} (apt-get source)"
-    (cd "$dl" && apt-get -q source --download-only "nginx${want:+=$want}") ||
-        die "apt-get source nginx failed"
+    local dl="$STATIC/dl" dsc version v tried=() candidates=()
+    if [ -n "$want" ]; then
+        candidates=("$want")
+    else
+        mapfile -t candidates < <(source_candidates)
+        [ ${#candidates[@]} -gt 0 ] || die "apt offers no source version of nginx"
+    fi
+    for v in "${candidates[@]}"; do
+        rm -rf "$dl" "$SRC.tmp"
+        mkdir -p "$dl"
+        chmod 0777 "$dl"     # apt's _apt user downloads into it
+        log "fetching Debian's nginx source $v (apt-get source)"
+        if (cd "$dl" && apt-get -q source --download-only "nginx=$v"); then
+            tried=()
+            break
+        fi
+        tried+=("$v")
+        log "nginx source $v could not be downloaded"
+    done
+    [ ${#tried[@]} -eq 0 ] ||
+        die "apt-get source nginx failed for every version tried: ${tried[*]}"
     local dscs=("$dl"/nginx_*.dsc)
     dsc=${dscs[0]}
     [ -f "$dsc" ] || die "no nginx_*.dsc downloaded"

@@ -86,12 +86,15 @@ open_accounts($t);
 # --- lock wait timeout, released during the retries ---------------------
 
 my $lock = DBI->connect('DBI:MariaDB:mariadb_socket='
-        . $ENV{RBCS_TEST_MYSQL_SOCKET} . ';database=' . $t->dbname,
+        . $RBCS::Test::MYSQL_SOCK . ';database=' . $t->dbname,
         scalar(getpwuid($>)), '', { RaiseError => 1, AutoCommit => 0,
         PrintError => 0 });
 
 $lock->do(q{SELECT * FROM accounts WHERE account_number = 'A' FOR UPDATE});
 my $h = transfer_async($t, 'lw-1', '1.00');
+# counted from when the transfer waits for the lock, not from the fork
+ok(RBCS::Test::wait_for(10, sub { $t->lock_waits >= 1 }),
+   'the transfer waits for the lock');
 sleep 1.6;                                   # at least one 1 s lock wait
 $lock->commit;
 my ($status, $elapsed) = collect($h);
@@ -126,7 +129,10 @@ $t->dbh->do('CREATE TABLE scratch (id INT PRIMARY KEY)');
 $lock->do('INSERT INTO scratch VALUES ' . join ',', map { "($_)" } 1 .. 50);
 $lock->do(q{SELECT * FROM accounts WHERE account_number = 'B' FOR UPDATE});
 $h = transfer_async($t, 'dl-1', '1.00');     # locks A, then waits for B
-sleep 0.3;
+# only once the transfer holds A and waits for B does the lock on A below
+# make a deadlock (before, it would just make the transfer wait)
+ok(RBCS::Test::wait_for(10, sub { $t->lock_waits >= 1 }),
+   'the transfer holds A and waits for B');
 my $ok = eval {
     $lock->do(q{SELECT * FROM accounts WHERE account_number = 'A'
                 FOR UPDATE});
@@ -146,19 +152,23 @@ is(balance($t, 'A'), '97.00', 'applied once');
 
 $lock->do(q{SELECT * FROM accounts WHERE account_number = 'A' FOR UPDATE});
 $h = transfer_async($t, 'kill-1', '1.00');
-my $victim;
-for (1 .. 50) {
-    # the transfer's connection, waiting for the lock inside the procedure
-    ($victim) = $lock->selectrow_array(
+# the transfer's connection, waiting for the lock inside the procedure
+my $victim = RBCS::Test::wait_for(10, sub {
+    scalar $lock->selectrow_array(
         q{SELECT id FROM information_schema.processlist
            WHERE db = ? AND id <> CONNECTION_ID() AND command = 'Query'
              AND info LIKE '%FOR UPDATE%'}, undef, $t->dbname);
-    last if $victim;
-    sleep 0.05;
-}
+});
 ok($victim, 'found the connection running the transfer');
-$lock->do("KILL CONNECTION $victim") if $victim;
-sleep 0.2;
+if ($victim) {
+    $lock->do("KILL CONNECTION $victim");
+    # the lock goes only once that connection is gone: released earlier,
+    # the transfer could still finish on it and the loss not happen
+    ok(RBCS::Test::wait_for(10, sub {
+           !$lock->selectrow_array(q{SELECT COUNT(*) FROM
+               information_schema.processlist WHERE id = ?}, undef, $victim) }),
+       'the killed connection is gone');
+}
 $lock->commit;
 ($status) = collect($h);
 is($status, 201, 'a transfer whose connection was killed still answers 201');
@@ -175,17 +185,29 @@ $lock->disconnect;
 # query, lets the server commit it, and then cuts both sides without
 # passing the reply on.
 
-my $relay_port = free_port();
-my $relay = fork // die;
+# The relay's socket is bound and listening here, before the fork: nginx
+# and the harness connect to its port as soon as RBCS::Test->new starts,
+# and a port the child would bind later may not be listening yet (or be
+# someone else's by then).
+my $relay_sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+    LocalPort => 0, Listen => 64, ReuseAddr => 1, Proto => 'tcp')
+    or die "relay: $!";
+my $relay_port = $relay_sock->sockport;
+my $relay = fork // die "fork: $!";
 if ($relay == 0) {
-    relay($relay_port, $ENV{RBCS_TEST_MYSQL_PORT}, "rbcs_transfer('lost-1'");
+    relay($relay_sock, $RBCS::Test::MYSQL_PORT, "rbcs_transfer('lost-1'");
     POSIX::_exit(0);
 }
+close $relay_sock;   # the child's now: killing it refuses new connections
+
+# a test that dies on the way must not leave the relay running (it holds
+# prove's pipe)
+END { if ($relay) { local $?; kill 'TERM', $relay; waitpid($relay, 0) } }
 
 my $t2 = RBCS::Test->new(
     workers      => 1,
     mysql_port   => $relay_port,
-    mysql_socket => $ENV{RBCS_TEST_MYSQL_SOCKET},
+    mysql_socket => $RBCS::Test::MYSQL_SOCK,
     allow_log    => [ qr/rbcs: mysql/ ],
 );
 open_accounts($t2);
@@ -201,25 +223,16 @@ is(transfer($t2, 'lost-1', '5.00')->{status}, 200,
 
 kill 'TERM', $relay;
 waitpid($relay, 0);
+$relay = undef;
 
 done_testing();
 
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 1, Proto => 'tcp') or die $!;
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
-
 # A TCP relay that cuts the first connection whose client sends $marker,
-# after giving the server time to execute what it was sent.
+# after giving the server time to execute what it was sent.  $l is the
+# relay's listening socket, already bound and listening (see above).
 sub relay {
-    my ($port, $upstream, $marker) = @_;
-    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-        LocalPort => $port, Listen => 64, ReuseAddr => 1, Proto => 'tcp')
-        or die "relay: $!";
+    my ($l, $upstream, $marker) = @_;
     my $sel = IO::Select->new($l);
     my (%peer, %cut);
     my $fired = 0;

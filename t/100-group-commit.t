@@ -17,11 +17,13 @@ use RBCS::Test;
 my $dir = tempdir(CLEANUP => 1);
 
 # one worker with one connection: anything sent while it is busy queues
+# (and stays queued until the test lets it go: queue_timeout well above
+# the time the test holds the connection, on a slow machine too)
 my $t = RBCS::Test->new(
     workers   => 1,
     log_level => 'debug',
     mysql     => { pool_size => 1, queue_size => 20, query_timeout => '10s',
-                   lock_wait_timeout => '8s' },
+                   lock_wait_timeout => '8s', queue_timeout => '10s' },
 );
 
 sub open_account {
@@ -36,9 +38,12 @@ sub transfer_async {
     my $pid = fork // die;
     if ($pid == 0) {
         my $r = eval { $t->post_json('/accounts/transactions', $body) };
-        open my $fh, '>', "$dir/$name" or POSIX::_exit(1);
+        # written aside and renamed: a file that exists is complete (the
+        # test counts the answers by the files there)
+        open my $fh, '>', "$dir/$name.tmp" or POSIX::_exit(1);
         print $fh $r ? "$r->{status}\n$r->{body}" : "0\n$@";
         close $fh;
+        rename "$dir/$name.tmp", "$dir/$name" or POSIX::_exit(1);
         POSIX::_exit(0);
     }
     return $pid;
@@ -62,6 +67,18 @@ sub balance {
              ->json->{balance};
 }
 
+# transfers waiting for the (only) connection: the pool's gauge
+sub waiting {
+    my ($m) = $t->get('/metrics')->{body} =~ /^rbcs_mysql_waiting (\d+)$/m;
+    return $m // -1;
+}
+
+# wait until $n transfers wait for the connection (at most 10 s)
+sub queued {
+    my ($n) = @_;
+    return RBCS::Test::wait_for(10, sub { waiting() == $n });
+}
+
 open_account('G-BUSY', '100.00');
 open_account('G-A', '10.00');
 open_account('G-B', '0.00');
@@ -82,7 +99,7 @@ diag(sprintf 'lone transfer answered in %.1f ms', 1000 * $lone);
 
 # Hold the only connection: a transfer on G-BUSY waits for this lock.
 my $lock = DBI->connect('DBI:MariaDB:mariadb_socket='
-        . $ENV{RBCS_TEST_MYSQL_SOCKET} . ';database=' . $t->dbname,
+        . $RBCS::Test::MYSQL_SOCK . ';database=' . $t->dbname,
         scalar(getpwuid($>)), '', { RaiseError => 1, AutoCommit => 0,
         PrintError => 0 });
 $lock->do(q{SELECT * FROM accounts WHERE account_number = 'G-BUSY'
@@ -91,7 +108,8 @@ $lock->do(q{SELECT * FROM accounts WHERE account_number = 'G-BUSY'
 my @pids = (transfer_async('busy', {
     transactionId => 'g-busy', sourceAccountNumber => 'G-BUSY',
     destinationAccountNumber => 'G-C', amount => '1.00' }));
-sleep 0.3;
+ok(RBCS::Test::wait_for(10, sub { $t->lock_waits >= 1 }),
+   'the transfer on G-BUSY holds the connection, waiting for the lock');
 
 # these queue behind it, in this order
 my @batch = (
@@ -111,11 +129,13 @@ my @batch = (
     [ 'back',      { transactionId => 'g-3', sourceAccountNumber => 'G-B',
                      destinationAccountNumber => 'G-A', amount => '1.00' } ],
 );
+# the order of arrival is the order of the queue: each transfer is sent
+# once the one before is queued
+my $n = 0;
 for my $b (@batch) {
     push @pids, transfer_async($b->[0], $b->[1]);
-    sleep 0.05;                                  # arrival order
+    ok(queued(++$n), "$b->[0] queued, number $n");
 }
-sleep 0.3;
 $lock->commit;
 waitpid($_, 0) for @pids;
 
@@ -156,13 +176,17 @@ $lock->do(q{SELECT * FROM accounts WHERE account_number = 'G-BUSY'
 @pids = (transfer_async('hold', {
     transactionId => 'g-hold', sourceAccountNumber => 'G-BUSY',
     destinationAccountNumber => 'G-C', amount => '1.00' }));
-sleep 0.3;
+ok(RBCS::Test::wait_for(10, sub { $t->lock_waits >= 1 }),
+   'the transfer on G-BUSY holds the connection again');
 for my $i (1 .. 30) {
     push @pids, transfer_async("q-$i", {
         transactionId => "g-q-$i", sourceAccountNumber => 'G-BUSY',
         destinationAccountNumber => 'G-C', amount => '0.01' });
 }
-sleep 1.0;
+# every one of the 30 has arrived: 20 wait in the queue and the others
+# have their answer (a child writes its file once it has the answer)
+my $answered = sub { scalar grep { -e "$dir/q-$_" } 1 .. 30 };
+RBCS::Test::wait_for(10, sub { waiting() == 20 && $answered->() >= 10 });
 my @early = grep { -e "$dir/q-$_" } 1 .. 30;
 my @full = grep { (result("q-$_"))[0] == 503 } @early;
 is(scalar @early, 10, 'with 20 waiting, 10 more are answered at once')

@@ -63,6 +63,14 @@ $t->get('/accounts/M1/balance') for 1 .. 3;
 $t->get('/accounts/M1/balance?consistency=strong');
 $t->get('/accounts/NOPE');
 
+# the gauges below describe the pool at rest: every connection up (the
+# workers connect at start, in the background) and none still busy with
+# the last request's query
+RBCS::Test::wait_for(10, sub {
+    my $x = metrics()->{body};
+    (value($x, 'rbcs_mysql_connections{state="idle"}') // 0) == 16
+        && (value($x, 'rbcs_redis_connected') // 0) == 2;
+});
 my $text = metrics()->{body};
 
 SKIP: {
@@ -116,26 +124,21 @@ for (1 .. 20) {
 is_deeply([ keys %seen ], [ 5 ],
           'every worker reports the same pod-wide counters');
 
-# a reload keeps the counters
+# a reload keeps the counters ($t->reload returns once the new workers
+# are up and the old ones gone)
 $t->reload;
-sleep 0.5;
 ok(value(metrics()->{body}, 'rbcs_transfers_total{outcome="completed"}')
    >= 5, 'counters survive a reload');
 
 # --- a real Prometheus scrapes it ----------------------------------------
 
 SKIP: {
-    skip 'prometheus not installed (Debian package prometheus)', 3
+    skip 'prometheus not installed (Debian package prometheus)', 4
         unless $prometheus;
 
     my $dir = tempdir(CLEANUP => 1);
-    my $pport = do {
-        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => 0, Listen => 1);
-        my $p = $s->sockport;
-        close $s;
-        $p;
-    };
+    # prometheus binds it itself; the queries below wait for it
+    my $pport = RBCS::Test::free_port();
     open my $fh, '>', "$dir/prometheus.yml" or die;
     print $fh <<"YML";
 global:
@@ -173,6 +176,11 @@ YML
         return @$res ? $res->[0]{value}[1] : undef;
     };
 
+    # up when it listens (it may also have lost its port, or not start)
+    ok(RBCS::Test::wait_port($pport, 30), "Prometheus listens on 127.0.0.1:$pport")
+        or diag(-s "$dir/prometheus.log"
+                ? do { local (@ARGV, $/) = ("$dir/prometheus.log"); <> }
+                : 'no prometheus.log');
     my ($up, $first, $later);
     my $t0 = time;
     while (time - $t0 < 30) {

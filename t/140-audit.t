@@ -72,7 +72,7 @@ $slow->post_json('/accounts', { accountNumber => 'L1',
                                 initialBalance => '5.00' });
 $slow->post_json('/accounts', { accountNumber => 'L2' });
 my $lock = DBI->connect('DBI:MariaDB:mariadb_socket='
-        . $ENV{RBCS_TEST_MYSQL_SOCKET} . ';database=' . $slow->dbname,
+        . $RBCS::Test::MYSQL_SOCK . ';database=' . $slow->dbname,
         scalar(getpwuid($>)), '', { RaiseError => 1, AutoCommit => 0 });
 $lock->do(q{SELECT * FROM accounts WHERE account_number = 'L1'
             FOR UPDATE});

@@ -30,15 +30,8 @@ print $fh "$_ $key{$_}[0] $key{$_}[1]\n" for sort keys %key;
 close $fh;
 chmod 0644, "$dir/keys";
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 1) or die;
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
-
-my $ops = free_port();
+# nginx binds it itself, with the API port, before RBCS::Test->new returns
+my $ops = RBCS::Test::free_port();
 my $template = do {
     local (@ARGV, $/) = ("$RBCS::Test::ROOT/conf/nginx.prod.conf.in");
     <>;
@@ -103,13 +96,17 @@ is($r->{status}, 201, 'a signed transfer is applied');
 
 # --- the JSON access log -------------------------------------------------
 
-sleep 0.2;
-my @lines = do {
-    open my $lf, '<', "$dir/access.json" or die "no access log: $!";
-    <$lf>;
-};
-my ($entry) = grep { $_->{transaction_id} eq 'gw-1' }
-              map { eval { decode_json($_) } // () } @lines;
+# the line is written when nginx finishes the request, which may be after
+# the client has the answer: wait for it
+my (@lines, $entry);
+RBCS::Test::wait_for(5, sub {
+    open my $lf, '<', "$dir/access.json" or return;
+    @lines = <$lf>;
+    ($entry) = grep { ($_->{transaction_id} // '') eq 'gw-1' }
+               map { eval { decode_json($_) } // () } @lines;
+    return $entry;
+});
+ok(-e "$dir/access.json", 'the access log is written');
 ok($entry, 'the access log is JSON, one object a line');
 is($entry->{key_id}, 'client-1', 'with the key id');
 is($entry->{status}, 201, 'the status');
@@ -150,7 +147,18 @@ for (1 .. 4) {
            . "Content-Type: application/json\r\nContent-Length: 50\r\n\r\n{";
     push @held, $s;
 }
-sleep 0.3;
+# the limit counts a connection once nginx has read its request headers:
+# wait until it has for all four (stub_status counts those requests as
+# Writing, with the status request itself), well within the 1 s body
+# timeout that will end them
+RBCS::Test::wait_for(0.8, sub {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ops)
+        or return;
+    print $s "GET /nginx_status HTTP/1.0\r\n\r\n";
+    local $/;
+    my ($w) = (<$s> // '') =~ /Writing: (\d+)/;
+    return ($w // 0) >= 5;
+}, 0.02);
 $r = $t->get('/healthz');
 is($r->{status}, 429, 'over the connection limit per address: 429');
 

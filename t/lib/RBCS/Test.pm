@@ -287,6 +287,31 @@ sub dbh {
     return $self->{dbh};
 }
 
+# $t->lock_waits: how many connections to this instance's database wait
+# for a row lock right now (InnoDB LOCK WAIT).  A test that holds a lock
+# polls it (wait_for) to know its transfer has reached the database and is
+# held there, instead of sleeping and hoping it has.
+#
+# InnoDB refreshes INFORMATION_SCHEMA.INNODB_TRX only when nobody read it
+# for 0.1 s (trx_i_s cache): polled faster, it would never change.  So a
+# call waits until 0.15 s have passed since the previous one.
+my $TRX_READ = 0;
+
+sub lock_waits {
+    my ($self) = @_;
+    my $a = $self->{admin};
+    $self->{admin} = $a = _admin_connect($self->{mysql_port}, $self->{mysql_socket})
+        unless $a->{dbh} && eval { $a->{dbh}->ping };
+    my $idle = $TRX_READ + 0.15 - time;
+    sleep $idle if $idle > 0;
+    my ($n) = $a->{dbh}->selectrow_array(q{
+        SELECT COUNT(*) FROM information_schema.innodb_trx t
+          JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+         WHERE t.trx_state = 'LOCK WAIT' AND p.db = ?}, undef, $self->{dbname});
+    $TRX_READ = time;
+    return $n // 0;
+}
+
 # ------------------------------------------------------------------- nginx --
 
 sub _free_port {
@@ -296,6 +321,42 @@ sub _free_port {
     my $port = $s->sockport;
     close $s;
     return $port;
+}
+
+# RBCS::Test::free_port(): a port of 127.0.0.1 nothing listens on now.  It
+# is closed again, so whoever is given it binds it later and may lose it
+# to another process in between: only for a program that binds it itself
+# (nginx, prometheus, ...), whose user then waits for it with wait_port
+# (or another poll with a deadline).  A test's own server binds
+# LocalPort => 0 in the parent and forks with the socket listening.
+sub free_port { _free_port() }
+
+# RBCS::Test::wait_port($port, $timeout_s): 1 once 127.0.0.1:$port accepts
+# a connection, 0 when it still does not after $timeout_s (default 10).
+sub wait_port {
+    my ($port, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+    until (_can_connect($port)) {
+        return 0 if time > $deadline;
+        sleep 0.05;
+    }
+    return 1;
+}
+
+# RBCS::Test::wait_for($timeout_s, sub { ... }, $interval_s): calls the sub
+# until it returns a true value and returns that, or undef after
+# $timeout_s.  For what a test must see happen before it goes on (a
+# server up, a request queued, a log line written): a poll with a
+# deadline, where a fixed sleep would be a guess.
+sub wait_for {
+    my ($timeout, $code, $interval) = @_;
+    my $deadline = time + $timeout;
+    while (1) {
+        my $v = $code->();
+        return $v if $v;
+        return undef if time > $deadline;
+        sleep($interval // 0.05);
+    }
 }
 
 sub _render_conf {
@@ -398,18 +459,14 @@ sub _start_nginx {
 
 sub _wait_ready {
     my ($self) = @_;
-    my $deadline = time + 10;
-    until (_can_connect($self->{port})) {
-        croak "nginx does not accept connections on 127.0.0.1:$self->{port} after 10s\n"
-            . $self->error_log
-            if time > $deadline;
-        sleep 0.05;
-    }
+    wait_port($self->{port}, 10)
+        or croak "nginx does not accept connections on 127.0.0.1:$self->{port} after 10s\n"
+            . $self->error_log;
     return unless $self->{wait_healthz};
     # the module answers /healthz with 200 once it is ready; a module
     # without /healthz (404 and friends) is taken as ready as well
     my $status;
-    $deadline = time + 10;
+    my $deadline = time + 10;
     while (time < $deadline) {
         my $res = eval { $self->request('GET', '/healthz', timeout => 2) };
         $status = $res ? $res->{status} : undef;
@@ -767,7 +824,18 @@ sub new {
                 '--auth-root-authentication-method=socket', '--skip-test-db' ]);
         croak "mariadb-install-db failed:\n$r->{output}" if $r->{status};
     }
-    $self->start;
+    # The port is free_port's: another process may bind it before mariadbd
+    # does.  mariadbd then exits at once (start says so), and another port
+    # is tried.
+    for my $attempt (1 .. 5) {
+        last if eval { $self->start; 1 };
+        my $err = $@;
+        croak $err unless $attempt < 5
+            && $self->error_log =~ /Address already in use|Bind on TCP\/IP port/;
+        unlink $self->{log};
+        $self->{port} = RBCS::Test::_free_port();
+        $self->_write_cnf;
+    }
 
     my $dbh = $self->admin_dbh;
     $dbh->do($_) for
@@ -848,9 +916,17 @@ sub admin_dbh {
         { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
 }
 
-sub signal {   # $m->signal('STOP' | 'CONT' | 'KILL' ...)
+# $m->signal('STOP' | 'CONT' | 'KILL' ...).  After KILL it returns once the
+# process is gone (at most 10 s): its connections are broken and its port
+# and socket closed, which is what a test of a killed database goes on to
+# rely on.
+sub signal {
     my ($self, $sig) = @_;
     kill $sig, $self->{pid} if $self->{pid};
+    if ($sig eq 'KILL' && $self->{pid}) {
+        RBCS::Test::_wait_gone($self->{pid}, 10);
+        waitpid($self->{pid}, WNOHANG);
+    }
     return $self;
 }
 
@@ -897,8 +973,23 @@ sub new {
     make_path($dir);
     my $self = bless { dir => $dir, port => RBCS::Test::_free_port() },
                      $class;
-    $self->start;
+    # the port is free_port's: when another process took it first,
+    # redis-server exits at once (start says so), and another port is tried
+    for my $attempt (1 .. 5) {
+        last if eval { $self->start; 1 };
+        my $err = $@;
+        croak $err unless $attempt < 5 && $self->error_log =~ /Address already in use/;
+        unlink "$dir/redis.log";
+        $self->{port} = RBCS::Test::_free_port();
+    }
     return $self;
+}
+
+sub error_log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/redis.log" or return '';
+    local $/;
+    return <$fh> // '';
 }
 
 sub port { $_[0]{port} }
@@ -924,14 +1015,19 @@ sub start {
     }
     $self->{pid} = $pid;
     $self->{owner} = $$;
+    # Ready when the redis-server started here answers on the port: a
+    # PONG alone could come from another one that took the port first.
     my $deadline = time + 10;
     while (time < $deadline) {
-        return $self if ($self->cli('PING') // '') =~ /PONG/;
-        croak "private redis-server exited at startup"
-            if waitpid($pid, WNOHANG) == $pid;
+        my $info = $self->cli('INFO', 'server') // '';
+        return $self if $info =~ /^process_id:(\d+)\r?$/m && $1 == $pid;
+        if (waitpid($pid, WNOHANG) == $pid) {
+            delete $self->{pid};
+            croak "private redis-server exited at startup:\n" . $self->error_log;
+        }
         sleep 0.05;
     }
-    croak "private redis-server did not come up within 10s";
+    croak "private redis-server did not come up within 10s:\n" . $self->error_log;
 }
 
 sub cli {
@@ -1086,13 +1182,28 @@ worker_pids; plan(n) (plans n + 1: the error.log check); allow_log(qr//...).
 Responses: $r->{status}, $r->{headers}{lc name}, $r->{body}, $r->{raw},
 $r->{header_lines}, $r->json, $r->header(name).
 
+lock_waits: how many connections to the instance's database wait for a
+row lock now (poll it with wait_for before relying on a held transfer).
+
+=head1 FUNCTIONS
+
+RBCS::Test::free_port() (a port nothing listens on now; for a program that
+binds it itself, whose user then waits for it), RBCS::Test::wait_port(port,
+timeout) (1 once 127.0.0.1:port accepts a connection, 0 after timeout s),
+RBCS::Test::wait_for(timeout, sub, interval) (the sub's first true value,
+or undef after timeout s).  A server of a test's own binds LocalPort => 0
+before it forks, so that its port is listening when fork returns.
+
 RBCS::Test::private_mariadb() returns an object with port, pid, socket, stop,
-start (restart on the same datadir and port), signal(SIG), admin_dbh,
-error_log.
+start (restart on the same datadir and port), signal(SIG) (after KILL it
+waits until the process is gone), admin_dbh, error_log.
 
 RBCS::Test::private_redis() returns an object with port, pid, dir, start
 (restart on the same dir: loads the last ->save), stop, signal(SIG), save,
-cli(args).  cache_zone => 'zone=name:64k ttl=1s' sets the cache zone's
+cli(args), error_log.  Both are ready when they return: the server started
+there answers (another port is taken when its free port was lost).
+
+cache_zone => 'zone=name:64k ttl=1s' sets the cache zone's
 parameters ('' for no cache).  conf => text replaces the template (e.g.
 conf/nginx.prod.conf.in), vars => { NAME => value } fills its other
 placeholders.  pod_of => $t makes an instance that shares $t's database and
