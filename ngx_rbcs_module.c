@@ -9,6 +9,7 @@
 
 #include "ngx_rbcs.h"
 #include "ngx_rbcs_mysql.h"
+#include "ngx_rbcs_batch.h"
 #include "ngx_rbcs_router.h"
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_redis.h"
@@ -782,7 +783,9 @@ ngx_rbcs_init_process(ngx_cycle_t *cycle)
 
     (void) ngx_rbcs_metrics_init_process(cycle);
 
-    if (ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql) != NGX_OK) {
+    if (ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql) != NGX_OK
+        || ngx_rbcs_batch_init_process(cycle, &rmcf->mysql) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -803,6 +806,7 @@ static void
 ngx_rbcs_exit_process(ngx_cycle_t *cycle)
 {
     ngx_rbcs_redis_exit_process(cycle);
+    ngx_rbcs_batch_exit_process(cycle);
     ngx_rbcs_mysql_exit_process(cycle);
 }
 

@@ -7,23 +7,12 @@
 
 #include "ngx_rbcs_account.h"
 #include "ngx_rbcs_http.h"
-#include "ngx_rbcs_router.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_balance.h"
 
 
 #define NGX_RBCS_HISTORY_DEFAULT  50
 #define NGX_RBCS_HISTORY_MAX      500
-
-/* columns of an account row, see ngx_rbcs_account_columns */
-#define NGX_RBCS_ACC_RESULT       0
-#define NGX_RBCS_ACC_NUMBER       1
-#define NGX_RBCS_ACC_CURRENCY     2
-#define NGX_RBCS_ACC_SCALE        3
-#define NGX_RBCS_ACC_BALANCE      4
-#define NGX_RBCS_ACC_VERSION      5
-#define NGX_RBCS_ACC_CREATED      6
-#define NGX_RBCS_ACC_UPDATED      7
 
 /* columns of a history entry */
 #define NGX_RBCS_ENT_TYPE         0
@@ -42,15 +31,17 @@ typedef struct {
 } ngx_rbcs_account_ctx_t;
 
 
-static void ngx_rbcs_account_open_done(ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_account_written(ngx_http_request_t *r,
+    ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_account_spread(ngx_http_request_t *r,
+    ngx_str_t *row);
 static ngx_int_t ngx_rbcs_account_send(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q, ngx_uint_t status);
+    ngx_str_t *row, ngx_uint_t status);
 static ngx_int_t ngx_rbcs_account_query(ngx_http_request_t *r,
-    ngx_str_t *sql, ngx_rbcs_mysql_handler_pt handler, ngx_uint_t trx,
-    void *ctx);
+    ngx_str_t *sql, ngx_rbcs_mysql_handler_pt handler, void *ctx);
 
 
 static ngx_rbcs_field_spec_t  ngx_rbcs_account_fields[] = {
@@ -60,30 +51,22 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_account_fields[] = {
 };
 
 
-#define NGX_RBCS_ACCOUNT_COLUMNS                                              \
-    "account_number, currency, scale, balance, version, created_at, "          \
-    "updated_at"
-
-
 /* run a query for a request; NGX_DONE, or the status to finalize with */
 
 static ngx_int_t
 ngx_rbcs_account_query(ngx_http_request_t *r, ngx_str_t *sql,
-    ngx_rbcs_mysql_handler_pt handler, ngx_uint_t trx, void *ctx)
+    ngx_rbcs_mysql_handler_pt handler, void *ctx)
 {
     ngx_rbcs_ctx_t          *rctx;
     ngx_rbcs_mysql_query_t  *q;
 
-    q = ngx_rbcs_mysql_create(r);
+    q = ngx_rbcs_http_query(r, handler);
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     q->sql = *sql;
-    q->handler = handler;
-    q->transaction = trx;
     q->idempotent = 1;
-    q->data = r;
 
     if (ctx) {
         rctx = ngx_rbcs_ctx(r);
@@ -95,7 +78,7 @@ ngx_rbcs_account_query(ngx_http_request_t *r, ngx_str_t *sql,
     }
 
     if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, NULL);
+        return ngx_rbcs_http_unavailable(r, 0);
     }
 
     return NGX_DONE;
@@ -106,10 +89,10 @@ ngx_int_t
 ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     size_t nfields)
 {
-    u_char                *p;
     ngx_int_t              rc;
-    ngx_str_t              sql, *cur, *init;
+    ngx_str_t             *cur, *init, *actor;
     ngx_rbcs_field_t       f[3];
+    ngx_rbcs_batch_op_t   *op;
     ngx_rbcs_uint128_t     units;
     ngx_rbcs_currency_t   *currency;
     ngx_rbcs_main_conf_t  *rmcf;
@@ -150,53 +133,44 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "the currency's scale");
     }
 
-    sql.data = ngx_pnalloc(r->pool, 256 + init->len + NGX_RBCS_ID_MAX_LEN);
-    if (sql.data == NULL) {
+    op = ngx_rbcs_batch_op_create(r->connection->log);
+    if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(sql.data,
-                    "START TRANSACTION;"
-                    "CALL rbcs_open_account('%V','%V',%ui,%V,",
-                    &f[0].value, &currency->code, currency->scale, init);
-    p = ngx_rbcs_sql_actor(p, r);
-    p = ngx_cpymem(p, ");COMMIT", sizeof(");COMMIT") - 1);
+    actor = ngx_rbcs_http_actor(r);
 
-    sql.len = p - sql.data;
+    op->kind = NGX_RBCS_LEDGER_OPEN;
+    op->currency = currency;
 
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_open_done, 1,
-                                  NULL);
+    if ((op->source.data = ngx_pstrdup(op->pool, &f[0].value)) == NULL
+        || (op->initial.data = ngx_pstrdup(op->pool, init)) == NULL
+        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
+                     == NULL))
+    {
+        ngx_rbcs_batch_cancel(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    op->source.len = f[0].value.len;
+    op->initial.len = init->len;
+    op->actor.len = actor ? actor->len : 0;
+
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_written);
 }
 
 
-static void
-ngx_rbcs_account_open_done(ngx_rbcs_mysql_query_t *q)
+/* created 201, repeated 200 (201 when its own lost answer), or 409 */
+
+static ngx_int_t
+ngx_rbcs_account_written(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op)
 {
-    ngx_int_t            rc;
-    ngx_str_t           *result;
-    ngx_http_request_t  *r;
-
-    r = q->data;
-
-    result = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_RESULT);
-
-    if (q->rc != NGX_RBCS_MYSQL_OK || result == NULL || result->data == NULL)
-    {
-        rc = ngx_rbcs_http_unavailable(r, q);
-
-    } else if (ngx_strcmp(result->data, "conflict") == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_CONFLICT, "account_exists",
-                   "the account number is taken with another currency or "
-                   "initial balance");
-
-    } else if (ngx_strcmp(result->data, "existing") == 0) {
-        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK);
-
-    } else {
-        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_CREATED);
+    if (op->row == NULL) {
+        return ngx_rbcs_http_problem_str(r, op->status, &op->code,
+                                         &op->detail);
     }
 
-    ngx_rbcs_router_done(r, rc);
+    return ngx_rbcs_account_send(r, op->row, op->status);
 }
 
 
@@ -227,13 +201,12 @@ ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number,
     }
 
     sql.len = ngx_sprintf(sql.data,
-                          "SELECT 'found', " NGX_RBCS_ACCOUNT_COLUMNS
+                          "SELECT " NGX_RBCS_ACC_COLUMNS
                           " FROM accounts WHERE account_number = '%V'",
                           number)
               - sql.data;
 
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_get_done, 0,
-                                  ctx);
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_get_done, ctx);
 }
 
 
@@ -244,7 +217,7 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
     ngx_http_request_t      *r;
     ngx_rbcs_account_ctx_t  *ctx;
 
-    r = q->data;
+    r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
@@ -255,7 +228,8 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
                           : NGX_DECLINED;
 
         if (rc == NGX_DECLINED) {
-            rc = ngx_rbcs_http_unavailable(r, q);
+            rc = ngx_rbcs_http_unavailable(r,
+                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
         }
 
     } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
@@ -263,62 +237,74 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
                                    "account_not_found",
                                    "the account does not exist");
 
+    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_N - 1) == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
     } else if (ctx->balance) {
         rc = ngx_rbcs_balance_send_row(r, q, 0, 0, NGX_RBCS_ACC_NUMBER);
 
     } else {
-        rc = ngx_rbcs_account_send(r, q, NGX_HTTP_OK);
+        rc = ngx_rbcs_account_spread(r, ngx_rbcs_mysql_cell(q, 0, 0, 0));
+
+        if (rc == NGX_OK) {
+            rc = ngx_rbcs_account_send(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
+                                       NGX_HTTP_OK);
+        }
     }
 
-    ngx_rbcs_router_done(r, rc);
+    ngx_rbcs_http_done(r, rc);
 }
 
 
-/* the account resource from an account row, which also feeds the cache */
+/* an account row read from MariaDB is current: it feeds the caches */
 
 static ngx_int_t
-ngx_rbcs_account_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row)
+{
+    ngx_uint_t  scale;
+
+    if (ngx_rbcs_atoui(&row[NGX_RBCS_ACC_SCALE], &scale) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_rbcs_balance_update(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
+                            &row[NGX_RBCS_ACC_VERSION],
+                            &row[NGX_RBCS_ACC_BALANCE], scale,
+                            &row[NGX_RBCS_ACC_CURRENCY], 1);
+
+    return NGX_OK;
+}
+
+
+/* the account resource from an account row */
+
+static ngx_int_t
+ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
     ngx_uint_t status)
 {
     ngx_str_t       *c;
     ngx_uint_t       scale;
     ngx_rbcs_out_t   out;
 
-    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
-                       &scale)
-        != NGX_OK
+    if (ngx_rbcs_atoui(&row[NGX_RBCS_ACC_SCALE], &scale) != NGX_OK
         || ngx_rbcs_out_init(&out, r->pool, 320) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_rbcs_balance_update(r,
-                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER),
-                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_VERSION),
-                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_BALANCE),
-                         scale,
-                         ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY),
-                         1);
-
     ngx_rbcs_out_cstr(&out, "{");
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
+    c = &row[NGX_RBCS_ACC_NUMBER];
     ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY);
+    c = &row[NGX_RBCS_ACC_CURRENCY];
     ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
 
-    ngx_rbcs_out_amount(&out, "balance",
-                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_BALANCE),
-                        scale, 0);
-
-    ngx_rbcs_out_juint(&out, "version",
-                       ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_VERSION));
-
-    ngx_rbcs_out_datetime(&out, "createdAt",
-                          ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CREATED));
-    ngx_rbcs_out_datetime(&out, "updatedAt",
-                          ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_UPDATED));
+    ngx_rbcs_out_amount(&out, "balance", &row[NGX_RBCS_ACC_BALANCE], scale,
+                        0);
+    ngx_rbcs_out_juint(&out, "version", &row[NGX_RBCS_ACC_VERSION]);
+    ngx_rbcs_out_datetime(&out, "createdAt", &row[NGX_RBCS_ACC_CREATED]);
+    ngx_rbcs_out_datetime(&out, "updatedAt", &row[NGX_RBCS_ACC_UPDATED]);
 
     ngx_rbcs_out_cstr(&out, "}");
 
@@ -373,7 +359,7 @@ ngx_rbcs_account_history(ngx_http_request_t *r, ngx_str_t *number)
     }
 
     p = ngx_sprintf(sql.data,
-                    "SELECT 'found', " NGX_RBCS_ACCOUNT_COLUMNS
+                    "SELECT " NGX_RBCS_ACC_COLUMNS
                     " FROM accounts WHERE account_number = '%V';"
                     "SELECT type, transaction_id, counterparty, amount, "
                     "balance_after, created_at, version FROM entries "
@@ -396,7 +382,7 @@ ngx_rbcs_account_history(ngx_http_request_t *r, ngx_str_t *number)
 
     sql.len = p - sql.data;
 
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_history_done, 0,
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_history_done,
                                   ctx);
 }
 
@@ -411,11 +397,11 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
     ngx_http_request_t      *r;
     ngx_rbcs_account_ctx_t  *ctx;
 
-    r = q->data;
+    r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
     if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
-        rc = ngx_rbcs_http_unavailable(r, q);
+        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
         goto done;
     }
 
@@ -489,7 +475,7 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
 
 done:
 
-    ngx_rbcs_router_done(r, rc);
+    ngx_rbcs_http_done(r, rc);
 }
 
 
@@ -513,7 +499,7 @@ ngx_rbcs_account_ready(ngx_http_request_t *r)
                                   sizeof("{\"status\":\"ready\"}") - 1);
     }
 
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_ready_done, 0,
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_ready_done,
                                   NULL);
 }
 
@@ -524,10 +510,10 @@ ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q)
     ngx_int_t            rc;
     ngx_http_request_t  *r;
 
-    r = q->data;
+    r = ngx_rbcs_http_query_request(q);
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
-        rc = ngx_rbcs_http_unavailable(r, q);
+        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
 
     } else {
         rc = ngx_rbcs_http_send(r, NGX_HTTP_OK,
@@ -536,5 +522,5 @@ ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q)
                                 sizeof("{\"status\":\"ready\"}") - 1);
     }
 
-    ngx_rbcs_router_done(r, rc);
+    ngx_rbcs_http_done(r, rc);
 }

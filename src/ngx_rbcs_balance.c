@@ -18,7 +18,6 @@
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_redis.h"
-#include "ngx_rbcs_router.h"
 #include "ngx_rbcs_metrics.h"
 
 
@@ -36,8 +35,8 @@ static ngx_int_t ngx_rbcs_balance_send(ngx_http_request_t *r,
 static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     ngx_rbcs_redis_balance_t *b);
 static void ngx_rbcs_balance_cleanup(void *data);
-static void ngx_rbcs_balance_store(ngx_http_request_t *r,
-    ngx_str_t *account, ngx_rbcs_cache_entry_t *e);
+static void ngx_rbcs_balance_store(ngx_log_t *log, ngx_str_t *account,
+    ngx_rbcs_cache_entry_t *e);
 static ngx_int_t ngx_rbcs_balance_entry(ngx_rbcs_cache_entry_t *e,
     ngx_str_t *version, ngx_str_t *decimal, ngx_uint_t scale,
     ngx_str_t *currency, ngx_uint_t exact);
@@ -156,7 +155,7 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
         {
             ngx_rbcs_cache_put(rmcf->cache, &ctx->account, &e, 1);
             ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_HIT);
-            ngx_rbcs_router_done(r,
+            ngx_rbcs_http_done(r,
                 ngx_rbcs_balance_send(r, &ctx->account, &e, "redis"));
             return;
         }
@@ -167,7 +166,7 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     rrc = ngx_rbcs_account_get(r, &ctx->account, 1);
 
     if (rrc != NGX_DONE) {
-        ngx_rbcs_router_done(r, rrc);
+        ngx_rbcs_http_done(r, rrc);
     }
 }
 
@@ -293,7 +292,7 @@ ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_rbcs_balance_store(r, account, &e);
+    ngx_rbcs_balance_store(r->connection->log, account, &e);
     ngx_rbcs_metrics_inc(NGX_RBCS_M_DB_READ);
 
     return ngx_rbcs_balance_send(r, account, &e, "database");
@@ -308,7 +307,7 @@ ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
  */
 
 void
-ngx_rbcs_balance_update(ngx_http_request_t *r, ngx_str_t *account,
+ngx_rbcs_balance_update(ngx_log_t *log, ngx_str_t *account,
     ngx_str_t *version, ngx_str_t *balance, ngx_uint_t scale,
     ngx_str_t *currency, ngx_uint_t current)
 {
@@ -318,14 +317,14 @@ ngx_rbcs_balance_update(ngx_http_request_t *r, ngx_str_t *account,
     if (ngx_rbcs_balance_entry(&e, version, balance, scale, currency, 0)
         != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "rbcs: unreadable balance \"%V\" version \"%V\" "
                       "of account \"%V\"", balance, version, account);
         return;
     }
 
     if (current) {
-        ngx_rbcs_balance_store(r, account, &e);
+        ngx_rbcs_balance_store(log, account, &e);
         return;
     }
 
@@ -334,7 +333,7 @@ ngx_rbcs_balance_update(ngx_http_request_t *r, ngx_str_t *account,
      * this pod's later reads, which must not go below what it answered.
      */
 
-    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
 
     if (rmcf->cache) {
         ngx_rbcs_cache_put(rmcf->cache, account, &e, 0);
@@ -343,14 +342,14 @@ ngx_rbcs_balance_update(ngx_http_request_t *r, ngx_str_t *account,
 
 
 static void
-ngx_rbcs_balance_store(ngx_http_request_t *r, ngx_str_t *account,
+ngx_rbcs_balance_store(ngx_log_t *log, ngx_str_t *account,
     ngx_rbcs_cache_entry_t *e)
 {
     u_char                    buf[NGX_RBCS_AMOUNT_MAX_LEN];
     ngx_rbcs_main_conf_t     *rmcf;
     ngx_rbcs_redis_balance_t  b;
 
-    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
 
     if (rmcf->cache) {
         ngx_rbcs_cache_put(rmcf->cache, account, e, 1);
@@ -367,7 +366,7 @@ ngx_rbcs_balance_store(ngx_http_request_t *r, ngx_str_t *account,
         b.scale = e->scale;
 
         if (ngx_rbcs_redis_put(&b) != NGX_OK) {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                            "rbcs: balance of \"%V\" not sent to redis",
                            account);
         }

@@ -18,7 +18,7 @@ ngx_int_t ngx_rbcs_balance_send_row(ngx_http_request_t *r,
     ngx_rbcs_mysql_query_t *q, ngx_uint_t set, ngx_uint_t row,
     ngx_uint_t col);
 ngx_int_t ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number);
-void ngx_rbcs_balance_update(ngx_http_request_t *r, ngx_str_t *account,
+void ngx_rbcs_balance_update(ngx_log_t *log, ngx_str_t *account,
     ngx_str_t *version, ngx_str_t *balance, ngx_uint_t scale,
     ngx_str_t *currency, ngx_uint_t current);
 

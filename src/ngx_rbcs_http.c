@@ -9,6 +9,12 @@
 #include "ngx_rbcs_time.h"
 
 
+static void ngx_rbcs_http_query_cleanup(void *data);
+static void ngx_rbcs_http_db_time(ngx_http_request_t *r, ngx_msec_t ms);
+static void ngx_rbcs_http_write_done(ngx_rbcs_batch_op_t *op);
+static void ngx_rbcs_http_write_cleanup(void *data);
+
+
 typedef struct {
     const char                *code;
     const char                *title;
@@ -140,9 +146,12 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
 
     title = "Error";
 
+    /* the code outlives the answer (logs, metrics): the request's copy */
+
     ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
     if (ctx) {
-        ctx->code = *code;
+        ctx->code.data = ngx_pstrdup(r->pool, code);
+        ctx->code.len = ctx->code.data ? code->len : 0;
     }
 
     for (t = ngx_rbcs_problem_titles; t->code; t++) {
@@ -188,7 +197,7 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
 /* 503: nothing is known to be applied, or the outcome is unknown */
 
 ngx_int_t
-ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q)
+ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_uint_t unknown)
 {
     ngx_table_elt_t  *h;
 
@@ -201,7 +210,7 @@ ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q)
     ngx_str_set(&h->key, "Retry-After");
     ngx_str_set(&h->value, "1");
 
-    if (q && q->rc == NGX_RBCS_MYSQL_EUNKNOWN) {
+    if (unknown) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                    "unavailable",
                    "the outcome is not known yet; retrying with the same "
@@ -545,12 +554,12 @@ ngx_rbcs_valid_account(u_char *p, size_t len)
 
 
 /*
- * The audit log's actor as an SQL value: the authenticated key id (it
- * matches the id pattern, so it needs no escaping), or NULL.
+ * The audit log's actor: the authenticated key id (it matches the id
+ * pattern, so SQL needs no escaping for it), or NULL.
  */
 
-u_char *
-ngx_rbcs_sql_actor(u_char *p, ngx_http_request_t *r)
+ngx_str_t *
+ngx_rbcs_http_actor(ngx_http_request_t *r)
 {
     ngx_rbcs_ctx_t  *ctx;
 
@@ -559,10 +568,10 @@ ngx_rbcs_sql_actor(u_char *p, ngx_http_request_t *r)
     if (ctx == NULL || ctx->key_id.len == 0
         || !ngx_rbcs_valid_id(ctx->key_id.data, ctx->key_id.len))
     {
-        return ngx_cpymem(p, "NULL", 4);
+        return NULL;
     }
 
-    return ngx_sprintf(p, "'%V'", &ctx->key_id);
+    return &ctx->key_id;
 }
 
 
@@ -889,4 +898,168 @@ ngx_rbcs_http_db_time_variable(ngx_http_request_t *r,
     v->len = ngx_sprintf(p, "%ui.%03ui", ms / 1000, ms % 1000) - p;
 
     return NGX_OK;
+}
+
+
+/*
+ * A database query for a request: its results in the request's pool, and
+ * forgotten by the pool if the request goes away first.
+ */
+
+ngx_rbcs_mysql_query_t *
+ngx_rbcs_http_query(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler)
+{
+    ngx_http_cleanup_t      *cln;
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ngx_rbcs_mysql_create(r->pool, r->connection->log);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_rbcs_http_query_cleanup;
+    cln->data = q;
+
+    q->handler = handler;
+    q->data = r;
+
+    return q;
+}
+
+
+static void
+ngx_rbcs_http_query_cleanup(void *data)
+{
+    ngx_rbcs_mysql_cancel(data);
+}
+
+
+/* the request a query's handler answers, its database time counted */
+
+ngx_http_request_t *
+ngx_rbcs_http_query_request(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_http_request_t  *r;
+
+    r = q->data;
+
+    ngx_rbcs_http_db_time(r, q->elapsed);
+
+    return r;
+}
+
+
+static void
+ngx_rbcs_http_db_time(ngx_http_request_t *r, ngx_msec_t ms)
+{
+    ngx_rbcs_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+    if (ctx) {
+        ctx->db_time += ms;
+    }
+}
+
+
+/*
+ * A request's state change, queued on the write path.  NGX_DONE: the
+ * handler answers later; otherwise the status to finalize with (503 when
+ * the write path cannot take it).  A request that goes away leaves the
+ * operation to be written without an answer.
+ */
+
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_rbcs_batch_op_t       *op;
+    ngx_rbcs_http_write_pt     handler;
+} ngx_rbcs_http_write_t;
+
+
+ngx_int_t
+ngx_rbcs_http_write(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_http_write_pt handler)
+{
+    ngx_http_cleanup_t     *cln;
+    ngx_rbcs_http_write_t  *wr;
+
+    cln = ngx_http_cleanup_add(r, sizeof(ngx_rbcs_http_write_t));
+    if (cln == NULL) {
+        ngx_rbcs_batch_cancel(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    wr = cln->data;
+    wr->request = r;
+    wr->op = op;
+    wr->handler = handler;
+
+    cln->handler = ngx_rbcs_http_write_cleanup;
+
+    op->handler = ngx_rbcs_http_write_done;
+    op->data = wr;
+
+    if (ngx_rbcs_batch_submit(op) != NGX_OK) {
+        wr->op = NULL;
+        ngx_rbcs_batch_cancel(op);
+        return ngx_rbcs_http_unavailable(r, 0);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_rbcs_http_write_done(ngx_rbcs_batch_op_t *op)
+{
+    ngx_int_t               rc;
+    ngx_http_request_t     *r;
+    ngx_rbcs_http_write_t  *wr;
+
+    wr = op->data;
+    wr->op = NULL;
+    r = wr->request;
+
+    ngx_rbcs_http_db_time(r, ngx_current_msec - op->start);
+
+    if (op->rc != NGX_RBCS_MYSQL_OK) {
+        rc = (op->rc == NGX_RBCS_MYSQL_ESQL)
+             ? NGX_HTTP_INTERNAL_SERVER_ERROR
+             : ngx_rbcs_http_unavailable(r, op->rc
+                                            == NGX_RBCS_MYSQL_EUNKNOWN);
+    } else {
+        rc = wr->handler(r, op);
+    }
+
+    ngx_rbcs_http_done(r, rc);
+}
+
+
+static void
+ngx_rbcs_http_write_cleanup(void *data)
+{
+    ngx_rbcs_http_write_t  *wr = data;
+
+    if (wr->op) {
+        ngx_rbcs_batch_cancel(wr->op);
+        wr->op = NULL;
+    }
+}
+
+
+/* the end of a request whose answer came from an event */
+
+void
+ngx_rbcs_http_done(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
 }

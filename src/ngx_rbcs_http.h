@@ -12,6 +12,7 @@
 #include "ngx_rbcs.h"
 #include "ngx_rbcs_json.h"
 #include "ngx_rbcs_mysql.h"
+#include "ngx_rbcs_batch.h"
 
 
 /* field kinds for ngx_rbcs_http_fields() */
@@ -21,6 +22,10 @@
 /* results of ngx_rbcs_http_fields() */
 #define NGX_RBCS_INVALID_REQUEST  1
 #define NGX_RBCS_INVALID_AMOUNT   2
+
+
+typedef ngx_int_t (*ngx_rbcs_http_write_pt)(ngx_http_request_t *r,
+    ngx_rbcs_batch_op_t *op);
 
 
 typedef struct {
@@ -55,7 +60,13 @@ ngx_int_t ngx_rbcs_http_problem(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_rbcs_http_problem_str(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *code, ngx_str_t *detail);
 ngx_int_t ngx_rbcs_http_unavailable(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q);
+    ngx_uint_t unknown);
+ngx_rbcs_mysql_query_t *ngx_rbcs_http_query(ngx_http_request_t *r,
+    ngx_rbcs_mysql_handler_pt handler);
+ngx_http_request_t *ngx_rbcs_http_query_request(ngx_rbcs_mysql_query_t *q);
+ngx_int_t ngx_rbcs_http_write(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_http_write_pt handler);
+void ngx_rbcs_http_done(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_rbcs_http_not_allowed(ngx_http_request_t *r, char *allow);
 ngx_int_t ngx_rbcs_http_problem_handler(ngx_http_request_t *r);
 
@@ -83,7 +94,7 @@ void ngx_rbcs_out_datetime(ngx_rbcs_out_t *out, const char *name,
     ngx_str_t *datetime);
 
 ngx_int_t ngx_rbcs_atoui(ngx_str_t *s, ngx_uint_t *n);
-u_char *ngx_rbcs_sql_actor(u_char *p, ngx_http_request_t *r);
+ngx_str_t *ngx_rbcs_http_actor(ngx_http_request_t *r);
 
 ngx_int_t ngx_rbcs_http_client_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);

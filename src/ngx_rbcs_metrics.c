@@ -35,6 +35,7 @@ typedef struct {
     ngx_atomic_t               idle;
     ngx_atomic_t               waiting;
     ngx_atomic_t               connecting;
+    ngx_atomic_t               write_queue;
     ngx_atomic_t               redis;
     ngx_atomic_t               pid;
 } ngx_rbcs_metrics_worker_t;
@@ -198,6 +199,7 @@ ngx_rbcs_metrics_init_process(ngx_cycle_t *cycle)
     w->idle = 0;
     w->waiting = 0;
     w->connecting = 0;
+    w->write_queue = 0;
     w->redis = 0;
     w->pid = ngx_pid;
 
@@ -253,6 +255,17 @@ ngx_rbcs_metrics_pool(ngx_uint_t busy, ngx_uint_t idle, ngx_uint_t waiting,
     w->idle = idle;
     w->waiting = waiting;
     w->connecting = connecting;
+}
+
+
+/* operations waiting for this worker's next write batch */
+
+void
+ngx_rbcs_metrics_write_queue(ngx_uint_t n)
+{
+    if (ngx_rbcs_metrics && ngx_worker < NGX_RBCS_MW_N) {
+        ngx_rbcs_metrics->workers[ngx_worker].write_queue = n;
+    }
 }
 
 
@@ -406,7 +419,8 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
 {
     u_char                      buf[512];
     ngx_uint_t                  i, j, cumulative, v;
-    ngx_uint_t                  busy, idle, waiting, connecting, redis;
+    ngx_uint_t                  busy, idle, waiting, connecting, redis,
+                                queued;
     const char                 *last;
     ngx_rbcs_out_t              out;
     ngx_rbcs_metrics_sh_t      *m;
@@ -518,7 +532,7 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
     ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
                                            ngx_core_module);
 
-    busy = idle = waiting = connecting = redis = 0;
+    busy = idle = waiting = connecting = redis = queued = 0;
 
     for (i = 0; i < (ngx_uint_t) ccf->worker_processes
                 && i < NGX_RBCS_MW_N; i++)
@@ -528,6 +542,7 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
         idle += w->idle;
         waiting += w->waiting;
         connecting += w->connecting;
+        queued += w->write_queue;
         redis += w->redis;
     }
 
@@ -543,6 +558,11 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
         "# HELP rbcs_mysql_waiting Requests waiting for a MariaDB "
         "connection.\n# TYPE rbcs_mysql_waiting gauge\n"
         "rbcs_mysql_waiting %ui\n", waiting) - buf);
+
+    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+        "# HELP rbcs_write_queue Operations waiting for their worker's next "
+        "write batch.\n# TYPE rbcs_write_queue gauge\n"
+        "rbcs_write_queue %ui\n", queued) - buf);
 
     ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
         "# HELP rbcs_redis_connected Workers whose Redis connection is up."

@@ -50,6 +50,7 @@ void ngx_rbcs_metrics_inc(ngx_uint_t counter);
 void ngx_rbcs_metrics_batch(ngx_uint_t n);
 void ngx_rbcs_metrics_pool(ngx_uint_t busy, ngx_uint_t idle,
     ngx_uint_t waiting, ngx_uint_t connecting);
+void ngx_rbcs_metrics_write_queue(ngx_uint_t n);
 void ngx_rbcs_metrics_redis(ngx_uint_t connected);
 ngx_int_t ngx_rbcs_metrics_log(ngx_http_request_t *r);
 ngx_int_t ngx_rbcs_metrics_handler(ngx_http_request_t *r);

@@ -29,12 +29,12 @@
 #define NGX_RBCS_MC_STORE       5
 #define NGX_RBCS_MC_NEXT        6
 #define NGX_RBCS_MC_ROLLBACK    7
+#define NGX_RBCS_MC_HELD        8   /* between two queries of one owner */
 
 #define NGX_RBCS_Q_NEW          0
 #define NGX_RBCS_Q_QUEUED       1
 #define NGX_RBCS_Q_RUNNING      2
-#define NGX_RBCS_Q_BACKOFF      3
-#define NGX_RBCS_Q_DONE         4
+#define NGX_RBCS_Q_DONE         3
 
 #define NGX_RBCS_MYSQL_BACKOFF_MIN   100
 #define NGX_RBCS_MYSQL_BACKOFF_MAX   5000
@@ -54,8 +54,6 @@ typedef struct {
     u_char                    *password;
     u_char                    *database;
     ngx_msec_t                 answered;    /* last successful round trip */
-    ngx_uint_t                 batches;     /* batches sent */
-    ngx_uint_t                 batched;     /* transfers sent in batches */
 } ngx_rbcs_mysql_pool_t;
 
 
@@ -70,11 +68,7 @@ struct ngx_rbcs_mysql_conn_s {
     ngx_event_t                kick;
     ngx_queue_t                queue;       /* in pool->idle when idle */
 
-    /* what runs: one query, or a batch of transfers (group commit) */
-    ngx_rbcs_mysql_query_t   **queries;     /* an entry is NULL if detached */
-    ngx_uint_t                 nq;
-    ngx_uint_t                 set;         /* next result set */
-    unsigned                   batch:1;
+    ngx_rbcs_mysql_query_t    *query;       /* what runs; NULL if detached */
 
     u_char                    *sql;         /* own copy of the query */
     size_t                     sql_len;
@@ -106,19 +100,16 @@ static void ngx_rbcs_mysql_set_idle(ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc);
 static ngx_int_t ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc,
     ngx_rbcs_mysql_query_t *q);
-static ngx_int_t ngx_rbcs_mysql_start_batch(ngx_rbcs_mysql_conn_t *mc);
 static ngx_int_t ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc);
 static ngx_int_t ngx_rbcs_mysql_reserve(ngx_rbcs_mysql_conn_t *mc,
     size_t size);
-static ngx_uint_t ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc,
-    ngx_rbcs_mysql_query_t **out);
+static ngx_rbcs_mysql_query_t *ngx_rbcs_mysql_take(
+    ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_mysql_publish(void);
-static void ngx_rbcs_mysql_account_time(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
     ngx_uint_t rc, ngx_uint_t err);
 static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
-static void ngx_rbcs_mysql_cleanup(void *data);
 static ngx_uint_t ngx_rbcs_mysql_usable(void);
 static void ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool);
 static u_char *ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s);
@@ -178,12 +169,6 @@ ngx_rbcs_mysql_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
         mc->kick.handler = ngx_rbcs_mysql_kick_handler;
         mc->kick.data = mc;
         mc->kick.log = cycle->log;
-
-        mc->queries = ngx_pcalloc(cycle->pool, conf->batch_size
-                                       * sizeof(ngx_rbcs_mysql_query_t *));
-        if (mc->queries == NULL) {
-            return NGX_ERROR;
-        }
 
         ngx_rbcs_mysql_connect(mc);
     }
@@ -429,17 +414,16 @@ static void
 ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     ngx_uint_t err)
 {
-    ngx_uint_t               i, n;
     ngx_msec_t               delay;
-    ngx_rbcs_mysql_query_t  *q, *qs[NGX_RBCS_MYSQL_BATCH_MAX];
+    ngx_rbcs_mysql_query_t  *q, *run;
 
-    n = ngx_rbcs_mysql_take(mc, qs);
+    run = ngx_rbcs_mysql_take(mc);
 
     ngx_rbcs_mysql_close(mc, 0);
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
-        for (i = 0; i < n; i++) {
-            ngx_rbcs_mysql_deliver(qs[i], rc, err);
+        if (run) {
+            ngx_rbcs_mysql_deliver(run, rc, err);
         }
         return;
     }
@@ -454,8 +438,8 @@ ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     ngx_add_timer(&mc->timer, delay);
     ngx_rbcs_mysql_publish();
 
-    for (i = 0; i < n; i++) {
-        ngx_rbcs_mysql_deliver(qs[i], rc, err);
+    if (run) {
+        ngx_rbcs_mysql_deliver(run, rc, err);
     }
 
     /* no connection left to wait for: fail the waiting requests now */
@@ -483,7 +467,7 @@ ngx_rbcs_mysql_event_handler(ngx_event_t *ev)
     c = ev->data;
     mc = c->data;
 
-    if (mc->state == NGX_RBCS_MC_IDLE) {
+    if (mc->state == NGX_RBCS_MC_IDLE || mc->state == NGX_RBCS_MC_HELD) {
 
         /* an idle connection became readable: the server closed it */
 
@@ -743,18 +727,7 @@ ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc)
     ngx_rbcs_mysql_query_t   *q;
     ngx_rbcs_mysql_result_t  *rs;
 
-    /*
-     * A batch's first result set is its lock statement's, then one per
-     * transfer; a single query takes all of its result sets.
-     */
-
-    if (mc->batch) {
-        n = mc->set++;
-        q = (n > 0 && n <= mc->nq) ? mc->queries[n - 1] : NULL;
-
-    } else {
-        q = mc->queries[0];
-    }
+    q = mc->query;
 
     if (q == NULL) {
         return NGX_OK;
@@ -811,7 +784,7 @@ ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc)
     ngx_rbcs_mysql_query_t  *q;
 
     err = mysql_errno(mc->mysql);
-    q = mc->batch ? NULL : mc->queries[0];
+    q = mc->query;
 
     if (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) {
         ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
@@ -847,7 +820,7 @@ ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc)
      * ends with an explicit ROLLBACK after an error.
      */
 
-    if (mc->batch || q == NULL || q->transaction) {
+    if (q == NULL || q->transaction) {
         mc->state = NGX_RBCS_MC_ROLLBACK;
         ngx_rbcs_mysql_process(mc, 0);
         return;
@@ -861,47 +834,45 @@ static void
 ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     ngx_uint_t err)
 {
-    ngx_uint_t               i, n, batch;
-    ngx_rbcs_mysql_query_t  *qs[NGX_RBCS_MYSQL_BATCH_MAX];
+    ngx_rbcs_mysql_query_t  *q;
 
     if (mc->timer.timer_set) {
         ngx_del_timer(&mc->timer);
     }
 
-    batch = mc->batch;
-    n = ngx_rbcs_mysql_take(mc, qs);
+    q = ngx_rbcs_mysql_take(mc);
 
     if (rc == NGX_RBCS_MYSQL_OK) {
         mc->pool->answered = ngx_current_msec;
     }
 
-    ngx_rbcs_mysql_set_idle(mc);
+    /*
+     * A query that holds its connection (the first round trip of a
+     * transaction) keeps it for the next query its handler runs with
+     * ngx_rbcs_mysql_continue(); a handler that runs none gives it back.
+     */
 
-    for (i = 0; i < n; i++) {
+    if (q && q->hold && rc == NGX_RBCS_MYSQL_OK) {
+        mc->state = NGX_RBCS_MC_HELD;
+        mc->rc = NGX_RBCS_MYSQL_OK;
+        mc->err = 0;
+        q->held = mc;
 
-        /*
-         * A batch that failed for another reason than a lock conflict
-         * was rolled back whole: each of its transfers runs again alone,
-         * so that one bad transfer fails on its own.
-         */
+        ngx_rbcs_mysql_deliver(q, rc, err);
 
-        if (batch && rc == NGX_RBCS_MYSQL_ESQL
-            && err != ER_LOCK_DEADLOCK && err != ER_LOCK_WAIT_TIMEOUT)
-        {
-            qs[i]->solo = 1;
-            qs[i]->state = NGX_RBCS_Q_NEW;
-            qs[i]->conn = NULL;
-            qs[i]->results.nelts = 0;
-
-            if (ngx_rbcs_mysql_run(qs[i]) == NGX_OK) {
-                continue;
-            }
-
-            ngx_rbcs_mysql_deliver(qs[i], NGX_RBCS_MYSQL_EUNAVAIL, 0);
-            continue;
+        if (mc->state == NGX_RBCS_MC_HELD) {
+            ngx_log_error(NGX_LOG_ALERT, mc->pool->log, 0,
+                          "rbcs: mysql connection held and not used");
+            ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
         }
 
-        ngx_rbcs_mysql_deliver(qs[i], rc, err);
+        return;
+    }
+
+    ngx_rbcs_mysql_set_idle(mc);
+
+    if (q) {
+        ngx_rbcs_mysql_deliver(q, rc, err);
     }
 
     if (mc->state == NGX_RBCS_MC_IDLE) {
@@ -938,22 +909,6 @@ ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc)
 
     head = ngx_queue_head(&pool->waiting);
     q = ngx_queue_data(head, ngx_rbcs_mysql_query_t, queue);
-
-    /* transfers that queued up while every connection was busy */
-
-    if (q->batchable && !q->solo && pool->conf->batch_size > 1
-        && ngx_queue_next(head) != ngx_queue_sentinel(&pool->waiting))
-    {
-        q = ngx_queue_data(ngx_queue_next(head), ngx_rbcs_mysql_query_t,
-                           queue);
-
-        if (q->batchable && !q->solo) {
-            ngx_rbcs_mysql_start_batch(mc);
-            return;
-        }
-
-        q = ngx_queue_data(head, ngx_rbcs_mysql_query_t, queue);
-    }
 
     ngx_rbcs_mysql_waited(q);
 
@@ -1016,103 +971,7 @@ ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t *q)
     ngx_memcpy(mc->sql, q->sql.data, q->sql.len);
     mc->sql_len = q->sql.len;
 
-    mc->queries[0] = q;
-    mc->nq = 1;
-    mc->batch = 0;
-
-    return ngx_rbcs_mysql_send(mc);
-}
-
-
-/*
- * Group commit: the transfers waiting at the head of the queue, in order
- * of arrival and up to the batch size, go as one database transaction in
- * one round trip.  Its first statement locks every account they touch in
- * key order, the same order single transfers lock in, so batches never
- * deadlock each other or single transfers.  Each transfer is still judged
- * on its own by its own CALL: a rejection is its result, not an error, and
- * fails no neighbour; the same id twice is a replay of the first.
- */
-
-static ngx_int_t
-ngx_rbcs_mysql_start_batch(ngx_rbcs_mysql_conn_t *mc)
-{
-    u_char                  *p;
-    size_t                   size;
-    ngx_uint_t               i, n;
-    ngx_queue_t             *x;
-    ngx_rbcs_mysql_pool_t   *pool;
-    ngx_rbcs_mysql_query_t  *q;
-
-    pool = mc->pool;
-    size = sizeof("START TRANSACTION;SELECT 1 FROM accounts WHERE "
-                  "account_number IN () ORDER BY account_number FOR UPDATE;"
-                  "COMMIT") - 1;
-    n = 0;
-
-    for (x = ngx_queue_head(&pool->waiting);
-         x != ngx_queue_sentinel(&pool->waiting)
-         && n < pool->conf->batch_size;
-         x = ngx_queue_next(x))
-    {
-        q = ngx_queue_data(x, ngx_rbcs_mysql_query_t, queue);
-
-        if (!q->batchable || q->solo) {
-            break;
-        }
-
-        mc->queries[n++] = q;
-        size += q->call.len + 1 + q->lock[0].len + q->lock[1].len + 6;
-    }
-
-    for (i = 0; i < n; i++) {
-        ngx_rbcs_mysql_waited(mc->queries[i]);
-    }
-
-    mc->nq = n;
-    mc->batch = 1;
-    mc->set = 0;
-
-    if (ngx_rbcs_mysql_reserve(mc, size) != NGX_OK) {
-        for (i = 0; i < n; i++) {
-            ngx_rbcs_mysql_deliver(mc->queries[i], NGX_RBCS_MYSQL_EUNAVAIL,
-                                   0);
-            mc->queries[i] = NULL;
-        }
-
-        mc->nq = 0;
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(mc->sql, "START TRANSACTION;SELECT 1 FROM accounts WHERE "
-                   "account_number IN (",
-                   sizeof("START TRANSACTION;SELECT 1 FROM accounts WHERE "
-                          "account_number IN (") - 1);
-
-    for (i = 0; i < n; i++) {
-        q = mc->queries[i];
-        p = ngx_sprintf(p, "%s'%V','%V'", i ? "," : "", &q->lock[0],
-                        &q->lock[1]);
-    }
-
-    p = ngx_cpymem(p, ") ORDER BY account_number FOR UPDATE;",
-                   sizeof(") ORDER BY account_number FOR UPDATE;") - 1);
-
-    for (i = 0; i < n; i++) {
-        p = ngx_cpymem(p, mc->queries[i]->call.data,
-                       mc->queries[i]->call.len);
-        *p++ = ';';
-    }
-
-    p = ngx_cpymem(p, "COMMIT", sizeof("COMMIT") - 1);
-
-    mc->sql_len = p - mc->sql;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
-                   "rbcs: mysql batch of %ui transfers", n);
-
-    pool->batches++;
-    pool->batched += n;
+    mc->query = q;
 
     return ngx_rbcs_mysql_send(mc);
 }
@@ -1121,25 +980,21 @@ ngx_rbcs_mysql_start_batch(ngx_rbcs_mysql_conn_t *mc)
 static ngx_int_t
 ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
 {
-    ngx_uint_t               i;
     ngx_rbcs_mysql_query_t  *q;
 
-    ngx_queue_remove(&mc->queue);
+    if (mc->state == NGX_RBCS_MC_IDLE) {
+        ngx_queue_remove(&mc->queue);
+    }
 
     mc->state = NGX_RBCS_MC_QUERY;
     mc->rc = NGX_RBCS_MYSQL_OK;
     mc->err = 0;
 
-    for (i = 0; i < mc->nq; i++) {
-        q = mc->queries[i];
-        q->conn = mc;
-        q->state = NGX_RBCS_Q_RUNNING;
-        q->attempts++;
-    }
-
-    if (mc->batch || mc->queries[0]->batchable) {
-        ngx_rbcs_metrics_batch(mc->nq);
-    }
+    q = mc->query;
+    q->conn = mc;
+    q->held = NULL;
+    q->state = NGX_RBCS_Q_RUNNING;
+    q->attempts++;
 
     ngx_rbcs_mysql_publish();
 
@@ -1158,63 +1013,43 @@ ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
 
 /* the queries a connection ran, for delivery: the connection is free */
 
-static ngx_uint_t
-ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t **out)
+static ngx_rbcs_mysql_query_t *
+ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc)
 {
-    ngx_uint_t  i, n;
+    ngx_rbcs_mysql_query_t  *q;
 
-    n = 0;
+    q = mc->query;
+    mc->query = NULL;
 
-    for (i = 0; i < mc->nq; i++) {
-        if (mc->queries[i]) {
-            out[n++] = mc->queries[i];
-            mc->queries[i] = NULL;
-        }
-    }
-
-    mc->nq = 0;
-    mc->batch = 0;
-
-    return n;
+    return q;
 }
 
 
 /*
- * The end of one attempt.  Deadlocks and lock wait timeouts are retried
- * after a short jittered delay; a connection lost under an idempotent query
+ * The end of one attempt.  A connection lost under an idempotent query
  * runs it again (the caller learns from q->unknown that an earlier attempt
- * may have been applied).  Everything else goes to the query's handler.
+ * may have been applied).  Everything else goes to the query's handler;
+ * a transaction's retries are its owner's (the write path's).
  */
 
 static void
 ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q, ngx_uint_t rc,
     ngx_uint_t err)
 {
-    ngx_msec_t              delay;
     ngx_rbcs_mysql_conf_t  *conf;
 
     conf = ngx_rbcs_mysql_pool->conf;
 
+    /* its owner may free it from the handler: no timer may outlive it */
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
     q->conn = NULL;
     q->rc = rc;
     q->err = err;
-
-    if (rc == NGX_RBCS_MYSQL_ESQL && q->transaction
-        && (err == ER_LOCK_DEADLOCK || err == ER_LOCK_WAIT_TIMEOUT)
-        && q->attempts <= conf->retries)
-    {
-        ngx_log_error(NGX_LOG_INFO, q->log, 0,
-                      "rbcs: mysql error %ui, retrying", err);
-        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RETRIES);
-
-        q->results.nelts = 0;
-        q->state = NGX_RBCS_Q_BACKOFF;
-
-        delay = 5 << ngx_min(q->attempts, 6);
-        delay = delay / 2 + (ngx_msec_t) ngx_random() % delay;
-        ngx_add_timer(&q->timer, delay);
-        return;
-    }
+    q->elapsed = ngx_current_msec - q->start;
 
     if (rc == NGX_RBCS_MYSQL_EUNKNOWN && err == CR_SERVER_LOST
         && q->idempotent && q->attempts <= conf->retries)
@@ -1239,48 +1074,70 @@ ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q, ngx_uint_t rc,
     q->state = NGX_RBCS_Q_DONE;
 
     if (q->handler) {
-        ngx_rbcs_mysql_account_time(q);
         q->handler(q);
     }
 }
 
 
+/*
+ * A query whose results go to pool and whose messages to log.  Whoever
+ * may go away before its handler is called must ngx_rbcs_mysql_cancel()
+ * it first (a request does so from a cleanup handler).
+ */
+
 ngx_rbcs_mysql_query_t *
-ngx_rbcs_mysql_create(ngx_http_request_t *r)
+ngx_rbcs_mysql_create(ngx_pool_t *pool, ngx_log_t *log)
 {
-    ngx_http_cleanup_t      *cln;
     ngx_rbcs_mysql_query_t  *q;
 
-    q = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_mysql_query_t));
+    q = ngx_pcalloc(pool, sizeof(ngx_rbcs_mysql_query_t));
     if (q == NULL) {
         return NULL;
     }
 
-    if (ngx_array_init(&q->results, r->pool, 2,
+    if (ngx_array_init(&q->results, pool, 4,
                        sizeof(ngx_rbcs_mysql_result_t))
         != NGX_OK)
     {
         return NULL;
     }
 
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    cln->handler = ngx_rbcs_mysql_cleanup;
-    cln->data = q;
-
-    q->pool = r->pool;
-    q->log = r->connection->log;
-    q->data = r;
+    q->pool = pool;
+    q->log = log;
     q->start = ngx_current_msec;
 
     q->timer.handler = ngx_rbcs_mysql_query_timer;
     q->timer.data = q;
-    q->timer.log = r->connection->log;
+    q->timer.log = log;
 
     return q;
+}
+
+
+/*
+ * Run q on the connection that prev holds (prev->hold, from prev's
+ * handler).  NGX_DECLINED: the connection is gone, the transaction with it.
+ */
+
+ngx_int_t
+ngx_rbcs_mysql_continue(ngx_rbcs_mysql_query_t *q,
+    ngx_rbcs_mysql_query_t *prev)
+{
+    ngx_rbcs_mysql_conn_t  *mc;
+
+    mc = prev->held;
+    prev->held = NULL;
+
+    if (mc == NULL || mc->state != NGX_RBCS_MC_HELD) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_rbcs_mysql_start(mc, q) != NGX_OK) {
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1344,16 +1201,6 @@ ngx_rbcs_mysql_query_timer(ngx_event_t *ev)
 
     q = ev->data;
 
-    if (q->state == NGX_RBCS_Q_BACKOFF) {
-        q->state = NGX_RBCS_Q_NEW;
-
-        if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-            ngx_rbcs_mysql_deliver(q, NGX_RBCS_MYSQL_EUNAVAIL, 0);
-        }
-
-        return;
-    }
-
     if (q->state == NGX_RBCS_Q_QUEUED) {
         ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                       "rbcs: no mysql connection within the queue timeout");
@@ -1364,15 +1211,11 @@ ngx_rbcs_mysql_query_timer(ngx_event_t *ev)
 }
 
 
-/* the request is going away: forget the query wherever it is */
+/* the query's owner is going away: forget the query wherever it is */
 
-static void
-ngx_rbcs_mysql_cleanup(void *data)
+void
+ngx_rbcs_mysql_cancel(ngx_rbcs_mysql_query_t *q)
 {
-    ngx_rbcs_mysql_query_t *q = data;
-
-    ngx_uint_t  i;
-
     if (q->timer.timer_set) {
         ngx_del_timer(&q->timer);
     }
@@ -1385,12 +1228,8 @@ ngx_rbcs_mysql_cleanup(void *data)
         break;
 
     case NGX_RBCS_Q_RUNNING:
-        if (q->conn) {
-            for (i = 0; i < q->conn->nq; i++) {
-                if (q->conn->queries[i] == q) {
-                    q->conn->queries[i] = NULL;
-                }
-            }
+        if (q->conn && q->conn->query == q) {
+            q->conn->query = NULL;
         }
         break;
 
@@ -1431,21 +1270,6 @@ ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool)
 }
 
 
-/* the time a request spent on the database, for $rbcs_db_time */
-
-static void
-ngx_rbcs_mysql_account_time(ngx_rbcs_mysql_query_t *q)
-{
-    ngx_rbcs_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx((ngx_http_request_t *) q->data,
-                                  ngx_rbcs_module);
-    if (ctx) {
-        ctx->db_time += ngx_current_msec - q->start;
-    }
-}
-
-
 /* this worker's pool, as gauges in the metrics zone */
 
 static void
@@ -1473,6 +1297,7 @@ ngx_rbcs_mysql_publish(void)
         case NGX_RBCS_MC_STORE:
         case NGX_RBCS_MC_NEXT:
         case NGX_RBCS_MC_ROLLBACK:
+        case NGX_RBCS_MC_HELD:
             busy++;
             break;
         default:
@@ -1564,10 +1389,23 @@ ngx_rbcs_mysql_answered_within(ngx_msec_t ms)
 }
 
 
+/*
+ * A connection is up or on its way up; when every one is waiting out its
+ * backoff, one is tried now (see ngx_rbcs_mysql_wake).
+ */
+
 ngx_uint_t
 ngx_rbcs_mysql_ready(void)
 {
-    return ngx_rbcs_mysql_pool != NULL && ngx_rbcs_mysql_usable();
+    if (ngx_rbcs_mysql_pool == NULL) {
+        return 0;
+    }
+
+    if (!ngx_rbcs_mysql_usable()) {
+        ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool);
+    }
+
+    return ngx_rbcs_mysql_usable();
 }
 
 

@@ -3,7 +3,7 @@
  * RBCS: per-worker pool of non-blocking MariaDB connections.
  *
  * A query is a whole SQL text (possibly several statements, sent in one
- * round trip) handed to the pool by a request.  The pool runs it on a free
+ * round trip) handed to the pool by its owner (a request, the writer).  The pool runs it on a free
  * connection through Connector/C's _start/_cont API driven by nginx events
  * and timers, copies every result set into the query's pool, and calls the
  * query's handler from an event handler, never from ngx_rbcs_mysql_run().
@@ -23,7 +23,7 @@
 #define NGX_RBCS_MYSQL_EUNKNOWN    2  /* sent, then timed out or lost */
 #define NGX_RBCS_MYSQL_ESQL        3  /* the server refused; rolled back */
 
-/* the most transfers one group commit may carry */
+/* the most operations one write batch may carry */
 #define NGX_RBCS_MYSQL_BATCH_MAX   256
 
 
@@ -47,23 +47,19 @@ struct ngx_rbcs_mysql_query_s {
     ngx_rbcs_mysql_handler_pt  handler;
     void                      *data;
 
-    /* a transaction: ROLLBACK after any error, retry deadlocks */
+    /* a transaction: ROLLBACK after any error */
     unsigned                   transaction:1;
     /* safe to run again after a lost connection (idempotent) */
     unsigned                   idempotent:1;
     /* an earlier attempt was sent and its outcome is unknown */
     unsigned                   unknown:1;
-    /* may share a transaction with others: call and lock are set */
-    unsigned                   batchable:1;
-    /* its batch failed: it runs alone */
-    unsigned                   solo:1;
-
-    ngx_str_t                  call;      /* the statement alone */
-    ngx_str_t                  lock[2];   /* the accounts it locks */
+    /* keep the connection for the next query (ngx_rbcs_mysql_continue) */
+    unsigned                   hold:1;
 
     ngx_uint_t                 state;
     ngx_uint_t                 attempts;
     ngx_rbcs_mysql_conn_t     *conn;
+    ngx_rbcs_mysql_conn_t     *held;      /* kept for the next query */
     ngx_queue_t                queue;
     ngx_event_t                timer;
 
@@ -71,6 +67,7 @@ struct ngx_rbcs_mysql_query_s {
     ngx_uint_t                 err;       /* server or client errno */
     ngx_array_t                results;   /* ngx_rbcs_mysql_result_t */
     ngx_msec_t                 start;
+    ngx_msec_t                 elapsed;   /* from create to handler */
 };
 
 
@@ -78,8 +75,12 @@ ngx_int_t ngx_rbcs_mysql_init_process(ngx_cycle_t *cycle,
     ngx_rbcs_mysql_conf_t *conf);
 void ngx_rbcs_mysql_exit_process(ngx_cycle_t *cycle);
 
-ngx_rbcs_mysql_query_t *ngx_rbcs_mysql_create(ngx_http_request_t *r);
+ngx_rbcs_mysql_query_t *ngx_rbcs_mysql_create(ngx_pool_t *pool,
+    ngx_log_t *log);
 ngx_int_t ngx_rbcs_mysql_run(ngx_rbcs_mysql_query_t *q);
+ngx_int_t ngx_rbcs_mysql_continue(ngx_rbcs_mysql_query_t *q,
+    ngx_rbcs_mysql_query_t *prev);
+void ngx_rbcs_mysql_cancel(ngx_rbcs_mysql_query_t *q);
 
 ngx_str_t *ngx_rbcs_mysql_cell(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
     ngx_uint_t row, ngx_uint_t col);

@@ -234,7 +234,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
     }
 
     if (rc == NGX_DONE) {
-        /* the database answers later, in ngx_rbcs_router_done() */
+        /* the database answers later, in ngx_rbcs_http_done() */
         r->main->count++;
     }
 
@@ -300,20 +300,6 @@ ngx_rbcs_ctx(ngx_http_request_t *r)
     }
 
     return ctx;
-}
-
-
-/* a route's database work is over: send was done, finalize */
-
-void
-ngx_rbcs_router_done(ngx_http_request_t *r, ngx_int_t rc)
-{
-    ngx_connection_t  *c;
-
-    c = r->connection;
-
-    ngx_http_finalize_request(r, rc);
-    ngx_http_run_posted_requests(c);
 }
 
 

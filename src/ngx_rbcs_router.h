@@ -13,7 +13,6 @@
 
 ngx_int_t ngx_rbcs_router_handler(ngx_http_request_t *r);
 ngx_int_t ngx_rbcs_problem_handler(ngx_http_request_t *r);
-void ngx_rbcs_router_done(ngx_http_request_t *r, ngx_int_t rc);
 
 
 #endif /* _NGX_RBCS_ROUTER_H_INCLUDED_ */

@@ -2,52 +2,27 @@
 /*
  * RBCS: transfers.  The module validates what it can know from the request
  * alone; everything that needs the accounts (the amount's scale, the
- * replay check, 404 and 422 outcomes, the guarded debit) happens in the
- * stored procedure rbcs_transfer (conf/schema.sql), inside one database
- * transaction sent in one round trip.
+ * replay check, 404 and 422 outcomes) is decided by the write path's judge
+ * (ngx_rbcs_batch.c, ngx_rbcs_ledger.c), in a batch with whatever else
+ * this worker is writing.
  */
 
 
 #include "ngx_rbcs_transfer.h"
 #include "ngx_rbcs_http.h"
-#include "ngx_rbcs_router.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_time.h"
-#include "ngx_rbcs_balance.h"
 
 
 /* the longest amount text kept as given (for a rejection of unknown scale) */
 #define NGX_RBCS_AMOUNT_TEXT_MAX  512
 
-/* columns of rbcs_transaction_row() */
-#define NGX_RBCS_TX_RESULT        0
-#define NGX_RBCS_TX_HTTP_STATUS   1
-#define NGX_RBCS_TX_CODE          2
-#define NGX_RBCS_TX_DETAIL        3
-#define NGX_RBCS_TX_ID            4
-#define NGX_RBCS_TX_SOURCE        5
-#define NGX_RBCS_TX_DESTINATION   6
-#define NGX_RBCS_TX_AMOUNT        7
-#define NGX_RBCS_TX_AMOUNT_TEXT   8
-#define NGX_RBCS_TX_CURRENCY      9
-#define NGX_RBCS_TX_SCALE         10
-#define NGX_RBCS_TX_STATUS        11
-#define NGX_RBCS_TX_CLIENT_TS     12
-#define NGX_RBCS_TX_CREATED       13
-#define NGX_RBCS_TX_SRC_BALANCE   14
-#define NGX_RBCS_TX_DST_BALANCE   15
-#define NGX_RBCS_TX_SRC_VERSION   16
-#define NGX_RBCS_TX_DST_VERSION   17
 
-
-static void ngx_rbcs_transfer_done(ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_transfer_written(ngx_http_request_t *r,
+    ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_transfer_send(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q, ngx_uint_t status);
-static ngx_int_t ngx_rbcs_transfer_problem(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q);
-static void ngx_rbcs_transfer_spread(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q, ngx_uint_t current);
+    ngx_str_t *row, ngx_uint_t status);
 
 
 static ngx_rbcs_field_spec_t  ngx_rbcs_transfer_fields[] = {
@@ -72,15 +47,14 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     size_t nfields)
 {
     int                      is_zero;
-    u_char                  *p, *key;
-    size_t                   int_digits, frac_digits, key_len;
+    size_t                   int_digits, frac_digits;
     int64_t                  ts;
     ngx_int_t                rc;
-    ngx_str_t               *amount;
+    ngx_str_t               *amount, *actor;
     ngx_rbcs_field_t         f[6];
+    ngx_rbcs_batch_op_t     *op;
     ngx_rbcs_currency_t     *currency;
     ngx_rbcs_main_conf_t    *rmcf;
-    ngx_rbcs_mysql_query_t  *q;
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
@@ -148,211 +122,94 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "within the currency's scale");
     }
 
-    key = ngx_pnalloc(r->pool, amount->len);
-    if (key == NULL) {
+    op = ngx_rbcs_batch_op_create(r->connection->log);
+    if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    key_len = ngx_rbcs_amount_normalize(key, amount->data, amount->len);
+    /* the operation outlives the request if it must: its own copies */
 
-    q = ngx_rbcs_mysql_create(r);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    actor = ngx_rbcs_http_actor(r);
 
-    q->sql.data = ngx_pnalloc(r->pool, 512 + 3 * amount->len);
-    if (q->sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    op->kind = NGX_RBCS_LEDGER_TRANSFER;
+    op->currency = currency;
+    op->client_ts = ts;
+    op->has_ts = f[NGX_RBCS_F_TIMESTAMP].present;
 
-    /* every value is a validated id, digits or a configured code */
+    op->amount_key.data = ngx_pnalloc(op->pool, amount->len);
 
-    p = ngx_cpymem(q->sql.data, "START TRANSACTION;",
-                   sizeof("START TRANSACTION;") - 1);
-
-    q->call.data = p;
-
-    p = ngx_sprintf(p, "CALL rbcs_transfer('%V','%V','%V',",
-                    &f[NGX_RBCS_F_ID].value, &f[NGX_RBCS_F_SOURCE].value,
-                    &f[NGX_RBCS_F_DESTINATION].value);
-
-    if (int_digits <= 18 && frac_digits <= 18) {
-        p = ngx_sprintf(p, "%V,", amount);
-
-    } else {
-        p = ngx_cpymem(p, "NULL,", 5);
-    }
-
-    p = ngx_sprintf(p, "'%V','%*s',%uz,%uz,%d,", amount, key_len, key,
-                    int_digits, frac_digits, is_zero);
-
-    if (currency) {
-        p = ngx_sprintf(p, "'%V',%ui,", &currency->code, currency->scale);
-
-    } else {
-        p = ngx_cpymem(p, "NULL,NULL,", 10);
-    }
-
-    if (f[NGX_RBCS_F_TIMESTAMP].present) {
-        p = ngx_sprintf(p, "%L,", (int64_t) ts);
-
-    } else {
-        p = ngx_cpymem(p, "NULL,", 5);
-    }
-
-    /* the audit log's actor: an authenticated key id matches the id pattern */
-
-    p = ngx_rbcs_sql_actor(p, r);
-
-    *p++ = ')';
-    q->call.len = p - q->call.data;
-
-    p = ngx_cpymem(p, ";COMMIT", 7);
-
-    q->sql.len = p - q->sql.data;
-    q->handler = ngx_rbcs_transfer_done;
-    q->transaction = 1;
-    q->idempotent = 1;
-
-    /* transfers that wait together are committed together */
-
-    q->batchable = 1;
-    q->lock[0] = f[NGX_RBCS_F_SOURCE].value;
-    q->lock[1] = f[NGX_RBCS_F_DESTINATION].value;
-
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, NULL);
-    }
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_rbcs_transfer_done(ngx_rbcs_mysql_query_t *q)
-{
-    ngx_int_t            rc;
-    ngx_str_t           *result, *status, *code, *detail;
-    ngx_uint_t           http_status;
-    ngx_http_request_t  *r;
-
-    r = q->data;
-
-    result = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_RESULT);
-    status = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_HTTP_STATUS);
-
-    if (q->rc != NGX_RBCS_MYSQL_OK || result == NULL || result->data == NULL
-        || ngx_rbcs_atoui(status, &http_status) != NGX_OK)
+    if (op->amount_key.data == NULL
+        || (op->id.data = ngx_pstrdup(op->pool, &f[NGX_RBCS_F_ID].value))
+           == NULL
+        || (op->source.data = ngx_pstrdup(op->pool,
+                                          &f[NGX_RBCS_F_SOURCE].value))
+           == NULL
+        || (op->destination.data = ngx_pstrdup(op->pool,
+                                       &f[NGX_RBCS_F_DESTINATION].value))
+           == NULL
+        || (op->amount.data = ngx_pstrdup(op->pool, amount)) == NULL
+        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
+                     == NULL))
     {
-        rc = ngx_rbcs_http_unavailable(r, q);
-        goto done;
+        ngx_rbcs_batch_cancel(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_strcmp(result->data, "invalid") == 0
-        || ngx_strcmp(result->data, "conflict") == 0)
-    {
-        code = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CODE);
-        detail = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DETAIL);
-        rc = ngx_rbcs_http_problem_str(r, http_status, code, detail);
-        goto done;
-    }
+    op->id.len = f[NGX_RBCS_F_ID].value.len;
+    op->source.len = f[NGX_RBCS_F_SOURCE].value.len;
+    op->destination.len = f[NGX_RBCS_F_DESTINATION].value.len;
+    op->amount.len = amount->len;
+    op->actor.len = actor ? actor->len : 0;
+    op->amount_key.len = ngx_rbcs_amount_normalize(op->amount_key.data,
+                                                   amount->data,
+                                                   amount->len);
 
-    if (http_status != NGX_HTTP_CREATED) {
-        rc = ngx_rbcs_transfer_problem(r, q);
-        goto done;
-    }
-
-    /*
-     * A replay answers 200 with the original body; but when an earlier
-     * attempt of this very request was lost with its connection, the
-     * replay is this request's own outcome.
-     */
-
-    if (ngx_strcmp(result->data, "replay") == 0) {
-        if (!q->unknown) {
-            http_status = NGX_HTTP_OK;
-        }
-
-        ngx_rbcs_transfer_spread(r, q, 0);
-
-    } else {
-        ngx_rbcs_transfer_spread(r, q, 1);
-    }
-
-    rc = ngx_rbcs_transfer_send(r, q, http_status);
-
-done:
-
-    ngx_rbcs_router_done(r, rc);
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
 }
 
 
 /*
- * The balances a transfer produced, before its reply (see balance.c): the
- * current balances after a commit, floors after a replay, whose balances
- * are of the past but were acknowledged by this pod all the same.
+ * The judged transfer: a problem, a recorded rejection (the same document
+ * every time it is reported), or the transaction resource (201 applied,
+ * 200 replayed; 201 when this very request's earlier attempt applied it
+ * and its answer was lost).
  */
 
-static void
-ngx_rbcs_transfer_spread(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
-    ngx_uint_t current)
-{
-    ngx_str_t   *currency;
-    ngx_uint_t   scale;
-
-    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SCALE),
-                       &scale)
-        != NGX_OK)
-    {
-        return;
-    }
-
-    currency = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CURRENCY);
-
-    ngx_rbcs_balance_update(r,
-                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SOURCE),
-                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SRC_VERSION),
-                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SRC_BALANCE),
-                      scale, currency, current);
-
-    ngx_rbcs_balance_update(r,
-                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DESTINATION),
-                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_VERSION),
-                      ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_BALANCE),
-                      scale, currency, current);
-}
-
-
-/* a recorded rejection, the same document every time it is reported */
-
 static ngx_int_t
-ngx_rbcs_transfer_problem(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q)
+ngx_rbcs_transfer_written(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op)
 {
-    ngx_str_t   *code, *detail;
+    ngx_str_t   *row, *st;
     ngx_uint_t   status;
 
-    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_HTTP_STATUS),
-                       &status)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    row = op->row;
+
+    if (row == NULL) {
+        return ngx_rbcs_http_problem_str(r, op->status, &op->code,
+                                         &op->detail);
     }
 
-    code = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CODE);
-    detail = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DETAIL);
+    st = &row[NGX_RBCS_TX_STATUS];
 
-    if (code->data == NULL || detail->data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
+        if (ngx_rbcs_atoui(&row[NGX_RBCS_TX_HTTP_STATUS], &status) != NGX_OK
+            || row[NGX_RBCS_TX_CODE].data == NULL
+            || row[NGX_RBCS_TX_DETAIL].data == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_rbcs_http_problem_str(r, status, &row[NGX_RBCS_TX_CODE],
+                                         &row[NGX_RBCS_TX_DETAIL]);
     }
 
-    return ngx_rbcs_http_problem_str(r, status, code, detail);
+    return ngx_rbcs_transfer_send(r, row, op->status);
 }
 
 
-/* the transaction resource from a rbcs_transaction_row() row */
+/* the transaction resource from a transaction row */
 
 static ngx_int_t
-ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
     ngx_uint_t status)
 {
     u_char           buf[NGX_RBCS_TIME_LEN];
@@ -366,46 +223,45 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    has_scale = (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0,
-                                                    NGX_RBCS_TX_SCALE),
+    has_scale = (ngx_rbcs_atoui(&row[NGX_RBCS_TX_SCALE],
                                 &scale)
                  == NGX_OK);
 
-    st = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_STATUS);
+    st = &row[NGX_RBCS_TX_STATUS];
     completed = (st->len == 9 && ngx_strncmp(st->data, "COMPLETED", 9) == 0);
 
     ngx_rbcs_out_cstr(&out, "{");
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_ID);
+    c = &row[NGX_RBCS_TX_ID];
     ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SOURCE);
+    c = &row[NGX_RBCS_TX_SOURCE];
     ngx_rbcs_out_jstr(&out, "sourceAccountNumber", c->data, c->len);
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DESTINATION);
+    c = &row[NGX_RBCS_TX_DESTINATION];
     ngx_rbcs_out_jstr(&out, "destinationAccountNumber", c->data, c->len);
 
     if (has_scale) {
         ngx_rbcs_out_amount(&out, "amount",
-                            ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_AMOUNT),
+                            &row[NGX_RBCS_TX_AMOUNT],
                             scale, 0);
 
     } else {
-        c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_AMOUNT_TEXT);
+        c = &row[NGX_RBCS_TX_AMOUNT_TEXT];
         ngx_rbcs_out_jstr(&out, "amount", c->data, c->len);
     }
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CURRENCY);
+    c = &row[NGX_RBCS_TX_CURRENCY];
     ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
 
     ngx_rbcs_out_jstr(&out, "status", st->data, st->len);
 
     if (!completed) {
-        c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CODE);
+        c = &row[NGX_RBCS_TX_CODE];
         ngx_rbcs_out_jstr(&out, "code", c->data, c->len);
     }
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CLIENT_TS);
+    c = &row[NGX_RBCS_TX_CLIENT_TS];
 
     if (c->data) {
         ts = ngx_atoof(c->data[0] == '-' ? c->data + 1 : c->data,
@@ -427,22 +283,22 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
     }
 
     ngx_rbcs_out_datetime(&out, "createdAt",
-                          ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_CREATED));
+                          &row[NGX_RBCS_TX_CREATED]);
 
     if (completed) {
         ngx_rbcs_out_amount(&out, "sourceBalance",
-                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SRC_BALANCE),
+                        &row[NGX_RBCS_TX_SRC_BALANCE],
                         scale, 0);
         ngx_rbcs_out_amount(&out, "destinationBalance",
-                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_BALANCE),
+                        &row[NGX_RBCS_TX_DST_BALANCE],
                         scale, 0);
 
         /* the accounts' versions after it: what read-your-writes means */
 
         ngx_rbcs_out_juint(&out, "sourceVersion",
-                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_SRC_VERSION));
+                        &row[NGX_RBCS_TX_SRC_VERSION]);
         ngx_rbcs_out_juint(&out, "destinationVersion",
-                        ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_DST_VERSION));
+                        &row[NGX_RBCS_TX_DST_VERSION]);
     }
 
     ngx_rbcs_out_cstr(&out, "}");
@@ -462,24 +318,27 @@ ngx_rbcs_transfer_get(ngx_http_request_t *r, ngx_str_t *id)
                                      "the transaction does not exist");
     }
 
-    q = ngx_rbcs_mysql_create(r);
+    q = ngx_rbcs_http_query(r, ngx_rbcs_transfer_get_done);
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    q->sql.data = ngx_pnalloc(r->pool, 128);
+    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT " NGX_RBCS_TX_COLUMNS
+                                              " FROM transactions WHERE "
+                                              "transaction_id = ''")
+                                       + id->len);
     if (q->sql.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     q->sql.len = ngx_sprintf(q->sql.data,
-                             "CALL rbcs_transaction_row('found','%V')", id)
+                             "SELECT " NGX_RBCS_TX_COLUMNS " FROM "
+                             "transactions WHERE transaction_id = '%V'", id)
                  - q->sql.data;
-    q->handler = ngx_rbcs_transfer_get_done;
     q->idempotent = 1;
 
     if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, NULL);
+        return ngx_rbcs_http_unavailable(r, 0);
     }
 
     return NGX_DONE;
@@ -492,19 +351,24 @@ ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
     ngx_int_t            rc;
     ngx_http_request_t  *r;
 
-    r = q->data;
+    r = ngx_rbcs_http_query_request(q);
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
-        rc = ngx_rbcs_http_unavailable(r, q);
+        rc = ngx_rbcs_http_unavailable(r,
+                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
 
     } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
         rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
                                    "transaction_not_found",
                                    "the transaction does not exist");
 
+    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_N - 1) == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
     } else {
-        rc = ngx_rbcs_transfer_send(r, q, NGX_HTTP_OK);
+        rc = ngx_rbcs_transfer_send(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
+                                    NGX_HTTP_OK);
     }
 
-    ngx_rbcs_router_done(r, rc);
+    ngx_rbcs_http_done(r, rc);
 }

@@ -195,7 +195,7 @@ my $relay_sock = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
 my $relay_port = $relay_sock->sockport;
 my $relay = fork // die "fork: $!";
 if ($relay == 0) {
-    relay($relay_sock, $RBCS::Test::MYSQL_PORT, "rbcs_transfer('lost-1'");
+    relay($relay_sock, $RBCS::Test::MYSQL_PORT, "('lost-1','A','B',");
     POSIX::_exit(0);
 }
 close $relay_sock;   # the child's now: killing it refuses new connections

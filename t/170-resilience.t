@@ -96,7 +96,8 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
                $r->{recovered} // -1);
     is($r->{after_sequential_ok}, 20, '20 transfers in a row: 201');
     is($r->{after_burst}{ok}, $r->{after_burst}{n},
-       "$r->{after_burst}{n} concurrent transfers (pool + queue): all 201");
+       "$r->{after_burst}{n} concurrent transfers (one in flight and a full "
+       . "write queue): all 201");
     ok($r->{applied} >= $r->{acked} && $r->{applied} <= $r->{acked} + $r->{unknown},
        "the floods' 201s ($r->{acked}) are applied; of the 503s only those whose "
        . "outcome was unknown ($r->{unknown}) may be (applied: $r->{applied})");

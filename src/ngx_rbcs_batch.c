@@ -1,0 +1,1723 @@
+
+/*
+ * RBCS: the write path (see ngx_rbcs_batch.h).
+ *
+ * One writer per worker, one batch in flight.  Operations that arrive
+ * while a batch runs wait in the writer's queue (bounded, with a timeout)
+ * and go together as the next batch, up to rbcs_mysql_batch_size: a lone
+ * operation at low load goes at once, a busy worker sends what queued.
+ *
+ * Failure paths.  A deadlock, a lock wait timeout, or a duplicate key (an
+ * id or account that another worker or pod committed between the two
+ * round trips) rolls the whole batch back and runs it again in the same
+ * order, with its recorded ids now read as replays.  A connection lost or
+ * timed out after round trip 2 was sent leaves the commit unknown: the
+ * batch runs again, and an operation whose outcome it had recorded finds
+ * it recorded and answers it as its own (201); when the database cannot
+ * be reached again within the retries, 503 (retrying with the same id is
+ * safe).  Any other error of round trip 2 (a backstop of the schema that
+ * refused what the judge allowed) runs each operation of the batch again
+ * alone, so that one operation fails on its own.
+ */
+
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+#include "ngx_rbcs_batch.h"
+#include "ngx_rbcs_mysql.h"
+#include "ngx_rbcs_amount.h"
+#include "ngx_rbcs_balance.h"
+#include "ngx_rbcs_metrics.h"
+
+
+#define NGX_RBCS_OP_NEW       0
+#define NGX_RBCS_OP_QUEUED    1
+#define NGX_RBCS_OP_RUNNING   2
+#define NGX_RBCS_OP_DONE      3
+
+/* result sets of round trip 1 */
+#define NGX_RBCS_RT1_NOW       0
+#define NGX_RBCS_RT1_ACCOUNTS  1
+#define NGX_RBCS_RT1_TXS       2
+
+/* room for a DECIMAL(36,18) text and a sign */
+#define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
+
+
+typedef struct {
+    ngx_rbcs_mysql_conf_t     *conf;
+    ngx_log_t                 *log;
+    ngx_queue_t                queue;
+    ngx_uint_t                 nqueued;
+
+    /* the batch in flight */
+    ngx_rbcs_batch_op_t      **ops;
+    ngx_uint_t                 nops;
+    ngx_rbcs_ledger_op_t      *judged;
+    ngx_rbcs_ledger_account_t *accounts;
+    ngx_uint_t                 naccounts;
+    ngx_rbcs_ledger_record_t  *records;
+    ngx_str_t                 *ids;
+    ngx_uint_t                 nrecords;
+    ngx_uint_t                 ntransfers;
+    ngx_pool_t                *pool;       /* one try's memory */
+    ngx_rbcs_mysql_query_t    *query;
+    ngx_str_t                  now;
+    ngx_uint_t                 attempts;
+    ngx_event_t                retry;
+    ngx_event_t                kick;
+    unsigned                   busy:1;
+} ngx_rbcs_batch_writer_t;
+
+
+static void ngx_rbcs_batch_kick(ngx_event_t *ev);
+static void ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_try(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_retry_handler(ngx_event_t *ev);
+static ngx_int_t ngx_rbcs_batch_slots(ngx_rbcs_batch_writer_t *w);
+static ngx_int_t ngx_rbcs_batch_round1(ngx_rbcs_batch_writer_t *w,
+    ngx_str_t *sql);
+static void ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w,
+    ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w);
+static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w,
+    ngx_str_t *sql);
+static void ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_batch_committed(ngx_rbcs_batch_writer_t *w);
+static ngx_int_t ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w,
+    ngx_uint_t i);
+static ngx_str_t *ngx_rbcs_batch_tx_row(ngx_rbcs_batch_writer_t *w,
+    ngx_uint_t i);
+static ngx_str_t *ngx_rbcs_batch_account_row(ngx_rbcs_batch_writer_t *w,
+    ngx_uint_t i);
+static void ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_later(ngx_rbcs_batch_writer_t *w,
+    ngx_uint_t err);
+static void ngx_rbcs_batch_fail(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_split(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_finish(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_deliver(ngx_rbcs_batch_op_t *op);
+static void ngx_rbcs_batch_op_timer(ngx_event_t *ev);
+static int ngx_libc_cdecl ngx_rbcs_batch_cmp(const void *a, const void *b);
+static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(
+    ngx_rbcs_batch_writer_t *w, ngx_str_t *number);
+static ngx_int_t ngx_rbcs_batch_record(ngx_rbcs_batch_writer_t *w,
+    ngx_str_t *id);
+static ngx_rbcs_ledger_str_t ngx_rbcs_batch_lstr(ngx_str_t *s);
+static ngx_str_t ngx_rbcs_batch_nstr(ngx_rbcs_ledger_str_t *s);
+static ngx_int_t ngx_rbcs_batch_value(ngx_str_t *decimal,
+    ngx_rbcs_int128_t *value);
+static u_char *ngx_rbcs_batch_decimal(u_char *p, ngx_rbcs_int128_t v);
+static ngx_int_t ngx_rbcs_batch_text(ngx_pool_t *pool, ngx_str_t *s,
+    u_char *p, size_t len);
+static u_char *ngx_rbcs_batch_quoted(u_char *p, ngx_str_t *s);
+static u_char *ngx_rbcs_batch_list(u_char *p, ngx_uint_t *n,
+    const char *head);
+
+
+static ngx_rbcs_batch_writer_t  *ngx_rbcs_batch_writer;
+
+
+ngx_int_t
+ngx_rbcs_batch_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
+{
+    ngx_uint_t                n;
+    ngx_rbcs_batch_writer_t  *w;
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_rbcs_batch_writer_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = conf->batch_size;
+
+    w->conf = conf;
+    w->log = cycle->log;
+    ngx_queue_init(&w->queue);
+
+    w->ops = ngx_pcalloc(cycle->pool, n * sizeof(ngx_rbcs_batch_op_t *));
+    w->judged = ngx_pcalloc(cycle->pool, n * sizeof(ngx_rbcs_ledger_op_t));
+    w->accounts = ngx_pcalloc(cycle->pool,
+                              2 * n * sizeof(ngx_rbcs_ledger_account_t));
+    w->records = ngx_pcalloc(cycle->pool,
+                             n * sizeof(ngx_rbcs_ledger_record_t));
+    w->ids = ngx_pcalloc(cycle->pool, n * sizeof(ngx_str_t));
+
+    if (w->ops == NULL || w->judged == NULL || w->accounts == NULL
+        || w->records == NULL || w->ids == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    w->kick.handler = ngx_rbcs_batch_kick;
+    w->kick.data = w;
+    w->kick.log = cycle->log;
+
+    /* a batch waiting out its backoff holds requests: exits wait for it */
+
+    w->retry.handler = ngx_rbcs_batch_retry_handler;
+    w->retry.data = w;
+    w->retry.log = cycle->log;
+    w->retry.cancelable = 0;
+
+    ngx_rbcs_batch_writer = w;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_rbcs_batch_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_rbcs_batch_writer_t  *w;
+
+    w = ngx_rbcs_batch_writer;
+    if (w == NULL) {
+        return;
+    }
+
+    if (w->kick.posted) {
+        ngx_delete_posted_event(&w->kick);
+    }
+
+    if (w->pool) {
+        ngx_destroy_pool(w->pool);
+        w->pool = NULL;
+    }
+
+    ngx_rbcs_batch_writer = NULL;
+}
+
+
+/* an operation with a pool of its own, which lives until it is answered */
+
+ngx_rbcs_batch_op_t *
+ngx_rbcs_batch_op_create(ngx_log_t *log)
+{
+    ngx_pool_t           *pool;
+    ngx_rbcs_batch_op_t  *op;
+
+    pool = ngx_create_pool(1024, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    op = ngx_pcalloc(pool, sizeof(ngx_rbcs_batch_op_t));
+    if (op == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    op->pool = pool;
+    op->log = log;
+    op->start = ngx_current_msec;
+
+    op->timer.handler = ngx_rbcs_batch_op_timer;
+    op->timer.data = op;
+    op->timer.log = log;
+
+    return op;
+}
+
+
+/*
+ * Queue an operation.  NGX_OK: its handler will be called from an event
+ * handler.  NGX_DECLINED: no database connection can be had, or the queue
+ * is full (the caller answers 503 and keeps the operation).
+ */
+
+ngx_int_t
+ngx_rbcs_batch_submit(ngx_rbcs_batch_op_t *op)
+{
+    ngx_rbcs_batch_writer_t  *w;
+
+    w = ngx_rbcs_batch_writer;
+
+    if (w == NULL || !ngx_rbcs_mysql_ready()
+        || w->nqueued >= w->conf->queue_size)
+    {
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_QUEUE_FULL);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_insert_tail(&w->queue, &op->queue);
+    w->nqueued++;
+    op->state = NGX_RBCS_OP_QUEUED;
+    ngx_add_timer(&op->timer, w->conf->queue_timeout);
+    ngx_rbcs_metrics_write_queue(w->nqueued);
+
+    /* from the event loop: what arrives in the same round joins it */
+
+    if (!w->busy && !w->kick.posted) {
+        ngx_post_event(&w->kick, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the operation's owner goes away: it no longer wants an answer */
+
+void
+ngx_rbcs_batch_cancel(ngx_rbcs_batch_op_t *op)
+{
+    switch (op->state) {
+
+    case NGX_RBCS_OP_QUEUED:
+        ngx_queue_remove(&op->queue);
+        ngx_rbcs_batch_writer->nqueued--;
+        ngx_rbcs_metrics_write_queue(ngx_rbcs_batch_writer->nqueued);
+
+        if (op->timer.timer_set) {
+            ngx_del_timer(&op->timer);
+        }
+
+        ngx_destroy_pool(op->pool);
+        return;
+
+    case NGX_RBCS_OP_RUNNING:
+        /* it is in a batch: judged and written all the same, not answered */
+        op->handler = NULL;
+        return;
+
+    case NGX_RBCS_OP_NEW:
+        ngx_destroy_pool(op->pool);
+        return;
+
+    default:
+        /* being answered: the writer frees it */
+        return;
+    }
+}
+
+
+static void
+ngx_rbcs_batch_op_timer(ngx_event_t *ev)
+{
+    ngx_rbcs_batch_op_t  *op;
+
+    op = ev->data;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "rbcs: no mysql connection within the queue timeout");
+
+    ngx_queue_remove(&op->queue);
+    ngx_rbcs_batch_writer->nqueued--;
+    ngx_rbcs_metrics_write_queue(ngx_rbcs_batch_writer->nqueued);
+
+    op->rc = NGX_RBCS_MYSQL_EUNAVAIL;
+    ngx_rbcs_batch_deliver(op);
+}
+
+
+static void
+ngx_rbcs_batch_kick(ngx_event_t *ev)
+{
+    ngx_rbcs_batch_start(ev->data);
+}
+
+
+/* take what queued, in order: the next batch */
+
+static void
+ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w)
+{
+    ngx_uint_t            n;
+    ngx_queue_t          *x;
+    ngx_rbcs_batch_op_t  *op;
+
+    if (w->busy || ngx_queue_empty(&w->queue)) {
+        return;
+    }
+
+    n = 0;
+
+    while (!ngx_queue_empty(&w->queue) && n < w->conf->batch_size) {
+        x = ngx_queue_head(&w->queue);
+        op = ngx_queue_data(x, ngx_rbcs_batch_op_t, queue);
+
+        /* an operation whose batch failed oddly goes alone */
+
+        if (op->solo && n > 0) {
+            break;
+        }
+
+        ngx_queue_remove(x);
+        w->nqueued--;
+
+        if (op->timer.timer_set) {
+            ngx_del_timer(&op->timer);
+        }
+
+        op->state = NGX_RBCS_OP_RUNNING;
+        w->ops[n++] = op;
+
+        if (op->solo) {
+            break;
+        }
+    }
+
+    w->nops = n;
+    w->busy = 1;
+    w->attempts = 0;
+
+    ngx_rbcs_metrics_write_queue(w->nqueued);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, w->log, 0,
+                   "rbcs: write batch of %ui operations", n);
+
+    ngx_rbcs_metrics_batch(n);
+
+    ngx_rbcs_batch_try(w);
+}
+
+
+/* one try of the batch: round trip 1, from the start of its transaction */
+
+static void
+ngx_rbcs_batch_try(ngx_rbcs_batch_writer_t *w)
+{
+    ngx_str_t                sql;
+    ngx_rbcs_mysql_query_t  *q;
+
+    if (w->pool) {
+        ngx_destroy_pool(w->pool);
+    }
+
+    w->pool = ngx_create_pool(16384, w->log);
+    if (w->pool == NULL) {
+        ngx_rbcs_batch_fail(w);
+        return;
+    }
+
+    if (ngx_rbcs_batch_slots(w) != NGX_OK
+        || ngx_rbcs_batch_round1(w, &sql) != NGX_OK)
+    {
+        ngx_rbcs_batch_fail(w);
+        return;
+    }
+
+    q = ngx_rbcs_mysql_create(w->pool, w->log);
+    if (q == NULL) {
+        ngx_rbcs_batch_fail(w);
+        return;
+    }
+
+    q->sql = sql;
+    q->transaction = 1;
+    q->hold = 1;
+    q->handler = ngx_rbcs_batch_round1_done;
+    q->data = w;
+
+    w->query = q;
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        w->query = NULL;
+        ngx_rbcs_batch_fail(w);
+    }
+}
+
+
+/*
+ * The accounts the batch touches and its ids, each once, in key order
+ * (the order round trip 1 locks in), for lookups by binary search.
+ */
+
+static ngx_int_t
+ngx_rbcs_batch_slots(ngx_rbcs_batch_writer_t *w)
+{
+    ngx_uint_t             i, n, k;
+    ngx_str_t             *numbers;
+    ngx_rbcs_batch_op_t   *op;
+
+    numbers = ngx_palloc(w->pool, 2 * w->nops * sizeof(ngx_str_t));
+    if (numbers == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    k = 0;
+
+    for (i = 0; i < w->nops; i++) {
+        op = w->ops[i];
+        op->recorded = 0;
+
+        numbers[n++] = op->source;
+
+        if (op->kind == NGX_RBCS_LEDGER_TRANSFER) {
+            numbers[n++] = op->destination;
+            w->ids[k++] = op->id;
+        }
+    }
+
+    w->ntransfers = k;
+
+    ngx_qsort(numbers, n, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
+    ngx_qsort(w->ids, k, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
+
+    w->naccounts = 0;
+
+    for (i = 0; i < n; i++) {
+        if (i > 0 && ngx_rbcs_batch_cmp(&numbers[i], &numbers[i - 1]) == 0)
+        {
+            continue;
+        }
+
+        ngx_memzero(&w->accounts[w->naccounts],
+                    sizeof(ngx_rbcs_ledger_account_t));
+        w->accounts[w->naccounts++].number =
+                                          ngx_rbcs_batch_lstr(&numbers[i]);
+    }
+
+    w->nrecords = 0;
+
+    for (i = 0; i < k; i++) {
+        if (i > 0 && ngx_rbcs_batch_cmp(&w->ids[i], &w->ids[i - 1]) == 0) {
+            continue;
+        }
+
+        w->ids[w->nrecords] = w->ids[i];
+        ngx_memzero(&w->records[w->nrecords],
+                    sizeof(ngx_rbcs_ledger_record_t));
+        w->nrecords++;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * START TRANSACTION; the time of the batch; every account it touches,
+ * locked in key order (as every batch locks, so batches never wait for
+ * each other crosswise); its ids' recorded outcomes.
+ */
+
+static ngx_int_t
+ngx_rbcs_batch_round1(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
+{
+    u_char      *p;
+    size_t       size;
+    ngx_uint_t   i;
+    ngx_str_t    s;
+
+    size = sizeof("START TRANSACTION;SELECT UTC_TIMESTAMP(3);SELECT "
+                  NGX_RBCS_ACC_COLUMNS " FROM accounts WHERE account_number"
+                  " IN () ORDER BY account_number FOR UPDATE;SELECT "
+                  NGX_RBCS_TX_COLUMNS " FROM transactions WHERE "
+                  "transaction_id IN ()")
+           + (w->naccounts + w->nrecords) * (NGX_RBCS_ID_MAX_LEN + 3);
+
+    sql->data = ngx_pnalloc(w->pool, size);
+    if (sql->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(sql->data, "START TRANSACTION;SELECT UTC_TIMESTAMP(3);"
+                   "SELECT " NGX_RBCS_ACC_COLUMNS " FROM accounts WHERE "
+                   "account_number IN (",
+                   sizeof("START TRANSACTION;SELECT UTC_TIMESTAMP(3);"
+                          "SELECT " NGX_RBCS_ACC_COLUMNS " FROM accounts "
+                          "WHERE account_number IN (") - 1);
+
+    /* every value is a validated id: no quoting needed */
+
+    for (i = 0; i < w->naccounts; i++) {
+        s = ngx_rbcs_batch_nstr(&w->accounts[i].number);
+        if (i) {
+            *p++ = ',';
+        }
+        p = ngx_rbcs_batch_quoted(p, &s);
+    }
+
+    p = ngx_cpymem(p, ") ORDER BY account_number FOR UPDATE",
+                   sizeof(") ORDER BY account_number FOR UPDATE") - 1);
+
+    if (w->nrecords) {
+        p = ngx_cpymem(p, ";SELECT " NGX_RBCS_TX_COLUMNS " FROM "
+                       "transactions WHERE transaction_id IN (",
+                       sizeof(";SELECT " NGX_RBCS_TX_COLUMNS " FROM "
+                              "transactions WHERE transaction_id IN (")
+                       - 1);
+
+        for (i = 0; i < w->nrecords; i++) {
+            if (i) {
+                *p++ = ',';
+            }
+            p = ngx_rbcs_batch_quoted(p, &w->ids[i]);
+        }
+
+        *p++ = ')';
+    }
+
+    sql->len = p - sql->data;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_str_t                 sql;
+    ngx_rbcs_mysql_query_t   *q2;
+    ngx_rbcs_batch_writer_t  *w;
+
+    w = q->data;
+    w->query = NULL;
+
+    if (q->rc != NGX_RBCS_MYSQL_OK) {
+
+        /*
+         * A lock conflict, or a connection lost: nothing was written, the
+         * batch goes again.  No connection, or no answer within the query
+         * timeout (a frozen server): 503 now.
+         */
+
+        if (q->rc == NGX_RBCS_MYSQL_ESQL
+            || (q->rc == NGX_RBCS_MYSQL_EUNKNOWN && q->err == CR_SERVER_LOST))
+        {
+            ngx_rbcs_batch_later(w, q->err);
+            return;
+        }
+
+        ngx_rbcs_batch_fail(w);
+        return;
+    }
+
+    if (ngx_rbcs_batch_read(w, q) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                      "rbcs: unreadable rows in a write batch");
+        ngx_rbcs_batch_fail(w);
+
+        /* the held connection rolls back as it is given up */
+        return;
+    }
+
+    ngx_rbcs_batch_judge(w);
+
+    q2 = ngx_rbcs_mysql_create(w->pool, w->log);
+
+    if (q2 == NULL || ngx_rbcs_batch_round2(w, &sql) != NGX_OK) {
+        ngx_rbcs_batch_fail(w);
+        return;
+    }
+
+    q2->sql = sql;
+    q2->transaction = 1;
+    q2->handler = ngx_rbcs_batch_round2_done;
+    q2->data = w;
+
+    w->query = q2;
+
+    if (ngx_rbcs_mysql_continue(q2, q) != NGX_OK) {
+        /* the connection went, with the transaction: nothing written */
+        w->query = NULL;
+        ngx_rbcs_batch_later(w, 0);
+    }
+}
+
+
+/* round trip 1's rows into the judge's accounts and records */
+
+static ngx_int_t
+ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w, ngx_rbcs_mysql_query_t *q)
+{
+    u_char                     *p, *last;
+    ngx_int_t                   ix;
+    ngx_str_t                  *row, *now;
+    ngx_uint_t                  i, n, scale;
+    ngx_rbcs_ledger_record_t   *rec;
+    ngx_rbcs_mysql_result_t    *rs;
+    ngx_rbcs_ledger_account_t  *a;
+
+    rs = q->results.elts;
+
+    if (q->results.nelts != (w->nrecords ? 3 : 2)
+        || rs[NGX_RBCS_RT1_ACCOUNTS].ncols != NGX_RBCS_ACC_N
+        || (w->nrecords && rs[NGX_RBCS_RT1_TXS].ncols != NGX_RBCS_TX_N))
+    {
+        return NGX_ERROR;
+    }
+
+    now = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_NOW, 0, 0);
+    if (now == NULL || now->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->now = *now;
+
+    n = ngx_rbcs_mysql_rows(q, NGX_RBCS_RT1_ACCOUNTS);
+
+    for (i = 0; i < n; i++) {
+        row = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_ACCOUNTS, i, 0);
+
+        a = ngx_rbcs_batch_account(w, &row[NGX_RBCS_ACC_NUMBER]);
+
+        if (a == NULL
+            || row[NGX_RBCS_ACC_CURRENCY].data == NULL
+            || ngx_atoi(row[NGX_RBCS_ACC_SCALE].data,
+                        row[NGX_RBCS_ACC_SCALE].len) == NGX_ERROR
+            || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_BALANCE], &a->balance)
+               != NGX_OK
+            || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_INITIAL], &a->initial)
+               != NGX_OK
+            || row[NGX_RBCS_ACC_VERSION].data == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        scale = ngx_atoi(row[NGX_RBCS_ACC_SCALE].data,
+                         row[NGX_RBCS_ACC_SCALE].len);
+
+        a->exists = 1;
+        a->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_ACC_CURRENCY]);
+        a->scale = (unsigned) scale;
+        a->version = (uint64_t) ngx_atoof(row[NGX_RBCS_ACC_VERSION].data,
+                                          row[NGX_RBCS_ACC_VERSION].len);
+        a->data = row;
+    }
+
+    if (w->nrecords == 0) {
+        return NGX_OK;
+    }
+
+    n = ngx_rbcs_mysql_rows(q, NGX_RBCS_RT1_TXS);
+
+    for (i = 0; i < n; i++) {
+        row = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_TXS, i, 0);
+
+        ix = ngx_rbcs_batch_record(w, &row[NGX_RBCS_TX_ID]);
+        if (ix == NGX_ERROR || row[NGX_RBCS_TX_FINGERPRINT].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        rec = &w->records[ix];
+
+        /* the fingerprint is "source|destination|amount key" */
+
+        p = row[NGX_RBCS_TX_FINGERPRINT].data;
+        last = p + row[NGX_RBCS_TX_FINGERPRINT].len;
+
+        p = ngx_strlchr(p, last, '|');
+        p = p ? ngx_strlchr(p + 1, last, '|') : NULL;
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        rec->found = 1;
+        rec->has_scale = (row[NGX_RBCS_TX_SCALE].data != NULL);
+        rec->source = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_SOURCE]);
+        rec->destination =
+                        ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_DESTINATION]);
+        rec->amount_key.data = p + 1;
+        rec->amount_key.len = last - (p + 1);
+        rec->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_CURRENCY]);
+        rec->request_currency =
+                       ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_REQ_CURRENCY]);
+        rec->data = row;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w)
+{
+    ngx_uint_t             i;
+    ngx_rbcs_uint128_t     units;
+    ngx_rbcs_batch_op_t   *op;
+    ngx_rbcs_ledger_op_t  *j;
+
+    for (i = 0; i < w->nops; i++) {
+        op = w->ops[i];
+        j = &w->judged[i];
+
+        ngx_memzero(j, sizeof(ngx_rbcs_ledger_op_t));
+
+        j->kind = op->kind;
+        j->data = op;
+        j->source = ngx_rbcs_batch_account(w, &op->source);
+        j->currency = op->currency ? ngx_rbcs_batch_lstr(&op->currency->code)
+                                   : (ngx_rbcs_ledger_str_t) { NULL, 0 };
+        j->currency_scale = op->currency ? (unsigned) op->currency->scale
+                                         : 0;
+
+        if (op->kind == NGX_RBCS_LEDGER_OPEN) {
+
+            /* checked at the currency's scale before it was queued */
+
+            if (ngx_rbcs_amount_parse(op->initial.data, op->initial.len,
+                                      j->currency_scale, 1, &units)
+                != NGX_RBCS_AMOUNT_OK)
+            {
+                units = 0;
+            }
+
+            j->initial = ngx_rbcs_ledger_from_units(units, j->currency_scale);
+            continue;
+        }
+
+        j->destination = ngx_rbcs_batch_account(w, &op->destination);
+        j->record = &w->records[ngx_rbcs_batch_record(w, &op->id)];
+        j->amount = ngx_rbcs_batch_lstr(&op->amount);
+        j->amount_key = ngx_rbcs_batch_lstr(&op->amount_key);
+    }
+
+    (void) ngx_rbcs_ledger_judge(w->judged, w->nops);
+}
+
+
+/*
+ * What the judge decided, in a constant number of statements: new
+ * accounts as the batch leaves them, the recorded outcomes, the history
+ * entries, the audit rows, one net update of the accounts that existed;
+ * COMMIT.
+ */
+
+static ngx_int_t
+ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
+{
+    u_char                     *p;
+    size_t                      size;
+    ngx_str_t                   s;
+    ngx_uint_t                  i, n;
+    ngx_rbcs_batch_op_t        *op;
+    ngx_rbcs_ledger_op_t       *j;
+    ngx_rbcs_ledger_account_t  *a;
+
+    size = 2048 + w->naccounts * 512;
+
+    for (i = 0; i < w->nops; i++) {
+        size += 4096 + 4 * w->ops[i]->amount.len;
+    }
+
+    sql->data = ngx_pnalloc(w->pool, size);
+    if (sql->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = sql->data;
+
+    /* accounts opened by the batch, as it leaves them */
+
+    n = 0;
+
+    for (i = 0; i < w->naccounts; i++) {
+        a = &w->accounts[i];
+
+        if (!a->created) {
+            continue;
+        }
+
+        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO accounts (account_number,"
+                       " currency, scale, balance, initial_balance, version,"
+                       " created_at, updated_at) VALUES ");
+
+        p = ngx_sprintf(p, "('%*s','%*s',%ui,", a->number.len, a->number.data,
+                        a->currency.len, a->currency.data,
+                        (ngx_uint_t) a->scale);
+        p = ngx_rbcs_batch_decimal(p, a->balance);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, a->initial);
+        p = ngx_sprintf(p, ",%uL,'%V','%V')", a->version, &w->now, &w->now);
+    }
+
+    if (n) {
+        *p++ = ';';
+    }
+
+    /* the recorded outcomes of transfers */
+
+    n = 0;
+
+    for (i = 0; i < w->nops; i++) {
+        j = &w->judged[i];
+        op = w->ops[i];
+
+        if (j->kind != NGX_RBCS_LEDGER_TRANSFER
+            || (j->outcome != NGX_RBCS_LEDGER_APPLIED
+                && j->outcome != NGX_RBCS_LEDGER_REJECTED))
+        {
+            continue;
+        }
+
+        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO transactions "
+                       "(transaction_id, source_account, destination_account,"
+                       " amount, amount_text, fingerprint, currency,"
+                       " request_currency, scale, status, http_status, code,"
+                       " detail, client_ts, source_balance,"
+                       " destination_balance, source_version,"
+                       " destination_version, created_at) VALUES ");
+
+        p = ngx_sprintf(p, "('%V','%V','%V',", &op->id, &op->source,
+                        &op->destination);
+
+        if (j->has_amount) {
+            p = ngx_rbcs_batch_decimal(p, j->value);
+        } else {
+            p = ngx_cpymem(p, "NULL", 4);
+        }
+
+        p = ngx_sprintf(p, ",'%V','%V|%V|%V',", &op->amount, &op->source,
+                        &op->destination, &op->amount_key);
+
+        s = ngx_rbcs_batch_nstr(&j->record_currency);
+        p = ngx_rbcs_batch_quoted(p, &s);
+        *p++ = ',';
+
+        if (op->currency) {
+            p = ngx_rbcs_batch_quoted(p, &op->currency->code);
+        } else {
+            p = ngx_cpymem(p, "NULL", 4);
+        }
+
+        if (j->has_scale) {
+            p = ngx_sprintf(p, ",%ui,", (ngx_uint_t) j->scale);
+        } else {
+            p = ngx_cpymem(p, ",NULL,", 6);
+        }
+
+        if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+            p = ngx_sprintf(p, "'COMPLETED',201,NULL,NULL,");
+        } else {
+            p = ngx_sprintf(p, "'REJECTED',%ui,'%s','%s',",
+                            (ngx_uint_t) j->status, j->code, j->detail);
+        }
+
+        if (op->has_ts) {
+            p = ngx_sprintf(p, "%L,", op->client_ts);
+        } else {
+            p = ngx_cpymem(p, "NULL,", 5);
+        }
+
+        if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+            p = ngx_rbcs_batch_decimal(p, j->source_balance);
+            *p++ = ',';
+            p = ngx_rbcs_batch_decimal(p, j->destination_balance);
+            p = ngx_sprintf(p, ",%uL,%uL,", j->source_version,
+                            j->destination_version);
+        } else {
+            p = ngx_cpymem(p, "NULL,NULL,NULL,NULL,", 20);
+        }
+
+        p = ngx_sprintf(p, "'%V')", &w->now);
+    }
+
+    if (n) {
+        *p++ = ';';
+    }
+
+    /* the history: an opening's entry, two per applied transfer */
+
+    n = 0;
+
+    for (i = 0; i < w->nops; i++) {
+        j = &w->judged[i];
+        op = w->ops[i];
+
+        if (j->outcome != NGX_RBCS_LEDGER_APPLIED) {
+            continue;
+        }
+
+        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO entries (account_number,"
+                       " version, type, transaction_id, counterparty, amount,"
+                       " balance_after, created_at) VALUES ");
+
+        if (j->kind == NGX_RBCS_LEDGER_OPEN) {
+            p = ngx_sprintf(p, "('%V',1,'OPENING',NULL,NULL,", &op->source);
+            p = ngx_rbcs_batch_decimal(p, j->initial);
+            *p++ = ',';
+            p = ngx_rbcs_batch_decimal(p, j->initial);
+            p = ngx_sprintf(p, ",'%V')", &w->now);
+            continue;
+        }
+
+        p = ngx_sprintf(p, "('%V',%uL,'TRANSFER','%V','%V',", &op->source,
+                        j->source_version, &op->id, &op->destination);
+        p = ngx_rbcs_batch_decimal(p, -j->value);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, j->source_balance);
+        p = ngx_sprintf(p, ",'%V'),('%V',%uL,'TRANSFER','%V','%V',", &w->now,
+                        &op->destination, j->destination_version, &op->id,
+                        &op->source);
+        p = ngx_rbcs_batch_decimal(p, j->value);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, j->destination_balance);
+        p = ngx_sprintf(p, ",'%V')", &w->now);
+    }
+
+    if (n) {
+        *p++ = ';';
+    }
+
+    /* who changed what: every recorded state change */
+
+    n = 0;
+
+    for (i = 0; i < w->nops; i++) {
+        j = &w->judged[i];
+        op = w->ops[i];
+
+        if (j->outcome != NGX_RBCS_LEDGER_APPLIED
+            && j->outcome != NGX_RBCS_LEDGER_REJECTED)
+        {
+            continue;
+        }
+
+        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO audit_log (at, actor,"
+                       " action, subject, outcome, http_status, detail)"
+                       " VALUES ");
+
+        p = ngx_sprintf(p, "('%V',", &w->now);
+
+        if (op->actor.len) {
+            p = ngx_sprintf(p, "'%V',", &op->actor);
+        } else {
+            p = ngx_cpymem(p, "NULL,", 5);
+        }
+
+        if (j->kind == NGX_RBCS_LEDGER_OPEN) {
+            p = ngx_sprintf(p, "'account.open','%V','created',201,'%V "
+                            "initial balance ", &op->source,
+                            &op->currency->code);
+            p = ngx_rbcs_batch_decimal(p, j->initial);
+            p = ngx_cpymem(p, "')", 2);
+            continue;
+        }
+
+        if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+            s = ngx_rbcs_batch_nstr(&j->record_currency);
+            p = ngx_sprintf(p, "'transfer','%V','completed',201,'%V %V from "
+                            "%V to %V')", &op->id, &op->amount, &s,
+                            &op->source, &op->destination);
+        } else {
+            p = ngx_sprintf(p, "'transfer','%V','%s',%ui,'%s')", &op->id,
+                            j->code, (ngx_uint_t) j->status, j->detail);
+        }
+    }
+
+    if (n) {
+        *p++ = ';';
+    }
+
+    /*
+     * One net update of the accounts that existed.  The server does the
+     * arithmetic on the locked rows, and the schema's CHECK refuses a
+     * balance below its floor whatever the judge decided.
+     */
+
+    n = 0;
+
+    for (i = 0; i < w->naccounts; i++) {
+        a = &w->accounts[i];
+
+        if (a->created || a->changes == 0) {
+            continue;
+        }
+
+        if (n++ == 0) {
+            p = ngx_cpymem(p, "UPDATE accounts SET balance = balance + CASE"
+                           " account_number",
+                           sizeof("UPDATE accounts SET balance = balance +"
+                                  " CASE account_number") - 1);
+        }
+
+        p = ngx_cpymem(p, " WHEN ", 6);
+        p = ngx_sprintf(p, "'%*s' THEN ", a->number.len, a->number.data);
+        p = ngx_rbcs_batch_decimal(p, a->delta);
+    }
+
+    if (n) {
+        p = ngx_cpymem(p, " END, version = version + CASE account_number",
+                       sizeof(" END, version = version + CASE account_number")
+                       - 1);
+
+        for (i = 0; i < w->naccounts; i++) {
+            a = &w->accounts[i];
+
+            if (a->created || a->changes == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, " WHEN '%*s' THEN %uL", a->number.len,
+                            a->number.data, a->changes);
+        }
+
+        p = ngx_sprintf(p, " END, updated_at = '%V' WHERE account_number IN (",
+                        &w->now);
+
+        n = 0;
+
+        for (i = 0; i < w->naccounts; i++) {
+            a = &w->accounts[i];
+
+            if (a->created || a->changes == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "%s'%*s'", n++ ? "," : "", a->number.len,
+                            a->number.data);
+        }
+
+        p = ngx_cpymem(p, ");", 2);
+    }
+
+    p = ngx_cpymem(p, "COMMIT", 6);
+
+    sql->len = p - sql->data;
+
+    if (sql->len > size) {
+        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                      "rbcs: write batch statement overran its buffer");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_uint_t                i;
+    ngx_rbcs_ledger_op_t     *j;
+    ngx_rbcs_batch_writer_t  *w;
+
+    w = q->data;
+    w->query = NULL;
+
+    if (q->rc == NGX_RBCS_MYSQL_OK) {
+        ngx_rbcs_batch_committed(w);
+        return;
+    }
+
+    if (q->rc == NGX_RBCS_MYSQL_EUNKNOWN) {
+
+        /*
+         * Sent, then lost: the commit may have happened.  What the batch
+         * recorded is looked up by running it again; until then those
+         * operations' outcomes are unknown.
+         */
+
+        for (i = 0; i < w->nops; i++) {
+            j = &w->judged[i];
+
+            if (j->outcome == NGX_RBCS_LEDGER_APPLIED
+                || j->outcome == NGX_RBCS_LEDGER_REJECTED)
+            {
+                w->ops[i]->unknown = 1;
+            }
+        }
+
+        /* a server that does not answer would not answer the look-up */
+
+        if (q->err != CR_SERVER_LOST) {
+            ngx_rbcs_batch_fail(w);
+            return;
+        }
+
+        ngx_rbcs_batch_later(w, q->err);
+        return;
+    }
+
+    if (q->rc == NGX_RBCS_MYSQL_ESQL
+        && q->err != ER_LOCK_DEADLOCK && q->err != ER_LOCK_WAIT_TIMEOUT
+        && q->err != ER_DUP_ENTRY)
+    {
+        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                      "rbcs: the database refused a write batch of %ui "
+                      "operations (error %ui)", w->nops, q->err);
+        ngx_rbcs_batch_split(w);
+        return;
+    }
+
+    ngx_rbcs_batch_later(w, q->err);
+}
+
+
+/* committed: the caches first (read-your-writes), then the answers */
+
+static void
+ngx_rbcs_batch_committed(ngx_rbcs_batch_writer_t *w)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < w->nops; i++) {
+        if (ngx_rbcs_batch_answer(w, i) != NGX_OK) {
+            w->ops[i]->rc = NGX_RBCS_MYSQL_ESQL;
+        }
+    }
+
+    ngx_rbcs_batch_spread(w);
+
+    for (i = 0; i < w->nops; i++) {
+        ngx_rbcs_batch_deliver(w->ops[i]);
+    }
+
+    ngx_rbcs_batch_finish(w);
+}
+
+
+/* what the operation is answered with: a row, or a problem */
+
+static ngx_int_t
+ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
+{
+    ngx_str_t              *row;
+    ngx_rbcs_batch_op_t    *op;
+    ngx_rbcs_ledger_op_t   *j;
+
+    op = w->ops[i];
+    j = &w->judged[i];
+
+    op->rc = NGX_RBCS_MYSQL_OK;
+    op->status = j->status;
+    op->row = NULL;
+
+    switch (j->outcome) {
+
+    case NGX_RBCS_LEDGER_INVALID:
+    case NGX_RBCS_LEDGER_CONFLICT:
+        if (ngx_rbcs_batch_text(w->pool, &op->code, (u_char *) j->code,
+                                ngx_strlen(j->code))
+            != NGX_OK
+            || ngx_rbcs_batch_text(w->pool, &op->detail, (u_char *) j->detail,
+                                   ngx_strlen(j->detail))
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+
+    case NGX_RBCS_LEDGER_REPLAY:
+        row = j->record->op ? ((ngx_rbcs_batch_op_t *) j->record->op->data)
+                                  ->row
+                            : j->record->data;
+        op->row = row;
+
+        /* a replay of what this very operation recorded, lost earlier */
+
+        if (op->unknown && row) {
+            op->status = ngx_atoi(row[NGX_RBCS_TX_HTTP_STATUS].data,
+                                  row[NGX_RBCS_TX_HTTP_STATUS].len);
+        }
+
+        return row ? NGX_OK : NGX_ERROR;
+
+    case NGX_RBCS_LEDGER_EXISTS:
+        op->row = ngx_rbcs_batch_account_row(w, i);
+
+        if (op->unknown) {
+            op->status = NGX_HTTP_CREATED;
+        }
+
+        return op->row ? NGX_OK : NGX_ERROR;
+
+    default:
+        op->row = (op->kind == NGX_RBCS_LEDGER_OPEN)
+                  ? ngx_rbcs_batch_account_row(w, i)
+                  : ngx_rbcs_batch_tx_row(w, i);
+
+        return op->row ? NGX_OK : NGX_ERROR;
+    }
+}
+
+
+/* a transaction row for a transfer recorded by this batch */
+
+static ngx_str_t *
+ngx_rbcs_batch_tx_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
+{
+    u_char                *p, *start;
+    ngx_str_t             *row;
+    ngx_rbcs_batch_op_t   *op;
+    ngx_rbcs_ledger_op_t  *j;
+
+    op = w->ops[i];
+    j = &w->judged[i];
+
+    row = ngx_pcalloc(w->pool, NGX_RBCS_TX_N * sizeof(ngx_str_t));
+    start = ngx_pnalloc(w->pool, 8 * NGX_RBCS_DECIMAL_LEN + 64
+                                 + NGX_RBCS_LEDGER_DETAIL_LEN);
+    if (row == NULL || start == NULL) {
+        return NULL;
+    }
+
+    p = start;
+
+#define NGX_RBCS_CELL(col, expr)                                              \
+    row[col].data = p; p = (expr); row[col].len = p - row[col].data
+
+    ngx_str_set(&row[NGX_RBCS_TX_RESULT], "created");
+    NGX_RBCS_CELL(NGX_RBCS_TX_HTTP_STATUS,
+                  ngx_sprintf(p, "%ui", (ngx_uint_t) j->status));
+
+    if (j->outcome == NGX_RBCS_LEDGER_REJECTED) {
+        row[NGX_RBCS_TX_CODE].data = (u_char *) j->code;
+        row[NGX_RBCS_TX_CODE].len = ngx_strlen(j->code);
+        NGX_RBCS_CELL(NGX_RBCS_TX_DETAIL,
+                      ngx_cpymem(p, j->detail, ngx_strlen(j->detail)));
+        ngx_str_set(&row[NGX_RBCS_TX_STATUS], "REJECTED");
+
+    } else {
+        ngx_str_set(&row[NGX_RBCS_TX_STATUS], "COMPLETED");
+        NGX_RBCS_CELL(NGX_RBCS_TX_SRC_BALANCE,
+                      ngx_rbcs_batch_decimal(p, j->source_balance));
+        NGX_RBCS_CELL(NGX_RBCS_TX_DST_BALANCE,
+                      ngx_rbcs_batch_decimal(p, j->destination_balance));
+        NGX_RBCS_CELL(NGX_RBCS_TX_SRC_VERSION,
+                      ngx_sprintf(p, "%uL", j->source_version));
+        NGX_RBCS_CELL(NGX_RBCS_TX_DST_VERSION,
+                      ngx_sprintf(p, "%uL", j->destination_version));
+    }
+
+    row[NGX_RBCS_TX_ID] = op->id;
+    row[NGX_RBCS_TX_SOURCE] = op->source;
+    row[NGX_RBCS_TX_DESTINATION] = op->destination;
+
+    if (j->has_amount) {
+        NGX_RBCS_CELL(NGX_RBCS_TX_AMOUNT,
+                      ngx_rbcs_batch_decimal(p, j->value));
+    }
+
+    row[NGX_RBCS_TX_AMOUNT_TEXT] = op->amount;
+    row[NGX_RBCS_TX_CURRENCY] = ngx_rbcs_batch_nstr(&j->record_currency);
+
+    if (j->has_scale) {
+        NGX_RBCS_CELL(NGX_RBCS_TX_SCALE,
+                      ngx_sprintf(p, "%ui", (ngx_uint_t) j->scale));
+    }
+
+    if (op->has_ts) {
+        NGX_RBCS_CELL(NGX_RBCS_TX_CLIENT_TS,
+                      ngx_sprintf(p, "%L", op->client_ts));
+    }
+
+    row[NGX_RBCS_TX_CREATED] = w->now;
+
+    if (op->currency) {
+        row[NGX_RBCS_TX_REQ_CURRENCY] = op->currency->code;
+    }
+
+#undef NGX_RBCS_CELL
+
+    return row;
+}
+
+
+/* an account row for an opening: the account as the batch has it then */
+
+static ngx_str_t *
+ngx_rbcs_batch_account_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
+{
+    u_char                     *p;
+    ngx_str_t                  *row, *was;
+    ngx_rbcs_batch_op_t        *op;
+    ngx_rbcs_ledger_op_t       *j;
+    ngx_rbcs_ledger_account_t  *a;
+
+    op = w->ops[i];
+    j = &w->judged[i];
+    a = j->source;
+    was = a->data;       /* the row round trip 1 read, if any */
+
+    row = ngx_pcalloc(w->pool, NGX_RBCS_ACC_N * sizeof(ngx_str_t));
+    p = ngx_pnalloc(w->pool, 2 * NGX_RBCS_DECIMAL_LEN + 2 * NGX_INT64_LEN);
+    if (row == NULL || p == NULL) {
+        return NULL;
+    }
+
+    ngx_str_set(&row[NGX_RBCS_ACC_RESULT], "found");
+    row[NGX_RBCS_ACC_NUMBER] = op->source;
+    row[NGX_RBCS_ACC_CURRENCY] = ngx_rbcs_batch_nstr(&a->currency);
+
+    row[NGX_RBCS_ACC_SCALE].data = p;
+    p = ngx_sprintf(p, "%ui", (ngx_uint_t) a->scale);
+    row[NGX_RBCS_ACC_SCALE].len = p - row[NGX_RBCS_ACC_SCALE].data;
+
+    row[NGX_RBCS_ACC_BALANCE].data = p;
+    p = ngx_rbcs_batch_decimal(p, j->source_balance);
+    row[NGX_RBCS_ACC_BALANCE].len = p - row[NGX_RBCS_ACC_BALANCE].data;
+
+    row[NGX_RBCS_ACC_VERSION].data = p;
+    p = ngx_sprintf(p, "%uL", j->source_version);
+    row[NGX_RBCS_ACC_VERSION].len = p - row[NGX_RBCS_ACC_VERSION].data;
+
+    if (was && !a->created) {
+        row[NGX_RBCS_ACC_CREATED] = was[NGX_RBCS_ACC_CREATED];
+
+        /* changed earlier in the batch: updated now */
+        row[NGX_RBCS_ACC_UPDATED] =
+            ((uint64_t) ngx_atoof(was[NGX_RBCS_ACC_VERSION].data,
+                                  was[NGX_RBCS_ACC_VERSION].len)
+             == j->source_version)
+            ? was[NGX_RBCS_ACC_UPDATED] : w->now;
+    } else {
+        row[NGX_RBCS_ACC_CREATED] = w->now;
+        row[NGX_RBCS_ACC_UPDATED] = w->now;
+    }
+
+    return row;
+}
+
+
+/*
+ * Each touched account's final state to the zone and Redis, once; a
+ * replay's balances (of the past) only as floors for this pod's reads.
+ */
+
+static void
+ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
+{
+    u_char                     *p;
+    ngx_str_t                   number, currency, balance, version, *row;
+    ngx_uint_t                  i, scale;
+    ngx_rbcs_ledger_op_t       *j;
+    ngx_rbcs_ledger_account_t  *a;
+    u_char                      buf[NGX_RBCS_DECIMAL_LEN + NGX_INT64_LEN];
+
+    for (i = 0; i < w->naccounts; i++) {
+        a = &w->accounts[i];
+
+        if (!a->exists) {
+            continue;
+        }
+
+        number = ngx_rbcs_batch_nstr(&a->number);
+        currency = ngx_rbcs_batch_nstr(&a->currency);
+
+        balance.data = buf;
+        p = ngx_rbcs_batch_decimal(buf, a->balance);
+        balance.len = p - buf;
+        version.data = p;
+        version.len = ngx_sprintf(p, "%uL", a->version) - p;
+
+        ngx_rbcs_balance_update(w->log, &number, &version, &balance,
+                                a->scale, &currency, 1);
+    }
+
+    for (i = 0; i < w->nops; i++) {
+        j = &w->judged[i];
+        row = w->ops[i]->row;
+
+        if (j->outcome != NGX_RBCS_LEDGER_REPLAY || j->record->op != NULL
+            || row == NULL || row[NGX_RBCS_TX_SRC_VERSION].data == NULL
+            || row[NGX_RBCS_TX_SCALE].data == NULL)
+        {
+            continue;
+        }
+
+        scale = ngx_atoi(row[NGX_RBCS_TX_SCALE].data,
+                         row[NGX_RBCS_TX_SCALE].len);
+
+        ngx_rbcs_balance_update(w->log, &row[NGX_RBCS_TX_SOURCE],
+                                &row[NGX_RBCS_TX_SRC_VERSION],
+                                &row[NGX_RBCS_TX_SRC_BALANCE], scale,
+                                &row[NGX_RBCS_TX_CURRENCY], 0);
+        ngx_rbcs_balance_update(w->log, &row[NGX_RBCS_TX_DESTINATION],
+                                &row[NGX_RBCS_TX_DST_VERSION],
+                                &row[NGX_RBCS_TX_DST_BALANCE], scale,
+                                &row[NGX_RBCS_TX_CURRENCY], 0);
+    }
+}
+
+
+/* nothing was committed: the whole batch again, after a short wait */
+
+static void
+ngx_rbcs_batch_later(ngx_rbcs_batch_writer_t *w, ngx_uint_t err)
+{
+    ngx_msec_t  delay;
+
+    w->attempts++;
+
+    if (w->attempts > w->conf->retries) {
+        ngx_rbcs_batch_fail(w);
+        return;
+    }
+
+    if (err) {
+        ngx_log_error(NGX_LOG_INFO, w->log, 0,
+                      "rbcs: mysql error %ui, retrying", err);
+    }
+
+    ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RETRIES);
+
+    delay = 5 << ngx_min(w->attempts, 6);
+    delay = delay / 2 + (ngx_msec_t) ngx_random() % delay;
+
+    ngx_add_timer(&w->retry, delay);
+}
+
+
+static void
+ngx_rbcs_batch_retry_handler(ngx_event_t *ev)
+{
+    ngx_rbcs_batch_try(ev->data);
+}
+
+
+/* the database cannot be used: 503 for every operation of the batch */
+
+static void
+ngx_rbcs_batch_fail(ngx_rbcs_batch_writer_t *w)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < w->nops; i++) {
+        w->ops[i]->rc = w->ops[i]->unknown ? NGX_RBCS_MYSQL_EUNKNOWN
+                                           : NGX_RBCS_MYSQL_EUNAVAIL;
+        ngx_rbcs_batch_deliver(w->ops[i]);
+    }
+
+    ngx_rbcs_batch_finish(w);
+}
+
+
+/* each operation of a refused batch goes again, alone, first in line */
+
+static void
+ngx_rbcs_batch_split(ngx_rbcs_batch_writer_t *w)
+{
+    ngx_uint_t            i;
+    ngx_rbcs_batch_op_t  *op;
+
+    if (w->nops == 1) {
+        ngx_rbcs_batch_fail(w);
+        return;
+    }
+
+    for (i = w->nops; i > 0; i--) {
+        op = w->ops[i - 1];
+        op->solo = 1;
+        op->state = NGX_RBCS_OP_QUEUED;
+        ngx_queue_insert_head(&w->queue, &op->queue);
+        w->nqueued++;
+    }
+
+    w->nops = 0;
+    ngx_rbcs_metrics_write_queue(w->nqueued);
+    ngx_rbcs_batch_finish(w);
+}
+
+
+static void
+ngx_rbcs_batch_finish(ngx_rbcs_batch_writer_t *w)
+{
+    w->nops = 0;
+    w->busy = 0;
+
+    if (w->pool) {
+        ngx_destroy_pool(w->pool);
+        w->pool = NULL;
+    }
+
+    ngx_rbcs_batch_start(w);
+}
+
+
+/* the operation's answer to its handler; then it is freed */
+
+static void
+ngx_rbcs_batch_deliver(ngx_rbcs_batch_op_t *op)
+{
+    op->state = NGX_RBCS_OP_DONE;
+
+    if (op->handler) {
+        op->handler(op);
+    }
+
+    ngx_destroy_pool(op->pool);
+}
+
+
+/* ---------------------------------------------------------- helpers -- */
+
+static int ngx_libc_cdecl
+ngx_rbcs_batch_cmp(const void *one, const void *two)
+{
+    ngx_int_t         rc;
+    const ngx_str_t  *a, *b;
+
+    a = one;
+    b = two;
+
+    rc = ngx_memcmp(a->data, b->data, ngx_min(a->len, b->len));
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (a->len > b->len) - (a->len < b->len);
+}
+
+
+static ngx_rbcs_ledger_account_t *
+ngx_rbcs_batch_account(ngx_rbcs_batch_writer_t *w, ngx_str_t *number)
+{
+    ngx_int_t   rc;
+    ngx_str_t   s;
+    ngx_uint_t  lo, hi, mid;
+
+    lo = 0;
+    hi = w->naccounts;
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+        s = ngx_rbcs_batch_nstr(&w->accounts[mid].number);
+        rc = ngx_rbcs_batch_cmp(&s, number);
+
+        if (rc == 0) {
+            return &w->accounts[mid];
+        }
+
+        if (rc < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_rbcs_batch_record(ngx_rbcs_batch_writer_t *w, ngx_str_t *id)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  lo, hi, mid;
+
+    lo = 0;
+    hi = w->nrecords;
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+        rc = ngx_rbcs_batch_cmp(&w->ids[mid], id);
+
+        if (rc == 0) {
+            return mid;
+        }
+
+        if (rc < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+static ngx_rbcs_ledger_str_t
+ngx_rbcs_batch_lstr(ngx_str_t *s)
+{
+    ngx_rbcs_ledger_str_t  l;
+
+    l.data = s->data;
+    l.len = s->data ? s->len : 0;
+
+    return l;
+}
+
+
+static ngx_str_t
+ngx_rbcs_batch_nstr(ngx_rbcs_ledger_str_t *s)
+{
+    ngx_str_t  n;
+
+    n.data = (u_char *) s->data;
+    n.len = s->data ? s->len : 0;
+
+    return n;
+}
+
+
+/* a DECIMAL(36,18) text from the database, in ledger units */
+
+static ngx_int_t
+ngx_rbcs_batch_value(ngx_str_t *decimal, ngx_rbcs_int128_t *value)
+{
+    int                 negative;
+    ngx_rbcs_uint128_t  units;
+
+    if (decimal->data == NULL
+        || ngx_rbcs_amount_from_decimal(decimal->data, decimal->len,
+                                        NGX_RBCS_AMOUNT_MAX_SCALE, &units,
+                                        &negative)
+           != NGX_RBCS_AMOUNT_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    *value = negative ? -(ngx_rbcs_int128_t) units : (ngx_rbcs_int128_t) units;
+
+    return NGX_OK;
+}
+
+
+/* ledger units as a DECIMAL(36,18) text, for SQL and rows alike */
+
+static u_char *
+ngx_rbcs_batch_decimal(u_char *p, ngx_rbcs_int128_t v)
+{
+    int                 negative;
+    ngx_rbcs_uint128_t  units;
+
+    units = ngx_rbcs_ledger_to_units(v, NGX_RBCS_AMOUNT_MAX_SCALE, &negative);
+
+    return p + ngx_rbcs_amount_format(p, units, NGX_RBCS_AMOUNT_MAX_SCALE,
+                                      negative);
+}
+
+
+static ngx_int_t
+ngx_rbcs_batch_text(ngx_pool_t *pool, ngx_str_t *s, u_char *p, size_t len)
+{
+    s->data = ngx_pnalloc(pool, len);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->len = len;
+    ngx_memcpy(s->data, p, len);
+
+    return NGX_OK;
+}
+
+
+/* 'text', or NULL for none */
+
+static u_char *
+ngx_rbcs_batch_quoted(u_char *p, ngx_str_t *s)
+{
+    if (s->data == NULL) {
+        return ngx_cpymem(p, "NULL", 4);
+    }
+
+    *p++ = '\'';
+    p = ngx_cpymem(p, s->data, s->len);
+    *p++ = '\'';
+
+    return p;
+}
+
+
+/* the head of a multi-row statement before its first row, then commas */
+
+static u_char *
+ngx_rbcs_batch_list(u_char *p, ngx_uint_t *n, const char *head)
+{
+    if ((*n)++ == 0) {
+        return ngx_cpymem(p, head, ngx_strlen(head));
+    }
+
+    *p++ = ',';
+
+    return p;
+}

@@ -1,0 +1,132 @@
+
+/*
+ * RBCS: the write path.  Every state change (a transfer, an account
+ * opening) is an operation queued on its worker's writer, which takes
+ * whatever queued as one batch when it is free:
+ *
+ *   round trip 1  START TRANSACTION, the time, every account the batch
+ *                 touches locked in key order, the batch's recorded ids;
+ *   the judge     (ngx_rbcs_ledger.c) decides each operation in arrival
+ *                 order against those rows;
+ *   round trip 2  the outcome rows, history entries and audit rows in one
+ *                 multi-row INSERT each, one net UPDATE of the accounts,
+ *                 COMMIT;
+ *
+ * then the zone and Redis get each touched account's final state once,
+ * and every operation's handler is called.  Operations own their memory
+ * (op->pool): a request that goes away leaves its operation to finish.
+ */
+
+
+#ifndef _NGX_RBCS_BATCH_H_INCLUDED_
+#define _NGX_RBCS_BATCH_H_INCLUDED_
+
+
+#include "ngx_rbcs.h"
+#include "ngx_rbcs_ledger.h"
+
+
+/* columns of a transaction row (NGX_RBCS_TX_COLUMNS) */
+#define NGX_RBCS_TX_RESULT        0
+#define NGX_RBCS_TX_HTTP_STATUS   1
+#define NGX_RBCS_TX_CODE          2
+#define NGX_RBCS_TX_DETAIL        3
+#define NGX_RBCS_TX_ID            4
+#define NGX_RBCS_TX_SOURCE        5
+#define NGX_RBCS_TX_DESTINATION   6
+#define NGX_RBCS_TX_AMOUNT        7
+#define NGX_RBCS_TX_AMOUNT_TEXT   8
+#define NGX_RBCS_TX_CURRENCY      9
+#define NGX_RBCS_TX_SCALE         10
+#define NGX_RBCS_TX_STATUS        11
+#define NGX_RBCS_TX_CLIENT_TS     12
+#define NGX_RBCS_TX_CREATED       13
+#define NGX_RBCS_TX_SRC_BALANCE   14
+#define NGX_RBCS_TX_DST_BALANCE   15
+#define NGX_RBCS_TX_SRC_VERSION   16
+#define NGX_RBCS_TX_DST_VERSION   17
+#define NGX_RBCS_TX_FINGERPRINT   18
+#define NGX_RBCS_TX_REQ_CURRENCY  19
+#define NGX_RBCS_TX_N             20
+
+#define NGX_RBCS_TX_COLUMNS                                                  \
+    "'found', http_status, code, detail, transaction_id, source_account, "    \
+    "destination_account, amount, amount_text, currency, scale, status, "     \
+    "client_ts, created_at, source_balance, destination_balance, "            \
+    "source_version, destination_version, fingerprint, request_currency"
+
+/* columns of an account row (NGX_RBCS_ACC_COLUMNS) */
+#define NGX_RBCS_ACC_RESULT       0
+#define NGX_RBCS_ACC_NUMBER       1
+#define NGX_RBCS_ACC_CURRENCY     2
+#define NGX_RBCS_ACC_SCALE        3
+#define NGX_RBCS_ACC_BALANCE      4
+#define NGX_RBCS_ACC_VERSION      5
+#define NGX_RBCS_ACC_CREATED      6
+#define NGX_RBCS_ACC_UPDATED      7
+#define NGX_RBCS_ACC_INITIAL      8
+#define NGX_RBCS_ACC_N            9
+
+#define NGX_RBCS_ACC_COLUMNS                                                 \
+    "'found', account_number, currency, scale, balance, version, "           \
+    "created_at, updated_at, initial_balance"
+
+
+typedef struct ngx_rbcs_batch_op_s  ngx_rbcs_batch_op_t;
+
+typedef void (*ngx_rbcs_batch_handler_pt)(ngx_rbcs_batch_op_t *op);
+
+
+struct ngx_rbcs_batch_op_s {
+    unsigned                   kind;        /* NGX_RBCS_LEDGER_... */
+
+    /* inputs, in op->pool */
+    ngx_str_t                  id;          /* a transfer's */
+    ngx_str_t                  source;      /* an opening's account */
+    ngx_str_t                  destination;
+    ngx_str_t                  amount;      /* as given */
+    ngx_str_t                  amount_key;  /* normalized */
+    ngx_rbcs_currency_t       *currency;    /* requested, or the opening's */
+    ngx_str_t                  initial;     /* an opening's, as given */
+    ngx_str_t                  actor;       /* authenticated key id */
+    int64_t                    client_ts;
+    unsigned                   has_ts:1;
+
+    /*
+     * The answer.  rc NGX_OK: status, and a row (a transaction or account
+     * row by the columns above) or a problem (code, detail).  Otherwise
+     * the database could not be used: unknown says whether the operation
+     * may have been applied.
+     */
+    ngx_int_t                  rc;
+    ngx_uint_t                 status;
+    ngx_str_t                 *row;
+    ngx_str_t                  code;
+    ngx_str_t                  detail;
+    unsigned                   unknown:1;
+
+    ngx_rbcs_batch_handler_pt  handler;
+    void                      *data;
+    ngx_pool_t                *pool;
+    ngx_log_t                 *log;
+    ngx_msec_t                 start;
+
+    /* the writer's */
+    ngx_queue_t                queue;
+    ngx_event_t                timer;
+    ngx_uint_t                 state;
+    unsigned                   solo:1;
+    unsigned                   recorded:1;  /* recorded in the last try */
+};
+
+
+ngx_int_t ngx_rbcs_batch_init_process(ngx_cycle_t *cycle,
+    ngx_rbcs_mysql_conf_t *conf);
+void ngx_rbcs_batch_exit_process(ngx_cycle_t *cycle);
+
+ngx_rbcs_batch_op_t *ngx_rbcs_batch_op_create(ngx_log_t *log);
+ngx_int_t ngx_rbcs_batch_submit(ngx_rbcs_batch_op_t *op);
+void ngx_rbcs_batch_cancel(ngx_rbcs_batch_op_t *op);
+
+
+#endif /* _NGX_RBCS_BATCH_H_INCLUDED_ */
