@@ -37,6 +37,8 @@ static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
 static void ngx_rbcs_balance_cleanup(void *data);
 static void ngx_rbcs_balance_store(ngx_log_t *log, ngx_str_t *account,
     ngx_rbcs_cache_entry_t *e);
+static void ngx_rbcs_balance_redis(ngx_rbcs_redis_balance_t *b,
+    ngx_str_t *account, ngx_rbcs_cache_entry_t *e, u_char *buf);
 static ngx_int_t ngx_rbcs_balance_entry(ngx_rbcs_cache_entry_t *e,
     ngx_str_t *version, ngx_str_t *decimal, ngx_uint_t scale,
     ngx_str_t *currency, ngx_uint_t exact);
@@ -356,21 +358,84 @@ ngx_rbcs_balance_store(ngx_log_t *log, ngx_str_t *account,
     }
 
     if (rmcf->redis) {
-        b.account = *account;
-        b.version = e->version;
-        b.balance.data = buf;
-        b.balance.len = ngx_rbcs_amount_format(buf, e->units,
-                                               (unsigned) e->scale, 0);
-        b.currency.data = e->currency;
-        b.currency.len = e->currency_len;
-        b.scale = e->scale;
+        ngx_rbcs_balance_redis(&b, account, e, buf);
 
-        if (ngx_rbcs_redis_put(&b) != NGX_OK) {
+        if (ngx_rbcs_redis_put(&b, 1) != NGX_OK) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                            "rbcs: balance of \"%V\" not sent to redis",
                            account);
         }
     }
+}
+
+
+/*
+ * A write batch's committed balances, each account's final state once:
+ * into the zone, then to Redis and the other pods in one command.
+ */
+
+void
+ngx_rbcs_balance_commit(ngx_log_t *log, ngx_rbcs_balance_change_t *c,
+    ngx_uint_t n, ngx_pool_t *pool)
+{
+    u_char                    *buf;
+    ngx_uint_t                 i, m;
+    ngx_rbcs_main_conf_t      *rmcf;
+    ngx_rbcs_cache_entry_t     e;
+    ngx_rbcs_redis_balance_t  *b;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
+
+    b = ngx_palloc(pool, n * (sizeof(ngx_rbcs_redis_balance_t)
+                              + NGX_RBCS_AMOUNT_MAX_LEN));
+    if (b == NULL) {
+        return;
+    }
+
+    buf = (u_char *) (b + n);
+    m = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_rbcs_balance_entry(&e, &c[i].version, &c[i].balance,
+                                   c[i].scale, &c[i].currency, 0)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "rbcs: unreadable balance \"%V\" version \"%V\" "
+                          "of account \"%V\"", &c[i].balance, &c[i].version,
+                          &c[i].account);
+            continue;
+        }
+
+        if (rmcf->cache) {
+            ngx_rbcs_cache_put(rmcf->cache, &c[i].account, &e, 1);
+        }
+
+        ngx_rbcs_balance_redis(&b[m++], &c[i].account, &e,
+                               buf + i * NGX_RBCS_AMOUNT_MAX_LEN);
+    }
+
+    if (rmcf->redis && m && ngx_rbcs_redis_put(b, m) != NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "rbcs: %ui balances not sent to redis", m);
+    }
+}
+
+
+/* the Redis form of a zone entry; buf holds its balance text */
+
+static void
+ngx_rbcs_balance_redis(ngx_rbcs_redis_balance_t *b, ngx_str_t *account,
+    ngx_rbcs_cache_entry_t *e, u_char *buf)
+{
+    b->account = *account;
+    b->version = e->version;
+    b->balance.data = buf;
+    b->balance.len = ngx_rbcs_amount_format(buf, e->units,
+                                            (unsigned) e->scale, 0);
+    b->currency.data = e->currency;
+    b->currency.len = e->currency_len;
+    b->scale = e->scale;
 }
 
 

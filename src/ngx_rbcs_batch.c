@@ -1374,11 +1374,20 @@ static void
 ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
 {
     u_char                     *p;
-    ngx_str_t                   number, currency, balance, version, *row;
-    ngx_uint_t                  i, scale;
+    ngx_str_t                  *row;
+    ngx_uint_t                  i, n, scale;
     ngx_rbcs_ledger_op_t       *j;
+    ngx_rbcs_balance_change_t  *c;
     ngx_rbcs_ledger_account_t  *a;
-    u_char                      buf[NGX_RBCS_DECIMAL_LEN + NGX_INT64_LEN];
+
+    c = ngx_palloc(w->pool, w->naccounts * sizeof(ngx_rbcs_balance_change_t));
+    p = ngx_pnalloc(w->pool, w->naccounts
+                             * (NGX_RBCS_DECIMAL_LEN + NGX_INT64_LEN));
+    if (c == NULL || p == NULL) {
+        return;
+    }
+
+    n = 0;
 
     for (i = 0; i < w->naccounts; i++) {
         a = &w->accounts[i];
@@ -1387,18 +1396,22 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
             continue;
         }
 
-        number = ngx_rbcs_batch_nstr(&a->number);
-        currency = ngx_rbcs_batch_nstr(&a->currency);
+        c[n].account = ngx_rbcs_batch_nstr(&a->number);
+        c[n].currency = ngx_rbcs_batch_nstr(&a->currency);
+        c[n].scale = a->scale;
 
-        balance.data = buf;
-        p = ngx_rbcs_batch_decimal(buf, a->balance);
-        balance.len = p - buf;
-        version.data = p;
-        version.len = ngx_sprintf(p, "%uL", a->version) - p;
+        c[n].balance.data = p;
+        p = ngx_rbcs_batch_decimal(p, a->balance);
+        c[n].balance.len = p - c[n].balance.data;
 
-        ngx_rbcs_balance_update(w->log, &number, &version, &balance,
-                                a->scale, &currency, 1);
+        c[n].version.data = p;
+        p = ngx_sprintf(p, "%uL", a->version);
+        c[n].version.len = p - c[n].version.data;
+
+        n++;
     }
+
+    ngx_rbcs_balance_commit(w->log, c, n, w->pool);
 
     for (i = 0; i < w->nops; i++) {
         j = &w->judged[i];

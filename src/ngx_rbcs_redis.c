@@ -157,28 +157,35 @@ static ngx_int_t ngx_rbcs_redis_parse_uint64(u_char *p, size_t len,
 
 
 /*
- * The versioned write.  A stored value is kept when it comes from the
- * same Redis process (same run_id) and is at least as new; a value from
- * another process, restored from a snapshot, always loses.  Versions are
- * compared as decimal texts (no leading zeros): Lua numbers are doubles.
- * Only a value actually written is published.
+ * The versioned write of several balances (a write batch's), in one
+ * command.  A stored value is kept when it comes from the same Redis
+ * process (same run_id) and is at least as new; a value from another
+ * process, restored from a snapshot, always loses.  Versions are compared
+ * as decimal texts (no leading zeros): Lua numbers are doubles.  Only the
+ * values actually written are published, as one message of one line each.
  *
- * KEYS[1] key; ARGV: version, balance, currency, scale, ttl, run_id,
- * channel, message.
+ * KEYS: the keys; ARGV: ttl, run_id, channel, then for each key version,
+ * balance, currency, scale, message line.
  */
 
 static const char  ngx_rbcs_redis_script[] =
-    "local o = redis.call('HMGET', KEYS[1], 'v', 'r')\n"
-    "local v = ARGV[1]\n"
-    "if o[2] == ARGV[6] and o[1]\n"
-    "   and (#o[1] > #v or (#o[1] == #v and o[1] >= v)) then\n"
-    "    return 0\n"
+    "local out = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local a = 4 + (i - 1) * 5\n"
+    "  local v = ARGV[a]\n"
+    "  local o = redis.call('HMGET', KEYS[i], 'v', 'r')\n"
+    "  if not (o[2] == ARGV[2] and o[1]\n"
+    "          and (#o[1] > #v or (#o[1] == #v and o[1] >= v))) then\n"
+    "    redis.call('HSET', KEYS[i], 'v', v, 'b', ARGV[a + 1],\n"
+    "               'c', ARGV[a + 2], 's', ARGV[a + 3], 'r', ARGV[2])\n"
+    "    redis.call('PEXPIRE', KEYS[i], ARGV[1])\n"
+    "    out[#out + 1] = ARGV[a + 4]\n"
+    "  end\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], 'v', v, 'b', ARGV[2], 'c', ARGV[3],\n"
-    "           's', ARGV[4], 'r', ARGV[6])\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
-    "redis.call('PUBLISH', ARGV[7], ARGV[8])\n"
-    "return 1\n";
+    "if #out > 0 then\n"
+    "  redis.call('PUBLISH', ARGV[3], table.concat(out, '\\n'))\n"
+    "end\n"
+    "return #out\n";
 
 
 static ngx_rbcs_redis_t  *ngx_rbcs_redis;
@@ -1048,81 +1055,109 @@ ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis, redisReply *reply,
 
 
 ngx_int_t
-ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b)
+ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n)
 {
-    u_char            *p, *version, *scale;
-    size_t             lens[12];
-    const char        *argv[12];
+    u_char            *buf, *p;
+    size_t            *lens, size;
+    ngx_int_t          rc;
+    ngx_uint_t         i, k, argc;
+    const char       **argv;
     ngx_rbcs_redis_t  *redis;
-    u_char             msg[NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
-                           + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4];
 
     redis = ngx_rbcs_redis;
 
-    if (redis == NULL || redis->cmd.state != NGX_RBCS_RS_READY) {
+    if (redis == NULL || redis->cmd.state != NGX_RBCS_RS_READY || n == 0) {
         return NGX_DECLINED;
     }
 
-    if (ngx_rbcs_redis_account_valid(b->account.data, b->account.len)
-        != NGX_OK
-        || ngx_rbcs_redis_text_valid(b->currency.data, b->currency.len, 0)
-           != NGX_OK
-        || ngx_rbcs_redis_text_valid(b->balance.data, b->balance.len, 1)
-           != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
-                      "rbcs: malformed balance of \"%V\" not sent to redis",
-                      &b->account);
+    for (i = 0; i < n; i++) {
+        if (ngx_rbcs_redis_account_valid(b[i].account.data,
+                                         b[i].account.len)
+            != NGX_OK
+            || ngx_rbcs_redis_text_valid(b[i].currency.data,
+                                         b[i].currency.len, 0)
+               != NGX_OK
+            || ngx_rbcs_redis_text_valid(b[i].balance.data,
+                                         b[i].balance.len, 1)
+               != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
+                          "rbcs: malformed balance of \"%V\" not sent to "
+                          "redis", &b[i].account);
+            return NGX_DECLINED;
+        }
+    }
+
+    /* EVAL script numkeys key... ttl run_id channel (5 per key)... */
+
+    argc = 6 + 6 * n;
+    size = argc * (sizeof(char *) + sizeof(size_t))
+           + n * (redis->key_len + NGX_RBCS_ID_MAX_LEN
+                  + 2 * (NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
+                         + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4))
+           + NGX_INT_T_LEN;
+
+    argv = ngx_alloc(size, redis->log);
+    if (argv == NULL) {
         return NGX_DECLINED;
     }
 
-    /* "<account> <version> <scale> <currency> <balance>" */
+    lens = (size_t *) (argv + argc);
+    buf = (u_char *) (lens + argc);
+    p = buf;
 
-    p = ngx_cpymem(msg, b->account.data, b->account.len);
-    *p++ = ' ';
-    version = p;
-    p = ngx_sprintf(p, "%uL", b->version);
-    lens[4] = p - version;
-    *p++ = ' ';
-    scale = p;
-    p = ngx_sprintf(p, "%ui", b->scale);
-    lens[7] = p - scale;
-    *p++ = ' ';
-    p = ngx_cpymem(p, b->currency.data, b->currency.len);
-    *p++ = ' ';
-    p = ngx_cpymem(p, b->balance.data, b->balance.len);
+#define NGX_RBCS_ARG(k, s, n)                                                 \
+    argv[k] = (const char *) (s); lens[k] = (n)
 
-    ngx_memcpy(redis->key + redis->key_len, b->account.data, b->account.len);
+    NGX_RBCS_ARG(0, "EVAL", 4);
+    NGX_RBCS_ARG(1, ngx_rbcs_redis_script, sizeof(ngx_rbcs_redis_script) - 1);
+    NGX_RBCS_ARG(2, p, ngx_sprintf(p, "%ui", n) - p);
+    p += lens[2];
 
-    argv[0] = "EVAL";
-    lens[0] = sizeof("EVAL") - 1;
-    argv[1] = ngx_rbcs_redis_script;
-    lens[1] = sizeof(ngx_rbcs_redis_script) - 1;
-    argv[2] = "1";
-    lens[2] = 1;
-    argv[3] = (const char *) redis->key;
-    lens[3] = redis->key_len + b->account.len;
-    argv[4] = (const char *) version;
-    argv[5] = (const char *) b->balance.data;
-    lens[5] = b->balance.len;
-    argv[6] = (const char *) b->currency.data;
-    lens[6] = b->currency.len;
-    argv[7] = (const char *) scale;
-    argv[8] = (const char *) redis->ttl;
-    lens[8] = redis->ttl_len;
-    argv[9] = (const char *) redis->run_id;
-    lens[9] = redis->run_id_len;
-    argv[10] = (const char *) redis->channel.data;
-    lens[10] = redis->channel.len;
-    argv[11] = (const char *) msg;
-    lens[11] = p - msg;
+    k = 3;
+
+    for (i = 0; i < n; i++, k++) {
+        NGX_RBCS_ARG(k, p, redis->key_len + b[i].account.len);
+        p = ngx_cpymem(p, redis->key, redis->key_len);
+        p = ngx_cpymem(p, b[i].account.data, b[i].account.len);
+    }
+
+    NGX_RBCS_ARG(k, redis->ttl, redis->ttl_len);
+    k++;
+    NGX_RBCS_ARG(k, redis->run_id, redis->run_id_len);
+    k++;
+    NGX_RBCS_ARG(k, redis->channel.data, redis->channel.len);
+    k++;
+
+    for (i = 0; i < n; i++) {
+        NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", b[i].version) - p);
+        p += lens[k++];
+        NGX_RBCS_ARG(k, b[i].balance.data, b[i].balance.len);
+        k++;
+        NGX_RBCS_ARG(k, b[i].currency.data, b[i].currency.len);
+        k++;
+        NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%ui", b[i].scale) - p);
+        p += lens[k++];
+
+        /* "<account> <version> <scale> <currency> <balance>" */
+
+        argv[k] = (const char *) p;
+        p = ngx_sprintf(p, "%V %uL %ui %V %V", &b[i].account, b[i].version,
+                        b[i].scale, &b[i].currency, &b[i].balance);
+        lens[k] = p - (u_char *) argv[k];
+        k++;
+    }
+
+#undef NGX_RBCS_ARG
 
     /* hiredis copies the arguments into its output buffer */
 
-    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb, NULL,
-                              12, argv, lens)
-        != REDIS_OK)
-    {
+    rc = redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb, NULL,
+                               (int) argc, argv, lens);
+
+    ngx_free(argv);
+
+    if (rc != REDIS_OK) {
         return NGX_DECLINED;
     }
 
@@ -1438,26 +1473,42 @@ ngx_rbcs_redis_sub_cb(redisAsyncContext *ac, void *r, void *data)
 static void
 ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
 {
-    ngx_rbcs_redis_balance_t  b;
+    u_char                    *p, *last, *nl;
+    ngx_rbcs_redis_balance_t   b;
 
-    if (ngx_rbcs_redis_parse_message((u_char *) msg->str, msg->len, &b)
-        != NGX_OK)
-    {
-        if (!redis->garbled) {
-            ngx_log_error(NGX_LOG_WARN, redis->log, 0,
-                          "rbcs: unexpected message on redis channel "
-                          "\"%V\": \"%*s\"", &redis->channel,
-                          ngx_min(msg->len, 128), msg->str);
-            redis->garbled = 1;
+    /* a batch's changes, one line each */
+
+    p = (u_char *) msg->str;
+    last = p + msg->len;
+
+    for ( ;; ) {
+        nl = ngx_strlchr(p, last, '\n');
+
+        if (ngx_rbcs_redis_parse_message(p, (nl ? nl : last) - p, &b)
+            != NGX_OK)
+        {
+            if (!redis->garbled) {
+                ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                              "rbcs: unexpected message on redis channel "
+                              "\"%V\": \"%*s\"", &redis->channel,
+                              ngx_min(msg->len, 128), msg->str);
+                redis->garbled = 1;
+            }
+
+            return;
         }
 
-        return;
-    }
+        redis->garbled = 0;
 
-    redis->garbled = 0;
+        if (redis->on_message) {
+            redis->on_message(&b);
+        }
 
-    if (redis->on_message) {
-        redis->on_message(&b);
+        if (nl == NULL) {
+            return;
+        }
+
+        p = nl + 1;
     }
 }
 

@@ -53,10 +53,11 @@ ngx_int_t ngx_rbcs_redis_init_process(ngx_cycle_t *cycle,
 void ngx_rbcs_redis_exit_process(ngx_cycle_t *cycle);
 
 /*
- * Versioned write and publish, fire and forget; everything is copied.
- * NGX_OK: sent; NGX_DECLINED: Redis is not ready (or b is malformed).
+ * Versioned writes of n balances and one publish of those written, in one
+ * command, fire and forget; everything is copied.  NGX_OK: sent;
+ * NGX_DECLINED: Redis is not ready (or a balance is malformed).
  */
-ngx_int_t ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b);
+ngx_int_t ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n);
 
 /*
  * Read a balance.  NULL: Redis is not ready, the handler will not be

@@ -161,10 +161,12 @@ is(read_balance($t, 'RB')->{balance}, $rb->{balance},
 
 my $bound = 1.0;     # seconds; documented in README (measured far lower)
 is(read_balance($pod2, 'RA')->{version} > 0, 1, 'pod 2 has RA cached');
-my @delays;
+is(read_balance($pod2, 'RB')->{version} > 0, 1, 'and RB');
+my (@delays, $rb_version);
 for my $i (1 .. 10) {
     my $r = transfer($t, "xpod-$i", 'RA', 'RB', '0.01');
     my $v = $r->json->{sourceVersion};
+    $rb_version = $r->json->{destinationVersion};
     my $t0 = time;
     my $seen;
     while (time - $t0 < 5) {
@@ -179,6 +181,16 @@ cmp_ok($delays[-1], '<', $bound,
        "another pod sees every change within ${bound}s");
 diag(sprintf 'cross-pod visibility: median %.1f ms, max %.1f ms',
      1000 * $delays[4], 1000 * $delays[-1]);
+
+# a write batch publishes every account it changed in one message: the
+# destination's change reached pod 2 with the source's, into its zone
+my $rb2 = RBCS::Test::wait_for(5, sub {
+    my $x = read_balance($pod2, 'RB');
+    $x && $x->{version} >= $rb_version ? $x : undef;
+});
+is($rb2 && $rb2->{version}, $rb_version,
+   'pod 2 has the destination\'s last version too');
+is($rb2 && $rb2->{tier}, 'zone', '... in its zone, by message');
 
 # --- eviction from a full zone ------------------------------------------
 
