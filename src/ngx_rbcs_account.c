@@ -8,7 +8,7 @@
 #include "ngx_rbcs_account.h"
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_amount.h"
-#include "ngx_rbcs_balance.h"
+#include "ngx_rbcs_publish.h"
 
 
 #define NGX_RBCS_HISTORY_DEFAULT  50
@@ -25,9 +25,7 @@
 
 
 typedef struct {
-    ngx_uint_t                 balance;
     ngx_uint_t                 limit;
-    ngx_str_t                  number;
 } ngx_rbcs_account_ctx_t;
 
 
@@ -175,25 +173,15 @@ ngx_rbcs_account_written(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op)
 
 
 ngx_int_t
-ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number,
-    ngx_uint_t balance)
+ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number)
 {
-    ngx_str_t                sql;
-    ngx_rbcs_account_ctx_t  *ctx;
+    ngx_str_t  sql;
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
                                      "account_not_found",
                                      "the account does not exist");
     }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->balance = balance;
-    ctx->number = *number;
 
     sql.data = ngx_pnalloc(r->pool, 256);
     if (sql.data == NULL) {
@@ -206,31 +194,20 @@ ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number,
                           number)
               - sql.data;
 
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_get_done, ctx);
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_get_done, NULL);
 }
 
 
 static void
 ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
 {
-    ngx_int_t                rc;
-    ngx_http_request_t      *r;
-    ngx_rbcs_account_ctx_t  *ctx;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
 
     r = ngx_rbcs_http_query_request(q);
-    ctx = ngx_rbcs_ctx(r)->data;
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
-
-        /* the database is away: a balance the zone holds is still served */
-
-        rc = ctx->balance ? ngx_rbcs_balance_stale(r, &ctx->number)
-                          : NGX_DECLINED;
-
-        if (rc == NGX_DECLINED) {
-            rc = ngx_rbcs_http_unavailable(r,
-                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-        }
+        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
 
     } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
         rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
@@ -239,9 +216,6 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
 
     } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_N - 1) == NULL) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else if (ctx->balance) {
-        rc = ngx_rbcs_balance_send_row(r, q, 0, 0, NGX_RBCS_ACC_NUMBER);
 
     } else {
         rc = ngx_rbcs_account_spread(r, ngx_rbcs_mysql_cell(q, 0, 0, 0));
@@ -267,7 +241,7 @@ ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_rbcs_balance_update(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
+    ngx_rbcs_publish_update(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
                             &row[NGX_RBCS_ACC_VERSION],
                             &row[NGX_RBCS_ACC_BALANCE], scale,
                             &row[NGX_RBCS_ACC_CURRENCY], 1);

@@ -1,6 +1,6 @@
 
 /*
- * RBCS: the balance read path and the spreading of committed balances.
+ * RBCS: the balance read path.
  *
  * A read is answered from the shared-memory zone when the entry there is
  * trusted, with no I/O.  Otherwise Redis is asked, and its value is taken
@@ -13,12 +13,13 @@
 
 
 #include "ngx_rbcs_balance.h"
-#include "ngx_rbcs_account.h"
+#include "ngx_rbcs_batch.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_redis.h"
 #include "ngx_rbcs_metrics.h"
+#include "ngx_rbcs_publish.h"
 
 
 typedef struct {
@@ -35,13 +36,13 @@ static ngx_int_t ngx_rbcs_balance_send(ngx_http_request_t *r,
 static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     ngx_rbcs_redis_balance_t *b);
 static void ngx_rbcs_balance_cleanup(void *data);
-static void ngx_rbcs_balance_store(ngx_log_t *log, ngx_str_t *account,
-    ngx_rbcs_cache_entry_t *e);
-static void ngx_rbcs_balance_redis(ngx_rbcs_redis_balance_t *b,
-    ngx_str_t *account, ngx_rbcs_cache_entry_t *e, u_char *buf);
-static ngx_int_t ngx_rbcs_balance_entry(ngx_rbcs_cache_entry_t *e,
-    ngx_str_t *version, ngx_str_t *decimal, ngx_uint_t scale,
-    ngx_str_t *currency, ngx_uint_t exact);
+static ngx_int_t ngx_rbcs_balance_db(ngx_http_request_t *r,
+    ngx_str_t *number);
+static void ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_balance_stale(ngx_http_request_t *r,
+    ngx_str_t *number);
+static ngx_int_t ngx_rbcs_balance_send_row(ngx_http_request_t *r,
+    ngx_str_t *row);
 
 
 ngx_int_t
@@ -77,7 +78,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
     if (strong || rmcf->cache == NULL) {
-        return ngx_rbcs_account_get(r, number, 1);
+        return ngx_rbcs_balance_db(r, number);
     }
 
     found = ngx_rbcs_cache_get(rmcf->cache, number, &e);
@@ -96,7 +97,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     if (rmcf->redis == NULL || ngx_rbcs_cache_emptied_recently(rmcf->cache))
     {
-        return ngx_rbcs_account_get(r, number, 1);
+        return ngx_rbcs_balance_db(r, number);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_balance_ctx_t));
@@ -122,7 +123,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     if (ctx->redis == NULL) {
         /* Redis is away: straight to the database */
-        return ngx_rbcs_account_get(r, number, 1);
+        return ngx_rbcs_balance_db(r, number);
     }
 
     return NGX_DONE;
@@ -151,7 +152,7 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
         version.data = buf;
         version.len = ngx_sprintf(buf, "%uL", b->version) - buf;
 
-        if (ngx_rbcs_balance_entry(&e, &version, &b->balance, b->scale,
+        if (ngx_rbcs_publish_entry(&e, &version, &b->balance, b->scale,
                                    &b->currency, 1)
             == NGX_OK)
         {
@@ -165,7 +166,7 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
 
     ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_MISS);
 
-    rrc = ngx_rbcs_account_get(r, &ctx->account, 1);
+    rrc = ngx_rbcs_balance_db(r, &ctx->account);
 
     if (rrc != NGX_DONE) {
         ngx_rbcs_http_done(r, rrc);
@@ -246,7 +247,7 @@ ngx_rbcs_balance_send(ngx_http_request_t *r, ngx_str_t *account,
  * pod's last change.  NGX_DECLINED: the zone has nothing for the account.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number)
 {
     ngx_uint_t               found;
@@ -271,221 +272,104 @@ ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number)
 }
 
 
+/* the balance from MariaDB (a miss, or ?consistency=strong) */
+
+static ngx_int_t
+ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_str_t *number)
+{
+    ngx_rbcs_ctx_t          *ctx;
+    ngx_rbcs_mysql_query_t  *q;
+
+    ctx = ngx_rbcs_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = number;
+
+    q = ngx_rbcs_http_query(r, ngx_rbcs_balance_db_done);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT " NGX_RBCS_ACC_COLUMNS
+                                              " FROM accounts WHERE "
+                                              "account_number = ''")
+                                       + number->len);
+    if (q->sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql.len = ngx_sprintf(q->sql.data, "SELECT " NGX_RBCS_ACC_COLUMNS
+                             " FROM accounts WHERE account_number = '%V'",
+                             number)
+                 - q->sql.data;
+    q->idempotent = 1;
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        return ngx_rbcs_http_unavailable(r, 0);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ngx_rbcs_http_query_request(q);
+
+    if (q->rc != NGX_RBCS_MYSQL_OK) {
+
+        /* the database is away: a balance the zone holds is still served */
+
+        rc = ngx_rbcs_balance_stale(r, ngx_rbcs_ctx(r)->data);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_rbcs_http_unavailable(r,
+                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        }
+
+    } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                   "account_not_found",
+                                   "the account does not exist");
+
+    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_N - 1) == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        rc = ngx_rbcs_balance_send_row(r, ngx_rbcs_mysql_cell(q, 0, 0, 0));
+    }
+
+    ngx_rbcs_http_done(r, rc);
+}
+
+
 /* the balance view of an account row read from MariaDB */
 
-ngx_int_t
-ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
-    ngx_uint_t set, ngx_uint_t row, ngx_uint_t col)
+static ngx_int_t
+ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_str_t *row)
 {
-    ngx_str_t               *account, *currency, *scale, *balance, *version;
     ngx_uint_t               n;
     ngx_rbcs_cache_entry_t   e;
 
-    account = ngx_rbcs_mysql_cell(q, set, row, col);
-    currency = ngx_rbcs_mysql_cell(q, set, row, col + 1);
-    scale = ngx_rbcs_mysql_cell(q, set, row, col + 2);
-    balance = ngx_rbcs_mysql_cell(q, set, row, col + 3);
-    version = ngx_rbcs_mysql_cell(q, set, row, col + 4);
-
-    if (ngx_rbcs_atoui(scale, &n) != NGX_OK
-        || ngx_rbcs_balance_entry(&e, version, balance, n, currency, 0)
+    if (ngx_rbcs_atoui(&row[NGX_RBCS_ACC_SCALE], &n) != NGX_OK
+        || ngx_rbcs_publish_entry(&e, &row[NGX_RBCS_ACC_VERSION],
+                                  &row[NGX_RBCS_ACC_BALANCE], n,
+                                  &row[NGX_RBCS_ACC_CURRENCY], 0)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_rbcs_balance_store(r->connection->log, account, &e);
+    ngx_rbcs_publish_current(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
+                           &e);
     ngx_rbcs_metrics_inc(NGX_RBCS_M_DB_READ);
 
-    return ngx_rbcs_balance_send(r, account, &e, "database");
-}
-
-
-/*
- * A balance known current (just committed, or just read from MariaDB):
- * into the zone before the caller replies, so that this pod never reads
- * older than what it acknowledged, and on to Redis and the other pods
- * without waiting.  With current 0, a balance of the past.
- */
-
-void
-ngx_rbcs_balance_update(ngx_log_t *log, ngx_str_t *account,
-    ngx_str_t *version, ngx_str_t *balance, ngx_uint_t scale,
-    ngx_str_t *currency, ngx_uint_t current)
-{
-    ngx_rbcs_main_conf_t    *rmcf;
-    ngx_rbcs_cache_entry_t   e;
-
-    if (ngx_rbcs_balance_entry(&e, version, balance, scale, currency, 0)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "rbcs: unreadable balance \"%V\" version \"%V\" "
-                      "of account \"%V\"", balance, version, account);
-        return;
-    }
-
-    if (current) {
-        ngx_rbcs_balance_store(log, account, &e);
-        return;
-    }
-
-    /*
-     * A balance of the past (a replayed transfer's): only a floor for
-     * this pod's later reads, which must not go below what it answered.
-     */
-
-    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
-
-    if (rmcf->cache) {
-        ngx_rbcs_cache_put(rmcf->cache, account, &e, 0);
-    }
-}
-
-
-static void
-ngx_rbcs_balance_store(ngx_log_t *log, ngx_str_t *account,
-    ngx_rbcs_cache_entry_t *e)
-{
-    u_char                    buf[NGX_RBCS_AMOUNT_MAX_LEN];
-    ngx_rbcs_main_conf_t     *rmcf;
-    ngx_rbcs_redis_balance_t  b;
-
-    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
-
-    if (rmcf->cache) {
-        ngx_rbcs_cache_put(rmcf->cache, account, e, 1);
-    }
-
-    if (rmcf->redis) {
-        ngx_rbcs_balance_redis(&b, account, e, buf);
-
-        if (ngx_rbcs_redis_put(&b, 1) != NGX_OK) {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
-                           "rbcs: balance of \"%V\" not sent to redis",
-                           account);
-        }
-    }
-}
-
-
-/*
- * A write batch's committed balances, each account's final state once:
- * into the zone, then to Redis and the other pods in one command.
- */
-
-void
-ngx_rbcs_balance_commit(ngx_log_t *log, ngx_rbcs_balance_change_t *c,
-    ngx_uint_t n, ngx_pool_t *pool)
-{
-    u_char                    *buf;
-    ngx_uint_t                 i, m;
-    ngx_rbcs_main_conf_t      *rmcf;
-    ngx_rbcs_cache_entry_t     e;
-    ngx_rbcs_redis_balance_t  *b;
-
-    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
-
-    b = ngx_palloc(pool, n * (sizeof(ngx_rbcs_redis_balance_t)
-                              + NGX_RBCS_AMOUNT_MAX_LEN));
-    if (b == NULL) {
-        return;
-    }
-
-    buf = (u_char *) (b + n);
-    m = 0;
-
-    for (i = 0; i < n; i++) {
-        if (ngx_rbcs_balance_entry(&e, &c[i].version, &c[i].balance,
-                                   c[i].scale, &c[i].currency, 0)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, log, 0,
-                          "rbcs: unreadable balance \"%V\" version \"%V\" "
-                          "of account \"%V\"", &c[i].balance, &c[i].version,
-                          &c[i].account);
-            continue;
-        }
-
-        if (rmcf->cache) {
-            ngx_rbcs_cache_put(rmcf->cache, &c[i].account, &e, 1);
-        }
-
-        ngx_rbcs_balance_redis(&b[m++], &c[i].account, &e,
-                               buf + i * NGX_RBCS_AMOUNT_MAX_LEN);
-    }
-
-    if (rmcf->redis && m && ngx_rbcs_redis_put(b, m) != NGX_OK) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
-                       "rbcs: %ui balances not sent to redis", m);
-    }
-}
-
-
-/* the Redis form of a zone entry; buf holds its balance text */
-
-static void
-ngx_rbcs_balance_redis(ngx_rbcs_redis_balance_t *b, ngx_str_t *account,
-    ngx_rbcs_cache_entry_t *e, u_char *buf)
-{
-    b->account = *account;
-    b->version = e->version;
-    b->balance.data = buf;
-    b->balance.len = ngx_rbcs_amount_format(buf, e->units,
-                                            (unsigned) e->scale, 0);
-    b->currency.data = e->currency;
-    b->currency.len = e->currency_len;
-    b->scale = e->scale;
-}
-
-
-/*
- * A cache entry from texts: the version, and the balance either as a
- * DECIMAL from MariaDB or (exact) as the scale-formatted text from Redis.
- */
-
-static ngx_int_t
-ngx_rbcs_balance_entry(ngx_rbcs_cache_entry_t *e, ngx_str_t *version,
-    ngx_str_t *decimal, ngx_uint_t scale, ngx_str_t *currency,
-    ngx_uint_t exact)
-{
-    int    negative;
-    off_t  v;
-
-    if (version == NULL || version->data == NULL || decimal == NULL
-        || decimal->data == NULL || currency == NULL
-        || currency->data == NULL
-        || currency->len > NGX_RBCS_CURRENCY_MAX_LEN || scale > 18)
-    {
-        return NGX_ERROR;
-    }
-
-    v = ngx_atoof(version->data, version->len);
-    if (v == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (exact) {
-        if (ngx_rbcs_amount_parse(decimal->data, decimal->len,
-                                  (unsigned) scale, 1, &e->units)
-            != NGX_RBCS_AMOUNT_OK)
-        {
-            return NGX_ERROR;
-        }
-
-    } else if (ngx_rbcs_amount_from_decimal(decimal->data, decimal->len,
-                                            (unsigned) scale, &e->units,
-                                            &negative)
-               != NGX_RBCS_AMOUNT_OK
-               || negative)
-    {
-        return NGX_ERROR;
-    }
-
-    e->version = (uint64_t) v;
-    e->scale = scale;
-    e->currency_len = currency->len;
-    ngx_memcpy(e->currency, currency->data, currency->len);
-
-    return NGX_OK;
+    return ngx_rbcs_balance_send(r, &row[NGX_RBCS_ACC_NUMBER], &e,
+                                 "database");
 }

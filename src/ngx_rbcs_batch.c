@@ -27,7 +27,7 @@
 #include "ngx_rbcs_batch.h"
 #include "ngx_rbcs_mysql.h"
 #include "ngx_rbcs_amount.h"
-#include "ngx_rbcs_balance.h"
+#include "ngx_rbcs_publish.h"
 #include "ngx_rbcs_metrics.h"
 
 
@@ -1377,10 +1377,10 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
     ngx_str_t                  *row;
     ngx_uint_t                  i, n, scale;
     ngx_rbcs_ledger_op_t       *j;
-    ngx_rbcs_balance_change_t  *c;
+    ngx_rbcs_publish_change_t  *c;
     ngx_rbcs_ledger_account_t  *a;
 
-    c = ngx_palloc(w->pool, w->naccounts * sizeof(ngx_rbcs_balance_change_t));
+    c = ngx_palloc(w->pool, w->naccounts * sizeof(ngx_rbcs_publish_change_t));
     p = ngx_pnalloc(w->pool, w->naccounts
                              * (NGX_RBCS_DECIMAL_LEN + NGX_INT64_LEN));
     if (c == NULL || p == NULL) {
@@ -1411,7 +1411,7 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
         n++;
     }
 
-    ngx_rbcs_balance_commit(w->log, c, n, w->pool);
+    ngx_rbcs_publish_commit(w->log, c, n, w->pool);
 
     for (i = 0; i < w->nops; i++) {
         j = &w->judged[i];
@@ -1427,11 +1427,11 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
         scale = ngx_atoi(row[NGX_RBCS_TX_SCALE].data,
                          row[NGX_RBCS_TX_SCALE].len);
 
-        ngx_rbcs_balance_update(w->log, &row[NGX_RBCS_TX_SOURCE],
+        ngx_rbcs_publish_update(w->log, &row[NGX_RBCS_TX_SOURCE],
                                 &row[NGX_RBCS_TX_SRC_VERSION],
                                 &row[NGX_RBCS_TX_SRC_BALANCE], scale,
                                 &row[NGX_RBCS_TX_CURRENCY], 0);
-        ngx_rbcs_balance_update(w->log, &row[NGX_RBCS_TX_DESTINATION],
+        ngx_rbcs_publish_update(w->log, &row[NGX_RBCS_TX_DESTINATION],
                                 &row[NGX_RBCS_TX_DST_VERSION],
                                 &row[NGX_RBCS_TX_DST_BALANCE], scale,
                                 &row[NGX_RBCS_TX_CURRENCY], 0);

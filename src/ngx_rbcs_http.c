@@ -4,6 +4,8 @@
  */
 
 
+#include <time.h>
+
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_time.h"
@@ -1062,4 +1064,30 @@ ngx_rbcs_http_done(ngx_http_request_t *r, ngx_int_t rc)
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+
+/* the request's context, made on first use */
+
+ngx_rbcs_ctx_t *
+ngx_rbcs_ctx(ngx_http_request_t *r)
+{
+    ngx_rbcs_ctx_t   *ctx;
+    struct timespec   ts;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        ctx->start_us = (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+
+        ngx_http_set_ctx(r, ctx, ngx_rbcs_module);
+    }
+
+    return ctx;
 }

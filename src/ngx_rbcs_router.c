@@ -17,16 +17,6 @@
 
 
 /* the routes are the metrics' route labels */
-#define NGX_RBCS_ROUTE_NONE         NGX_RBCS_MR_NONE
-#define NGX_RBCS_ROUTE_HEALTHZ      NGX_RBCS_MR_HEALTHZ
-#define NGX_RBCS_ROUTE_READYZ       NGX_RBCS_MR_READYZ
-#define NGX_RBCS_ROUTE_METRICS      NGX_RBCS_MR_METRICS
-#define NGX_RBCS_ROUTE_ACCOUNTS     NGX_RBCS_MR_OPEN
-#define NGX_RBCS_ROUTE_ACCOUNT      NGX_RBCS_MR_ACCOUNT
-#define NGX_RBCS_ROUTE_BALANCE      NGX_RBCS_MR_BALANCE
-#define NGX_RBCS_ROUTE_HISTORY      NGX_RBCS_MR_HISTORY
-#define NGX_RBCS_ROUTE_TRANSFERS    NGX_RBCS_MR_TRANSFER
-#define NGX_RBCS_ROUTE_TRANSACTION  NGX_RBCS_MR_TRANSACTION
 
 
 typedef struct {
@@ -217,7 +207,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         return ngx_rbcs_metrics_handler(r);
 
     case NGX_RBCS_ROUTE_ACCOUNT:
-        rc = ngx_rbcs_account_get(r, &rt.id, 0);
+        rc = ngx_rbcs_account_get(r, &rt.id);
         break;
 
     case NGX_RBCS_ROUTE_BALANCE:
@@ -274,32 +264,6 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
     }
-}
-
-
-/* the request's context, made on first use */
-
-ngx_rbcs_ctx_t *
-ngx_rbcs_ctx(ngx_http_request_t *r)
-{
-    ngx_rbcs_ctx_t   *ctx;
-    struct timespec   ts;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_rbcs_module);
-
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_ctx_t));
-        if (ctx == NULL) {
-            return NULL;
-        }
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        ctx->start_us = (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-
-        ngx_http_set_ctx(r, ctx, ngx_rbcs_module);
-    }
-
-    return ctx;
 }
 
 

@@ -1263,17 +1263,22 @@ sub lifecycle {
         close $fh;
         POSIX::_exit(0);
     }
-    # every connection of the pool busy with a held transfer
-    my $busy = _wait_until(5, sub {
+    # every transfer held: a worker's write batch waits for the lock in the
+    # database, the worker's other transfers wait in its write queue
+    my $in_flight = sub {
         my ($c) = $adm->selectrow_array(q{SELECT COUNT(*) FROM information_schema.processlist
             WHERE db = ? AND command = 'Query' AND id <> ?}, undef, $db,
             $lock->{mariadb_thread_id});
-        $c >= ($o{expect_busy} // 2);
+        my $m = eval { $t->get('/metrics', timeout => 3)->{body} } // '';
+        my ($q) = $m =~ /^rbcs_write_queue (\d+)$/m;
+        return ($c, $c + ($q // 0));
+    };
+    my $busy = _wait_until(5, sub {
+        my ($c, $all) = $in_flight->();
+        $c >= 1 && $all >= ($o{expect_busy} // 2);
     });
     sleep 0.3;
-    $res->{in_flight} = $adm->selectrow_array(q{SELECT COUNT(*) FROM
-        information_schema.processlist WHERE db = ? AND command = 'Query' AND id <> ?},
-        undef, $db, $lock->{mariadb_thread_id});
+    (undef, $res->{in_flight}) = $in_flight->();
     my $t0 = time;
     kill $sig, $master;
     sleep($o{hold} // 1);

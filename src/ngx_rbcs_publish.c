@@ -1,0 +1,204 @@
+
+/*
+ * RBCS: committed balances to the pod's zone and to Redis (and so to the
+ * other pods), and the zone entry made from a balance's texts.
+ */
+
+
+#include "ngx_rbcs_publish.h"
+#include "ngx_rbcs_amount.h"
+#include "ngx_rbcs_redis.h"
+
+
+static void ngx_rbcs_publish_redis(ngx_rbcs_redis_balance_t *b,
+    ngx_str_t *account, ngx_rbcs_cache_entry_t *e, u_char *buf);
+
+
+/*
+ * A balance known current (just committed, or just read from MariaDB):
+ * into the zone before the caller replies, so that this pod never reads
+ * older than what it acknowledged, and on to Redis and the other pods
+ * without waiting.  With current 0, a balance of the past.
+ */
+
+void
+ngx_rbcs_publish_update(ngx_log_t *log, ngx_str_t *account,
+    ngx_str_t *version, ngx_str_t *balance, ngx_uint_t scale,
+    ngx_str_t *currency, ngx_uint_t current)
+{
+    ngx_rbcs_main_conf_t    *rmcf;
+    ngx_rbcs_cache_entry_t   e;
+
+    if (ngx_rbcs_publish_entry(&e, version, balance, scale, currency, 0)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "rbcs: unreadable balance \"%V\" version \"%V\" "
+                      "of account \"%V\"", balance, version, account);
+        return;
+    }
+
+    if (current) {
+        ngx_rbcs_publish_current(log, account, &e);
+        return;
+    }
+
+    /*
+     * A balance of the past (a replayed transfer's): only a floor for
+     * this pod's later reads, which must not go below what it answered.
+     */
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
+
+    if (rmcf->cache) {
+        ngx_rbcs_cache_put(rmcf->cache, account, &e, 0);
+    }
+}
+
+
+void
+ngx_rbcs_publish_current(ngx_log_t *log, ngx_str_t *account,
+    ngx_rbcs_cache_entry_t *e)
+{
+    u_char                    buf[NGX_RBCS_AMOUNT_MAX_LEN];
+    ngx_rbcs_main_conf_t     *rmcf;
+    ngx_rbcs_redis_balance_t  b;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
+
+    if (rmcf->cache) {
+        ngx_rbcs_cache_put(rmcf->cache, account, e, 1);
+    }
+
+    if (rmcf->redis) {
+        ngx_rbcs_publish_redis(&b, account, e, buf);
+
+        if (ngx_rbcs_redis_put(&b, 1) != NGX_OK) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "rbcs: balance of \"%V\" not sent to redis",
+                           account);
+        }
+    }
+}
+
+
+/*
+ * A write batch's committed balances, each account's final state once:
+ * into the zone, then to Redis and the other pods in one command.
+ */
+
+void
+ngx_rbcs_publish_commit(ngx_log_t *log, ngx_rbcs_publish_change_t *c,
+    ngx_uint_t n, ngx_pool_t *pool)
+{
+    u_char                    *buf;
+    ngx_uint_t                 i, m;
+    ngx_rbcs_main_conf_t      *rmcf;
+    ngx_rbcs_cache_entry_t     e;
+    ngx_rbcs_redis_balance_t  *b;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
+
+    b = ngx_palloc(pool, n * (sizeof(ngx_rbcs_redis_balance_t)
+                              + NGX_RBCS_AMOUNT_MAX_LEN));
+    if (b == NULL) {
+        return;
+    }
+
+    buf = (u_char *) (b + n);
+    m = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_rbcs_publish_entry(&e, &c[i].version, &c[i].balance,
+                                   c[i].scale, &c[i].currency, 0)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "rbcs: unreadable balance \"%V\" version \"%V\" "
+                          "of account \"%V\"", &c[i].balance, &c[i].version,
+                          &c[i].account);
+            continue;
+        }
+
+        if (rmcf->cache) {
+            ngx_rbcs_cache_put(rmcf->cache, &c[i].account, &e, 1);
+        }
+
+        ngx_rbcs_publish_redis(&b[m++], &c[i].account, &e,
+                               buf + i * NGX_RBCS_AMOUNT_MAX_LEN);
+    }
+
+    if (rmcf->redis && m && ngx_rbcs_redis_put(b, m) != NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "rbcs: %ui balances not sent to redis", m);
+    }
+}
+
+
+/* the Redis form of a zone entry; buf holds its balance text */
+
+static void
+ngx_rbcs_publish_redis(ngx_rbcs_redis_balance_t *b, ngx_str_t *account,
+    ngx_rbcs_cache_entry_t *e, u_char *buf)
+{
+    b->account = *account;
+    b->version = e->version;
+    b->balance.data = buf;
+    b->balance.len = ngx_rbcs_amount_format(buf, e->units,
+                                            (unsigned) e->scale, 0);
+    b->currency.data = e->currency;
+    b->currency.len = e->currency_len;
+    b->scale = e->scale;
+}
+
+
+/*
+ * A cache entry from texts: the version, and the balance either as a
+ * DECIMAL from MariaDB or (exact) as the scale-formatted text from Redis.
+ */
+
+ngx_int_t
+ngx_rbcs_publish_entry(ngx_rbcs_cache_entry_t *e, ngx_str_t *version,
+    ngx_str_t *decimal, ngx_uint_t scale, ngx_str_t *currency,
+    ngx_uint_t exact)
+{
+    int    negative;
+    off_t  v;
+
+    if (version == NULL || version->data == NULL || decimal == NULL
+        || decimal->data == NULL || currency == NULL
+        || currency->data == NULL
+        || currency->len > NGX_RBCS_CURRENCY_MAX_LEN || scale > 18)
+    {
+        return NGX_ERROR;
+    }
+
+    v = ngx_atoof(version->data, version->len);
+    if (v == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (exact) {
+        if (ngx_rbcs_amount_parse(decimal->data, decimal->len,
+                                  (unsigned) scale, 1, &e->units)
+            != NGX_RBCS_AMOUNT_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_rbcs_amount_from_decimal(decimal->data, decimal->len,
+                                            (unsigned) scale, &e->units,
+                                            &negative)
+               != NGX_RBCS_AMOUNT_OK
+               || negative)
+    {
+        return NGX_ERROR;
+    }
+
+    e->version = (uint64_t) v;
+    e->scale = scale;
+    e->currency_len = currency->len;
+    ngx_memcpy(e->currency, currency->data, currency->len);
+
+    return NGX_OK;
+}
