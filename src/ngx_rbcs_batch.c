@@ -84,6 +84,16 @@ static ngx_int_t ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w,
 static void ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w);
 static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w,
     ngx_str_t *sql);
+static u_char *ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_writer_t *w,
+    u_char *p);
+static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_writer_t *w,
+    u_char *p);
+static u_char *ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w,
+    u_char *p);
+static u_char *ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_writer_t *w,
+    u_char *p);
+static u_char *ngx_rbcs_batch_sql_update(ngx_rbcs_batch_writer_t *w,
+    u_char *p);
 static void ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_batch_committed(ngx_rbcs_batch_writer_t *w);
 static ngx_int_t ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w,
@@ -780,13 +790,9 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w)
 static ngx_int_t
 ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
 {
-    u_char                     *p;
-    size_t                      size;
-    ngx_str_t                   s;
-    ngx_uint_t                  i, n;
-    ngx_rbcs_batch_op_t        *op;
-    ngx_rbcs_ledger_op_t       *j;
-    ngx_rbcs_ledger_account_t  *a;
+    u_char      *p;
+    size_t       size;
+    ngx_uint_t   i;
 
     size = 2048 + w->naccounts * 512;
 
@@ -800,8 +806,32 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
     }
 
     p = sql->data;
+    p = ngx_rbcs_batch_sql_accounts(w, p);
+    p = ngx_rbcs_batch_sql_transactions(w, p);
+    p = ngx_rbcs_batch_sql_entries(w, p);
+    p = ngx_rbcs_batch_sql_audit(w, p);
+    p = ngx_rbcs_batch_sql_update(w, p);
+    p = ngx_cpymem(p, "COMMIT", 6);
 
-    /* accounts opened by the batch, as it leaves them */
+    sql->len = p - sql->data;
+
+    if (sql->len > size) {
+        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+                      "rbcs: write batch statement overran its buffer");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* accounts opened by the batch, as it leaves them */
+
+static u_char *
+ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_writer_t *w, u_char *p)
+{
+    ngx_uint_t                  i, n;
+    ngx_rbcs_ledger_account_t  *a;
 
     n = 0;
 
@@ -829,7 +859,19 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
         *p++ = ';';
     }
 
-    /* the recorded outcomes of transfers */
+    return p;
+}
+
+
+/* the recorded outcomes of transfers */
+
+static u_char *
+ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_writer_t *w, u_char *p)
+{
+    ngx_str_t              s;
+    ngx_uint_t             i, n;
+    ngx_rbcs_batch_op_t   *op;
+    ngx_rbcs_ledger_op_t  *j;
 
     n = 0;
 
@@ -910,7 +952,18 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
         *p++ = ';';
     }
 
-    /* the history: an opening's entry, two per applied transfer */
+    return p;
+}
+
+
+/* the history: an opening's entry, two per applied transfer */
+
+static u_char *
+ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w, u_char *p)
+{
+    ngx_uint_t             i, n;
+    ngx_rbcs_batch_op_t   *op;
+    ngx_rbcs_ledger_op_t  *j;
 
     n = 0;
 
@@ -953,7 +1006,19 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
         *p++ = ';';
     }
 
-    /* who changed what: every recorded state change */
+    return p;
+}
+
+
+/* who changed what: every recorded state change */
+
+static u_char *
+ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_writer_t *w, u_char *p)
+{
+    ngx_str_t              s;
+    ngx_uint_t             i, n;
+    ngx_rbcs_batch_op_t   *op;
+    ngx_rbcs_ledger_op_t  *j;
 
     n = 0;
 
@@ -1003,11 +1068,21 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
         *p++ = ';';
     }
 
-    /*
-     * One net update of the accounts that existed.  The server does the
-     * arithmetic on the locked rows, and the schema's CHECK refuses a
-     * balance below its floor whatever the judge decided.
-     */
+    return p;
+}
+
+
+/*
+ * One net update of the accounts that existed.  The server does the
+ * arithmetic on the locked rows, and the schema's CHECK refuses a
+ * balance below its floor whatever the judge decided.
+ */
+
+static u_char *
+ngx_rbcs_batch_sql_update(ngx_rbcs_batch_writer_t *w, u_char *p)
+{
+    ngx_uint_t                  i, n;
+    ngx_rbcs_ledger_account_t  *a;
 
     n = 0;
 
@@ -1065,17 +1140,7 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
         p = ngx_cpymem(p, ");", 2);
     }
 
-    p = ngx_cpymem(p, "COMMIT", 6);
-
-    sql->len = p - sql->data;
-
-    if (sql->len > size) {
-        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
-                      "rbcs: write batch statement overran its buffer");
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return p;
 }
 
 

@@ -216,7 +216,7 @@ ngx_rbcs_metrics_inc(ngx_uint_t counter)
 }
 
 
-/* transfers committed together: 1 for a transfer sent alone */
+/* operations taken into one write batch: 1 for one sent alone */
 
 void
 ngx_rbcs_metrics_batch(ngx_uint_t n)
@@ -502,8 +502,8 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
     (void) last;
 
     ngx_rbcs_out_cstr(&out,
-        "# HELP rbcs_mysql_batch_size Transfers committed in one database "
-        "transaction (group commit; 1 when sent alone).\n"
+        "# HELP rbcs_mysql_batch_size Operations taken into one write batch "
+        "(one database transaction; 1 when sent alone).\n"
         "# TYPE rbcs_mysql_batch_size histogram\n");
 
     cumulative = 0;
