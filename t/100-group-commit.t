@@ -203,6 +203,59 @@ waitpid($_, 0) for @pids;
 is(scalar(grep { (result("q-$_"))[0] == 201 } 1 .. 30), 20,
    'the 20 that waited are applied once the connection is free');
 
+# --- one id, two pods, no account in common ----------------------------
+#
+# Each pod's batch reads the id as unused in its round trip 1 (they lock
+# different accounts, so neither waits for the other there); both write it
+# in round trip 2, and the second INSERT waits for the first's key, then
+# fails with a duplicate key once the first commits.  That batch runs again
+# and finds the id recorded with other fields: 409, and nothing applied
+# twice.
+
+my $pod2 = RBCS::Test->new(workers => 1, pod_of => $t, log_level => 'info',
+                           mysql => { pool_size => 1, query_timeout => '10s',
+                                      lock_wait_timeout => '8s' });
+open_account($_, '10.00') for qw(D-A D-B D-C D-D);
+$lock->do(q{SELECT * FROM accounts WHERE account_number IN ('D-A', 'D-C')
+            FOR UPDATE});
+@pids = (transfer_async('dup-1', { transactionId => 'g-dup-pods',
+    sourceAccountNumber => 'D-A', destinationAccountNumber => 'D-B',
+    amount => '1.00' }));
+{
+    # the same id with other accounts, on the other pod
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $r = eval { $pod2->post_json('/accounts/transactions', {
+            transactionId => 'g-dup-pods', sourceAccountNumber => 'D-C',
+            destinationAccountNumber => 'D-D', amount => '1.00' }) };
+        open my $fh, '>', "$dir/dup-2.tmp" or POSIX::_exit(1);
+        print $fh $r ? "$r->{status}\n$r->{body}" : "0\n$@";
+        close $fh;
+        rename "$dir/dup-2.tmp", "$dir/dup-2" or POSIX::_exit(1);
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+ok(RBCS::Test::wait_for(10, sub { $t->lock_waits >= 2 }),
+   'both pods\' batches wait for their accounts');
+$lock->commit;
+waitpid($_, 0) for @pids;
+my @dup = sort { $a <=> $b } map { (result($_))[0] } qw(dup-1 dup-2);
+is("@dup", '201 409', 'one pod applies the id, the other answers 409');
+like((result((result('dup-1'))[0] == 409 ? 'dup-1' : 'dup-2'))[1],
+     qr/transaction_id_conflict/, '... transaction_id_conflict');
+like($t->error_log . $pod2->error_log, qr/mysql error 1062, retrying/,
+     'the duplicate key ran the losing batch again');
+is($t->dbh->selectrow_array(q{SELECT COUNT(*) FROM transactions
+                               WHERE transaction_id = 'g-dup-pods'}),
+   1, 'the id is recorded once');
+is($t->dbh->selectrow_array(q{SELECT SUM(balance) FROM accounts
+                               WHERE account_number LIKE 'D-%'}),
+   '40.000000000000000000', 'money is conserved');
+is(scalar(grep { balance($_) ne '10.00' } qw(D-A D-B D-C D-D)), 2,
+   'only the winner\'s two accounts changed');
+$pod2->stop;
+
 # --- many workers, crossing transfers: no deadlock ----------------------
 
 my $x = RBCS::Test->new(workers => 2, mysql => { pool_size => 2 });
