@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# perf/gen-accounts.sh N [PREFIX] - create N benchmark accounts directly in
-# MariaDB (database rbcs of the local stack started by `make run`).
+# perf/gen-accounts.sh [--baseline] N [PREFIX] - create N benchmark accounts
+# directly in MariaDB (database rbcs of the local stack started by `make run`).
 #
-#   perf/gen-accounts.sh 10000          # P-000001 ... P-010000
-#   perf/gen-accounts.sh 1000000 Q      # Q-000001 ... Q-1000000
+#   perf/gen-accounts.sh 10000              # P-000001 ... P-010000
+#   perf/gen-accounts.sh 1000000 Q          # Q-000001 ... Q-1000000
+#   perf/gen-accounts.sh --baseline 10000   # the same accounts in rbcs_baseline
 #
-# Every account is opened as the service would open it (conf/schema.sql,
-# rbcs_open_account): currency USD (scale 2), balance = initial balance =
+# Every account is opened as the service opens it (conf/schema.sql, the
+# module's write path): currency USD (scale 2), balance = initial balance =
 # BALANCE (1000.00), version 1, one OPENING entry with version 1 and
 # amount = balance_after = BALANCE, created_at = updated_at = UTC_TIMESTAMP(3).
 # The rows come from MariaDB's SEQUENCE engine (seq_1_to_N) in two set-based
@@ -21,6 +22,12 @@
 # accounts keep their current balance (transfers move money between them
 # but never create or destroy it, so the total over 1..N stays N*BALANCE).
 #
+# --baseline: the write baseline's own database instead (perf/baseline.sql,
+# build/perf/dbclient --mode lean): creates database rbcs_baseline, grants it
+# to the user rbcs, applies perf/baseline.sql (its tables and the procedure
+# lean_transfer), then the same N accounts with the same balance there (no
+# scale column, no history entries: that schema has neither).
+#
 # Environment: BALANCE (1000.00), CURRENCY (USD), SCALE (2).
 
 set -euo pipefail
@@ -28,8 +35,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+BASELINE_DB=""
+if [ "${1:-}" = --baseline ]; then
+    BASELINE_DB=rbcs_baseline
+    shift
+fi
 N="${1:-}"
-[ -n "$N" ] || { echo "usage: $0 N [PREFIX]   (N: 1 .. 10000000)" >&2; exit 2; }
+[ -n "$N" ] || { echo "usage: $0 [--baseline] N [PREFIX]   (N: 1 .. 10000000)" >&2; exit 2; }
 [[ "$N" =~ ^[1-9][0-9]{0,7}$ ]] || { echo "N must be an integer 1 .. 10000000" >&2; exit 2; }
 [ -n "${2:-}" ] && PREFIX="$2"
 
@@ -46,6 +58,31 @@ SCALE="${SCALE:-2}"
 
 ACC="$(account_sql_expr seq)"
 start=$(date +%s.%N)
+
+if [ -n "$BASELINE_DB" ]; then
+    bsql() { mariadb --defaults-file="$MY_CNF" -N -B "$@"; }
+    bsql -e "CREATE DATABASE IF NOT EXISTS $BASELINE_DB;
+             GRANT ALL PRIVILEGES ON \`$BASELINE_DB\`.* TO 'rbcs'@'127.0.0.1', 'rbcs'@'localhost'"
+    bsql "$BASELINE_DB" < "$ROOT/perf/baseline.sql" || pdie "applying perf/baseline.sql failed"
+    out="$(bsql "$BASELINE_DB" -e "
+SET @now = UTC_TIMESTAMP(3);
+INSERT IGNORE INTO accounts (account_number, currency, balance,
+       initial_balance, version, created_at, updated_at)
+SELECT $ACC, '$CURRENCY', $BALANCE, $BALANCE, 1, @now, @now
+  FROM seq_1_to_$N;
+SELECT ROW_COUNT(),
+       (SELECT COUNT(*) FROM seq_1_to_$N s JOIN accounts a
+                          ON a.account_number = $(account_sql_expr s.seq)),
+       (SELECT COALESCE(SUM(a.balance), 0) FROM seq_1_to_$N s JOIN accounts a
+                          ON a.account_number = $(account_sql_expr s.seq));
+")"
+    end=$(date +%s.%N)
+    read -r added present total <<<"$out"
+    secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b - a}')
+    echo "baseline ($BASELINE_DB, perf/baseline.sql) accounts $(account_name 1) .. $(account_name "$N"): $added created, $present present, total balance $total ($secs s)"
+    [ "$present" = "$N" ] || pdie "expected $N accounts in $BASELINE_DB, found $present"
+    exit 0
+fi
 
 out="$(sql "
 SET SESSION unique_checks = 0;

@@ -206,6 +206,13 @@ cpu_kv() {
     ' "$1" "$2" "$(nproc)"
 }
 
+# db_cpu_s "SAMPLE_BEFORE" "SAMPLE_AFTER": mariadbd's CPU time (user +
+# system, from /proc/<pid>/stat) between two cpu_sample's, in seconds
+db_cpu_s() {
+    perl -e 'my @a = split " ", $ARGV[0]; my @b = split " ", $ARGV[1];
+             printf "%.3f\n", ($b[3] - $a[3]) / $ARGV[2]' "$1" "$2" "$(getconf CLK_TCK)"
+}
+
 # db_status: "<Com_commit> <Innodb_data_fsyncs> <Innodb_os_log_fsyncs>"
 db_status() {
     sql "SHOW GLOBAL STATUS WHERE Variable_name IN

@@ -10,8 +10,9 @@
 #   connections  requests/s  p50_ms  p99_ms
 # and calls this script; it writes outdir/throughput.png and outdir/p99.png:
 # one solid line per scenario, its HTTP ceiling dashed in the same colour.
-# Optional: dbceil and dbhot (the database ceilings without batching,
-# uniform and hot pair, transfers/s) draw horizontal lines on the
+# Optional: dbceil and dbhot (transfers/s of the database alone: the lean
+# baseline, one procedure call per transfer, uniform; one transfer per
+# transaction with the module's SQL, hot pair) draw horizontal lines on the
 # throughput plot; title (a subtitle, e.g. the machine).
 
 if (!exists("datadir"))   datadir = "perf/results/raw/plot"
@@ -46,11 +47,11 @@ set title "Throughput (solid: RBCS, dashed: static return 200 twin, same request
 set ylabel "requests/s (log)"
 if (dbceil > 0) {
     set arrow 1 from graph 0, first dbceil to graph 1, first dbceil nohead dt 3 lw 2 lc rgb "black"
-    set label 1 sprintf("database ceiling, uniform, no batching: %.0f transfers/s", dbceil) at graph 0.02, first dbceil offset 0,0.7
+    set label 1 sprintf("lean baseline (database alone, one procedure call per transfer), uniform: %.0f transfers/s", dbceil) at graph 0.02, first dbceil offset 0,0.7
 }
 if (dbhot > 0) {
     set arrow 2 from graph 0, first dbhot to graph 1, first dbhot nohead dt 3 lw 1 lc rgb "gray40"
-    set label 2 sprintf("database ceiling, hot pair: %.0f transfers/s", dbhot) at graph 0.02, first dbhot offset 0,-0.9
+    set label 2 sprintf("database alone, one transfer per transaction (module's SQL), hot pair: %.0f transfers/s", dbhot) at graph 0.02, first dbhot offset 0,-0.9
 }
 plot for [i=1:n] file(i) using 1:2 title word(scenarios, i) lw 2 pt 7 lc rgb color(i), \
      for [i=1:n] static(i) using 1:2 title "static ".word(scenarios, i) dt 2 lw 1 pt 6 lc rgb color(i)

@@ -10,10 +10,13 @@
 #     should: routes, methods, Content-Type, JSON bodies, account numbers
 #     in range, unique transaction ids, the hot pair alternating;
 #   - perf/dbclient.c compiles (make -C perf dbclient into a temporary
-#     directory) and answers a bad option with its usage;
-#   - the shell scripts parse (bash -n), the report generator embedded in
-#     perf/run-all.sh compiles (perl -c), perf/plot.gp draws two PNGs from
-#     sample data (when gnuplot is installed).
+#     directory), answers a bad option with its usage and -? with both
+#     modes, and reads the columns the module reads in its round trip 1
+#     (src/ngx_rbcs_batch.h), so that --mode batch stays the module's SQL;
+#   - the shell scripts parse (bash -n), the report generators embedded in
+#     perf/run-all.sh and perf/bench-accounts.sh compile (perl -c),
+#     perf/plot.gp draws two PNGs from sample data (when gnuplot is
+#     installed).
 
 use strict;
 use warnings;
@@ -189,34 +192,61 @@ SKIP: {
 # --------------------------------------------------------------- dbclient --
 
 SKIP: {
-    skip 'no make', 2 unless which('make');
-    skip 'no MariaDB Connector/C (libmariadb-dev)', 2
+    skip 'no make', 5 unless which('make');
+    skip 'no MariaDB Connector/C (libmariadb-dev)', 5
         unless which('mariadb_config') || -e '/usr/include/mariadb/mysql.h';
     my ($rc, $out) = run('make', '-s', '-C', $perf, 'dbclient', "OUT=$tmp");
     is($rc, 0, 'make -C perf dbclient compiles perf/dbclient.c') or diag($out);
     ($rc, $out) = run("$tmp/dbclient", '-m', 'nowhere');
     ok($rc == 2 && $out =~ /^usage:/m, 'dbclient: a bad option gives the usage') or diag($out);
+    ($rc, $out) = run("$tmp/dbclient", '--mode', 'nowhere');
+    ok($rc == 2 && $out =~ /^usage:/m, 'dbclient: a bad --mode gives the usage') or diag($out);
+    ($rc, $out) = run("$tmp/dbclient", '--mode', 'lean', '--batch', '2');
+    ok($rc == 2 && $out =~ /^usage:/m, 'dbclient: the lean mode has no batches') or diag($out);
+    ($rc, $out) = run("$tmp/dbclient", '-?');
+    ok($rc == 2 && $out =~ /--mode lean\b/ && $out =~ /--mode batch\b/ && $out =~ /--batch B/
+       && $out !~ /invalid option/, 'dbclient -? describes both modes') or diag($out);
+}
+
+# --mode batch sends the module's round trip 1: the same columns, read by
+# position, as src/ngx_rbcs_batch.h defines them
+{
+    my $cols = sub {
+        my ($file, $name) = @_;
+        open my $fh, '<', $file or return undef;
+        my $src = do { local $/; <$fh> };
+        close $fh;
+        my ($def) = $src =~ /^#define\s+\Q$name\E\s*\\\n((?:.*\\\n)*.*\n)/m or return undef;
+        return join '', $def =~ /"((?:[^"\\]|\\.)*)"/g;
+    };
+    for my $c (qw(ACC_COLUMNS TX_COLUMNS)) {
+        my $module = $cols->("$root/src/ngx_rbcs_batch.h", "NGX_RBCS_$c");
+        my $client = $cols->("$perf/dbclient.c", $c);
+        ok(defined $client && defined $module && $client eq $module,
+           "dbclient's $c are the module's NGX_RBCS_$c")
+            or diag("module: " . ($module // 'not found') . "\nclient: " . ($client // 'not found'));
+    }
 }
 
 # ------------------------------------------------- shell, report, gnuplot --
 
-for my $sh (qw(run-all.sh lib.sh gen-accounts.sh bench-balance.sh)) {
+for my $sh (qw(run-all.sh lib.sh gen-accounts.sh bench-balance.sh bench-accounts.sh)) {
     next unless -e "$perf/$sh";
     my ($rc, $out) = run('bash', '-n', "$perf/$sh");
     is($rc, 0, "bash -n perf/$sh") or diag($out);
 }
 
-{
-    open my $fh, '<', "$perf/run-all.sh" or die;
+for my $sh (qw(run-all.sh bench-accounts.sh)) {
+    open my $fh, '<', "$perf/$sh" or die;
     my $src = do { local $/; <$fh> };
     close $fh;
     my ($report) = $src =~ /^perl - .*<<'PERL'\n(.*?)^PERL$/ms;
-    ok(defined $report, 'run-all.sh embeds its report generator');
+    ok(defined $report, "$sh embeds its report generator");
     open my $o, '>', "$tmp/report.pl" or die;
     print $o $report // '';
     close $o;
     my ($rc, $out) = run($^X, '-c', "$tmp/report.pl");
-    is($rc, 0, 'the report generator compiles') or diag($out);
+    is($rc, 0, "the report generator of $sh compiles") or diag($out);
 }
 
 SKIP: {
