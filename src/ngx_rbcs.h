@@ -34,6 +34,7 @@ typedef struct {
     ngx_uint_t                 queue_size;
     ngx_uint_t                 retries;
     ngx_uint_t                 batch_size;
+    ngx_uint_t                 writers;    /* write batches in flight */
     ngx_msec_t                 connect_timeout;
     ngx_msec_t                 query_timeout;
     ngx_msec_t                 queue_timeout;

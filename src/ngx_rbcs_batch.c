@@ -2,10 +2,11 @@
 /*
  * RBCS: the write path (see ngx_rbcs_batch.h).
  *
- * One writer per worker, one batch in flight.  Operations that arrive
- * while a batch runs wait in the writer's queue (bounded, with a timeout)
- * and go together as the next batch, up to rbcs_mysql_batch_size: a lone
- * operation at low load goes at once, a busy worker sends what queued.
+ * One writer per worker, with up to rbcs_mysql_writers batches in flight.
+ * Operations that arrive while they run wait in the writer's queue
+ * (bounded, with a timeout) and go together as the next batch, up to
+ * rbcs_mysql_batch_size: a lone operation at low load goes at once, a
+ * busy worker sends what queued.
  *
  * Failure paths.  A deadlock, a lock wait timeout, or a duplicate key (an
  * id or account that another worker or pod committed between the two
@@ -45,13 +46,14 @@
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
 
 
-typedef struct {
-    ngx_rbcs_mysql_conf_t     *conf;
-    ngx_log_t                 *log;
-    ngx_queue_t                queue;
-    ngx_uint_t                 nqueued;
+typedef struct ngx_rbcs_batch_writer_s  ngx_rbcs_batch_writer_t;
 
-    /* the batch in flight */
+
+/* a batch in flight, and what one try of it needs */
+
+typedef struct {
+    ngx_rbcs_batch_writer_t   *writer;
+    ngx_log_t                 *log;
     ngx_rbcs_batch_op_t      **ops;
     ngx_uint_t                 nops;
     ngx_rbcs_ledger_op_t      *judged;
@@ -60,60 +62,70 @@ typedef struct {
     ngx_rbcs_ledger_record_t  *records;
     ngx_str_t                 *ids;
     ngx_uint_t                 nrecords;
-    ngx_uint_t                 ntransfers;
     ngx_pool_t                *pool;       /* one try's memory */
     ngx_rbcs_mysql_query_t    *query;
     ngx_str_t                  now;
     ngx_uint_t                 attempts;
     ngx_event_t                retry;
-    ngx_event_t                kick;
     unsigned                   busy:1;
-} ngx_rbcs_batch_writer_t;
+} ngx_rbcs_batch_t;
+
+
+/* a worker's write path: its queue and its batches in flight */
+
+struct ngx_rbcs_batch_writer_s {
+    ngx_rbcs_mysql_conf_t     *conf;
+    ngx_log_t                 *log;
+    ngx_queue_t                queue;
+    ngx_uint_t                 nqueued;
+    ngx_rbcs_batch_t          *batches;
+    ngx_uint_t                 nbatches;
+    ngx_event_t                kick;
+};
 
 
 static void ngx_rbcs_batch_kick(ngx_event_t *ev);
 static void ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w);
-static void ngx_rbcs_batch_try(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_try(ngx_rbcs_batch_t *b);
 static void ngx_rbcs_batch_retry_handler(ngx_event_t *ev);
-static ngx_int_t ngx_rbcs_batch_slots(ngx_rbcs_batch_writer_t *w);
-static ngx_int_t ngx_rbcs_batch_round1(ngx_rbcs_batch_writer_t *w,
+static ngx_int_t ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b);
+static ngx_int_t ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b,
     ngx_str_t *sql);
 static void ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q);
-static ngx_int_t ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w,
+static ngx_int_t ngx_rbcs_batch_read(ngx_rbcs_batch_t *b,
     ngx_rbcs_mysql_query_t *q);
-static void ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w);
-static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w,
+static void ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b);
+static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b,
     ngx_str_t *sql);
-static u_char *ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_writer_t *w,
+static u_char *ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b,
     u_char *p);
-static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_writer_t *w,
+static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b,
     u_char *p);
-static u_char *ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w,
+static u_char *ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b,
     u_char *p);
-static u_char *ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_writer_t *w,
+static u_char *ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b,
     u_char *p);
-static u_char *ngx_rbcs_batch_sql_update(ngx_rbcs_batch_writer_t *w,
+static u_char *ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b,
     u_char *p);
 static void ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q);
-static void ngx_rbcs_batch_committed(ngx_rbcs_batch_writer_t *w);
-static ngx_int_t ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w,
+static void ngx_rbcs_batch_committed(ngx_rbcs_batch_t *b);
+static ngx_int_t ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b,
     ngx_uint_t i);
-static ngx_str_t *ngx_rbcs_batch_tx_row(ngx_rbcs_batch_writer_t *w,
+static ngx_str_t *ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b,
     ngx_uint_t i);
-static ngx_str_t *ngx_rbcs_batch_account_row(ngx_rbcs_batch_writer_t *w,
+static ngx_str_t *ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b,
     ngx_uint_t i);
-static void ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w);
-static void ngx_rbcs_batch_later(ngx_rbcs_batch_writer_t *w,
+static void ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b);
+static void ngx_rbcs_batch_later(ngx_rbcs_batch_t *b,
     ngx_uint_t err);
-static void ngx_rbcs_batch_fail(ngx_rbcs_batch_writer_t *w);
-static void ngx_rbcs_batch_split(ngx_rbcs_batch_writer_t *w);
-static void ngx_rbcs_batch_finish(ngx_rbcs_batch_writer_t *w);
+static void ngx_rbcs_batch_fail(ngx_rbcs_batch_t *b);
+static void ngx_rbcs_batch_split(ngx_rbcs_batch_t *b);
+static void ngx_rbcs_batch_finish(ngx_rbcs_batch_t *b);
 static void ngx_rbcs_batch_deliver(ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_batch_op_timer(ngx_event_t *ev);
 static int ngx_libc_cdecl ngx_rbcs_batch_cmp(const void *a, const void *b);
-static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(
-    ngx_rbcs_batch_writer_t *w, ngx_str_t *number);
-static ngx_int_t ngx_rbcs_batch_record(ngx_rbcs_batch_writer_t *w,
+static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(ngx_rbcs_batch_t *b, ngx_str_t *number);
+static ngx_int_t ngx_rbcs_batch_record(ngx_rbcs_batch_t *b,
     ngx_str_t *id);
 static ngx_rbcs_ledger_str_t ngx_rbcs_batch_lstr(ngx_str_t *s);
 static ngx_str_t ngx_rbcs_batch_nstr(ngx_rbcs_ledger_str_t *s);
@@ -133,7 +145,8 @@ static ngx_rbcs_batch_writer_t  *ngx_rbcs_batch_writer;
 ngx_int_t
 ngx_rbcs_batch_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
 {
-    ngx_uint_t                n;
+    ngx_uint_t                k, n;
+    ngx_rbcs_batch_t         *b;
     ngx_rbcs_batch_writer_t  *w;
 
     w = ngx_pcalloc(cycle->pool, sizeof(ngx_rbcs_batch_writer_t));
@@ -141,36 +154,51 @@ ngx_rbcs_batch_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
         return NGX_ERROR;
     }
 
-    n = conf->batch_size;
-
     w->conf = conf;
     w->log = cycle->log;
     ngx_queue_init(&w->queue);
-
-    w->ops = ngx_pcalloc(cycle->pool, n * sizeof(ngx_rbcs_batch_op_t *));
-    w->judged = ngx_pcalloc(cycle->pool, n * sizeof(ngx_rbcs_ledger_op_t));
-    w->accounts = ngx_pcalloc(cycle->pool,
-                              2 * n * sizeof(ngx_rbcs_ledger_account_t));
-    w->records = ngx_pcalloc(cycle->pool,
-                             n * sizeof(ngx_rbcs_ledger_record_t));
-    w->ids = ngx_pcalloc(cycle->pool, n * sizeof(ngx_str_t));
-
-    if (w->ops == NULL || w->judged == NULL || w->accounts == NULL
-        || w->records == NULL || w->ids == NULL)
-    {
-        return NGX_ERROR;
-    }
 
     w->kick.handler = ngx_rbcs_batch_kick;
     w->kick.data = w;
     w->kick.log = cycle->log;
 
-    /* a batch waiting out its backoff holds requests: exits wait for it */
+    w->nbatches = conf->writers;
+    w->batches = ngx_pcalloc(cycle->pool,
+                             w->nbatches * sizeof(ngx_rbcs_batch_t));
+    if (w->batches == NULL) {
+        return NGX_ERROR;
+    }
 
-    w->retry.handler = ngx_rbcs_batch_retry_handler;
-    w->retry.data = w;
-    w->retry.log = cycle->log;
-    w->retry.cancelable = 0;
+    n = conf->batch_size;
+
+    for (k = 0; k < w->nbatches; k++) {
+        b = &w->batches[k];
+
+        b->writer = w;
+        b->log = cycle->log;
+
+        b->ops = ngx_pcalloc(cycle->pool, n * sizeof(ngx_rbcs_batch_op_t *));
+        b->judged = ngx_pcalloc(cycle->pool,
+                                n * sizeof(ngx_rbcs_ledger_op_t));
+        b->accounts = ngx_pcalloc(cycle->pool,
+                                  2 * n * sizeof(ngx_rbcs_ledger_account_t));
+        b->records = ngx_pcalloc(cycle->pool,
+                                 n * sizeof(ngx_rbcs_ledger_record_t));
+        b->ids = ngx_pcalloc(cycle->pool, n * sizeof(ngx_str_t));
+
+        if (b->ops == NULL || b->judged == NULL || b->accounts == NULL
+            || b->records == NULL || b->ids == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        /* a batch waiting out its backoff holds requests: exits wait */
+
+        b->retry.handler = ngx_rbcs_batch_retry_handler;
+        b->retry.data = b;
+        b->retry.log = cycle->log;
+        b->retry.cancelable = 0;
+    }
 
     ngx_rbcs_batch_writer = w;
 
@@ -181,6 +209,7 @@ ngx_rbcs_batch_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
 void
 ngx_rbcs_batch_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                k;
     ngx_rbcs_batch_writer_t  *w;
 
     w = ngx_rbcs_batch_writer;
@@ -192,9 +221,11 @@ ngx_rbcs_batch_exit_process(ngx_cycle_t *cycle)
         ngx_delete_posted_event(&w->kick);
     }
 
-    if (w->pool) {
-        ngx_destroy_pool(w->pool);
-        w->pool = NULL;
+    for (k = 0; k < w->nbatches; k++) {
+        if (w->batches[k].pool) {
+            ngx_destroy_pool(w->batches[k].pool);
+            w->batches[k].pool = NULL;
+        }
     }
 
     ngx_rbcs_batch_writer = NULL;
@@ -260,7 +291,7 @@ ngx_rbcs_batch_submit(ngx_rbcs_batch_op_t *op)
 
     /* from the event loop: what arrives in the same round joins it */
 
-    if (!w->busy && !w->kick.posted) {
+    if (!w->kick.posted) {
         ngx_post_event(&w->kick, &ngx_posted_events);
     }
 
@@ -329,89 +360,94 @@ ngx_rbcs_batch_kick(ngx_event_t *ev)
 }
 
 
-/* take what queued, in order: the next batch */
+/* each free batch takes what queued, in order */
 
 static void
 ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w)
 {
-    ngx_uint_t            n;
+    ngx_uint_t            k, n;
     ngx_queue_t          *x;
+    ngx_rbcs_batch_t     *b;
     ngx_rbcs_batch_op_t  *op;
 
-    if (w->busy || ngx_queue_empty(&w->queue)) {
-        return;
+    for (k = 0; k < w->nbatches && !ngx_queue_empty(&w->queue); k++) {
+        b = &w->batches[k];
+
+        if (b->busy) {
+            continue;
+        }
+
+        n = 0;
+
+        while (!ngx_queue_empty(&w->queue) && n < w->conf->batch_size) {
+            x = ngx_queue_head(&w->queue);
+            op = ngx_queue_data(x, ngx_rbcs_batch_op_t, queue);
+
+            /* an operation whose batch failed oddly goes alone */
+
+            if (op->solo && n > 0) {
+                break;
+            }
+
+            ngx_queue_remove(x);
+            w->nqueued--;
+
+            if (op->timer.timer_set) {
+                ngx_del_timer(&op->timer);
+            }
+
+            op->state = NGX_RBCS_OP_RUNNING;
+            b->ops[n++] = op;
+
+            if (op->solo) {
+                break;
+            }
+        }
+
+        b->nops = n;
+        b->busy = 1;
+        b->attempts = 0;
+
+        ngx_rbcs_metrics_write_queue(w->nqueued);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, w->log, 0,
+                       "rbcs: write batch of %ui operations", n);
+
+        ngx_rbcs_metrics_batch(n);
+
+        ngx_rbcs_batch_try(b);
     }
-
-    n = 0;
-
-    while (!ngx_queue_empty(&w->queue) && n < w->conf->batch_size) {
-        x = ngx_queue_head(&w->queue);
-        op = ngx_queue_data(x, ngx_rbcs_batch_op_t, queue);
-
-        /* an operation whose batch failed oddly goes alone */
-
-        if (op->solo && n > 0) {
-            break;
-        }
-
-        ngx_queue_remove(x);
-        w->nqueued--;
-
-        if (op->timer.timer_set) {
-            ngx_del_timer(&op->timer);
-        }
-
-        op->state = NGX_RBCS_OP_RUNNING;
-        w->ops[n++] = op;
-
-        if (op->solo) {
-            break;
-        }
-    }
-
-    w->nops = n;
-    w->busy = 1;
-    w->attempts = 0;
-
-    ngx_rbcs_metrics_write_queue(w->nqueued);
-
-    ngx_log_debug1(NGX_LOG_DEBUG_EVENT, w->log, 0,
-                   "rbcs: write batch of %ui operations", n);
-
-    ngx_rbcs_metrics_batch(n);
-
-    ngx_rbcs_batch_try(w);
 }
 
 
 /* one try of the batch: round trip 1, from the start of its transaction */
 
 static void
-ngx_rbcs_batch_try(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_try(ngx_rbcs_batch_t *b)
 {
     ngx_str_t                sql;
     ngx_rbcs_mysql_query_t  *q;
 
-    if (w->pool) {
-        ngx_destroy_pool(w->pool);
+    if (b->pool) {
+        ngx_destroy_pool(b->pool);
     }
 
-    w->pool = ngx_create_pool(16384, w->log);
-    if (w->pool == NULL) {
-        ngx_rbcs_batch_fail(w);
+    b->pool = ngx_create_pool(16384, b->log);
+    if (b->pool == NULL) {
+        ngx_rbcs_batch_fail(b);
         return;
     }
 
-    if (ngx_rbcs_batch_slots(w) != NGX_OK
-        || ngx_rbcs_batch_round1(w, &sql) != NGX_OK)
+    if (ngx_rbcs_batch_slots(b) != NGX_OK
+        || ngx_rbcs_batch_round1(b, &sql) != NGX_OK)
     {
-        ngx_rbcs_batch_fail(w);
+        ngx_rbcs_batch_fail(b);
         return;
     }
 
-    q = ngx_rbcs_mysql_create(w->pool, w->log);
+    q = ngx_rbcs_mysql_create(b->pool, b->log);
     if (q == NULL) {
-        ngx_rbcs_batch_fail(w);
+        ngx_rbcs_batch_fail(b);
         return;
     }
 
@@ -419,13 +455,13 @@ ngx_rbcs_batch_try(ngx_rbcs_batch_writer_t *w)
     q->transaction = 1;
     q->hold = 1;
     q->handler = ngx_rbcs_batch_round1_done;
-    q->data = w;
+    q->data = b;
 
-    w->query = q;
+    b->query = q;
 
     if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        w->query = NULL;
-        ngx_rbcs_batch_fail(w);
+        b->query = NULL;
+        ngx_rbcs_batch_fail(b);
     }
 }
 
@@ -436,13 +472,13 @@ ngx_rbcs_batch_try(ngx_rbcs_batch_writer_t *w)
  */
 
 static ngx_int_t
-ngx_rbcs_batch_slots(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b)
 {
     ngx_uint_t             i, n, k;
     ngx_str_t             *numbers;
     ngx_rbcs_batch_op_t   *op;
 
-    numbers = ngx_palloc(w->pool, 2 * w->nops * sizeof(ngx_str_t));
+    numbers = ngx_palloc(b->pool, 2 * b->nops * sizeof(ngx_str_t));
     if (numbers == NULL) {
         return NGX_ERROR;
     }
@@ -450,24 +486,22 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_writer_t *w)
     n = 0;
     k = 0;
 
-    for (i = 0; i < w->nops; i++) {
-        op = w->ops[i];
+    for (i = 0; i < b->nops; i++) {
+        op = b->ops[i];
         op->recorded = 0;
 
         numbers[n++] = op->source;
 
         if (op->kind == NGX_RBCS_LEDGER_TRANSFER) {
             numbers[n++] = op->destination;
-            w->ids[k++] = op->id;
+            b->ids[k++] = op->id;
         }
     }
 
-    w->ntransfers = k;
-
     ngx_qsort(numbers, n, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
-    ngx_qsort(w->ids, k, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
+    ngx_qsort(b->ids, k, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
 
-    w->naccounts = 0;
+    b->naccounts = 0;
 
     for (i = 0; i < n; i++) {
         if (i > 0 && ngx_rbcs_batch_cmp(&numbers[i], &numbers[i - 1]) == 0)
@@ -475,23 +509,23 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_writer_t *w)
             continue;
         }
 
-        ngx_memzero(&w->accounts[w->naccounts],
+        ngx_memzero(&b->accounts[b->naccounts],
                     sizeof(ngx_rbcs_ledger_account_t));
-        w->accounts[w->naccounts++].number =
+        b->accounts[b->naccounts++].number =
                                           ngx_rbcs_batch_lstr(&numbers[i]);
     }
 
-    w->nrecords = 0;
+    b->nrecords = 0;
 
     for (i = 0; i < k; i++) {
-        if (i > 0 && ngx_rbcs_batch_cmp(&w->ids[i], &w->ids[i - 1]) == 0) {
+        if (i > 0 && ngx_rbcs_batch_cmp(&b->ids[i], &b->ids[i - 1]) == 0) {
             continue;
         }
 
-        w->ids[w->nrecords] = w->ids[i];
-        ngx_memzero(&w->records[w->nrecords],
+        b->ids[b->nrecords] = b->ids[i];
+        ngx_memzero(&b->records[b->nrecords],
                     sizeof(ngx_rbcs_ledger_record_t));
-        w->nrecords++;
+        b->nrecords++;
     }
 
     return NGX_OK;
@@ -505,7 +539,7 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_writer_t *w)
  */
 
 static ngx_int_t
-ngx_rbcs_batch_round1(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
+ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
 {
     u_char      *p;
     size_t       size;
@@ -517,9 +551,9 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
                   " IN () ORDER BY account_number FOR UPDATE;SELECT "
                   NGX_RBCS_TX_COLUMNS " FROM transactions WHERE "
                   "transaction_id IN ()")
-           + (w->naccounts + w->nrecords) * (NGX_RBCS_ID_MAX_LEN + 3);
+           + (b->naccounts + b->nrecords) * (NGX_RBCS_ID_MAX_LEN + 3);
 
-    sql->data = ngx_pnalloc(w->pool, size);
+    sql->data = ngx_pnalloc(b->pool, size);
     if (sql->data == NULL) {
         return NGX_ERROR;
     }
@@ -533,8 +567,8 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
 
     /* every value is a validated id: no quoting needed */
 
-    for (i = 0; i < w->naccounts; i++) {
-        s = ngx_rbcs_batch_nstr(&w->accounts[i].number);
+    for (i = 0; i < b->naccounts; i++) {
+        s = ngx_rbcs_batch_nstr(&b->accounts[i].number);
         if (i) {
             *p++ = ',';
         }
@@ -544,18 +578,18 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
     p = ngx_cpymem(p, ") ORDER BY account_number FOR UPDATE",
                    sizeof(") ORDER BY account_number FOR UPDATE") - 1);
 
-    if (w->nrecords) {
+    if (b->nrecords) {
         p = ngx_cpymem(p, ";SELECT " NGX_RBCS_TX_COLUMNS " FROM "
                        "transactions WHERE transaction_id IN (",
                        sizeof(";SELECT " NGX_RBCS_TX_COLUMNS " FROM "
                               "transactions WHERE transaction_id IN (")
                        - 1);
 
-        for (i = 0; i < w->nrecords; i++) {
+        for (i = 0; i < b->nrecords; i++) {
             if (i) {
                 *p++ = ',';
             }
-            p = ngx_rbcs_batch_quoted(p, &w->ids[i]);
+            p = ngx_rbcs_batch_quoted(p, &b->ids[i]);
         }
 
         *p++ = ')';
@@ -572,10 +606,10 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_str_t                 sql;
     ngx_rbcs_mysql_query_t   *q2;
-    ngx_rbcs_batch_writer_t  *w;
+    ngx_rbcs_batch_t         *b;
 
-    w = q->data;
-    w->query = NULL;
+    b = q->data;
+    b->query = NULL;
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
 
@@ -588,43 +622,43 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
         if (q->rc == NGX_RBCS_MYSQL_ESQL
             || (q->rc == NGX_RBCS_MYSQL_EUNKNOWN && q->err == CR_SERVER_LOST))
         {
-            ngx_rbcs_batch_later(w, q->err);
+            ngx_rbcs_batch_later(b, q->err);
             return;
         }
 
-        ngx_rbcs_batch_fail(w);
+        ngx_rbcs_batch_fail(b);
         return;
     }
 
-    if (ngx_rbcs_batch_read(w, q) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+    if (ngx_rbcs_batch_read(b, q) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
                       "rbcs: unreadable rows in a write batch");
-        ngx_rbcs_batch_fail(w);
+        ngx_rbcs_batch_fail(b);
 
         /* the held connection rolls back as it is given up */
         return;
     }
 
-    ngx_rbcs_batch_judge(w);
+    ngx_rbcs_batch_judge(b);
 
-    q2 = ngx_rbcs_mysql_create(w->pool, w->log);
+    q2 = ngx_rbcs_mysql_create(b->pool, b->log);
 
-    if (q2 == NULL || ngx_rbcs_batch_round2(w, &sql) != NGX_OK) {
-        ngx_rbcs_batch_fail(w);
+    if (q2 == NULL || ngx_rbcs_batch_round2(b, &sql) != NGX_OK) {
+        ngx_rbcs_batch_fail(b);
         return;
     }
 
     q2->sql = sql;
     q2->transaction = 1;
     q2->handler = ngx_rbcs_batch_round2_done;
-    q2->data = w;
+    q2->data = b;
 
-    w->query = q2;
+    b->query = q2;
 
     if (ngx_rbcs_mysql_continue(q2, q) != NGX_OK) {
         /* the connection went, with the transaction: nothing written */
-        w->query = NULL;
-        ngx_rbcs_batch_later(w, 0);
+        b->query = NULL;
+        ngx_rbcs_batch_later(b, 0);
     }
 }
 
@@ -632,7 +666,7 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
 /* round trip 1's rows into the judge's accounts and records */
 
 static ngx_int_t
-ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w, ngx_rbcs_mysql_query_t *q)
+ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
 {
     u_char                     *p, *last;
     ngx_int_t                   ix;
@@ -644,9 +678,9 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w, ngx_rbcs_mysql_query_t *q)
 
     rs = q->results.elts;
 
-    if (q->results.nelts != (w->nrecords ? 3 : 2)
+    if (q->results.nelts != (b->nrecords ? 3 : 2)
         || rs[NGX_RBCS_RT1_ACCOUNTS].ncols != NGX_RBCS_ACC_N
-        || (w->nrecords && rs[NGX_RBCS_RT1_TXS].ncols != NGX_RBCS_TX_N))
+        || (b->nrecords && rs[NGX_RBCS_RT1_TXS].ncols != NGX_RBCS_TX_N))
     {
         return NGX_ERROR;
     }
@@ -656,14 +690,14 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w, ngx_rbcs_mysql_query_t *q)
         return NGX_ERROR;
     }
 
-    w->now = *now;
+    b->now = *now;
 
     n = ngx_rbcs_mysql_rows(q, NGX_RBCS_RT1_ACCOUNTS);
 
     for (i = 0; i < n; i++) {
         row = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_ACCOUNTS, i, 0);
 
-        a = ngx_rbcs_batch_account(w, &row[NGX_RBCS_ACC_NUMBER]);
+        a = ngx_rbcs_batch_account(b, &row[NGX_RBCS_ACC_NUMBER]);
 
         if (a == NULL
             || row[NGX_RBCS_ACC_CURRENCY].data == NULL
@@ -689,7 +723,7 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w, ngx_rbcs_mysql_query_t *q)
         a->data = row;
     }
 
-    if (w->nrecords == 0) {
+    if (b->nrecords == 0) {
         return NGX_OK;
     }
 
@@ -698,12 +732,12 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w, ngx_rbcs_mysql_query_t *q)
     for (i = 0; i < n; i++) {
         row = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_TXS, i, 0);
 
-        ix = ngx_rbcs_batch_record(w, &row[NGX_RBCS_TX_ID]);
+        ix = ngx_rbcs_batch_record(b, &row[NGX_RBCS_TX_ID]);
         if (ix == NGX_ERROR || row[NGX_RBCS_TX_FINGERPRINT].data == NULL) {
             return NGX_ERROR;
         }
 
-        rec = &w->records[ix];
+        rec = &b->records[ix];
 
         /* the fingerprint is "source|destination|amount key" */
 
@@ -734,22 +768,22 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_writer_t *w, ngx_rbcs_mysql_query_t *q)
 
 
 static void
-ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
 {
     ngx_uint_t             i;
     ngx_rbcs_uint128_t     units;
     ngx_rbcs_batch_op_t   *op;
     ngx_rbcs_ledger_op_t  *j;
 
-    for (i = 0; i < w->nops; i++) {
-        op = w->ops[i];
-        j = &w->judged[i];
+    for (i = 0; i < b->nops; i++) {
+        op = b->ops[i];
+        j = &b->judged[i];
 
         ngx_memzero(j, sizeof(ngx_rbcs_ledger_op_t));
 
         j->kind = op->kind;
         j->data = op;
-        j->source = ngx_rbcs_batch_account(w, &op->source);
+        j->source = ngx_rbcs_batch_account(b, &op->source);
         j->currency = op->currency ? ngx_rbcs_batch_lstr(&op->currency->code)
                                    : (ngx_rbcs_ledger_str_t) { NULL, 0 };
         j->currency_scale = op->currency ? (unsigned) op->currency->scale
@@ -770,13 +804,13 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w)
             continue;
         }
 
-        j->destination = ngx_rbcs_batch_account(w, &op->destination);
-        j->record = &w->records[ngx_rbcs_batch_record(w, &op->id)];
+        j->destination = ngx_rbcs_batch_account(b, &op->destination);
+        j->record = &b->records[ngx_rbcs_batch_record(b, &op->id)];
         j->amount = ngx_rbcs_batch_lstr(&op->amount);
         j->amount_key = ngx_rbcs_batch_lstr(&op->amount_key);
     }
 
-    (void) ngx_rbcs_ledger_judge(w->judged, w->nops);
+    (void) ngx_rbcs_ledger_judge(b->judged, b->nops);
 }
 
 
@@ -788,35 +822,35 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_writer_t *w)
  */
 
 static ngx_int_t
-ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
+ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql)
 {
     u_char      *p;
     size_t       size;
     ngx_uint_t   i;
 
-    size = 2048 + w->naccounts * 512;
+    size = 2048 + b->naccounts * 512;
 
-    for (i = 0; i < w->nops; i++) {
-        size += 4096 + 4 * w->ops[i]->amount.len;
+    for (i = 0; i < b->nops; i++) {
+        size += 4096 + 4 * b->ops[i]->amount.len;
     }
 
-    sql->data = ngx_pnalloc(w->pool, size);
+    sql->data = ngx_pnalloc(b->pool, size);
     if (sql->data == NULL) {
         return NGX_ERROR;
     }
 
     p = sql->data;
-    p = ngx_rbcs_batch_sql_accounts(w, p);
-    p = ngx_rbcs_batch_sql_transactions(w, p);
-    p = ngx_rbcs_batch_sql_entries(w, p);
-    p = ngx_rbcs_batch_sql_audit(w, p);
-    p = ngx_rbcs_batch_sql_update(w, p);
+    p = ngx_rbcs_batch_sql_accounts(b, p);
+    p = ngx_rbcs_batch_sql_transactions(b, p);
+    p = ngx_rbcs_batch_sql_entries(b, p);
+    p = ngx_rbcs_batch_sql_audit(b, p);
+    p = ngx_rbcs_batch_sql_update(b, p);
     p = ngx_cpymem(p, "COMMIT", 6);
 
     sql->len = p - sql->data;
 
     if (sql->len > size) {
-        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
                       "rbcs: write batch statement overran its buffer");
         return NGX_ERROR;
     }
@@ -828,15 +862,15 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_writer_t *w, ngx_str_t *sql)
 /* accounts opened by the batch, as it leaves them */
 
 static u_char *
-ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_writer_t *w, u_char *p)
+ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b, u_char *p)
 {
     ngx_uint_t                  i, n;
     ngx_rbcs_ledger_account_t  *a;
 
     n = 0;
 
-    for (i = 0; i < w->naccounts; i++) {
-        a = &w->accounts[i];
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
 
         if (!a->created) {
             continue;
@@ -852,7 +886,7 @@ ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_writer_t *w, u_char *p)
         p = ngx_rbcs_batch_decimal(p, a->balance);
         *p++ = ',';
         p = ngx_rbcs_batch_decimal(p, a->initial);
-        p = ngx_sprintf(p, ",%uL,'%V','%V')", a->version, &w->now, &w->now);
+        p = ngx_sprintf(p, ",%uL,'%V','%V')", a->version, &b->now, &b->now);
     }
 
     if (n) {
@@ -866,7 +900,7 @@ ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_writer_t *w, u_char *p)
 /* the recorded outcomes of transfers */
 
 static u_char *
-ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_writer_t *w, u_char *p)
+ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
 {
     ngx_str_t              s;
     ngx_uint_t             i, n;
@@ -875,9 +909,9 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_writer_t *w, u_char *p)
 
     n = 0;
 
-    for (i = 0; i < w->nops; i++) {
-        j = &w->judged[i];
-        op = w->ops[i];
+    for (i = 0; i < b->nops; i++) {
+        j = &b->judged[i];
+        op = b->ops[i];
 
         if (j->kind != NGX_RBCS_LEDGER_TRANSFER
             || (j->outcome != NGX_RBCS_LEDGER_APPLIED
@@ -945,7 +979,7 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_writer_t *w, u_char *p)
             p = ngx_cpymem(p, "NULL,NULL,NULL,NULL,", 20);
         }
 
-        p = ngx_sprintf(p, "'%V')", &w->now);
+        p = ngx_sprintf(p, "'%V')", &b->now);
     }
 
     if (n) {
@@ -959,7 +993,7 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_writer_t *w, u_char *p)
 /* the history: an opening's entry, two per applied transfer */
 
 static u_char *
-ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w, u_char *p)
+ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b, u_char *p)
 {
     ngx_uint_t             i, n;
     ngx_rbcs_batch_op_t   *op;
@@ -967,9 +1001,9 @@ ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w, u_char *p)
 
     n = 0;
 
-    for (i = 0; i < w->nops; i++) {
-        j = &w->judged[i];
-        op = w->ops[i];
+    for (i = 0; i < b->nops; i++) {
+        j = &b->judged[i];
+        op = b->ops[i];
 
         if (j->outcome != NGX_RBCS_LEDGER_APPLIED) {
             continue;
@@ -984,7 +1018,7 @@ ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w, u_char *p)
             p = ngx_rbcs_batch_decimal(p, j->initial);
             *p++ = ',';
             p = ngx_rbcs_batch_decimal(p, j->initial);
-            p = ngx_sprintf(p, ",'%V')", &w->now);
+            p = ngx_sprintf(p, ",'%V')", &b->now);
             continue;
         }
 
@@ -993,13 +1027,13 @@ ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w, u_char *p)
         p = ngx_rbcs_batch_decimal(p, -j->value);
         *p++ = ',';
         p = ngx_rbcs_batch_decimal(p, j->source_balance);
-        p = ngx_sprintf(p, ",'%V'),('%V',%uL,'TRANSFER','%V','%V',", &w->now,
+        p = ngx_sprintf(p, ",'%V'),('%V',%uL,'TRANSFER','%V','%V',", &b->now,
                         &op->destination, j->destination_version, &op->id,
                         &op->source);
         p = ngx_rbcs_batch_decimal(p, j->value);
         *p++ = ',';
         p = ngx_rbcs_batch_decimal(p, j->destination_balance);
-        p = ngx_sprintf(p, ",'%V')", &w->now);
+        p = ngx_sprintf(p, ",'%V')", &b->now);
     }
 
     if (n) {
@@ -1013,7 +1047,7 @@ ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_writer_t *w, u_char *p)
 /* who changed what: every recorded state change */
 
 static u_char *
-ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_writer_t *w, u_char *p)
+ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b, u_char *p)
 {
     ngx_str_t              s;
     ngx_uint_t             i, n;
@@ -1022,9 +1056,9 @@ ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_writer_t *w, u_char *p)
 
     n = 0;
 
-    for (i = 0; i < w->nops; i++) {
-        j = &w->judged[i];
-        op = w->ops[i];
+    for (i = 0; i < b->nops; i++) {
+        j = &b->judged[i];
+        op = b->ops[i];
 
         if (j->outcome != NGX_RBCS_LEDGER_APPLIED
             && j->outcome != NGX_RBCS_LEDGER_REJECTED)
@@ -1036,7 +1070,7 @@ ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_writer_t *w, u_char *p)
                        " action, subject, outcome, http_status, detail)"
                        " VALUES ");
 
-        p = ngx_sprintf(p, "('%V',", &w->now);
+        p = ngx_sprintf(p, "('%V',", &b->now);
 
         if (op->actor.len) {
             p = ngx_sprintf(p, "'%V',", &op->actor);
@@ -1079,15 +1113,15 @@ ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_writer_t *w, u_char *p)
  */
 
 static u_char *
-ngx_rbcs_batch_sql_update(ngx_rbcs_batch_writer_t *w, u_char *p)
+ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
 {
     ngx_uint_t                  i, n;
     ngx_rbcs_ledger_account_t  *a;
 
     n = 0;
 
-    for (i = 0; i < w->naccounts; i++) {
-        a = &w->accounts[i];
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
 
         if (a->created || a->changes == 0) {
             continue;
@@ -1110,8 +1144,8 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_writer_t *w, u_char *p)
                        sizeof(" END, version = version + CASE account_number")
                        - 1);
 
-        for (i = 0; i < w->naccounts; i++) {
-            a = &w->accounts[i];
+        for (i = 0; i < b->naccounts; i++) {
+            a = &b->accounts[i];
 
             if (a->created || a->changes == 0) {
                 continue;
@@ -1122,12 +1156,12 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_writer_t *w, u_char *p)
         }
 
         p = ngx_sprintf(p, " END, updated_at = '%V' WHERE account_number IN (",
-                        &w->now);
+                        &b->now);
 
         n = 0;
 
-        for (i = 0; i < w->naccounts; i++) {
-            a = &w->accounts[i];
+        for (i = 0; i < b->naccounts; i++) {
+            a = &b->accounts[i];
 
             if (a->created || a->changes == 0) {
                 continue;
@@ -1149,13 +1183,13 @@ ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_uint_t                i;
     ngx_rbcs_ledger_op_t     *j;
-    ngx_rbcs_batch_writer_t  *w;
+    ngx_rbcs_batch_t         *b;
 
-    w = q->data;
-    w->query = NULL;
+    b = q->data;
+    b->query = NULL;
 
     if (q->rc == NGX_RBCS_MYSQL_OK) {
-        ngx_rbcs_batch_committed(w);
+        ngx_rbcs_batch_committed(b);
         return;
     }
 
@@ -1167,24 +1201,24 @@ ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
          * operations' outcomes are unknown.
          */
 
-        for (i = 0; i < w->nops; i++) {
-            j = &w->judged[i];
+        for (i = 0; i < b->nops; i++) {
+            j = &b->judged[i];
 
             if (j->outcome == NGX_RBCS_LEDGER_APPLIED
                 || j->outcome == NGX_RBCS_LEDGER_REJECTED)
             {
-                w->ops[i]->unknown = 1;
+                b->ops[i]->unknown = 1;
             }
         }
 
         /* a server that does not answer would not answer the look-up */
 
         if (q->err != CR_SERVER_LOST) {
-            ngx_rbcs_batch_fail(w);
+            ngx_rbcs_batch_fail(b);
             return;
         }
 
-        ngx_rbcs_batch_later(w, q->err);
+        ngx_rbcs_batch_later(b, q->err);
         return;
     }
 
@@ -1192,51 +1226,51 @@ ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
         && q->err != ER_LOCK_DEADLOCK && q->err != ER_LOCK_WAIT_TIMEOUT
         && q->err != ER_DUP_ENTRY)
     {
-        ngx_log_error(NGX_LOG_ALERT, w->log, 0,
+        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
                       "rbcs: the database refused a write batch of %ui "
-                      "operations (error %ui)", w->nops, q->err);
-        ngx_rbcs_batch_split(w);
+                      "operations (error %ui)", b->nops, q->err);
+        ngx_rbcs_batch_split(b);
         return;
     }
 
-    ngx_rbcs_batch_later(w, q->err);
+    ngx_rbcs_batch_later(b, q->err);
 }
 
 
 /* committed: the caches first (read-your-writes), then the answers */
 
 static void
-ngx_rbcs_batch_committed(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_committed(ngx_rbcs_batch_t *b)
 {
     ngx_uint_t  i;
 
-    for (i = 0; i < w->nops; i++) {
-        if (ngx_rbcs_batch_answer(w, i) != NGX_OK) {
-            w->ops[i]->rc = NGX_RBCS_MYSQL_ESQL;
+    for (i = 0; i < b->nops; i++) {
+        if (ngx_rbcs_batch_answer(b, i) != NGX_OK) {
+            b->ops[i]->rc = NGX_RBCS_MYSQL_ESQL;
         }
     }
 
-    ngx_rbcs_batch_spread(w);
+    ngx_rbcs_batch_spread(b);
 
-    for (i = 0; i < w->nops; i++) {
-        ngx_rbcs_batch_deliver(w->ops[i]);
+    for (i = 0; i < b->nops; i++) {
+        ngx_rbcs_batch_deliver(b->ops[i]);
     }
 
-    ngx_rbcs_batch_finish(w);
+    ngx_rbcs_batch_finish(b);
 }
 
 
 /* what the operation is answered with: a row, or a problem */
 
 static ngx_int_t
-ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
+ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b, ngx_uint_t i)
 {
     ngx_str_t              *row;
     ngx_rbcs_batch_op_t    *op;
     ngx_rbcs_ledger_op_t   *j;
 
-    op = w->ops[i];
-    j = &w->judged[i];
+    op = b->ops[i];
+    j = &b->judged[i];
 
     op->rc = NGX_RBCS_MYSQL_OK;
     op->status = j->status;
@@ -1246,10 +1280,10 @@ ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
 
     case NGX_RBCS_LEDGER_INVALID:
     case NGX_RBCS_LEDGER_CONFLICT:
-        if (ngx_rbcs_batch_text(w->pool, &op->code, (u_char *) j->code,
+        if (ngx_rbcs_batch_text(b->pool, &op->code, (u_char *) j->code,
                                 ngx_strlen(j->code))
             != NGX_OK
-            || ngx_rbcs_batch_text(w->pool, &op->detail, (u_char *) j->detail,
+            || ngx_rbcs_batch_text(b->pool, &op->detail, (u_char *) j->detail,
                                    ngx_strlen(j->detail))
                != NGX_OK)
         {
@@ -1274,7 +1308,7 @@ ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
         return row ? NGX_OK : NGX_ERROR;
 
     case NGX_RBCS_LEDGER_EXISTS:
-        op->row = ngx_rbcs_batch_account_row(w, i);
+        op->row = ngx_rbcs_batch_account_row(b, i);
 
         if (op->unknown) {
             op->status = NGX_HTTP_CREATED;
@@ -1284,8 +1318,8 @@ ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
 
     default:
         op->row = (op->kind == NGX_RBCS_LEDGER_OPEN)
-                  ? ngx_rbcs_batch_account_row(w, i)
-                  : ngx_rbcs_batch_tx_row(w, i);
+                  ? ngx_rbcs_batch_account_row(b, i)
+                  : ngx_rbcs_batch_tx_row(b, i);
 
         return op->row ? NGX_OK : NGX_ERROR;
     }
@@ -1295,18 +1329,18 @@ ngx_rbcs_batch_answer(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
 /* a transaction row for a transfer recorded by this batch */
 
 static ngx_str_t *
-ngx_rbcs_batch_tx_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
+ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
 {
     u_char                *p, *start;
     ngx_str_t             *row;
     ngx_rbcs_batch_op_t   *op;
     ngx_rbcs_ledger_op_t  *j;
 
-    op = w->ops[i];
-    j = &w->judged[i];
+    op = b->ops[i];
+    j = &b->judged[i];
 
-    row = ngx_pcalloc(w->pool, NGX_RBCS_TX_N * sizeof(ngx_str_t));
-    start = ngx_pnalloc(w->pool, 8 * NGX_RBCS_DECIMAL_LEN + 64
+    row = ngx_pcalloc(b->pool, NGX_RBCS_TX_N * sizeof(ngx_str_t));
+    start = ngx_pnalloc(b->pool, 8 * NGX_RBCS_DECIMAL_LEN + 64
                                  + NGX_RBCS_LEDGER_DETAIL_LEN);
     if (row == NULL || start == NULL) {
         return NULL;
@@ -1362,7 +1396,7 @@ ngx_rbcs_batch_tx_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
                       ngx_sprintf(p, "%L", op->client_ts));
     }
 
-    row[NGX_RBCS_TX_CREATED] = w->now;
+    row[NGX_RBCS_TX_CREATED] = b->now;
 
     if (op->currency) {
         row[NGX_RBCS_TX_REQ_CURRENCY] = op->currency->code;
@@ -1377,7 +1411,7 @@ ngx_rbcs_batch_tx_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
 /* an account row for an opening: the account as the batch has it then */
 
 static ngx_str_t *
-ngx_rbcs_batch_account_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
+ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
 {
     u_char                     *p;
     ngx_str_t                  *row, *was;
@@ -1385,13 +1419,13 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
     ngx_rbcs_ledger_op_t       *j;
     ngx_rbcs_ledger_account_t  *a;
 
-    op = w->ops[i];
-    j = &w->judged[i];
+    op = b->ops[i];
+    j = &b->judged[i];
     a = j->source;
     was = a->data;       /* the row round trip 1 read, if any */
 
-    row = ngx_pcalloc(w->pool, NGX_RBCS_ACC_N * sizeof(ngx_str_t));
-    p = ngx_pnalloc(w->pool, 2 * NGX_RBCS_DECIMAL_LEN + 2 * NGX_INT64_LEN);
+    row = ngx_pcalloc(b->pool, NGX_RBCS_ACC_N * sizeof(ngx_str_t));
+    p = ngx_pnalloc(b->pool, 2 * NGX_RBCS_DECIMAL_LEN + 2 * NGX_INT64_LEN);
     if (row == NULL || p == NULL) {
         return NULL;
     }
@@ -1420,10 +1454,10 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
             ((uint64_t) ngx_atoof(was[NGX_RBCS_ACC_VERSION].data,
                                   was[NGX_RBCS_ACC_VERSION].len)
              == j->source_version)
-            ? was[NGX_RBCS_ACC_UPDATED] : w->now;
+            ? was[NGX_RBCS_ACC_UPDATED] : b->now;
     } else {
-        row[NGX_RBCS_ACC_CREATED] = w->now;
-        row[NGX_RBCS_ACC_UPDATED] = w->now;
+        row[NGX_RBCS_ACC_CREATED] = b->now;
+        row[NGX_RBCS_ACC_UPDATED] = b->now;
     }
 
     return row;
@@ -1436,7 +1470,7 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_writer_t *w, ngx_uint_t i)
  */
 
 static void
-ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b)
 {
     u_char                     *p;
     ngx_str_t                  *row;
@@ -1445,8 +1479,8 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
     ngx_rbcs_publish_change_t  *c;
     ngx_rbcs_ledger_account_t  *a;
 
-    c = ngx_palloc(w->pool, w->naccounts * sizeof(ngx_rbcs_publish_change_t));
-    p = ngx_pnalloc(w->pool, w->naccounts
+    c = ngx_palloc(b->pool, b->naccounts * sizeof(ngx_rbcs_publish_change_t));
+    p = ngx_pnalloc(b->pool, b->naccounts
                              * (NGX_RBCS_DECIMAL_LEN + NGX_INT64_LEN));
     if (c == NULL || p == NULL) {
         return;
@@ -1454,8 +1488,8 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
 
     n = 0;
 
-    for (i = 0; i < w->naccounts; i++) {
-        a = &w->accounts[i];
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
 
         if (!a->exists) {
             continue;
@@ -1476,11 +1510,11 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
         n++;
     }
 
-    ngx_rbcs_publish_commit(w->log, c, n, w->pool);
+    ngx_rbcs_publish_commit(b->log, c, n, b->pool);
 
-    for (i = 0; i < w->nops; i++) {
-        j = &w->judged[i];
-        row = w->ops[i]->row;
+    for (i = 0; i < b->nops; i++) {
+        j = &b->judged[i];
+        row = b->ops[i]->row;
 
         if (j->outcome != NGX_RBCS_LEDGER_REPLAY || j->record->op != NULL
             || row == NULL || row[NGX_RBCS_TX_SRC_VERSION].data == NULL
@@ -1492,11 +1526,11 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
         scale = ngx_atoi(row[NGX_RBCS_TX_SCALE].data,
                          row[NGX_RBCS_TX_SCALE].len);
 
-        ngx_rbcs_publish_update(w->log, &row[NGX_RBCS_TX_SOURCE],
+        ngx_rbcs_publish_update(b->log, &row[NGX_RBCS_TX_SOURCE],
                                 &row[NGX_RBCS_TX_SRC_VERSION],
                                 &row[NGX_RBCS_TX_SRC_BALANCE], scale,
                                 &row[NGX_RBCS_TX_CURRENCY], 0);
-        ngx_rbcs_publish_update(w->log, &row[NGX_RBCS_TX_DESTINATION],
+        ngx_rbcs_publish_update(b->log, &row[NGX_RBCS_TX_DESTINATION],
                                 &row[NGX_RBCS_TX_DST_VERSION],
                                 &row[NGX_RBCS_TX_DST_BALANCE], scale,
                                 &row[NGX_RBCS_TX_CURRENCY], 0);
@@ -1507,28 +1541,28 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_writer_t *w)
 /* nothing was committed: the whole batch again, after a short wait */
 
 static void
-ngx_rbcs_batch_later(ngx_rbcs_batch_writer_t *w, ngx_uint_t err)
+ngx_rbcs_batch_later(ngx_rbcs_batch_t *b, ngx_uint_t err)
 {
     ngx_msec_t  delay;
 
-    w->attempts++;
+    b->attempts++;
 
-    if (w->attempts > w->conf->retries) {
-        ngx_rbcs_batch_fail(w);
+    if (b->attempts > b->writer->conf->retries) {
+        ngx_rbcs_batch_fail(b);
         return;
     }
 
     if (err) {
-        ngx_log_error(NGX_LOG_INFO, w->log, 0,
+        ngx_log_error(NGX_LOG_INFO, b->log, 0,
                       "rbcs: mysql error %ui, retrying", err);
     }
 
     ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RETRIES);
 
-    delay = 5 << ngx_min(w->attempts, 6);
+    delay = 5 << ngx_min(b->attempts, 6);
     delay = delay / 2 + (ngx_msec_t) ngx_random() % delay;
 
-    ngx_add_timer(&w->retry, delay);
+    ngx_add_timer(&b->retry, delay);
 }
 
 
@@ -1542,59 +1576,59 @@ ngx_rbcs_batch_retry_handler(ngx_event_t *ev)
 /* the database cannot be used: 503 for every operation of the batch */
 
 static void
-ngx_rbcs_batch_fail(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_fail(ngx_rbcs_batch_t *b)
 {
     ngx_uint_t  i;
 
-    for (i = 0; i < w->nops; i++) {
-        w->ops[i]->rc = w->ops[i]->unknown ? NGX_RBCS_MYSQL_EUNKNOWN
+    for (i = 0; i < b->nops; i++) {
+        b->ops[i]->rc = b->ops[i]->unknown ? NGX_RBCS_MYSQL_EUNKNOWN
                                            : NGX_RBCS_MYSQL_EUNAVAIL;
-        ngx_rbcs_batch_deliver(w->ops[i]);
+        ngx_rbcs_batch_deliver(b->ops[i]);
     }
 
-    ngx_rbcs_batch_finish(w);
+    ngx_rbcs_batch_finish(b);
 }
 
 
 /* each operation of a refused batch goes again, alone, first in line */
 
 static void
-ngx_rbcs_batch_split(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_split(ngx_rbcs_batch_t *b)
 {
     ngx_uint_t            i;
     ngx_rbcs_batch_op_t  *op;
 
-    if (w->nops == 1) {
-        ngx_rbcs_batch_fail(w);
+    if (b->nops == 1) {
+        ngx_rbcs_batch_fail(b);
         return;
     }
 
-    for (i = w->nops; i > 0; i--) {
-        op = w->ops[i - 1];
+    for (i = b->nops; i > 0; i--) {
+        op = b->ops[i - 1];
         op->solo = 1;
         op->state = NGX_RBCS_OP_QUEUED;
-        ngx_queue_insert_head(&w->queue, &op->queue);
-        w->nqueued++;
+        ngx_queue_insert_head(&b->writer->queue, &op->queue);
+        b->writer->nqueued++;
     }
 
-    w->nops = 0;
-    ngx_rbcs_metrics_write_queue(w->nqueued);
-    ngx_rbcs_batch_finish(w);
+    b->nops = 0;
+    ngx_rbcs_metrics_write_queue(b->writer->nqueued);
+    ngx_rbcs_batch_finish(b);
 }
 
 
 static void
-ngx_rbcs_batch_finish(ngx_rbcs_batch_writer_t *w)
+ngx_rbcs_batch_finish(ngx_rbcs_batch_t *b)
 {
-    w->nops = 0;
-    w->busy = 0;
+    b->nops = 0;
+    b->busy = 0;
 
-    if (w->pool) {
-        ngx_destroy_pool(w->pool);
-        w->pool = NULL;
+    if (b->pool) {
+        ngx_destroy_pool(b->pool);
+        b->pool = NULL;
     }
 
-    ngx_rbcs_batch_start(w);
+    ngx_rbcs_batch_start(b->writer);
 }
 
 
@@ -1635,22 +1669,22 @@ ngx_rbcs_batch_cmp(const void *one, const void *two)
 
 
 static ngx_rbcs_ledger_account_t *
-ngx_rbcs_batch_account(ngx_rbcs_batch_writer_t *w, ngx_str_t *number)
+ngx_rbcs_batch_account(ngx_rbcs_batch_t *b, ngx_str_t *number)
 {
     ngx_int_t   rc;
     ngx_str_t   s;
     ngx_uint_t  lo, hi, mid;
 
     lo = 0;
-    hi = w->naccounts;
+    hi = b->naccounts;
 
     while (lo < hi) {
         mid = (lo + hi) / 2;
-        s = ngx_rbcs_batch_nstr(&w->accounts[mid].number);
+        s = ngx_rbcs_batch_nstr(&b->accounts[mid].number);
         rc = ngx_rbcs_batch_cmp(&s, number);
 
         if (rc == 0) {
-            return &w->accounts[mid];
+            return &b->accounts[mid];
         }
 
         if (rc < 0) {
@@ -1665,17 +1699,17 @@ ngx_rbcs_batch_account(ngx_rbcs_batch_writer_t *w, ngx_str_t *number)
 
 
 static ngx_int_t
-ngx_rbcs_batch_record(ngx_rbcs_batch_writer_t *w, ngx_str_t *id)
+ngx_rbcs_batch_record(ngx_rbcs_batch_t *b, ngx_str_t *id)
 {
     ngx_int_t   rc;
     ngx_uint_t  lo, hi, mid;
 
     lo = 0;
-    hi = w->nrecords;
+    hi = b->nrecords;
 
     while (lo < hi) {
         mid = (lo + hi) / 2;
-        rc = ngx_rbcs_batch_cmp(&w->ids[mid], id);
+        rc = ngx_rbcs_batch_cmp(&b->ids[mid], id);
 
         if (rc == 0) {
             return mid;

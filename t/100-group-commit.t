@@ -258,7 +258,9 @@ $pod2->stop;
 
 # --- many workers, crossing transfers: no deadlock ----------------------
 
-my $x = RBCS::Test->new(workers => 2, mysql => { pool_size => 2 });
+# two batches in flight per worker as well: four at once
+my $x = RBCS::Test->new(workers => 2, mysql => { pool_size => 2,
+                                                 writers => 2 });
 for my $n (map { "X$_" } 1 .. 6) {
     $x->post_json('/accounts', { accountNumber => $n,
                                  initialBalance => '1000.00' });
@@ -284,6 +286,9 @@ for my $k (0 .. 11) {
 my $failed = 0;
 for (@pids) { waitpid($_, 0); $failed++ if $? }
 is($failed, 0, '300 crossing transfers from 12 clients all applied');
+like(do { local (@ARGV, $/) = ($x->conf_file); <> },
+     qr/^\s*rbcs_mysql_writers 2;/m,
+     'with two write batches in flight per worker');
 unlike($x->error_log, qr/mysql error 1213/,
        'no deadlock between batches and single transfers');
 my $sum = 0;

@@ -1241,6 +1241,13 @@ sub lifecycle {
         return $c;
     };
     my ($master, @old) = $t->nginx_pids;
+    # every worker's pool connected: what its metrics count is in the server
+    _wait_until(10, sub {
+        my $m = eval { $t->get('/metrics', timeout => 3)->{body} } // '';
+        my %st = $m =~ /^rbcs_mysql_connections\{state="(\w+)"\} (\d+)$/mg;
+        ($st{connecting} // 1) == 0
+            && $conns->() == ($st{in_use} // 0) + ($st{idle} // 0);
+    });
     $res->{conns_before} = $conns->();
     $res->{aborted_clients_before} = $status->('Aborted_clients');
     # Redis connections (without redis-cli's own)
