@@ -206,18 +206,27 @@ is(scalar(grep { (result("q-$_"))[0] == 201 } 1 .. 30), 20,
 # --- one id, two pods, no account in common ----------------------------
 #
 # Each pod's batch reads the id as unused in its round trip 1 (they lock
-# different accounts, so neither waits for the other there); both write it
-# in round trip 2, and the second INSERT waits for the first's key, then
-# fails with a duplicate key once the first commits.  That batch runs again
-# and finds the id recorded with other fields: 409, and nothing applied
-# twice.
+# different accounts, so neither waits for the other there).  A gap lock
+# at the end of audit_log holds both round trips 2: the first to insert
+# the id waits at its audit row, holding the id's key; the other waits for
+# that key.  When the gap lock goes, the first commits and the other fails
+# with a duplicate key: that batch runs again and finds the id recorded
+# with other fields: 409, and nothing applied twice.
 
 my $pod2 = RBCS::Test->new(workers => 1, pod_of => $t, log_level => 'info',
                            mysql => { pool_size => 1, query_timeout => '10s',
                                       lock_wait_timeout => '8s' });
 open_account($_, '10.00') for qw(D-A D-B D-C D-D);
-$lock->do(q{SELECT * FROM accounts WHERE account_number IN ('D-A', 'D-C')
-            FOR UPDATE});
+
+my $gap = DBI->connect('DBI:MariaDB:mariadb_socket='
+        . $RBCS::Test::MYSQL_SOCK . ';database=' . $t->dbname,
+        scalar(getpwuid($>)), '', { RaiseError => 1, AutoCommit => 1,
+        PrintError => 0 });
+$gap->do('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+$gap->begin_work;
+my ($last) = $gap->selectrow_array('SELECT COALESCE(MAX(id), 0) FROM audit_log');
+$gap->do("SELECT id FROM audit_log WHERE id > $last FOR UPDATE");
+
 @pids = (transfer_async('dup-1', { transactionId => 'g-dup-pods',
     sourceAccountNumber => 'D-A', destinationAccountNumber => 'D-B',
     amount => '1.00' }));
@@ -237,9 +246,10 @@ $lock->do(q{SELECT * FROM accounts WHERE account_number IN ('D-A', 'D-C')
     push @pids, $pid;
 }
 ok(RBCS::Test::wait_for(10, sub { $t->lock_waits >= 2 }),
-   'both pods\' batches wait for their accounts');
-$lock->commit;
+   'both pods\' round trips 2 wait: one at its audit row, one for the id');
+$gap->commit;
 waitpid($_, 0) for @pids;
+$gap->disconnect;
 my @dup = sort { $a <=> $b } map { (result($_))[0] } qw(dup-1 dup-2);
 is("@dup", '201 409', 'one pod applies the id, the other answers 409');
 like((result((result('dup-1'))[0] == 409 ? 'dup-1' : 'dup-2'))[1],
