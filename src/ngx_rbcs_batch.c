@@ -488,8 +488,6 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b)
 
     for (i = 0; i < b->nops; i++) {
         op = b->ops[i];
-        op->recorded = 0;
-
         numbers[n++] = op->source;
 
         if (op->kind == NGX_RBCS_LEDGER_TRANSFER) {

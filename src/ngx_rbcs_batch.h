@@ -116,7 +116,6 @@ struct ngx_rbcs_batch_op_s {
     ngx_event_t                timer;
     ngx_uint_t                 state;
     unsigned                   solo:1;
-    unsigned                   recorded:1;  /* recorded in the last try */
 };
 
 
