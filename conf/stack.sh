@@ -289,7 +289,8 @@ mysql_start() {
     [ ${#MY_SOCK} -lt 100 ] || die "socket path $MY_SOCK is too long for a unix socket; move the repository to a shorter path"
     render "$ROOT/conf/my.cnf.in" "$MY_CNF" \
         "MYSQL_PORT=$port" "DATADIR=$MY_DATA" "SOCKET=$MY_SOCK" "PIDFILE=$MY_PID" \
-        "LOG_ERROR=$MY_LOG" "TMPDIR=$MY_DIR/tmp" "USER=$(mysql_user_line)"
+        "LOG_ERROR=$MY_LOG" "TMPDIR=$MY_DIR/tmp" "USER=$(mysql_user_line)" \
+        "REDO_LOG_SIZE=${REDO_LOG_SIZE:-96M}"
 
     if pid=$(running_pid "$MY_PID" mariadbd); then
         log "MariaDB already running (pid $pid, port $(my_print_defaults --defaults-file="$MY_CNF" mariadbd | sed -n 's/^--port=//p'))"
@@ -433,7 +434,7 @@ cmd_run() {
     # separate process: `set -e` does not apply inside a function run under ||
     "$ROOT/conf/stack.sh" build || build_ok=0
     mkdir -p "$RUN_VAR"
-    mysql_start "$RUN_VAR" "$MYSQL_PORT"
+    REDO_LOG_SIZE=1G mysql_start "$RUN_VAR" "$MYSQL_PORT"
     redis_start "$RUN_VAR" "$REDIS_PORT"
     if [ $build_ok -eq 1 ]; then
         nginx_start_local

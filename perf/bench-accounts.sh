@@ -106,7 +106,8 @@ URL="http://127.0.0.1:$PERF_PORT"
 plog "loading accounts and entries into the buffer pool (a full scan of each)"
 sql "SELECT COUNT(*), SUM(balance) FROM accounts; SELECT COUNT(*), SUM(amount) FROM entries;
      ANALYZE TABLE accounts, entries, transactions, audit_log" > /dev/null
-plog "  data: $(sql "SELECT GROUP_CONCAT(CONCAT(table_name, ' ', ROUND((data_length + index_length) / 1048576), ' MB') SEPARATOR ', ') FROM information_schema.tables WHERE table_schema = 'rbcs'") (InnoDB's estimate); buffer pool $(sql "SELECT @@innodb_buffer_pool_size DIV 1048576") MB"
+REDO_MB=$(redo_log_check) || exit 1
+plog "  data: $(sql "SELECT GROUP_CONCAT(CONCAT(table_name, ' ', ROUND((data_length + index_length) / 1048576), ' MB') SEPARATOR ', ') FROM information_schema.tables WHERE table_schema = 'rbcs'") (InnoDB's estimate); buffer pool $(sql "SELECT @@innodb_buffer_pool_size DIV 1048576") MB, redo log ${REDO_MB} MB"
 
 timeout --signal=INT $((WARM_S + 30)) \
     env ACCOUNTS="$SMALL" PREFIX="$SMALL_PREFIX" RUN_ID="$RUN-w" \

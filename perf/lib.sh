@@ -36,6 +36,21 @@ sql() {
     mariadb --defaults-file="$MY_CNF" -N -B rbcs -e "$1"
 }
 
+# redo_log_check: the local stack's redo log at 1G or more (perf/README.md,
+# "Redo log"): a server started before conf/my.cnf.in asked for 1G is
+# resized online (MariaDB 10.11 allows it).  Prints the size in MB.
+redo_log_check() {
+    local mb
+    mb=$(sql "SELECT @@innodb_log_file_size DIV 1048576")
+    if [ "$mb" -lt 1024 ]; then
+        plog "innodb_log_file_size is ${mb}M: resizing it to 1G (perf/README.md, \"Redo log\")" >&2
+        sql "SET GLOBAL innodb_log_file_size = 1073741824" ||
+            pdie "could not resize the redo log"
+        mb=$(sql "SELECT @@innodb_log_file_size DIV 1048576")
+    fi
+    echo "$mb"
+}
+
 # account_sql_expr SEQ_COLUMN: the SQL expression of the account number for
 # sequence number SEQ_COLUMN: PREFIX-000001 (at least 6 digits), exactly
 # what perf/wrk/common.lua's string.format("%s-%06d") and perf/dbclient.c

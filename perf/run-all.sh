@@ -169,6 +169,7 @@ plog "building the database client: make -C perf dbclient"
 make -s -C perf dbclient > "$RAW/dbclient-build.log" 2>&1 ||
     { cat "$RAW/dbclient-build.log"; pdie "make -C perf dbclient failed"; }
 
+REDO_MB=$(redo_log_check) || exit 1
 FLUSH=$(sql "SELECT @@innodb_flush_log_at_trx_commit")
 plog "innodb_flush_log_at_trx_commit = $FLUSH (every COMMIT is flushed to disk before it returns)"
 [ "$FLUSH" = 1 ] || plog "WARNING: innodb_flush_log_at_trx_commit is not 1: commits are not durable, the ceiling is not comparable"
@@ -184,7 +185,7 @@ meta machine "$(nproc) cores ($CPU_MODEL), ${MEM_MB} MiB memory, $(uname -sr)"
 meta versions "$(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //'), MariaDB $(sql 'SELECT VERSION()'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(redis-server --version | awk '{print $1, $3}')"
 meta git "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git status --porcelain -- src config ngx_rbcs_module.c conf 2>/dev/null | grep -q . && echo ' (working tree has uncommitted changes under src/ config conf/)')"
 meta module "$(sha256sum build/ngx_rbcs_module.so | cut -c1-16) $(date -u -r build/ngx_rbcs_module.so +%Y-%m-%dT%H:%M:%SZ)"
-meta db "innodb_flush_log_at_trx_commit=$FLUSH, $(sql "SELECT CONCAT('innodb_buffer_pool_size=', @@innodb_buffer_pool_size DIV 1048576, 'M, innodb_flush_method=', @@innodb_flush_method, ', binlog=', IF(@@log_bin, 'on', 'off'))"), datadir on $(df -P var/run/mariadb | awk 'NR==2 {print $1}') ($(findmnt -no FSTYPE -T var/run/mariadb 2>/dev/null || stat -f -c %T var/run/mariadb))"
+meta db "innodb_flush_log_at_trx_commit=$FLUSH, $(sql "SELECT CONCAT('innodb_buffer_pool_size=', @@innodb_buffer_pool_size DIV 1048576, 'M, innodb_log_file_size=${REDO_MB}M, innodb_flush_method=', @@innodb_flush_method, ', binlog=', IF(@@log_bin, 'on', 'off'))"), datadir on $(df -P var/run/mariadb | awk 'NR==2 {print $1}') ($(findmnt -no FSTYPE -T var/run/mariadb 2>/dev/null || stat -f -c %T var/run/mariadb))"
 meta settings "ACCOUNTS=$ACCOUNTS PREFIX=$PREFIX DURATION=$DURATION CONNECTIONS='$CONNECTIONS' THREADS=$THREADS HOT_KEYS=$HOT_KEYS DB_LEAN_THREADS='$DB_LEAN_THREADS' DB_BATCHES='$DB_BATCHES' DB_THREADS='$DB_THREADS' DB_DURATION=$DB_DURATION RATE_CONNS=$RATE_CONNS RATE_DURATION=$RATE_DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS QUICK=$QUICK"
 plog "machine: $(nproc) cores, ${MEM_MB} MiB; wrk, nginx, MariaDB and Redis share these cores"
 

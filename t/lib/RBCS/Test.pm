@@ -855,7 +855,8 @@ sub _write_cnf {
     my %v = (MYSQL_PORT => $self->{port}, DATADIR => $self->{datadir},
              SOCKET => $self->{socket}, PIDFILE => $self->{pidfile},
              LOG_ERROR => $self->{log}, TMPDIR => "$self->{dir}/tmp",
-             USER => $> == 0 ? 'user=root' : '');
+             USER => $> == 0 ? 'user=root' : '',
+             REDO_LOG_SIZE => '96M');
     $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "$in: unknown \@$1\@"/ge;
     open $fh, '>', $self->{cnf} or croak "$self->{cnf}: $!";
     print $fh $t;
