@@ -20,17 +20,20 @@
  *                   takes B transfers at a time (--batch B) and writes them
  *                   in one database transaction, in two round trips:
  *
- *       1. START TRANSACTION;SELECT UTC_TIMESTAMP(3);SELECT <account
- *          columns> FROM accounts WHERE account_number IN (<every account
- *          of the batch, sorted>) ORDER BY account_number FOR UPDATE;
- *          SELECT <transaction columns> FROM transactions WHERE
- *          transaction_id IN (<the batch's ids, sorted>)
- *       2. INSERT INTO transactions ... VALUES (one row per transfer);
- *          INSERT INTO entries ... VALUES (two rows per applied transfer);
- *          INSERT INTO audit_log ... VALUES (one row per transfer);
- *          UPDATE accounts SET balance = balance + CASE account_number
- *          WHEN ... END, version = version + CASE ... END, updated_at =
- *          <now> WHERE account_number IN (...);COMMIT
+ *       1. START TRANSACTION;SELECT 'now',UTC_TIMESTAMP(3),NULL...
+ *          UNION ALL (SELECT 'account',<account columns>,NULL... FROM
+ *          accounts WHERE account_number IN (<every account of the batch,
+ *          sorted>) ORDER BY account_number FOR UPDATE) UNION ALL SELECT
+ *          <transaction columns> FROM transactions WHERE transaction_id
+ *          IN (<the batch's ids, sorted>)
+ *          -- one result set, so the server answers in one packet
+ *       2. BEGIN NOT ATOMIC INSERT INTO transactions ... VALUES (one row
+ *          per transfer);INSERT INTO entries ... VALUES (two rows per
+ *          applied transfer);INSERT INTO audit_log ... VALUES (one row
+ *          per transfer);UPDATE accounts SET balance = balance + CASE
+ *          account_number WHEN ... END, version = version + CASE ... END,
+ *          updated_at = <now> WHERE account_number IN (...);COMMIT;END
+ *          -- one compound statement, so the server answers once
  *
  *                   Between the two, the client judges the batch as the
  *                   module does (src/ngx_rbcs_ledger.c), in arrival order:
@@ -108,15 +111,15 @@
 #define SQL_SHOWN        600
 
 /* what the module reads in round trip 1 (src/ngx_rbcs_batch.h) */
-#define ACC_COLUMNS                                                          \
-    "'found', account_number, currency, scale, balance, version, "           \
-    "created_at, updated_at, initial_balance"
+#define ACC_FIELDS                                                           \
+    "account_number, currency, scale, balance, version, created_at, "         \
+    "updated_at, initial_balance"
 #define ACC_NUMBER       1
 #define ACC_CURRENCY     2
 #define ACC_SCALE        3
 #define ACC_BALANCE      4
 #define ACC_VERSION      5
-#define ACC_N            9
+#define ACC_FIELDS_N     8           /* the columns of ACC_FIELDS */
 
 #define TX_COLUMNS                                                           \
     "'found', http_status, code, detail, transaction_id, source_account, "   \
@@ -845,15 +848,26 @@ batch_round1_sql(worker_t *w)
 
     b->len = 0;
 
-    buf_add(b, "START TRANSACTION;SELECT UTC_TIMESTAMP(3);SELECT "
-            ACC_COLUMNS " FROM accounts WHERE account_number IN (");
+    buf_add(b, "START TRANSACTION;SELECT 'now',UTC_TIMESTAMP(3)");
+
+    for (i = 2; i < TX_N; i++) {
+        buf_add(b, ",NULL");
+    }
+
+    buf_add(b, " UNION ALL (SELECT 'account'," ACC_FIELDS);
+
+    for (i = ACC_FIELDS_N + 1; i < TX_N; i++) {
+        buf_add(b, ",NULL");
+    }
+
+    buf_add(b, " FROM accounts WHERE account_number IN (");
 
     for (i = 0; i < w->nacc; i++) {
         buf_add(b, "%s'%s'", i ? "," : "", w->acc[i].number);
     }
 
-    buf_add(b, ") ORDER BY account_number FOR UPDATE;SELECT " TX_COLUMNS
-            " FROM transactions WHERE transaction_id IN (");
+    buf_add(b, ") ORDER BY account_number FOR UPDATE) UNION ALL SELECT "
+            TX_COLUMNS " FROM transactions WHERE transaction_id IN (");
 
     for (i = 0; i < w->nops; i++) {
         buf_add(b, "%s'%s'", i ? "," : "", w->ids[i]);
@@ -867,29 +881,35 @@ batch_round1_sql(worker_t *w)
 static unsigned
 batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
 {
-    int             i;
+    int             i, now;
     char          **p;
     unsigned long  *len;
     MYSQL_ROW       row;
     account_t      *a;
 
-    switch (k) {
+    if (k != 0 || mysql_num_fields(res) != TX_N) {
+        return ERR_ROWS;
+    }
 
-    case 0:
-        row = mysql_fetch_row(res);
-        if (row == NULL || row[0] == NULL) {
+    now = 0;
+
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        len = mysql_fetch_lengths(res);
+
+        if (row[0] == NULL) {
             return ERR_ROWS;
         }
-        snprintf(w->now, sizeof(w->now), "%s", row[0]);
-        return 0;
 
-    case 1:
-        if (mysql_num_fields(res) != ACC_N) {
-            return ERR_ROWS;
+        if (strcmp(row[0], "now") == 0) {
+            if (row[1] == NULL) {
+                return ERR_ROWS;
+            }
+            snprintf(w->now, sizeof(w->now), "%s", row[1]);
+            now = 1;
+            continue;
         }
 
-        while ((row = mysql_fetch_row(res)) != NULL) {
-            len = mysql_fetch_lengths(res);
+        if (strcmp(row[0], "account") == 0) {
             a = row[ACC_NUMBER] ? batch_account(w, row[ACC_NUMBER]) : NULL;
 
             if (a == NULL || row[ACC_CURRENCY] == NULL
@@ -911,13 +931,8 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
             {
                 return ERR_ROWS;
             }
-        }
 
-        return 0;
-
-    case 2:
-        if (mysql_num_fields(res) != TX_N) {
-            return ERR_ROWS;
+            continue;
         }
 
         /*
@@ -925,29 +940,24 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
          * (the ids are fresh).  A replay moves no money again.
          */
 
-        while ((row = mysql_fetch_row(res)) != NULL) {
-            if (row[TX_ID] == NULL) {
-                return ERR_ROWS;
-            }
-
-            p = bsearch(row[TX_ID], w->ids, (size_t) w->nops, sizeof(char *),
-                        cmp_id);
-            if (p == NULL) {
-                return ERR_ROWS;
-            }
-
-            for (i = 0; i < w->nops; i++) {
-                if (w->ops[i].id == *p) {
-                    w->ops[i].replay = 1;
-                }
-            }
+        if (row[TX_ID] == NULL) {
+            return ERR_ROWS;
         }
 
-        return 0;
+        p = bsearch(row[TX_ID], w->ids, (size_t) w->nops, sizeof(char *),
+                    cmp_id);
+        if (p == NULL) {
+            return ERR_ROWS;
+        }
 
-    default:
-        return ERR_ROWS;
+        for (i = 0; i < w->nops; i++) {
+            if (w->ops[i].id == *p) {
+                w->ops[i].replay = 1;
+            }
+        }
     }
+
+    return now ? 0 : ERR_ROWS;
 }
 
 
@@ -1070,6 +1080,8 @@ batch_round2_sql(worker_t *w)
     account_t  *a;
 
     b->len = 0;
+
+    buf_add(b, "BEGIN NOT ATOMIC ");
 
     n = 0;
 
@@ -1248,7 +1260,7 @@ batch_round2_sql(worker_t *w)
         buf_add(b, ");");
     }
 
-    buf_add(b, "COMMIT");
+    buf_add(b, "COMMIT;END");
 }
 
 

@@ -37,10 +37,25 @@
 #define NGX_RBCS_OP_RUNNING   2
 #define NGX_RBCS_OP_DONE      3
 
-/* result sets of round trip 1 */
-#define NGX_RBCS_RT1_NOW       0
-#define NGX_RBCS_RT1_ACCOUNTS  1
-#define NGX_RBCS_RT1_TXS       2
+/*
+ * Round trip 1 answers in one result set, which the server sends at once
+ * (it sends each statement's answer as that statement ends): a row of the
+ * batch's time, the accounts, then the recorded outcomes, each kind
+ * tagged in column 0 and padded with NULLs to a transaction row's width.
+ */
+#define NGX_RBCS_RT1_NOW       "now"
+#define NGX_RBCS_RT1_ACCOUNT   "account"
+
+#define NGX_RBCS_RT1_HEAD                                                    \
+    "START TRANSACTION;SELECT '" NGX_RBCS_RT1_NOW "',UTC_TIMESTAMP(3),"      \
+    "NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL," \
+    "NULL,NULL,NULL,NULL UNION ALL (SELECT '" NGX_RBCS_RT1_ACCOUNT "',"      \
+    NGX_RBCS_ACC_FIELDS ",NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,"     \
+    "NULL,NULL FROM accounts WHERE account_number IN ("
+#define NGX_RBCS_RT1_LOCK      ") ORDER BY account_number FOR UPDATE)"
+#define NGX_RBCS_RT1_RECORDS                                                 \
+    " UNION ALL SELECT " NGX_RBCS_TX_COLUMNS " FROM transactions"            \
+    " WHERE transaction_id IN ("
 
 /* room for a DECIMAL(36,18) text and a sign */
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
@@ -94,6 +109,10 @@ static ngx_int_t ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b,
 static void ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_batch_read(ngx_rbcs_batch_t *b,
     ngx_rbcs_mysql_query_t *q);
+static ngx_int_t ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b,
+    ngx_str_t *row);
+static ngx_int_t ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b,
+    ngx_str_t *row);
 static void ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b);
 static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b,
     ngx_str_t *sql);
@@ -544,11 +563,7 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
     ngx_uint_t   i;
     ngx_str_t    s;
 
-    size = sizeof("START TRANSACTION;SELECT UTC_TIMESTAMP(3);SELECT "
-                  NGX_RBCS_ACC_COLUMNS " FROM accounts WHERE account_number"
-                  " IN () ORDER BY account_number FOR UPDATE;SELECT "
-                  NGX_RBCS_TX_COLUMNS " FROM transactions WHERE "
-                  "transaction_id IN ()")
+    size = sizeof(NGX_RBCS_RT1_HEAD NGX_RBCS_RT1_LOCK NGX_RBCS_RT1_RECORDS ")")
            + (b->naccounts + b->nrecords) * (NGX_RBCS_ID_MAX_LEN + 3);
 
     sql->data = ngx_pnalloc(b->pool, size);
@@ -556,12 +571,8 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(sql->data, "START TRANSACTION;SELECT UTC_TIMESTAMP(3);"
-                   "SELECT " NGX_RBCS_ACC_COLUMNS " FROM accounts WHERE "
-                   "account_number IN (",
-                   sizeof("START TRANSACTION;SELECT UTC_TIMESTAMP(3);"
-                          "SELECT " NGX_RBCS_ACC_COLUMNS " FROM accounts "
-                          "WHERE account_number IN (") - 1);
+    p = ngx_cpymem(sql->data, NGX_RBCS_RT1_HEAD,
+                   sizeof(NGX_RBCS_RT1_HEAD) - 1);
 
     /* every value is a validated id: no quoting needed */
 
@@ -573,15 +584,11 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
         p = ngx_rbcs_batch_quoted(p, &s);
     }
 
-    p = ngx_cpymem(p, ") ORDER BY account_number FOR UPDATE",
-                   sizeof(") ORDER BY account_number FOR UPDATE") - 1);
+    p = ngx_cpymem(p, NGX_RBCS_RT1_LOCK, sizeof(NGX_RBCS_RT1_LOCK) - 1);
 
     if (b->nrecords) {
-        p = ngx_cpymem(p, ";SELECT " NGX_RBCS_TX_COLUMNS " FROM "
-                       "transactions WHERE transaction_id IN (",
-                       sizeof(";SELECT " NGX_RBCS_TX_COLUMNS " FROM "
-                              "transactions WHERE transaction_id IN (")
-                       - 1);
+        p = ngx_cpymem(p, NGX_RBCS_RT1_RECORDS,
+                       sizeof(NGX_RBCS_RT1_RECORDS) - 1);
 
         for (i = 0; i < b->nrecords; i++) {
             if (i) {
@@ -666,103 +673,139 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
 static ngx_int_t
 ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
 {
-    u_char                     *p, *last;
-    ngx_int_t                   ix;
-    ngx_str_t                  *row, *now;
-    ngx_uint_t                  i, n, scale;
-    ngx_rbcs_ledger_record_t   *rec;
-    ngx_rbcs_mysql_result_t    *rs;
-    ngx_rbcs_ledger_account_t  *a;
+    ngx_str_t                *row;
+    ngx_uint_t                i, n;
+    ngx_rbcs_mysql_result_t  *rs;
 
     rs = q->results.elts;
 
-    if (q->results.nelts != (b->nrecords ? 3 : 2)
-        || rs[NGX_RBCS_RT1_ACCOUNTS].ncols != NGX_RBCS_ACC_N
-        || (b->nrecords && rs[NGX_RBCS_RT1_TXS].ncols != NGX_RBCS_TX_N))
+    if (q->results.nelts != 1 || rs[0].ncols != NGX_RBCS_TX_N) {
+        return NGX_ERROR;
+    }
+
+    b->now.data = NULL;
+
+    n = ngx_rbcs_mysql_rows(q, 0);
+
+    for (i = 0; i < n; i++) {
+        row = ngx_rbcs_mysql_cell(q, 0, i, 0);
+
+        if (row == NULL || row[0].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (row[0].len == sizeof(NGX_RBCS_RT1_NOW) - 1
+            && ngx_strncmp(row[0].data, NGX_RBCS_RT1_NOW, row[0].len) == 0)
+        {
+            if (row[1].data == NULL || b->now.data != NULL) {
+                return NGX_ERROR;
+            }
+
+            b->now = row[1];
+            continue;
+        }
+
+        if (row[0].len == sizeof(NGX_RBCS_RT1_ACCOUNT) - 1
+            && ngx_strncmp(row[0].data, NGX_RBCS_RT1_ACCOUNT, row[0].len) == 0)
+        {
+            if (ngx_rbcs_batch_read_account(b, row) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_rbcs_batch_read_record(b, row) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return b->now.data ? NGX_OK : NGX_ERROR;
+}
+
+
+/* an account row: the judge's starting state of that account */
+
+static ngx_int_t
+ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b, ngx_str_t *row)
+{
+    ngx_int_t                   scale;
+    ngx_rbcs_ledger_account_t  *a;
+
+    a = ngx_rbcs_batch_account(b, &row[NGX_RBCS_ACC_NUMBER]);
+
+    if (a == NULL || a->exists
+        || row[NGX_RBCS_ACC_CURRENCY].data == NULL
+        || row[NGX_RBCS_ACC_VERSION].data == NULL
+        || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_BALANCE], &a->balance)
+           != NGX_OK
+        || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_INITIAL], &a->initial)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    now = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_NOW, 0, 0);
-    if (now == NULL || now->data == NULL) {
+    scale = ngx_atoi(row[NGX_RBCS_ACC_SCALE].data, row[NGX_RBCS_ACC_SCALE].len);
+    if (scale == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    b->now = *now;
+    /* from here on the row is an account row like any other query's */
 
-    n = ngx_rbcs_mysql_rows(q, NGX_RBCS_RT1_ACCOUNTS);
+    ngx_str_set(&row[NGX_RBCS_ACC_RESULT], "found");
 
-    for (i = 0; i < n; i++) {
-        row = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_ACCOUNTS, i, 0);
-
-        a = ngx_rbcs_batch_account(b, &row[NGX_RBCS_ACC_NUMBER]);
-
-        if (a == NULL
-            || row[NGX_RBCS_ACC_CURRENCY].data == NULL
-            || ngx_atoi(row[NGX_RBCS_ACC_SCALE].data,
-                        row[NGX_RBCS_ACC_SCALE].len) == NGX_ERROR
-            || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_BALANCE], &a->balance)
-               != NGX_OK
-            || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_INITIAL], &a->initial)
-               != NGX_OK
-            || row[NGX_RBCS_ACC_VERSION].data == NULL)
-        {
-            return NGX_ERROR;
-        }
-
-        scale = ngx_atoi(row[NGX_RBCS_ACC_SCALE].data,
-                         row[NGX_RBCS_ACC_SCALE].len);
-
-        a->exists = 1;
-        a->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_ACC_CURRENCY]);
-        a->scale = (unsigned) scale;
-        a->version = (uint64_t) ngx_atoof(row[NGX_RBCS_ACC_VERSION].data,
-                                          row[NGX_RBCS_ACC_VERSION].len);
-        a->data = row;
-    }
-
-    if (b->nrecords == 0) {
-        return NGX_OK;
-    }
-
-    n = ngx_rbcs_mysql_rows(q, NGX_RBCS_RT1_TXS);
-
-    for (i = 0; i < n; i++) {
-        row = ngx_rbcs_mysql_cell(q, NGX_RBCS_RT1_TXS, i, 0);
-
-        ix = ngx_rbcs_batch_record(b, &row[NGX_RBCS_TX_ID]);
-        if (ix == NGX_ERROR || row[NGX_RBCS_TX_FINGERPRINT].data == NULL) {
-            return NGX_ERROR;
-        }
-
-        rec = &b->records[ix];
-
-        /* the fingerprint is "source|destination|amount key" */
-
-        p = row[NGX_RBCS_TX_FINGERPRINT].data;
-        last = p + row[NGX_RBCS_TX_FINGERPRINT].len;
-
-        p = ngx_strlchr(p, last, '|');
-        p = p ? ngx_strlchr(p + 1, last, '|') : NULL;
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        rec->found = 1;
-        rec->has_scale = (row[NGX_RBCS_TX_SCALE].data != NULL);
-        rec->source = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_SOURCE]);
-        rec->destination =
-                        ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_DESTINATION]);
-        rec->amount_key.data = p + 1;
-        rec->amount_key.len = last - (p + 1);
-        rec->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_CURRENCY]);
-        rec->request_currency =
-                       ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_REQ_CURRENCY]);
-        rec->data = row;
-    }
+    a->exists = 1;
+    a->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_ACC_CURRENCY]);
+    a->scale = (unsigned) scale;
+    a->version = (uint64_t) ngx_atoof(row[NGX_RBCS_ACC_VERSION].data,
+                                      row[NGX_RBCS_ACC_VERSION].len);
+    a->data = row;
 
     return NGX_OK;
 }
+
+
+/* a recorded outcome of one of the batch's ids */
+
+static ngx_int_t
+ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b, ngx_str_t *row)
+{
+    u_char                    *p, *last;
+    ngx_int_t                  ix;
+    ngx_rbcs_ledger_record_t  *rec;
+
+    ix = ngx_rbcs_batch_record(b, &row[NGX_RBCS_TX_ID]);
+    if (ix == NGX_ERROR || row[NGX_RBCS_TX_FINGERPRINT].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rec = &b->records[ix];
+
+    /* the fingerprint is "source|destination|amount key" */
+
+    p = row[NGX_RBCS_TX_FINGERPRINT].data;
+    last = p + row[NGX_RBCS_TX_FINGERPRINT].len;
+
+    p = ngx_strlchr(p, last, '|');
+    p = p ? ngx_strlchr(p + 1, last, '|') : NULL;
+    if (p == NULL || rec->found) {
+        return NGX_ERROR;
+    }
+
+    rec->found = 1;
+    rec->has_scale = (row[NGX_RBCS_TX_SCALE].data != NULL);
+    rec->source = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_SOURCE]);
+    rec->destination = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_DESTINATION]);
+    rec->amount_key.data = p + 1;
+    rec->amount_key.len = last - (p + 1);
+    rec->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_CURRENCY]);
+    rec->request_currency =
+                       ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_REQ_CURRENCY]);
+    rec->data = row;
+
+    return NGX_OK;
+}
+
 
 
 static void
@@ -837,13 +880,14 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql)
         return NGX_ERROR;
     }
 
-    p = sql->data;
+    p = ngx_cpymem(sql->data, "BEGIN NOT ATOMIC ",
+                   sizeof("BEGIN NOT ATOMIC ") - 1);
     p = ngx_rbcs_batch_sql_accounts(b, p);
     p = ngx_rbcs_batch_sql_transactions(b, p);
     p = ngx_rbcs_batch_sql_entries(b, p);
     p = ngx_rbcs_batch_sql_audit(b, p);
     p = ngx_rbcs_batch_sql_update(b, p);
-    p = ngx_cpymem(p, "COMMIT", 6);
+    p = ngx_cpymem(p, "COMMIT;END", sizeof("COMMIT;END") - 1);
 
     sql->len = p - sql->data;
 

@@ -67,9 +67,11 @@
 #define NGX_RBCS_ACC_INITIAL      8
 #define NGX_RBCS_ACC_N            9
 
-#define NGX_RBCS_ACC_COLUMNS                                                 \
-    "'found', account_number, currency, scale, balance, version, "           \
-    "created_at, updated_at, initial_balance"
+#define NGX_RBCS_ACC_FIELDS                                                  \
+    "account_number, currency, scale, balance, version, created_at, "         \
+    "updated_at, initial_balance"
+
+#define NGX_RBCS_ACC_COLUMNS  "'found', " NGX_RBCS_ACC_FIELDS
 
 
 typedef struct ngx_rbcs_batch_op_s  ngx_rbcs_batch_op_t;

@@ -210,6 +210,8 @@ SKIP: {
 
 # --mode batch sends the module's round trip 1: the same columns, read by
 # position, as src/ngx_rbcs_batch.h defines them
+# (round trip 1 is one result set: the account columns after a tag, the
+# transaction columns as they are)
 {
     my $cols = sub {
         my ($file, $name) = @_;
@@ -219,12 +221,25 @@ SKIP: {
         my ($def) = $src =~ /^#define\s+\Q$name\E\s*\\\n((?:.*\\\n)*.*\n)/m or return undef;
         return join '', $def =~ /"((?:[^"\\]|\\.)*)"/g;
     };
-    for my $c (qw(ACC_COLUMNS TX_COLUMNS)) {
+    for my $c (qw(ACC_FIELDS TX_COLUMNS)) {
         my $module = $cols->("$root/src/ngx_rbcs_batch.h", "NGX_RBCS_$c");
         my $client = $cols->("$perf/dbclient.c", $c);
         ok(defined $client && defined $module && $client eq $module,
            "dbclient's $c are the module's NGX_RBCS_$c")
             or diag("module: " . ($module // 'not found') . "\nclient: " . ($client // 'not found'));
+    }
+
+    # and the same shape of each round trip: one result set, one compound
+    # statement
+    my %src;
+    for my $f ("$root/src/ngx_rbcs_batch.c", "$perf/dbclient.c") {
+        open my $fh, '<', $f or next;
+        $src{$f} = do { local $/; <$fh> };
+    }
+    for my $piece ('START TRANSACTION;SELECT \'', ',UTC_TIMESTAMP(3)', ' UNION ALL (SELECT \'',
+                   ') ORDER BY account_number FOR UPDATE)', 'BEGIN NOT ATOMIC ', 'COMMIT;END') {
+        my @has = grep { index($src{$_} // '', $piece) >= 0 } keys %src;
+        is(scalar @has, 2, "the module and dbclient both send \"$piece\"");
     }
 }
 
