@@ -115,7 +115,7 @@ static ngx_int_t ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b,
     ngx_str_t *row);
 static void ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b);
 static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b,
-    ngx_str_t *sql);
+    ngx_str_t *sql, ngx_uint_t compound);
 static u_char *ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b,
     u_char *p);
 static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b,
@@ -648,7 +648,10 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
 
     q2 = ngx_rbcs_mysql_create(b->pool, b->log);
 
-    if (q2 == NULL || ngx_rbcs_batch_round2(b, &sql) != NGX_OK) {
+    if (q2 == NULL
+        || ngx_rbcs_batch_round2(b, &sql, ngx_rbcs_mysql_compound(q))
+           != NGX_OK)
+    {
         ngx_rbcs_batch_fail(b);
         return;
     }
@@ -859,11 +862,14 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
  * What the judge decided, in a constant number of statements: new
  * accounts as the batch leaves them, the recorded outcomes, the history
  * entries, the audit rows, one net update of the accounts that existed;
- * COMMIT.
+ * COMMIT.  On MariaDB all of it is one compound statement (BEGIN NOT
+ * ATOMIC ... END, no stored procedure), which the server answers once
+ * where it answers separate statements one packet each; MySQL has no
+ * compound statements outside stored programs and gets them separately.
  */
 
 static ngx_int_t
-ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql)
+ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
 {
     u_char      *p;
     size_t       size;
@@ -880,14 +886,20 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql)
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(sql->data, "BEGIN NOT ATOMIC ",
-                   sizeof("BEGIN NOT ATOMIC ") - 1);
+    p = sql->data;
+
+    if (compound) {
+        p = ngx_cpymem(p, "BEGIN NOT ATOMIC ",
+                       sizeof("BEGIN NOT ATOMIC ") - 1);
+    }
+
     p = ngx_rbcs_batch_sql_accounts(b, p);
     p = ngx_rbcs_batch_sql_transactions(b, p);
     p = ngx_rbcs_batch_sql_entries(b, p);
     p = ngx_rbcs_batch_sql_audit(b, p);
     p = ngx_rbcs_batch_sql_update(b, p);
-    p = ngx_cpymem(p, "COMMIT;END", sizeof("COMMIT;END") - 1);
+    p = compound ? ngx_cpymem(p, "COMMIT;END", sizeof("COMMIT;END") - 1)
+                 : ngx_cpymem(p, "COMMIT", sizeof("COMMIT") - 1);
 
     sql->len = p - sql->data;
 

@@ -1443,3 +1443,19 @@ ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set)
 
     return rs[set].nrows;
 }
+
+
+/*
+ * Whether the server the query's held connection talks to runs compound
+ * statements (BEGIN NOT ATOMIC ... END): MariaDB does, MySQL does not.
+ */
+
+ngx_uint_t
+ngx_rbcs_mysql_compound(ngx_rbcs_mysql_query_t *q)
+{
+    if (q->held == NULL || q->held->mysql == NULL) {
+        return 0;
+    }
+
+    return mariadb_connection(q->held->mysql) ? 1 : 0;
+}

@@ -85,6 +85,7 @@ void ngx_rbcs_mysql_cancel(ngx_rbcs_mysql_query_t *q);
 ngx_str_t *ngx_rbcs_mysql_cell(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
     ngx_uint_t row, ngx_uint_t col);
 ngx_uint_t ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set);
+ngx_uint_t ngx_rbcs_mysql_compound(ngx_rbcs_mysql_query_t *q);
 
 ngx_uint_t ngx_rbcs_mysql_ready(void);
 ngx_uint_t ngx_rbcs_mysql_answered_within(ngx_msec_t ms);
