@@ -13,6 +13,7 @@
 #include "ngx_rbcs_router.h"
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_redis.h"
+#include "ngx_rbcs_generation.h"
 #include "ngx_rbcs_auth.h"
 #include "ngx_rbcs_metrics.h"
 #include "ngx_rbcs_http.h"
@@ -217,6 +218,13 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       offsetof(ngx_rbcs_main_conf_t, redis_read_timeout),
       NULL },
 
+    { ngx_string("rbcs_balance_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, read_timeout),
+      NULL },
+
     { ngx_string("rbcs_redis_key_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -358,6 +366,7 @@ ngx_rbcs_create_main_conf(ngx_conf_t *cf)
     rmcf->redis_conf.key_ttl = NGX_CONF_UNSET_MSEC;
     rmcf->redis_conf.heartbeat = NGX_CONF_UNSET_MSEC;
     rmcf->redis_read_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->read_timeout = NGX_CONF_UNSET_MSEC;
 
     rmcf->auth = NGX_CONF_UNSET;
     rmcf->auth_window = NGX_CONF_UNSET_MSEC;
@@ -438,9 +447,10 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(rmcf->redis_conf.connect_timeout, 1000);
     ngx_conf_init_msec_value(rmcf->redis_conf.command_timeout, 200);
-    ngx_conf_init_msec_value(rmcf->redis_conf.key_ttl, 2000);
+    ngx_conf_init_msec_value(rmcf->redis_conf.key_ttl, 3600000);
     ngx_conf_init_msec_value(rmcf->redis_conf.heartbeat, 500);
     ngx_conf_init_msec_value(rmcf->redis_read_timeout, 50);
+    ngx_conf_init_msec_value(rmcf->read_timeout, 1000);
 
     if (rmcf->redis_conf.prefix.data == NULL) {
         ngx_str_set(&rmcf->redis_conf.prefix, "rbcs:");
@@ -810,7 +820,9 @@ ngx_rbcs_init_process(ngx_cycle_t *cycle)
     (void) ngx_rbcs_metrics_init_process(cycle);
 
     if (ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql) != NGX_OK
-        || ngx_rbcs_batch_init_process(cycle, &rmcf->mysql) != NGX_OK)
+        || ngx_rbcs_batch_init_process(cycle, &rmcf->mysql) != NGX_OK
+        || ngx_rbcs_generation_init_process(cycle, ngx_worker == 0)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -831,6 +843,7 @@ ngx_rbcs_init_process(ngx_cycle_t *cycle)
 static void
 ngx_rbcs_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_rbcs_generation_exit_process(cycle);
     ngx_rbcs_redis_exit_process(cycle);
     ngx_rbcs_batch_exit_process(cycle);
     ngx_rbcs_mysql_exit_process(cycle);
@@ -861,7 +874,7 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_balance_t *b)
     e.currency_len = b->currency.len;
     ngx_memcpy(e.currency, b->currency.data, b->currency.len);
 
-    ngx_rbcs_cache_put(rmcf->cache, &b->account, &e, 1);
+    ngx_rbcs_cache_put(rmcf->cache, &b->account, &e, ngx_rbcs_cache_now());
 }
 
 
@@ -872,7 +885,15 @@ ngx_rbcs_redis_subscription(ngx_uint_t event)
 
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
 
-    if (rmcf && rmcf->cache) {
-        ngx_rbcs_cache_subscription(rmcf->cache, event);
+    if (rmcf == NULL || rmcf->cache == NULL) {
+        return;
     }
+
+    if (event == NGX_RBCS_REDIS_SUB_GAP) {
+        /* a change may have been missed: refill what was known before */
+        ngx_rbcs_cache_distrust(rmcf->cache, ngx_rbcs_cache_now());
+        return;
+    }
+
+    ngx_rbcs_cache_subscription(rmcf->cache, event);
 }

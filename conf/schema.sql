@@ -83,6 +83,19 @@ CREATE TABLE IF NOT EXISTS audit_log (
     KEY audit_at (at)
 ) ENGINE=InnoDB;
 
+-- The cache generation.  A pod tells the others about each committed
+-- balance through Redis; when it could not (Redis away, a publish lost), it
+-- moves its own row on, in the same transaction as the change when it knew
+-- beforehand.  Every pod reads COUNT and SUM of this table once a second
+-- and stops trusting the balances it cached before it saw them move
+-- (docs/architecture.md, "Cache trust").  One row per nginx worker that
+-- ever failed to publish: "<host>/<worker>".
+CREATE TABLE IF NOT EXISTS cache_generation (
+    publisher   VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    generation  BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (publisher)
+) ENGINE=InnoDB;
+
 
 -- Earlier versions judged transfers in stored procedures; the module's
 -- write path does it now (src/ngx_rbcs_ledger.c), in two round trips per

@@ -27,8 +27,8 @@
 #      DB_THREADS;
 #   6. every wrk scenario (perf/wrk/*.lua) at each of CONNECTIONS, each
 #      right after the same requests against the static twin (BASE=/static);
-#      read scenarios after a short unmeasured warm-up (zone entries are
-#      trusted for max_age, 60 s, then refreshed); a pair disturbed by other
+#      read scenarios after a short unmeasured warm-up (the zone is
+#      filled again after the runs that changed balances); a pair disturbed by other
 #      processes is run again (bounded), the quietest attempt kept; after
 #      every transfer scenario, checks in SQL that money was conserved and
 #      that no balance is negative;
@@ -421,8 +421,8 @@ for c in $CONNECTIONS; do
         for ((round = 1; round <= ROUNDS; round++)); do
             ATTEMPT_R=""
             [ "$ROUNDS" -gt 1 ] && ATTEMPT_R="-r$round"
-            # cached entries are trusted for max_age (60 s): warm the zone up
-            # before a read run so that it measures the zone, not refills
+            # warm the zone up before a read run so that it measures the
+            # zone, not refills
             case "$scen" in
                 balance-*)
                     { echo "# warm-up, not measured"

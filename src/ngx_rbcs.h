@@ -65,6 +65,7 @@ typedef struct {
     ngx_rbcs_redis_conf_t      redis_conf;
     ngx_rbcs_redis_conf_t     *redis;       /* NULL: no rbcs_redis_server */
     ngx_msec_t                 redis_read_timeout;
+    ngx_msec_t                 read_timeout;  /* rbcs_balance_read_timeout */
     ngx_flag_t                 auth;        /* rbcs_auth */
     ngx_msec_t                 auth_window;
     ngx_array_t               *auth_keys;   /* ngx_rbcs_auth_key_t, by id */

@@ -8,7 +8,9 @@
  * for ?consistency=strong, MariaDB answers.  Every value learnt on the way
  * fills the zone (a higher version only ever replaces a lower one), and a
  * value read from MariaDB also refreshes Redis.  The X-RBCS-Cache header
- * says which tier answered.
+ * says which tier answered.  A read that is not a hit waits at most
+ * rbcs_balance_read_timeout for the tiers: then it answers what the zone
+ * holds ("zone-stale"; never for ?consistency=strong) or 503.
  */
 
 
@@ -26,7 +28,10 @@ typedef struct {
     ngx_http_request_t        *request;
     ngx_str_t                  account;
     ngx_rbcs_redis_get_t      *redis;
+    ngx_rbcs_mysql_query_t    *query;
     uint64_t                   floor;     /* version the zone already has */
+    ngx_msec_t                 known;     /* when the tier's read began */
+    ngx_event_t                deadline;
 } ngx_rbcs_balance_ctx_t;
 
 
@@ -36,13 +41,15 @@ static ngx_int_t ngx_rbcs_balance_send(ngx_http_request_t *r,
 static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     ngx_rbcs_redis_balance_t *b);
 static void ngx_rbcs_balance_cleanup(void *data);
+static void ngx_rbcs_balance_deadline(ngx_event_t *ev);
 static ngx_int_t ngx_rbcs_balance_db(ngx_http_request_t *r,
-    ngx_str_t *number);
+    ngx_rbcs_balance_ctx_t *ctx);
 static void ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_balance_stale(ngx_http_request_t *r,
     ngx_str_t *number);
 static ngx_int_t ngx_rbcs_balance_send_row(ngx_http_request_t *r,
-    ngx_str_t *row);
+    ngx_str_t *row, ngx_msec_t known);
+static void ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx);
 
 
 ngx_int_t
@@ -77,28 +84,25 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
-    if (strong || rmcf->cache == NULL) {
-        return ngx_rbcs_balance_db(r, number);
+    found = NGX_RBCS_CACHE_MISS;
+
+    if (!strong && rmcf->cache) {
+        found = ngx_rbcs_cache_get(rmcf->cache, number, &e);
+
+        if (found == NGX_RBCS_CACHE_HIT) {
+            ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_HIT);
+            return ngx_rbcs_balance_send(r, number, &e, "zone");
+        }
+
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_MISS);
+
+        if (found == NGX_RBCS_CACHE_STALE && !ngx_rbcs_mysql_connected()) {
+            /* the database is away: no need to wait to learn it again */
+            return ngx_rbcs_balance_send(r, number, &e, "zone-stale");
+        }
     }
 
-    found = ngx_rbcs_cache_get(rmcf->cache, number, &e);
-
-    if (found == NGX_RBCS_CACHE_HIT) {
-        ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_HIT);
-        return ngx_rbcs_balance_send(r, number, &e, "zone");
-    }
-
-    ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_MISS);
-
-    if (found == NGX_RBCS_CACHE_STALE && !ngx_rbcs_mysql_connected()) {
-        /* the database is away: no need to wait to learn it again */
-        return ngx_rbcs_balance_send(r, number, &e, "zone-stale");
-    }
-
-    if (rmcf->redis == NULL || ngx_rbcs_cache_emptied_recently(rmcf->cache))
-    {
-        return ngx_rbcs_balance_db(r, number);
-    }
+    /* a read that waits: for Redis, the database, or both */
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_balance_ctx_t));
     if (ctx == NULL) {
@@ -117,13 +121,25 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
     cln->handler = ngx_rbcs_balance_cleanup;
     cln->data = ctx;
 
+    ctx->deadline.handler = ngx_rbcs_balance_deadline;
+    ctx->deadline.data = ctx;
+    ctx->deadline.log = r->connection->log;
+
+    ngx_add_timer(&ctx->deadline, rmcf->read_timeout);
+
+    if (strong || rmcf->cache == NULL || rmcf->redis == NULL
+        || ngx_rbcs_cache_emptied_recently(rmcf->cache))
+    {
+        return ngx_rbcs_balance_db(r, ctx);
+    }
+
+    ctx->known = ngx_rbcs_cache_now();
     ctx->redis = ngx_rbcs_redis_get(number, rmcf->redis_read_timeout,
                                     ngx_rbcs_balance_redis_done, ctx,
                                     r->connection->log);
-
     if (ctx->redis == NULL) {
         /* Redis is away: straight to the database */
-        return ngx_rbcs_balance_db(r, number);
+        return ngx_rbcs_balance_db(r, ctx);
     }
 
     return NGX_DONE;
@@ -148,7 +164,14 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
-    if (rc == NGX_OK && b->version >= ctx->floor) {
+    /*
+     * A value as new as the zone's, written since the generation this pod
+     * knows (one from before may miss a change that was never published)
+     */
+
+    if (rc == NGX_OK && b->version >= ctx->floor
+        && ngx_rbcs_cache_fresh(rmcf->cache, ctx->known, b->generation))
+    {
         version.data = buf;
         version.len = ngx_sprintf(buf, "%uL", b->version) - buf;
 
@@ -156,8 +179,9 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
                                    &b->currency, 1)
             == NGX_OK)
         {
-            ngx_rbcs_cache_put(rmcf->cache, &ctx->account, &e, 1);
+            ngx_rbcs_cache_put(rmcf->cache, &ctx->account, &e, ctx->known);
             ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_HIT);
+            ngx_rbcs_balance_finish(ctx);
             ngx_rbcs_http_done(r,
                 ngx_rbcs_balance_send(r, &ctx->account, &e, "redis"));
             return;
@@ -166,10 +190,66 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
 
     ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_MISS);
 
-    rrc = ngx_rbcs_balance_db(r, &ctx->account);
+    rrc = ngx_rbcs_balance_db(r, ctx);
 
     if (rrc != NGX_DONE) {
+        ngx_rbcs_balance_finish(ctx);
         ngx_rbcs_http_done(r, rrc);
+    }
+}
+
+
+/*
+ * The read deadline passed with a tier still silent: what the zone holds
+ * (not for ?consistency=strong), else 503; the silent tier's read is
+ * given up.
+ */
+
+static void
+ngx_rbcs_balance_deadline(ngx_event_t *ev)
+{
+    ngx_int_t                rc;
+    ngx_http_request_t      *r;
+    ngx_rbcs_balance_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "rbcs: balance read of \"%V\" past its deadline, the %s "
+                  "did not answer", &ctx->account,
+                  ctx->redis ? "redis server" : "database");
+
+    ngx_rbcs_metrics_inc(NGX_RBCS_M_READ_DEADLINE);
+
+    ngx_rbcs_balance_finish(ctx);
+
+    rc = ngx_rbcs_balance_stale(r, &ctx->account);
+    if (rc == NGX_DECLINED) {
+        rc = ngx_rbcs_http_unavailable(r, 0);
+    }
+
+    ngx_rbcs_http_done(r, rc);
+}
+
+
+/* the read is answered: no tier is waited for any more */
+
+static void
+ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx)
+{
+    if (ctx->deadline.timer_set) {
+        ngx_del_timer(&ctx->deadline);
+    }
+
+    if (ctx->redis) {
+        ngx_rbcs_redis_get_cancel(ctx->redis);
+        ctx->redis = NULL;
+    }
+
+    if (ctx->query) {
+        ngx_rbcs_mysql_cancel(ctx->query);
+        ctx->query = NULL;
     }
 }
 
@@ -189,12 +269,7 @@ ngx_rbcs_is_strong(ngx_http_request_t *r)
 static void
 ngx_rbcs_balance_cleanup(void *data)
 {
-    ngx_rbcs_balance_ctx_t *ctx = data;
-
-    if (ctx->redis) {
-        ngx_rbcs_redis_get_cancel(ctx->redis);
-        ctx->redis = NULL;
-    }
+    ngx_rbcs_balance_finish(data);
 }
 
 
@@ -275,8 +350,9 @@ ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number)
 /* the balance from MariaDB (a miss, or ?consistency=strong) */
 
 static ngx_int_t
-ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_str_t *number)
+ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_rbcs_balance_ctx_t *bctx)
 {
+    ngx_str_t               *number;
     ngx_rbcs_ctx_t          *ctx;
     ngx_rbcs_mysql_query_t  *q;
 
@@ -285,7 +361,8 @@ ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_str_t *number)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->data = number;
+    ctx->data = bctx;
+    number = &bctx->account;
 
     q = ngx_rbcs_http_query(r, ngx_rbcs_balance_db_done);
     if (q == NULL) {
@@ -306,9 +383,13 @@ ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_str_t *number)
                  - q->sql.data;
     q->idempotent = 1;
 
+    bctx->known = ngx_rbcs_cache_now();
+
     if (ngx_rbcs_mysql_run(q) != NGX_OK) {
         return ngx_rbcs_http_unavailable(r, 0);
     }
+
+    bctx->query = q;
 
     return NGX_DONE;
 }
@@ -317,16 +398,21 @@ ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_str_t *number)
 static void
 ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
 {
-    ngx_int_t            rc;
-    ngx_http_request_t  *r;
+    ngx_int_t                rc;
+    ngx_http_request_t      *r;
+    ngx_rbcs_balance_ctx_t  *bctx;
 
     r = ngx_rbcs_http_query_request(q);
+    bctx = ngx_rbcs_ctx(r)->data;
+
+    bctx->query = NULL;
+    ngx_rbcs_balance_finish(bctx);
 
     if (q->rc != NGX_RBCS_MYSQL_OK) {
 
         /* the database is away: a balance the zone holds is still served */
 
-        rc = ngx_rbcs_balance_stale(r, ngx_rbcs_ctx(r)->data);
+        rc = ngx_rbcs_balance_stale(r, &bctx->account);
 
         if (rc == NGX_DECLINED) {
             rc = ngx_rbcs_http_unavailable(r,
@@ -342,7 +428,8 @@ ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {
-        rc = ngx_rbcs_balance_send_row(r, ngx_rbcs_mysql_cell(q, 0, 0, 0));
+        rc = ngx_rbcs_balance_send_row(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
+                                       bctx->known);
     }
 
     ngx_rbcs_http_done(r, rc);
@@ -352,7 +439,8 @@ ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
 /* the balance view of an account row read from MariaDB */
 
 static ngx_int_t
-ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_str_t *row)
+ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_str_t *row,
+    ngx_msec_t known)
 {
     ngx_uint_t               n;
     ngx_rbcs_cache_entry_t   e;
@@ -367,7 +455,7 @@ ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_str_t *row)
     }
 
     ngx_rbcs_publish_current(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
-                           &e);
+                             &e, known);
     ngx_rbcs_metrics_inc(NGX_RBCS_M_DB_READ);
 
     return ngx_rbcs_balance_send(r, &row[NGX_RBCS_ACC_NUMBER], &e,

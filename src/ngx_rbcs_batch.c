@@ -30,6 +30,7 @@
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_publish.h"
 #include "ngx_rbcs_metrics.h"
+#include "ngx_rbcs_generation.h"
 
 
 #define NGX_RBCS_OP_NEW       0
@@ -81,6 +82,8 @@ typedef struct {
     ngx_rbcs_mysql_query_t    *query;
     ngx_str_t                  now;
     ngx_uint_t                 attempts;
+    ngx_uint_t                 gen_mark;   /* round trip 2 moves the cache
+                                              generation */
     ngx_event_t                retry;
     unsigned                   busy:1;
 } ngx_rbcs_batch_t;
@@ -875,7 +878,7 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
     size_t       size;
     ngx_uint_t   i;
 
-    size = 2048 + b->naccounts * 512;
+    size = 2048 + NGX_RBCS_GENERATION_SQL_LEN + b->naccounts * 512;
 
     for (i = 0; i < b->nops; i++) {
         size += 4096 + 4 * b->ops[i]->amount.len;
@@ -893,6 +896,9 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
                        sizeof("BEGIN NOT ATOMIC ") - 1);
     }
 
+    /* Redis is away: the batch itself tells the other pods (the poll) */
+
+    p = ngx_rbcs_generation_sql(p, &b->gen_mark);
     p = ngx_rbcs_batch_sql_accounts(b, p);
     p = ngx_rbcs_batch_sql_transactions(b, p);
     p = ngx_rbcs_batch_sql_entries(b, p);
@@ -1298,6 +1304,8 @@ ngx_rbcs_batch_committed(ngx_rbcs_batch_t *b)
 {
     ngx_uint_t  i;
 
+    ngx_rbcs_generation_committed(b->gen_mark);
+
     for (i = 0; i < b->nops; i++) {
         if (ngx_rbcs_batch_answer(b, i) != NGX_OK) {
             b->ops[i]->rc = NGX_RBCS_MYSQL_ESQL;
@@ -1537,6 +1545,10 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b)
     p = ngx_pnalloc(b->pool, b->naccounts
                              * (NGX_RBCS_DECIMAL_LEN + NGX_INT64_LEN));
     if (c == NULL || p == NULL) {
+        if (b->gen_mark == 0) {
+            ngx_rbcs_generation_unpublished();
+        }
+
         return;
     }
 
@@ -1564,7 +1576,11 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b)
         n++;
     }
 
-    ngx_rbcs_publish_commit(b->log, c, n, b->pool);
+    if (ngx_rbcs_publish_commit(b->log, c, n, b->pool) != NGX_OK
+        && b->gen_mark == 0)
+    {
+        ngx_rbcs_generation_unpublished();
+    }
 
     for (i = 0; i < b->nops; i++) {
         j = &b->judged[i];

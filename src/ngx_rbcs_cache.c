@@ -42,6 +42,12 @@ struct ngx_rbcs_cache_sh_s {
     ngx_msec_t                 sub_alive;  /* last sign of life */
     ngx_msec_t                 emptied;    /* when last emptied; 0: never */
     ngx_uint_t                 resets;
+    /* the cache generation as last read, and when that read started */
+    uint64_t                   gen_count;
+    uint64_t                   gen_sum;
+    ngx_msec_t                 gen_read;   /* 0: never read */
+    /* nothing known current before this is trusted; 0: none */
+    ngx_msec_t                 distrust;
 };
 
 
@@ -53,7 +59,8 @@ static ngx_rbcs_cache_node_t *ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache,
     ngx_str_t *account, uint32_t hash);
 static void ngx_rbcs_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_msec_t ngx_rbcs_cache_now(void);
+static ngx_uint_t ngx_rbcs_cache_trusted(ngx_rbcs_cache_t *cache,
+    ngx_msec_t known, ngx_msec_t now);
 
 
 char *
@@ -80,7 +87,8 @@ ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     cache->ttl = 2000;
-    cache->max_age = 2000;
+    cache->max_age = 0;
+    cache->poll = 1000;
     size = 0;
     ngx_str_null(&name);
 
@@ -136,6 +144,17 @@ ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             cache->max_age = ms;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "poll=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+            ms = ngx_parse_time(&s, 0);
+            if (ms == NGX_ERROR) {
+                goto invalid;
+            }
+            cache->poll = ms;
             continue;
         }
 
@@ -252,7 +271,8 @@ ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache)
 {
     u_char               *log_ctx;
     ngx_uint_t            resets;
-    ngx_msec_t            since, alive;
+    uint64_t              count, sum;
+    ngx_msec_t            since, alive, read, distrust;
     ngx_rbcs_cache_sh_t  *sh;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
@@ -265,6 +285,10 @@ ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache)
     resets = sh->resets + 1;
     since = sh->sub_since;
     alive = sh->sub_alive;
+    count = sh->gen_count;
+    sum = sh->gen_sum;
+    read = sh->gen_read;
+    distrust = sh->distrust;
     log_ctx = cache->shpool->log_ctx;
 
     ngx_slab_init(cache->shpool);
@@ -283,6 +307,10 @@ ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache)
     sh->resets = resets;
     sh->sub_since = since;
     sh->sub_alive = alive;
+    sh->gen_count = count;
+    sh->gen_sum = sum;
+    sh->gen_read = read;
+    sh->distrust = distrust;
     sh->emptied = ngx_rbcs_cache_now();
 
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -290,14 +318,15 @@ ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache)
 }
 
 
-static ngx_msec_t
+/*
+ * The cache's clock: nginx's monotonic milliseconds, the same in every
+ * worker (CLOCK_MONOTONIC), unmoved when the wall clock is set back.
+ */
+
+ngx_msec_t
 ngx_rbcs_cache_now(void)
 {
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (ngx_msec_t) (tp->sec * 1000 + tp->msec);
+    return ngx_current_msec;
 }
 
 
@@ -353,7 +382,6 @@ ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     uint32_t                hash;
     ngx_msec_t              now;
     ngx_uint_t              trusted;
-    ngx_msec_int_t          age;
     ngx_rbcs_cache_sh_t    *sh;
     ngx_rbcs_cache_node_t  *cn;
 
@@ -376,14 +404,7 @@ ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     e->currency_len = cn->currency_len;
     ngx_memcpy(e->currency, cn->currency, cn->currency_len);
 
-    age = (ngx_msec_int_t) (now - cn->fill);
-
-    trusted = (age < (ngx_msec_int_t) cache->ttl)
-              || (sh->sub_since
-                  && (ngx_msec_int_t) (cn->fill - sh->sub_since) >= 0
-                  && (ngx_msec_int_t) (now - sh->sub_alive)
-                     < (ngx_msec_int_t) cache->alive
-                  && age < (ngx_msec_int_t) cache->max_age);
+    trusted = ngx_rbcs_cache_trusted(cache, cn->fill, now);
 
     /* the queue is the zone's own order, a read moves the entry up */
 
@@ -399,15 +420,68 @@ ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
 
 
 /*
- * Store a value, known current now or (current 0) only known to have
- * existed: a floor for what may be answered later, not trusted itself.  A
- * lower version never replaces a higher one; the same version only renews
- * the time it was known current.
+ * Whether a value known current at "known" is still trusted: not older
+ * than a sign of a missed change; then for ttl in any case, and beyond
+ * while the pod hears every change (its subscription up since before, the
+ * generation read recently), up to max_age when one is set.  Under the
+ * lock.
+ */
+
+static ngx_uint_t
+ngx_rbcs_cache_trusted(ngx_rbcs_cache_t *cache, ngx_msec_t known,
+    ngx_msec_t now)
+{
+    ngx_msec_int_t        age;
+    ngx_rbcs_cache_sh_t  *sh;
+
+    sh = cache->sh;
+
+    if (known == 0
+        || (sh->distrust && (ngx_msec_int_t) (known - sh->distrust) <= 0))
+    {
+        return 0;
+    }
+
+    age = (ngx_msec_int_t) (now - known);
+
+    if (age < (ngx_msec_int_t) cache->ttl) {
+        return 1;
+    }
+
+    if (cache->max_age && age >= (ngx_msec_int_t) cache->max_age) {
+        return 0;
+    }
+
+    /* the subscription, up since before the value was known current */
+
+    if (sh->sub_since == 0
+        || (ngx_msec_int_t) (known - sh->sub_since) < 0
+        || (ngx_msec_int_t) (now - sh->sub_alive)
+           >= (ngx_msec_int_t) cache->alive)
+    {
+        return 0;
+    }
+
+    /* the generation, read lately (the read every poll, one missed) */
+
+    return cache->poll == 0
+           || (sh->gen_read
+               && (ngx_msec_int_t) (now - sh->gen_read)
+                  < (ngx_msec_int_t) (2 * cache->poll + cache->ttl));
+}
+
+
+/*
+ * Store a value, known current at "known" (a time of
+ * ngx_rbcs_cache_now(), no later than the read or the commit that gave
+ * it) or (0) only known to have existed: a floor for what may be
+ * answered later, not trusted itself.  A lower version never replaces a
+ * higher one; the same version only renews the time it was known current.
  */
 
 void
 ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
-    ngx_rbcs_cache_entry_t *e, ngx_uint_t current)
+    ngx_rbcs_cache_entry_t *e, ngx_msec_t known)
 {
     size_t                  size;
     uint32_t                hash;
@@ -425,7 +499,7 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     }
 
     hash = ngx_crc32_short(account->data, account->len);
-    now = current ? ngx_rbcs_cache_now() : 0;
+    now = known;
 
     ngx_rbcs_cache_lock(cache);
 
@@ -443,7 +517,9 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
             ngx_memcpy(cn->currency, e->currency, e->currency_len);
             cn->fill = now;
 
-        } else if (e->version == cn->version && current) {
+        } else if (e->version == cn->version
+                   && (ngx_msec_int_t) (now - cn->fill) > 0)
+        {
             cn->fill = now;
         }
 
@@ -521,6 +597,109 @@ ngx_rbcs_cache_emptied_recently(ngx_rbcs_cache_t *cache)
     return emptied
            && (ngx_msec_int_t) (ngx_rbcs_cache_now() - emptied)
               < (ngx_msec_int_t) cache->ttl;
+}
+
+
+/*
+ * The cache generation as read by the poller, the read started at
+ * "started": when it moved, nothing known current before that read
+ * started is trusted any more.  Returns whether it moved.
+ */
+
+ngx_uint_t
+ngx_rbcs_cache_generation(ngx_rbcs_cache_t *cache, uint64_t count,
+    uint64_t sum, ngx_msec_t started)
+{
+    ngx_uint_t            moved;
+    ngx_rbcs_cache_sh_t  *sh;
+
+    ngx_rbcs_cache_lock(cache);
+
+    sh = cache->sh;
+
+    moved = sh->gen_read
+            && (count != sh->gen_count || sum != sh->gen_sum);
+
+    /*
+     * The first read since the zone was made: what was cached before it
+     * may predate a move this pod never saw.
+     */
+
+    if ((moved || sh->gen_read == 0) && (sh->distrust == 0
+                  || (ngx_msec_int_t) (started - sh->distrust) > 0))
+    {
+        sh->distrust = started;
+    }
+
+    sh->gen_count = count;
+    sh->gen_sum = sum;
+    sh->gen_read = started ? started : 1;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return moved;
+}
+
+
+uint64_t
+ngx_rbcs_cache_generation_sum(ngx_rbcs_cache_t *cache)
+{
+    uint64_t  sum;
+
+    ngx_rbcs_cache_lock(cache);
+    sum = cache->sh->gen_sum;
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return sum;
+}
+
+
+/* a change may have been missed: nothing known current before is trusted */
+
+void
+ngx_rbcs_cache_distrust(ngx_rbcs_cache_t *cache, ngx_msec_t since)
+{
+    ngx_rbcs_cache_sh_t  *sh;
+
+    ngx_rbcs_cache_lock(cache);
+
+    sh = cache->sh;
+
+    if (sh->distrust == 0 || (ngx_msec_int_t) (since - sh->distrust) > 0) {
+        sh->distrust = since ? since : 1;
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * Whether a value read from Redis, known current at "known" and written
+ * there when its writer had read the generation "generation", may be
+ * answered: not older than a sign of a missed change, and written at or
+ * after the generation this pod last read (a value from before the
+ * generation moved may miss a change that was never published).
+ */
+
+ngx_uint_t
+ngx_rbcs_cache_fresh(ngx_rbcs_cache_t *cache, ngx_msec_t known,
+    uint64_t generation)
+{
+    ngx_uint_t            fresh;
+    ngx_rbcs_cache_sh_t  *sh;
+
+    ngx_rbcs_cache_lock(cache);
+
+    sh = cache->sh;
+
+    fresh = known
+            && (sh->distrust == 0
+                || (ngx_msec_int_t) (known - sh->distrust) > 0)
+            && generation >= sh->gen_sum;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return fresh;
 }
 
 

@@ -3,10 +3,13 @@
  * RBCS: the pod-wide balance cache in shared memory.
  *
  * An rbtree keyed by account number, with an LRU queue for eviction.  An
- * entry is only ever replaced by a higher version.  How far an entry is
- * trusted depends on the Redis subscription that carries other pods'
- * changes: while it is up, an entry filled since it came up is trusted
- * (up to max_age); otherwise only for ttl after it was filled.
+ * entry is only ever replaced by a higher version.  An entry is trusted
+ * for as long as the pod hears every change: the Redis subscription that
+ * carries other pods' changes up since before the entry was known
+ * current, and the cache generation (the database's record of changes
+ * some pod could not publish) read within the last few seconds and not
+ * moved since.  Otherwise an entry is trusted only for ttl after it was
+ * known current, and never when it predates a sign of a missed change.
  */
 
 
@@ -41,6 +44,7 @@ struct ngx_rbcs_cache_s {
     ngx_msec_t                 ttl;
     ngx_msec_t                 max_age;
     ngx_msec_t                 alive;      /* heartbeat grace */
+    ngx_msec_t                 poll;       /* generation read every; 0: off */
 };
 
 
@@ -49,7 +53,14 @@ char *ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_uint_t ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     ngx_rbcs_cache_entry_t *e);
 void ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
-    ngx_rbcs_cache_entry_t *e, ngx_uint_t current);
+    ngx_rbcs_cache_entry_t *e, ngx_msec_t known);
+ngx_msec_t ngx_rbcs_cache_now(void);
+ngx_uint_t ngx_rbcs_cache_generation(ngx_rbcs_cache_t *cache,
+    uint64_t count, uint64_t sum, ngx_msec_t started);
+uint64_t ngx_rbcs_cache_generation_sum(ngx_rbcs_cache_t *cache);
+void ngx_rbcs_cache_distrust(ngx_rbcs_cache_t *cache, ngx_msec_t since);
+ngx_uint_t ngx_rbcs_cache_fresh(ngx_rbcs_cache_t *cache, ngx_msec_t known,
+    uint64_t generation);
 void ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event);
 ngx_uint_t ngx_rbcs_cache_emptied_recently(ngx_rbcs_cache_t *cache);
 size_t ngx_rbcs_cache_node_size(ngx_str_t *account);

@@ -127,7 +127,16 @@ static const char  *ngx_rbcs_metrics_counter_names[NGX_RBCS_M_N][3] = {
       "Connections lost during a round trip." },
     { "rbcs_mysql_queue_full_total", NULL,
       "Requests answered 503 at once: no connection and no room to "
-      "wait." }
+      "wait." },
+    { "rbcs_cache_generation_moves_total", NULL,
+      "Moves of this pod's rows of the cache generation: committed "
+      "balances that may not have reached Redis." },
+    { "rbcs_cache_generation_changes_total", NULL,
+      "Times the pod saw the cache generation move and stopped trusting "
+      "what it had cached before." },
+    { "rbcs_balance_read_deadlines_total", NULL,
+      "Balance reads answered when the read deadline passed, from the "
+      "zone or 503, while a tier had not answered." }
 };
 
 

@@ -40,7 +40,10 @@
 #define NGX_RBCS_M_MYSQL_TIMEOUTS 10
 #define NGX_RBCS_M_MYSQL_LOST     11
 #define NGX_RBCS_M_QUEUE_FULL     12
-#define NGX_RBCS_M_N              13
+#define NGX_RBCS_M_GENERATION_MOVES 13
+#define NGX_RBCS_M_GENERATION_SEEN  14
+#define NGX_RBCS_M_READ_DEADLINE    15
+#define NGX_RBCS_M_N              16
 
 
 ngx_int_t ngx_rbcs_metrics_zone(ngx_conf_t *cf);

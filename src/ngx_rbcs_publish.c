@@ -8,6 +8,7 @@
 #include "ngx_rbcs_publish.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_redis.h"
+#include "ngx_rbcs_generation.h"
 
 
 static void ngx_rbcs_publish_redis(ngx_rbcs_redis_balance_t *b,
@@ -15,16 +16,16 @@ static void ngx_rbcs_publish_redis(ngx_rbcs_redis_balance_t *b,
 
 
 /*
- * A balance known current (just committed, or just read from MariaDB):
- * into the zone before the caller replies, so that this pod never reads
- * older than what it acknowledged, and on to Redis and the other pods
- * without waiting.  With current 0, a balance of the past.
+ * A balance known current at "known" (a time of ngx_rbcs_cache_now()
+ * when its read started): into the zone before the caller replies, so
+ * that this pod never reads older than what it acknowledged, and on to
+ * Redis without waiting.  With known 0, a balance of the past.
  */
 
 void
 ngx_rbcs_publish_update(ngx_log_t *log, ngx_str_t *account,
     ngx_str_t *version, ngx_str_t *balance, ngx_uint_t scale,
-    ngx_str_t *currency, ngx_uint_t current)
+    ngx_str_t *currency, ngx_msec_t known)
 {
     ngx_rbcs_main_conf_t    *rmcf;
     ngx_rbcs_cache_entry_t   e;
@@ -38,8 +39,8 @@ ngx_rbcs_publish_update(ngx_log_t *log, ngx_str_t *account,
         return;
     }
 
-    if (current) {
-        ngx_rbcs_publish_current(log, account, &e);
+    if (known) {
+        ngx_rbcs_publish_current(log, account, &e, known);
         return;
     }
 
@@ -58,7 +59,7 @@ ngx_rbcs_publish_update(ngx_log_t *log, ngx_str_t *account,
 
 void
 ngx_rbcs_publish_current(ngx_log_t *log, ngx_str_t *account,
-    ngx_rbcs_cache_entry_t *e)
+    ngx_rbcs_cache_entry_t *e, ngx_msec_t known)
 {
     u_char                    buf[NGX_RBCS_AMOUNT_MAX_LEN];
     ngx_rbcs_main_conf_t     *rmcf;
@@ -67,13 +68,15 @@ ngx_rbcs_publish_current(ngx_log_t *log, ngx_str_t *account,
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
 
     if (rmcf->cache) {
-        ngx_rbcs_cache_put(rmcf->cache, account, e, 1);
+        ngx_rbcs_cache_put(rmcf->cache, account, e, known);
     }
 
     if (rmcf->redis) {
         ngx_rbcs_publish_redis(&b, account, e, buf);
 
-        if (ngx_rbcs_redis_put(&b, 1) != NGX_OK) {
+        if (ngx_rbcs_redis_put(&b, 1, ngx_rbcs_generation_stamp(), 0)
+            != NGX_OK)
+        {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                            "rbcs: balance of \"%V\" not sent to redis",
                            account);
@@ -85,14 +88,16 @@ ngx_rbcs_publish_current(ngx_log_t *log, ngx_str_t *account,
 /*
  * A write batch's committed balances, each account's final state once:
  * into the zone, then to Redis and the other pods in one command.
+ * NGX_DECLINED: they were not sent to Redis.
  */
 
-void
+ngx_int_t
 ngx_rbcs_publish_commit(ngx_log_t *log, ngx_rbcs_publish_change_t *c,
     ngx_uint_t n, ngx_pool_t *pool)
 {
     u_char                    *buf;
     ngx_uint_t                 i, m;
+    ngx_msec_t                 now;
     ngx_rbcs_main_conf_t      *rmcf;
     ngx_rbcs_cache_entry_t     e;
     ngx_rbcs_redis_balance_t  *b;
@@ -102,11 +107,12 @@ ngx_rbcs_publish_commit(ngx_log_t *log, ngx_rbcs_publish_change_t *c,
     b = ngx_palloc(pool, n * (sizeof(ngx_rbcs_redis_balance_t)
                               + NGX_RBCS_AMOUNT_MAX_LEN));
     if (b == NULL) {
-        return;
+        return NGX_DECLINED;
     }
 
     buf = (u_char *) (b + n);
     m = 0;
+    now = ngx_rbcs_cache_now();
 
     for (i = 0; i < n; i++) {
         if (ngx_rbcs_publish_entry(&e, &c[i].version, &c[i].balance,
@@ -121,17 +127,23 @@ ngx_rbcs_publish_commit(ngx_log_t *log, ngx_rbcs_publish_change_t *c,
         }
 
         if (rmcf->cache) {
-            ngx_rbcs_cache_put(rmcf->cache, &c[i].account, &e, 1);
+            ngx_rbcs_cache_put(rmcf->cache, &c[i].account, &e, now);
         }
 
         ngx_rbcs_publish_redis(&b[m++], &c[i].account, &e,
                                buf + i * NGX_RBCS_AMOUNT_MAX_LEN);
     }
 
-    if (rmcf->redis && m && ngx_rbcs_redis_put(b, m) != NGX_OK) {
+    if (rmcf->redis && m
+        && ngx_rbcs_redis_put(b, m, ngx_rbcs_generation_stamp(), 1)
+           != NGX_OK)
+    {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                        "rbcs: %ui balances not sent to redis", m);
+        return NGX_DECLINED;
     }
+
+    return NGX_OK;
 }
 
 

@@ -25,11 +25,11 @@ typedef struct {
 
 void ngx_rbcs_publish_update(ngx_log_t *log, ngx_str_t *account,
     ngx_str_t *version, ngx_str_t *balance, ngx_uint_t scale,
-    ngx_str_t *currency, ngx_uint_t current);
-void ngx_rbcs_publish_commit(ngx_log_t *log, ngx_rbcs_publish_change_t *c,
-    ngx_uint_t n, ngx_pool_t *pool);
+    ngx_str_t *currency, ngx_msec_t known);
+ngx_int_t ngx_rbcs_publish_commit(ngx_log_t *log,
+    ngx_rbcs_publish_change_t *c, ngx_uint_t n, ngx_pool_t *pool);
 void ngx_rbcs_publish_current(ngx_log_t *log, ngx_str_t *account,
-    ngx_rbcs_cache_entry_t *e);
+    ngx_rbcs_cache_entry_t *e, ngx_msec_t known);
 ngx_int_t ngx_rbcs_publish_entry(ngx_rbcs_cache_entry_t *e,
     ngx_str_t *version, ngx_str_t *decimal, ngx_uint_t scale,
     ngx_str_t *currency, ngx_uint_t exact);

@@ -61,6 +61,19 @@ typedef struct {
 } ngx_rbcs_redis_conn_t;
 
 
+/* the last message seen from each publisher, to see one go missing */
+
+#define NGX_RBCS_REDIS_PUBLISHERS      256
+#define NGX_RBCS_REDIS_PUBLISHER_LEN   128
+
+typedef struct {
+    size_t                     len;       /* 0: free */
+    u_char                     id[NGX_RBCS_REDIS_PUBLISHER_LEN];
+    uint64_t                   seq;
+    ngx_msec_t                 seen;
+} ngx_rbcs_redis_publisher_t;
+
+
 struct ngx_rbcs_redis_s {
     ngx_rbcs_redis_conf_t     *conf;
     ngx_log_t                 *log;
@@ -82,6 +95,12 @@ struct ngx_rbcs_redis_s {
     u_char                     run_id[NGX_RBCS_REDIS_RUN_ID_LEN];
     size_t                     run_id_len;   /* 0: never seen */
     ngx_msec_t                 alive;        /* ALIVE last reported */
+
+    /* "#<host>/<worker>/<pid> <seq>": the first line of each message */
+    u_char                     publisher[NGX_RBCS_REDIS_PUBLISHER_LEN];
+    size_t                     publisher_len;
+    uint64_t                   seq;
+    ngx_rbcs_redis_publisher_t *publishers;  /* the subscriber's */
 
     unsigned                   exiting:1;
     unsigned                   failing:1;    /* a command error logged */
@@ -164,31 +183,42 @@ static ngx_int_t ngx_rbcs_redis_parse_uint64(u_char *p, size_t len,
  * as decimal texts (no leading zeros): Lua numbers are doubles.  Only the
  * values actually written are published, as one message of one line each.
  *
- * KEYS: the keys; ARGV: ttl, run_id, channel, then for each key version,
- * balance, currency, scale, message line.
+ * The message always goes, its first line the writer's id and the
+ * number of this put among its puts, so that a subscriber sees when one
+ * went missing.
+ *
+ * KEYS: the keys; ARGV: ttl, run_id, channel, the cache generation the
+ * writer last read, the first line, then for each key version, balance,
+ * currency, scale, message line.
  */
 
 static const char  ngx_rbcs_redis_script[] =
-    "local out = {}\n"
+    "local out = {ARGV[5]}\n"
     "for i = 1, #KEYS do\n"
-    "  local a = 4 + (i - 1) * 5\n"
+    "  local a = 6 + (i - 1) * 5\n"
     "  local v = ARGV[a]\n"
     "  local o = redis.call('HMGET', KEYS[i], 'v', 'r')\n"
     "  if not (o[2] == ARGV[2] and o[1]\n"
     "          and (#o[1] > #v or (#o[1] == #v and o[1] >= v))) then\n"
     "    redis.call('HSET', KEYS[i], 'v', v, 'b', ARGV[a + 1],\n"
-    "               'c', ARGV[a + 2], 's', ARGV[a + 3], 'r', ARGV[2])\n"
+    "               'c', ARGV[a + 2], 's', ARGV[a + 3], 'r', ARGV[2],\n"
+    "               'g', ARGV[4])\n"
     "    redis.call('PEXPIRE', KEYS[i], ARGV[1])\n"
     "    out[#out + 1] = ARGV[a + 4]\n"
     "  end\n"
     "end\n"
-    "if #out > 0 then\n"
-    "  redis.call('PUBLISH', ARGV[3], table.concat(out, '\\n'))\n"
-    "end\n"
-    "return #out\n";
+    "redis.call('PUBLISH', ARGV[3], table.concat(out, '\\n'))\n"
+    "return #out - 1\n";
 
 
-static ngx_rbcs_redis_t  *ngx_rbcs_redis;
+static void ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis,
+    ngx_cycle_t *cycle);
+static ngx_int_t ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p,
+    size_t len);
+
+
+static ngx_rbcs_redis_t        *ngx_rbcs_redis;
+static ngx_rbcs_redis_lost_pt   ngx_rbcs_redis_lost_handler;
 
 
 ngx_int_t
@@ -245,6 +275,17 @@ ngx_rbcs_redis_init_process(ngx_cycle_t *cycle, ngx_rbcs_redis_conf_t *conf,
     }
 
     ngx_sprintf(redis->channel.data, "%Vbalances", &conf->prefix);
+
+    ngx_rbcs_redis_publisher_id(redis, cycle);
+
+    if (subscriber) {
+        redis->publishers = ngx_pcalloc(cycle->pool,
+                                        NGX_RBCS_REDIS_PUBLISHERS
+                                        * sizeof(ngx_rbcs_redis_publisher_t));
+        if (redis->publishers == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     redis->key_len = conf->prefix.len + sizeof("bal:") - 1;
     redis->key = ngx_pnalloc(cycle->pool,
@@ -837,6 +878,13 @@ ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
 
     ngx_rbcs_redis_backoff(conn);
 
+    /* the next subscription starts every publisher's count anew */
+
+    if (conn->subscriber && redis->publishers) {
+        ngx_memzero(redis->publishers, NGX_RBCS_REDIS_PUBLISHERS
+                                       * sizeof(ngx_rbcs_redis_publisher_t));
+    }
+
     if (up && redis->on_sub && !ngx_rbcs_redis_exiting(redis)) {
         redis->on_sub(NGX_RBCS_REDIS_SUB_DOWN);
     }
@@ -1055,7 +1103,8 @@ ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis, redisReply *reply,
 
 
 ngx_int_t
-ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n)
+ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
+    uint64_t generation, ngx_uint_t commit)
 {
     u_char            *buf, *p;
     size_t            *lens, size;
@@ -1088,14 +1137,14 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n)
         }
     }
 
-    /* EVAL script numkeys key... ttl run_id channel (5 per key)... */
+    /* EVAL script numkeys key... ttl run_id channel generation first-line */
 
-    argc = 6 + 6 * n;
+    argc = 8 + 6 * n;
     size = argc * (sizeof(char *) + sizeof(size_t))
            + n * (redis->key_len + NGX_RBCS_ID_MAX_LEN
                   + 2 * (NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
                          + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4))
-           + NGX_INT_T_LEN;
+           + NGX_INT_T_LEN + 2 * NGX_INT64_LEN + redis->publisher_len + 2;
 
     argv = ngx_alloc(size, redis->log);
     if (argv == NULL) {
@@ -1128,6 +1177,12 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n)
     k++;
     NGX_RBCS_ARG(k, redis->channel.data, redis->channel.len);
     k++;
+    NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", generation) - p);
+    p += lens[k++];
+    NGX_RBCS_ARG(k, p, ngx_sprintf(p, "#%*s %uL", redis->publisher_len,
+                                   redis->publisher, redis->seq + 1)
+                       - p);
+    p += lens[k++];
 
     for (i = 0; i < n; i++) {
         NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", b[i].version) - p);
@@ -1152,7 +1207,8 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n)
 
     /* hiredis copies the arguments into its output buffer */
 
-    rc = redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb, NULL,
+    rc = redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb,
+                               commit ? (void *) redis : NULL,
                                (int) argc, argv, lens);
 
     ngx_free(argv);
@@ -1161,9 +1217,28 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n)
         return NGX_DECLINED;
     }
 
+    redis->seq++;
+
     ngx_rbcs_redis_sent(&redis->cmd);
 
     return NGX_OK;
+}
+
+
+/* whether a put now would be sent at once */
+
+ngx_uint_t
+ngx_rbcs_redis_writable(void)
+{
+    return ngx_rbcs_redis != NULL
+           && ngx_rbcs_redis->cmd.state == NGX_RBCS_RS_READY;
+}
+
+
+void
+ngx_rbcs_redis_on_lost(ngx_rbcs_redis_lost_pt handler)
+{
+    ngx_rbcs_redis_lost_handler = handler;
 }
 
 
@@ -1173,6 +1248,16 @@ ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r, void *data)
     ngx_rbcs_redis_conn_t  *conn;
 
     conn = ac->data;
+
+    /* not written, or not known to be: the other pods must be told */
+
+    if (data != NULL
+        && (r == NULL || ((redisReply *) r)->type == REDIS_REPLY_ERROR))
+    {
+        if (ngx_rbcs_redis_lost_handler) {
+            ngx_rbcs_redis_lost_handler();
+        }
+    }
 
     if (r == NULL) {
         if (conn->ac == ac) {
@@ -1191,8 +1276,8 @@ ngx_rbcs_redis_get_t *
 ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     ngx_rbcs_redis_get_pt handler, void *data, ngx_log_t *log)
 {
-    size_t                 lens[7];
-    const char            *argv[7];
+    size_t                 lens[8];
+    const char            *argv[8];
     ngx_rbcs_redis_t      *redis;
     ngx_rbcs_redis_get_t  *g;
 
@@ -1231,12 +1316,13 @@ ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     argv[4] = "c";
     argv[5] = "s";
     argv[6] = "r";
-    lens[2] = lens[3] = lens[4] = lens[5] = lens[6] = 1;
+    argv[7] = "g";
+    lens[2] = lens[3] = lens[4] = lens[5] = lens[6] = lens[7] = 1;
 
     /* g now belongs to hiredis until its callback, reply or not */
 
     if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_get_cb, g,
-                              7, argv, lens)
+                              8, argv, lens)
         != REDIS_OK)
     {
         ngx_free(g);
@@ -1345,7 +1431,7 @@ ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
 
     ngx_rbcs_redis_command_done(redis, reply);
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
         return NGX_ERROR;
     }
 
@@ -1386,6 +1472,18 @@ ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
     b->currency.data = (u_char *) e[2]->str;
     b->currency.len = e[2]->len;
     b->scale = scale;
+
+    /* written without one: before the generation was ever read */
+
+    b->generation = 0;
+
+    if (e[5]->type == REDIS_REPLY_STRING
+        && ngx_rbcs_redis_parse_uint64((u_char *) e[5]->str, e[5]->len,
+                                       &b->generation)
+           != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
 
     return NGX_OK;
 }
@@ -1476,10 +1574,26 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
     u_char                    *p, *last, *nl;
     ngx_rbcs_redis_balance_t   b;
 
-    /* a batch's changes, one line each */
+    /* its writer and number, then a batch's changes, one line each */
 
     p = (u_char *) msg->str;
     last = p + msg->len;
+
+    if (p < last && *p == '#') {
+        nl = ngx_strlchr(p, last, '\n');
+
+        if (ngx_rbcs_redis_sequence(redis, p + 1, (nl ? nl : last) - p - 1)
+            != NGX_OK)
+        {
+            goto garbled;
+        }
+
+        if (nl == NULL) {
+            return;
+        }
+
+        p = nl + 1;
+    }
 
     for ( ;; ) {
         nl = ngx_strlchr(p, last, '\n');
@@ -1487,15 +1601,7 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
         if (ngx_rbcs_redis_parse_message(p, (nl ? nl : last) - p, &b)
             != NGX_OK)
         {
-            if (!redis->garbled) {
-                ngx_log_error(NGX_LOG_WARN, redis->log, 0,
-                              "rbcs: unexpected message on redis channel "
-                              "\"%V\": \"%*s\"", &redis->channel,
-                              ngx_min(msg->len, 128), msg->str);
-                redis->garbled = 1;
-            }
-
-            return;
+            goto garbled;
         }
 
         redis->garbled = 0;
@@ -1510,6 +1616,123 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
 
         p = nl + 1;
     }
+
+garbled:
+
+    if (!redis->garbled) {
+        ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                      "rbcs: unexpected message on redis channel "
+                      "\"%V\": \"%*s\"", &redis->channel,
+                      ngx_min(msg->len, 128), msg->str);
+        redis->garbled = 1;
+    }
+}
+
+
+/* this worker's name on the channel: "<host>/<worker>/<pid>" */
+
+static void
+ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis, ngx_cycle_t *cycle)
+{
+    u_char      ch, *p;
+    size_t      i, len;
+
+    len = ngx_min(cycle->hostname.len, NGX_RBCS_REDIS_PUBLISHER_LEN - 48);
+    p = redis->publisher;
+
+    for (i = 0; i < len; i++) {
+        ch = cycle->hostname.data[i];
+        *p++ = ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+                || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')
+               ? ch : '_';
+    }
+
+    p = ngx_sprintf(p, "/%ui/%P", ngx_worker, ngx_pid);
+    redis->publisher_len = p - redis->publisher;
+}
+
+
+/*
+ * "<publisher> <seq>": a number other than the next one from a publisher
+ * already heard means a message of it went missing (a first message from a
+ * publisher only starts its count: what it sent before, the subscription
+ * did not carry).
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p, size_t len)
+{
+    u_char                      *sp, *last;
+    size_t                       id_len;
+    uint64_t                     seq;
+    ngx_uint_t                   i;
+    ngx_rbcs_redis_publisher_t  *pub, *free, *oldest;
+
+    last = p + len;
+    sp = ngx_strlchr(p, last, ' ');
+
+    if (sp == NULL || sp == p
+        || (size_t) (sp - p) > NGX_RBCS_REDIS_PUBLISHER_LEN
+        || ngx_rbcs_redis_parse_uint64(sp + 1, last - sp - 1, &seq)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (redis->publishers == NULL) {
+        return NGX_OK;
+    }
+
+    id_len = sp - p;
+    free = NULL;
+    oldest = NULL;
+
+    for (i = 0; i < NGX_RBCS_REDIS_PUBLISHERS; i++) {
+        pub = &redis->publishers[i];
+
+        if (pub->len == 0) {
+            if (free == NULL) {
+                free = pub;
+            }
+
+            continue;
+        }
+
+        if (pub->len == id_len && ngx_memcmp(pub->id, p, id_len) == 0) {
+
+            if (seq != pub->seq + 1) {
+                ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                              "rbcs: message %uL of \"%*s\" on redis "
+                              "channel \"%V\" came after %uL: changes may "
+                              "have been missed", seq, id_len, p,
+                              &redis->channel, pub->seq);
+
+                if (redis->on_sub) {
+                    redis->on_sub(NGX_RBCS_REDIS_SUB_GAP);
+                }
+            }
+
+            pub->seq = seq;
+            pub->seen = ngx_current_msec;
+
+            return NGX_OK;
+        }
+
+        if (oldest == NULL
+            || (ngx_msec_int_t) (pub->seen - oldest->seen) < 0)
+        {
+            oldest = pub;
+        }
+    }
+
+    pub = free ? free : oldest;
+
+    pub->len = id_len;
+    ngx_memcpy(pub->id, p, id_len);
+    pub->seq = seq;
+    pub->seen = ngx_current_msec;
+
+    return NGX_OK;
 }
 
 

@@ -23,6 +23,7 @@
 #define NGX_RBCS_REDIS_SUB_UP     1   /* subscribed (again): messages flow */
 #define NGX_RBCS_REDIS_SUB_ALIVE  2   /* a heartbeat reply or a message */
 #define NGX_RBCS_REDIS_SUB_DOWN   3   /* the subscription is lost */
+#define NGX_RBCS_REDIS_SUB_GAP    4   /* a publisher's message went missing */
 
 
 typedef struct {
@@ -31,6 +32,7 @@ typedef struct {
     ngx_str_t                  balance;     /* decimal text at the scale */
     ngx_str_t                  currency;
     ngx_uint_t                 scale;
+    uint64_t                   generation;  /* the writer's, when written */
 } ngx_rbcs_redis_balance_t;
 
 
@@ -38,6 +40,7 @@ typedef struct ngx_rbcs_redis_get_s  ngx_rbcs_redis_get_t;
 
 typedef void (*ngx_rbcs_redis_message_pt)(ngx_rbcs_redis_balance_t *b);
 typedef void (*ngx_rbcs_redis_sub_pt)(ngx_uint_t event);
+typedef void (*ngx_rbcs_redis_lost_pt)(void);
 typedef void (*ngx_rbcs_redis_get_pt)(void *data, ngx_int_t rc,
     ngx_rbcs_redis_balance_t *b);
 
@@ -54,10 +57,16 @@ void ngx_rbcs_redis_exit_process(ngx_cycle_t *cycle);
 
 /*
  * Versioned writes of n balances and one publish of those written, in one
- * command, fire and forget; everything is copied.  NGX_OK: sent;
- * NGX_DECLINED: Redis is not ready (or a balance is malformed).
+ * command, fire and forget; everything is copied; each stored with the
+ * cache generation its writer last read.  NGX_OK: sent; NGX_DECLINED:
+ * Redis is not ready (or a balance is malformed).  With commit set (the
+ * balances were just committed), a put sent and then lost or refused is
+ * reported to the handler of ngx_rbcs_redis_on_lost().
  */
-ngx_int_t ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n);
+ngx_int_t ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
+    uint64_t generation, ngx_uint_t commit);
+ngx_uint_t ngx_rbcs_redis_writable(void);
+void ngx_rbcs_redis_on_lost(ngx_rbcs_redis_lost_pt handler);
 
 /*
  * Read a balance.  NULL: Redis is not ready, the handler will not be
