@@ -1,115 +1,197 @@
 #!/usr/bin/env bash
-# Cached balance reads against the HTTP ceiling, side by side in one run.
+# perf/bench-balance.sh - cached balance reads against the HTTP ceiling
+# (nginx `return 200` of a balance read's body, same headers), side by
+# side in one run, for three read patterns:
 #
-# Starts the local stack (conf/stack.sh run: MariaDB, Redis, nginx), then a
-# second nginx of its own on PERF_PORT with the same module and
-# configuration plus one static location that answers, with `return 200`,
-# a body and headers of the same size as a balance read.  wrk measures
-# both in alternating rounds; the script prints each round and the ratio of
-# the medians.
+#   uniform-small  GET /accounts/P-<random 1..SMALL>/balance   (10k accounts)
+#   uniform-large  GET /accounts/M-<random 1..LARGE>/balance   (1M accounts)
+#   hot            GET /accounts/P-000001/balance              (one account)
 #
-#   perf/bench-balance.sh            # 3 rounds of 10 s, 2 threads, 64 connections
+#   perf/bench-balance.sh                         # 3 rounds of 10 s, 64 connections
+#   QUICK=1 perf/bench-balance.sh                 # 1 round of 3 s, LARGE 100000
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 perf/bench-balance.sh
 #
-# Loopback only; it stops its own nginx at the end (make stop stops the rest).
+# What it does (loopback only, every run bounded by a timeout):
+#   1. starts the local stack (conf/stack.sh run) and makes sure both
+#      account sets exist (perf/gen-accounts.sh: SMALL of PREFIX, LARGE of
+#      LARGE_PREFIX, as perf/bench-accounts.sh);
+#   2. starts the twin nginx (perf/lib.sh) with a cache zone sized for
+#      every account at 256 bytes, and a static location /static/accounts/
+#      answering a real balance read's body with `return 200`;
+#   3. reads every account of both sets once (perf/wrk/fill.lua), so that
+#      the zone holds them all (no eviction: the zone is sized for them);
+#   4. for each pattern, ROUNDS times: the static twin, then the service
+#      (wrk, DURATION, CONNECTIONS), and counts from /metrics which tier
+#      answered the service's reads;
+#   5. prints every run and the ratio of the medians, and writes
+#      OUT/bench-balance.md (the wrk outputs under OUT/raw-balance/).
+#
+# Targets (the read path's issue): uniform-small >= 0.90, uniform-large
+# >= 0.85, hot >= 0.95 of the static twin.  The twin is stopped at the end;
+# the local stack keeps running (make stop).
 
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=perf/lib.sh
+. "$ROOT/perf/lib.sh"
 
-PERF_PORT="${PERF_PORT:-18180}"
-ROUNDS="${ROUNDS:-3}"
-DURATION="${DURATION:-10s}"
-THREADS="${THREADS:-2}"
+SMALL="${SMALL:-10000}"
+SMALL_PREFIX="$PREFIX"
+LARGE_PREFIX="${LARGE_PREFIX:-M}"
+if [ "${QUICK:-0}" = 1 ]; then
+    LARGE="${LARGE:-100000}"
+    ROUNDS="${ROUNDS:-1}"
+    DURATION="${DURATION:-3s}"
+else
+    LARGE="${LARGE:-1000000}"
+    ROUNDS="${ROUNDS:-3}"
+    DURATION="${DURATION:-10s}"
+fi
 CONNECTIONS="${CONNECTIONS:-64}"
-WORKERS="${WORKERS:-2}"
+THREADS="${THREADS:-2}"
 OUT="${OUT:-$ROOT/perf/results}"
+RAW="$OUT/raw-balance"
+export THREADS   # perf/wrk/fill.lua reads it
 
-conf/stack.sh run >/dev/null
-MYSQL_PORT="${RBCS_MYSQL_PORT:-3306}"
-REDIS_PORT="${RBCS_REDIS_PORT:-6379}"
-HTTP_PORT="${RBCS_HTTP_PORT:-8080}"
-
-P="$ROOT/var/perf/nginx"
-mkdir -p "$P" "$OUT"
-chmod 755 "$ROOT/var" "$ROOT/var/perf" "$P"
-
-ACC="PERF-READ-1"
-curl -s -o /dev/null -XPOST -H 'Content-Type: application/json' \
-     "http://127.0.0.1:$HTTP_PORT/accounts" \
-     -d "{\"accountNumber\":\"$ACC\",\"currency\":\"USD\",\"initialBalance\":\"100.00\"}"
-
-# the static twin: same body, same extra header
-BODY="$(curl -s "http://127.0.0.1:$HTTP_PORT/accounts/$ACC/balance?consistency=strong")"
-case "$BODY" in *'"version"'*) ;; *) echo "no balance for $ACC: $BODY" >&2; exit 1;; esac
-ESCAPED="${BODY//\"/\\\"}"
-STATIC="location = /static { default_type application/json; add_header X-RBCS-Cache zone; return 200 \"$ESCAPED\"; }"
-
-USER_DIRECTIVE=""
-[ "$(id -u)" = 0 ] && USER_DIRECTIVE="user nobody nogroup;"
-
-perl -e '
-    my ($in, $out, @kv) = @ARGV;
-    my %v = map { /^([^=]+)=(.*)\z/s ? ($1, $2) : die "bad $_\n" } @kv;
-    open my $fh, "<", $in or die "$in: $!\n";
-    local $/; my $t = <$fh>; close $fh;
-    $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : die "no value for \@$1\@\n"/ge;
-    $t =~ s/^(\s*access_log)\s+[^;]+;/$1 off;/m;
-    open $fh, ">", $out or die "$out: $!\n"; print $fh $t; close $fh;
-' conf/nginx.local.conf.in "$P/nginx.conf" \
-    "MODULE=$ROOT/build/ngx_rbcs_module.so" "PREFIX=$P" \
-    "USER_DIRECTIVE=$USER_DIRECTIVE" "WORKERS=$WORKERS" "HTTP_PORT=$PERF_PORT" \
-    "MYSQL_PORT=$MYSQL_PORT" "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" \
-    "REDIS_PREFIX=rbcs:" "HTTP_CONF=" "SERVER_CONF=$STATIC"
-
-[ -f "$P/nginx.pid" ] && /usr/sbin/nginx -p "$P/" -c "$P/nginx.conf" -s quit 2>/dev/null && sleep 1 || true
-/usr/sbin/nginx -p "$P/" -c "$P/nginx.conf" -e "$P/error.log"
-trap '/usr/sbin/nginx -p "$P/" -c "$P/nginx.conf" -s quit 2>/dev/null || true' EXIT
-sleep 0.5
-
-READ_URL="http://127.0.0.1:$PERF_PORT/accounts/$ACC/balance"
-STATIC_URL="http://127.0.0.1:$PERF_PORT/static"
-
-# the read must come from the zone, and both answers must be the same size
-curl -s -o /dev/null "$READ_URL"
-TIER="$(curl -s -D - -o /dev/null "$READ_URL" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-rbcs-cache"{print $2}')"
-[ "$TIER" = zone ] || { echo "balance read not served by the zone (X-RBCS-Cache: $TIER)" >&2; exit 1; }
-SR="$(curl -s -o /dev/null -w '%{size_download}/%{size_header}' "$READ_URL")"
-SS="$(curl -s -o /dev/null -w '%{size_download}/%{size_header}' "$STATIC_URL")"
-echo "response sizes (body/headers): balance $SR, static $SS"
-
-rps() {   # url -> requests/s
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$1" \
-        | tee -a "$OUT/bench-balance.wrk.txt" \
-        | awk '/^Requests\/sec/ {print $2}'
-}
-
-: > "$OUT/bench-balance.wrk.txt"
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, nginx $WORKERS workers, $ROUNDS rounds"
-printf '%-6s %14s %14s %8s\n' round static_rps balance_rps ratio
-declare -a S B
-for i in $(seq 1 "$ROUNDS"); do
-    s="$(rps "$STATIC_URL")"
-    b="$(rps "$READ_URL")"
-    S+=("$s"); B+=("$b")
-    printf '%-6s %14s %14s %7.1f%%\n' "$i" "$s" "$b" "$(echo "$b $s" | awk '{print 100*$1/$2}')"
+for v in SMALL LARGE ROUNDS CONNECTIONS THREADS; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || pdie "$v must be a positive number"
+done
+[ "$SMALL_PREFIX" != "$LARGE_PREFIX" ] || pdie "PREFIX and LARGE_PREFIX must differ"
+for t in wrk curl mariadb perl; do
+    command -v "$t" >/dev/null || pdie "$t is missing (make run installs it)"
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ms="$(median "${S[@]}")"
-mb="$(median "${B[@]}")"
-ratio="$(echo "$mb $ms" | awk '{printf "%.1f", 100*$1/$2}')"
-printf '%-6s %14s %14s %7s%%\n' median "$ms" "$mb" "$ratio"
+secs_of() {
+    perl -e '$_ = shift; /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/ or die "bad duration $_\n";
+             my %m = (ms => 0.001, s => 1, m => 60, h => 3600);
+             my $s = $1 * $m{$2 // "s"}; print $s < 1 ? 1 : int($s + 0.999), "\n"' "$1"
+}
+DUR_S=$(secs_of "$DURATION")
+RUN="b$(date +%m%d%H%M%S)"
 
-{
-    echo "| run | static return 200 (req/s) | cached balance read (req/s) | ratio |"
-    echo "|---|---|---|---|"
-    for i in $(seq 0 $((ROUNDS - 1))); do
-        echo "| $((i + 1)) | ${S[$i]} | ${B[$i]} | $(echo "${B[$i]} ${S[$i]}" | awk '{printf "%.1f%%", 100*$1/$2}') |"
+mkdir -p "$RAW"
+rm -f "$RAW"/*.txt
+
+plog "local stack (conf/stack.sh run)"
+conf/stack.sh run > "$RAW/stack.log" 2>&1 || pdie "conf/stack.sh run failed, see $RAW/stack.log"
+
+plog "accounts: $SMALL of $SMALL_PREFIX, $LARGE of $LARGE_PREFIX"
+perf/gen-accounts.sh "$SMALL" "$SMALL_PREFIX" > "$RAW/gen.log" 2>&1 ||
+    pdie "perf/gen-accounts.sh failed, see $RAW/gen.log"
+perf/gen-accounts.sh "$LARGE" "$LARGE_PREFIX" >> "$RAW/gen.log" 2>&1 ||
+    pdie "perf/gen-accounts.sh failed, see $RAW/gen.log"
+
+# a real read's body for the static twin
+A1=$(PREFIX="$SMALL_PREFIX" account_name 1)
+BODY=$(curl -s -m 5 "http://127.0.0.1:$HTTP_PORT/accounts/$A1/balance?consistency=strong")
+case "$BODY" in *'"version"'*) ;; *) pdie "no balance for $A1: $BODY";; esac
+case "$BODY" in *'$'*) pdie "the answer contains a \$: $BODY";; esac
+ESC=${BODY//\\/\\\\}
+ESC=${ESC//\"/\\\"}
+STATIC="location ^~ /static/accounts/ { default_type application/json; add_header X-RBCS-Cache zone; return 200 \"$ESC\"; }"
+
+ZONE_MB=$(( ((SMALL + LARGE) * 256 + 1048575) / 1048576 + 8 ))
+[ "$ZONE_MB" -lt 16 ] && ZONE_MB=16
+plog "twin nginx on 127.0.0.1:$PERF_PORT (cache zone ${ZONE_MB}m)"
+twin_render "$STATIC" "${ZONE_MB}m"
+twin_start
+URL="http://127.0.0.1:$PERF_PORT"
+trap 'twin_stop' EXIT
+
+fill() {   # PREFIX N: read accounts 1..N once
+    local pfx=$1 n=$2 log="$RAW/fill-$1.txt" pid i limit
+    limit=$(( n / 500 + 60 ))
+    PREFIX="$pfx" ACCOUNTS="$n" RUN_ID="$RUN-f" \
+        wrk -t"$THREADS" -c32 -d"${limit}s" -s perf/wrk/fill.lua "$URL" > "$log" 2>&1 &
+    pid=$!
+    for ((i = 0; i < limit * 10; i++)); do
+        [ "$(grep -c '^fill-done' "$log" || true)" -ge "$THREADS" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
     done
-    echo "| median | $ms | $mb | $ratio% |"
-    echo
-    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION on loopback, nginx $WORKERS workers, $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
-} > "$OUT/bench-balance.md"
-echo "written: $OUT/bench-balance.md"
+    kill -INT "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    grep '^fill-done' "$log" | awk '{s += $4} END {print s + 0}'
+}
+
+plog "filling the zone: $SMALL + $LARGE accounts"
+t0=$(date +%s)
+F1=$(fill "$SMALL_PREFIX" "$SMALL")
+F2=$(fill "$LARGE_PREFIX" "$LARGE")
+plog "  read $F1 + $F2 accounts once in $(( $(date +%s) - t0 )) s"
+
+metric() {   # NAME [LABELS]: summed over the twin's /metrics
+    curl -s -m 5 "$URL/metrics" | awk -v n="$1" '$1 == n {s += $2} END {print s + 0}'
+}
+tiers() {   # zone redis database
+    curl -s -m 5 "$URL/metrics" | awk '
+        $1 == "rbcs_cache_hits_total{tier=\"zone\"}" {z = $2}
+        $1 == "rbcs_cache_hits_total{tier=\"redis\"}" {r = $2}
+        $1 == "rbcs_database_balance_reads_total" {d = $2}
+        END {print z + 0, r + 0, d + 0}'
+}
+
+run_wrk() {   # NAME BASE PREFIX ACCOUNTS HOT -> prints rps
+    local name=$1 base=$2 pfx=$3 n=$4 hot=$5 script out
+    if [ "$hot" = 1 ]; then script=perf/wrk/balance-hot.lua; else script=perf/wrk/balance-uniform.lua; fi
+    out="$RAW/$name.txt"
+    echo "# BASE=$base PREFIX=$pfx ACCOUNTS=$n HOT_KEYS=1 wrk -t$THREADS -c$CONNECTIONS -d$DURATION -s $script $URL" > "$out"
+    BASE="$base" PREFIX="$pfx" ACCOUNTS="$n" HOT_KEYS=1 RUN_ID="$RUN" \
+        timeout --signal=INT $((DUR_S + 30)) \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$script" "$URL" >> "$out" 2>&1 || true
+    perl -ne 'print "$1\n" if /^RBCS-STATS .*\brps=([\d.]+)/' "$out" | tail -1
+}
+
+ROWS="$RAW/runs.txt"
+: > "$ROWS"
+for pattern in uniform-small uniform-large hot; do
+    case $pattern in
+        uniform-small) pfx=$SMALL_PREFIX n=$SMALL hot=0;;
+        uniform-large) pfx=$LARGE_PREFIX n=$LARGE hot=0;;
+        hot)           pfx=$SMALL_PREFIX n=$SMALL hot=1;;
+    esac
+    for ((r = 1; r <= ROUNDS; r++)); do
+        s=$(run_wrk "$pattern-static-r$r" /static "$pfx" "$n" "$hot")
+        read -r z0 r0 d0 <<<"$(tiers)"
+        m=$(run_wrk "$pattern-rbcs-r$r" "" "$pfx" "$n" "$hot")
+        read -r z1 r1 d1 <<<"$(tiers)"
+        echo "$pattern $r ${s:-0} ${m:-0} $((z1 - z0)) $((r1 - r0)) $((d1 - d0))" >> "$ROWS"
+        plog "$pattern round $r: static ${s:-?} req/s, service ${m:-?} req/s (zone $((z1 - z0)), redis $((r1 - r0)), database $((d1 - d0)))"
+    done
+done
+
+perl -e '
+    my ($rows, $out, $cmd) = @ARGV;
+    open my $fh, "<", $rows or die; my %p; my @order;
+    while (<$fh>) {
+        my ($pat, $r, $s, $m, $z, $rd, $d) = split;
+        push @order, $pat unless $p{$pat};
+        push @{ $p{$pat} }, [$r, $s, $m, $z, $rd, $d];
+    }
+    my %target = ("uniform-small" => 0.90, "uniform-large" => 0.85, hot => 0.95);
+    my @md = ("# Cached balance reads vs the HTTP ceiling", "",
+              "| pattern | round | static `return 200` (req/s) | service (req/s) | ratio | answered by zone / redis / database |",
+              "|---|---:|---:|---:|---:|---|");
+    my @sum;
+    for my $pat (@order) {
+        my @runs = @{ $p{$pat} };
+        for my $x (@runs) {
+            push @md, sprintf("| %s | %d | %.0f | %.0f | %.1f%% | %d / %d / %d |", $pat, $x->[0], $x->[1], $x->[2],
+                              $x->[1] ? 100 * $x->[2] / $x->[1] : 0, @$x[3 .. 5]);
+        }
+        my @s = sort { $a <=> $b } map { $_->[1] } @runs;
+        my @m = sort { $a <=> $b } map { $_->[2] } @runs;
+        my ($ms, $mm) = ($s[$#s / 2], $m[$#m / 2]);
+        my $ratio = $ms ? $mm / $ms : 0;
+        push @md, sprintf("| %s | median | %.0f | %.0f | **%.2fx** | |", $pat, $ms, $mm, $ratio);
+        push @sum, sprintf("%s: %.2fx (target %.2fx or more: %s)", $pat, $ratio, $target{$pat},
+                           $ratio >= $target{$pat} ? "reached" : "not reached");
+    }
+    push @md, "", map({ "- $_" } @sum), "", $cmd;
+    open $fh, ">", $out or die; print $fh join("\n", @md), "\n"; close $fh;
+    print join("\n", @sum), "\n";
+' "$ROWS" "$OUT/bench-balance.md" \
+  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (perf/wrk/balance-uniform.lua, balance-hot.lua; BASE=/static for the twin), $ROUNDS rounds, static run first in each pair; twin nginx ${WORKERS:-2} workers, cache zone ${ZONE_MB}m holding all $SMALL + $LARGE accounts (read once before); 2 cores shared by wrk, nginx, MariaDB and Redis; run $RUN, $(date -u +%Y-%m-%dT%H:%MZ); git $(git rev-parse --short HEAD 2>/dev/null || echo '?'). Produced by \`perf/bench-balance.sh\`."
+plog "written: $OUT/bench-balance.md (wrk outputs in $RAW)"
