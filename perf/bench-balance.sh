@@ -23,11 +23,15 @@
 #   4. for each pattern, ROUNDS times: the static twin, then the service
 #      (wrk, DURATION, CONNECTIONS), and counts from /metrics which tier
 #      answered the service's reads;
-#   5. prints every run and the ratio of the medians, and writes
+#   5. cross-pod visibility (VIS_N, 50 changes): a transfer on the twin,
+#      then reads of its source on the make-run nginx (another pod of the
+#      same MariaDB and Redis) until the new version shows;
+#   6. prints every run and the ratio of the medians, and writes
 #      OUT/bench-balance.md (the wrk outputs under OUT/raw-balance/).
 #
 # Targets (the read path's issue): uniform-small >= 0.90, uniform-large
-# >= 0.85, hot >= 0.95 of the static twin.  The twin is stopped at the end;
+# >= 0.85, hot >= 0.95 of the static twin; cross-pod visibility under
+# 10 ms.  The twin is stopped at the end;
 # the local stack keeps running (make stop).
 
 set -euo pipefail
@@ -162,8 +166,57 @@ for pattern in uniform-small uniform-large hot; do
     done
 done
 
+# Cross-pod visibility, healthy: a transfer on the twin, then reads of its
+# source on the make-run nginx (another pod: same MariaDB, same Redis) on
+# one kept-alive connection until the new version shows; both read once
+# before, so the other pod answers from its zone.
+VIS_N="${VIS_N:-50}"
+plog "cross-pod visibility: $VIS_N transfers on the twin, read on 127.0.0.1:$HTTP_PORT"
+perl -MIO::Socket::INET -MTime::HiRes=time,sleep -e '
+    my ($twin, $other, $pfx, $n, $run, $out) = @ARGV;
+    my $conn = sub {
+        IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $_[0], Proto => "tcp")
+            or die "connect $_[0]: $!\n" };
+    my %c = (t => $conn->($twin), o => $conn->($other));
+    my $req = sub {
+        my ($k, $m, $path, $body) = @_;
+        my $s = $c{$k};
+        my $h = "$m $path HTTP/1.1\r\nHost: x\r\n";
+        $h .= "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n" if defined $body;
+        print $s $h, "\r\n", $body // "";
+        my ($head, $len) = ("", 0);
+        while (my $l = <$s>) { last if $l eq "\r\n"; $head .= $l; $len = $1 if $l =~ /^content-length:\s*(\d+)/i }
+        read($s, my $b, $len);
+        return ($head =~ m{^HTTP/1.1 (\d+)} ? $1 : 0, $b);
+    };
+    my @lat;
+    for my $i (1 .. $n) {
+        my ($a, $b) = (sprintf("%s-%06d", $pfx, 2 * $i + 100), sprintf("%s-%06d", $pfx, 2 * $i + 101));
+        $req->("t", "GET", "/accounts/$a/balance");
+        $req->("o", "GET", "/accounts/$a/balance");
+        my ($st, $body) = $req->("t", "POST", "/accounts/transactions",
+            qq({"transactionId":"$run-vis-$i","sourceAccountNumber":"$a","destinationAccountNumber":"$b","amount":"0.01"}));
+        my ($v) = $body =~ /"sourceVersion":(\d+)/;
+        die "transfer $i: $st $body\n" unless $st == 201 && $v;
+        my $t0 = time;
+        my $seen;
+        while (time - $t0 < 2) {
+            my (undef, $rb) = $req->("o", "GET", "/accounts/$a/balance");
+            if ($rb =~ /"version":(\d+)/ && $1 >= $v) { $seen = time - $t0; last }
+        }
+        push @lat, defined $seen ? 1000 * $seen : 9999;
+        sleep 0.05;
+    }
+    my @s = sort { $a <=> $b } @lat;
+    open my $fh, ">", $out or die;
+    printf $fh "%d %.2f %.2f %.2f\n", scalar @s, $s[$#s / 2], $s[int(0.99 * $#s)], $s[-1];
+' "$PERF_PORT" "$HTTP_PORT" "$SMALL_PREFIX" "$VIS_N" "$RUN" "$RAW/visibility.txt" ||
+    plog "  the visibility measurement failed"
+read -r VIS_COUNT VIS_P50 VIS_P99 VIS_MAX < "$RAW/visibility.txt" 2>/dev/null || true
+plog "  ${VIS_COUNT:-0} changes: median ${VIS_P50:-?} ms, p99 ${VIS_P99:-?} ms, max ${VIS_MAX:-?} ms"
+
 perl -e '
-    my ($rows, $out, $cmd) = @ARGV;
+    my ($rows, $out, $cmd, $vis) = @ARGV;
     open my $fh, "<", $rows or die; my %p; my @order;
     while (<$fh>) {
         my ($pat, $r, $s, $m, $z, $rd, $d) = split;
@@ -189,9 +242,12 @@ perl -e '
         push @sum, sprintf("%s: %.2fx (target %.2fx or more: %s)", $pat, $ratio, $target{$pat},
                            $ratio >= $target{$pat} ? "reached" : "not reached");
     }
-    push @md, "", map({ "- $_" } @sum), "", $cmd;
+    push @md, "", map({ "- $_" } @sum);
+    push @md, "- cross-pod visibility, healthy (a transfer on the twin, its source read on the make-run nginx, another pod of the same MariaDB and Redis, until the new version shows): $vis" if $vis;
+    push @md, "", $cmd;
     open $fh, ">", $out or die; print $fh join("\n", @md), "\n"; close $fh;
     print join("\n", @sum), "\n";
 ' "$ROWS" "$OUT/bench-balance.md" \
-  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (perf/wrk/balance-uniform.lua, balance-hot.lua; BASE=/static for the twin), $ROUNDS rounds, static run first in each pair; twin nginx ${WORKERS:-2} workers, cache zone ${ZONE_MB}m holding all $SMALL + $LARGE accounts (read once before); 2 cores shared by wrk, nginx, MariaDB and Redis; run $RUN, $(date -u +%Y-%m-%dT%H:%MZ); git $(git rev-parse --short HEAD 2>/dev/null || echo '?'). Produced by \`perf/bench-balance.sh\`."
+  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (perf/wrk/balance-uniform.lua, balance-hot.lua; BASE=/static for the twin), $ROUNDS rounds, static run first in each pair; twin nginx ${WORKERS:-2} workers, cache zone ${ZONE_MB}m holding all $SMALL + $LARGE accounts (read once before); 2 cores shared by wrk, nginx, MariaDB and Redis; run $RUN, $(date -u +%Y-%m-%dT%H:%MZ); git $(git rev-parse --short HEAD 2>/dev/null || echo '?'). Produced by \`perf/bench-balance.sh\`." \
+  "${VIS_COUNT:-0} changes: median ${VIS_P50:-?} ms, p99 ${VIS_P99:-?} ms, max ${VIS_MAX:-?} ms (target under 10 ms)"
 plog "written: $OUT/bench-balance.md (wrk outputs in $RAW)"
