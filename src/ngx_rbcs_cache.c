@@ -19,8 +19,11 @@
 #define NGX_RBCS_CACHE_EVICT  16
 
 
-typedef struct {
-    u_char                     color;
+typedef struct ngx_rbcs_cache_node_s  ngx_rbcs_cache_node_t;
+
+struct ngx_rbcs_cache_node_s {
+    ngx_rbcs_cache_node_t     *next;       /* in its bucket's chain */
+    uint32_t                   hash;
     u_char                     len;
     u_char                     scale;
     u_char                     currency_len;
@@ -30,12 +33,21 @@ typedef struct {
     ngx_rbcs_uint128_t         units;
     ngx_msec_t                 fill;       /* known current at this time */
     u_char                     data[1];    /* the account number */
-} ngx_rbcs_cache_node_t;
+};
 
+
+/*
+ * The index: a power of two of buckets, about one per 256 bytes of zone
+ * (a full zone holds about one entry per 128 bytes), each the head of a
+ * chain.  A lookup reads one bucket and, mostly, one entry.  The rbtree
+ * it replaced read a scattered node per level: with 100k accounts read
+ * uniformly its walk was 12% of the reading workers' CPU samples (perf),
+ * this lookup 4%.
+ */
 
 struct ngx_rbcs_cache_sh_s {
-    ngx_rbtree_t               rbtree;
-    ngx_rbtree_node_t          sentinel;
+    ngx_rbcs_cache_node_t    **buckets;
+    ngx_uint_t                 mask;
     ngx_queue_t                queue;
     ngx_uint_t                 changing;
     ngx_msec_t                 sub_since;  /* subscribed since; 0: down */
@@ -57,8 +69,8 @@ static ngx_int_t ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache);
 static void ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache);
 static ngx_rbcs_cache_node_t *ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache,
     ngx_str_t *account, uint32_t hash);
-static void ngx_rbcs_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_rbcs_cache_unlink(ngx_rbcs_cache_sh_t *sh,
+    ngx_rbcs_cache_node_t *cn);
 static ngx_uint_t ngx_rbcs_cache_trusted(ngx_rbcs_cache_t *cache,
     ngx_msec_t known, ngx_msec_t now);
 
@@ -243,6 +255,9 @@ ngx_rbcs_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 static ngx_int_t
 ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache)
 {
+    size_t      size;
+    ngx_uint_t  n;
+
     cache->sh = ngx_slab_alloc(cache->shpool, sizeof(ngx_rbcs_cache_sh_t));
     if (cache->sh == NULL) {
         return NGX_ERROR;
@@ -252,8 +267,20 @@ ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache)
 
     cache->shpool->data = cache->sh;
 
-    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
-                    ngx_rbcs_cache_rbtree_insert_value);
+    for (n = 1024; n < cache->shm_zone->shm.size / 256; n <<= 1) {
+        /* void */
+    }
+
+    size = n * sizeof(ngx_rbcs_cache_node_t *);
+
+    cache->sh->buckets = ngx_slab_alloc(cache->shpool, size);
+    if (cache->sh->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(cache->sh->buckets, size);
+    cache->sh->mask = n - 1;
+
     ngx_queue_init(&cache->sh->queue);
 
     return NGX_OK;
@@ -334,38 +361,34 @@ static ngx_rbcs_cache_node_t *
 ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     uint32_t hash)
 {
-    ngx_int_t               rc;
-    ngx_rbtree_node_t      *node, *sentinel;
     ngx_rbcs_cache_node_t  *cn;
 
-    node = cache->sh->rbtree.root;
-    sentinel = cache->sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        cn = (ngx_rbcs_cache_node_t *) &node->color;
-
-        rc = ngx_memn2cmp(account->data, cn->data, account->len,
-                          (size_t) cn->len);
-
-        if (rc == 0) {
+    for (cn = cache->sh->buckets[hash & cache->sh->mask];
+         cn != NULL;
+         cn = cn->next)
+    {
+        if (cn->hash == hash && cn->len == account->len
+            && ngx_memcmp(cn->data, account->data, account->len) == 0)
+        {
             return cn;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
+}
+
+
+static void
+ngx_rbcs_cache_unlink(ngx_rbcs_cache_sh_t *sh, ngx_rbcs_cache_node_t *cn)
+{
+    ngx_rbcs_cache_node_t  **p;
+
+    for (p = &sh->buckets[cn->hash & sh->mask]; *p != NULL; p = &(*p)->next) {
+        if (*p == cn) {
+            *p = cn->next;
+            return;
+        }
+    }
 }
 
 
@@ -488,7 +511,6 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     ngx_uint_t              n;
     ngx_msec_t              now;
     ngx_queue_t            *q;
-    ngx_rbtree_node_t      *node;
     ngx_rbcs_cache_sh_t    *sh;
     ngx_rbcs_cache_node_t  *cn, *old;
 
@@ -531,9 +553,9 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
 
     size = ngx_rbcs_cache_node_size(account);
 
-    node = ngx_slab_alloc_locked(cache->shpool, size);
+    cn = ngx_slab_alloc_locked(cache->shpool, size);
 
-    for (n = 0; node == NULL && n < NGX_RBCS_CACHE_EVICT; n++) {
+    for (n = 0; cn == NULL && n < NGX_RBCS_CACHE_EVICT; n++) {
 
         /* full: the least recently used entries make room */
 
@@ -545,22 +567,17 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
         old = ngx_queue_data(q, ngx_rbcs_cache_node_t, queue);
 
         ngx_queue_remove(q);
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) old - offsetof(ngx_rbtree_node_t, color));
-        ngx_rbtree_delete(&sh->rbtree, node);
-        ngx_slab_free_locked(cache->shpool, node);
+        ngx_rbcs_cache_unlink(sh, old);
+        ngx_slab_free_locked(cache->shpool, old);
 
-        node = ngx_slab_alloc_locked(cache->shpool, size);
+        cn = ngx_slab_alloc_locked(cache->shpool, size);
     }
 
-    if (node == NULL) {
+    if (cn == NULL) {
         goto done;
     }
 
-    node->key = hash;
-
-    cn = (ngx_rbcs_cache_node_t *) &node->color;
-
+    cn->hash = hash;
     cn->len = (u_char) account->len;
     ngx_memcpy(cn->data, account->data, account->len);
     cn->version = e->version;
@@ -570,7 +587,8 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     ngx_memcpy(cn->currency, e->currency, e->currency_len);
     cn->fill = now;
 
-    ngx_rbtree_insert(&sh->rbtree, node);
+    cn->next = sh->buckets[hash & sh->mask];
+    sh->buckets[hash & sh->mask] = cn;
     ngx_queue_insert_head(&sh->queue, &cn->queue);
 
 done:
@@ -749,45 +767,6 @@ ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event)
 size_t
 ngx_rbcs_cache_node_size(ngx_str_t *account)
 {
-    return offsetof(ngx_rbtree_node_t, color)
-           + offsetof(ngx_rbcs_cache_node_t, data) + account->len;
+    return offsetof(ngx_rbcs_cache_node_t, data) + account->len;
 }
 
-
-static void
-ngx_rbcs_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t      **p;
-    ngx_rbcs_cache_node_t   *cn, *cnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            cn = (ngx_rbcs_cache_node_t *) &node->color;
-            cnt = (ngx_rbcs_cache_node_t *) &temp->color;
-
-            p = (ngx_memn2cmp(cn->data, cnt->data, cn->len, cnt->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}

@@ -2,7 +2,7 @@
 /*
  * RBCS: the pod-wide balance cache in shared memory.
  *
- * An rbtree keyed by account number, with an LRU queue for eviction.  An
+ * A hash index by account number, with an LRU queue for eviction.  An
  * entry is only ever replaced by a higher version.  An entry is trusted
  * for as long as the pod hears every change: the Redis subscription that
  * carries other pods' changes up since before the entry was known
