@@ -237,10 +237,14 @@ perl -e '
         my @s = sort { $a <=> $b } map { $_->[1] } @runs;
         my @m = sort { $a <=> $b } map { $_->[2] } @runs;
         my ($ms, $mm) = ($s[$#s / 2], $m[$#m / 2]);
-        my $ratio = $ms ? $mm / $ms : 0;
-        push @md, sprintf("| %s | median | %.0f | %.0f | **%.2fx** | |", $pat, $ms, $mm, $ratio);
-        push @sum, sprintf("%s: %.2fx (target %.2fx or more: %s)", $pat, $ratio, $target{$pat},
-                           $ratio >= $target{$pat} ? "reached" : "not reached");
+        my $rom = $ms ? $mm / $ms : 0;
+        # each service run right after its static twin: their ratio is what
+        # the drift of the machine between rounds touches least
+        my @pr = sort { $a <=> $b } map { $_->[1] ? $_->[2] / $_->[1] : 0 } @runs;
+        my $ratio = $pr[$#pr / 2];
+        push @md, sprintf("| %s | median | %.0f | %.0f | **%.2fx** (paired; ratio of the medians %.2fx) | |", $pat, $ms, $mm, $ratio, $rom);
+        push @sum, sprintf("%s: %.2fx, the median of the ratios of the paired rounds (target %.2fx or more: %s); ratio of the medians %.2fx", $pat, $ratio, $target{$pat},
+                           $ratio >= $target{$pat} ? "reached" : "not reached", $rom);
     }
     push @md, "", map({ "- $_" } @sum);
     push @md, "- cross-pod visibility, healthy (a transfer on the twin, its source read on the make-run nginx, another pod of the same MariaDB and Redis, until the new version shows): $vis" if $vis;

@@ -491,11 +491,35 @@ if [ -n "$PEAK" ]; then
     read -r PEAK_C PEAK_RPS <<<"$PEAK"
     HALF=$(awk -v r="$PEAK_RPS" 'BEGIN {printf "%d", r / 2}')
     plog "p99 at half of the peak transfer throughput: peak $PEAK_RPS/s (c=$PEAK_C), aiming at $HALF/s with $RATE_CONNS connections for $RATE_DURATION"
-    check_begin
-    run_wrk transfer-rate rbcs "$RATE_CONNS" "$RATE_DURATION" RATE="$HALF" CONNS="$RATE_CONNS" THREADS="$THREADS"
-    check_end "transfer-rate"
-    echo "$LAST_KV $CHECK_KV target_rps=$HALF peak_rps=$PEAK_RPS peak_conns=$PEAK_C" >> "$RUNS"
-    LAST_KV=""
+    # like every scenario: run again when other processes were busy
+    # meanwhile, keeping the quietest attempt
+    best_kv=""; best_f=""
+    for ((attempt = 1; ; attempt++)); do
+        ATTEMPT=""
+        [ "$attempt" -gt 1 ] && ATTEMPT="-a$attempt"
+        check_begin
+        run_wrk transfer-rate rbcs "$RATE_CONNS" "$RATE_DURATION" RATE="$HALF" CONNS="$RATE_CONNS" THREADS="$THREADS"
+        check_end "transfer-rate"
+        r_kv="$LAST_KV $CHECK_KV target_rps=$HALF peak_rps=$PEAK_RPS peak_conns=$PEAK_C"
+        LAST_KV=""
+        f=$(( $(kv foreign_cpu "$r_kv") + 0 ))
+        if [ -z "$best_f" ] || [ "$f" -lt "$best_f" ]; then
+            if [ -n "$best_kv" ]; then
+                echo "kind=check what=transfer-rate-discarded $(printf '%s\n' $best_kv | grep -E '^(check|total_before|total_after|negative|sum_accounts)=' | tr '\n' ' ')" >> "$RUNS"
+            fi
+            best_f=$f; best_kv=$r_kv
+        else
+            echo "kind=check what=transfer-rate-discarded $(printf '%s\n' $r_kv | grep -E '^(check|total_before|total_after|negative|sum_accounts)=' | tr '\n' ' ')" >> "$RUNS"
+        fi
+        if [ "$f" -le "$QUIET_MAX" ] || [ "$attempt" -gt "$RETRY_NOISY" ] ||
+           [ "$RETRIES_USED" -ge "$RETRY_BUDGET" ]; then
+            break
+        fi
+        RETRIES_USED=$((RETRIES_USED + 1))
+        plog "  other processes used ${f}% of a core during the half-peak run: running it again"
+    done
+    ATTEMPT=""
+    echo "$best_kv attempts=$attempt" >> "$RUNS"
 else
     plog "no transfer-uniform run: no half-peak run"
 fi
