@@ -843,7 +843,20 @@ ngx_rbcs_init_process(ngx_cycle_t *cycle)
 static void
 ngx_rbcs_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_rbcs_main_conf_t  *rmcf;
+
     ngx_rbcs_generation_exit_process(cycle);
+
+    /* the subscriber ends: messages go to nobody until the next one */
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_rbcs_module);
+
+    if (rmcf && rmcf->configured && rmcf->cache && rmcf->redis
+        && ngx_worker == 0)
+    {
+        ngx_rbcs_cache_subscription(rmcf->cache, NGX_RBCS_REDIS_SUB_DOWN);
+    }
+
     ngx_rbcs_redis_exit_process(cycle);
     ngx_rbcs_batch_exit_process(cycle);
     ngx_rbcs_mysql_exit_process(cycle);
@@ -855,6 +868,7 @@ ngx_rbcs_exit_process(ngx_cycle_t *cycle)
 static void
 ngx_rbcs_redis_message(ngx_rbcs_redis_balance_t *b)
 {
+    ngx_msec_t               known;
     ngx_rbcs_main_conf_t    *rmcf;
     ngx_rbcs_cache_entry_t   e;
 
@@ -874,7 +888,15 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_balance_t *b)
     e.currency_len = b->currency.len;
     ngx_memcpy(e.currency, b->currency.data, b->currency.len);
 
-    ngx_rbcs_cache_put(rmcf->cache, &b->account, &e, ngx_rbcs_cache_now());
+    /*
+     * Written by a pod that had not seen a move of the generation this pod
+     * has seen: only a floor (it may predate a change never published)
+     */
+
+    known = (b->generation >= ngx_rbcs_cache_generation_sum(rmcf->cache))
+            ? ngx_rbcs_cache_now() : 0;
+
+    ngx_rbcs_cache_put(rmcf->cache, &b->account, &e, known);
 }
 
 

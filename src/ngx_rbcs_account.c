@@ -35,7 +35,7 @@ static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_account_spread(ngx_http_request_t *r,
-    ngx_str_t *row);
+    ngx_str_t *row, ngx_msec_t known);
 static ngx_int_t ngx_rbcs_account_send(ngx_http_request_t *r,
     ngx_str_t *row, ngx_uint_t status);
 static ngx_int_t ngx_rbcs_account_query(ngx_http_request_t *r,
@@ -218,7 +218,8 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {
-        rc = ngx_rbcs_account_spread(r, ngx_rbcs_mysql_cell(q, 0, 0, 0));
+        rc = ngx_rbcs_account_spread(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
+                                     q->start);
 
         if (rc == NGX_OK) {
             rc = ngx_rbcs_account_send(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
@@ -233,7 +234,8 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
 /* an account row read from MariaDB is current: it feeds the caches */
 
 static ngx_int_t
-ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row)
+ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row,
+    ngx_msec_t known)
 {
     ngx_uint_t  scale;
 
@@ -244,7 +246,7 @@ ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row)
     ngx_rbcs_publish_update(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
                             &row[NGX_RBCS_ACC_VERSION],
                             &row[NGX_RBCS_ACC_BALANCE], scale,
-                            &row[NGX_RBCS_ACC_CURRENCY], 1);
+                            &row[NGX_RBCS_ACC_CURRENCY], known);
 
     return NGX_OK;
 }

@@ -50,6 +50,8 @@ static ngx_int_t ngx_rbcs_balance_stale(ngx_http_request_t *r,
 static ngx_int_t ngx_rbcs_balance_send_row(ngx_http_request_t *r,
     ngx_str_t *row, ngx_msec_t known);
 static void ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx);
+static ngx_int_t ngx_rbcs_balance_wait(ngx_rbcs_balance_ctx_t *ctx,
+    ngx_int_t rc);
 
 
 ngx_int_t
@@ -130,7 +132,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
     if (strong || rmcf->cache == NULL || rmcf->redis == NULL
         || ngx_rbcs_cache_emptied_recently(rmcf->cache))
     {
-        return ngx_rbcs_balance_db(r, ctx);
+        return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
     }
 
     ctx->known = ngx_rbcs_cache_now();
@@ -139,7 +141,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
                                     r->connection->log);
     if (ctx->redis == NULL) {
         /* Redis is away: straight to the database */
-        return ngx_rbcs_balance_db(r, ctx);
+        return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
     }
 
     return NGX_DONE;
@@ -230,6 +232,19 @@ ngx_rbcs_balance_deadline(ngx_event_t *ev)
     }
 
     ngx_rbcs_http_done(r, rc);
+}
+
+
+/* a tier's read that failed at once: the deadline is not needed */
+
+static ngx_int_t
+ngx_rbcs_balance_wait(ngx_rbcs_balance_ctx_t *ctx, ngx_int_t rc)
+{
+    if (rc != NGX_DONE) {
+        ngx_rbcs_balance_finish(ctx);
+    }
+
+    return rc;
 }
 
 

@@ -896,14 +896,18 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
                        sizeof("BEGIN NOT ATOMIC ") - 1);
     }
 
-    /* Redis is away: the batch itself tells the other pods (the poll) */
-
-    p = ngx_rbcs_generation_sql(p, &b->gen_mark);
     p = ngx_rbcs_batch_sql_accounts(b, p);
     p = ngx_rbcs_batch_sql_transactions(b, p);
     p = ngx_rbcs_batch_sql_entries(b, p);
     p = ngx_rbcs_batch_sql_audit(b, p);
     p = ngx_rbcs_batch_sql_update(b, p);
+
+    /*
+     * Redis is away: the batch itself tells the other pods (the poll);
+     * last, so that the worker's row is held only for the commit
+     */
+
+    p = ngx_rbcs_generation_sql(p, &b->gen_mark);
     p = compound ? ngx_cpymem(p, "COMMIT;END", sizeof("COMMIT;END") - 1)
                  : ngx_cpymem(p, "COMMIT", sizeof("COMMIT") - 1);
 
@@ -1274,6 +1278,13 @@ ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
         /* a server that does not answer would not answer the look-up */
 
         if (q->err != CR_SERVER_LOST) {
+
+            /* it may have committed, and nothing goes to Redis */
+
+            if (b->gen_mark == 0) {
+                ngx_rbcs_generation_unpublished();
+            }
+
             ngx_rbcs_batch_fail(b);
             return;
         }

@@ -52,6 +52,7 @@ struct ngx_rbcs_cache_sh_s {
     ngx_uint_t                 changing;
     ngx_msec_t                 sub_since;  /* subscribed since; 0: down */
     ngx_msec_t                 sub_alive;  /* last sign of life */
+    ngx_pid_t                  sub_pid;    /* the subscriber's process */
     ngx_msec_t                 emptied;    /* when last emptied; 0: never */
     ngx_uint_t                 resets;
     /* the cache generation as last read, and when that read started */
@@ -65,7 +66,8 @@ struct ngx_rbcs_cache_sh_s {
 
 static ngx_int_t ngx_rbcs_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static ngx_int_t ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache);
+static ngx_int_t ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache,
+    ngx_uint_t locked);
 static void ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache);
 static ngx_rbcs_cache_node_t *ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache,
     ngx_str_t *account, uint32_t hash);
@@ -232,7 +234,7 @@ ngx_rbcs_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    if (ngx_rbcs_cache_init_sh(cache) != NGX_OK) {
+    if (ngx_rbcs_cache_init_sh(cache, 0) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -252,13 +254,18 @@ ngx_rbcs_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/* with locked set, the caller holds the slab pool's mutex */
+
 static ngx_int_t
-ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache)
+ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache, ngx_uint_t locked)
 {
     size_t      size;
     ngx_uint_t  n;
 
-    cache->sh = ngx_slab_alloc(cache->shpool, sizeof(ngx_rbcs_cache_sh_t));
+    cache->sh = locked
+                ? ngx_slab_alloc_locked(cache->shpool,
+                                        sizeof(ngx_rbcs_cache_sh_t))
+                : ngx_slab_alloc(cache->shpool, sizeof(ngx_rbcs_cache_sh_t));
     if (cache->sh == NULL) {
         return NGX_ERROR;
     }
@@ -273,7 +280,8 @@ ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache)
 
     size = n * sizeof(ngx_rbcs_cache_node_t *);
 
-    cache->sh->buckets = ngx_slab_alloc(cache->shpool, size);
+    cache->sh->buckets = locked ? ngx_slab_alloc_locked(cache->shpool, size)
+                                : ngx_slab_alloc(cache->shpool, size);
     if (cache->sh->buckets == NULL) {
         return NGX_ERROR;
     }
@@ -320,10 +328,21 @@ ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache)
 
     ngx_slab_init(cache->shpool);
 
-    if (ngx_rbcs_cache_init_sh(cache) != NGX_OK || cache->sh != sh) {
+    if (ngx_rbcs_cache_init_sh(cache, 1) != NGX_OK || cache->sh != sh) {
+
+        /*
+         * Not expected (the first allocations of an empty pool): an
+         * index-less zone where every lookup misses, still locked for the
+         * caller, and emptied again at the next lock.
+         */
+
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                       "rbcs: cache zone could not be emptied in place");
-        ngx_shmtx_unlock(&cache->shpool->mutex);
+
+        cache->sh = sh;
+        ngx_memzero(sh, sizeof(ngx_rbcs_cache_sh_t));
+        ngx_queue_init(&sh->queue);
+        sh->changing = 1;
         return;
     }
 
@@ -362,6 +381,10 @@ ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     uint32_t hash)
 {
     ngx_rbcs_cache_node_t  *cn;
+
+    if (cache->sh->buckets == NULL) {
+        return NULL;
+    }
 
     for (cn = cache->sh->buckets[hash & cache->sh->mask];
          cn != NULL;
@@ -548,6 +571,10 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
         ngx_queue_remove(&cn->queue);
         ngx_queue_insert_head(&sh->queue, &cn->queue);
 
+        goto done;
+    }
+
+    if (sh->buckets == NULL) {
         goto done;
     }
 
@@ -739,15 +766,20 @@ ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event)
         /*
          * A reload starts a new subscriber while the old one still
          * lives: no message was missed in between, the trust goes on.
+         * An old one that ended first said so (SUB_DOWN at its exit); one
+         * that died said nothing, and is gone.
          */
 
         if (cache->sh->sub_since == 0
             || (ngx_msec_int_t) (now - cache->sh->sub_alive)
-               >= (ngx_msec_int_t) cache->alive)
+               >= (ngx_msec_int_t) cache->alive
+            || (cache->sh->sub_pid != ngx_pid && cache->sh->sub_pid > 0
+                && kill(cache->sh->sub_pid, 0) == -1 && ngx_errno == ESRCH))
         {
             cache->sh->sub_since = now ? now : 1;
         }
 
+        cache->sh->sub_pid = ngx_pid;
         cache->sh->sub_alive = now;
         break;
 
@@ -756,7 +788,13 @@ ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event)
         break;
 
     default: /* NGX_RBCS_REDIS_SUB_DOWN */
-        cache->sh->sub_since = 0;
+
+        /* an old subscriber ending after its successor came up: no gap */
+
+        if (cache->sh->sub_pid == ngx_pid || cache->sh->sub_pid == 0) {
+            cache->sh->sub_since = 0;
+        }
+
         break;
     }
 

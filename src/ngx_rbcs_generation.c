@@ -29,7 +29,6 @@ typedef struct {
 
     ngx_event_t                move;       /* the move's own query */
     ngx_event_t                poll;       /* the poller's read */
-    ngx_msec_t                 poll_started;
     ngx_uint_t                 poll_failing;
 
     unsigned                   publishing:1;  /* Redis configured */
@@ -261,14 +260,15 @@ retry:
 static void
 ngx_rbcs_generation_moved(ngx_rbcs_mysql_query_t *q)
 {
-    ngx_uint_t              mark;
+    ngx_uint_t              mark, rc;
     ngx_rbcs_generation_t  *g;
 
     g = &ngx_rbcs_generation;
     g->moving = 0;
     mark = (ngx_uint_t) q->data;
+    rc = q->rc;
 
-    if (q->rc == NGX_RBCS_MYSQL_OK) {
+    if (rc == NGX_RBCS_MYSQL_OK) {
         ngx_rbcs_generation_committed(mark);
         ngx_rbcs_metrics_inc(NGX_RBCS_M_GENERATION_MOVES);
 
@@ -281,7 +281,7 @@ ngx_rbcs_generation_moved(ngx_rbcs_mysql_query_t *q)
     ngx_destroy_pool(q->pool);
 
     if (!g->exiting && g->failed != g->settled && !g->move.timer_set) {
-        ngx_add_timer(&g->move, q->rc == NGX_RBCS_MYSQL_OK
+        ngx_add_timer(&g->move, rc == NGX_RBCS_MYSQL_OK
                                 ? 1 : NGX_RBCS_GENERATION_RETRY);
     }
 }
@@ -325,9 +325,6 @@ ngx_rbcs_generation_poll_handler(ngx_event_t *ev)
     q->handler = ngx_rbcs_generation_polled;
     q->data = g;
 
-    /* what is known current from now on was read after this read began */
-
-    g->poll_started = ngx_rbcs_cache_now();
     g->polling = 1;
 
     if (ngx_rbcs_mysql_run(q) != NGX_OK) {
@@ -372,7 +369,15 @@ ngx_rbcs_generation_polled(ngx_rbcs_mysql_query_t *q)
         g->poll_failing = 0;
     }
 
-    if (ngx_rbcs_cache_generation(g->cache, count, sum, g->poll_started)) {
+    /*
+     * When the answer came, not when the read was handed to the pool: it
+     * may wait in the pool's queue, or run again after a lost connection,
+     * while values learnt meanwhile predate the move it then sees.
+     */
+
+    if (ngx_rbcs_cache_generation(g->cache, count, sum,
+                                  ngx_rbcs_cache_now()))
+    {
         ngx_log_error(NGX_LOG_INFO, g->log, 0,
                       "rbcs: the cache generation moved (%uL rows, sum "
                       "%uL): balances cached before are refilled", count,

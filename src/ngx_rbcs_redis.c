@@ -214,7 +214,7 @@ static const char  ngx_rbcs_redis_script[] =
 static void ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis,
     ngx_cycle_t *cycle);
 static ngx_int_t ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p,
-    size_t len);
+    size_t len, uint64_t *generation);
 
 
 static ngx_rbcs_redis_t        *ngx_rbcs_redis;
@@ -1144,7 +1144,7 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
            + n * (redis->key_len + NGX_RBCS_ID_MAX_LEN
                   + 2 * (NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
                          + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4))
-           + NGX_INT_T_LEN + 2 * NGX_INT64_LEN + redis->publisher_len + 2;
+           + NGX_INT_T_LEN + 3 * NGX_INT64_LEN + redis->publisher_len + 3;
 
     argv = ngx_alloc(size, redis->log);
     if (argv == NULL) {
@@ -1179,8 +1179,9 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     k++;
     NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", generation) - p);
     p += lens[k++];
-    NGX_RBCS_ARG(k, p, ngx_sprintf(p, "#%*s %uL", redis->publisher_len,
-                                   redis->publisher, redis->seq + 1)
+    NGX_RBCS_ARG(k, p, ngx_sprintf(p, "#%*s %uL %uL", redis->publisher_len,
+                                   redis->publisher, redis->seq + 1,
+                                   generation)
                        - p);
     p += lens[k++];
 
@@ -1572,17 +1573,20 @@ static void
 ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
 {
     u_char                    *p, *last, *nl;
+    uint64_t                   generation;
     ngx_rbcs_redis_balance_t   b;
 
     /* its writer and number, then a batch's changes, one line each */
 
     p = (u_char *) msg->str;
     last = p + msg->len;
+    generation = 0;
 
     if (p < last && *p == '#') {
         nl = ngx_strlchr(p, last, '\n');
 
-        if (ngx_rbcs_redis_sequence(redis, p + 1, (nl ? nl : last) - p - 1)
+        if (ngx_rbcs_redis_sequence(redis, p + 1, (nl ? nl : last) - p - 1,
+                                    &generation)
             != NGX_OK)
         {
             goto garbled;
@@ -1605,6 +1609,7 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
         }
 
         redis->garbled = 0;
+        b.generation = generation;
 
         if (redis->on_message) {
             redis->on_message(&b);
@@ -1618,6 +1623,12 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
     }
 
 garbled:
+
+    /* what it carried is lost: as good as a missing message */
+
+    if (redis->on_sub) {
+        redis->on_sub(NGX_RBCS_REDIS_SUB_GAP);
+    }
 
     if (!redis->garbled) {
         ngx_log_error(NGX_LOG_WARN, redis->log, 0,
@@ -1653,16 +1664,18 @@ ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis, ngx_cycle_t *cycle)
 
 
 /*
- * "<publisher> <seq>": a number other than the next one from a publisher
+ * "<publisher> <seq> <generation>": the generation its writer had read
+ * (0 when absent); a number other than the next one from a publisher
  * already heard means a message of it went missing (a first message from a
  * publisher only starts its count: what it sent before, the subscription
  * did not carry).
  */
 
 static ngx_int_t
-ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p, size_t len)
+ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
+    uint64_t *generation)
 {
-    u_char                      *sp, *last;
+    u_char                      *sp, *gp, *last;
     size_t                       id_len;
     uint64_t                     seq;
     ngx_uint_t                   i;
@@ -1670,11 +1683,18 @@ ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p, size_t len)
 
     last = p + len;
     sp = ngx_strlchr(p, last, ' ');
+    gp = sp ? ngx_strlchr(sp + 1, last, ' ') : NULL;
+
+    *generation = 0;
 
     if (sp == NULL || sp == p
         || (size_t) (sp - p) > NGX_RBCS_REDIS_PUBLISHER_LEN
-        || ngx_rbcs_redis_parse_uint64(sp + 1, last - sp - 1, &seq)
-           != NGX_OK)
+        || ngx_rbcs_redis_parse_uint64(sp + 1, (gp ? gp : last) - sp - 1,
+                                       &seq)
+           != NGX_OK
+        || (gp && ngx_rbcs_redis_parse_uint64(gp + 1, last - gp - 1,
+                                              generation)
+                  != NGX_OK))
     {
         return NGX_ERROR;
     }

@@ -36,7 +36,7 @@ if ($relay == 0) {
 close $relay_sock;
 END { if ($relay) { local $?; kill 'CONT', $relay; kill 'TERM', $relay; waitpid($relay, 0) } }
 
-my @quiet = (allow_log => [ qr/redis|cache generation|changes may have been missed/i ]);
+my @quiet = (allow_log => [ qr/redis|cache generation|changes may have been missed|unexpected message/i ]);
 my $p1 = RBCS::Test->new(workers => 2, redis_port => $relay_port, @quiet);
 my $p2 = RBCS::Test->new(workers => 2, redis_port => $redis->port,
                          pod_of => $p1, @quiet);
@@ -188,6 +188,16 @@ $x = balance($p2, 'H2');
 isnt($x && $x->{tier}, 'zone', 'after a gap pod 2 refills H2');
 like($p2->error_log, qr/changes may have been missed/,
      'the gap is logged');
+
+# a message whose body cannot be read is as good as a missing one
+sleep 0.3;
+balance($p2, 'H2');
+$x = balance($p2, 'H2');
+is($x && $x->{tier}, 'zone', 'pod 2 trusts H2 again');
+$redis->cli('PUBLISH', $chan, "#elsewhere/0/2 1 0\nnot a balance");
+sleep 0.2;
+$x = balance($p2, 'H2');
+isnt($x && $x->{tier}, 'zone', 'after an unreadable message pod 2 refills H2');
 
 $p1->stop;
 $p2->stop;
