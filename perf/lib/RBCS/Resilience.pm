@@ -1241,13 +1241,17 @@ sub lifecycle {
         return $c;
     };
     my ($master, @old) = $t->nginx_pids;
-    # every worker's pool connected: what its metrics count is in the server
-    _wait_until(10, sub {
+    # the pool connections the running workers' metrics count, once none
+    # is connecting and the server shows exactly those
+    my $pool = sub {
         my $m = eval { $t->get('/metrics', timeout => 3)->{body} } // '';
         my %st = $m =~ /^rbcs_mysql_connections\{state="(\w+)"\} (\d+)$/mg;
-        ($st{connecting} // 1) == 0
-            && $conns->() == ($st{in_use} // 0) + ($st{idle} // 0);
-    });
+        return undef if ($st{connecting} // 1) != 0;
+        my $n = ($st{in_use} // 0) + ($st{idle} // 0);
+        return $conns->() == $n ? $n : undef;
+    };
+    # every worker's pool connected: what its metrics count is in the server
+    _wait_until(10, sub { defined $pool->() });
     $res->{conns_before} = $conns->();
     $res->{aborted_clients_before} = $status->('Aborted_clients');
     # Redis connections (without redis-cli's own)
@@ -1256,6 +1260,9 @@ sub lifecycle {
         my $l = $o{redis}->cli('CLIENT', 'LIST') // return undef;
         return scalar grep { !/cmd=client/ } split /\n/, $l;
     };
+    # each worker's command connection and worker 0's subscription
+    my $redis_want = @old + 1;
+    _wait_until(5, sub { ($redis_conns->() // 0) == $redis_want }) if $o{redis};
     $res->{redis_before} = $redis_conns->();
 
     $lock->do(q{SELECT * FROM accounts WHERE account_number IN ('L1', 'L2') FOR UPDATE});
@@ -1313,15 +1320,22 @@ sub lifecycle {
         my $mg = _wait_until(20, sub { !RBCS::Test::_alive($master) });
         $res->{master_exited_after_release} = defined $mg ? $mg - $released : undef;
     }
-    # the old workers' connections are gone, closed with COM_QUIT
-    my $want = $sig eq 'QUIT' ? 0 : $res->{conns_before};
-    my $settled = _wait_until(10, sub { $conns->() <= $want });
+    # the old workers' connections are gone, closed with COM_QUIT: the
+    # server shows only what the new workers' pools count (they open
+    # theirs as their load asks, not as many as the old ones had)
+    my $settled = _wait_until(10, sub {
+        return $conns->() == 0 if $sig eq 'QUIT';
+        my $n = $pool->();
+        $res->{conns_expected} = $n if defined $n;
+        return defined $n;
+    });
+    $res->{conns_expected} = 0 if $sig eq 'QUIT';
     $res->{conns_after} = $conns->();
     $res->{conns_settled} = defined $settled ? $settled - $released : undef;
     $res->{aborted_clients_after} = $status->('Aborted_clients');
     if ($o{redis}) {
-        my $want_r = $sig eq 'QUIT' ? 0 : $res->{redis_before};
-        _wait_until(5, sub { ($redis_conns->() // 0) <= $want_r });
+        my $want_r = $sig eq 'QUIT' ? 0 : $redis_want;
+        _wait_until(5, sub { ($redis_conns->() // 0) == $want_r });
         $res->{redis_after} = $redis_conns->();
     }
     my ($applied) = $lock->selectrow_array(q{SELECT COUNT(*) FROM transactions
