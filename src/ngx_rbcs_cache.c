@@ -665,12 +665,7 @@ ngx_rbcs_cache_generation(ngx_rbcs_cache_t *cache, uint64_t count,
     moved = sh->gen_read
             && (count != sh->gen_count || sum != sh->gen_sum);
 
-    /*
-     * The first read since the zone was made: what was cached before it
-     * may predate a move this pod never saw.
-     */
-
-    if ((moved || sh->gen_read == 0) && (sh->distrust == 0
+    if (moved && (sh->distrust == 0
                   || (ngx_msec_int_t) (started - sh->distrust) > 0))
     {
         sh->distrust = started;
@@ -737,10 +732,17 @@ ngx_rbcs_cache_fresh(ngx_rbcs_cache_t *cache, ngx_msec_t known,
 
     sh = cache->sh;
 
+    /*
+     * Before the generation was first read, a Redis value may predate a
+     * move this pod never saw: Redis is not used until then.
+     */
+
     fresh = known
             && (sh->distrust == 0
                 || (ngx_msec_int_t) (known - sh->distrust) > 0)
-            && generation >= sh->gen_sum;
+            && (generation == NGX_RBCS_CACHE_NO_GENERATION
+                || (generation >= sh->gen_sum
+                    && (cache->poll == 0 || sh->gen_read != 0)));
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 

@@ -25,6 +25,9 @@
 #define NGX_RBCS_CACHE_STALE     1   /* present, not trusted: a version floor */
 #define NGX_RBCS_CACHE_MISS      2
 
+/* ngx_rbcs_cache_fresh() of a value from MariaDB: no generation to check */
+#define NGX_RBCS_CACHE_NO_GENERATION  ((uint64_t) -1)
+
 
 typedef struct {
     uint64_t                   version;

@@ -369,6 +369,8 @@ ngx_rbcs_generation_polled(ngx_rbcs_mysql_query_t *q)
         g->poll_failing = 0;
     }
 
+    ngx_rbcs_metrics_inc(NGX_RBCS_M_GENERATION_READS);
+
     /*
      * When the answer came, not when the read was handed to the pool: it
      * may wait in the pool's queue, or run again after a lost connection,

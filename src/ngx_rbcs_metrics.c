@@ -136,7 +136,9 @@ static const char  *ngx_rbcs_metrics_counter_names[NGX_RBCS_M_N][3] = {
       "what it had cached before." },
     { "rbcs_balance_read_deadlines_total", NULL,
       "Balance reads answered when the read deadline passed, from the "
-      "zone or 503, while a tier had not answered." }
+      "zone or 503, while a tier had not answered." },
+    { "rbcs_cache_generation_reads_total", NULL,
+      "Reads of the cache generation that got an answer (worker 0)." }
 };
 
 

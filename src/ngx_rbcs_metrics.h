@@ -43,7 +43,8 @@
 #define NGX_RBCS_M_GENERATION_MOVES 13
 #define NGX_RBCS_M_GENERATION_SEEN  14
 #define NGX_RBCS_M_READ_DEADLINE    15
-#define NGX_RBCS_M_N              16
+#define NGX_RBCS_M_GENERATION_READS 16
+#define NGX_RBCS_M_N              17
 
 
 ngx_int_t ngx_rbcs_metrics_zone(ngx_conf_t *cf);

@@ -75,7 +75,7 @@ ngx_rbcs_publish_current(ngx_log_t *log, ngx_str_t *account,
 
     if (rmcf->cache
         && !ngx_rbcs_cache_fresh(rmcf->cache, known,
-                                 ngx_rbcs_generation_stamp()))
+                                 NGX_RBCS_CACHE_NO_GENERATION))
     {
         ngx_rbcs_cache_put(rmcf->cache, account, e, 0);
         return;

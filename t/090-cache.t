@@ -94,6 +94,11 @@ is($bb->{balance}, '5.50', 'same answer');
 
 # a second pod: its zone is empty, Redis has what the first pod saw
 my $pod2 = RBCS::Test->new(workers => 1, pod_of => $t);
+# Redis is used once the pod has read the cache generation
+ok(RBCS::Test::wait_for(5, sub {
+       ($pod2->get('/metrics')->{body} // '')
+           =~ /^rbcs_cache_generation_reads_total [1-9]/m }),
+   'pod 2 has read the cache generation');
 $bb = read_balance($pod2, 'T2');
 is($bb->{tier}, 'redis', 'another pod misses its zone and finds Redis');
 is_deeply([ @$bb{qw(balance currency version)} ], [ '5.50', 'EUR', 7 ],
