@@ -523,9 +523,12 @@ ngx_rbcs_cache_trusted(ngx_rbcs_cache_t *cache, ngx_msec_t known,
  * it) or (0) only known to have existed: a floor for what may be
  * answered later, not trusted itself.  A lower version never replaces a
  * higher one; the same version only renews the time it was known current.
+ * A value known current before a sign of a missed change is a floor too:
+ * its read may have missed that change.  Returns whether it was kept as
+ * current.
  */
 
-void
+ngx_uint_t
 ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     ngx_rbcs_cache_entry_t *e, ngx_msec_t known)
 {
@@ -540,15 +543,17 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     if (account->len > NGX_RBCS_ID_MAX_LEN
         || e->currency_len > NGX_RBCS_CURRENCY_MAX_LEN)
     {
-        return;
+        return 0;
     }
 
     hash = ngx_crc32_short(account->data, account->len);
-    now = known;
 
     ngx_rbcs_cache_lock(cache);
 
     sh = cache->sh;
+
+    now = (sh->distrust && (ngx_msec_int_t) (known - sh->distrust) <= 0)
+          ? 0 : known;
     cn = ngx_rbcs_cache_lookup(cache, account, hash);
 
     sh->changing = 1;
@@ -623,6 +628,8 @@ done:
     sh->changing = 0;
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return now != 0;
 }
 
 
@@ -684,13 +691,9 @@ ngx_rbcs_cache_generation(ngx_rbcs_cache_t *cache, uint64_t count,
 uint64_t
 ngx_rbcs_cache_generation_sum(ngx_rbcs_cache_t *cache)
 {
-    uint64_t  sum;
+    /* one aligned word, written under the lock: no lock to read it */
 
-    ngx_rbcs_cache_lock(cache);
-    sum = cache->sh->gen_sum;
-    ngx_shmtx_unlock(&cache->shpool->mutex);
-
-    return sum;
+    return *(volatile uint64_t *) &cache->sh->gen_sum;
 }
 
 
@@ -740,9 +743,8 @@ ngx_rbcs_cache_fresh(ngx_rbcs_cache_t *cache, ngx_msec_t known,
     fresh = known
             && (sh->distrust == 0
                 || (ngx_msec_int_t) (known - sh->distrust) > 0)
-            && (generation == NGX_RBCS_CACHE_NO_GENERATION
-                || (generation >= sh->gen_sum
-                    && (cache->poll == 0 || sh->gen_read != 0)));
+            && generation >= sh->gen_sum
+            && (cache->poll == 0 || sh->gen_read != 0);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 

@@ -25,9 +25,6 @@
 #define NGX_RBCS_CACHE_STALE     1   /* present, not trusted: a version floor */
 #define NGX_RBCS_CACHE_MISS      2
 
-/* ngx_rbcs_cache_fresh() of a value from MariaDB: no generation to check */
-#define NGX_RBCS_CACHE_NO_GENERATION  ((uint64_t) -1)
-
 
 typedef struct {
     uint64_t                   version;
@@ -55,7 +52,7 @@ char *ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 ngx_uint_t ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     ngx_rbcs_cache_entry_t *e);
-void ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
+ngx_uint_t ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     ngx_rbcs_cache_entry_t *e, ngx_msec_t known);
 ngx_msec_t ngx_rbcs_cache_now(void);
 ngx_uint_t ngx_rbcs_cache_generation(ngx_rbcs_cache_t *cache,

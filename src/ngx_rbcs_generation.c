@@ -32,7 +32,6 @@ typedef struct {
     ngx_uint_t                 poll_failing;
 
     unsigned                   publishing:1;  /* Redis configured */
-    unsigned                   poller:1;
     unsigned                   moving:1;      /* the move's query runs */
     unsigned                   polling:1;     /* the read runs */
     unsigned                   exiting:1;
@@ -52,8 +51,7 @@ static ngx_rbcs_generation_t  ngx_rbcs_generation;
 ngx_int_t
 ngx_rbcs_generation_init_process(ngx_cycle_t *cycle, ngx_uint_t poller)
 {
-    u_char                 ch, *p;
-    size_t                 i, len;
+    u_char                *p;
     ngx_rbcs_main_conf_t  *rmcf;
     ngx_rbcs_generation_t *g;
 
@@ -66,18 +64,7 @@ ngx_rbcs_generation_init_process(ngx_cycle_t *cycle, ngx_uint_t poller)
     g->cache = rmcf->cache;
     g->publishing = (rmcf->redis != NULL);
 
-    /* the host name as a key: letters, digits, '.', '-', '_' */
-
-    len = ngx_min(cycle->hostname.len, NGX_RBCS_PUBLISHER_LEN);
-    p = g->publisher;
-
-    for (i = 0; i < len; i++) {
-        ch = cycle->hostname.data[i];
-        *p++ = ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-                || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')
-               ? ch : '_';
-    }
-
+    p = ngx_rbcs_redis_host_key(cycle, g->publisher, NGX_RBCS_PUBLISHER_LEN);
     p = ngx_sprintf(p, "/%ui", ngx_worker);
     g->publisher_len = p - g->publisher;
 
@@ -98,7 +85,6 @@ ngx_rbcs_generation_init_process(ngx_cycle_t *cycle, ngx_uint_t poller)
     /* the generation matters to a zone that hears other pods */
 
     if (poller && g->cache && g->publishing && g->cache->poll) {
-        g->poller = 1;
         ngx_add_timer(&g->poll, 1);
     }
 

@@ -68,21 +68,12 @@ ngx_rbcs_publish_current(ngx_log_t *log, ngx_str_t *account,
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
 
     /*
-     * A value read before a sign of a missed change was seen is only a
-     * floor: the read may have missed that change; nor is it stored in
-     * Redis under the generation known now.
+     * A value the zone keeps only as a floor (read before a sign of a
+     * missed change) is not stored in Redis under the generation known now
      */
 
-    if (rmcf->cache
-        && !ngx_rbcs_cache_fresh(rmcf->cache, known,
-                                 NGX_RBCS_CACHE_NO_GENERATION))
-    {
-        ngx_rbcs_cache_put(rmcf->cache, account, e, 0);
+    if (rmcf->cache && !ngx_rbcs_cache_put(rmcf->cache, account, e, known)) {
         return;
-    }
-
-    if (rmcf->cache) {
-        ngx_rbcs_cache_put(rmcf->cache, account, e, known);
     }
 
     if (rmcf->redis) {

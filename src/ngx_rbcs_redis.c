@@ -1645,11 +1645,24 @@ garbled:
 static void
 ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis, ngx_cycle_t *cycle)
 {
-    u_char      ch, *p;
-    size_t      i, len;
+    u_char  *p;
 
-    len = ngx_min(cycle->hostname.len, NGX_RBCS_REDIS_PUBLISHER_LEN - 48);
-    p = redis->publisher;
+    p = ngx_rbcs_redis_host_key(cycle, redis->publisher,
+                                NGX_RBCS_REDIS_PUBLISHER_LEN - 48);
+    p = ngx_sprintf(p, "/%ui/%P", ngx_worker, ngx_pid);
+    redis->publisher_len = p - redis->publisher;
+}
+
+
+/* the host name as a key, at most max bytes: letters, digits, '.', '-', '_' */
+
+u_char *
+ngx_rbcs_redis_host_key(ngx_cycle_t *cycle, u_char *p, size_t max)
+{
+    u_char  ch;
+    size_t  i, len;
+
+    len = ngx_min(cycle->hostname.len, max);
 
     for (i = 0; i < len; i++) {
         ch = cycle->hostname.data[i];
@@ -1658,8 +1671,7 @@ ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis, ngx_cycle_t *cycle)
                ? ch : '_';
     }
 
-    p = ngx_sprintf(p, "/%ui/%P", ngx_worker, ngx_pid);
-    redis->publisher_len = p - redis->publisher;
+    return p;
 }
 
 

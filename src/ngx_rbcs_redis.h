@@ -67,6 +67,7 @@ ngx_int_t ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     uint64_t generation, ngx_uint_t commit);
 ngx_uint_t ngx_rbcs_redis_writable(void);
 void ngx_rbcs_redis_on_lost(ngx_rbcs_redis_lost_pt handler);
+u_char *ngx_rbcs_redis_host_key(ngx_cycle_t *cycle, u_char *p, size_t max);
 
 /*
  * Read a balance.  NULL: Redis is not ready, the handler will not be
