@@ -14,6 +14,7 @@
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_redis.h"
 #include "ngx_rbcs_generation.h"
+#include "ngx_rbcs_publish.h"
 #include "ngx_rbcs_auth.h"
 #include "ngx_rbcs_metrics.h"
 #include "ngx_rbcs_http.h"
@@ -875,18 +876,12 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_balance_t *b)
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
 
     if (rmcf == NULL || rmcf->cache == NULL
-        || b->currency.len > NGX_RBCS_CURRENCY_MAX_LEN || b->scale > 18
-        || ngx_rbcs_amount_parse(b->balance.data, b->balance.len,
-                                 (unsigned) b->scale, 1, &e.units)
-           != NGX_RBCS_AMOUNT_OK)
+        || ngx_rbcs_publish_state_entry(&e, b->version, &b->balance,
+                                        b->scale, &b->currency)
+           != NGX_OK)
     {
         return;
     }
-
-    e.version = b->version;
-    e.scale = b->scale;
-    e.currency_len = b->currency.len;
-    ngx_memcpy(e.currency, b->currency.data, b->currency.len);
 
     /*
      * Written by a pod that had not seen a move of the generation this pod

@@ -113,13 +113,14 @@
 /* what the module reads in round trip 1 (src/ngx_rbcs_batch.h) */
 #define ACC_FIELDS                                                           \
     "account_number, currency, scale, balance, version, created_at, "         \
-    "updated_at, initial_balance"
+    "updated_at, initial_balance, kind, CAST(overdraft_limit AS CHAR), "      \
+    "held_balance, CAST(opening_limit AS CHAR)"
 #define ACC_NUMBER       1
 #define ACC_CURRENCY     2
 #define ACC_SCALE        3
 #define ACC_BALANCE      4
 #define ACC_VERSION      5
-#define ACC_FIELDS_N     8           /* the columns of ACC_FIELDS */
+#define ACC_FIELDS_N     12          /* the columns of ACC_FIELDS */
 
 #define TX_COLUMNS                                                           \
     "'found', http_status, code, detail, transaction_id, source_account, "   \

@@ -46,6 +46,13 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_account_fields[] = {
     { ngx_string("accountNumber"), NGX_RBCS_FIELD_STRING, 1 },
     { ngx_string("currency"), NGX_RBCS_FIELD_STRING, 0 },
     { ngx_string("initialBalance"), NGX_RBCS_FIELD_AMOUNT, 0 },
+    { ngx_string("kind"), NGX_RBCS_FIELD_STRING, 0 },
+    { ngx_string("overdraftLimit"), NGX_RBCS_FIELD_AMOUNT, 0 },
+};
+
+
+static ngx_rbcs_field_spec_t  ngx_rbcs_account_patch_fields[] = {
+    { ngx_string("overdraftLimit"), NGX_RBCS_FIELD_AMOUNT, 1 },
 };
 
 
@@ -88,8 +95,9 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     size_t nfields)
 {
     ngx_int_t              rc;
-    ngx_str_t             *cur, *init, *actor;
-    ngx_rbcs_field_t       f[3];
+    ngx_str_t             *cur, *init, *limit, *actor;
+    ngx_uint_t             external;
+    ngx_rbcs_field_t       f[5];
     ngx_rbcs_batch_op_t   *op;
     ngx_rbcs_uint128_t     units;
     ngx_rbcs_currency_t   *currency;
@@ -97,7 +105,7 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
-    rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_account_fields, 3, f);
+    rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_account_fields, 5, f);
 
     if (rc == NGX_RBCS_INVALID_REQUEST
         || !ngx_rbcs_valid_account(f[0].value.data, f[0].value.len))
@@ -105,8 +113,34 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
         return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_request",
                    "accountNumber is required and must match "
-                   "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$; currency and "
-                   "initialBalance are optional; no other field is known");
+                   "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$; currency, "
+                   "initialBalance, kind and overdraftLimit are optional; "
+                   "no other field is known");
+    }
+
+    external = 0;
+
+    if (f[3].present) {
+        if (f[3].value.len == sizeof("EXTERNAL") - 1
+            && ngx_strncmp(f[3].value.data, "EXTERNAL", f[3].value.len) == 0)
+        {
+            external = 1;
+
+        } else if (!(f[3].value.len == sizeof("STANDARD") - 1
+                     && ngx_strncmp(f[3].value.data, "STANDARD",
+                                    f[3].value.len) == 0))
+        {
+            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "kind must be STANDARD or EXTERNAL");
+        }
+    }
+
+    if (external && f[4].present) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "an EXTERNAL account has no "
+                                     "overdraftLimit");
     }
 
     cur = f[1].present ? &f[1].value : &rmcf->default_currency;
@@ -119,16 +153,20 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     }
 
     init = f[2].present ? &f[2].value : &(ngx_str_t) ngx_string("0");
+    limit = f[4].present ? &f[4].value : &(ngx_str_t) ngx_string("0");
 
     if (rc == NGX_RBCS_INVALID_AMOUNT
         || ngx_rbcs_amount_parse(init->data, init->len,
+                                 (unsigned) currency->scale, 1, &units)
+           != NGX_RBCS_AMOUNT_OK
+        || ngx_rbcs_amount_parse(limit->data, limit->len,
                                  (unsigned) currency->scale, 1, &units)
            != NGX_RBCS_AMOUNT_OK)
     {
         return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_amount",
-                   "initialBalance must be a non-negative decimal within "
-                   "the currency's scale");
+                   "initialBalance and overdraftLimit must be non-negative "
+                   "decimals within the currency's scale");
     }
 
     op = ngx_rbcs_batch_op_create(r->connection->log);
@@ -140,9 +178,11 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
 
     op->kind = NGX_RBCS_LEDGER_OPEN;
     op->currency = currency;
+    op->external = external;
 
     if ((op->source.data = ngx_pstrdup(op->pool, &f[0].value)) == NULL
         || (op->initial.data = ngx_pstrdup(op->pool, init)) == NULL
+        || (op->limit.data = ngx_pstrdup(op->pool, limit)) == NULL
         || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
                      == NULL))
     {
@@ -152,6 +192,75 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
 
     op->source.len = f[0].value.len;
     op->initial.len = init->len;
+    op->limit.len = limit->len;
+    op->actor.len = actor ? actor->len : 0;
+
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_written);
+}
+
+
+/*
+ * PATCH /accounts/{n}: the overdraft limit, set by the write path (the
+ * account's scale and kind are known there).  The amount's grammar is
+ * checked here: a bad one changes nothing and needs no account.
+ */
+
+ngx_int_t
+ngx_rbcs_account_patch(ngx_http_request_t *r, ngx_str_t *number,
+    ngx_rbcs_json_field_t *fields, size_t nfields)
+{
+    ngx_int_t              rc;
+    ngx_str_t             *actor;
+    ngx_rbcs_field_t       f[1];
+    ngx_rbcs_batch_op_t   *op;
+
+    rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_account_patch_fields,
+                              1, f);
+
+    if (rc == NGX_RBCS_INVALID_REQUEST) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "overdraftLimit is required; no other "
+                                     "field is known");
+    }
+
+    if (rc == NGX_RBCS_INVALID_AMOUNT
+        || ngx_rbcs_amount_check_grammar(f[0].value.data, f[0].value.len,
+                                         NULL, NULL, NULL)
+           != NGX_RBCS_AMOUNT_OK)
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_amount",
+                                     "overdraftLimit must be a non-negative "
+                                     "decimal within the currency's scale");
+    }
+
+    if (!ngx_rbcs_valid_account(number->data, number->len)) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                     "account_not_found",
+                                     "the account does not exist");
+    }
+
+    op = ngx_rbcs_batch_op_create(r->connection->log);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    actor = ngx_rbcs_http_actor(r);
+
+    op->kind = NGX_RBCS_LEDGER_LIMIT;
+
+    if ((op->source.data = ngx_pstrdup(op->pool, number)) == NULL
+        || (op->limit.data = ngx_pstrdup(op->pool, &f[0].value)) == NULL
+        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
+                     == NULL))
+    {
+        ngx_rbcs_batch_cancel(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    op->source.len = number->len;
+    op->limit.len = f[0].value.len;
     op->actor.len = actor ? actor->len : 0;
 
     return ngx_rbcs_http_write(r, op, ngx_rbcs_account_written);
@@ -183,7 +292,10 @@ ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number)
                                      "the account does not exist");
     }
 
-    sql.data = ngx_pnalloc(r->pool, 256);
+    sql.data = ngx_pnalloc(r->pool, sizeof("SELECT " NGX_RBCS_ACC_COLUMNS
+                                          " FROM accounts WHERE "
+                                          "account_number = ''")
+                                   + number->len);
     if (sql.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -237,16 +349,17 @@ static ngx_int_t
 ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row,
     ngx_msec_t known)
 {
-    ngx_uint_t  scale;
+    ngx_rbcs_cache_entry_t  e;
 
-    if (ngx_rbcs_atoui(&row[NGX_RBCS_ACC_SCALE], &scale) != NGX_OK) {
+    if (ngx_rbcs_publish_row_entry(&e, row) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "rbcs: unreadable state of account \"%V\"",
+                      &row[NGX_RBCS_ACC_NUMBER]);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_rbcs_publish_update(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
-                            &row[NGX_RBCS_ACC_VERSION],
-                            &row[NGX_RBCS_ACC_BALANCE], scale,
-                            &row[NGX_RBCS_ACC_CURRENCY], known);
+    ngx_rbcs_publish_current(r->connection->log, &row[NGX_RBCS_ACC_NUMBER],
+                             &e, known);
 
     return NGX_OK;
 }
@@ -258,12 +371,13 @@ static ngx_int_t
 ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
     ngx_uint_t status)
 {
-    ngx_str_t       *c;
-    ngx_uint_t       scale;
-    ngx_rbcs_out_t   out;
+    ngx_str_t               *c;
+    ngx_rbcs_out_t           out;
+    ngx_rbcs_cache_entry_t   e;
 
-    if (ngx_rbcs_atoui(&row[NGX_RBCS_ACC_SCALE], &scale) != NGX_OK
-        || ngx_rbcs_out_init(&out, r->pool, 320) != NGX_OK)
+    if (ngx_rbcs_publish_row_entry(&e, row) != NGX_OK
+        || ngx_rbcs_out_init(&out, r->pool, 320 + NGX_RBCS_PUBLISH_JSON_LEN)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -276,8 +390,9 @@ ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
     c = &row[NGX_RBCS_ACC_CURRENCY];
     ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
 
-    ngx_rbcs_out_amount(&out, "balance", &row[NGX_RBCS_ACC_BALANCE], scale,
-                        0);
+    /* the state members, in the room the buffer was made with */
+    out.pos = ngx_rbcs_publish_json(out.pos, &e);
+
     ngx_rbcs_out_juint(&out, "version", &row[NGX_RBCS_ACC_VERSION]);
     ngx_rbcs_out_datetime(&out, "createdAt", &row[NGX_RBCS_ACC_CREATED]);
     ngx_rbcs_out_datetime(&out, "updatedAt", &row[NGX_RBCS_ACC_UPDATED]);
@@ -329,7 +444,7 @@ ngx_rbcs_account_history(ngx_http_request_t *r, ngx_str_t *number)
         ctx->limit = n;
     }
 
-    sql.data = ngx_pnalloc(r->pool, 512);
+    sql.data = ngx_pnalloc(r->pool, 1024);
     if (sql.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -15,6 +15,8 @@
 ngx_int_t ngx_rbcs_account_open(ngx_http_request_t *r,
     ngx_rbcs_json_field_t *fields, size_t nfields);
 ngx_int_t ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number);
+ngx_int_t ngx_rbcs_account_patch(ngx_http_request_t *r, ngx_str_t *number,
+    ngx_rbcs_json_field_t *fields, size_t nfields);
 ngx_int_t ngx_rbcs_account_history(ngx_http_request_t *r,
     ngx_str_t *number);
 ngx_int_t ngx_rbcs_account_ready(ngx_http_request_t *r);

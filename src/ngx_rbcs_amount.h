@@ -23,6 +23,7 @@
 
 
 __extension__ typedef unsigned __int128  ngx_rbcs_uint128_t;
+__extension__ typedef __int128  ngx_rbcs_int128_t;
 
 
 #define NGX_RBCS_AMOUNT_OK          0

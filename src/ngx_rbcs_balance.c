@@ -98,7 +98,9 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
         ngx_rbcs_metrics_inc(NGX_RBCS_M_ZONE_MISS);
 
-        if (found == NGX_RBCS_CACHE_STALE && !ngx_rbcs_mysql_connected()) {
+        if (found == NGX_RBCS_CACHE_STALE && !e.floor
+            && !ngx_rbcs_mysql_connected())
+        {
             /* the database is away: no need to wait to learn it again */
             return ngx_rbcs_balance_send(r, number, &e, "zone-stale");
         }
@@ -155,8 +157,6 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     ngx_rbcs_balance_ctx_t *ctx = data;
 
     ngx_int_t                rrc;
-    ngx_str_t                version;
-    u_char                   buf[NGX_INT64_LEN];
     ngx_http_request_t      *r;
     ngx_rbcs_main_conf_t    *rmcf;
     ngx_rbcs_cache_entry_t   e;
@@ -174,11 +174,8 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     if (rc == NGX_OK && b->version >= ctx->floor
         && ngx_rbcs_cache_fresh(rmcf->cache, ctx->known, b->generation))
     {
-        version.data = buf;
-        version.len = ngx_sprintf(buf, "%uL", b->version) - buf;
-
-        if (ngx_rbcs_publish_entry(&e, &version, &b->balance, b->scale,
-                                   &b->currency, 1)
+        if (ngx_rbcs_publish_state_entry(&e, b->version, &b->balance,
+                                         b->scale, &b->currency)
             == NGX_OK)
         {
             ngx_rbcs_cache_put(rmcf->cache, &ctx->account, &e, ctx->known);
@@ -306,9 +303,8 @@ ngx_rbcs_balance_send(ngx_http_request_t *r, ngx_str_t *account,
     h->value.data = (u_char *) tier;
     h->value.len = ngx_strlen(tier);
 
-    len = sizeof("{\"accountNumber\":\"\",\"currency\":\"\",\"balance\":\"\","
-                 "\"version\":}") - 1
-          + account->len + e->currency_len + NGX_RBCS_AMOUNT_MAX_LEN
+    len = sizeof("{\"accountNumber\":\"\",\"currency\":\"\",\"version\":}")
+          - 1 + account->len + e->currency_len + NGX_RBCS_PUBLISH_JSON_LEN
           + NGX_INT64_LEN;
 
     p = ngx_pnalloc(r->pool, len);
@@ -318,11 +314,10 @@ ngx_rbcs_balance_send(ngx_http_request_t *r, ngx_str_t *account,
 
     /* account numbers and currency codes need no JSON escaping */
 
-    last = ngx_sprintf(p, "{\"accountNumber\":\"%V\",\"currency\":\"%*s\","
-                          "\"balance\":\"", account, e->currency_len,
-                       e->currency);
-    last += ngx_rbcs_amount_format(last, e->units, (unsigned) e->scale, 0);
-    last = ngx_sprintf(last, "\",\"version\":%uL}", e->version);
+    last = ngx_sprintf(p, "{\"accountNumber\":\"%V\",\"currency\":\"%*s\"",
+                       account, e->currency_len, e->currency);
+    last = ngx_rbcs_publish_json(last, e);
+    last = ngx_sprintf(last, ",\"version\":%uL}", e->version);
 
     return ngx_rbcs_http_send(r, NGX_HTTP_OK,
                               &(ngx_str_t) ngx_string("application/json"),
@@ -352,7 +347,7 @@ ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number)
 
     found = ngx_rbcs_cache_get(rmcf->cache, number, &e);
 
-    if (found == NGX_RBCS_CACHE_MISS) {
+    if (found == NGX_RBCS_CACHE_MISS || e.floor) {
         return NGX_DECLINED;
     }
 
@@ -457,15 +452,9 @@ static ngx_int_t
 ngx_rbcs_balance_send_row(ngx_http_request_t *r, ngx_str_t *row,
     ngx_msec_t known)
 {
-    ngx_uint_t               n;
     ngx_rbcs_cache_entry_t   e;
 
-    if (ngx_rbcs_atoui(&row[NGX_RBCS_ACC_SCALE], &n) != NGX_OK
-        || ngx_rbcs_publish_entry(&e, &row[NGX_RBCS_ACC_VERSION],
-                                  &row[NGX_RBCS_ACC_BALANCE], n,
-                                  &row[NGX_RBCS_ACC_CURRENCY], 0)
-           != NGX_OK)
-    {
+    if (ngx_rbcs_publish_row_entry(&e, row) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -51,8 +51,8 @@
     "START TRANSACTION;SELECT '" NGX_RBCS_RT1_NOW "',UTC_TIMESTAMP(3),"      \
     "NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL," \
     "NULL,NULL,NULL,NULL UNION ALL (SELECT '" NGX_RBCS_RT1_ACCOUNT "',"      \
-    NGX_RBCS_ACC_FIELDS ",NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,"     \
-    "NULL,NULL FROM accounts WHERE account_number IN ("
+    NGX_RBCS_ACC_FIELDS ",NULL,NULL,NULL,NULL,NULL,NULL,NULL"                \
+    " FROM accounts WHERE account_number IN ("
 #define NGX_RBCS_RT1_LOCK      ") ORDER BY account_number FOR UPDATE)"
 #define NGX_RBCS_RT1_RECORDS                                                 \
     " UNION ALL SELECT " NGX_RBCS_TX_COLUMNS " FROM transactions"            \
@@ -200,10 +200,15 @@ ngx_rbcs_batch_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
         b->log = cycle->log;
 
         b->ops = ngx_pcalloc(cycle->pool, n * sizeof(ngx_rbcs_batch_op_t *));
-        b->judged = ngx_pcalloc(cycle->pool,
-                                n * sizeof(ngx_rbcs_ledger_op_t));
-        b->accounts = ngx_pcalloc(cycle->pool,
-                                  2 * n * sizeof(ngx_rbcs_ledger_account_t));
+
+        /* 128-bit integers inside: aligned as the compiler expects */
+
+        b->judged = ngx_pmemalign(cycle->pool,
+                                  n * sizeof(ngx_rbcs_ledger_op_t),
+                                  _Alignof(ngx_rbcs_ledger_op_t));
+        b->accounts = ngx_pmemalign(cycle->pool,
+                                   2 * n * sizeof(ngx_rbcs_ledger_account_t),
+                                   _Alignof(ngx_rbcs_ledger_account_t));
         b->records = ngx_pcalloc(cycle->pool,
                                  n * sizeof(ngx_rbcs_ledger_record_t));
         b->ids = ngx_pcalloc(cycle->pool, n * sizeof(ngx_str_t));
@@ -746,7 +751,15 @@ ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b, ngx_str_t *row)
         || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_BALANCE], &a->balance)
            != NGX_OK
         || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_INITIAL], &a->initial)
-           != NGX_OK)
+           != NGX_OK
+        || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_LIMIT], &a->limit)
+           != NGX_OK
+        || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_OPENING_LIMIT],
+                                &a->opening_limit)
+           != NGX_OK
+        || ngx_rbcs_batch_value(&row[NGX_RBCS_ACC_HELD], &a->held)
+           != NGX_OK
+        || row[NGX_RBCS_ACC_KIND].data == NULL)
     {
         return NGX_ERROR;
     }
@@ -761,6 +774,9 @@ ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b, ngx_str_t *row)
     ngx_str_set(&row[NGX_RBCS_ACC_RESULT], "found");
 
     a->exists = 1;
+    a->external = (row[NGX_RBCS_ACC_KIND].len == sizeof("EXTERNAL") - 1
+                   && ngx_strncmp(row[NGX_RBCS_ACC_KIND].data, "EXTERNAL",
+                                  row[NGX_RBCS_ACC_KIND].len) == 0);
     a->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_ACC_CURRENCY]);
     a->scale = (unsigned) scale;
     a->version = (uint64_t) ngx_atoof(row[NGX_RBCS_ACC_VERSION].data,
@@ -848,6 +864,22 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
             }
 
             j->initial = ngx_rbcs_ledger_from_units(units, j->currency_scale);
+
+            if (op->limit.len == 0
+                || ngx_rbcs_amount_parse(op->limit.data, op->limit.len,
+                                         j->currency_scale, 1, &units)
+                   != NGX_RBCS_AMOUNT_OK)
+            {
+                units = 0;
+            }
+
+            j->limit = ngx_rbcs_ledger_from_units(units, j->currency_scale);
+            j->external = op->external;
+            continue;
+        }
+
+        if (op->kind == NGX_RBCS_LEDGER_LIMIT) {
+            j->amount = ngx_rbcs_batch_lstr(&op->limit);
             continue;
         }
 
@@ -941,15 +973,23 @@ ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b, u_char *p)
         }
 
         p = ngx_rbcs_batch_list(p, &n, "INSERT INTO accounts (account_number,"
-                       " currency, scale, balance, initial_balance, version,"
-                       " created_at, updated_at) VALUES ");
+                       " currency, scale, kind, balance, initial_balance,"
+                       " overdraft_limit, opening_limit, held_balance,"
+                       " version, created_at, updated_at) VALUES ");
 
-        p = ngx_sprintf(p, "('%*s','%*s',%ui,", a->number.len, a->number.data,
-                        a->currency.len, a->currency.data,
-                        (ngx_uint_t) a->scale);
+        p = ngx_sprintf(p, "('%*s','%*s',%ui,'%s',", a->number.len,
+                        a->number.data, a->currency.len, a->currency.data,
+                        (ngx_uint_t) a->scale,
+                        a->external ? "EXTERNAL" : "STANDARD");
         p = ngx_rbcs_batch_decimal(p, a->balance);
         *p++ = ',';
         p = ngx_rbcs_batch_decimal(p, a->initial);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, a->limit);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, a->opening_limit);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, a->held);
         p = ngx_sprintf(p, ",%uL,'%V','%V')", a->version, &b->now, &b->now);
     }
 
@@ -1069,7 +1109,9 @@ ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b, u_char *p)
         j = &b->judged[i];
         op = b->ops[i];
 
-        if (j->outcome != NGX_RBCS_LEDGER_APPLIED) {
+        if (j->outcome != NGX_RBCS_LEDGER_APPLIED
+            || j->kind == NGX_RBCS_LEDGER_LIMIT)
+        {
             continue;
         }
 
@@ -1147,6 +1189,14 @@ ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b, u_char *p)
                             "initial balance ", &op->source,
                             &op->currency->code);
             p = ngx_rbcs_batch_decimal(p, j->initial);
+            p = ngx_sprintf(p, "%s')", j->external ? " EXTERNAL" : "");
+            continue;
+        }
+
+        if (j->kind == NGX_RBCS_LEDGER_LIMIT) {
+            p = ngx_sprintf(p, "'account.limit','%V','changed',200,"
+                            "'overdraft limit ", &op->source);
+            p = ngx_rbcs_batch_decimal(p, j->value);
             p = ngx_cpymem(p, "')", 2);
             continue;
         }
@@ -1172,17 +1222,21 @@ ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b, u_char *p)
 
 /*
  * One net update of the accounts that existed.  The server does the
- * arithmetic on the locked rows, and the schema's CHECK refuses a
- * balance below its floor whatever the judge decided.
+ * arithmetic on the locked rows, and the schema's CHECK refuses a STANDARD
+ * account's available balance below minus its limit (and the excess a
+ * lowered limit left) whatever the judge decided.  The assignments are
+ * evaluated left to right: the excess is computed from the new balance and
+ * limit; it is set where the limit changed and otherwise only shrinks.
  */
 
 static u_char *
 ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
 {
-    ngx_uint_t                  i, n;
+    ngx_uint_t                  i, n, limits;
     ngx_rbcs_ledger_account_t  *a;
 
     n = 0;
+    limits = 0;
 
     for (i = 0; i < b->naccounts; i++) {
         a = &b->accounts[i];
@@ -1198,36 +1252,61 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
                                   " CASE account_number") - 1);
         }
 
-        p = ngx_cpymem(p, " WHEN ", 6);
-        p = ngx_sprintf(p, "'%*s' THEN ", a->number.len, a->number.data);
+        p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
+                        a->number.data);
         p = ngx_rbcs_batch_decimal(p, a->delta);
+
+        limits += a->limit_set;
     }
 
-    if (n) {
-        p = ngx_cpymem(p, " END, version = version + CASE account_number",
-                       sizeof(" END, version = version + CASE account_number")
-                       - 1);
+    if (n == 0) {
+        return p;
+    }
+
+    p = ngx_cpymem(p, " END, version = version + CASE account_number",
+                   sizeof(" END, version = version + CASE account_number")
+                   - 1);
+
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
+
+        if (a->created || a->changes == 0) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, " WHEN '%*s' THEN %uL", a->number.len,
+                        a->number.data, a->changes);
+    }
+
+    p = ngx_cpymem(p, " END", 4);
+
+    if (limits) {
+        p = ngx_cpymem(p, ", overdraft_limit = CASE account_number",
+                       sizeof(", overdraft_limit = CASE account_number") - 1);
 
         for (i = 0; i < b->naccounts; i++) {
             a = &b->accounts[i];
 
-            if (a->created || a->changes == 0) {
+            if (a->created || !a->limit_set) {
                 continue;
             }
 
-            p = ngx_sprintf(p, " WHEN '%*s' THEN %uL", a->number.len,
-                            a->number.data, a->changes);
+            p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
+                            a->number.data);
+            p = ngx_rbcs_batch_decimal(p, a->limit);
         }
 
-        p = ngx_sprintf(p, " END, updated_at = '%V' WHERE account_number IN (",
-                        &b->now);
+        p = ngx_cpymem(p, " ELSE overdraft_limit END, overdraft_excess ="
+                       " IF(account_number IN (",
+                       sizeof(" ELSE overdraft_limit END, overdraft_excess ="
+                              " IF(account_number IN (") - 1);
 
         n = 0;
 
         for (i = 0; i < b->naccounts; i++) {
             a = &b->accounts[i];
 
-            if (a->created || a->changes == 0) {
+            if (a->created || !a->limit_set) {
                 continue;
             }
 
@@ -1235,10 +1314,41 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
                             a->number.data);
         }
 
-        p = ngx_cpymem(p, ");", 2);
+        p = ngx_cpymem(p, "), GREATEST(0, held_balance - balance -"
+                       " overdraft_limit), LEAST(overdraft_excess,"
+                       " GREATEST(0, held_balance - balance -"
+                       " overdraft_limit)))",
+                       sizeof("), GREATEST(0, held_balance - balance -"
+                              " overdraft_limit), LEAST(overdraft_excess,"
+                              " GREATEST(0, held_balance - balance -"
+                              " overdraft_limit)))") - 1);
+
+    } else {
+        p = ngx_cpymem(p, ", overdraft_excess = LEAST(overdraft_excess,"
+                       " GREATEST(0, held_balance - balance -"
+                       " overdraft_limit))",
+                       sizeof(", overdraft_excess = LEAST(overdraft_excess,"
+                              " GREATEST(0, held_balance - balance -"
+                              " overdraft_limit))") - 1);
     }
 
-    return p;
+    p = ngx_sprintf(p, ", updated_at = '%V' WHERE account_number IN (",
+                    &b->now);
+
+    n = 0;
+
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
+
+        if (a->created || a->changes == 0) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s'%*s'", n++ ? "," : "", a->number.len,
+                        a->number.data);
+    }
+
+    return ngx_cpymem(p, ");", 2);
 }
 
 
@@ -1383,16 +1493,16 @@ ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b, ngx_uint_t i)
     case NGX_RBCS_LEDGER_EXISTS:
         op->row = ngx_rbcs_batch_account_row(b, i);
 
-        if (op->unknown) {
+        if (op->unknown && op->kind == NGX_RBCS_LEDGER_OPEN) {
             op->status = NGX_HTTP_CREATED;
         }
 
         return op->row ? NGX_OK : NGX_ERROR;
 
     default:
-        op->row = (op->kind == NGX_RBCS_LEDGER_OPEN)
-                  ? ngx_rbcs_batch_account_row(b, i)
-                  : ngx_rbcs_batch_tx_row(b, i);
+        op->row = (op->kind == NGX_RBCS_LEDGER_TRANSFER)
+                  ? ngx_rbcs_batch_tx_row(b, i)
+                  : ngx_rbcs_batch_account_row(b, i);
 
         return op->row ? NGX_OK : NGX_ERROR;
     }
@@ -1498,7 +1608,7 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     was = a->data;       /* the row round trip 1 read, if any */
 
     row = ngx_pcalloc(b->pool, NGX_RBCS_ACC_N * sizeof(ngx_str_t));
-    p = ngx_pnalloc(b->pool, 2 * NGX_RBCS_DECIMAL_LEN + 2 * NGX_INT64_LEN);
+    p = ngx_pnalloc(b->pool, 5 * NGX_RBCS_DECIMAL_LEN + 2 * NGX_INT64_LEN);
     if (row == NULL || p == NULL) {
         return NULL;
     }
@@ -1518,6 +1628,29 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     row[NGX_RBCS_ACC_VERSION].data = p;
     p = ngx_sprintf(p, "%uL", j->source_version);
     row[NGX_RBCS_ACC_VERSION].len = p - row[NGX_RBCS_ACC_VERSION].data;
+
+    row[NGX_RBCS_ACC_INITIAL].data = p;
+    p = ngx_rbcs_batch_decimal(p, a->initial);
+    row[NGX_RBCS_ACC_INITIAL].len = p - row[NGX_RBCS_ACC_INITIAL].data;
+
+    row[NGX_RBCS_ACC_LIMIT].data = p;
+    p = ngx_rbcs_batch_decimal(p, j->source_limit);
+    row[NGX_RBCS_ACC_LIMIT].len = p - row[NGX_RBCS_ACC_LIMIT].data;
+
+    row[NGX_RBCS_ACC_OPENING_LIMIT].data = p;
+    p = ngx_rbcs_batch_decimal(p, a->opening_limit);
+    row[NGX_RBCS_ACC_OPENING_LIMIT].len =
+                                 p - row[NGX_RBCS_ACC_OPENING_LIMIT].data;
+
+    row[NGX_RBCS_ACC_HELD].data = p;
+    p = ngx_rbcs_batch_decimal(p, j->source_held);
+    row[NGX_RBCS_ACC_HELD].len = p - row[NGX_RBCS_ACC_HELD].data;
+
+    if (a->external) {
+        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
+    } else {
+        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "STANDARD");
+    }
 
     if (was && !a->created) {
         row[NGX_RBCS_ACC_CREATED] = was[NGX_RBCS_ACC_CREATED];
@@ -1545,17 +1678,19 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
 static void
 ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b)
 {
-    u_char                     *p;
+    int                         neg;
     ngx_str_t                  *row;
-    ngx_uint_t                  i, n, scale;
+    ngx_uint_t                  i, n;
+    ngx_rbcs_uint128_t          units;
     ngx_rbcs_ledger_op_t       *j;
+    ngx_rbcs_cache_entry_t     *e;
     ngx_rbcs_publish_change_t  *c;
     ngx_rbcs_ledger_account_t  *a;
 
-    c = ngx_palloc(b->pool, b->naccounts * sizeof(ngx_rbcs_publish_change_t));
-    p = ngx_pnalloc(b->pool, b->naccounts
-                             * (NGX_RBCS_DECIMAL_LEN + NGX_INT64_LEN));
-    if (c == NULL || p == NULL) {
+    c = ngx_pmemalign(b->pool,
+                      b->naccounts * sizeof(ngx_rbcs_publish_change_t),
+                      _Alignof(ngx_rbcs_publish_change_t));
+    if (c == NULL) {
         if (b->gen_mark == 0) {
             ngx_rbcs_generation_unpublished();
         }
@@ -1568,21 +1703,24 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b)
     for (i = 0; i < b->naccounts; i++) {
         a = &b->accounts[i];
 
-        if (!a->exists) {
+        if (!a->exists || a->currency.len > NGX_RBCS_CURRENCY_MAX_LEN) {
             continue;
         }
 
         c[n].account = ngx_rbcs_batch_nstr(&a->number);
-        c[n].currency = ngx_rbcs_batch_nstr(&a->currency);
-        c[n].scale = a->scale;
+        e = &c[n].entry;
 
-        c[n].balance.data = p;
-        p = ngx_rbcs_batch_decimal(p, a->balance);
-        c[n].balance.len = p - c[n].balance.data;
-
-        c[n].version.data = p;
-        p = ngx_sprintf(p, "%uL", a->version);
-        c[n].version.len = p - c[n].version.data;
+        e->version = a->version;
+        units = ngx_rbcs_ledger_to_units(a->balance, a->scale, &neg);
+        e->balance = neg ? -(ngx_rbcs_int128_t) units
+                         : (ngx_rbcs_int128_t) units;
+        e->held = ngx_rbcs_ledger_to_units(a->held, a->scale, &neg);
+        e->limit = ngx_rbcs_ledger_to_units(a->limit, a->scale, &neg);
+        e->scale = a->scale;
+        e->external = a->external;
+        e->floor = 0;
+        e->currency_len = a->currency.len;
+        ngx_memcpy(e->currency, a->currency.data, a->currency.len);
 
         n++;
     }
@@ -1598,23 +1736,15 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b)
         row = b->ops[i]->row;
 
         if (j->outcome != NGX_RBCS_LEDGER_REPLAY || j->record->op != NULL
-            || row == NULL || row[NGX_RBCS_TX_SRC_VERSION].data == NULL
-            || row[NGX_RBCS_TX_SCALE].data == NULL)
+            || row == NULL || row[NGX_RBCS_TX_SRC_VERSION].data == NULL)
         {
             continue;
         }
 
-        scale = ngx_atoi(row[NGX_RBCS_TX_SCALE].data,
-                         row[NGX_RBCS_TX_SCALE].len);
-
-        ngx_rbcs_publish_update(b->log, &row[NGX_RBCS_TX_SOURCE],
-                                &row[NGX_RBCS_TX_SRC_VERSION],
-                                &row[NGX_RBCS_TX_SRC_BALANCE], scale,
-                                &row[NGX_RBCS_TX_CURRENCY], 0);
-        ngx_rbcs_publish_update(b->log, &row[NGX_RBCS_TX_DESTINATION],
-                                &row[NGX_RBCS_TX_DST_VERSION],
-                                &row[NGX_RBCS_TX_DST_BALANCE], scale,
-                                &row[NGX_RBCS_TX_CURRENCY], 0);
+        ngx_rbcs_publish_floor(b->log, &row[NGX_RBCS_TX_SOURCE],
+                               &row[NGX_RBCS_TX_SRC_VERSION]);
+        ngx_rbcs_publish_floor(b->log, &row[NGX_RBCS_TX_DESTINATION],
+                               &row[NGX_RBCS_TX_DST_VERSION]);
     }
 }
 

@@ -1,7 +1,7 @@
 
 /*
  * RBCS: the write path.  Every state change (a transfer, an account
- * opening) is an operation queued on its worker's writer, which takes
+ * opening, an overdraft limit set) is an operation queued on its worker's writer, which takes
  * whatever queued as one batch when it is free:
  *
  *   round trip 1  START TRANSACTION, the time, every account the batch
@@ -65,11 +65,22 @@
 #define NGX_RBCS_ACC_CREATED      6
 #define NGX_RBCS_ACC_UPDATED      7
 #define NGX_RBCS_ACC_INITIAL      8
-#define NGX_RBCS_ACC_N            9
+#define NGX_RBCS_ACC_KIND         9
+#define NGX_RBCS_ACC_LIMIT        10
+#define NGX_RBCS_ACC_HELD         11
+#define NGX_RBCS_ACC_OPENING_LIMIT 12
+#define NGX_RBCS_ACC_N            13
 
+/*
+ * Round trip 1 reads these in one result set with the transaction columns
+ * (a UNION), whose types merge column by column: the limits are read as
+ * text so that the transaction rows' scale and client_ts beside them are
+ * not turned into DECIMALs.
+ */
 #define NGX_RBCS_ACC_FIELDS                                                  \
     "account_number, currency, scale, balance, version, created_at, "         \
-    "updated_at, initial_balance"
+    "updated_at, initial_balance, kind, CAST(overdraft_limit AS CHAR), "      \
+    "held_balance, CAST(opening_limit AS CHAR)"
 
 #define NGX_RBCS_ACC_COLUMNS  "'found', " NGX_RBCS_ACC_FIELDS
 
@@ -90,6 +101,9 @@ struct ngx_rbcs_batch_op_s {
     ngx_str_t                  amount_key;  /* normalized */
     ngx_rbcs_currency_t       *currency;    /* requested, or the opening's */
     ngx_str_t                  initial;     /* an opening's, as given */
+    ngx_str_t                  limit;       /* an opening's overdraft limit
+                                               (empty: none), a limit's */
+    unsigned                   external:1;  /* an opening's kind */
     ngx_str_t                  actor;       /* authenticated key id */
     int64_t                    client_ts;
     unsigned                   has_ts:1;

@@ -28,9 +28,13 @@ struct ngx_rbcs_cache_node_s {
     u_char                     scale;
     u_char                     currency_len;
     u_char                     currency[NGX_RBCS_CURRENCY_MAX_LEN];
+    u_char                     external;
+    u_char                     floor;      /* a version floor only */
     ngx_queue_t                queue;
     uint64_t                   version;
-    ngx_rbcs_uint128_t         units;
+    ngx_rbcs_int128_t          balance;
+    ngx_rbcs_uint128_t         held;
+    ngx_rbcs_uint128_t         limit;
     ngx_msec_t                 fill;       /* known current at this time */
     u_char                     data[1];    /* the account number */
 };
@@ -66,6 +70,8 @@ struct ngx_rbcs_cache_sh_s {
 
 static ngx_int_t ngx_rbcs_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_rbcs_cache_set(ngx_rbcs_cache_node_t *cn,
+    ngx_rbcs_cache_entry_t *e, ngx_msec_t fill);
 static ngx_int_t ngx_rbcs_cache_init_sh(ngx_rbcs_cache_t *cache,
     ngx_uint_t locked);
 static void ngx_rbcs_cache_lock(ngx_rbcs_cache_t *cache);
@@ -376,6 +382,23 @@ ngx_rbcs_cache_now(void)
 }
 
 
+static void
+ngx_rbcs_cache_set(ngx_rbcs_cache_node_t *cn, ngx_rbcs_cache_entry_t *e,
+    ngx_msec_t fill)
+{
+    cn->version = e->version;
+    cn->balance = e->balance;
+    cn->held = e->held;
+    cn->limit = e->limit;
+    cn->scale = (u_char) e->scale;
+    cn->external = (u_char) e->external;
+    cn->floor = (u_char) e->floor;
+    cn->currency_len = (u_char) e->currency_len;
+    ngx_memcpy(cn->currency, e->currency, e->currency_len);
+    cn->fill = fill;
+}
+
+
 static ngx_rbcs_cache_node_t *
 ngx_rbcs_cache_lookup(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     uint32_t hash)
@@ -445,12 +468,16 @@ ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     }
 
     e->version = cn->version;
-    e->units = cn->units;
+    e->balance = cn->balance;
+    e->held = cn->held;
+    e->limit = cn->limit;
     e->scale = cn->scale;
+    e->external = cn->external;
+    e->floor = cn->floor;
     e->currency_len = cn->currency_len;
     ngx_memcpy(e->currency, cn->currency, cn->currency_len);
 
-    trusted = ngx_rbcs_cache_trusted(cache, cn->fill, now);
+    trusted = !cn->floor && ngx_rbcs_cache_trusted(cache, cn->fill, now);
 
     /* the queue is the zone's own order, a read moves the entry up */
 
@@ -552,22 +579,20 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
 
     sh = cache->sh;
 
-    now = (sh->distrust && (ngx_msec_int_t) (known - sh->distrust) <= 0)
+    now = (e->floor
+           || (sh->distrust && (ngx_msec_int_t) (known - sh->distrust) <= 0))
           ? 0 : known;
     cn = ngx_rbcs_cache_lookup(cache, account, hash);
 
     sh->changing = 1;
 
     if (cn) {
-        if (e->version > cn->version) {
-            cn->version = e->version;
-            cn->units = e->units;
-            cn->scale = (u_char) e->scale;
-            cn->currency_len = (u_char) e->currency_len;
-            ngx_memcpy(cn->currency, e->currency, e->currency_len);
-            cn->fill = now;
+        if (e->version > cn->version
+            || (e->version == cn->version && cn->floor && !e->floor))
+        {
+            ngx_rbcs_cache_set(cn, e, now);
 
-        } else if (e->version == cn->version
+        } else if (e->version == cn->version && !e->floor
                    && (ngx_msec_int_t) (now - cn->fill) > 0)
         {
             cn->fill = now;
@@ -612,12 +637,7 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
     cn->hash = hash;
     cn->len = (u_char) account->len;
     ngx_memcpy(cn->data, account->data, account->len);
-    cn->version = e->version;
-    cn->units = e->units;
-    cn->scale = (u_char) e->scale;
-    cn->currency_len = (u_char) e->currency_len;
-    ngx_memcpy(cn->currency, e->currency, e->currency_len);
-    cn->fill = now;
+    ngx_rbcs_cache_set(cn, e, now);
 
     cn->next = sh->buckets[hash & sh->mask];
     sh->buckets[hash & sh->mask] = cn;

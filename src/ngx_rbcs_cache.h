@@ -26,12 +26,22 @@
 #define NGX_RBCS_CACHE_MISS      2
 
 
+/*
+ * An account's state as the balance read serves it: money in minor units
+ * at the currency's scale.  A floor entry only says that the account is
+ * at least at that version (a replayed transfer's balance of the past):
+ * its other fields are not served.
+ */
 typedef struct {
     uint64_t                   version;
-    ngx_rbcs_uint128_t         units;
+    ngx_rbcs_int128_t          balance;
+    ngx_rbcs_uint128_t         held;
+    ngx_rbcs_uint128_t         limit;
     ngx_uint_t                 scale;
     size_t                     currency_len;
     u_char                     currency[NGX_RBCS_CURRENCY_MAX_LEN];
+    unsigned                   external:1;
+    unsigned                   floor:1;
 } ngx_rbcs_cache_entry_t;
 
 

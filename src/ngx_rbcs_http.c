@@ -335,15 +335,26 @@ ngx_rbcs_http_json_type(ngx_http_request_t *r)
         p++;
     }
 
-    if ((size_t) (last - p) < sizeof("application/json") - 1
-        || ngx_strncasecmp(p, (u_char *) "application/json",
+    if ((size_t) (last - p) >= sizeof("application/json") - 1
+        && ngx_strncasecmp(p, (u_char *) "application/json",
                            sizeof("application/json") - 1)
-           != 0)
+           == 0)
     {
+        p += sizeof("application/json") - 1;
+
+    } else if (r->method == NGX_HTTP_PATCH
+               && (size_t) (last - p)
+                  >= sizeof("application/merge-patch+json") - 1
+               && ngx_strncasecmp(p, (u_char *) "application/merge-patch+json",
+                                  sizeof("application/merge-patch+json") - 1)
+                  == 0)
+    {
+        /* RFC 7396: a PATCH's JSON merge patch */
+        p += sizeof("application/merge-patch+json") - 1;
+
+    } else {
         return 0;
     }
-
-    p += sizeof("application/json") - 1;
 
     while (p < last && (*p == ' ' || *p == '\t')) {
         p++;

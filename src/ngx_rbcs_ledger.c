@@ -12,6 +12,7 @@
 
 static void ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op);
+static void ngx_rbcs_ledger_limit(ngx_rbcs_ledger_op_t *op);
 static int ngx_rbcs_ledger_replays(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_record(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_set(ngx_rbcs_ledger_op_t *op, unsigned outcome,
@@ -34,8 +35,8 @@ static const ngx_rbcs_int128_t  ngx_rbcs_ledger_pow10[] = {
 
 /*
  * Judge ops[0..n-1] in order.  Returns how many of them record an outcome
- * (APPLIED or REJECTED transfers, accounts opened), i.e. how many rows the
- * batch writes to its outcome tables.
+ * (APPLIED or REJECTED transfers, accounts opened, limits changed), i.e.
+ * how many audit rows the batch writes.
  */
 
 size_t
@@ -66,6 +67,10 @@ ngx_rbcs_ledger_judge(ngx_rbcs_ledger_op_t *ops, size_t n)
             ngx_rbcs_ledger_open(op);
             break;
 
+        case NGX_RBCS_LEDGER_LIMIT:
+            ngx_rbcs_ledger_limit(op);
+            break;
+
         default:
             ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
                                 "invalid_request", "unknown operation",
@@ -89,8 +94,10 @@ ngx_rbcs_ledger_judge(ngx_rbcs_ledger_op_t *ops, size_t n)
  * before an operation is queued): a replay of an outcome recorded while no
  * scale was known (it never changes), 400 invalid_amount at the scale,
  * 400 same_account, the replay or 409 of a recorded id, 404 source,
- * 404 destination, 422 currency_mismatch, insufficient_funds,
- * balance_overflow.
+ * 404 destination, 422 currency_mismatch, insufficient_funds (a STANDARD
+ * source's available balance would go below minus its limit),
+ * balance_overflow (a credit above the largest balance, or a debit of an
+ * EXTERNAL source below the smallest).
  */
 
 static void
@@ -189,11 +196,23 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
                             "the accounts and the transfer must have one "
                             "currency", NULL);
 
-    } else if (src->balance < op->value) {
+    } else if (!src->external
+               && src->balance - src->held - op->value < -src->limit)
+    {
         ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
                             "insufficient_funds",
                             "account %s has insufficient funds",
                             &src->number);
+
+    } else if (src->balance < op->value - NGX_RBCS_LEDGER_MAX) {
+        /*
+         * only an EXTERNAL account (no limit) can reach here: the
+         * column holds -MAX at the least, as it holds MAX at the most
+         */
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
+                            "balance_overflow",
+                            "the debit would take account %s beyond the "
+                            "smallest balance", &src->number);
 
     } else if (dst->balance > NGX_RBCS_LEDGER_MAX - op->value) {
         ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
@@ -232,8 +251,8 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
 
 /*
  * An opening: the first one creates the account; a repeat with the same
- * currency and initial balance is answered with the account as it is, any
- * other one conflicts.
+ * currency, kind, initial balance and opening limit is answered with the
+ * account as it is, any other one conflicts.
  */
 
 static void
@@ -245,11 +264,15 @@ ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op)
 
     if (a->exists) {
         if (ngx_rbcs_ledger_eq(&a->currency, &op->currency)
-            && a->initial == op->initial)
+            && a->initial == op->initial
+            && a->external == op->external
+            && a->opening_limit == op->limit)
         {
             /* the account as it is at this point of the batch */
             op->source_balance = a->balance;
             op->source_version = a->version;
+            op->source_limit = a->limit;
+            op->source_held = a->held;
             op->outcome = NGX_RBCS_LEDGER_EXISTS;
             op->status = 200;
             return;
@@ -258,7 +281,8 @@ ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op)
         ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
                             "account_exists",
                             "the account number is taken with another "
-                            "currency or initial balance", NULL);
+                            "currency, kind, initial balance or overdraft "
+                            "limit", NULL);
         return;
     }
 
@@ -268,12 +292,88 @@ ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op)
     a->scale = op->currency_scale;
     a->balance = op->initial;
     a->initial = op->initial;
+    a->external = op->external;
+    a->limit = op->limit;
+    a->opening_limit = op->limit;
+    a->held = 0;
     a->version = 1;
 
     op->source_balance = a->balance;
     op->source_version = a->version;
+    op->source_limit = a->limit;
+    op->source_held = a->held;
     op->outcome = NGX_RBCS_LEDGER_APPLIED;
     op->status = 201;
+}
+
+
+/*
+ * An overdraft limit set: 404 for an account that does not exist,
+ * 400 invalid_amount at its scale, 409 account_kind_conflict for an
+ * EXTERNAL account; the same limit again changes nothing.  A limit below
+ * what the account already uses is set: it only refuses later debits.
+ */
+
+static void
+ngx_rbcs_ledger_limit(ngx_rbcs_ledger_op_t *op)
+{
+    char                        fmt[96];
+    ngx_rbcs_uint128_t          units;
+    ngx_rbcs_ledger_account_t  *a;
+
+    a = op->source;
+
+    if (!a->exists) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 404,
+                            "account_not_found", "account %s does not exist",
+                            &a->number);
+        return;
+    }
+
+    op->scale = a->scale;
+
+    if (ngx_rbcs_amount_parse(op->amount.data, op->amount.len, a->scale, 1,
+                              &units)
+        != NGX_RBCS_AMOUNT_OK)
+    {
+        snprintf(fmt, sizeof(fmt), "overdraftLimit must be a non-negative "
+                 "decimal with at most %u fractional digits", a->scale);
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
+                            "invalid_amount", fmt, NULL);
+        return;
+    }
+
+    if (a->external) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "account_kind_conflict",
+                            "account %s is EXTERNAL: it has no overdraft "
+                            "limit", &a->number);
+        return;
+    }
+
+    op->value = ngx_rbcs_ledger_from_units(units, a->scale);
+
+    if (op->value == a->limit) {
+        op->outcome = NGX_RBCS_LEDGER_EXISTS;
+        op->status = 200;
+
+    } else {
+        a->limit = op->value;
+        a->version++;
+
+        if (!a->created) {
+            a->changes++;
+            a->limit_set = 1;
+        }
+
+        op->outcome = NGX_RBCS_LEDGER_APPLIED;
+        op->status = 200;
+    }
+
+    op->source_balance = a->balance;
+    op->source_version = a->version;
+    op->source_limit = a->limit;
+    op->source_held = a->held;
 }
 
 

@@ -32,14 +32,12 @@
 #include "ngx_rbcs_amount.h"
 
 
-__extension__ typedef __int128  ngx_rbcs_int128_t;
-
-
 /* 10^18: one currency unit in ledger units */
 #define NGX_RBCS_LEDGER_ONE                                                  \
     ((ngx_rbcs_int128_t) 1000000000000000000LL)
 
-/* the largest balance: 999999999999999999.999999999999999999 */
+/* the largest balance: 999999999999999999.999999999999999999; the
+ * smallest is its negative */
 #define NGX_RBCS_LEDGER_MAX                                                  \
     (NGX_RBCS_LEDGER_ONE * NGX_RBCS_LEDGER_ONE - 1)
 
@@ -49,14 +47,16 @@ __extension__ typedef __int128  ngx_rbcs_int128_t;
 /* operation kinds */
 #define NGX_RBCS_LEDGER_TRANSFER    1
 #define NGX_RBCS_LEDGER_OPEN        2
+#define NGX_RBCS_LEDGER_LIMIT       3   /* an overdraft limit set */
 
 /* outcomes */
 #define NGX_RBCS_LEDGER_INVALID     1   /* 400, not recorded */
-#define NGX_RBCS_LEDGER_CONFLICT    2   /* 409, not recorded */
+#define NGX_RBCS_LEDGER_CONFLICT    2   /* 404/409, not recorded */
 #define NGX_RBCS_LEDGER_REPLAY      3   /* the recorded outcome, again */
-#define NGX_RBCS_LEDGER_APPLIED     4   /* recorded, money moved: 201 */
+#define NGX_RBCS_LEDGER_APPLIED     4   /* recorded: 201 (a limit change: 200) */
 #define NGX_RBCS_LEDGER_REJECTED    5   /* recorded business rejection */
-#define NGX_RBCS_LEDGER_EXISTS      6   /* account opening repeated: 200 */
+#define NGX_RBCS_LEDGER_EXISTS      6   /* an opening repeated, a limit
+                                           set again: 200, no change */
 
 
 typedef struct {
@@ -70,8 +70,11 @@ typedef struct ngx_rbcs_ledger_op_s  ngx_rbcs_ledger_op_t;
 
 /*
  * One account the batch touches, read under lock (exists set) or absent.
- * The judge moves it forward; delta and changes are what the batch did to
- * a row that existed before it, created says the batch opened it.
+ * The judge moves it forward; delta, changes and limit_set are what the
+ * batch did to a row that existed before it, created says the batch
+ * opened it.  An EXTERNAL account (money outside the ledger) has no floor;
+ * a STANDARD one's available balance (balance - held) stays at or above
+ * -limit.
  */
 typedef struct {
     ngx_rbcs_ledger_str_t      number;
@@ -79,6 +82,9 @@ typedef struct {
     unsigned                   scale;
     ngx_rbcs_int128_t          balance;
     ngx_rbcs_int128_t          initial;
+    ngx_rbcs_int128_t          limit;
+    ngx_rbcs_int128_t          opening_limit;
+    ngx_rbcs_int128_t          held;
     uint64_t                   version;
     void                      *data;        /* the caller's */
 
@@ -87,6 +93,8 @@ typedef struct {
 
     unsigned                   exists:1;
     unsigned                   created:1;
+    unsigned                   external:1;
+    unsigned                   limit_set:1;
 } ngx_rbcs_ledger_account_t;
 
 
@@ -118,8 +126,11 @@ struct ngx_rbcs_ledger_op_s {
      * requested currency (data NULL when none) with its scale.
      *
      * An opening: source is the account, currency its (configured) code
-     * and scale, initial the opening balance in ledger units (checked
-     * against that scale).
+     * and scale, initial the opening balance and limit its overdraft limit
+     * in ledger units (checked against that scale), external its kind.
+     *
+     * A limit: source is the account, amount the new limit as given
+     * (grammar checked), judged at the account's scale.
      */
     ngx_rbcs_ledger_account_t *source;
     ngx_rbcs_ledger_account_t *destination;
@@ -129,6 +140,8 @@ struct ngx_rbcs_ledger_op_s {
     ngx_rbcs_ledger_str_t      currency;
     unsigned                   currency_scale;
     ngx_rbcs_int128_t          initial;
+    ngx_rbcs_int128_t          limit;
+    unsigned                   external:1;
     void                      *data;         /* the caller's */
 
     /* the judgement */
@@ -149,6 +162,10 @@ struct ngx_rbcs_ledger_op_s {
     ngx_rbcs_int128_t          destination_balance;
     uint64_t                   source_version;
     uint64_t                   destination_version;
+
+    /* an opening or a limit: the account's limit and held balance then */
+    ngx_rbcs_int128_t          source_limit;
+    ngx_rbcs_int128_t          source_held;
 };
 
 

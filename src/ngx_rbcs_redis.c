@@ -1916,7 +1916,10 @@ ngx_rbcs_redis_text_valid(u_char *p, size_t len, ngx_uint_t decimal)
         ch = *p;
 
         if (decimal) {
-            if ((ch >= '0' && ch <= '9') || ch == '.' || ch == '-') {
+            /* an account state: "<balance>:<held>:<limit>:<S|E>" */
+            if ((ch >= '0' && ch <= '9') || ch == '.' || ch == '-'
+                || ch == ':' || ch == 'S' || ch == 'E')
+            {
                 continue;
             }
 

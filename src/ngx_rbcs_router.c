@@ -146,8 +146,10 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
     post = (rt.route == NGX_RBCS_ROUTE_ACCOUNTS
             || rt.route == NGX_RBCS_ROUTE_TRANSFERS);
 
-    if (post) {
-        if (r->method != NGX_HTTP_POST) {
+    if (post || (rt.route == NGX_RBCS_ROUTE_ACCOUNT
+                 && r->method == NGX_HTTP_PATCH))
+    {
+        if (post && r->method != NGX_HTTP_POST) {
             if (ngx_http_discard_request_body(r) != NGX_OK) {
                 r->keepalive = 0;
             }
@@ -171,7 +173,9 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
             r->keepalive = 0;
         }
 
-        return ngx_rbcs_http_not_allowed(r, "GET, HEAD");
+        return ngx_rbcs_http_not_allowed(r,
+                                         rt.route == NGX_RBCS_ROUTE_ACCOUNT
+                                         ? "GET, HEAD, PATCH" : "GET, HEAD");
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -238,15 +242,16 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     size_t                  nfields;
     ngx_int_t               rc;
     ngx_uint_t              route;
+    ngx_rbcs_route_t        rt;
     ngx_rbcs_json_field_t  *fields;
 
     route = ngx_rbcs_ctx(r)->route;
 
     /* before the media type and the JSON: 401/403 win over 415/400 */
 
-    rc = ngx_rbcs_auth_check_body(r, route == NGX_RBCS_ROUTE_ACCOUNTS
-                                     ? NGX_RBCS_AUTH_ADMIN
-                                     : NGX_RBCS_AUTH_TRANSFER);
+    rc = ngx_rbcs_auth_check_body(r, route == NGX_RBCS_ROUTE_TRANSFERS
+                                     ? NGX_RBCS_AUTH_TRANSFER
+                                     : NGX_RBCS_AUTH_ADMIN);
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, ngx_rbcs_auth_problem(r, rc));
         return;
@@ -255,6 +260,10 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     if (ngx_rbcs_http_body(r, &fields, &nfields, &rc) == NGX_OK) {
         if (route == NGX_RBCS_ROUTE_ACCOUNTS) {
             rc = ngx_rbcs_account_open(r, fields, nfields);
+
+        } else if (route == NGX_RBCS_ROUTE_ACCOUNT) {
+            ngx_rbcs_router_match(r, &rt);
+            rc = ngx_rbcs_account_patch(r, &rt.id, fields, nfields);
 
         } else {
             rc = ngx_rbcs_transfer_post(r, fields, nfields);

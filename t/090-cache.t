@@ -80,7 +80,9 @@ is($bb->{balance}, '10.00', 'same balance');
 
 # an account written behind the service's back is read from the database
 # first, then from the zone
-$t->dbh->do(q{INSERT INTO accounts VALUES ('T2', 'EUR', 2, 5.5, 5.5, 7,
+$t->dbh->do(q{INSERT INTO accounts (account_number, currency, scale,
+              balance, initial_balance, version, created_at, updated_at)
+              VALUES ('T2', 'EUR', 2, 5.5, 5.5, 7,
               UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))});
 $t->dbh->do(q{INSERT INTO entries VALUES ('T2', 7, 'OPENING', NULL, NULL,
               5.5, 5.5, UTC_TIMESTAMP(3))});

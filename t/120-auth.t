@@ -348,7 +348,7 @@ is($r->{status}, 400, 'signed, no body (the empty body\'s hash): 400');
 is($t->request('GET', '/nowhere')->{status}, 404, 'unknown path: 404, no key needed');
 $r = $t->request('DELETE', '/accounts/A1');
 is($r->{status}, 405, 'wrong method: 405 before 401');
-is($r->header('allow'), 'GET, HEAD', 'with Allow');
+is($r->header('allow'), 'GET, HEAD, PATCH', 'with Allow');
 is($t->request('GET', '/accounts/transactions')->{status}, 405,
    'GET on the POST-only collection: 405');
 

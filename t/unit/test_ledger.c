@@ -11,7 +11,10 @@
  * applied to, must give every operation the outcome that a simple
  * reference model gives it when it takes the operations one at a time.
  * The model keeps balances in minor units at the account's scale, the
- * judge in 10^-18 units: the two do their arithmetic differently.
+ * judge in 10^-18 units: the two do their arithmetic differently.  The
+ * sequences open STANDARD and EXTERNAL accounts with overdraft limits and
+ * set limits; after every batch money must be conserved and no account
+ * debited in it be left below its floor, unless its limit was lowered.
  *
  *     build/unit/test_ledger [SEED [ROUNDS]]
  */
@@ -28,7 +31,8 @@
 
 #define T_MAX_OPS       64
 #define T_MAX_ACCOUNTS  8
-#define T_MAX_IDS       24
+#define T_MAX_IDS       64
+#define T_RANDOM_IDS    24      /* the ids of random transfers */
 
 
 /* ------------------------------------------------------------ helpers -- */
@@ -116,6 +120,45 @@ open_op(ngx_rbcs_ledger_op_t *op, ngx_rbcs_ledger_account_t *a,
     op->currency = str(currency);
     op->currency_scale = scale;
     op->initial = units(initial, scale);
+}
+
+
+/* an opening of a kind (external or not) with an opening overdraft limit */
+
+static void
+open_kind(ngx_rbcs_ledger_op_t *op, ngx_rbcs_ledger_account_t *a,
+    const char *currency, unsigned scale, const char *initial, int external,
+    const char *limit)
+{
+    open_op(op, a, currency, scale, initial);
+    op->external = external ? 1 : 0;
+    op->limit = units(limit, scale);
+}
+
+
+/* an overdraft limit set; no destination, no record: the judge must not
+ * need them */
+
+static void
+limit_op(ngx_rbcs_ledger_op_t *op, ngx_rbcs_ledger_account_t *a,
+    const char *amount)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = NGX_RBCS_LEDGER_LIMIT;
+    op->source = a;
+    op->amount = str(amount);
+}
+
+
+/* an account read from the database with its kind and limits */
+
+static void
+kind(ngx_rbcs_ledger_account_t *a, int external, const char *limit,
+    const char *opening_limit)
+{
+    a->external = external ? 1 : 0;
+    a->limit = units(limit, a->scale);
+    a->opening_limit = units(opening_limit, a->scale);
 }
 
 
@@ -346,19 +389,474 @@ test_open(void)
 }
 
 
+static void
+test_overdraft(void)
+{
+    ngx_rbcs_ledger_op_t       ops[8];
+    ngx_rbcs_ledger_record_t   recs[8];
+    ngx_rbcs_ledger_account_t  a, b, c, e, f;
+
+    memset(recs, 0, sizeof(recs));
+    account(&a, "A", "USD", 2, "10.00", 1);
+    kind(&a, 0, "50", "50");
+    account(&b, "B", "USD", 2, "0", 1);
+
+    transfer(&ops[0], &a, &b, &recs[0], "60.01", NULL, 0);
+    transfer(&ops[1], &a, &b, &recs[1], "60", NULL, 0);
+    transfer(&ops[2], &a, &b, &recs[2], "0.01", NULL, 0);
+    transfer(&ops[3], &b, &a, &recs[3], "0.01", NULL, 0);
+    transfer(&ops[4], &a, &b, &recs[4], "0.01", NULL, 0);
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 5), 5,
+               "overdraft: five outcomes recorded");
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_REJECTED
+           && ops[0].status == 422 && is_code(&ops[0], "insufficient_funds")
+           && strcmp(ops[0].detail, "account A has insufficient funds") == 0,
+           "one minor unit beyond balance + limit: 422 insufficient_funds");
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[1].source_balance == -units("50", 2)
+           && ops[1].source_version == 2,
+           "down to exactly -limit: applied, balance -50.00");
+    tap_ok(is_code(&ops[2], "insufficient_funds"),
+           "at -limit, one minor unit more: insufficient_funds");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[3].destination_balance == -units("49.99", 2),
+           "a credit to an overdrawn account applies");
+    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[4].source_balance == -units("50", 2),
+           "... and makes room for exactly that much again");
+    tap_ok(a.delta == -units("60", 2) && a.changes == 3 && !a.limit_set
+           && a.limit == units("50", 2) && a.version == 4,
+           "the overdrawn account's net update; its limit untouched");
+    tap_ok(a.balance + b.balance == units("10", 2), "money is conserved");
+
+    /* the available balance is balance - held (no holds yet, but the rule
+     * is the judge's) */
+
+    memset(recs, 0, sizeof(recs));
+    account(&c, "C", "USD", 2, "10.00", 1);
+    kind(&c, 0, "2", "2");
+    c.held = units("3", 2);
+    account(&b, "B", "USD", 2, "0", 1);
+
+    transfer(&ops[0], &c, &b, &recs[0], "9.01", NULL, 0);
+    transfer(&ops[1], &c, &b, &recs[1], "9", NULL, 0);
+    transfer(&ops[2], &c, &b, &recs[2], "0.01", NULL, 0);
+    ngx_rbcs_ledger_judge(ops, 3);
+
+    tap_ok(is_code(&ops[0], "insufficient_funds")
+           && ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[1].source_balance == units("1", 2)
+           && is_code(&ops[2], "insufficient_funds"),
+           "held funds count: balance 10, held 3, limit 2 spends 9, "
+           "not 9.01");
+
+    /* the largest limit: down to the smallest balance, then
+     * insufficient_funds (checked before balance_overflow) */
+
+    memset(recs, 0, sizeof(recs));
+    account(&e, "E", "ETH", 18, "0", 1);
+    e.limit = NGX_RBCS_LEDGER_MAX;
+    e.opening_limit = NGX_RBCS_LEDGER_MAX;
+    account(&f, "F", "ETH", 18, "0", 1);
+
+    transfer(&ops[0], &e, &f, &recs[0],
+             "999999999999999999.999999999999999999", NULL, 0);
+    transfer(&ops[1], &e, &f, &recs[1], "0.000000000000000001", NULL, 0);
+    ngx_rbcs_ledger_judge(ops, 2);
+
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[0].source_balance == -NGX_RBCS_LEDGER_MAX
+           && ops[0].destination_balance == NGX_RBCS_LEDGER_MAX,
+           "a STANDARD account with the largest limit reaches the smallest "
+           "balance");
+    tap_ok(is_code(&ops[1], "insufficient_funds"),
+           "... and one unit more is insufficient_funds, not "
+           "balance_overflow");
+}
+
+
+static void
+test_external(void)
+{
+    ngx_rbcs_ledger_op_t       ops[8];
+    ngx_rbcs_ledger_record_t   recs[8];
+    ngx_rbcs_ledger_account_t  x, y, a, e, f, g, h;
+
+    memset(recs, 0, sizeof(recs));
+    account(&x, "X", "USD", 2, "0", 1);
+    kind(&x, 1, "0", "0");
+    account(&y, "Y", NULL, 0, NULL, 0);
+    account(&a, "A", "USD", 2, "0", 1);
+
+    transfer(&ops[0], &x, &a, &recs[0], "100", NULL, 0);
+    open_kind(&ops[1], &y, "USD", 2, "0", 1, "0");
+    transfer(&ops[2], &y, &a, &recs[1], "5.25", NULL, 0);
+    transfer(&ops[3], &a, &x, &recs[2], "105.26", NULL, 0);
+    transfer(&ops[4], &a, &x, &recs[3], "105.25", NULL, 0);
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 5), 5,
+               "external: five outcomes recorded (the opening too)");
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[0].source_balance == -units("100", 2)
+           && ops[0].destination_balance == units("100", 2),
+           "a deposit: an EXTERNAL source goes below zero from zero");
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED && y.external
+           && ops[1].source_limit == 0 && ops[1].source_held == 0,
+           "an EXTERNAL account opened in the batch");
+    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[2].source_balance == -units("5.25", 2)
+           && y.balance == -units("5.25", 2),
+           "... is debited below zero in the same batch");
+    tap_ok(is_code(&ops[3], "insufficient_funds"),
+           "a withdrawal is still bounded by the STANDARD source");
+    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[4].destination_balance == units("5.25", 2),
+           "a withdrawal to an EXTERNAL account");
+    tap_ok(x.balance + y.balance + a.balance == 0
+           && x.delta == units("5.25", 2) && x.changes == 2
+           && y.created && y.changes == 0,
+           "money is conserved, EXTERNAL accounts included");
+
+    /* the smallest balance bounds an EXTERNAL debit */
+
+    memset(recs, 0, sizeof(recs));
+    account(&e, "E", "ETH", 18, "0", 1);
+    kind(&e, 1, "0", "0");
+    e.balance = -NGX_RBCS_LEDGER_MAX + 2;
+    account(&f, "F", "ETH", 18, "0", 1);
+    account(&g, "G", "ETH", 18, "0", 1);
+    kind(&g, 1, "0", "0");
+    account(&h, "H", "ETH", 18, "0", 1);
+
+    transfer(&ops[0], &e, &f, &recs[0], "0.000000000000000003", NULL, 0);
+    transfer(&ops[1], &e, &f, &recs[1], "0.000000000000000002", NULL, 0);
+    transfer(&ops[2], &e, &f, &recs[2], "0.000000000000000001", NULL, 0);
+    transfer(&ops[3], &g, &h, &recs[3],
+             "999999999999999999.999999999999999999", NULL, 0);
+    transfer(&ops[4], &g, &h, &recs[4], "0.000000000000000001", NULL, 0);
+    ngx_rbcs_ledger_judge(ops, 5);
+
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_REJECTED
+           && ops[0].status == 422 && is_code(&ops[0], "balance_overflow")
+           && strcmp(ops[0].detail, "the debit would take account E beyond "
+                     "the smallest balance") == 0,
+           "an EXTERNAL debit one unit below -MAX: 422 balance_overflow "
+           "(%s)", ops[0].detail);
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[1].source_balance == -NGX_RBCS_LEDGER_MAX,
+           "down to -MAX exactly: applied");
+    tap_ok(is_code(&ops[2], "balance_overflow"),
+           "at -MAX, any debit: balance_overflow");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[3].source_balance == -NGX_RBCS_LEDGER_MAX
+           && ops[3].destination_balance == NGX_RBCS_LEDGER_MAX,
+           "the largest amount from an EXTERNAL zero: -MAX and MAX");
+    tap_ok(is_code(&ops[4], "balance_overflow")
+           && strstr(ops[4].detail, "debit") != NULL
+           && strstr(ops[4].detail, "account G") != NULL,
+           "both ends full: the debit is refused first, naming the source");
+}
+
+
+static void
+test_open_kind(void)
+{
+    ngx_rbcs_ledger_op_t       ops[16];
+    ngx_rbcs_ledger_account_t  n, m, x, p, q;
+
+    account(&n, "N", NULL, 0, NULL, 0);
+    account(&m, "M", NULL, 0, NULL, 0);
+    account(&x, "X", NULL, 0, NULL, 0);
+
+    open_kind(&ops[0], &n, "USD", 2, "10", 0, "5");
+    open_kind(&ops[1], &n, "USD", 2, "10.00", 0, "5.00");
+    open_kind(&ops[2], &n, "USD", 2, "10", 0, "6");
+    open_kind(&ops[3], &m, "USD", 2, "0", 0, "0");
+    open_kind(&ops[4], &m, "USD", 2, "0", 1, "0");
+    open_kind(&ops[5], &m, "USD", 2, "0", 0, "0");
+    limit_op(&ops[6], &n, "7");
+    open_kind(&ops[7], &n, "USD", 2, "10", 0, "5");
+    open_kind(&ops[8], &n, "USD", 2, "10", 0, "7");
+    open_kind(&ops[9], &x, "USD", 2, "1", 1, "0");
+    open_kind(&ops[10], &x, "USD", 2, "1", 1, "0");
+    open_kind(&ops[11], &x, "USD", 2, "1", 0, "0");
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 12), 4,
+               "openings: three accounts and one limit recorded");
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && ops[0].status == 201
+           && ops[0].source_limit == units("5", 2)
+           && ops[0].source_held == 0
+           && n.opening_limit == units("5", 2) && !n.external,
+           "an opening with an overdraft limit");
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_EXISTS
+           && ops[1].source_limit == units("5", 2),
+           "repeated with the same limit (by value): 200");
+    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT
+           && ops[2].status == 409 && is_code(&ops[2], "account_exists"),
+           "repeated with another limit: 409 account_exists");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[4].outcome == NGX_RBCS_LEDGER_CONFLICT
+           && is_code(&ops[4], "account_exists")
+           && ops[5].outcome == NGX_RBCS_LEDGER_EXISTS,
+           "another kind: 409; the same kind again: 200");
+    tap_ok(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[6].source_version == 2,
+           "the limit changed after the opening");
+    tap_ok(ops[7].outcome == NGX_RBCS_LEDGER_EXISTS
+           && ops[7].source_limit == units("7", 2)
+           && ops[7].source_version == 2,
+           "a repeat compares the opening limit, answers the current one");
+    tap_ok(is_code(&ops[8], "account_exists"),
+           "a repeat with the current (not the opening) limit: 409");
+    tap_ok(ops[9].outcome == NGX_RBCS_LEDGER_APPLIED && x.external
+           && ops[10].outcome == NGX_RBCS_LEDGER_EXISTS
+           && is_code(&ops[11], "account_exists"),
+           "an EXTERNAL opening: repeated as EXTERNAL 200, as STANDARD 409");
+    tap_ok(n.created && !n.limit_set && n.changes == 0
+           && n.limit == units("7", 2) && n.opening_limit == units("5", 2)
+           && n.version == 2,
+           "an account opened by the batch keeps its opening limit apart");
+
+    /* accounts read from the database */
+
+    account(&p, "P", "USD", 2, "1.00", 4);
+    kind(&p, 0, "20", "5");
+    account(&q, "Q", "USD", 2, "0", 1);
+    kind(&q, 1, "0", "0");
+
+    open_kind(&ops[0], &p, "USD", 2, "1", 0, "5");
+    open_kind(&ops[1], &p, "USD", 2, "1", 0, "20");
+    open_kind(&ops[2], &q, "USD", 2, "0", 0, "0");
+    open_kind(&ops[3], &q, "USD", 2, "0", 1, "0");
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 4), 0, "repeats record nothing");
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_EXISTS
+           && ops[0].source_limit == units("20", 2)
+           && ops[0].source_version == 4
+           && is_code(&ops[1], "account_exists"),
+           "an existing account: its opening limit is compared, its "
+           "current one answered");
+    tap_ok(is_code(&ops[2], "account_exists")
+           && ops[3].outcome == NGX_RBCS_LEDGER_EXISTS
+           && p.changes == 0 && q.changes == 0,
+           "an existing EXTERNAL account: only an EXTERNAL repeat matches");
+}
+
+
+static void
+test_limit_op(void)
+{
+    ngx_rbcs_ledger_op_t       ops[16];
+    ngx_rbcs_ledger_account_t  a, j, x, m, n;
+
+    account(&a, "A", "USD", 2, "10.00", 3);
+    account(&j, "J", "JPY", 0, "100", 1);
+    account(&x, "X", "USD", 2, "0", 1);
+    kind(&x, 1, "0", "0");
+    account(&m, "M", NULL, 0, NULL, 0);
+
+    limit_op(&ops[0], &m, "10");
+    limit_op(&ops[1], &a, "0.001");
+    limit_op(&ops[2], &j, "1.5");
+    limit_op(&ops[3], &x, "10");
+    limit_op(&ops[4], &x, "0.001");
+    limit_op(&ops[5], &a, "0");
+    limit_op(&ops[6], &a, "0.00");
+    limit_op(&ops[7], &a, "25.5");
+    limit_op(&ops[8], &a, "25.50");
+    limit_op(&ops[9], &j, "0");
+    limit_op(&ops[10], &a, "1000000000000000000");
+    limit_op(&ops[11], &m, "0.001");
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 12), 1,
+               "limits: one change recorded");
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_CONFLICT
+           && ops[0].status == 404 && is_code(&ops[0], "account_not_found")
+           && strcmp(ops[0].detail, "account M does not exist") == 0,
+           "a missing account: 404 account_not_found");
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_INVALID
+           && ops[1].status == 400 && is_code(&ops[1], "invalid_amount")
+           && strcmp(ops[1].detail, "overdraftLimit must be a non-negative "
+                     "decimal with at most 2 fractional digits") == 0,
+           "more decimals than the account's scale: 400 invalid_amount "
+           "(%s)", ops[1].detail);
+    tap_ok(is_code(&ops[2], "invalid_amount") && ops[2].status == 400,
+           "a fraction at scale 0: 400");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_CONFLICT
+           && ops[3].status == 409
+           && is_code(&ops[3], "account_kind_conflict"),
+           "an EXTERNAL account: 409 account_kind_conflict");
+    tap_ok(is_code(&ops[4], "invalid_amount")
+           && is_code(&ops[11], "account_not_found"),
+           "order: 404, then the scale, then the kind");
+    tap_ok(ops[5].outcome == NGX_RBCS_LEDGER_EXISTS && ops[5].status == 200
+           && ops[5].code == NULL && ops[5].source_version == 3
+           && ops[5].source_limit == 0 && ops[5].source_held == 0
+           && ops[5].source_balance == units("10", 2)
+           && ops[6].outcome == NGX_RBCS_LEDGER_EXISTS,
+           "the same limit (zero, by value): 200, no version bump");
+    tap_ok(ops[7].outcome == NGX_RBCS_LEDGER_APPLIED && ops[7].status == 200
+           && ops[7].source_version == 4
+           && ops[7].source_limit == units("25.5", 2)
+           && ops[7].source_balance == units("10", 2),
+           "another limit: 200, version + 1");
+    tap_ok(ops[8].outcome == NGX_RBCS_LEDGER_EXISTS
+           && ops[8].source_version == 4,
+           "that limit again: 200, unchanged");
+    tap_ok(ops[9].outcome == NGX_RBCS_LEDGER_EXISTS,
+           "zero on a scale 0 account: the same, 200");
+    tap_ok(is_code(&ops[10], "invalid_amount"),
+           "19 integer digits: invalid_amount");
+    tap_ok(a.limit == units("25.5", 2) && a.limit_set && a.changes == 1
+           && a.delta == 0 && a.version == 4 && a.balance == units("10", 2)
+           && !x.limit_set && x.changes == 0 && !j.limit_set
+           && j.changes == 0 && !m.exists,
+           "only the changed account is updated, without money moving");
+
+    /* the next batch reads the new limit; lowering to zero is a change */
+
+    account(&a, "A", "USD", 2, "10.00", 4);
+    kind(&a, 0, "25.5", "0");
+    account(&n, "N", NULL, 0, NULL, 0);
+
+    limit_op(&ops[0], &a, "0");
+    open_kind(&ops[1], &n, "JPY", 0, "0", 0, "0");
+    limit_op(&ops[2], &n, "3");
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 3), 3, "three recorded");
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && a.limit == 0
+           && a.version == 5 && a.limit_set && a.changes == 1,
+           "a limit lowered to zero");
+    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_APPLIED && n.created
+           && n.limit == units("3", 0) && n.opening_limit == 0
+           && !n.limit_set && n.changes == 0 && n.version == 2,
+           "a limit of an account opened in the batch: inserted with it");
+}
+
+
+static void
+test_limit_lowered(void)
+{
+    ngx_rbcs_ledger_op_t       ops[10];
+    ngx_rbcs_ledger_record_t   recs[10];
+    ngx_rbcs_ledger_account_t  a, b;
+
+    memset(recs, 0, sizeof(recs));
+    account(&a, "A", "USD", 2, "0", 1);
+    kind(&a, 0, "100", "100");
+    account(&b, "B", "USD", 2, "100", 1);
+
+    transfer(&ops[0], &a, &b, &recs[0], "80", NULL, 0);
+    limit_op(&ops[1], &a, "50");
+    transfer(&ops[2], &a, &b, &recs[1], "0.01", NULL, 0);
+    transfer(&ops[3], &b, &a, &recs[2], "10", NULL, 0);
+    transfer(&ops[4], &a, &b, &recs[3], "0.01", NULL, 0);
+    transfer(&ops[5], &b, &a, &recs[4], "30", NULL, 0);
+    transfer(&ops[6], &a, &b, &recs[5], "10", NULL, 0);
+    transfer(&ops[7], &a, &b, &recs[6], "0.01", NULL, 0);
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 8), 8, "lowered: eight recorded");
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[0].source_balance == -units("80", 2),
+           "a debit into the overdraft");
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[1].source_limit == units("50", 2)
+           && ops[1].source_balance == -units("80", 2)
+           && ops[1].source_version == 3,
+           "the limit lowered below what is used: set, no money moved");
+    tap_ok(is_code(&ops[2], "insufficient_funds"),
+           "a later debit in the batch: insufficient_funds");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[3].destination_balance == -units("70", 2),
+           "a credit still applies below the floor");
+    tap_ok(is_code(&ops[4], "insufficient_funds"),
+           "still below the floor: refused");
+    tap_ok(ops[5].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[6].source_balance == -units("50", 2)
+           && is_code(&ops[7], "insufficient_funds"),
+           "back above the floor: debits down to the new -limit only");
+    tap_ok(a.delta == -units("50", 2) && a.changes == 5 && a.version == 6
+           && a.limit_set && a.limit == units("50", 2)
+           && a.balance + b.balance == units("100", 2),
+           "net update: balance, limit, five changes");
+}
+
+
+static void
+test_limit_chain(void)
+{
+    ngx_rbcs_ledger_op_t       ops[12];
+    ngx_rbcs_ledger_record_t   recs[8];
+    ngx_rbcs_ledger_account_t  a, b, n;
+
+    memset(recs, 0, sizeof(recs));
+    account(&a, "A", "USD", 2, "0", 1);
+    account(&b, "B", "USD", 2, "0", 1);
+    account(&n, "N", NULL, 0, NULL, 0);
+
+    transfer(&ops[0], &a, &b, &recs[0], "10", NULL, 0);
+    limit_op(&ops[1], &a, "10");
+    transfer(&ops[2], &a, &b, &recs[1], "10", NULL, 0);
+    transfer(&ops[3], &a, &b, &recs[0], "10.00", NULL, 0);
+    limit_op(&ops[4], &a, "10.0");
+    transfer(&ops[5], &a, &b, &recs[2], "0.01", NULL, 0);
+    limit_op(&ops[6], &a, "10.01");
+    transfer(&ops[7], &a, &b, &recs[3], "0.01", NULL, 0);
+    open_kind(&ops[8], &n, "USD", 2, "0", 0, "0");
+    limit_op(&ops[9], &n, "5");
+    transfer(&ops[10], &n, &b, &recs[4], "5", NULL, 0);
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 11), 9, "chain: nine recorded");
+    tap_ok(is_code(&ops[0], "insufficient_funds"),
+           "no limit: refused");
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[2].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[2].source_balance == -units("10", 2)
+           && ops[2].source_version == 3,
+           "the limit raised, then a debit that needs it: applied");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_REPLAY,
+           "the refused id replays its rejection after the raise");
+    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_EXISTS
+           && ops[4].source_version == 3
+           && is_code(&ops[5], "insufficient_funds"),
+           "the same limit: 200; one minor unit past it refused");
+    tap_ok(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[6].source_version == 4
+           && ops[7].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[7].source_balance == -units("10.01", 2)
+           && ops[7].source_version == 5,
+           "raised by a minor unit: that unit can be spent");
+    tap_ok(ops[9].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[10].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[10].source_balance == -units("5", 2) && n.version == 3,
+           "open, raise the limit, overdraw: all in one batch");
+    tap_ok(a.delta == -units("10.01", 2) && a.changes == 4 && a.limit_set
+           && a.limit == units("10.01", 2)
+           && a.balance + b.balance + n.balance == 0,
+           "net update of the chained account");
+}
+
+
 /* ------------------------------------------------- the reference model -- */
 
 /*
- * The contract's rules, one operation at a time, on plain arrays; money in
- * minor units at the account's scale.
+ * The contract's rules, one operation at a time, on plain arrays; money
+ * (balances, limits, held) in minor units at the account's scale.
  */
 
 typedef struct {
     int                 exists;
+    int                 external;
+    int                 under;       /* below -limit since a lowering */
     const char         *currency;
     unsigned            scale;
     ngx_rbcs_int128_t   balance;
     ngx_rbcs_int128_t   initial;
+    ngx_rbcs_int128_t   limit;
+    ngx_rbcs_int128_t   opening_limit;
+    ngx_rbcs_int128_t   held;
     uint64_t            version;
 } m_account_t;
 
@@ -377,14 +875,18 @@ typedef struct {
     const char         *code;
     ngx_rbcs_int128_t   src_balance, dst_balance;   /* minor units */
     uint64_t            src_version, dst_version;
+    ngx_rbcs_int128_t   src_limit, src_held;        /* minor units */
+    int                 src_external;
 } m_result_t;
 
 typedef struct {
     int                 kind;
     int                 src, dst, id;
-    const char         *amount;
+    const char         *amount;      /* an opening's initial balance */
     const char         *currency;    /* NULL: none */
     unsigned            currency_scale;
+    int                 external;    /* an opening's */
+    const char         *limit;       /* an opening's */
 } m_op_t;
 
 
@@ -399,12 +901,51 @@ static const struct {
 
 static const char  *m_amounts[] = {
     "0", "1", "1.5", "0.01", "0.001", "10", "25.25", "100", "0.00000001",
-    "1000000000000000000", "999999999999999999", "3", "7.00", "50"
+    "1000000000000000000", "999999999999999999", "3", "7.00", "50",
+    "500000000000000000"
 };
 
 static const char  *m_initials[] = {
     "0", "100", "5", "999999999999999999", "20"
 };
+
+/* opening limits: checked at the currency's scale before the judge, so
+ * one invalid there ("2.5" in JPY) is replaced by "0" */
+static const char  *m_open_limits[] = {
+    "0", "0", "10", "100", "2.5", "999999999999999999"
+};
+
+/* limits set: some invalid at some scales, one out of range */
+static const char  *m_set_limits[] = {
+    "0", "10", "100", "0.001", "2.5", "50", "10.00", "0.00000001",
+    "999999999999999999", "1000000000000000000"
+};
+
+#define T_NELTS(a)  (sizeof(a) / sizeof((a)[0]))
+
+
+/* the model's own invariant breaches (a model or test bug, not a judge's) */
+static int  m_bad;
+
+
+/* how often the property test met each case: it must meet them all */
+
+enum {
+    C_OVERDRAWN = 0, C_INSUFFICIENT, C_EXTERNAL_NEGATIVE, C_DEBIT_OVERFLOW,
+    C_CREDIT_OVERFLOW, C_LIMIT_404, C_LIMIT_400, C_LIMIT_409, C_LIMIT_SAME,
+    C_LIMIT_SET, C_LIMIT_UNDER, C_OPEN_EXISTS, C_OPEN_CONFLICT,
+    C_DB_FLOOR_CHECKED, C_DB_LOWERED, C_N
+};
+
+static const char  *c_names[C_N] = {
+    "overdrawn", "insufficient_funds", "EXTERNAL below zero",
+    "debit balance_overflow", "credit balance_overflow", "limit 404",
+    "limit 400", "limit 409", "limit same", "limit set",
+    "limit set under use", "opening repeated", "opening 409",
+    "floor checked in the db", "lowered in the batch"
+};
+
+static unsigned long  c_seen[C_N];
 
 
 static int
@@ -452,6 +993,99 @@ m_key(char *out, const char *amount)
 }
 
 
+/* minor units at a scale, -1 when not valid there (zero allowed) */
+
+static ngx_rbcs_int128_t
+m_minor(const char *text, unsigned scale)
+{
+    ngx_rbcs_uint128_t  u;
+
+    if (ngx_rbcs_amount_parse((const u_char *) text, strlen(text), scale, 1,
+                              &u)
+        != NGX_RBCS_AMOUNT_OK)
+    {
+        return -1;
+    }
+
+    return (ngx_rbcs_int128_t) u;
+}
+
+
+/* ledger units to signed minor units at a scale; a value that is not a
+ * whole number of minor units gives one no model value can equal */
+
+#define M_INEXACT  (-((ngx_rbcs_int128_t) 1 << 126))
+
+static ngx_rbcs_int128_t
+m_signed(ngx_rbcs_int128_t value, unsigned scale)
+{
+    int                 neg;
+    ngx_rbcs_int128_t   u;
+
+    u = (ngx_rbcs_int128_t) ngx_rbcs_ledger_to_units(value, scale, &neg);
+
+    if (ngx_rbcs_ledger_from_units((ngx_rbcs_uint128_t) u, scale)
+        != (neg ? -value : value))
+    {
+        return M_INEXACT;
+    }
+
+    return neg ? -u : u;
+}
+
+
+static void
+m_account_result(m_account_t *s, m_result_t *res)
+{
+    res->src_balance = s->balance;
+    res->src_version = s->version;
+    res->src_limit = s->limit;
+    res->src_held = s->held;
+    res->src_external = s->external;
+}
+
+
+/*
+ * After every operation: within DECIMAL(36,18), and no STANDARD account's
+ * available balance below -limit unless a lowering of its limit left it
+ * there (and no credit has lifted it back since).
+ */
+
+static void
+m_check(m_account_t *acc, unsigned seed, int i)
+{
+    int           k;
+    m_account_t  *a;
+
+    for (k = 0; k < T_MAX_ACCOUNTS; k++) {
+        a = &acc[k];
+
+        if (!a->exists) {
+            continue;
+        }
+
+        if (a->balance > m_max(a->scale) || a->balance < -m_max(a->scale)) {
+            m_bad++;
+            tap_diag("seed %u op %d: model: %s beyond DECIMAL(36,18)", seed,
+                     i, m_names[k]);
+        }
+
+        if (a->external) {
+            continue;
+        }
+
+        if (a->balance - a->held >= -a->limit) {
+            a->under = 0;
+
+        } else if (!a->under) {
+            m_bad++;
+            tap_diag("seed %u op %d: model: %s below -limit", seed, i,
+                     m_names[k]);
+        }
+    }
+}
+
+
 static void
 m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
 {
@@ -461,6 +1095,7 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
     const char          *cur;
     m_account_t         *s, *d;
     m_record_t          *rec;
+    ngx_rbcs_int128_t    v;
     ngx_rbcs_uint128_t   u;
 
     memset(res, 0, sizeof(*res));
@@ -470,12 +1105,13 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
 
         if (s->exists) {
             if (m_streq(s->currency, op->currency)
-                && s->initial == units(op->amount, op->currency_scale))
+                && s->initial == units(op->amount, op->currency_scale)
+                && s->external == op->external
+                && s->opening_limit == m_minor(op->limit, op->currency_scale))
             {
                 res->outcome = NGX_RBCS_LEDGER_EXISTS;
                 res->status = 200;
-                res->src_balance = s->balance;
-                res->src_version = s->version;
+                m_account_result(s, res);
 
             } else {
                 res->outcome = NGX_RBCS_LEDGER_CONFLICT;
@@ -489,15 +1125,65 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
         ngx_rbcs_amount_parse((const u_char *) op->amount,
                               strlen(op->amount), op->currency_scale, 1, &u);
         s->exists = 1;
+        s->external = op->external;
         s->currency = op->currency;
         s->scale = op->currency_scale;
         s->balance = (ngx_rbcs_int128_t) u;
         s->initial = units(op->amount, op->currency_scale);
+        s->limit = m_minor(op->limit, op->currency_scale);
+        s->opening_limit = s->limit;
+        s->held = 0;
         s->version = 1;
         res->outcome = NGX_RBCS_LEDGER_APPLIED;
         res->status = 201;
-        res->src_balance = s->balance;
-        res->src_version = 1;
+        m_account_result(s, res);
+        return;
+    }
+
+    if (op->kind == NGX_RBCS_LEDGER_LIMIT) {
+        s = &acc[op->src];
+
+        if (!s->exists) {
+            res->outcome = NGX_RBCS_LEDGER_CONFLICT;
+            res->status = 404;
+            res->code = "account_not_found";
+            return;
+        }
+
+        v = m_minor(op->amount, s->scale);
+
+        if (v < 0) {
+            res->outcome = NGX_RBCS_LEDGER_INVALID;
+            res->status = 400;
+            res->code = "invalid_amount";
+            return;
+        }
+
+        if (s->external) {
+            res->outcome = NGX_RBCS_LEDGER_CONFLICT;
+            res->status = 409;
+            res->code = "account_kind_conflict";
+            return;
+        }
+
+        res->status = 200;
+
+        if (v == s->limit) {
+            res->outcome = NGX_RBCS_LEDGER_EXISTS;
+
+        } else {
+            s->limit = v;
+            s->version++;
+            res->outcome = NGX_RBCS_LEDGER_APPLIED;
+
+            /* the only way below the floor */
+            if (s->balance - s->held < -s->limit) {
+                s->under = 1;
+                c_seen[C_LIMIT_UNDER]++;
+            }
+        }
+
+        m_account_result(s, res);
         return;
     }
 
@@ -552,6 +1238,7 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
     }
 
     cur = s->exists ? s->currency : d->exists ? d->currency : op->currency;
+    v = (ngx_rbcs_int128_t) u;
     res->outcome = NGX_RBCS_LEDGER_REJECTED;
 
     if (!s->exists || !d->exists) {
@@ -564,25 +1251,36 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
         res->status = 422;
         res->code = "currency_mismatch";
 
-    } else if (s->balance < (ngx_rbcs_int128_t) u) {
+    } else if (!s->external && s->balance - s->held - v < -s->limit) {
         res->status = 422;
         res->code = "insufficient_funds";
 
-    } else if (d->balance + (ngx_rbcs_int128_t) u > m_max(d->scale)) {
+    } else if (s->balance - v < -m_max(s->scale)) {
+        res->status = 422;
+        res->code = "balance_overflow";
+
+    } else if (d->balance + v > m_max(d->scale)) {
         res->status = 422;
         res->code = "balance_overflow";
 
     } else {
-        s->balance -= u;
-        d->balance += u;
+        s->balance -= v;
+        d->balance += v;
         s->version++;
         d->version++;
         res->outcome = NGX_RBCS_LEDGER_APPLIED;
         res->status = 201;
-        res->src_balance = s->balance;
+        m_account_result(s, res);
         res->dst_balance = d->balance;
-        res->src_version = s->version;
         res->dst_version = d->version;
+
+        /* a debit never leaves a STANDARD source below -limit, and is
+         * never taken from one that is already there */
+        if (!s->external && s->balance - s->held < -s->limit) {
+            m_bad++;
+            tap_diag("model: a debit left %s below -limit",
+                     m_names[op->src]);
+        }
     }
 
     rec->found = 1;
@@ -597,7 +1295,7 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
 
 /* ------------------------------------------------- the property test -- */
 
-/* the database as the batches leave it */
+/* the database as the batches leave it (money in ledger units) */
 
 typedef struct {
     m_account_t         acc[T_MAX_ACCOUNTS];
@@ -606,16 +1304,163 @@ typedef struct {
 } t_db_t;
 
 
+static void
+t_count(ngx_rbcs_ledger_op_t *op, m_result_t *w)
+{
+    switch (op->kind) {
+
+    case NGX_RBCS_LEDGER_TRANSFER:
+        if (op->outcome == NGX_RBCS_LEDGER_APPLIED && op->source_balance < 0) {
+            c_seen[w->src_external ? C_EXTERNAL_NEGATIVE : C_OVERDRAWN]++;
+        }
+
+        if (is_code(op, "insufficient_funds")) {
+            c_seen[C_INSUFFICIENT]++;
+        }
+
+        if (is_code(op, "balance_overflow")) {
+            c_seen[strstr(op->detail, "debit") ? C_DEBIT_OVERFLOW
+                                               : C_CREDIT_OVERFLOW]++;
+        }
+
+        break;
+
+    case NGX_RBCS_LEDGER_LIMIT:
+        c_seen[op->status == 404 ? C_LIMIT_404
+               : op->status == 400 ? C_LIMIT_400
+               : op->status == 409 ? C_LIMIT_409
+               : op->outcome == NGX_RBCS_LEDGER_EXISTS ? C_LIMIT_SAME
+               : C_LIMIT_SET]++;
+        break;
+
+    case NGX_RBCS_LEDGER_OPEN:
+        if (op->outcome == NGX_RBCS_LEDGER_EXISTS) {
+            c_seen[C_OPEN_EXISTS]++;
+
+        } else if (op->outcome == NGX_RBCS_LEDGER_CONFLICT) {
+            c_seen[C_OPEN_CONFLICT]++;
+        }
+
+        break;
+    }
+}
+
+
+/*
+ * The i-th random operation.  An opening is, half the time, a repeat of
+ * the account's first one in the sequence (first[], kind 0 while none),
+ * else mostly in the account's own currency (index % 3).  Half of the
+ * transfers are wholly random (ids from a small set: conflicts), the other
+ * half plausible: between two accounts of one own currency, a whole amount,
+ * a fresh id, or an earlier transfer repeated.  So that money moves often
+ * enough to reach the floors and the ends of the range.
+ */
+
+static const char  *m_plain_amounts[] = {
+    "1", "3", "10", "50", "100", "500000000000000000", "999999999999999999"
+};
+
+
+static void
+m_generate(m_op_t *ops, int i, m_op_t *first, int *next_id)
+{
+    int       j;
+    unsigned  cur_ix, r;
+    m_op_t   *o;
+
+    o = &ops[i];
+    memset(o, 0, sizeof(*o));
+    cur_ix = rand() % 3;
+    r = rand() % 8;
+
+    if (r == 0) {
+        o->kind = NGX_RBCS_LEDGER_LIMIT;
+        o->src = rand() % T_MAX_ACCOUNTS;
+        o->amount = m_set_limits[rand() % T_NELTS(m_set_limits)];
+        return;
+    }
+
+    if (r <= 2) {
+        o->kind = NGX_RBCS_LEDGER_OPEN;
+        o->src = rand() % T_MAX_ACCOUNTS;
+
+        if (first[o->src].kind && rand() % 2 == 0) {
+            *o = first[o->src];
+            return;
+        }
+
+        if (rand() % 4 != 0) {
+            cur_ix = o->src % 3;
+        }
+
+        o->amount = m_initials[rand() % T_NELTS(m_initials)];
+        o->currency = m_currencies[cur_ix].code;
+        o->currency_scale = m_currencies[cur_ix].scale;
+        o->external = (rand() % 4 == 0);
+        o->limit = m_open_limits[rand() % T_NELTS(m_open_limits)];
+
+        /* an EXTERNAL opening with a limit, or a limit invalid at the
+         * scale, is a 400 before the judge */
+        if (o->external || m_minor(o->limit, o->currency_scale) < 0) {
+            o->limit = "0";
+        }
+
+        if (first[o->src].kind == 0) {
+            first[o->src] = *o;
+        }
+
+        return;
+    }
+
+    o->kind = NGX_RBCS_LEDGER_TRANSFER;
+
+    if (rand() % 2 == 0) {
+        o->src = rand() % T_MAX_ACCOUNTS;
+        o->dst = (rand() % 8 == 0) ? o->src : rand() % T_MAX_ACCOUNTS;
+        o->id = rand() % T_RANDOM_IDS;
+        o->amount = m_amounts[rand() % T_NELTS(m_amounts)];
+
+        if (rand() % 3 == 0) {
+            o->currency = m_currencies[cur_ix].code;
+            o->currency_scale = m_currencies[cur_ix].scale;
+        }
+
+        return;
+    }
+
+    if (i > 0 && rand() % 4 == 0) {
+        j = rand() % i;
+
+        if (ops[j].kind == NGX_RBCS_LEDGER_TRANSFER) {
+            *o = ops[j];
+            return;
+        }
+    }
+
+    o->src = rand() % T_MAX_ACCOUNTS;
+
+    do {
+        o->dst = o->src % 3 + 3 * (rand() % 3);
+    } while (o->dst >= T_MAX_ACCOUNTS || o->dst == o->src);
+
+    o->id = (*next_id < T_MAX_IDS) ? (*next_id)++ : rand() % T_MAX_IDS;
+    o->amount = m_plain_amounts[rand() % T_NELTS(m_plain_amounts)];
+}
+
+
 static int
 property_round(unsigned seed, int nops, int *nbatches)
 {
-    int                         i, j, k, n, start, fails;
-    unsigned                    cur_ix;
-    m_op_t                      mops[T_MAX_OPS];
+    int                         i, j, k, n, start, fails, want_recorded;
+    int                         next_id;
+    int                         lowered[T_MAX_ACCOUNTS];
+    size_t                      recorded;
+    m_op_t                      mops[T_MAX_OPS], first[T_MAX_ACCOUNTS];
     m_result_t                  want[T_MAX_OPS];
     m_account_t                 model[T_MAX_ACCOUNTS];
     m_record_t                  mrecs[T_MAX_IDS];
-    ngx_rbcs_int128_t           sum, opened, bal;
+    ngx_rbcs_int128_t           sum, opened, bal, start_bal[T_MAX_ACCOUNTS];
+    ngx_rbcs_int128_t           cur_limit[T_MAX_ACCOUNTS];
     static t_db_t               db;
     ngx_rbcs_ledger_op_t        ops[T_MAX_OPS];
     ngx_rbcs_ledger_record_t    recs[T_MAX_IDS];
@@ -627,38 +1472,21 @@ property_round(unsigned seed, int nops, int *nbatches)
     memset(model, 0, sizeof(model));
     memset(mrecs, 0, sizeof(mrecs));
 
+    memset(first, 0, sizeof(first));
+    next_id = T_RANDOM_IDS;
+
     for (i = 0; i < nops; i++) {
-        m_op_t *o = &mops[i];
-
-        memset(o, 0, sizeof(*o));
-        cur_ix = rand() % 3;
-
-        if (rand() % 4 == 0) {
-            o->kind = NGX_RBCS_LEDGER_OPEN;
-            o->src = rand() % T_MAX_ACCOUNTS;
-            o->amount = m_initials[rand() % 5];
-            o->currency = m_currencies[cur_ix].code;
-            o->currency_scale = m_currencies[cur_ix].scale;
-            continue;
-        }
-
-        o->kind = NGX_RBCS_LEDGER_TRANSFER;
-        o->src = rand() % T_MAX_ACCOUNTS;
-        o->dst = (rand() % 8 == 0) ? o->src : rand() % T_MAX_ACCOUNTS;
-        o->id = rand() % T_MAX_IDS;
-        o->amount = m_amounts[rand() % (sizeof(m_amounts) / sizeof(char *))];
-
-        if (rand() % 3 == 0) {
-            o->currency = m_currencies[cur_ix].code;
-            o->currency_scale = m_currencies[cur_ix].scale;
-        }
+        m_generate(mops, i, first, &next_id);
     }
+
+    m_bad = 0;
 
     for (i = 0; i < nops; i++) {
         m_step(model, mrecs, &mops[i], &want[i]);
+        m_check(model, seed, i);
     }
 
-    fails = 0;
+    fails = m_bad;
     opened = 0;
     *nbatches = 0;
 
@@ -678,10 +1506,14 @@ property_round(unsigned seed, int nops, int *nbatches)
 
             if (db.acc[k].exists) {
                 slots[k].exists = 1;
+                slots[k].external = db.acc[k].external;
                 slots[k].currency = str(db.acc[k].currency);
                 slots[k].scale = db.acc[k].scale;
                 slots[k].balance = db.acc[k].balance;
                 slots[k].initial = db.acc[k].initial;
+                slots[k].limit = db.acc[k].limit;
+                slots[k].opening_limit = db.acc[k].opening_limit;
+                slots[k].held = db.acc[k].held;
                 slots[k].version = db.acc[k].version;
             }
         }
@@ -692,8 +1524,13 @@ property_round(unsigned seed, int nops, int *nbatches)
             m_op_t *o = &mops[start + j];
 
             if (o->kind == NGX_RBCS_LEDGER_OPEN) {
-                open_op(&ops[j], &slots[o->src], o->currency,
-                        o->currency_scale, o->amount);
+                open_kind(&ops[j], &slots[o->src], o->currency,
+                          o->currency_scale, o->amount, o->external,
+                          o->limit);
+
+            } else if (o->kind == NGX_RBCS_LEDGER_LIMIT) {
+                limit_op(&ops[j], &slots[o->src], o->amount);
+
             } else {
                 transfer(&ops[j], &slots[o->src], &slots[o->dst],
                          &recs[o->id], o->amount, o->currency,
@@ -701,16 +1538,23 @@ property_round(unsigned seed, int nops, int *nbatches)
             }
         }
 
-        ngx_rbcs_ledger_judge(ops, n);
+        recorded = ngx_rbcs_ledger_judge(ops, n);
 
         /* the outcomes against the model's */
+
+        want_recorded = 0;
 
         for (j = 0; j < n; j++) {
             ngx_rbcs_ledger_op_t *op = &ops[j];
             m_result_t *w = &want[start + j];
             m_op_t *o = &mops[start + j];
             unsigned sc = op->source->scale;
-            int neg;
+
+            if (w->outcome == NGX_RBCS_LEDGER_APPLIED
+                || w->outcome == NGX_RBCS_LEDGER_REJECTED)
+            {
+                want_recorded++;
+            }
 
             if (op->outcome != w->outcome || op->status != w->status
                 || !m_streq(op->code, w->code))
@@ -723,12 +1567,11 @@ property_round(unsigned seed, int nops, int *nbatches)
                 continue;
             }
 
+            t_count(op, w);
+
             if ((op->outcome == NGX_RBCS_LEDGER_APPLIED
                  || op->outcome == NGX_RBCS_LEDGER_EXISTS)
-                && ((ngx_rbcs_int128_t)
-                        ngx_rbcs_ledger_to_units(op->source_balance, sc,
-                                                 &neg)
-                    != w->src_balance
+                && (m_signed(op->source_balance, sc) != w->src_balance
                     || op->source_version != w->src_version))
             {
                 fails++;
@@ -736,31 +1579,102 @@ property_round(unsigned seed, int nops, int *nbatches)
                          seed, start + j);
             }
 
-            if (o->kind == NGX_RBCS_LEDGER_TRANSFER
-                && op->outcome == NGX_RBCS_LEDGER_APPLIED
-                && ((ngx_rbcs_int128_t)
-                        ngx_rbcs_ledger_to_units(op->destination_balance, sc,
-                                                 &neg)
-                    != w->dst_balance
-                    || op->destination_version != w->dst_version))
+            if (o->kind != NGX_RBCS_LEDGER_TRANSFER
+                && (op->outcome == NGX_RBCS_LEDGER_APPLIED
+                    || op->outcome == NGX_RBCS_LEDGER_EXISTS)
+                && (m_signed(op->source_limit, sc) != w->src_limit
+                    || m_signed(op->source_held, sc) != w->src_held))
             {
                 fails++;
-                tap_diag("seed %u op %d: destination balance differs",
+                tap_diag("seed %u op %d: source limit or held differs",
                          seed, start + j);
             }
+
+            if (o->kind == NGX_RBCS_LEDGER_TRANSFER
+                && op->outcome == NGX_RBCS_LEDGER_APPLIED)
+            {
+                if (m_signed(op->destination_balance, sc) != w->dst_balance
+                    || op->destination_version != w->dst_version)
+                {
+                    fails++;
+                    tap_diag("seed %u op %d: destination balance differs",
+                             seed, start + j);
+                }
+
+                /* the judge's own numbers: a debit stops at the floor
+                 * that held when it was judged */
+                if (op->source_balance
+                    < (w->src_external
+                       ? -NGX_RBCS_LEDGER_MAX
+                       : -ngx_rbcs_ledger_from_units(
+                             (ngx_rbcs_uint128_t) w->src_limit, sc))
+                    || op->destination_balance > NGX_RBCS_LEDGER_MAX)
+                {
+                    fails++;
+                    tap_diag("seed %u op %d: a debit went below the floor",
+                             seed, start + j);
+                }
+            }
+        }
+
+        if ((int) recorded != want_recorded) {
+            fails++;
+            tap_diag("seed %u: %d recorded, the model says %d", seed,
+                     (int) recorded, want_recorded);
+        }
+
+        /* which accounts had their limit lowered in the batch (only that
+         * may leave one below -limit): the limits in batch order */
+
+        for (k = 0; k < T_MAX_ACCOUNTS; k++) {
+            lowered[k] = 0;
+            cur_limit[k] = db.acc[k].limit;
+        }
+
+        for (j = 0; j < n; j++) {
+            if (ops[j].outcome != NGX_RBCS_LEDGER_APPLIED
+                || ops[j].kind == NGX_RBCS_LEDGER_TRANSFER)
+            {
+                continue;
+            }
+
+            k = mops[start + j].src;
+
+            if (ops[j].kind == NGX_RBCS_LEDGER_LIMIT
+                && ops[j].source_limit < cur_limit[k])
+            {
+                lowered[k] = 1;
+            }
+
+            cur_limit[k] = ops[j].source_limit;
         }
 
         /* round trip 2: openings inserted as they end, net updates */
 
         for (k = 0; k < T_MAX_ACCOUNTS; k++) {
+            start_bal[k] = db.acc[k].balance;
+
             if (slots[k].created) {
+                if (db.acc[k].exists || slots[k].limit_set
+                    || slots[k].changes || slots[k].delta)
+                {
+                    fails++;
+                    tap_diag("seed %u: %s opened with updates", seed,
+                             m_names[k]);
+                }
+
                 db.acc[k].exists = 1;
+                db.acc[k].external = slots[k].external;
                 db.acc[k].currency = (const char *) slots[k].currency.data;
                 db.acc[k].scale = slots[k].scale;
                 db.acc[k].balance = slots[k].balance;
                 db.acc[k].initial = slots[k].initial;
+                db.acc[k].limit = slots[k].limit;
+                db.acc[k].opening_limit = slots[k].opening_limit;
+                db.acc[k].held = slots[k].held;
                 db.acc[k].version = slots[k].version;
                 opened += slots[k].initial;
+                start_bal[k] = slots[k].initial;
                 continue;
             }
 
@@ -778,8 +1692,24 @@ property_round(unsigned seed, int nops, int *nbatches)
                          "judged state", seed, m_names[k]);
             }
 
+            if ((!slots[k].limit_set && slots[k].limit != db.acc[k].limit)
+                || (slots[k].limit_set && slots[k].changes == 0)
+                || slots[k].opening_limit != db.acc[k].opening_limit
+                || slots[k].external != db.acc[k].external
+                || slots[k].held != db.acc[k].held)
+            {
+                fails++;
+                tap_diag("seed %u: the limit of %s changed without "
+                         "limit_set, or its kind or opening limit did",
+                         seed, m_names[k]);
+            }
+
             db.acc[k].balance = bal;
             db.acc[k].version += slots[k].changes;
+
+            if (slots[k].limit_set) {
+                db.acc[k].limit = slots[k].limit;
+            }
         }
 
         for (k = 0; k < T_MAX_IDS; k++) {
@@ -794,18 +1724,46 @@ property_round(unsigned seed, int nops, int *nbatches)
             }
         }
 
-        /* money is conserved, nothing below zero */
+        /* money is conserved, EXTERNAL accounts included; every balance
+         * within DECIMAL(36,18); a STANDARD account debited on balance in
+         * the batch is not below -limit unless its limit was lowered */
 
         sum = 0;
 
         for (k = 0; k < T_MAX_ACCOUNTS; k++) {
-            if (db.acc[k].exists) {
-                sum += db.acc[k].balance;
+            m_account_t *a = &db.acc[k];
 
-                if (db.acc[k].balance < 0) {
-                    fails++;
-                    tap_diag("seed %u: %s below zero", seed, m_names[k]);
-                }
+            if (!a->exists) {
+                continue;
+            }
+
+            sum += a->balance;
+
+            if (a->balance > NGX_RBCS_LEDGER_MAX
+                || a->balance < -NGX_RBCS_LEDGER_MAX)
+            {
+                fails++;
+                tap_diag("seed %u: %s beyond DECIMAL(36,18)", seed,
+                         m_names[k]);
+            }
+
+            if (a->external || a->balance >= start_bal[k]) {
+                continue;
+            }
+
+            if (lowered[k]) {
+                c_seen[C_DB_LOWERED]++;
+                continue;
+            }
+
+            if (a->balance < 0) {
+                c_seen[C_DB_FLOOR_CHECKED]++;
+            }
+
+            if (a->balance - a->held < -a->limit) {
+                fails++;
+                tap_diag("seed %u batch %d: %s below -limit", seed,
+                         *nbatches, m_names[k]);
             }
         }
 
@@ -833,6 +1791,12 @@ main(int argc, char **argv)
     test_recorded();
     test_limits();
     test_open();
+    test_overdraft();
+    test_external();
+    test_open_kind();
+    test_limit_op();
+    test_limit_lowered();
+    test_limit_chain();
 
     fails = 0;
     total = 0;
@@ -842,9 +1806,20 @@ main(int argc, char **argv)
         total += batches;
     }
 
+    for (r = 0, batches = 0; r < C_N; r++) {
+        tap_diag("property: %-26s %lu", c_names[r], c_seen[r]);
+        batches += (c_seen[r] == 0);
+    }
+
+    if (rounds >= 1000) {
+        tap_ok(batches == 0, "property: every case met (see the counts)");
+    }
+
     tap_ok(fails == 0, "property: %u random sequences of %d operations "
-           "(%d batches), judged in batches, agree with the model one "
-           "operation at a time (seed %u)", rounds, T_MAX_OPS, total, seed);
+           "(%d batches; openings of both kinds with overdraft limits, "
+           "limits set), judged in batches, agree with the model one "
+           "operation at a time; money conserved, no debit below the floor "
+           "(seed %u)", rounds, T_MAX_OPS, total, seed);
 
     return tap_done();
 }

@@ -5,9 +5,10 @@
 -- Identifiers are ASCII compared byte for byte (ascii_bin): with MariaDB's
 -- default collation 'ACC1' = 'acc1 ' would be true.  Money is DECIMAL(36,18).
 -- The module judges every change (src/ngx_rbcs_ledger.c); the schema keeps
--- the backstops that hold whatever it decided: a balance never below zero
--- (CHECK), an id recorded once, one history entry per account version
--- (primary keys), and the server doing the arithmetic of each net update.
+-- the backstops that hold whatever it decided: a STANDARD account's
+-- available balance never below minus its overdraft limit (CHECK), an id
+-- recorded once, one history entry per account version (primary keys), and
+-- the server doing the arithmetic of each net update.
 
 ALTER DATABASE CHARACTER SET ascii COLLATE ascii_bin;
 
@@ -20,9 +21,38 @@ CREATE TABLE IF NOT EXISTS accounts (
     version          BIGINT UNSIGNED NOT NULL,
     created_at       DATETIME(3) NOT NULL,
     updated_at       DATETIME(3) NOT NULL,
-    PRIMARY KEY (account_number),
-    CONSTRAINT accounts_balance_not_negative CHECK (balance >= 0)
+    PRIMARY KEY (account_number)
 ) ENGINE=InnoDB;
+
+-- Account kinds and overdraft limits (added to tables created before them).
+-- kind: EXTERNAL accounts stand for money outside the ledger, with no floor.
+-- overdraft_limit: a STANDARD account's available balance (balance minus
+-- held_balance, the sum of its pending holds) never goes below minus it.
+-- opening_limit: the limit given at opening, which a repeated opening is
+-- compared with.  overdraft_excess: how far below its limit an account was
+-- left when the limit was lowered under what it used; it only shrinks, as
+-- credits arrive, so the CHECK below holds the floor at the old use and no
+-- lower.
+ALTER TABLE accounts
+    ADD COLUMN IF NOT EXISTS kind ENUM('STANDARD', 'EXTERNAL') NOT NULL
+        DEFAULT 'STANDARD' AFTER scale,
+    ADD COLUMN IF NOT EXISTS overdraft_limit DECIMAL(36,18) NOT NULL
+        DEFAULT 0 AFTER initial_balance,
+    ADD COLUMN IF NOT EXISTS opening_limit DECIMAL(36,18) NOT NULL
+        DEFAULT 0 AFTER overdraft_limit,
+    ADD COLUMN IF NOT EXISTS held_balance DECIMAL(36,18) NOT NULL
+        DEFAULT 0 AFTER opening_limit,
+    ADD COLUMN IF NOT EXISTS overdraft_excess DECIMAL(36,18) NOT NULL
+        DEFAULT 0 AFTER held_balance,
+    DROP CONSTRAINT IF EXISTS accounts_balance_not_negative;
+
+ALTER TABLE accounts
+    ADD CONSTRAINT IF NOT EXISTS accounts_within_limit CHECK (
+        kind = 'EXTERNAL'
+        OR balance - held_balance >= -(overdraft_limit + overdraft_excess)),
+    ADD CONSTRAINT IF NOT EXISTS accounts_limits_not_negative CHECK (
+        overdraft_limit >= 0 AND opening_limit >= 0 AND held_balance >= 0
+        AND overdraft_excess >= 0);
 
 -- One row per transaction id, whatever the outcome: completed transfers and
 -- recorded business rejections (404/422).  The id is the idempotency key;
@@ -73,7 +103,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
     id           BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     at           DATETIME(3) NOT NULL,
     actor        VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
-    action       ENUM('account.open', 'transfer') NOT NULL,
+    action       ENUM('account.open', 'transfer', 'account.limit') NOT NULL,
     subject      VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     outcome      VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     http_status  SMALLINT UNSIGNED NOT NULL,
@@ -82,6 +112,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     KEY audit_subject (subject),
     KEY audit_at (at)
 ) ENGINE=InnoDB;
+
+ALTER TABLE audit_log MODIFY action
+    ENUM('account.open', 'transfer', 'account.limit') NOT NULL;
 
 -- The cache generation.  A pod tells the others about each committed
 -- balance through Redis; when it could not (Redis away, a publish lost), it
