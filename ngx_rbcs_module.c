@@ -10,6 +10,7 @@
 #include "ngx_rbcs.h"
 #include "ngx_rbcs_mysql.h"
 #include "ngx_rbcs_batch.h"
+#include "ngx_rbcs_transfer.h"
 #include "ngx_rbcs_router.h"
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_redis.h"
@@ -823,7 +824,8 @@ ngx_rbcs_init_process(ngx_cycle_t *cycle)
     if (ngx_rbcs_mysql_init_process(cycle, &rmcf->mysql) != NGX_OK
         || ngx_rbcs_batch_init_process(cycle, &rmcf->mysql) != NGX_OK
         || ngx_rbcs_generation_init_process(cycle, ngx_worker == 0)
-           != NGX_OK)
+           != NGX_OK
+        || ngx_rbcs_transfer_init_process(cycle, ngx_worker == 0) != NGX_OK)
     {
         return NGX_ERROR;
     }

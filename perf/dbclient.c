@@ -126,9 +126,12 @@
     "'found', http_status, code, detail, transaction_id, source_account, "   \
     "destination_account, amount, amount_text, currency, scale, status, "    \
     "client_ts, created_at, source_balance, destination_balance, "           \
-    "source_version, destination_version, fingerprint, request_currency"
+    "source_version, destination_version, fingerprint, request_currency, "   \
+    "hold, expires_at, captured_amount, source_available, "                  \
+    "resolved_source_balance, resolved_source_version, "                     \
+    "resolved_source_available"
 #define TX_ID            4
-#define TX_N             20
+#define TX_N             27
 
 /* an error of our own: the server's answer was not what was asked for */
 #define ERR_ROWS         99999
@@ -867,14 +870,14 @@ batch_round1_sql(worker_t *w)
         buf_add(b, "%s'%s'", i ? "," : "", w->acc[i].number);
     }
 
-    buf_add(b, ") ORDER BY account_number FOR UPDATE) UNION ALL SELECT "
+    buf_add(b, ") ORDER BY account_number FOR UPDATE) UNION ALL (SELECT "
             TX_COLUMNS " FROM transactions WHERE transaction_id IN (");
 
     for (i = 0; i < w->nops; i++) {
         buf_add(b, "%s'%s'", i ? "," : "", w->ids[i]);
     }
 
-    buf_add(b, ")");
+    buf_add(b, "))");
 }
 
 

@@ -9,6 +9,7 @@
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_publish.h"
+#include "ngx_rbcs_time.h"
 
 
 #define NGX_RBCS_HISTORY_DEFAULT  50
@@ -26,6 +27,7 @@
 
 typedef struct {
     ngx_uint_t                 limit;
+    u_char                     at[NGX_RBCS_TIME_LEN];
 } ngx_rbcs_account_ctx_t;
 
 
@@ -33,6 +35,8 @@ static ngx_int_t ngx_rbcs_account_written(ngx_http_request_t *r,
     ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_account_spread(ngx_http_request_t *r,
     ngx_str_t *row, ngx_msec_t known);
@@ -555,6 +559,335 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
         version = ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1,
                                       NGX_RBCS_ENT_VERSION);
         ngx_rbcs_out_jstr(&out, "next", version->data, version->len);
+
+    } else {
+        ngx_rbcs_out_jnull(&out, "next");
+    }
+
+    ngx_rbcs_out_cstr(&out, "}");
+
+    rc = ngx_rbcs_http_send_out(r, NGX_HTTP_OK, &out);
+
+done:
+
+    ngx_rbcs_http_done(r, rc);
+}
+
+
+/*
+ * GET /accounts/{n}/balance?at=RFC3339: the balance after the account's
+ * last history entry at or before that instant, from the database (the
+ * cache knows only the present).  A time after this pod's clock: 400.
+ */
+
+ngx_int_t
+ngx_rbcs_account_balance_at(ngx_http_request_t *r, ngx_str_t *number,
+    ngx_str_t *at)
+{
+    u_char                  *p, *dst, buf[NGX_RBCS_TIME_LEN];
+    int64_t                  ms, now;
+    ngx_str_t                sql, text;
+    ngx_time_t              *tp;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    text.data = ngx_pnalloc(r->pool, at->len);
+    if (text.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = at->data;
+    dst = text.data;
+    ngx_unescape_uri(&dst, &p, at->len, 0);
+    text.len = dst - text.data;
+
+    tp = ngx_timeofday();
+    now = (int64_t) tp->sec * 1000 + tp->msec;
+
+    if (ngx_rbcs_time_parse_rfc3339(text.data, text.len, &ms) != 0
+        || ngx_rbcs_time_format(buf, ms) == 0)
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "at must be an RFC 3339 date-time");
+    }
+
+    if (ms > now) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "at is in the future");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
+    sql.data = ngx_pnalloc(r->pool, 512 + 2 * number->len);
+    if (ctx == NULL || sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->at, buf, NGX_RBCS_TIME_LEN);
+    buf[10] = ' ';
+
+    p = ngx_sprintf(sql.data,
+                    "SELECT " NGX_RBCS_ACC_COLUMNS
+                    " FROM accounts WHERE account_number = '%V';"
+                    "SELECT balance_after, version FROM entries"
+                    " WHERE account_number = '%V' AND created_at <= '%*s'"
+                    " ORDER BY version DESC LIMIT 1", number, number,
+                    (size_t) (NGX_RBCS_TIME_LEN - 1), buf);
+
+    sql.len = p - sql.data;
+
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_balance_at_done,
+                                  ctx);
+}
+
+
+static void
+ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_int_t                rc;
+    ngx_str_t               *c;
+    ngx_uint_t               scale;
+    ngx_rbcs_out_t           out;
+    ngx_http_request_t      *r;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    r = ngx_rbcs_http_query_request(q);
+    ctx = ngx_rbcs_ctx(r)->data;
+
+    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
+        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        goto done;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0 || ngx_rbcs_mysql_rows(q, 1) == 0) {
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                   "account_not_found",
+                                   "the account does not exist at that "
+                                   "time");
+        goto done;
+    }
+
+    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
+                       &scale)
+        != NGX_OK
+        || ngx_rbcs_out_init(&out, r->pool, 320) != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    ngx_rbcs_out_cstr(&out, "{");
+
+    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
+    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
+
+    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY);
+    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
+
+    ngx_rbcs_out_amount(&out, "balance", ngx_rbcs_mysql_cell(q, 1, 0, 0),
+                        scale, 0);
+    ngx_rbcs_out_juint(&out, "version", ngx_rbcs_mysql_cell(q, 1, 0, 1));
+    ngx_rbcs_out_jstr(&out, "at", ctx->at, NGX_RBCS_TIME_LEN);
+    ngx_rbcs_out_cstr(&out, "}");
+
+    rc = ngx_rbcs_http_send_out(r, NGX_HTTP_OK, &out);
+
+done:
+
+    ngx_rbcs_http_done(r, rc);
+}
+
+
+/*
+ * GET /accounts/{n}/holds: the account's pending holds, as source or
+ * destination, newest first.  The cursor is "<createdAt in ms>_<id>" of
+ * the last hold of a page: (createdAt, id) orders the holds strictly, so
+ * that pages list each hold once while new ones arrive.
+ */
+
+#define NGX_RBCS_HOLD_FIELDS                                                 \
+    "transaction_id, source_account, destination_account, amount, "           \
+    "expires_at, created_at"
+
+ngx_int_t
+ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
+{
+    u_char                  *p, *sep, buf[NGX_RBCS_TIME_LEN];
+    int64_t                  ms;
+    ngx_str_t                sql, value, id;
+    ngx_int_t                n;
+    ngx_uint_t               k;
+    ngx_rbcs_account_ctx_t  *ctx;
+    u_char                   after[160];
+    size_t                   alen;
+
+    if (!ngx_rbcs_valid_account(number->data, number->len)) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                     "account_not_found",
+                                     "the account does not exist");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->limit = NGX_RBCS_HISTORY_DEFAULT;
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) == NGX_OK) {
+        n = (value.len > 0 && value.len <= 3 && value.data[0] != '0')
+            ? ngx_atoi(value.data, value.len) : NGX_ERROR;
+
+        if (n == NGX_ERROR || n < 1 || n > NGX_RBCS_HISTORY_MAX) {
+            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "limit must be an integer from 1 "
+                                         "to 500");
+        }
+
+        ctx->limit = n;
+    }
+
+    alen = 0;
+
+    if (ngx_http_arg(r, (u_char *) "before", 6, &value) == NGX_OK) {
+        sep = ngx_strlchr(value.data, value.data + value.len, '_');
+        n = NGX_ERROR;
+
+        if (sep && sep > value.data && sep - value.data <= 15) {
+            n = ngx_atoi(value.data, sep - value.data);
+            id.data = sep + 1;
+            id.len = value.data + value.len - id.data;
+        }
+
+        ms = n;
+
+        if (n == NGX_ERROR || !ngx_rbcs_valid_id(id.data, id.len)
+            || ngx_rbcs_time_format(buf, ms) == 0)
+        {
+            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "the cursor is not valid");
+        }
+
+        buf[10] = ' ';
+
+        alen = ngx_sprintf(after, " AND (created_at < '%*s' OR (created_at ="
+                           " '%*s' AND transaction_id < '%V'))",
+                           (size_t) (NGX_RBCS_TIME_LEN - 1), buf,
+                           (size_t) (NGX_RBCS_TIME_LEN - 1), buf, &id)
+               - after;
+    }
+
+    sql.data = ngx_pnalloc(r->pool, 1536);
+    if (sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(sql.data,
+                    "SELECT " NGX_RBCS_ACC_COLUMNS
+                    " FROM accounts WHERE account_number = '%V';"
+                    "SELECT * FROM (", number);
+
+    for (k = 0; k < 2; k++) {
+        p = ngx_sprintf(p, "%s(SELECT " NGX_RBCS_HOLD_FIELDS " FROM holds"
+                        " WHERE %s = '%V'%*s ORDER BY created_at DESC,"
+                        " transaction_id DESC LIMIT %ui)",
+                        k ? " UNION " : "",
+                        k ? "destination_account" : "source_account",
+                        number, alen, after, ctx->limit + 1);
+    }
+
+    p = ngx_sprintf(p, ") h ORDER BY created_at DESC, transaction_id DESC"
+                    " LIMIT %ui", ctx->limit + 1);
+
+    sql.len = p - sql.data;
+
+    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_holds_done, ctx);
+}
+
+
+static void
+ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
+{
+    u_char                   buf[NGX_RBCS_TIME_LEN];
+    u_char                   cursor[NGX_INT64_LEN + 2
+                                    + NGX_RBCS_ID_MAX_LEN];
+    int64_t                  ms;
+    ngx_int_t                rc;
+    ngx_str_t               *c, *row;
+    ngx_uint_t               i, n, scale;
+    ngx_rbcs_out_t           out;
+    ngx_http_request_t      *r;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    r = ngx_rbcs_http_query_request(q);
+    ctx = ngx_rbcs_ctx(r)->data;
+
+    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
+        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        goto done;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                   "account_not_found",
+                                   "the account does not exist");
+        goto done;
+    }
+
+    n = ngx_rbcs_mysql_rows(q, 1);
+
+    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
+                       &scale)
+        != NGX_OK
+        || ngx_rbcs_out_init(&out, r->pool, 256 + n * 320) != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    ngx_rbcs_out_cstr(&out, "{");
+
+    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
+    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
+
+    ngx_rbcs_out_cstr(&out, ",\"holds\":[");
+
+    for (i = 0; i < n && i < ctx->limit; i++) {
+        row = ngx_rbcs_mysql_cell(q, 1, i, 0);
+
+        ngx_rbcs_out_cstr(&out, i ? ",{" : "{");
+        ngx_rbcs_out_jstr(&out, "transactionId", row[0].data, row[0].len);
+        ngx_rbcs_out_jstr(&out, "sourceAccountNumber", row[1].data,
+                          row[1].len);
+        ngx_rbcs_out_jstr(&out, "destinationAccountNumber", row[2].data,
+                          row[2].len);
+        ngx_rbcs_out_amount(&out, "amount", &row[3], scale, 0);
+
+        if (row[4].data) {
+            ngx_rbcs_out_datetime(&out, "expiresAt", &row[4]);
+        }
+
+        ngx_rbcs_out_datetime(&out, "createdAt", &row[5]);
+        ngx_rbcs_out_cstr(&out, "}");
+    }
+
+    ngx_rbcs_out_cstr(&out, "]");
+
+    if (n > ctx->limit) {
+        row = ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1, 0);
+
+        if (ngx_rbcs_time_from_datetime(buf, row[5].data, row[5].len) == 0
+            || ngx_rbcs_time_parse_rfc3339(buf, NGX_RBCS_TIME_LEN, &ms) != 0)
+        {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
+        }
+
+        ngx_rbcs_out_jstr(&out, "next", cursor,
+                          ngx_sprintf(cursor, "%L_%V", ms, &row[0])
+                          - cursor);
 
     } else {
         ngx_rbcs_out_jnull(&out, "next");

@@ -17,6 +17,9 @@ ngx_int_t ngx_rbcs_account_open(ngx_http_request_t *r,
 ngx_int_t ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number);
 ngx_int_t ngx_rbcs_account_patch(ngx_http_request_t *r, ngx_str_t *number,
     ngx_rbcs_json_field_t *fields, size_t nfields);
+ngx_int_t ngx_rbcs_account_balance_at(ngx_http_request_t *r,
+    ngx_str_t *number, ngx_str_t *at);
+ngx_int_t ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number);
 ngx_int_t ngx_rbcs_account_history(ngx_http_request_t *r,
     ngx_str_t *number);
 ngx_int_t ngx_rbcs_account_ready(ngx_http_request_t *r);

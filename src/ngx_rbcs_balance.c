@@ -15,6 +15,7 @@
 
 
 #include "ngx_rbcs_balance.h"
+#include "ngx_rbcs_account.h"
 #include "ngx_rbcs_batch.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_cache.h"
@@ -80,6 +81,12 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
                                      "invalid_request",
                                      "consistency must be strong or "
                                      "eventual");
+    }
+
+    /* the balance at a past instant: the database's history answers */
+
+    if (ngx_http_arg(r, (u_char *) "at", 2, &value) == NGX_OK) {
+        return ngx_rbcs_account_balance_at(r, number, &value);
     }
 
     strong = ngx_rbcs_is_strong(r);

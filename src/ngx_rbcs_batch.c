@@ -31,6 +31,7 @@
 #include "ngx_rbcs_publish.h"
 #include "ngx_rbcs_metrics.h"
 #include "ngx_rbcs_generation.h"
+#include "ngx_rbcs_time.h"
 
 
 #define NGX_RBCS_OP_NEW       0
@@ -50,13 +51,22 @@
 #define NGX_RBCS_RT1_HEAD                                                    \
     "START TRANSACTION;SELECT '" NGX_RBCS_RT1_NOW "',UTC_TIMESTAMP(3),"      \
     "NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL," \
-    "NULL,NULL,NULL,NULL UNION ALL (SELECT '" NGX_RBCS_RT1_ACCOUNT "',"      \
-    NGX_RBCS_ACC_FIELDS ",NULL,NULL,NULL,NULL,NULL,NULL,NULL"                \
-    " FROM accounts WHERE account_number IN ("
+    "NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL"                 \
+    " UNION ALL (SELECT '" NGX_RBCS_RT1_ACCOUNT "',"                         \
+    NGX_RBCS_ACC_FIELDS ",NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL," \
+    "NULL,NULL,NULL,NULL FROM accounts WHERE account_number IN ("
 #define NGX_RBCS_RT1_LOCK      ") ORDER BY account_number FOR UPDATE)"
 #define NGX_RBCS_RT1_RECORDS                                                 \
-    " UNION ALL SELECT " NGX_RBCS_TX_COLUMNS " FROM transactions"            \
+    " UNION ALL (SELECT " NGX_RBCS_TX_COLUMNS " FROM transactions"           \
     " WHERE transaction_id IN ("
+
+/*
+ * A batch that resolves holds reads its ids' rows locked: after the lock
+ * of the hold's source, which every resolution of it takes first, the
+ * hold's latest committed state.
+ */
+#define NGX_RBCS_RT1_RECORDS_END         "))"
+#define NGX_RBCS_RT1_RECORDS_LOCKED_END  ") FOR UPDATE)"
 
 /* room for a DECIMAL(36,18) text and a sign */
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
@@ -84,6 +94,7 @@ typedef struct {
     ngx_uint_t                 attempts;
     ngx_uint_t                 gen_mark;   /* round trip 2 moves the cache
                                               generation */
+    ngx_uint_t                 resolves;   /* captures, voids, expiries */
     ngx_event_t                retry;
     unsigned                   busy:1;
 } ngx_rbcs_batch_t;
@@ -116,6 +127,8 @@ static ngx_int_t ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b,
     ngx_str_t *row);
 static ngx_int_t ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b,
     ngx_str_t *row);
+static ngx_int_t ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec,
+    ngx_str_t *row);
 static void ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b);
 static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b,
     ngx_str_t *sql, ngx_uint_t compound);
@@ -123,6 +136,9 @@ static u_char *ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b,
     u_char *p);
 static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b,
     u_char *p);
+static u_char *ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b,
+    u_char *p);
+static u_char *ngx_rbcs_batch_sql_holds(ngx_rbcs_batch_t *b, u_char *p);
 static u_char *ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b,
     u_char *p);
 static u_char *ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b,
@@ -135,6 +151,10 @@ static ngx_int_t ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b,
     ngx_uint_t i);
 static ngx_str_t *ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b,
     ngx_uint_t i);
+static ngx_str_t *ngx_rbcs_batch_resolved_row(ngx_rbcs_batch_t *b,
+    ngx_uint_t i);
+static ngx_str_t *ngx_rbcs_batch_pending_row(ngx_rbcs_batch_t *b,
+    ngx_str_t *was);
 static ngx_str_t *ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b,
     ngx_uint_t i);
 static void ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b);
@@ -150,6 +170,8 @@ static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(ngx_rbcs_batch_t *b, ng
 static ngx_int_t ngx_rbcs_batch_record(ngx_rbcs_batch_t *b,
     ngx_str_t *id);
 static ngx_rbcs_ledger_str_t ngx_rbcs_batch_lstr(ngx_str_t *s);
+static ngx_rbcs_ledger_str_t ngx_rbcs_batch_expiry(ngx_rbcs_batch_t *b,
+    ngx_uint_t seconds);
 static ngx_str_t ngx_rbcs_batch_nstr(ngx_rbcs_ledger_str_t *s);
 static ngx_int_t ngx_rbcs_batch_value(ngx_str_t *decimal,
     ngx_rbcs_int128_t *value);
@@ -512,14 +534,31 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b)
 
     n = 0;
     k = 0;
+    b->resolves = 0;
 
     for (i = 0; i < b->nops; i++) {
         op = b->ops[i];
         numbers[n++] = op->source;
 
-        if (op->kind == NGX_RBCS_LEDGER_TRANSFER) {
+        switch (op->kind) {
+
+        case NGX_RBCS_LEDGER_TRANSFER:
+        case NGX_RBCS_LEDGER_CAPTURE:
             numbers[n++] = op->destination;
             b->ids[k++] = op->id;
+            break;
+
+        case NGX_RBCS_LEDGER_VOID:
+        case NGX_RBCS_LEDGER_EXPIRE:
+            b->ids[k++] = op->id;
+            break;
+
+        default:
+            break;
+        }
+
+        if (op->kind >= NGX_RBCS_LEDGER_CAPTURE) {
+            b->resolves++;
         }
     }
 
@@ -571,7 +610,8 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
     ngx_uint_t   i;
     ngx_str_t    s;
 
-    size = sizeof(NGX_RBCS_RT1_HEAD NGX_RBCS_RT1_LOCK NGX_RBCS_RT1_RECORDS ")")
+    size = sizeof(NGX_RBCS_RT1_HEAD NGX_RBCS_RT1_LOCK NGX_RBCS_RT1_RECORDS
+                  NGX_RBCS_RT1_RECORDS_LOCKED_END)
            + (b->naccounts + b->nrecords) * (NGX_RBCS_ID_MAX_LEN + 3);
 
     sql->data = ngx_pnalloc(b->pool, size);
@@ -605,7 +645,11 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
             p = ngx_rbcs_batch_quoted(p, &b->ids[i]);
         }
 
-        *p++ = ')';
+        p = b->resolves
+            ? ngx_cpymem(p, NGX_RBCS_RT1_RECORDS_LOCKED_END,
+                         sizeof(NGX_RBCS_RT1_RECORDS_LOCKED_END) - 1)
+            : ngx_cpymem(p, NGX_RBCS_RT1_RECORDS_END,
+                         sizeof(NGX_RBCS_RT1_RECORDS_END) - 1);
     }
 
     sql->len = p - sql->data;
@@ -825,7 +869,61 @@ ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b, ngx_str_t *row)
                        ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_REQ_CURRENCY]);
     rec->data = row;
 
-    return NGX_OK;
+    return ngx_rbcs_batch_read_hold(rec, row);
+}
+
+
+/* a recorded id as a hold: its state, amount, capture, expiry */
+
+static ngx_int_t
+ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
+{
+    ngx_str_t  *st;
+
+    rec->hold_state = NGX_RBCS_LEDGER_NOT_HOLD;
+
+    if (row[NGX_RBCS_TX_HOLD].len != 1 || row[NGX_RBCS_TX_HOLD].data[0] != '1')
+    {
+        return NGX_OK;
+    }
+
+    st = &row[NGX_RBCS_TX_STATUS];
+
+    if (st->data == NULL) {
+        return NGX_ERROR;
+    }
+
+#define ngx_rbcs_is(s, lit)                                                  \
+    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
+
+    if (ngx_rbcs_is(st, "PENDING")) {
+        rec->hold_state = NGX_RBCS_LEDGER_PENDING;
+
+    } else if (ngx_rbcs_is(st, "COMPLETED")) {
+        rec->hold_state = NGX_RBCS_LEDGER_CAPTURED;
+
+        if (ngx_rbcs_batch_value(&row[NGX_RBCS_TX_CAPTURED], &rec->captured)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_rbcs_is(st, "VOIDED")) {
+        rec->hold_state = NGX_RBCS_LEDGER_VOIDED;
+
+    } else if (ngx_rbcs_is(st, "EXPIRED")) {
+        rec->hold_state = NGX_RBCS_LEDGER_EXPIRED;
+
+    } else {
+        /* a hold request that was refused */
+        return NGX_OK;
+    }
+
+#undef ngx_rbcs_is
+
+    rec->expires = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_EXPIRES]);
+
+    return ngx_rbcs_batch_value(&row[NGX_RBCS_TX_AMOUNT], &rec->hold_amount);
 }
 
 
@@ -883,10 +981,25 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
             continue;
         }
 
-        j->destination = ngx_rbcs_batch_account(b, &op->destination);
         j->record = &b->records[ngx_rbcs_batch_record(b, &op->id)];
-        j->amount = ngx_rbcs_batch_lstr(&op->amount);
+        j->now = ngx_rbcs_batch_lstr(&b->now);
+
+        if (op->kind != NGX_RBCS_LEDGER_VOID
+            && op->kind != NGX_RBCS_LEDGER_EXPIRE)
+        {
+            j->destination = ngx_rbcs_batch_account(b, &op->destination);
+        }
+
+        if (op->amount.len) {
+            j->amount = ngx_rbcs_batch_lstr(&op->amount);
+        }
+
         j->amount_key = ngx_rbcs_batch_lstr(&op->amount_key);
+
+        if (op->hold) {
+            j->hold = 1;
+            j->expires = ngx_rbcs_batch_expiry(b, op->expires_in);
+        }
     }
 
     (void) ngx_rbcs_ledger_judge(b->judged, b->nops);
@@ -910,7 +1023,7 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
     size_t       size;
     ngx_uint_t   i;
 
-    size = 2048 + NGX_RBCS_GENERATION_SQL_LEN + b->naccounts * 512;
+    size = 2048 + NGX_RBCS_GENERATION_SQL_LEN + b->naccounts * 768;
 
     for (i = 0; i < b->nops; i++) {
         size += 4096 + 4 * b->ops[i]->amount.len;
@@ -930,6 +1043,8 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
 
     p = ngx_rbcs_batch_sql_accounts(b, p);
     p = ngx_rbcs_batch_sql_transactions(b, p);
+    p = ngx_rbcs_batch_sql_resolutions(b, p);
+    p = ngx_rbcs_batch_sql_holds(b, p);
     p = ngx_rbcs_batch_sql_entries(b, p);
     p = ngx_rbcs_batch_sql_audit(b, p);
     p = ngx_rbcs_batch_sql_update(b, p);
@@ -1030,7 +1145,8 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
                        " request_currency, scale, status, http_status, code,"
                        " detail, client_ts, source_balance,"
                        " destination_balance, source_version,"
-                       " destination_version, created_at) VALUES ");
+                       " destination_version, hold, expires_at,"
+                       " source_available, created_at) VALUES ");
 
         p = ngx_sprintf(p, "('%V','%V','%V',", &op->id, &op->source,
                         &op->destination);
@@ -1061,7 +1177,8 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
         }
 
         if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
-            p = ngx_sprintf(p, "'COMPLETED',201,NULL,NULL,");
+            p = ngx_sprintf(p, "'%s',201,NULL,NULL,",
+                            j->hold ? "PENDING" : "COMPLETED");
         } else {
             p = ngx_sprintf(p, "'REJECTED',%ui,'%s','%s',",
                             (ngx_uint_t) j->status, j->code, j->detail);
@@ -1073,7 +1190,11 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
             p = ngx_cpymem(p, "NULL,", 5);
         }
 
-        if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+        if (j->outcome == NGX_RBCS_LEDGER_APPLIED && j->hold) {
+            p = ngx_rbcs_batch_decimal(p, j->source_balance);
+            p = ngx_sprintf(p, ",NULL,%uL,NULL,", j->source_version);
+
+        } else if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
             p = ngx_rbcs_batch_decimal(p, j->source_balance);
             *p++ = ',';
             p = ngx_rbcs_batch_decimal(p, j->destination_balance);
@@ -1081,6 +1202,19 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
                             j->destination_version);
         } else {
             p = ngx_cpymem(p, "NULL,NULL,NULL,NULL,", 20);
+        }
+
+        p = ngx_sprintf(p, "%d,", j->hold ? 1 : 0);
+
+        if (j->outcome == NGX_RBCS_LEDGER_APPLIED && j->hold) {
+            s = ngx_rbcs_batch_nstr(&j->expires);
+            p = ngx_rbcs_batch_quoted(p, &s);
+            *p++ = ',';
+            p = ngx_rbcs_batch_decimal(p, j->source_available);
+            *p++ = ',';
+
+        } else {
+            p = ngx_cpymem(p, "NULL,NULL,", 10);
         }
 
         p = ngx_sprintf(p, "'%V')", &b->now);
@@ -1094,7 +1228,138 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
 }
 
 
-/* the history: an opening's entry, two per applied transfer */
+/*
+ * The holds the batch resolved, on their rows: one UPDATE joined with the
+ * batch's resolutions as a derived table.
+ */
+
+static u_char *
+ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b, u_char *p)
+{
+    ngx_uint_t             i, n;
+    ngx_rbcs_batch_op_t   *op;
+    ngx_rbcs_ledger_op_t  *j;
+
+    n = 0;
+
+    for (i = 0; i < b->nops; i++) {
+        j = &b->judged[i];
+        op = b->ops[i];
+
+        if (j->kind < NGX_RBCS_LEDGER_CAPTURE
+            || j->outcome != NGX_RBCS_LEDGER_APPLIED)
+        {
+            continue;
+        }
+
+        if (n++ == 0) {
+            p = ngx_cpymem(p, "UPDATE transactions t JOIN (",
+                           sizeof("UPDATE transactions t JOIN (") - 1);
+        } else {
+            p = ngx_cpymem(p, " UNION ALL ", sizeof(" UNION ALL ") - 1);
+        }
+
+        p = ngx_sprintf(p, "SELECT '%V' AS id,'%s' AS st,", &op->id,
+                        j->kind == NGX_RBCS_LEDGER_CAPTURE ? "COMPLETED"
+                        : j->kind == NGX_RBCS_LEDGER_VOID ? "VOIDED"
+                        : "EXPIRED");
+
+        if (j->kind == NGX_RBCS_LEDGER_CAPTURE) {
+            p = ngx_rbcs_batch_decimal(p, j->value);
+            p = ngx_cpymem(p, " AS cap,", 8);
+            p = ngx_rbcs_batch_decimal(p, j->destination_balance);
+            p = ngx_sprintf(p, " AS db,%uL AS dv,", j->destination_version);
+
+        } else {
+            p = ngx_cpymem(p, "NULL AS cap,NULL AS db,NULL AS dv,",
+                           sizeof("NULL AS cap,NULL AS db,NULL AS dv,") - 1);
+        }
+
+        p = ngx_rbcs_batch_decimal(p, j->source_balance);
+        p = ngx_sprintf(p, " AS sb,%uL AS sv,", j->source_version);
+        p = ngx_rbcs_batch_decimal(p, j->source_available);
+        p = ngx_cpymem(p, " AS sa", 6);
+    }
+
+    if (n == 0) {
+        return p;
+    }
+
+    return ngx_sprintf(p, ") v ON t.transaction_id = v.id SET"
+                       " t.status = v.st, t.captured_amount = v.cap,"
+                       " t.destination_balance = v.db,"
+                       " t.destination_version = v.dv,"
+                       " t.resolved_source_balance = v.sb,"
+                       " t.resolved_source_version = v.sv,"
+                       " t.resolved_source_available = v.sa,"
+                       " t.resolved_at = '%V'"
+                       " WHERE t.status = 'PENDING';", &b->now);
+}
+
+
+/* the pending holds: new ones in, resolved ones out */
+
+static u_char *
+ngx_rbcs_batch_sql_holds(ngx_rbcs_batch_t *b, u_char *p)
+{
+    ngx_str_t              s;
+    ngx_uint_t             i, n;
+    ngx_rbcs_batch_op_t   *op;
+    ngx_rbcs_ledger_op_t  *j;
+
+    n = 0;
+
+    for (i = 0; i < b->nops; i++) {
+        j = &b->judged[i];
+        op = b->ops[i];
+
+        if (!j->hold || j->outcome != NGX_RBCS_LEDGER_APPLIED) {
+            continue;
+        }
+
+        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO holds (transaction_id,"
+                       " source_account, destination_account, amount, scale,"
+                       " expires_at, created_at) VALUES ");
+
+        p = ngx_sprintf(p, "('%V','%V','%V',", &op->id, &op->source,
+                        &op->destination);
+        p = ngx_rbcs_batch_decimal(p, j->value);
+        p = ngx_sprintf(p, ",%ui,", (ngx_uint_t) j->scale);
+        s = ngx_rbcs_batch_nstr(&j->expires);
+        p = ngx_rbcs_batch_quoted(p, &s);
+        p = ngx_sprintf(p, ",'%V')", &b->now);
+    }
+
+    if (n) {
+        *p++ = ';';
+    }
+
+    n = 0;
+
+    for (i = 0; i < b->nops; i++) {
+        j = &b->judged[i];
+        op = b->ops[i];
+
+        if (j->kind < NGX_RBCS_LEDGER_CAPTURE
+            || j->outcome != NGX_RBCS_LEDGER_APPLIED)
+        {
+            continue;
+        }
+
+        p = ngx_rbcs_batch_list(p, &n, "DELETE FROM holds WHERE"
+                                " transaction_id IN (");
+        p = ngx_sprintf(p, "'%V'", &op->id);
+    }
+
+    if (n) {
+        p = ngx_cpymem(p, ");", 2);
+    }
+
+    return p;
+}
+
+
+/* the history: an opening's entry, two per applied transfer or capture */
 
 static u_char *
 ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b, u_char *p)
@@ -1110,7 +1375,10 @@ ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b, u_char *p)
         op = b->ops[i];
 
         if (j->outcome != NGX_RBCS_LEDGER_APPLIED
-            || j->kind == NGX_RBCS_LEDGER_LIMIT)
+            || j->kind == NGX_RBCS_LEDGER_LIMIT
+            || j->kind == NGX_RBCS_LEDGER_VOID
+            || j->kind == NGX_RBCS_LEDGER_EXPIRE
+            || j->hold)
         {
             continue;
         }
@@ -1201,13 +1469,33 @@ ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b, u_char *p)
             continue;
         }
 
-        if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+        if (j->kind >= NGX_RBCS_LEDGER_CAPTURE) {
+            p = ngx_sprintf(p, "'%s','%V','%s',200,'",
+                            j->kind == NGX_RBCS_LEDGER_CAPTURE
+                            ? "hold.capture"
+                            : j->kind == NGX_RBCS_LEDGER_VOID
+                              ? "hold.void" : "hold.expire",
+                            &op->id,
+                            j->kind == NGX_RBCS_LEDGER_CAPTURE
+                            ? "captured"
+                            : j->kind == NGX_RBCS_LEDGER_VOID
+                              ? "voided" : "expired");
+            if (j->kind == NGX_RBCS_LEDGER_CAPTURE) {
+                p = ngx_rbcs_batch_decimal(p, j->value);
+                p = ngx_cpymem(p, " of ", 4);
+            }
+            p = ngx_rbcs_batch_decimal(p, j->released);
+            p = ngx_cpymem(p, " held')", 7);
+
+        } else if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
             s = ngx_rbcs_batch_nstr(&j->record_currency);
-            p = ngx_sprintf(p, "'transfer','%V','completed',201,'%V %V from "
-                            "%V to %V')", &op->id, &op->amount, &s,
-                            &op->source, &op->destination);
+            p = ngx_sprintf(p, "'%s','%V','%s',201,'%V %V from "
+                            "%V to %V')", j->hold ? "hold" : "transfer",
+                            &op->id, j->hold ? "held" : "completed",
+                            &op->amount, &s, &op->source, &op->destination);
         } else {
-            p = ngx_sprintf(p, "'transfer','%V','%s',%ui,'%s')", &op->id,
+            p = ngx_sprintf(p, "'%s','%V','%s',%ui,'%s')",
+                            j->hold ? "hold" : "transfer", &op->id,
                             j->code, (ngx_uint_t) j->status, j->detail);
         }
     }
@@ -1232,11 +1520,12 @@ ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b, u_char *p)
 static u_char *
 ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
 {
-    ngx_uint_t                  i, n, limits;
+    ngx_uint_t                  i, n, limits, helds;
     ngx_rbcs_ledger_account_t  *a;
 
     n = 0;
     limits = 0;
+    helds = 0;
 
     for (i = 0; i < b->naccounts; i++) {
         a = &b->accounts[i];
@@ -1257,15 +1546,40 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
         p = ngx_rbcs_batch_decimal(p, a->delta);
 
         limits += a->limit_set;
+        helds += (a->held_delta != 0);
     }
 
     if (n == 0) {
         return p;
     }
 
-    p = ngx_cpymem(p, " END, version = version + CASE account_number",
-                   sizeof(" END, version = version + CASE account_number")
-                   - 1);
+    p = ngx_cpymem(p, " END", 4);
+
+    /* before the excess below, which is computed from it */
+
+    if (helds) {
+        p = ngx_cpymem(p, ", held_balance = held_balance + CASE"
+                       " account_number",
+                       sizeof(", held_balance = held_balance + CASE"
+                              " account_number") - 1);
+
+        for (i = 0; i < b->naccounts; i++) {
+            a = &b->accounts[i];
+
+            if (a->created || a->held_delta == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
+                            a->number.data);
+            p = ngx_rbcs_batch_decimal(p, a->held_delta);
+        }
+
+        p = ngx_cpymem(p, " ELSE 0 END", sizeof(" ELSE 0 END") - 1);
+    }
+
+    p = ngx_cpymem(p, ", version = version + CASE account_number",
+                   sizeof(", version = version + CASE account_number") - 1);
 
     for (i = 0; i < b->naccounts; i++) {
         a = &b->accounts[i];
@@ -1479,11 +1793,20 @@ ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b, ngx_uint_t i)
         row = j->record->op ? ((ngx_rbcs_batch_op_t *) j->record->op->data)
                                   ->row
                             : j->record->data;
+
+        /* a hold's request again: the hold as it was recorded */
+
+        if (row && op->kind == NGX_RBCS_LEDGER_TRANSFER
+            && row[NGX_RBCS_TX_RES_VERSION].data)
+        {
+            row = ngx_rbcs_batch_pending_row(b, row);
+        }
+
         op->row = row;
 
         /* a replay of what this very operation recorded, lost earlier */
 
-        if (op->unknown && row) {
+        if (op->unknown && row && op->kind == NGX_RBCS_LEDGER_TRANSFER) {
             op->status = ngx_atoi(row[NGX_RBCS_TX_HTTP_STATUS].data,
                                   row[NGX_RBCS_TX_HTTP_STATUS].len);
         }
@@ -1502,7 +1825,9 @@ ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b, ngx_uint_t i)
     default:
         op->row = (op->kind == NGX_RBCS_LEDGER_TRANSFER)
                   ? ngx_rbcs_batch_tx_row(b, i)
-                  : ngx_rbcs_batch_account_row(b, i);
+                  : (op->kind >= NGX_RBCS_LEDGER_CAPTURE)
+                    ? ngx_rbcs_batch_resolved_row(b, i)
+                    : ngx_rbcs_batch_account_row(b, i);
 
         return op->row ? NGX_OK : NGX_ERROR;
     }
@@ -1545,6 +1870,16 @@ ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
                       ngx_cpymem(p, j->detail, ngx_strlen(j->detail)));
         ngx_str_set(&row[NGX_RBCS_TX_STATUS], "REJECTED");
 
+    } else if (j->hold) {
+        ngx_str_set(&row[NGX_RBCS_TX_STATUS], "PENDING");
+        NGX_RBCS_CELL(NGX_RBCS_TX_SRC_BALANCE,
+                      ngx_rbcs_batch_decimal(p, j->source_balance));
+        NGX_RBCS_CELL(NGX_RBCS_TX_SRC_VERSION,
+                      ngx_sprintf(p, "%uL", j->source_version));
+        NGX_RBCS_CELL(NGX_RBCS_TX_SRC_AVAILABLE,
+                      ngx_rbcs_batch_decimal(p, j->source_available));
+        row[NGX_RBCS_TX_EXPIRES] = ngx_rbcs_batch_nstr(&j->expires);
+
     } else {
         ngx_str_set(&row[NGX_RBCS_TX_STATUS], "COMPLETED");
         NGX_RBCS_CELL(NGX_RBCS_TX_SRC_BALANCE,
@@ -1584,6 +1919,90 @@ ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     if (op->currency) {
         row[NGX_RBCS_TX_REQ_CURRENCY] = op->currency->code;
     }
+
+    if (j->hold) {
+        ngx_str_set(&row[NGX_RBCS_TX_HOLD], "1");
+    } else {
+        ngx_str_set(&row[NGX_RBCS_TX_HOLD], "0");
+    }
+
+    return row;
+}
+
+
+/* a resolved hold's row as its hold recorded it */
+
+static ngx_str_t *
+ngx_rbcs_batch_pending_row(ngx_rbcs_batch_t *b, ngx_str_t *was)
+{
+    ngx_str_t  *row;
+
+    row = ngx_palloc(b->pool, NGX_RBCS_TX_N * sizeof(ngx_str_t));
+    if (row == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(row, was, NGX_RBCS_TX_N * sizeof(ngx_str_t));
+
+    ngx_str_set(&row[NGX_RBCS_TX_STATUS], "PENDING");
+    ngx_str_null(&row[NGX_RBCS_TX_CAPTURED]);
+    ngx_str_null(&row[NGX_RBCS_TX_DST_BALANCE]);
+    ngx_str_null(&row[NGX_RBCS_TX_DST_VERSION]);
+    ngx_str_null(&row[NGX_RBCS_TX_RES_BALANCE]);
+    ngx_str_null(&row[NGX_RBCS_TX_RES_VERSION]);
+    ngx_str_null(&row[NGX_RBCS_TX_RES_AVAILABLE]);
+
+    return row;
+}
+
+
+/* a hold's row as its resolution by this batch leaves it */
+
+static ngx_str_t *
+ngx_rbcs_batch_resolved_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
+{
+    u_char                *p;
+    ngx_str_t             *row, *was;
+    ngx_rbcs_ledger_op_t  *j;
+
+    j = &b->judged[i];
+    was = j->record->data;
+
+    if (was == NULL) {
+        /* a hold recorded by this very batch: not resolvable in it */
+        return NULL;
+    }
+
+    row = ngx_palloc(b->pool, NGX_RBCS_TX_N * sizeof(ngx_str_t));
+    p = ngx_pnalloc(b->pool, 5 * NGX_RBCS_DECIMAL_LEN + 64);
+    if (row == NULL || p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(row, was, NGX_RBCS_TX_N * sizeof(ngx_str_t));
+
+    if (j->kind == NGX_RBCS_LEDGER_CAPTURE) {
+        ngx_str_set(&row[NGX_RBCS_TX_STATUS], "COMPLETED");
+        NGX_RBCS_CELL(NGX_RBCS_TX_CAPTURED,
+                      ngx_rbcs_batch_decimal(p, j->value));
+        NGX_RBCS_CELL(NGX_RBCS_TX_DST_BALANCE,
+                      ngx_rbcs_batch_decimal(p, j->destination_balance));
+        NGX_RBCS_CELL(NGX_RBCS_TX_DST_VERSION,
+                      ngx_sprintf(p, "%uL", j->destination_version));
+
+    } else if (j->kind == NGX_RBCS_LEDGER_VOID) {
+        ngx_str_set(&row[NGX_RBCS_TX_STATUS], "VOIDED");
+
+    } else {
+        ngx_str_set(&row[NGX_RBCS_TX_STATUS], "EXPIRED");
+    }
+
+    NGX_RBCS_CELL(NGX_RBCS_TX_RES_BALANCE,
+                  ngx_rbcs_batch_decimal(p, j->source_balance));
+    NGX_RBCS_CELL(NGX_RBCS_TX_RES_VERSION,
+                  ngx_sprintf(p, "%uL", j->source_version));
+    NGX_RBCS_CELL(NGX_RBCS_TX_RES_AVAILABLE,
+                  ngx_rbcs_batch_decimal(p, j->source_available));
 
 #undef NGX_RBCS_CELL
 
@@ -1859,6 +2278,43 @@ ngx_rbcs_batch_deliver(ngx_rbcs_batch_op_t *op)
 
 
 /* ---------------------------------------------------------- helpers -- */
+
+/* the batch's time plus seconds, in the database's DATETIME(3) form */
+
+static ngx_rbcs_ledger_str_t
+ngx_rbcs_batch_expiry(ngx_rbcs_batch_t *b, ngx_uint_t seconds)
+{
+    u_char                 buf[NGX_RBCS_TIME_LEN], *p;
+    int64_t                ms;
+    ngx_rbcs_ledger_str_t  s;
+
+    s.data = NULL;
+    s.len = 0;
+
+    if (seconds == 0
+        || ngx_rbcs_time_from_datetime(buf, b->now.data, b->now.len) == 0
+        || ngx_rbcs_time_parse_rfc3339(buf, NGX_RBCS_TIME_LEN, &ms) != 0
+        || ngx_rbcs_time_format(buf, ms + (int64_t) seconds * 1000) == 0)
+    {
+        return s;
+    }
+
+    /* "YYYY-MM-DDTHH:MM:SS.fffZ" to "YYYY-MM-DD HH:MM:SS.fff" */
+
+    p = ngx_pnalloc(b->pool, NGX_RBCS_TIME_LEN - 1);
+    if (p == NULL) {
+        return s;
+    }
+
+    ngx_memcpy(p, buf, NGX_RBCS_TIME_LEN - 1);
+    p[10] = ' ';
+
+    s.data = p;
+    s.len = NGX_RBCS_TIME_LEN - 1;
+
+    return s;
+}
+
 
 static int ngx_libc_cdecl
 ngx_rbcs_batch_cmp(const void *one, const void *two)

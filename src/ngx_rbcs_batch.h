@@ -1,7 +1,8 @@
 
 /*
- * RBCS: the write path.  Every state change (a transfer, an account
- * opening, an overdraft limit set) is an operation queued on its worker's writer, which takes
+ * RBCS: the write path.  Every state change (a transfer or hold, an
+ * account opening, an overdraft limit set, a hold's capture, void or
+ * expiry) is an operation queued on its worker's writer, which takes
  * whatever queued as one batch when it is free:
  *
  *   round trip 1  START TRANSACTION, the time, every account the batch
@@ -47,13 +48,23 @@
 #define NGX_RBCS_TX_DST_VERSION   17
 #define NGX_RBCS_TX_FINGERPRINT   18
 #define NGX_RBCS_TX_REQ_CURRENCY  19
-#define NGX_RBCS_TX_N             20
+#define NGX_RBCS_TX_HOLD          20
+#define NGX_RBCS_TX_EXPIRES       21
+#define NGX_RBCS_TX_CAPTURED      22
+#define NGX_RBCS_TX_SRC_AVAILABLE 23
+#define NGX_RBCS_TX_RES_BALANCE   24   /* the source after a resolution */
+#define NGX_RBCS_TX_RES_VERSION   25
+#define NGX_RBCS_TX_RES_AVAILABLE 26
+#define NGX_RBCS_TX_N             27
 
 #define NGX_RBCS_TX_COLUMNS                                                  \
     "'found', http_status, code, detail, transaction_id, source_account, "    \
     "destination_account, amount, amount_text, currency, scale, status, "     \
     "client_ts, created_at, source_balance, destination_balance, "            \
-    "source_version, destination_version, fingerprint, request_currency"
+    "source_version, destination_version, fingerprint, request_currency, "    \
+    "hold, expires_at, captured_amount, source_available, "                   \
+    "resolved_source_balance, resolved_source_version, "                      \
+    "resolved_source_available"
 
 /* columns of an account row (NGX_RBCS_ACC_COLUMNS) */
 #define NGX_RBCS_ACC_RESULT       0
@@ -94,16 +105,20 @@ struct ngx_rbcs_batch_op_s {
     unsigned                   kind;        /* NGX_RBCS_LEDGER_... */
 
     /* inputs, in op->pool */
-    ngx_str_t                  id;          /* a transfer's */
+    ngx_str_t                  id;          /* a transfer's, a hold's */
     ngx_str_t                  source;      /* an opening's account */
     ngx_str_t                  destination;
-    ngx_str_t                  amount;      /* as given */
+    ngx_str_t                  amount;      /* as given (a capture's:
+                                               empty for the whole hold) */
     ngx_str_t                  amount_key;  /* normalized */
     ngx_rbcs_currency_t       *currency;    /* requested, or the opening's */
     ngx_str_t                  initial;     /* an opening's, as given */
     ngx_str_t                  limit;       /* an opening's overdraft limit
                                                (empty: none), a limit's */
     unsigned                   external:1;  /* an opening's kind */
+    unsigned                   hold:1;      /* a transfer that holds */
+    ngx_uint_t                 expires_in;  /* a hold's, in seconds (0:
+                                               never) */
     ngx_str_t                  actor;       /* authenticated key id */
     int64_t                    client_ts;
     unsigned                   has_ts:1;

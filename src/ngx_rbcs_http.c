@@ -53,6 +53,9 @@ static ngx_rbcs_problem_title_t  ngx_rbcs_problem_titles[] = {
     { "insufficient_funds", "Insufficient funds" },
     { "currency_mismatch", "Currency mismatch" },
     { "balance_overflow", "Balance overflow" },
+    { "account_kind_conflict", "Account kind conflict" },
+    { "hold_not_pending", "Hold not pending" },
+    { "amount_exceeds_hold", "Amount exceeds hold" },
     { "rate_limited", "Too many requests" },
     { "unavailable", "Service unavailable" },
     { "internal_error", "Internal error" },
@@ -469,7 +472,7 @@ ngx_int_t
 ngx_rbcs_http_fields(ngx_rbcs_json_field_t *fields, size_t nfields,
     ngx_rbcs_field_spec_t *spec, ngx_uint_t nspec, ngx_rbcs_field_t *out)
 {
-    size_t                  i;
+    size_t                  i, k;
     ngx_uint_t              j, bad_amount;
     ngx_rbcs_json_field_t  *f;
 
@@ -500,6 +503,32 @@ ngx_rbcs_http_fields(ngx_rbcs_json_field_t *fields, size_t nfields,
                 && f->type != NGX_RBCS_JSON_NUMBER)
             {
                 bad_amount = 1;
+            }
+
+        } else if (spec[j].kind == NGX_RBCS_FIELD_BOOL) {
+            if (f->type != NGX_RBCS_JSON_TRUE
+                && f->type != NGX_RBCS_JSON_FALSE)
+            {
+                return NGX_RBCS_INVALID_REQUEST;
+            }
+
+            out[j].present = 1;
+            out[j].value.data = (u_char *)
+                                (f->type == NGX_RBCS_JSON_TRUE ? "1" : "0");
+            out[j].value.len = 1;
+            continue;
+
+        } else if (spec[j].kind == NGX_RBCS_FIELD_INTEGER) {
+            if (f->type != NGX_RBCS_JSON_NUMBER || f->value_len == 0
+                || f->value_len > 18)
+            {
+                return NGX_RBCS_INVALID_REQUEST;
+            }
+
+            for (k = 0; k < f->value_len; k++) {
+                if (f->value[k] < '0' || f->value[k] > '9') {
+                    return NGX_RBCS_INVALID_REQUEST;
+                }
             }
 
         } else if (f->type != NGX_RBCS_JSON_STRING) {

@@ -27,11 +27,16 @@
 #define NGX_RBCS_ROUTE_HISTORY      NGX_RBCS_MR_HISTORY
 #define NGX_RBCS_ROUTE_TRANSFERS    NGX_RBCS_MR_TRANSFER
 #define NGX_RBCS_ROUTE_TRANSACTION  NGX_RBCS_MR_TRANSACTION
+#define NGX_RBCS_ROUTE_CAPTURE      NGX_RBCS_MR_CAPTURE
+#define NGX_RBCS_ROUTE_VOID         NGX_RBCS_MR_VOID
+#define NGX_RBCS_ROUTE_HOLDS        NGX_RBCS_MR_HOLDS
 
 
 /* field kinds for ngx_rbcs_http_fields() */
 #define NGX_RBCS_FIELD_STRING   0
 #define NGX_RBCS_FIELD_AMOUNT   1   /* a JSON string or number */
+#define NGX_RBCS_FIELD_BOOL     2   /* true or false: value "1" or "0" */
+#define NGX_RBCS_FIELD_INTEGER  3   /* a JSON number of digits only */
 
 /* results of ngx_rbcs_http_fields() */
 #define NGX_RBCS_INVALID_REQUEST  1

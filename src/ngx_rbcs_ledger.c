@@ -13,6 +13,9 @@
 static void ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_limit(ngx_rbcs_ledger_op_t *op);
+static void ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op);
+static int ngx_rbcs_ledger_cmp(ngx_rbcs_ledger_str_t *a,
+    ngx_rbcs_ledger_str_t *b);
 static int ngx_rbcs_ledger_replays(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_record(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_set(ngx_rbcs_ledger_op_t *op, unsigned outcome,
@@ -71,6 +74,12 @@ ngx_rbcs_ledger_judge(ngx_rbcs_ledger_op_t *ops, size_t n)
             ngx_rbcs_ledger_limit(op);
             break;
 
+        case NGX_RBCS_LEDGER_CAPTURE:
+        case NGX_RBCS_LEDGER_VOID:
+        case NGX_RBCS_LEDGER_EXPIRE:
+            ngx_rbcs_ledger_resolve(op);
+            break;
+
         default:
             ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
                                 "invalid_request", "unknown operation",
@@ -97,7 +106,9 @@ ngx_rbcs_ledger_judge(ngx_rbcs_ledger_op_t *ops, size_t n)
  * 404 destination, 422 currency_mismatch, insufficient_funds (a STANDARD
  * source's available balance would go below minus its limit),
  * balance_overflow (a credit above the largest balance, or a debit of an
- * EXTERNAL source below the smallest).
+ * EXTERNAL source below the smallest).  A hold is judged the same way
+ * (its capture will move the money) and only reserves: the source's held
+ * balance grows, no balance moves.
  */
 
 static void
@@ -219,6 +230,28 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
                             "balance_overflow",
                             "the credit would take account %s beyond the "
                             "largest balance", &dst->number);
+
+    } else if (op->hold && src->held > NGX_RBCS_LEDGER_MAX - op->value) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
+                            "balance_overflow",
+                            "the hold would take account %s's held balance "
+                            "beyond the largest balance", &src->number);
+
+    } else if (op->hold) {
+        src->held += op->value;
+        src->version++;
+
+        if (!src->created) {
+            src->held_delta += op->value;
+            src->changes++;
+        }
+
+        op->source_balance = src->balance;
+        op->source_version = src->version;
+        op->source_available = src->balance - src->held;
+
+        op->outcome = NGX_RBCS_LEDGER_APPLIED;
+        op->status = 201;
 
     } else {
         src->balance -= op->value;
@@ -377,6 +410,168 @@ ngx_rbcs_ledger_limit(ngx_rbcs_ledger_op_t *op)
 }
 
 
+/*
+ * A hold's capture, void or expiry, against the hold's row as read under
+ * the lock of its source (every resolution locks it: the database decides
+ * between pods) or as the batch left it.  The order: 404 unknown id,
+ * 400 invalid_amount at the hold's scale, the replay of the resolution
+ * that resolved it or 409 hold_not_pending (resolved, not a hold, or its
+ * expiry reached: a capture at or after expiresAt is refused even before
+ * the release ran), 422 amount_exceeds_hold, 422 balance_overflow.  An
+ * expiry of a hold that is not due, or no longer pending, does nothing.
+ */
+
+static void
+ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
+{
+    int                         replay, due;
+    char                        fmt[96];
+    ngx_rbcs_int128_t           v;
+    ngx_rbcs_uint128_t          units;
+    ngx_rbcs_ledger_account_t  *src, *dst;
+    ngx_rbcs_ledger_record_t   *rec;
+
+    src = op->source;
+    dst = op->destination;
+    rec = op->record;
+
+    if (!rec->found) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 404,
+                            "transaction_not_found",
+                            "the transaction does not exist", NULL);
+        return;
+    }
+
+    if (rec->hold_state == NGX_RBCS_LEDGER_NOT_HOLD
+        || !src->exists
+        || !ngx_rbcs_ledger_eq(&rec->source, &src->number)
+        || (dst && (!dst->exists
+                    || !ngx_rbcs_ledger_eq(&rec->destination, &dst->number))))
+    {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "hold_not_pending",
+                            "the transaction is not a hold", NULL);
+        return;
+    }
+
+    op->scale = src->scale;
+    op->has_scale = 1;
+    v = rec->hold_amount;
+
+    if (op->kind == NGX_RBCS_LEDGER_CAPTURE && op->amount.data) {
+        if (ngx_rbcs_amount_parse(op->amount.data, op->amount.len,
+                                  src->scale, 0, &units)
+            != NGX_RBCS_AMOUNT_OK)
+        {
+            snprintf(fmt, sizeof(fmt), "amount must be a positive decimal "
+                     "with at most %u fractional digits", src->scale);
+            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
+                                "invalid_amount", fmt, NULL);
+            return;
+        }
+
+        v = ngx_rbcs_ledger_from_units(units, src->scale);
+    }
+
+    op->value = v;
+    op->has_amount = 1;
+
+    if (rec->hold_state != NGX_RBCS_LEDGER_PENDING) {
+        replay = (op->kind == NGX_RBCS_LEDGER_CAPTURE
+                  && rec->hold_state == NGX_RBCS_LEDGER_CAPTURED
+                  && rec->captured == v)
+                 || (op->kind == NGX_RBCS_LEDGER_VOID
+                     && rec->hold_state == NGX_RBCS_LEDGER_VOIDED);
+
+        if (replay) {
+            op->outcome = NGX_RBCS_LEDGER_REPLAY;
+            op->status = 200;
+            return;
+        }
+
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "hold_not_pending",
+                            "the hold is no longer pending", NULL);
+        return;
+    }
+
+    due = (rec->expires.data != NULL
+           && ngx_rbcs_ledger_cmp(&op->now, &rec->expires) >= 0);
+
+    if (op->kind == NGX_RBCS_LEDGER_EXPIRE ? !due : due) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "hold_not_pending",
+                            due ? "the hold has expired"
+                                : "the hold is not due to expire", NULL);
+        return;
+    }
+
+    if (op->kind == NGX_RBCS_LEDGER_CAPTURE) {
+        if (v > rec->hold_amount) {
+            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
+                                "amount_exceeds_hold",
+                                "the amount is above the held amount", NULL);
+            return;
+        }
+
+        if (src->balance < v - NGX_RBCS_LEDGER_MAX) {
+            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
+                                "balance_overflow",
+                                "the debit would take account %s beyond the "
+                                "smallest balance", &src->number);
+            return;
+        }
+
+        if (dst->balance > NGX_RBCS_LEDGER_MAX - v) {
+            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
+                                "balance_overflow",
+                                "the credit would take account %s beyond the "
+                                "largest balance", &dst->number);
+            return;
+        }
+
+        src->balance -= v;
+        dst->balance += v;
+        dst->version++;
+
+        if (!src->created) {
+            src->delta -= v;
+        }
+
+        if (!dst->created) {
+            dst->delta += v;
+            dst->changes++;
+        }
+
+        op->destination_balance = dst->balance;
+        op->destination_version = dst->version;
+        rec->captured = v;
+    }
+
+    src->held -= rec->hold_amount;
+    src->version++;
+
+    if (!src->created) {
+        src->held_delta -= rec->hold_amount;
+        src->changes++;
+    }
+
+    op->released = rec->hold_amount;
+    op->source_balance = src->balance;
+    op->source_version = src->version;
+    op->source_available = src->balance - src->held;
+
+    rec->hold_state = (op->kind == NGX_RBCS_LEDGER_CAPTURE)
+                      ? NGX_RBCS_LEDGER_CAPTURED
+                      : (op->kind == NGX_RBCS_LEDGER_VOID)
+                        ? NGX_RBCS_LEDGER_VOIDED : NGX_RBCS_LEDGER_EXPIRED;
+    rec->op = op;
+
+    op->outcome = NGX_RBCS_LEDGER_APPLIED;
+    op->status = 200;
+}
+
+
 /* the operation repeats its id's recorded one */
 
 static int
@@ -414,6 +609,16 @@ ngx_rbcs_ledger_record(ngx_rbcs_ledger_op_t *op)
     rec->currency = op->record_currency;
     rec->request_currency = op->currency;
     rec->op = op;
+
+    if (op->hold && op->outcome == NGX_RBCS_LEDGER_APPLIED) {
+        rec->hold_state = NGX_RBCS_LEDGER_PENDING;
+        rec->hold_amount = op->value;
+        rec->captured = 0;
+        rec->expires = op->expires;
+
+    } else {
+        rec->hold_state = NGX_RBCS_LEDGER_NOT_HOLD;
+    }
 }
 
 
@@ -456,6 +661,26 @@ ngx_rbcs_ledger_eq(ngx_rbcs_ledger_str_t *a, ngx_rbcs_ledger_str_t *b)
     }
 
     return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+
+/* byte order, a shorter prefix first (times of one form compare as such) */
+
+static int
+ngx_rbcs_ledger_cmp(ngx_rbcs_ledger_str_t *a, ngx_rbcs_ledger_str_t *b)
+{
+    int     rc;
+    size_t  n;
+
+    n = a->len < b->len ? a->len : b->len;
+
+    rc = (n == 0) ? 0 : memcmp(a->data, b->data, n);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (a->len > b->len) - (a->len < b->len);
 }
 
 

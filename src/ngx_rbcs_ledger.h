@@ -48,6 +48,16 @@
 #define NGX_RBCS_LEDGER_TRANSFER    1
 #define NGX_RBCS_LEDGER_OPEN        2
 #define NGX_RBCS_LEDGER_LIMIT       3   /* an overdraft limit set */
+#define NGX_RBCS_LEDGER_CAPTURE     4   /* a hold's capture */
+#define NGX_RBCS_LEDGER_VOID        5   /* a hold's release by request */
+#define NGX_RBCS_LEDGER_EXPIRE      6   /* a hold's release at its expiry */
+
+/* the state of a recorded id as a hold */
+#define NGX_RBCS_LEDGER_NOT_HOLD    0   /* a transfer, or a refused hold */
+#define NGX_RBCS_LEDGER_PENDING     1
+#define NGX_RBCS_LEDGER_CAPTURED    2
+#define NGX_RBCS_LEDGER_VOIDED      3
+#define NGX_RBCS_LEDGER_EXPIRED     4
 
 /* outcomes */
 #define NGX_RBCS_LEDGER_INVALID     1   /* 400, not recorded */
@@ -57,6 +67,8 @@
 #define NGX_RBCS_LEDGER_REJECTED    5   /* recorded business rejection */
 #define NGX_RBCS_LEDGER_EXISTS      6   /* an opening repeated, a limit
                                            set again: 200, no change */
+
+/* a capture, void or expiry APPLIED is recorded on its hold's row */
 
 
 typedef struct {
@@ -89,6 +101,7 @@ typedef struct {
     void                      *data;        /* the caller's */
 
     ngx_rbcs_int128_t          delta;
+    ngx_rbcs_int128_t          held_delta;
     uint64_t                   changes;
 
     unsigned                   exists:1;
@@ -109,8 +122,15 @@ typedef struct {
     ngx_rbcs_ledger_str_t      amount_key;   /* normalized amount text */
     ngx_rbcs_ledger_str_t      currency;     /* recorded, may be none */
     ngx_rbcs_ledger_str_t      request_currency;
-    ngx_rbcs_ledger_op_t      *op;           /* recorded in this batch */
+    ngx_rbcs_ledger_op_t      *op;           /* recorded or resolved in
+                                                this batch */
     void                      *data;         /* the caller's row */
+
+    /* as a hold: its state, amount, capture and expiry (none: never) */
+    unsigned                   hold_state;
+    ngx_rbcs_int128_t          hold_amount;
+    ngx_rbcs_int128_t          captured;
+    ngx_rbcs_ledger_str_t      expires;      /* "YYYY-MM-DD HH:MM:SS.fff" */
 
     unsigned                   found:1;
     unsigned                   has_scale:1;
@@ -131,6 +151,15 @@ struct ngx_rbcs_ledger_op_s {
      *
      * A limit: source is the account, amount the new limit as given
      * (grammar checked), judged at the account's scale.
+     *
+     * A hold is a transfer with hold set and expires its expiry (none:
+     * never); its amount_key carries the hold's terms, so that a transfer
+     * and a hold never replay each other.
+     *
+     * A capture, void or expiry: record is the hold's id, source its
+     * source and (a capture) destination its destination, now the batch's
+     * time in the expiry's form; a capture's amount is none for the whole
+     * held amount.
      */
     ngx_rbcs_ledger_account_t *source;
     ngx_rbcs_ledger_account_t *destination;
@@ -141,7 +170,10 @@ struct ngx_rbcs_ledger_op_s {
     unsigned                   currency_scale;
     ngx_rbcs_int128_t          initial;
     ngx_rbcs_int128_t          limit;
+    ngx_rbcs_ledger_str_t      expires;
+    ngx_rbcs_ledger_str_t      now;
     unsigned                   external:1;
+    unsigned                   hold:1;
     void                      *data;         /* the caller's */
 
     /* the judgement */
@@ -166,6 +198,11 @@ struct ngx_rbcs_ledger_op_s {
     /* an opening or a limit: the account's limit and held balance then */
     ngx_rbcs_int128_t          source_limit;
     ngx_rbcs_int128_t          source_held;
+
+    /* a hold or its resolution: the source's available balance it left,
+     * and the amount the resolution released from the hold */
+    ngx_rbcs_int128_t          source_available;
+    ngx_rbcs_int128_t          released;
 };
 
 

@@ -70,7 +70,8 @@ static ngx_rbcs_metrics_sh_t  *ngx_rbcs_metrics;
 
 static const char  *ngx_rbcs_metrics_routes[NGX_RBCS_MR_N] = {
     "unknown", "healthz", "readyz", "metrics", "open_account", "account",
-    "balance", "history", "transfer", "transaction", "error_page"
+    "balance", "history", "transfer", "transaction", "capture", "void",
+    "holds", "error_page"
 };
 
 static ngx_uint_t  ngx_rbcs_metrics_statuses[NGX_RBCS_MS_N - 1] = {

@@ -23,8 +23,11 @@
 #define NGX_RBCS_MR_HISTORY       7
 #define NGX_RBCS_MR_TRANSFER      8
 #define NGX_RBCS_MR_TRANSACTION   9
-#define NGX_RBCS_MR_PROBLEM       10
-#define NGX_RBCS_MR_N             11
+#define NGX_RBCS_MR_CAPTURE       10
+#define NGX_RBCS_MR_VOID          11
+#define NGX_RBCS_MR_HOLDS         12
+#define NGX_RBCS_MR_PROBLEM       13
+#define NGX_RBCS_MR_N             14
 
 /* plain counters */
 #define NGX_RBCS_M_ZONE_HIT       0

@@ -98,6 +98,17 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
         } else if (n == 3 && seg[2].len) {
             rt->route = NGX_RBCS_ROUTE_TRANSACTION;
             rt->id = seg[2];
+
+        } else if (n == 4 && seg[2].len
+                   && ngx_rbcs_seg_is(&seg[3], "capture"))
+        {
+            rt->route = NGX_RBCS_ROUTE_CAPTURE;
+            rt->id = seg[2];
+
+        } else if (n == 4 && seg[2].len && ngx_rbcs_seg_is(&seg[3], "void"))
+        {
+            rt->route = NGX_RBCS_ROUTE_VOID;
+            rt->id = seg[2];
         }
 
         return;
@@ -113,6 +124,9 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
 
     } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "transactions")) {
         rt->route = NGX_RBCS_ROUTE_HISTORY;
+
+    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "holds")) {
+        rt->route = NGX_RBCS_ROUTE_HOLDS;
     }
 }
 
@@ -144,7 +158,9 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
     }
 
     post = (rt.route == NGX_RBCS_ROUTE_ACCOUNTS
-            || rt.route == NGX_RBCS_ROUTE_TRANSFERS);
+            || rt.route == NGX_RBCS_ROUTE_TRANSFERS
+            || rt.route == NGX_RBCS_ROUTE_CAPTURE
+            || rt.route == NGX_RBCS_ROUTE_VOID);
 
     if (post || (rt.route == NGX_RBCS_ROUTE_ACCOUNT
                  && r->method == NGX_HTTP_PATCH))
@@ -222,6 +238,10 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         rc = ngx_rbcs_account_history(r, &rt.id);
         break;
 
+    case NGX_RBCS_ROUTE_HOLDS:
+        rc = ngx_rbcs_account_holds(r, &rt.id);
+        break;
+
     default: /* NGX_RBCS_ROUTE_TRANSACTION */
         rc = ngx_rbcs_transfer_get(r, &rt.id);
         break;
@@ -249,7 +269,9 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
 
     /* before the media type and the JSON: 401/403 win over 415/400 */
 
-    rc = ngx_rbcs_auth_check_body(r, route == NGX_RBCS_ROUTE_TRANSFERS
+    rc = ngx_rbcs_auth_check_body(r, (route == NGX_RBCS_ROUTE_TRANSFERS
+                                      || route == NGX_RBCS_ROUTE_CAPTURE
+                                      || route == NGX_RBCS_ROUTE_VOID)
                                      ? NGX_RBCS_AUTH_TRANSFER
                                      : NGX_RBCS_AUTH_ADMIN);
     if (rc != NGX_OK) {
@@ -264,6 +286,14 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
         } else if (route == NGX_RBCS_ROUTE_ACCOUNT) {
             ngx_rbcs_router_match(r, &rt);
             rc = ngx_rbcs_account_patch(r, &rt.id, fields, nfields);
+
+        } else if (route == NGX_RBCS_ROUTE_CAPTURE
+                   || route == NGX_RBCS_ROUTE_VOID)
+        {
+            ngx_rbcs_router_match(r, &rt);
+            rc = ngx_rbcs_transfer_resolve(r, &rt.id,
+                                           route == NGX_RBCS_ROUTE_CAPTURE,
+                                           fields, nfields);
 
         } else {
             rc = ngx_rbcs_transfer_post(r, fields, nfields);

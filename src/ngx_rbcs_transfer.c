@@ -21,6 +21,7 @@
 static ngx_int_t ngx_rbcs_transfer_written(ngx_http_request_t *r,
     ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_transfer_send(ngx_http_request_t *r,
     ngx_str_t *row, ngx_uint_t status);
 
@@ -32,6 +33,8 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_transfer_fields[] = {
     { ngx_string("amount"), NGX_RBCS_FIELD_AMOUNT, 1 },
     { ngx_string("timestamp"), NGX_RBCS_FIELD_STRING, 0 },
     { ngx_string("currency"), NGX_RBCS_FIELD_STRING, 0 },
+    { ngx_string("hold"), NGX_RBCS_FIELD_BOOL, 0 },
+    { ngx_string("expiresIn"), NGX_RBCS_FIELD_INTEGER, 0 },
 };
 
 #define NGX_RBCS_F_ID           0
@@ -40,6 +43,12 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_transfer_fields[] = {
 #define NGX_RBCS_F_AMOUNT       3
 #define NGX_RBCS_F_TIMESTAMP    4
 #define NGX_RBCS_F_CURRENCY     5
+#define NGX_RBCS_F_HOLD         6
+#define NGX_RBCS_F_EXPIRES_IN   7
+#define NGX_RBCS_F_N            8
+
+/* a year: the longest a hold may wait for its capture */
+#define NGX_RBCS_HOLD_MAX_SECONDS  31536000
 
 
 ngx_int_t
@@ -51,15 +60,16 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     int64_t                  ts;
     ngx_int_t                rc;
     ngx_str_t               *amount, *actor;
-    ngx_rbcs_field_t         f[6];
+    ngx_uint_t               hold, expires_in;
+    ngx_rbcs_field_t         f[NGX_RBCS_F_N];
     ngx_rbcs_batch_op_t     *op;
     ngx_rbcs_currency_t     *currency;
     ngx_rbcs_main_conf_t    *rmcf;
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
-    rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_transfer_fields, 6,
-                              f);
+    rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_transfer_fields,
+                              NGX_RBCS_F_N, f);
 
     if (rc == NGX_RBCS_INVALID_REQUEST
         || !ngx_rbcs_valid_id(f[NGX_RBCS_F_ID].value.data,
@@ -74,8 +84,26 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "transactionId, sourceAccountNumber, "
                    "destinationAccountNumber and amount are required, ids "
                    "must match ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$; "
-                   "timestamp and currency are optional; no other field is "
-                   "known");
+                   "timestamp, currency, hold (a boolean) and expiresIn (an "
+                   "integer) are optional; no other field is known");
+    }
+
+    hold = f[NGX_RBCS_F_HOLD].present
+           && f[NGX_RBCS_F_HOLD].value.data[0] == '1';
+    expires_in = 0;
+
+    if (f[NGX_RBCS_F_EXPIRES_IN].present) {
+        expires_in = (ngx_uint_t) ngx_atoof(f[NGX_RBCS_F_EXPIRES_IN].value.data,
+                                         f[NGX_RBCS_F_EXPIRES_IN].value.len);
+
+        if (!hold || expires_in < 1 || expires_in > NGX_RBCS_HOLD_MAX_SECONDS)
+        {
+            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "expiresIn is a whole number of "
+                                         "seconds from 1 to 31536000, and "
+                                         "only for a hold");
+        }
     }
 
     ngx_rbcs_ctx(r)->transaction_id = f[NGX_RBCS_F_ID].value;
@@ -135,8 +163,13 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     op->currency = currency;
     op->client_ts = ts;
     op->has_ts = f[NGX_RBCS_F_TIMESTAMP].present;
+    op->hold = hold;
+    op->expires_in = expires_in;
 
-    op->amount_key.data = ngx_pnalloc(op->pool, amount->len);
+    /* a hold's terms join its amount in the replay key: "10.5|H3600" */
+
+    op->amount_key.data = ngx_pnalloc(op->pool,
+                                      amount->len + 3 + NGX_INT_T_LEN);
 
     if (op->amount_key.data == NULL
         || (op->id.data = ngx_pstrdup(op->pool, &f[NGX_RBCS_F_ID].value))
@@ -164,7 +197,186 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                                                    amount->data,
                                                    amount->len);
 
+    if (hold) {
+        op->amount_key.len = (expires_in
+                              ? ngx_sprintf(op->amount_key.data
+                                            + op->amount_key.len, "|H%ui",
+                                            expires_in)
+                              : ngx_sprintf(op->amount_key.data
+                                            + op->amount_key.len, "|H"))
+                             - op->amount_key.data;
+    }
+
     return ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
+}
+
+
+/*
+ * A hold's capture or void.  The hold's accounts are read first (they
+ * never change): the write path locks them, reads the hold under that
+ * lock and judges the resolution with the batch.
+ */
+
+static ngx_rbcs_field_spec_t  ngx_rbcs_capture_fields[] = {
+    { ngx_string("amount"), NGX_RBCS_FIELD_AMOUNT, 0 },
+};
+
+
+typedef struct {
+    ngx_uint_t                 kind;
+    ngx_str_t                  id;
+    ngx_str_t                  amount;
+} ngx_rbcs_resolve_t;
+
+
+ngx_int_t
+ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_uint_t capture, ngx_rbcs_json_field_t *fields, size_t nfields)
+{
+    int                      is_zero;
+    size_t                   int_digits, frac_digits;
+    ngx_int_t                rc;
+    ngx_rbcs_field_t         f[1];
+    ngx_rbcs_resolve_t      *rs;
+    ngx_rbcs_mysql_query_t  *q;
+
+    rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_capture_fields,
+                              capture ? 1 : 0, f);
+
+    if (rc == NGX_RBCS_INVALID_REQUEST) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     capture ? "the body is {} or "
+                                               "{\"amount\": \"...\"}"
+                                             : "the body is {}");
+    }
+
+    if (capture && f[0].present
+        && (rc == NGX_RBCS_INVALID_AMOUNT
+            || f[0].value.len > NGX_RBCS_AMOUNT_TEXT_MAX
+            || ngx_rbcs_amount_check_grammar(f[0].value.data, f[0].value.len,
+                                             &int_digits, &frac_digits,
+                                             &is_zero)
+               != NGX_RBCS_AMOUNT_OK))
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_amount",
+                   "amount must be a positive decimal such as \"10.50\", "
+                   "within the currency's scale");
+    }
+
+    if (!ngx_rbcs_valid_id(id->data, id->len)) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                     "transaction_not_found",
+                                     "the transaction does not exist");
+    }
+
+    rs = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_resolve_t));
+    if (rs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rs->kind = capture ? NGX_RBCS_LEDGER_CAPTURE : NGX_RBCS_LEDGER_VOID;
+    rs->id = *id;
+
+    if (capture && f[0].present) {
+        rs->amount = f[0].value;
+    }
+
+    ngx_rbcs_ctx(r)->transaction_id = *id;
+    ngx_rbcs_ctx(r)->data = rs;
+
+    q = ngx_rbcs_http_query(r, ngx_rbcs_transfer_resolve_read);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql.data = ngx_pnalloc(r->pool, 128 + id->len);
+    if (q->sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql.len = ngx_sprintf(q->sql.data,
+                             "SELECT source_account, destination_account "
+                             "FROM transactions WHERE transaction_id = '%V'",
+                             id)
+                 - q->sql.data;
+    q->idempotent = 1;
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        return ngx_rbcs_http_unavailable(r, 0);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_int_t             rc;
+    ngx_str_t            *row, *actor;
+    ngx_http_request_t   *r;
+    ngx_rbcs_resolve_t   *rs;
+    ngx_rbcs_batch_op_t  *op;
+
+    r = ngx_rbcs_http_query_request(q);
+    rs = ngx_rbcs_ctx(r)->data;
+
+    if (q->rc != NGX_RBCS_MYSQL_OK) {
+        ngx_rbcs_http_done(r, ngx_rbcs_http_unavailable(r, 0));
+        return;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        ngx_rbcs_http_done(r, ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                  "transaction_not_found",
+                                  "the transaction does not exist"));
+        return;
+    }
+
+    row = ngx_rbcs_mysql_cell(q, 0, 0, 0);
+
+    if (row == NULL || row[0].data == NULL || row[1].data == NULL) {
+        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    op = ngx_rbcs_batch_op_create(r->connection->log);
+    if (op == NULL) {
+        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    actor = ngx_rbcs_http_actor(r);
+
+    op->kind = rs->kind;
+
+    if ((op->id.data = ngx_pstrdup(op->pool, &rs->id)) == NULL
+        || (op->source.data = ngx_pstrdup(op->pool, &row[0])) == NULL
+        || (op->destination.data = ngx_pstrdup(op->pool, &row[1])) == NULL
+        || (rs->amount.len
+            && (op->amount.data = ngx_pstrdup(op->pool, &rs->amount))
+               == NULL)
+        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
+                     == NULL))
+    {
+        ngx_rbcs_batch_cancel(op);
+        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    op->id.len = rs->id.len;
+    op->source.len = row[0].len;
+    op->destination.len = row[1].len;
+    op->amount.len = rs->amount.len;
+    op->actor.len = actor ? actor->len : 0;
+
+    rc = ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
+
+    if (rc != NGX_DONE) {
+        ngx_rbcs_http_done(r, rc);
+    }
 }
 
 
@@ -215,8 +427,8 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
     u_char           buf[NGX_RBCS_TIME_LEN];
     size_t           n;
     int64_t          ts;
-    ngx_str_t       *c, *st;
-    ngx_uint_t       scale, completed, has_scale;
+    ngx_str_t       *c, *st, *sb, *sv, *sa;
+    ngx_uint_t       scale, completed, has_scale, res;
     ngx_rbcs_out_t   out;
 
     if (ngx_rbcs_out_init(&out, r->pool, 640) != NGX_OK) {
@@ -256,7 +468,7 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
 
     ngx_rbcs_out_jstr(&out, "status", st->data, st->len);
 
-    if (!completed) {
+    if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
         c = &row[NGX_RBCS_TX_CODE];
         ngx_rbcs_out_jstr(&out, "code", c->data, c->len);
     }
@@ -285,18 +497,41 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
     ngx_rbcs_out_datetime(&out, "createdAt",
                           &row[NGX_RBCS_TX_CREATED]);
 
+    /* a hold: its expiry, what it left available, what it captured */
+
+    if (row[NGX_RBCS_TX_EXPIRES].data) {
+        ngx_rbcs_out_datetime(&out, "expiresAt", &row[NGX_RBCS_TX_EXPIRES]);
+    }
+
+    if (row[NGX_RBCS_TX_CAPTURED].data) {
+        ngx_rbcs_out_amount(&out, "capturedAmount",
+                            &row[NGX_RBCS_TX_CAPTURED], scale, 0);
+    }
+
+    /* the source as the hold left it, or as its resolution did */
+
+    res = (row[NGX_RBCS_TX_RES_VERSION].data != NULL);
+    sb = &row[res ? NGX_RBCS_TX_RES_BALANCE : NGX_RBCS_TX_SRC_BALANCE];
+    sv = &row[res ? NGX_RBCS_TX_RES_VERSION : NGX_RBCS_TX_SRC_VERSION];
+    sa = &row[res ? NGX_RBCS_TX_RES_AVAILABLE : NGX_RBCS_TX_SRC_AVAILABLE];
+
+    if (sa->data) {
+        ngx_rbcs_out_amount(&out, "sourceAvailableBalance", sa, scale, 0);
+
+        if (!completed) {
+            ngx_rbcs_out_juint(&out, "sourceVersion", sv);
+        }
+    }
+
     if (completed) {
-        ngx_rbcs_out_amount(&out, "sourceBalance",
-                        &row[NGX_RBCS_TX_SRC_BALANCE],
-                        scale, 0);
+        ngx_rbcs_out_amount(&out, "sourceBalance", sb, scale, 0);
         ngx_rbcs_out_amount(&out, "destinationBalance",
                         &row[NGX_RBCS_TX_DST_BALANCE],
                         scale, 0);
 
         /* the accounts' versions after it: what read-your-writes means */
 
-        ngx_rbcs_out_juint(&out, "sourceVersion",
-                        &row[NGX_RBCS_TX_SRC_VERSION]);
+        ngx_rbcs_out_juint(&out, "sourceVersion", sv);
         ngx_rbcs_out_juint(&out, "destinationVersion",
                         &row[NGX_RBCS_TX_DST_VERSION]);
     }
@@ -371,4 +606,157 @@ ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
     }
 
     ngx_rbcs_http_done(r, rc);
+}
+
+
+/*
+ * Expiry.  One worker of each pod looks for holds whose expiresAt has
+ * passed, several times a second, and queues their expiry on its write
+ * path; the judge releases a hold only if it is still pending and due,
+ * under the lock of its source, so pods that race for one hold release it
+ * once.  A scan waits for the expiries of the one before it.
+ */
+
+#define NGX_RBCS_EXPIRY_INTERVAL  250    /* ms */
+#define NGX_RBCS_EXPIRY_BATCH     256
+
+
+static void ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev);
+static void ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_transfer_expired(ngx_rbcs_batch_op_t *op);
+
+
+static ngx_event_t       ngx_rbcs_expiry_event;
+static ngx_uint_t        ngx_rbcs_expiry_pending;
+
+/* the timer's data: debug logs read an event's data as a connection */
+static ngx_connection_t  ngx_rbcs_expiry_conn;
+
+
+ngx_int_t
+ngx_rbcs_transfer_init_process(ngx_cycle_t *cycle, ngx_uint_t scanner)
+{
+    if (!scanner) {
+        return NGX_OK;
+    }
+
+    ngx_rbcs_expiry_conn.fd = (ngx_socket_t) -1;
+    ngx_rbcs_expiry_event.data = &ngx_rbcs_expiry_conn;
+    ngx_rbcs_expiry_event.handler = ngx_rbcs_transfer_expiry_scan;
+    ngx_rbcs_expiry_event.log = cycle->log;
+    ngx_rbcs_expiry_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_rbcs_expiry_event, NGX_RBCS_EXPIRY_INTERVAL);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev)
+{
+    ngx_pool_t              *pool;
+    ngx_rbcs_mysql_query_t  *q;
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    if (ngx_rbcs_expiry_pending || !ngx_rbcs_mysql_ready()) {
+        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
+        return;
+    }
+
+    pool = ngx_create_pool(4096, ev->log);
+    if (pool == NULL) {
+        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
+        return;
+    }
+
+    q = ngx_rbcs_mysql_create(pool, ev->log);
+    if (q == NULL) {
+        ngx_destroy_pool(pool);
+        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
+        return;
+    }
+
+    ngx_str_set(&q->sql, "SELECT transaction_id, source_account FROM holds"
+                " WHERE expires_at <= UTC_TIMESTAMP(3) ORDER BY expires_at"
+                " LIMIT 256");
+    q->idempotent = 1;
+    q->handler = ngx_rbcs_transfer_expiry_found;
+    q->data = pool;
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
+    }
+}
+
+
+static void
+ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q)
+{
+    ngx_str_t            *row;
+    ngx_uint_t            i, n;
+    ngx_pool_t           *pool;
+    ngx_rbcs_batch_op_t  *op;
+
+    pool = q->data;
+    n = (q->rc == NGX_RBCS_MYSQL_OK) ? ngx_rbcs_mysql_rows(q, 0) : 0;
+
+    for (i = 0; i < n; i++) {
+        row = ngx_rbcs_mysql_cell(q, 0, i, 0);
+
+        if (row == NULL || row[0].data == NULL || row[1].data == NULL) {
+            break;
+        }
+
+        op = ngx_rbcs_batch_op_create(ngx_cycle->log);
+        if (op == NULL) {
+            break;
+        }
+
+        op->kind = NGX_RBCS_LEDGER_EXPIRE;
+        op->handler = ngx_rbcs_transfer_expired;
+
+        if ((op->id.data = ngx_pstrdup(op->pool, &row[0])) == NULL
+            || (op->source.data = ngx_pstrdup(op->pool, &row[1])) == NULL)
+        {
+            ngx_rbcs_batch_cancel(op);
+            break;
+        }
+
+        op->id.len = row[0].len;
+        op->source.len = row[1].len;
+
+        if (ngx_rbcs_batch_submit(op) != NGX_OK) {
+            ngx_rbcs_batch_cancel(op);
+            break;
+        }
+
+        ngx_rbcs_expiry_pending++;
+    }
+
+    ngx_destroy_pool(pool);
+
+    if (!ngx_exiting && !ngx_terminate
+        && !ngx_rbcs_expiry_event.timer_set)
+    {
+        ngx_add_timer(&ngx_rbcs_expiry_event,
+                      n == NGX_RBCS_EXPIRY_BATCH ? 1
+                                                 : NGX_RBCS_EXPIRY_INTERVAL);
+    }
+}
+
+
+static void
+ngx_rbcs_transfer_expired(ngx_rbcs_batch_op_t *op)
+{
+    ngx_rbcs_expiry_pending--;
+
+    if (op->rc == NGX_RBCS_MYSQL_OK && op->status == NGX_HTTP_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, op->log, 0,
+                       "rbcs: hold \"%V\" expired", &op->id);
+    }
 }

@@ -20,6 +20,7 @@
  */
 
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "ngx_rbcs_ledger.h"
@@ -150,6 +151,48 @@ limit_op(ngx_rbcs_ledger_op_t *op, ngx_rbcs_ledger_account_t *a,
 }
 
 
+/* a hold: a transfer that reserves, its key carrying its terms */
+
+static void
+hold_op(ngx_rbcs_ledger_op_t *op, ngx_rbcs_ledger_account_t *src,
+    ngx_rbcs_ledger_account_t *dst, ngx_rbcs_ledger_record_t *rec,
+    const char *amount, const char *expires)
+{
+    static u_char  keys[T_MAX_OPS * 4][72];
+    static size_t  nkeys;
+    u_char        *key;
+    size_t         n;
+
+    transfer(op, src, dst, rec, amount, NULL, 0);
+    op->hold = 1;
+    op->expires = str(expires);
+
+    key = keys[nkeys++ % (T_MAX_OPS * 4)];
+    n = ngx_rbcs_amount_normalize(key, (const u_char *) amount,
+                                  strlen(amount));
+    n += sprintf((char *) key + n, "|H%s", expires ? expires : "");
+    op->amount_key.data = key;
+    op->amount_key.len = n;
+}
+
+
+/* a capture (amount NULL: the whole hold), void or expiry at a time */
+
+static void
+resolve_op(ngx_rbcs_ledger_op_t *op, unsigned kind,
+    ngx_rbcs_ledger_account_t *src, ngx_rbcs_ledger_account_t *dst,
+    ngx_rbcs_ledger_record_t *rec, const char *amount, const char *now)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    op->source = src;
+    op->destination = (kind == NGX_RBCS_LEDGER_CAPTURE) ? dst : NULL;
+    op->record = rec;
+    op->amount = amount ? str(amount) : NONE;
+    op->now = str(now);
+}
+
+
 /* an account read from the database with its kind and limits */
 
 static void
@@ -231,6 +274,182 @@ test_basics(void)
            "net changes per account: one update each");
     tap_ok(a.balance + b.balance == units("105.00", 2),
            "money is conserved");
+}
+
+
+/*
+ * Holds: reserved against the available balance, nothing moved; a
+ * partial capture moves its amount and releases the rest; replays of the
+ * resolution by value; void; expiry only when due; a capture at or after
+ * expiresAt refused; the order of the refusals.
+ */
+
+static void
+test_holds(void)
+{
+    ngx_rbcs_ledger_op_t       ops[12];
+    ngx_rbcs_ledger_record_t   recs[4];
+    ngx_rbcs_ledger_account_t  a, b;
+
+    memset(recs, 0, sizeof(recs));
+    account(&a, "A", "USD", 2, "100.00", 1);
+    account(&b, "B", "USD", 2, "0", 1);
+
+    hold_op(&ops[0], &a, &b, &recs[0], "30", NULL);
+    transfer(&ops[1], &a, &b, &recs[1], "70.01", NULL, 0);
+    hold_op(&ops[2], &a, &b, &recs[2], "70.01", "0000000100");
+    hold_op(&ops[3], &a, &b, &recs[2], "10", "0000000100");
+    transfer(&ops[4], &a, &b, &recs[0], "30", NULL, 0);
+    hold_op(&ops[5], &a, &b, &recs[0], "30.00", NULL);
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 6), 3,
+               "a hold, a refused transfer and a refused hold recorded");
+
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && ops[0].status == 201
+           && ops[0].source_balance == units("100", 2)
+           && ops[0].source_available == units("70", 2)
+           && ops[0].source_version == 2 && a.held == units("30", 2)
+           && b.balance == 0 && b.version == 1,
+           "a hold reserves: held 30, available 70, nothing moved, the "
+           "source's version moves");
+    tap_ok(is_code(&ops[1], "insufficient_funds")
+           && is_code(&ops[2], "insufficient_funds"),
+           "a transfer and a hold above the available balance: 422");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_CONFLICT
+           && is_code(&ops[3], "transaction_id_conflict"),
+           "the id of a refused hold again with another amount: 409");
+    tap_ok(is_code(&ops[4], "transaction_id_conflict"),
+           "a hold's id as a plain transfer: 409");
+    tap_ok(ops[5].outcome == NGX_RBCS_LEDGER_REPLAY,
+           "the hold again (amount by value): a replay");
+    tap_ok(a.changes == 1 && a.held_delta == units("30", 2) && a.delta == 0,
+           "the net update: held + 30, balance unchanged");
+
+    /* the next batch reads the hold as recorded */
+
+    recs[0].op = NULL;
+    a.delta = 0; a.held_delta = 0; a.changes = 0;
+    b.delta = 0; b.held_delta = 0; b.changes = 0;
+
+    resolve_op(&ops[0], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], "30.01",
+               "0000000050");
+    resolve_op(&ops[1], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], "0.001",
+               "0000000050");
+    resolve_op(&ops[2], NGX_RBCS_LEDGER_EXPIRE, &a, NULL, &recs[0], NULL,
+               "0000000050");
+    resolve_op(&ops[3], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], "20",
+               "0000000050");
+    resolve_op(&ops[4], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], "20.00",
+               "0000000050");
+    resolve_op(&ops[5], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], NULL,
+               "0000000050");
+    resolve_op(&ops[6], NGX_RBCS_LEDGER_VOID, &a, NULL, &recs[0], NULL,
+               "0000000050");
+    resolve_op(&ops[7], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[1], NULL,
+               "0000000050");
+    resolve_op(&ops[8], NGX_RBCS_LEDGER_VOID, &a, NULL, &recs[3], NULL,
+               "0000000050");
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 9), 1, "one resolution recorded");
+
+    tap_ok(ops[0].status == 422 && is_code(&ops[0], "amount_exceeds_hold"),
+           "a capture above the hold: 422 amount_exceeds_hold");
+    tap_ok(ops[1].status == 400 && is_code(&ops[1], "invalid_amount"),
+           "a capture beyond the scale: 400 invalid_amount");
+    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT,
+           "the expiry of a hold without expiresAt does nothing");
+    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED && ops[3].status == 200
+           && ops[3].source_balance == units("80", 2)
+           && ops[3].destination_balance == units("20", 2)
+           && ops[3].source_available == units("80", 2)
+           && ops[3].released == units("30", 2)
+           && ops[3].source_version == 3 && ops[3].destination_version == 2,
+           "a partial capture moves 20 and releases the rest");
+    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_REPLAY && ops[4].status == 200,
+           "the same capture by value: a replay");
+    tap_ok(ops[5].status == 409 && is_code(&ops[5], "hold_not_pending"),
+           "a capture of the whole hold after a partial one: 409");
+    tap_ok(ops[6].status == 409 && is_code(&ops[6], "hold_not_pending"),
+           "a void of a captured hold: 409");
+    tap_ok(ops[7].status == 409 && is_code(&ops[7], "hold_not_pending"),
+           "a capture of a plain transfer: 409");
+    tap_ok(ops[8].status == 404 && is_code(&ops[8], "transaction_not_found"),
+           "a void of an unknown id: 404");
+    tap_ok(a.held == 0 && a.balance == units("80", 2)
+           && b.balance == units("20", 2)
+           && a.held_delta == -units("30", 2) && a.delta == -units("20", 2)
+           && b.delta == units("20", 2) && a.changes == 1 && b.changes == 1,
+           "net: held - 30, balance - 20 at the source, + 20 at the "
+           "destination");
+
+    /* an expiring hold: void, then expiry and capture when due */
+
+    memset(recs, 0, sizeof(recs));
+    account(&a, "A", "USD", 2, "10.00", 1);
+    account(&b, "B", "USD", 2, "0", 1);
+
+    hold_op(&ops[0], &a, &b, &recs[0], "4", "0000000100");
+    hold_op(&ops[1], &a, &b, &recs[1], "5", "0000000100");
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 2), 2, "two holds");
+    recs[0].op = NULL;
+    recs[1].op = NULL;
+
+    resolve_op(&ops[0], NGX_RBCS_LEDGER_EXPIRE, &a, NULL, &recs[0], NULL,
+               "0000000099");
+    resolve_op(&ops[1], NGX_RBCS_LEDGER_VOID, &a, NULL, &recs[0], NULL,
+               "0000000099");
+    resolve_op(&ops[2], NGX_RBCS_LEDGER_VOID, &a, NULL, &recs[0], NULL,
+               "0000000099");
+    resolve_op(&ops[3], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], NULL,
+               "0000000099");
+    resolve_op(&ops[4], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[1], NULL,
+               "0000000100");
+    resolve_op(&ops[5], NGX_RBCS_LEDGER_VOID, &a, NULL, &recs[1], NULL,
+               "0000000100");
+    resolve_op(&ops[6], NGX_RBCS_LEDGER_EXPIRE, &a, NULL, &recs[1], NULL,
+               "0000000100");
+    resolve_op(&ops[7], NGX_RBCS_LEDGER_EXPIRE, &a, NULL, &recs[1], NULL,
+               "0000000101");
+
+    tap_is_int(ngx_rbcs_ledger_judge(ops, 8), 2, "a void and an expiry");
+
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_CONFLICT,
+           "an expiry before expiresAt does nothing");
+    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[1].source_available == units("5", 2),
+           "a void before expiresAt releases");
+    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_REPLAY,
+           "a void again: a replay");
+    tap_ok(ops[3].status == 409, "a capture of a voided hold: 409");
+    tap_ok(ops[4].status == 409 && is_code(&ops[4], "hold_not_pending")
+           && ops[5].status == 409,
+           "a capture or void at expiresAt: 409, before the release");
+    tap_ok(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[6].source_available == units("10", 2),
+           "the expiry at expiresAt releases");
+    tap_ok(ops[7].outcome == NGX_RBCS_LEDGER_CONFLICT,
+           "a second expiry does nothing (no double release)");
+    tap_ok(a.held == 0 && a.balance == units("10", 2)
+           && a.held_delta == 0 && a.changes == 4,
+           "held back to zero: two holds and two releases");
+
+    /* an EXTERNAL source holds without a floor */
+
+    memset(recs, 0, sizeof(recs));
+    account(&a, "X", "USD", 2, "0", 1);
+    kind(&a, 1, "0", "0");
+    account(&b, "B", "USD", 2, "0", 1);
+    hold_op(&ops[0], &a, &b, &recs[0], "1000", NULL);
+    (void) ngx_rbcs_ledger_judge(ops, 1);
+    recs[0].op = NULL;
+    resolve_op(&ops[1], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], NULL,
+               "0000000001");
+    (void) ngx_rbcs_ledger_judge(&ops[1], 1);
+    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+           && ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+           && a.balance == -units("1000", 2) && b.balance == units("1000", 2)
+           && a.held == 0,
+           "an EXTERNAL hold and its capture: a deposit");
 }
 
 
@@ -867,6 +1086,10 @@ typedef struct {
     char                key[64];
     const char         *currency;
     const char         *request_currency;
+    int                 hold_state;  /* NGX_RBCS_LEDGER_PENDING ... */
+    ngx_rbcs_int128_t   hold_amount; /* minor units */
+    ngx_rbcs_int128_t   captured;
+    int                 expires;     /* a time, 0: never */
 } m_record_t;
 
 typedef struct {
@@ -887,6 +1110,10 @@ typedef struct {
     unsigned            currency_scale;
     int                 external;    /* an opening's */
     const char         *limit;       /* an opening's */
+    int                 hold;        /* a transfer that holds */
+    int                 ttl;         /* its expiresIn, 0: never */
+    int                 now;         /* the time it is judged at */
+    const char         *cap;         /* a capture's amount, NULL: whole */
 } m_op_t;
 
 
@@ -934,7 +1161,9 @@ enum {
     C_OVERDRAWN = 0, C_INSUFFICIENT, C_EXTERNAL_NEGATIVE, C_DEBIT_OVERFLOW,
     C_CREDIT_OVERFLOW, C_LIMIT_404, C_LIMIT_400, C_LIMIT_409, C_LIMIT_SAME,
     C_LIMIT_SET, C_LIMIT_UNDER, C_OPEN_EXISTS, C_OPEN_CONFLICT,
-    C_DB_FLOOR_CHECKED, C_DB_LOWERED, C_N
+    C_DB_FLOOR_CHECKED, C_DB_LOWERED, C_HOLD, C_HOLD_REFUSED,
+    C_CAPTURE_WHOLE, C_CAPTURE_PART, C_RESOLVE_REPLAY, C_VOID, C_EXPIRE,
+    C_NOT_DUE, C_DUE_REFUSED, C_EXCEEDS, C_NOT_PENDING, C_NOT_FOUND, C_N
 };
 
 static const char  *c_names[C_N] = {
@@ -942,7 +1171,10 @@ static const char  *c_names[C_N] = {
     "debit balance_overflow", "credit balance_overflow", "limit 404",
     "limit 400", "limit 409", "limit same", "limit set",
     "limit set under use", "opening repeated", "opening 409",
-    "floor checked in the db", "lowered in the batch"
+    "floor checked in the db", "lowered in the batch", "hold",
+    "hold refused", "capture whole", "capture part", "resolution replay",
+    "void", "expiry", "expiry not due", "capture/void when due",
+    "amount_exceeds_hold", "hold_not_pending", "resolve 404"
 };
 
 static unsigned long  c_seen[C_N];
@@ -1086,6 +1318,10 @@ m_check(m_account_t *acc, unsigned seed, int i)
 }
 
 
+static void m_resolve(m_account_t *acc, m_record_t *recs, m_op_t *op,
+    m_result_t *res);
+
+
 static void
 m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
 {
@@ -1099,6 +1335,11 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
     ngx_rbcs_uint128_t   u;
 
     memset(res, 0, sizeof(*res));
+
+    if (op->kind >= NGX_RBCS_LEDGER_CAPTURE) {
+        m_resolve(acc, recs, op, res);
+        return;
+    }
 
     if (op->kind == NGX_RBCS_LEDGER_OPEN) {
         s = &acc[op->src];
@@ -1192,6 +1433,10 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
     rec = &recs[op->id];
     m_key(key, op->amount);
 
+    if (op->hold) {
+        sprintf(key + strlen(key), op->ttl ? "|H%d" : "|H", op->ttl);
+    }
+
     has_scale = 1;
     scale = s->exists ? s->scale : d->exists ? d->scale : op->currency_scale;
     if (!s->exists && !d->exists && op->currency == NULL) {
@@ -1263,6 +1508,17 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
         res->status = 422;
         res->code = "balance_overflow";
 
+    } else if (op->hold && s->held + v > m_max(s->scale)) {
+        res->status = 422;
+        res->code = "balance_overflow";
+
+    } else if (op->hold) {
+        s->held += v;
+        s->version++;
+        res->outcome = NGX_RBCS_LEDGER_APPLIED;
+        res->status = 201;
+        m_account_result(s, res);
+
     } else {
         s->balance -= v;
         d->balance += v;
@@ -1290,6 +1546,113 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
     strcpy(rec->key, key);
     rec->currency = cur;
     rec->request_currency = op->currency;
+    rec->hold_state = (op->hold && res->outcome == NGX_RBCS_LEDGER_APPLIED)
+                      ? NGX_RBCS_LEDGER_PENDING : NGX_RBCS_LEDGER_NOT_HOLD;
+    rec->hold_amount = v;
+    rec->captured = 0;
+    rec->expires = op->ttl ? op->now + op->ttl : 0;
+}
+
+
+/* a hold's capture, void or expiry, by the contract's rules */
+
+static void
+m_resolve(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
+{
+    int                  capture, due;
+    m_account_t         *s, *d;
+    m_record_t          *rec;
+    ngx_rbcs_int128_t    v;
+
+    s = &acc[op->src];
+    d = &acc[op->dst];
+    rec = &recs[op->id];
+    capture = (op->kind == NGX_RBCS_LEDGER_CAPTURE);
+    res->outcome = NGX_RBCS_LEDGER_CONFLICT;
+
+    if (!rec->found) {
+        res->status = 404;
+        res->code = "transaction_not_found";
+        return;
+    }
+
+    if (rec->hold_state == NGX_RBCS_LEDGER_NOT_HOLD || !s->exists
+        || rec->src != op->src
+        || (capture && (!d->exists || rec->dst != op->dst)))
+    {
+        res->status = 409;
+        res->code = "hold_not_pending";
+        return;
+    }
+
+    v = rec->hold_amount;
+
+    if (capture && op->cap) {
+        v = m_minor(op->cap, s->scale);
+
+        if (v <= 0) {
+            res->outcome = NGX_RBCS_LEDGER_INVALID;
+            res->status = 400;
+            res->code = "invalid_amount";
+            return;
+        }
+    }
+
+    if (rec->hold_state != NGX_RBCS_LEDGER_PENDING) {
+        if ((capture && rec->hold_state == NGX_RBCS_LEDGER_CAPTURED
+             && rec->captured == v)
+            || (op->kind == NGX_RBCS_LEDGER_VOID
+                && rec->hold_state == NGX_RBCS_LEDGER_VOIDED))
+        {
+            res->outcome = NGX_RBCS_LEDGER_REPLAY;
+            res->status = 200;
+            return;
+        }
+
+        res->status = 409;
+        res->code = "hold_not_pending";
+        return;
+    }
+
+    due = rec->expires && op->now >= rec->expires;
+
+    if (op->kind == NGX_RBCS_LEDGER_EXPIRE ? !due : due) {
+        res->status = 409;
+        res->code = "hold_not_pending";
+        return;
+    }
+
+    if (capture) {
+        if (v > rec->hold_amount) {
+            res->status = 422;
+            res->code = "amount_exceeds_hold";
+            return;
+        }
+
+        if (s->balance - v < -m_max(s->scale)
+            || d->balance + v > m_max(d->scale))
+        {
+            res->status = 422;
+            res->code = "balance_overflow";
+            return;
+        }
+
+        s->balance -= v;
+        d->balance += v;
+        d->version++;
+        res->dst_balance = d->balance;
+        res->dst_version = d->version;
+        rec->captured = v;
+    }
+
+    s->held -= rec->hold_amount;
+    s->version++;
+    m_account_result(s, res);
+    res->outcome = NGX_RBCS_LEDGER_APPLIED;
+    res->status = 200;
+    rec->hold_state = capture ? NGX_RBCS_LEDGER_CAPTURED
+                      : op->kind == NGX_RBCS_LEDGER_VOID
+                        ? NGX_RBCS_LEDGER_VOIDED : NGX_RBCS_LEDGER_EXPIRED;
 }
 
 
@@ -1309,7 +1672,43 @@ t_count(ngx_rbcs_ledger_op_t *op, m_result_t *w)
 {
     switch (op->kind) {
 
+    case NGX_RBCS_LEDGER_CAPTURE:
+    case NGX_RBCS_LEDGER_VOID:
+    case NGX_RBCS_LEDGER_EXPIRE:
+        if (op->outcome == NGX_RBCS_LEDGER_APPLIED) {
+            c_seen[op->kind == NGX_RBCS_LEDGER_VOID ? C_VOID
+                   : op->kind == NGX_RBCS_LEDGER_EXPIRE ? C_EXPIRE
+                   : op->value == op->released ? C_CAPTURE_WHOLE
+                   : C_CAPTURE_PART]++;
+
+        } else if (op->outcome == NGX_RBCS_LEDGER_REPLAY) {
+            c_seen[C_RESOLVE_REPLAY]++;
+
+        } else if (is_code(op, "amount_exceeds_hold")) {
+            c_seen[C_EXCEEDS]++;
+
+        } else if (is_code(op, "transaction_not_found")) {
+            c_seen[C_NOT_FOUND]++;
+
+        } else if (op->kind == NGX_RBCS_LEDGER_EXPIRE) {
+            c_seen[C_NOT_DUE]++;
+
+        } else if (strstr(op->detail, "expired")) {
+            c_seen[C_DUE_REFUSED]++;
+
+        } else if (is_code(op, "hold_not_pending")) {
+            c_seen[C_NOT_PENDING]++;
+        }
+
+        break;
+
     case NGX_RBCS_LEDGER_TRANSFER:
+        if (op->hold) {
+            c_seen[op->outcome == NGX_RBCS_LEDGER_APPLIED ? C_HOLD
+                   : op->outcome == NGX_RBCS_LEDGER_REJECTED ? C_HOLD_REFUSED
+                   : C_HOLD]++;
+        }
+
         if (op->outcome == NGX_RBCS_LEDGER_APPLIED && op->source_balance < 0) {
             c_seen[w->src_external ? C_EXTERNAL_NEGATIVE : C_OVERDRAWN]++;
         }
@@ -1361,17 +1760,65 @@ static const char  *m_plain_amounts[] = {
 };
 
 
+static const char  *m_cap_amounts[] = {
+    "1", "0.5", "3", "10", "50", "0.001", "100", "0"
+};
+
+
+/*
+ * A third of the operations are about holds: holds (a fifth of them with
+ * an expiry a few ticks on), and captures, voids and expiries of the id of
+ * an earlier transfer or hold, at a time that moves on a tick or two per
+ * operation.
+ */
+
 static void
 m_generate(m_op_t *ops, int i, m_op_t *first, int *next_id)
 {
-    int       j;
-    unsigned  cur_ix, r;
-    m_op_t   *o;
+    int           j, k;
+    unsigned      cur_ix, r;
+    m_op_t       *o;
+    static int    now;
+
+    if (i == 0) {
+        now = 1;
+    }
+
+    now += rand() % 3;
 
     o = &ops[i];
     memset(o, 0, sizeof(*o));
+    o->now = now;
     cur_ix = rand() % 3;
-    r = rand() % 8;
+    r = rand() % 12;
+
+    if (r >= 8) {
+        for (k = 0; k < 8 && i > 0; k++) {
+            j = rand() % i;
+
+            /* mostly holds: their resolutions are the point */
+            if (ops[j].kind != NGX_RBCS_LEDGER_TRANSFER
+                || (!ops[j].hold && k < 6))
+            {
+                continue;
+            }
+
+            o->kind = (r <= 9) ? NGX_RBCS_LEDGER_CAPTURE
+                      : (r == 10) ? NGX_RBCS_LEDGER_VOID
+                      : NGX_RBCS_LEDGER_EXPIRE;
+            o->src = ops[j].src;
+            o->dst = ops[j].dst;
+            o->id = ops[j].id;
+
+            if (o->kind == NGX_RBCS_LEDGER_CAPTURE && rand() % 3) {
+                o->cap = m_cap_amounts[rand() % T_NELTS(m_cap_amounts)];
+            }
+
+            return;
+        }
+
+        r = 3;
+    }
 
     if (r == 0) {
         o->kind = NGX_RBCS_LEDGER_LIMIT;
@@ -1414,6 +1861,11 @@ m_generate(m_op_t *ops, int i, m_op_t *first, int *next_id)
 
     o->kind = NGX_RBCS_LEDGER_TRANSFER;
 
+    if (rand() % 3 == 0) {
+        o->hold = 1;
+        o->ttl = (rand() % 5 == 0) ? 1 + rand() % 6 : 0;
+    }
+
     if (rand() % 2 == 0) {
         o->src = rand() % T_MAX_ACCOUNTS;
         o->dst = (rand() % 8 == 0) ? o->src : rand() % T_MAX_ACCOUNTS;
@@ -1433,6 +1885,7 @@ m_generate(m_op_t *ops, int i, m_op_t *first, int *next_id)
 
         if (ops[j].kind == NGX_RBCS_LEDGER_TRANSFER) {
             *o = ops[j];
+            o->now = now;
             return;
         }
     }
@@ -1459,13 +1912,17 @@ property_round(unsigned seed, int nops, int *nbatches)
     m_result_t                  want[T_MAX_OPS];
     m_account_t                 model[T_MAX_ACCOUNTS];
     m_record_t                  mrecs[T_MAX_IDS];
-    ngx_rbcs_int128_t           sum, opened, bal, start_bal[T_MAX_ACCOUNTS];
+    ngx_rbcs_int128_t           sum, opened, bal;
     ngx_rbcs_int128_t           cur_limit[T_MAX_ACCOUNTS];
     static t_db_t               db;
     ngx_rbcs_ledger_op_t        ops[T_MAX_OPS];
     ngx_rbcs_ledger_record_t    recs[T_MAX_IDS];
     ngx_rbcs_ledger_account_t   slots[T_MAX_ACCOUNTS];
     static char                 rec_keys[T_MAX_IDS][64];
+    static char                 rec_expires[T_MAX_IDS][16];
+    static char                 times[T_MAX_OPS][16];
+    static u_char               hold_keys[T_MAX_OPS][72];
+    ngx_rbcs_int128_t           start_avail[T_MAX_ACCOUNTS], held;
 
     srand(seed);
     memset(&db, 0, sizeof(db));
@@ -1531,10 +1988,32 @@ property_round(unsigned seed, int nops, int *nbatches)
             } else if (o->kind == NGX_RBCS_LEDGER_LIMIT) {
                 limit_op(&ops[j], &slots[o->src], o->amount);
 
+            } else if (o->kind >= NGX_RBCS_LEDGER_CAPTURE) {
+                sprintf(times[j], "%010d", o->now);
+                resolve_op(&ops[j], o->kind, &slots[o->src],
+                           &slots[o->dst], &recs[o->id], o->cap, times[j]);
+
             } else {
                 transfer(&ops[j], &slots[o->src], &slots[o->dst],
                          &recs[o->id], o->amount, o->currency,
                          o->currency_scale);
+
+                if (o->hold) {
+                    size_t kl;
+
+                    kl = ngx_rbcs_amount_normalize(hold_keys[j],
+                             (const u_char *) o->amount, strlen(o->amount));
+                    kl += sprintf((char *) hold_keys[j] + kl,
+                                  o->ttl ? "|H%d" : "|H", o->ttl);
+                    ops[j].amount_key.data = hold_keys[j];
+                    ops[j].amount_key.len = kl;
+                    ops[j].hold = 1;
+
+                    if (o->ttl) {
+                        sprintf(times[j], "%010d", o->now + o->ttl);
+                        ops[j].expires = str(times[j]);
+                    }
+                }
             }
         }
 
@@ -1579,7 +2058,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                          seed, start + j);
             }
 
-            if (o->kind != NGX_RBCS_LEDGER_TRANSFER
+            if ((o->kind == NGX_RBCS_LEDGER_OPEN
+                 || o->kind == NGX_RBCS_LEDGER_LIMIT)
                 && (op->outcome == NGX_RBCS_LEDGER_APPLIED
                     || op->outcome == NGX_RBCS_LEDGER_EXISTS)
                 && (m_signed(op->source_limit, sc) != w->src_limit
@@ -1587,6 +2067,16 @@ property_round(unsigned seed, int nops, int *nbatches)
             {
                 fails++;
                 tap_diag("seed %u op %d: source limit or held differs",
+                         seed, start + j);
+            }
+
+            if (o->kind == NGX_RBCS_LEDGER_CAPTURE
+                && op->outcome == NGX_RBCS_LEDGER_APPLIED
+                && (m_signed(op->destination_balance, sc) != w->dst_balance
+                    || op->destination_version != w->dst_version))
+            {
+                fails++;
+                tap_diag("seed %u op %d: capture's destination differs",
                          seed, start + j);
             }
 
@@ -1633,7 +2123,8 @@ property_round(unsigned seed, int nops, int *nbatches)
 
         for (j = 0; j < n; j++) {
             if (ops[j].outcome != NGX_RBCS_LEDGER_APPLIED
-                || ops[j].kind == NGX_RBCS_LEDGER_TRANSFER)
+                || (ops[j].kind != NGX_RBCS_LEDGER_OPEN
+                    && ops[j].kind != NGX_RBCS_LEDGER_LIMIT))
             {
                 continue;
             }
@@ -1652,7 +2143,7 @@ property_round(unsigned seed, int nops, int *nbatches)
         /* round trip 2: openings inserted as they end, net updates */
 
         for (k = 0; k < T_MAX_ACCOUNTS; k++) {
-            start_bal[k] = db.acc[k].balance;
+            start_avail[k] = db.acc[k].balance - db.acc[k].held;
 
             if (slots[k].created) {
                 if (db.acc[k].exists || slots[k].limit_set
@@ -1674,7 +2165,7 @@ property_round(unsigned seed, int nops, int *nbatches)
                 db.acc[k].held = slots[k].held;
                 db.acc[k].version = slots[k].version;
                 opened += slots[k].initial;
-                start_bal[k] = slots[k].initial;
+                start_avail[k] = slots[k].initial;
                 continue;
             }
 
@@ -1696,7 +2187,7 @@ property_round(unsigned seed, int nops, int *nbatches)
                 || (slots[k].limit_set && slots[k].changes == 0)
                 || slots[k].opening_limit != db.acc[k].opening_limit
                 || slots[k].external != db.acc[k].external
-                || slots[k].held != db.acc[k].held)
+                || slots[k].held != db.acc[k].held + slots[k].held_delta)
             {
                 fails++;
                 tap_diag("seed %u: the limit of %s changed without "
@@ -1706,6 +2197,7 @@ property_round(unsigned seed, int nops, int *nbatches)
 
             db.acc[k].balance = bal;
             db.acc[k].version += slots[k].changes;
+            db.acc[k].held += slots[k].held_delta;
 
             if (slots[k].limit_set) {
                 db.acc[k].limit = slots[k].limit;
@@ -1721,6 +2213,56 @@ property_round(unsigned seed, int nops, int *nbatches)
                 memcpy(rec_keys[k], recs[k].amount_key.data,
                        recs[k].amount_key.len);
                 db.recs[k].amount_key.data = (u_char *) rec_keys[k];
+            }
+
+            /* a hold's row changes with its resolution */
+
+            if (recs[k].found) {
+                db.recs[k].hold_state = recs[k].hold_state;
+                db.recs[k].hold_amount = recs[k].hold_amount;
+                db.recs[k].captured = recs[k].captured;
+                db.recs[k].expires = NONE;
+
+                if (recs[k].expires.data) {
+                    memcpy(rec_expires[k], recs[k].expires.data,
+                           recs[k].expires.len);
+                    db.recs[k].expires.data = (u_char *) rec_expires[k];
+                    db.recs[k].expires.len = recs[k].expires.len;
+                }
+            }
+        }
+
+        /* every held balance is the sum of its account's pending holds,
+         * and a capture never took more than its hold */
+
+        for (k = 0; k < T_MAX_ACCOUNTS; k++) {
+            held = 0;
+
+            for (j = 0; j < T_MAX_IDS; j++) {
+                if (db.recs[j].found
+                    && db.recs[j].hold_state == NGX_RBCS_LEDGER_PENDING
+                    && db.recs[j].source.len == strlen(m_names[k])
+                    && memcmp(db.recs[j].source.data, m_names[k],
+                              db.recs[j].source.len) == 0)
+                {
+                    held += db.recs[j].hold_amount;
+                }
+
+                if (k == 0 && db.recs[j].found
+                    && db.recs[j].hold_state == NGX_RBCS_LEDGER_CAPTURED
+                    && (db.recs[j].captured > db.recs[j].hold_amount
+                        || db.recs[j].captured <= 0))
+                {
+                    fails++;
+                    tap_diag("seed %u: hold %d captured beyond its amount",
+                             seed, j);
+                }
+            }
+
+            if (db.acc[k].exists && db.acc[k].held != held) {
+                fails++;
+                tap_diag("seed %u batch %d: %s holds %s pending, held %s",
+                         seed, *nbatches, m_names[k], "a sum", "another");
             }
         }
 
@@ -1747,7 +2289,7 @@ property_round(unsigned seed, int nops, int *nbatches)
                          m_names[k]);
             }
 
-            if (a->external || a->balance >= start_bal[k]) {
+            if (a->external || a->balance - a->held >= start_avail[k]) {
                 continue;
             }
 
@@ -1797,6 +2339,7 @@ main(int argc, char **argv)
     test_limit_op();
     test_limit_lowered();
     test_limit_chain();
+    test_holds();
 
     fails = 0;
     total = 0;
@@ -1817,9 +2360,10 @@ main(int argc, char **argv)
 
     tap_ok(fails == 0, "property: %u random sequences of %d operations "
            "(%d batches; openings of both kinds with overdraft limits, "
-           "limits set), judged in batches, agree with the model one "
-           "operation at a time; money conserved, no debit below the floor "
-           "(seed %u)", rounds, T_MAX_OPS, total, seed);
+           "limits set, holds, captures, voids, expiries), judged in "
+           "batches, agree with the model one operation at a time; money "
+           "conserved, no debit or hold below the floor, held balances the "
+           "sum of pending holds (seed %u)", rounds, T_MAX_OPS, total, seed);
 
     return tap_done();
 }

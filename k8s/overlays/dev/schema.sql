@@ -81,6 +81,44 @@ CREATE TABLE IF NOT EXISTS transactions (
     PRIMARY KEY (transaction_id)
 ) ENGINE=InnoDB;
 
+-- Holds (two-phase transfers).  A hold is a transactions row with hold = 1:
+-- status PENDING while it reserves its amount (the source's held_balance),
+-- then COMPLETED (captured: captured_amount moved, destination_balance and
+-- destination_version those of the capture), VOIDED or EXPIRED;
+-- resolved_at says when.  source_balance, source_version and
+-- source_available are the source's state the hold left (a repeat of the
+-- hold's request answers them), resolved_source_* the state its resolution
+-- left.
+ALTER TABLE transactions
+    MODIFY status ENUM('COMPLETED', 'REJECTED', 'PENDING', 'VOIDED',
+                       'EXPIRED') NOT NULL,
+    ADD COLUMN IF NOT EXISTS hold TINYINT UNSIGNED NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS expires_at DATETIME(3) NULL,
+    ADD COLUMN IF NOT EXISTS captured_amount DECIMAL(36,18) NULL,
+    ADD COLUMN IF NOT EXISTS source_available DECIMAL(36,18) NULL,
+    ADD COLUMN IF NOT EXISTS resolved_at DATETIME(3) NULL,
+    ADD COLUMN IF NOT EXISTS resolved_source_balance DECIMAL(36,18) NULL,
+    ADD COLUMN IF NOT EXISTS resolved_source_version BIGINT UNSIGNED NULL,
+    ADD COLUMN IF NOT EXISTS resolved_source_available DECIMAL(36,18) NULL;
+
+-- The pending holds, and only those: a row is written with the hold and
+-- deleted with its resolution, in the same database transaction.  It serves
+-- the listing of an account's holds and the expiry scan, so that neither
+-- touches the transactions table's indexes.
+CREATE TABLE IF NOT EXISTS holds (
+    transaction_id       VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    source_account       VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    destination_account  VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    amount               DECIMAL(36,18) NOT NULL,
+    scale                TINYINT UNSIGNED NOT NULL,
+    expires_at           DATETIME(3) NULL,
+    created_at           DATETIME(3) NOT NULL,
+    PRIMARY KEY (transaction_id),
+    KEY holds_expiry (expires_at),
+    KEY holds_source (source_account, created_at, transaction_id),
+    KEY holds_destination (destination_account, created_at, transaction_id)
+) ENGINE=InnoDB;
+
 -- The history: one entry per balance change, keyed by the account's version
 -- after the change, so pages are walked by version (a stable cursor).
 CREATE TABLE IF NOT EXISTS entries (
@@ -103,7 +141,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
     id           BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     at           DATETIME(3) NOT NULL,
     actor        VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL,
-    action       ENUM('account.open', 'transfer', 'account.limit') NOT NULL,
+    action       ENUM('account.open', 'transfer', 'account.limit', 'hold',
+                      'hold.capture', 'hold.void', 'hold.expire') NOT NULL,
     subject      VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     outcome      VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     http_status  SMALLINT UNSIGNED NOT NULL,
@@ -114,7 +153,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
 ) ENGINE=InnoDB;
 
 ALTER TABLE audit_log MODIFY action
-    ENUM('account.open', 'transfer', 'account.limit') NOT NULL;
+    ENUM('account.open', 'transfer', 'account.limit', 'hold', 'hold.capture',
+         'hold.void', 'hold.expire') NOT NULL;
 
 -- The cache generation.  A pod tells the others about each committed
 -- balance through Redis; when it could not (Redis away, a publish lost), it
