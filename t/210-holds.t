@@ -396,6 +396,32 @@ for my $k (1 .. 3) {
 }
 is($exp_races, 3, 'capture racing the expiry: one of the two, never both');
 
+# two pods racing for the same expiries: each hold released once
+
+my $pod2 = RBCS::Test->new(pod_of => $t);
+my @ex;
+for my $k (1 .. 40) {
+    my $src = $k % 2 ? 'A' : 'BANK';
+    my $r = hold("x2p$k", $src, 'B', '0.01', expiresIn => 1);
+    push @ex, "x2p$k" if $r->{status} == 201;
+}
+is(scalar @ex, 40, '40 one-second holds');
+$deadline = time + 8;
+my $left = 40;
+while (time < $deadline) {
+    ($left) = db()->selectrow_array(q{SELECT COUNT(*) FROM transactions
+                                      WHERE transaction_id LIKE 'x2p%' AND status = 'PENDING'});
+    last if $left == 0;
+    sleep 0.1;
+}
+is($left, 0, 'all released while two pods scan for them');
+($n) = db()->selectrow_array(q{SELECT COUNT(*) FROM audit_log
+                               WHERE action = 'hold.expire' AND subject LIKE 'x2p%'});
+is($n, 40, 'one release each: 40 expiry rows for 40 holds');
+is(balance('A')->{heldBalance}, '0.00', 'nothing held any more');
+is($pod2->get('/accounts/A/balance')->json->{heldBalance}, '0.00',
+   'the other pod reads the released held balance');
+
 # ---------------------------------------------------------------- paging --
 
 for my $k (1 .. 5) {
