@@ -631,7 +631,8 @@ ngx_rbcs_account_balance_at(ngx_http_request_t *r, ngx_str_t *number,
                     " FROM accounts WHERE account_number = '%V';"
                     "SELECT balance_after, version FROM entries"
                     " WHERE account_number = '%V' AND created_at <= '%*s'"
-                    " ORDER BY version DESC LIMIT 1", number, number,
+                    " ORDER BY created_at DESC, version DESC LIMIT 1",
+                    number, number,
                     (size_t) (NGX_RBCS_TIME_LEN - 1), buf);
 
     sql.len = p - sql.data;
@@ -705,6 +706,10 @@ done:
  * that pages list each hold once while new ones arrive.
  */
 
+#define NGX_RBCS_HOLDS_AFTER                                                 \
+    " AND (created_at < '%*s' OR (created_at = '%*s' AND transaction_id"       \
+    " < '%V'))"
+
 #define NGX_RBCS_HOLD_FIELDS                                                 \
     "transaction_id, source_account, destination_account, amount, "           \
     "expires_at, created_at"
@@ -718,7 +723,10 @@ ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
     ngx_int_t                n;
     ngx_uint_t               k;
     ngx_rbcs_account_ctx_t  *ctx;
-    u_char                   after[160];
+    u_char                   after[sizeof(NGX_RBCS_HOLDS_AFTER)
+                                   + 2 * NGX_RBCS_TIME_LEN
+                                   + NGX_RBCS_ID_MAX_LEN];
+    u_char                  *src;
     size_t                   alen;
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
@@ -751,6 +759,19 @@ ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
     alen = 0;
 
     if (ngx_http_arg(r, (u_char *) "before", 6, &value) == NGX_OK) {
+
+        /* ids may hold ':', which a client may percent-encode */
+
+        p = ngx_pnalloc(r->pool, value.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        src = value.data;
+        value.data = p;
+        ngx_unescape_uri(&p, &src, value.len, 0);
+        value.len = p - value.data;
+
         sep = ngx_strlchr(value.data, value.data + value.len, '_');
         n = NGX_ERROR;
 
@@ -772,10 +793,9 @@ ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
 
         buf[10] = ' ';
 
-        alen = ngx_sprintf(after, " AND (created_at < '%*s' OR (created_at ="
-                           " '%*s' AND transaction_id < '%V'))",
-                           (size_t) (NGX_RBCS_TIME_LEN - 1), buf,
-                           (size_t) (NGX_RBCS_TIME_LEN - 1), buf, &id)
+        alen = ngx_snprintf(after, sizeof(after), NGX_RBCS_HOLDS_AFTER,
+                            (size_t) (NGX_RBCS_TIME_LEN - 1), buf,
+                            (size_t) (NGX_RBCS_TIME_LEN - 1), buf, &id)
                - after;
     }
 

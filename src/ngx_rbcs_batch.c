@@ -53,8 +53,8 @@
     "NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL," \
     "NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL"                 \
     " UNION ALL (SELECT '" NGX_RBCS_RT1_ACCOUNT "',"                         \
-    NGX_RBCS_ACC_FIELDS ",NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL," \
-    "NULL,NULL,NULL,NULL FROM accounts WHERE account_number IN ("
+    NGX_RBCS_ACC_FIELDS ",SYSDATE(3),NULL,NULL,NULL,NULL,NULL,NULL,NULL,"    \
+    "NULL,NULL,NULL,NULL,NULL,NULL FROM accounts WHERE account_number IN ("
 #define NGX_RBCS_RT1_LOCK      ") ORDER BY account_number FOR UPDATE)"
 #define NGX_RBCS_RT1_RECORDS                                                 \
     " UNION ALL (SELECT " NGX_RBCS_TX_COLUMNS " FROM transactions"           \
@@ -67,6 +67,12 @@
  */
 #define NGX_RBCS_RT1_RECORDS_END         "))"
 #define NGX_RBCS_RT1_RECORDS_LOCKED_END  ") FOR UPDATE)"
+
+/*
+ * An account row of round trip 1 also carries the time it was read, after
+ * its lock: UTC_TIMESTAMP() is the statement's start, before any lock wait
+ */
+#define NGX_RBCS_RT1_LOCKED_AT  NGX_RBCS_ACC_N
 
 /* room for a DECIMAL(36,18) text and a sign */
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
@@ -125,11 +131,12 @@ static ngx_int_t ngx_rbcs_batch_read(ngx_rbcs_batch_t *b,
     ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b,
     ngx_str_t *row);
+static void ngx_rbcs_batch_later_time(ngx_str_t *now, ngx_str_t *t);
 static ngx_int_t ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b,
     ngx_str_t *row);
 static ngx_int_t ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec,
     ngx_str_t *row);
-static void ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b);
+static ngx_int_t ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b);
 static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b,
     ngx_str_t *sql, ngx_uint_t compound);
 static u_char *ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b,
@@ -139,6 +146,8 @@ static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b,
 static u_char *ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b,
     u_char *p);
 static u_char *ngx_rbcs_batch_sql_holds(ngx_rbcs_batch_t *b, u_char *p);
+static u_char *ngx_rbcs_batch_sql_resolved(ngx_rbcs_batch_t *b, u_char *p,
+    ngx_uint_t compound);
 static u_char *ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b,
     u_char *p);
 static u_char *ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b,
@@ -345,6 +354,23 @@ ngx_rbcs_batch_submit(ngx_rbcs_batch_op_t *op)
     }
 
     return NGX_OK;
+}
+
+
+/* how many more operations the write queue takes now */
+
+ngx_uint_t
+ngx_rbcs_batch_room(void)
+{
+    ngx_rbcs_batch_writer_t  *w;
+
+    w = ngx_rbcs_batch_writer;
+
+    if (w == NULL || w->nqueued >= w->conf->queue_size) {
+        return 0;
+    }
+
+    return w->conf->queue_size - w->nqueued;
 }
 
 
@@ -696,7 +722,12 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
         return;
     }
 
-    ngx_rbcs_batch_judge(b);
+    if (ngx_rbcs_batch_judge(b) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, b->log, 0,
+                      "rbcs: a hold's expiry could not be computed");
+        ngx_rbcs_batch_fail(b);
+        return;
+    }
 
     q2 = ngx_rbcs_mysql_create(b->pool, b->log);
 
@@ -775,7 +806,43 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
         }
     }
 
-    return b->now.data ? NGX_OK : NGX_ERROR;
+    if (b->now.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * The batch's time (createdAt, updatedAt, the judge's now) is the
+     * latest of the statement's start, the time each account was locked,
+     * and each account's last change: read after the lock waits, a hold's
+     * expiry is judged against the time the hold was locked, and an
+     * account's history never goes back in time.
+     */
+
+    for (i = 0; i < b->naccounts; i++) {
+        if (!b->accounts[i].exists) {
+            continue;
+        }
+
+        row = b->accounts[i].data;
+
+        ngx_rbcs_batch_later_time(&b->now, &row[NGX_RBCS_RT1_LOCKED_AT]);
+        ngx_rbcs_batch_later_time(&b->now, &row[NGX_RBCS_ACC_UPDATED]);
+    }
+
+    return NGX_OK;
+}
+
+
+/* t, if it is a time of the same form later than *now */
+
+static void
+ngx_rbcs_batch_later_time(ngx_str_t *now, ngx_str_t *t)
+{
+    if (t->data != NULL && t->len == now->len
+        && ngx_memcmp(t->data, now->data, t->len) > 0)
+    {
+        *now = *t;
+    }
 }
 
 
@@ -928,7 +995,7 @@ ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
 
 
 
-static void
+static ngx_int_t
 ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
 {
     ngx_uint_t             i;
@@ -999,10 +1066,17 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
         if (op->hold) {
             j->hold = 1;
             j->expires = ngx_rbcs_batch_expiry(b, op->expires_in);
+
+            if (op->expires_in && j->expires.data == NULL) {
+                /* a hold must not lose its expiry: nothing is written */
+                return NGX_ERROR;
+            }
         }
     }
 
     (void) ngx_rbcs_ledger_judge(b->judged, b->nops);
+
+    return NGX_OK;
 }
 
 
@@ -1044,7 +1118,9 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
     p = ngx_rbcs_batch_sql_accounts(b, p);
     p = ngx_rbcs_batch_sql_transactions(b, p);
     p = ngx_rbcs_batch_sql_resolutions(b, p);
+    p = ngx_rbcs_batch_sql_resolved(b, p, compound);
     p = ngx_rbcs_batch_sql_holds(b, p);
+    p = ngx_rbcs_batch_sql_resolved(b, p, compound);
     p = ngx_rbcs_batch_sql_entries(b, p);
     p = ngx_rbcs_batch_sql_audit(b, p);
     p = ngx_rbcs_batch_sql_update(b, p);
@@ -1294,6 +1370,37 @@ ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b, u_char *p)
                        " t.resolved_source_available = v.sa,"
                        " t.resolved_at = '%V'"
                        " WHERE t.status = 'PENDING';", &b->now);
+}
+
+
+/*
+ * After the UPDATE of the resolved holds' rows and after the DELETE of
+ * their holds rows: each must have found every one of them pending, or
+ * the batch is refused (and its operations run again alone).  The judge
+ * read them locked; this is the schema's backstop against a hold
+ * released twice.  Compound statements only (MariaDB).
+ */
+
+static u_char *
+ngx_rbcs_batch_sql_resolved(ngx_rbcs_batch_t *b, u_char *p,
+    ngx_uint_t compound)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < b->nops; i++) {
+        n += (b->judged[i].kind >= NGX_RBCS_LEDGER_CAPTURE
+              && b->judged[i].outcome == NGX_RBCS_LEDGER_APPLIED);
+    }
+
+    if (n == 0 || !compound) {
+        return p;
+    }
+
+    return ngx_sprintf(p, "IF ROW_COUNT() <> %ui THEN SIGNAL SQLSTATE"
+                       " '45000' SET MESSAGE_TEXT = 'a hold is not"
+                       " pending'; END IF;", n);
 }
 
 
@@ -2161,7 +2268,9 @@ ngx_rbcs_batch_spread(ngx_rbcs_batch_t *b)
         }
 
         ngx_rbcs_publish_floor(b->log, &row[NGX_RBCS_TX_SOURCE],
-                               &row[NGX_RBCS_TX_SRC_VERSION]);
+                               row[NGX_RBCS_TX_RES_VERSION].data
+                               ? &row[NGX_RBCS_TX_RES_VERSION]
+                               : &row[NGX_RBCS_TX_SRC_VERSION]);
         ngx_rbcs_publish_floor(b->log, &row[NGX_RBCS_TX_DESTINATION],
                                &row[NGX_RBCS_TX_DST_VERSION]);
     }

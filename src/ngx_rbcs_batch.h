@@ -156,6 +156,7 @@ void ngx_rbcs_batch_exit_process(ngx_cycle_t *cycle);
 
 ngx_rbcs_batch_op_t *ngx_rbcs_batch_op_create(ngx_log_t *log);
 ngx_int_t ngx_rbcs_batch_submit(ngx_rbcs_batch_op_t *op);
+ngx_uint_t ngx_rbcs_batch_room(void);
 void ngx_rbcs_batch_cancel(ngx_rbcs_batch_op_t *op);
 
 

@@ -231,11 +231,17 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
                             "the credit would take account %s beyond the "
                             "largest balance", &dst->number);
 
-    } else if (op->hold && src->held > NGX_RBCS_LEDGER_MAX - op->value) {
+    } else if (op->hold
+               && (src->held > NGX_RBCS_LEDGER_MAX - op->value
+                   || src->balance - src->held - op->value
+                      < -NGX_RBCS_LEDGER_MAX))
+    {
+        /* only an EXTERNAL source (no floor) can reach either bound */
         ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 422,
                             "balance_overflow",
-                            "the hold would take account %s's held balance "
-                            "beyond the largest balance", &src->number);
+                            "the hold would take account %s's held or "
+                            "available balance beyond the largest balance",
+                            &src->number);
 
     } else if (op->hold) {
         src->held += op->value;
@@ -442,23 +448,13 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
         return;
     }
 
-    if (rec->hold_state == NGX_RBCS_LEDGER_NOT_HOLD
-        || !src->exists
-        || !ngx_rbcs_ledger_eq(&rec->source, &src->number)
-        || (dst && (!dst->exists
-                    || !ngx_rbcs_ledger_eq(&rec->destination, &dst->number))))
-    {
-        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
-                            "hold_not_pending",
-                            "the transaction is not a hold", NULL);
-        return;
-    }
-
-    op->scale = src->scale;
-    op->has_scale = 1;
     v = rec->hold_amount;
 
-    if (op->kind == NGX_RBCS_LEDGER_CAPTURE && op->amount.data) {
+    /* the amount at the scale of the hold's source, if it is one */
+
+    if (op->kind == NGX_RBCS_LEDGER_CAPTURE && op->amount.data
+        && src->exists)
+    {
         if (ngx_rbcs_amount_parse(op->amount.data, op->amount.len,
                                   src->scale, 0, &units)
             != NGX_RBCS_AMOUNT_OK)
@@ -473,6 +469,20 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
         v = ngx_rbcs_ledger_from_units(units, src->scale);
     }
 
+    if (rec->hold_state == NGX_RBCS_LEDGER_NOT_HOLD
+        || !src->exists
+        || !ngx_rbcs_ledger_eq(&rec->source, &src->number)
+        || (dst && (!dst->exists
+                    || !ngx_rbcs_ledger_eq(&rec->destination, &dst->number))))
+    {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "hold_not_pending",
+                            "the transaction is not a hold", NULL);
+        return;
+    }
+
+    op->scale = src->scale;
+    op->has_scale = 1;
     op->value = v;
     op->has_amount = 1;
 

@@ -241,6 +241,10 @@ ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc)
     mysql_options(mc->mysql, MYSQL_INIT_COMMAND,
                   "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
 
+    /* SYSDATE() in UTC, as UTC_TIMESTAMP() (the write path reads both) */
+    mysql_options(mc->mysql, MYSQL_INIT_COMMAND,
+                  "SET SESSION time_zone = '+00:00'");
+
     ngx_snprintf((u_char *) init, sizeof(init),
                  "SET SESSION innodb_lock_wait_timeout = %ui%Z",
                  (ngx_uint_t) ngx_max(conf->lock_wait_timeout / 1000, 1));

@@ -257,7 +257,8 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
             || ngx_rbcs_amount_check_grammar(f[0].value.data, f[0].value.len,
                                              &int_digits, &frac_digits,
                                              &is_zero)
-               != NGX_RBCS_AMOUNT_OK))
+               != NGX_RBCS_AMOUNT_OK
+            || is_zero))
     {
         return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_amount",
@@ -618,7 +619,7 @@ ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
  */
 
 #define NGX_RBCS_EXPIRY_INTERVAL  250    /* ms */
-#define NGX_RBCS_EXPIRY_BATCH     256
+#define NGX_RBCS_EXPIRY_BATCH     64
 
 
 static void ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev);
@@ -628,6 +629,7 @@ static void ngx_rbcs_transfer_expired(ngx_rbcs_batch_op_t *op);
 
 static ngx_event_t       ngx_rbcs_expiry_event;
 static ngx_uint_t        ngx_rbcs_expiry_pending;
+static ngx_uint_t        ngx_rbcs_expiry_limit;
 
 /* the timer's data: debug logs read an event's data as a connection */
 static ngx_connection_t  ngx_rbcs_expiry_conn;
@@ -655,6 +657,7 @@ ngx_rbcs_transfer_init_process(ngx_cycle_t *cycle, ngx_uint_t scanner)
 static void
 ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev)
 {
+    ngx_uint_t               n;
     ngx_pool_t              *pool;
     ngx_rbcs_mysql_query_t  *q;
 
@@ -680,9 +683,29 @@ ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev)
         return;
     }
 
-    ngx_str_set(&q->sql, "SELECT transaction_id, source_account FROM holds"
-                " WHERE expires_at <= UTC_TIMESTAMP(3) ORDER BY expires_at"
-                " LIMIT 256");
+    /* at most half of the write queue's free room: clients come first */
+
+    n = ngx_min(NGX_RBCS_EXPIRY_BATCH, ngx_rbcs_batch_room() / 2);
+
+    if (n == 0) {
+        ngx_destroy_pool(pool);
+        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
+        return;
+    }
+
+    q->sql.data = ngx_pnalloc(pool, 160);
+    if (q->sql.data == NULL) {
+        ngx_destroy_pool(pool);
+        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
+        return;
+    }
+
+    q->sql.len = ngx_sprintf(q->sql.data, "SELECT transaction_id,"
+                             " source_account FROM holds WHERE expires_at <="
+                             " UTC_TIMESTAMP(3) ORDER BY expires_at LIMIT %ui",
+                             n)
+                 - q->sql.data;
+    ngx_rbcs_expiry_limit = n;
     q->idempotent = 1;
     q->handler = ngx_rbcs_transfer_expiry_found;
     q->data = pool;
@@ -744,7 +767,7 @@ ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q)
         && !ngx_rbcs_expiry_event.timer_set)
     {
         ngx_add_timer(&ngx_rbcs_expiry_event,
-                      n == NGX_RBCS_EXPIRY_BATCH ? 1
+                      n == ngx_rbcs_expiry_limit ? 1
                                                  : NGX_RBCS_EXPIRY_INTERVAL);
     }
 }

@@ -18,7 +18,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use RBCS::Test;
 
-my $t = RBCS::Test->new;
+my $t = RBCS::Test->new(allow_log => [qr/the database refused a write batch/]);
 my $dir = tempdir(CLEANUP => 1);
 my $TS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\z/;
 
@@ -440,6 +440,39 @@ is_deeply([@ids[0 .. 4]], [qw(p5 p4 p3 p2 p1)], 'pages list the holds newest fir
 my %once;
 $once{$_}++ for @ids;
 ok(!grep({ $_ > 1 } values %once), 'each hold once while new ones arrive');
+
+# ---------------------------------------------------------- edges, backstop --
+
+is_problem(capture('nope', { amount => '0' }), 400, 'invalid_amount',
+           'a zero capture is refused before the id is looked up');
+is_problem(capture('t2', { amount => '1.005' }), 400, 'invalid_amount',
+           'beyond the scale before "not a hold"');
+
+my $long = 'L' x 63 . ':';
+is(hold($long, 'A', 'B', '0.01')->{status}, 201, 'a hold with a 64-character id');
+$r = $t->get("/accounts/A/holds?limit=1&before=" . int(time * 1000 + 60_000) . "_$long");
+is($r->{status}, 200, 'a cursor with the longest id: 200');
+$r = $t->get('/accounts/A/holds?limit=1');
+my $next = eval { $r->json->{next} };
+(my $enc = $next // '') =~ s/:/%3A/g;
+$r = $t->get("/accounts/A/holds?limit=1&before=$enc");
+is($r->{status}, 200, 'a percent-encoded cursor is decoded');
+void($long);
+
+# the schema's backstop: a hold whose pending row is gone is not released
+hold('g1', 'A', 'B', '1.00');
+my $before = balance('A');
+db()->do(q{DELETE FROM holds WHERE transaction_id = 'g1'});
+$r = capture('g1');
+is($r->{status}, 503, 'a capture the database refuses (the hold is not pending there): 503');
+is(balance('A')->{balance}, $before->{balance}, 'nothing moved');
+is(eval { $t->get('/accounts/transactions/g1')->json->{status} }, 'PENDING',
+   'the hold as it was');
+db()->do(q{INSERT INTO holds (transaction_id, source_account, destination_account, amount,
+           scale, expires_at, created_at)
+           SELECT transaction_id, source_account, destination_account, amount, scale,
+                  expires_at, created_at FROM transactions WHERE transaction_id = 'g1'});
+is(void('g1')->{status}, 200, 'with its row back, it is released');
 
 # ------------------------------------------------------------- invariants --
 

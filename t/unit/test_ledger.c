@@ -1508,7 +1508,9 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
         res->status = 422;
         res->code = "balance_overflow";
 
-    } else if (op->hold && s->held + v > m_max(s->scale)) {
+    } else if (op->hold && (s->held + v > m_max(s->scale)
+                            || s->balance - s->held - v < -m_max(s->scale)))
+    {
         res->status = 422;
         res->code = "balance_overflow";
 
@@ -1576,18 +1578,9 @@ m_resolve(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
         return;
     }
 
-    if (rec->hold_state == NGX_RBCS_LEDGER_NOT_HOLD || !s->exists
-        || rec->src != op->src
-        || (capture && (!d->exists || rec->dst != op->dst)))
-    {
-        res->status = 409;
-        res->code = "hold_not_pending";
-        return;
-    }
-
     v = rec->hold_amount;
 
-    if (capture && op->cap) {
+    if (capture && op->cap && s->exists) {
         v = m_minor(op->cap, s->scale);
 
         if (v <= 0) {
@@ -1596,6 +1589,15 @@ m_resolve(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
             res->code = "invalid_amount";
             return;
         }
+    }
+
+    if (rec->hold_state == NGX_RBCS_LEDGER_NOT_HOLD || !s->exists
+        || rec->src != op->src
+        || (capture && (!d->exists || rec->dst != op->dst)))
+    {
+        res->status = 409;
+        res->code = "hold_not_pending";
+        return;
     }
 
     if (rec->hold_state != NGX_RBCS_LEDGER_PENDING) {

@@ -133,6 +133,12 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (account_number, version)
 ) ENGINE=InnoDB;
 
+-- The balance at a time (GET /accounts/{n}/balance?at=) finds an account's
+-- last entry at or before an instant through this key; a batch's time is
+-- never before the last change of an account it locks, so created_at
+-- grows with version.
+ALTER TABLE entries ADD KEY IF NOT EXISTS entries_at (account_number, created_at);
+
 -- Who changed what, when, and how it ended: one row per state change
 -- (an account opened, a transfer applied or rejected), written in the same
 -- database transaction as the change itself.  actor is the API key id
