@@ -24,15 +24,26 @@
 #     ${__P(port,P)} with P the PERF_PORT default of perf/lib.sh, DURATION
 #     ${__P(duration,S)} with S perf/run-all.sh's default DURATION;
 #   - the same requests: the routes wrk sends (GET ${BASE}/accounts/{n}/balance,
-#     POST ${BASE}/accounts/transactions) appear in perf/wrk/common.lua and
-#     are the only paths of the plan's samplers; a scenario that reads
-#     balances (rbcs.balance) has a GET sampler, one that transfers a POST
-#     sampler whose body is JSON with exactly the keys of common.lua's
-#     transfer body and "amount":"${AMOUNT}", under a Content-Type:
-#     application/json header; hot scenarios use the hot accounts, the
-#     others not; account numbers are formatted "%s-%06d" on both sides;
-#     transfer-rate has a Constant Throughput Timer at ${RATE} per second,
-#     mix a choice by READ_PCT.
+#     POST ${BASE}/accounts/transactions, POST
+#     ${BASE}/accounts/transactions/{id}/capture and .../void) appear in
+#     perf/wrk/common.lua and are the only paths of the plan's samplers; a
+#     scenario that reads balances (rbcs.balance) has a GET sampler, one
+#     that transfers a POST sampler whose body is JSON with exactly the keys
+#     of common.lua's transfer body and "amount":"${AMOUNT}", under a
+#     Content-Type: application/json header; hot scenarios use the hot
+#     accounts, the others not; account numbers are formatted "%s-%06d" on
+#     both sides; transfer-rate has a Constant Throughput Timer at ${RATE}
+#     per second, mix a choice by READ_PCT;
+#   - holds and deposits: a scenario that deposits (rbcs.deposit) posts the
+#     transfer body from ${external} (PREFIX-EXT on both sides); one that
+#     holds (rbcs.hold) posts the transfer body plus "hold":true and the
+#     expiry member (${hold_expiry}, or ${card_expiry} and ${CARD_AMOUNT}
+#     when the Lua holds rbcs.card_amount); one that captures or voids
+#     (rbcs.capture, rbcs.void) has those samplers on
+#     ${BASE}/accounts/transactions/${prev_txid}/..., after its hold sampler
+#     (the id of the sampler before), with the body {} or, for a capture of
+#     part (rbcs.capture(id, rbcs.amount)), {"amount":"${AMOUNT}"}; card's
+#     choice is by CARD_VOID_PCT and CARD_PARTIAL_PCT.
 
 use strict;
 use warnings;
@@ -239,7 +250,16 @@ my %conn = map { $_ => 1 } split ' ', $conns;
 my %route = (
     balance  => qr{^\$\{BASE\}/accounts/\$\{(\w+)\}/balance$},
     transfer => qr{^\$\{BASE\}/accounts/transactions$},
+    resolve  => qr{^\$\{BASE\}/accounts/transactions/\$\{(\w+)\}/(capture|void)$},
 );
+for my $kind (qw(capture void)) {
+    check($common =~ /M\.base \.\. "\/accounts\/transactions\/" \.\. id \.\. "\/$kind"/,
+          "common.lua: the $kind route is not M.base .. \"/accounts/transactions/\" .. id .. \"/$kind\" any more: update the plan and this check");
+}
+check($common =~ /',"hold":true'/ && $common =~ /',"expiresIn":%d'/,
+      'common.lua: a hold is not the transfer body plus ,"hold":true and ,"expiresIn":N any more');
+check($common =~ /M\.external = M\.prefix \.\. "-EXT"/,
+      'common.lua: the EXTERNAL account is not PREFIX-EXT any more');
 check($common =~ /M\.base \.\. "\/accounts\/" \.\. M\.account\(\w+\) \.\. "\/balance"/,
       'common.lua: the balance route is not M.base .. "/accounts/" .. '
       . 'M.account(i) .. "/balance" any more: update the plan and this check');
@@ -326,9 +346,13 @@ sub check_plan {
     my $script = join "\n", map { prop($_, 'script') // '' } @pre;
     check($script =~ /String\.format\('%s-%06d'/,
           'no plan-level JSR223 PreProcessor formatting accounts as %s-%06d');
-    for my $v (qw(account hot_account src dst hot_src hot_dst txid)) {
+    for my $v (qw(account hot_account src dst hot_src hot_dst txid prev_txid external hold_expiry card_expiry)) {
         check($script =~ /vars\.put\('$v'/, "the PreProcessor does not set \${$v}");
     }
+    check($script =~ /vars\.put\('prev_txid', vars\.get\('txid'\)/,
+          'the PreProcessor does not keep the previous sampler\'s id as ${prev_txid}');
+    check($script =~ /vars\.put\('external', p \+ '-EXT'\)/,
+          'the PreProcessor does not name the EXTERNAL account PREFIX-EXT');
 
     # thread groups
     my %tg;
@@ -364,7 +388,8 @@ sub check_group {
         check($conn{$1}, "$n: default threads $1 is not one of perf/run-all.sh's CONNECTIONS ($conns)");
     }
 
-    my (@get, @post, %seen);
+    my (@get, @post, @deposit, @hold, %resolve, %seen);
+    my $lua_card = $lua =~ /rbcs\.card_amount/;
     walk($tree, [], sub {
         my ($e, $headers) = @_;
         $seen{ $e->{name} }++;
@@ -375,8 +400,13 @@ sub check_group {
                   "$n: the Constant Throughput Timer is not shared by the thread group (calcMode 4)");
         }
         if ($e->{name} eq 'SwitchController') {
-            check((prop($e, 'SwitchController.value') // '') =~ /READ_PCT/,
-                  "$n: the switch does not choose by READ_PCT");
+            my $v = prop($e, 'SwitchController.value') // '';
+            if ($lua =~ /card_void_pct/) {
+                check($v =~ /CARD_VOID_PCT/ && $v =~ /CARD_PARTIAL_PCT/,
+                      "$n: the switch does not choose by CARD_VOID_PCT and CARD_PARTIAL_PCT");
+            } else {
+                check($v =~ /READ_PCT/, "$n: the switch does not choose by READ_PCT");
+            }
         }
         return unless $e->{name} eq 'HTTPSamplerProxy';
         my $m = prop($e, 'HTTPSampler.method') // '';
@@ -392,17 +422,9 @@ sub check_group {
             }
             push @get, $e;
         } elsif ($m eq 'POST') {
-            check($path =~ $route{transfer}, "$label: POST $path is not \${BASE}/accounts/transactions");
             check((prop($e, 'HTTPSampler.postBodyRaw') // '') eq 'true', "$label: the body is not raw");
             my ($arg) = grep { ($_->{attrs}{elementType} // '') eq 'HTTPArgument' } find_all($e, 'elementProp');
             my $body = $arg ? prop($arg, 'Argument.value') // '' : '';
-            my @keys = $body =~ /"(\w+)":/g;
-            check("@keys" eq "@body_keys", "$label: body keys (@keys) are not wrk's (@body_keys)");
-            check($body =~ /"amount":"\$\{AMOUNT\}"/, "$label: amount is not \${AMOUNT}");
-            check($body =~ /"transactionId":"\$\{txid\}"/, "$label: transactionId is not \${txid}");
-            my ($src, $dst) = $body =~ /"sourceAccountNumber":"\$\{(\w+)\}".*"destinationAccountNumber":"\$\{(\w+)\}"/;
-            check(defined $src && ($n =~ /hot/ ? "$src $dst" eq 'hot_src hot_dst' : "$src $dst" eq 'src dst'),
-                  "$label: accounts \${" . ($src // '?') . "}, \${" . ($dst // '?') . "} are not the scenario's");
             my $ct = grep {
                 my $h = $_;
                 grep { (prop($_, 'Header.name') // '') =~ /^content-type$/i
@@ -410,7 +432,42 @@ sub check_group {
                      find_all($h, 'elementProp')
             } @$headers;
             check($ct, "$label: no Content-Type: application/json header");
-            push @post, $e;
+            if (my ($idvar, $kind) = $path =~ $route{resolve}) {
+                # a capture or void of the hold the sampler before made
+                check($idvar eq 'prev_txid', "$label: resolves \${$idvar}, not the hold before it (\${prev_txid})");
+                check(@hold, "$label: no hold sampler before this $kind");
+                if ($body eq '{}') {
+                    push @{ $resolve{$kind} }, $e;
+                } elsif ($kind eq 'capture' && $body eq '{"amount":"${AMOUNT}"}') {
+                    push @{ $resolve{partial} }, $e;
+                } else {
+                    check(0, "$label: body '$body' is not {} (or {\"amount\":\"\${AMOUNT}\"} for a capture)");
+                }
+                return;
+            }
+            check($path =~ $route{transfer}, "$label: POST $path is not \${BASE}/accounts/transactions"
+                  . " or \${BASE}/accounts/transactions/\${prev_txid}/capture|void");
+            my $hold = $body =~ s/,"hold":true(\$\{(\w+)\})?\}\z/}/;
+            my $expiry = $2;
+            my @keys = $body =~ /"(\w+)":/g;
+            check("@keys" eq "@body_keys", "$label: body keys (@keys"
+                  . ($hold ? ' hold' : '') . ") are not wrk's (@body_keys" . ($hold ? ' hold' : '') . ")");
+            my $amount = $hold && $lua_card ? 'CARD_AMOUNT' : 'AMOUNT';
+            check($body =~ /"amount":"\$\{$amount\}"/, "$label: amount is not \${$amount}");
+            check($body =~ /"transactionId":"\$\{txid\}"/, "$label: transactionId is not \${txid}");
+            my ($src, $dst) = $body =~ /"sourceAccountNumber":"\$\{(\w+)\}".*"destinationAccountNumber":"\$\{(\w+)\}"/;
+            my $want = $n =~ /hot/ ? 'hot_src hot_dst' : $n eq 'deposit' ? 'external dst' : 'src dst';
+            check(defined $src && "$src $dst" eq $want,
+                  "$label: accounts \${" . ($src // '?') . "}, \${" . ($dst // '?') . "} are not the scenario's");
+            if ($hold) {
+                my $x = $lua_card ? 'card_expiry' : 'hold_expiry';
+                check(($expiry // '') eq $x, "$label: a hold without \${$x} (its \"expiresIn\" member) at the end");
+                push @hold, $e;
+            } elsif (($src // '') eq 'external') {
+                push @deposit, $e;
+            } else {
+                push @post, $e;
+            }
         } else {
             check(0, "$label: method '$m'");
         }
@@ -422,6 +479,18 @@ sub check_group {
     check($reads || !@get, "$n: the thread group reads balances, wrk does not");
     check(!$transfers || @post, "$n: wrk posts transfers, the thread group has no POST sampler");
     check($transfers || !@post, "$n: the thread group posts transfers, wrk does not");
+    my %does = (
+        deposit => [ scalar($lua =~ /rbcs\.deposit\(/), \@deposit, 'deposits' ],
+        hold    => [ scalar($lua =~ /rbcs\.hold\(/), \@hold, 'holds' ],
+        capture => [ scalar($lua =~ /rbcs\.capture\(id\)/), $resolve{capture} || [], 'captures whole' ],
+        partial => [ scalar($lua =~ /rbcs\.capture\(id, rbcs\.amount\)/), $resolve{partial} || [], 'captures AMOUNT' ],
+        void    => [ scalar($lua =~ /rbcs\.void\(/), $resolve{void} || [], 'voids' ],
+    );
+    for my $k (sort keys %does) {
+        my ($lua_does, $samplers, $what) = @{ $does{$k} };
+        check(!$lua_does || @$samplers, "$n: wrk $what, the thread group does not");
+        check($lua_does || !@$samplers, "$n: the thread group $what, wrk does not");
+    }
     check($n !~ /hot/ || $lua =~ /rbcs\.hot(?:_transfer)?\(/, "$n: a hot scenario that does not use rbcs.hot()/hot_transfer()");
     if ($lua =~ /rbcs\.rate\b/) {
         check($seen{ConstantThroughputTimer}, "$n: wrk throttles to RATE, the thread group has no Constant Throughput Timer");

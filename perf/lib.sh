@@ -246,11 +246,44 @@ db_kv() {
     ' "$1" "$2" "$3"
 }
 
-# balance_totals: "<sum of all balances> <negative balances> <sum over the
-# generated accounts 1..ACCOUNTS>"
+# external_account: the EXTERNAL account of the deposit scenario,
+# PREFIX-EXT (perf/wrk/common.lua names it the same); perf/run-all.sh opens
+# it.  It opens at 0 and only ever pays into accounts 1..ACCOUNTS.
+external_account() {
+    printf '%s-EXT' "$PREFIX"
+}
+
+# balance_totals: "<sum of all balances> <accounts below their floor> <sum
+# over the generated accounts 1..ACCOUNTS and PREFIX-EXT>".  Below the
+# floor: a STANDARD account whose available balance (balance - held) is
+# below minus its overdraft limit (conf/schema.sql's accounts_within_limit;
+# with no limit and no hold: a negative balance); EXTERNAL accounts have no
+# floor (PREFIX-EXT goes below zero with every deposit).  Deposits move
+# money from PREFIX-EXT into accounts 1..ACCOUNTS, so the two together still
+# hold exactly ACCOUNTS x BALANCE (without deposits PREFIX-EXT is 0 or
+# absent: the sum over 1..ACCOUNTS, as before deposits existed).
 balance_totals() {
     sql "SELECT (SELECT SUM(balance) FROM accounts),
-                (SELECT COUNT(*) FROM accounts WHERE balance < 0),
+                (SELECT COUNT(*) FROM accounts WHERE kind = 'STANDARD'
+                   AND balance - held_balance < -(overdraft_limit + overdraft_excess)),
                 (SELECT COALESCE(SUM(a.balance), 0) FROM seq_1_to_${ACCOUNTS} s
-                   JOIN accounts a ON a.account_number = $(account_sql_expr s.seq))"
+                   JOIN accounts a ON a.account_number = $(account_sql_expr s.seq))
+                + (SELECT COALESCE(SUM(balance), 0) FROM accounts
+                   WHERE account_number = '$(external_account)')"
+}
+
+# external_balance: PREFIX-EXT's balance (0 when it does not exist)
+external_balance() {
+    sql "SELECT COALESCE((SELECT balance FROM accounts
+                          WHERE account_number = '$(external_account)'), 0)"
+}
+
+# hold_totals: "<sum of every account's held balance> <sum of the pending
+# holds' amounts> <pending holds>", one consistent read: the first two are
+# equal whenever every hold's creation and resolution changed the source's
+# held balance in the same database transaction as the holds row.
+hold_totals() {
+    sql "SELECT (SELECT COALESCE(SUM(held_balance), 0) FROM accounts),
+                (SELECT COALESCE(SUM(amount), 0) FROM holds),
+                (SELECT COUNT(*) FROM holds)"
 }

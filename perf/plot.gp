@@ -21,7 +21,7 @@ if (!exists("scenarios")) scenarios = "balance-uniform balance-hot transfer-unif
 if (!exists("title"))     title = ""
 if (!exists("dbceil"))    dbceil = 0
 if (!exists("dbhot"))     dbhot = 0
-colors = "#7b2cbf #009e73 #0072b2 #e69f00 #d62728 #8c564b #17becf"
+colors = "#7b2cbf #009e73 #0072b2 #e69f00 #d62728 #8c564b #17becf #bcbd22 #e377c2 #7f7f7f"
 color(i) = word(colors, (i - 1) % words(colors) + 1)
 
 if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {

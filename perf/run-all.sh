@@ -12,7 +12,9 @@
 #   2. creates ACCOUNTS accounts PREFIX-000001 ... with 1000.00 USD each
 #      (perf/gen-accounts.sh), and the same in the write baseline's own
 #      database (perf/gen-accounts.sh --baseline: rbcs_baseline,
-#      perf/baseline.sql);
+#      perf/baseline.sql); for the deposit scenario, opens the EXTERNAL
+#      account PREFIX-EXT through the API; for hold, capture and card, makes
+#      sure the module has holds (a hold and its void);
 #   3. starts its own nginx, the "twin" (PERF_PORT, prefix var/perf/twin):
 #      the module's configuration (conf/nginx.local.conf.in, access_log off)
 #      plus static `return 200`/`return 201` locations under /static/ whose
@@ -30,8 +32,10 @@
 #      read scenarios after a short unmeasured warm-up (the zone is
 #      filled again after the runs that changed balances); a pair disturbed by other
 #      processes is run again (bounded), the quietest attempt kept; after
-#      every transfer scenario, checks in SQL that money was conserved and
-#      that no balance is negative;
+#      every scenario that writes (transfers, deposits, holds), checks in
+#      SQL that money was conserved and that no STANDARD balance is below
+#      its floor, and after hold, capture and card that the held balances
+#      are the pending holds;
 #   7. transfer-uniform at half of its peak rate (perf/wrk/transfer-rate.lua)
 #      for the p99 at half load;
 #   8. writes OUT (perf/results): results.md, throughput.png, p99.png and
@@ -40,8 +44,12 @@
 # Environment (defaults; QUICK=1 changes those marked *):
 #   ACCOUNTS 10000   PREFIX P          number and prefix of the accounts
 #   DURATION 10s*    CONNECTIONS "8 32 128"*   THREADS 2 (wrk -t)
-#   SCENARIOS "balance-uniform balance-hot transfer-uniform transfer-hot mix"
+#   SCENARIOS "balance-uniform balance-hot transfer-uniform transfer-hot mix
+#              hold capture deposit card"
 #   HOT_KEYS 1       balance-hot's hot set
+#   HOLD_EXPIRES_IN, CARD_AMOUNT, CARD_EXPIRES_IN, CARD_VOID_PCT,
+#   CARD_PARTIAL_PCT, AMOUNT: passed to wrk when set (defaults and meaning:
+#                    perf/wrk/common.lua)
 #   DB_LEAN_THREADS "16 32 64"*   threads of the lean baseline (its best counts)
 #   DB_BATCHES "1 16 64"   DB_THREADS "4 16 64"*   the module's SQL: batch sizes, threads
 #   DB_DURATION 5*   seconds per dbclient run
@@ -91,7 +99,7 @@ else
 fi
 DB_BATCHES="${DB_BATCHES:-1 16 64}"
 THREADS="${THREADS:-2}"
-SCENARIOS="${SCENARIOS:-balance-uniform balance-hot transfer-uniform transfer-hot mix}"
+SCENARIOS="${SCENARIOS:-balance-uniform balance-hot transfer-uniform transfer-hot mix hold capture deposit card}"
 HOT_KEYS="${HOT_KEYS:-1}"
 RATE_CONNS="${RATE_CONNS:-32}"
 if [ "$QUICK" = 1 ]; then
@@ -128,6 +136,16 @@ for c in $CONNECTIONS $RATE_CONNS; do
 done
 for s in $SCENARIOS; do
     [ -f "perf/wrk/$s.lua" ] || pdie "no scenario perf/wrk/$s.lua"
+done
+has_scenario() {   # has_scenario NAME...: one of them is in SCENARIOS
+    local s n
+    for s in $SCENARIOS; do for n in "$@"; do [ "$s" = "$n" ] && return 0; done; done
+    return 1
+}
+# the scenarios' own knobs (perf/wrk/common.lua), passed to wrk when set
+WRK_KNOBS=()
+for v in AMOUNT HOLD_EXPIRES_IN CARD_AMOUNT CARD_EXPIRES_IN CARD_VOID_PCT CARD_PARTIAL_PCT; do
+    [ -n "${!v:-}" ] && WRK_KNOBS+=("$v=${!v}")
 done
 for t in wrk curl mariadb perl; do
     command -v "$t" >/dev/null || pdie "$t is missing (make run installs it)"
@@ -166,7 +184,9 @@ plog "run $RUN: ACCOUNTS=$ACCOUNTS DURATION=$DURATION CONNECTIONS='$CONNECTIONS'
 plog "starting the local stack: conf/stack.sh run"
 conf/stack.sh run > "$RAW/stack.log" 2>&1 || { cat "$RAW/stack.log"; pdie "conf/stack.sh run failed"; }
 plog "building the database client: make -C perf dbclient"
-make -s -C perf dbclient > "$RAW/dbclient-build.log" 2>&1 ||
+# (OUT on make's command line: this script's OUT, in the environment, would
+# otherwise be the Makefile's output directory too)
+make -s -C perf dbclient OUT="$ROOT/build/perf" > "$RAW/dbclient-build.log" 2>&1 ||
     { cat "$RAW/dbclient-build.log"; pdie "make -C perf dbclient failed"; }
 
 REDO_MB=$(redo_log_check) || exit 1
@@ -186,7 +206,7 @@ meta versions "$(/usr/sbin/nginx -v 2>&1 | sed 's/^nginx version: //'), MariaDB 
 meta git "$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git status --porcelain -- src config ngx_rbcs_module.c conf 2>/dev/null | grep -q . && echo ' (working tree has uncommitted changes under src/ config conf/)')"
 meta module "$(sha256sum build/ngx_rbcs_module.so | cut -c1-16) $(date -u -r build/ngx_rbcs_module.so +%Y-%m-%dT%H:%M:%SZ)"
 meta db "innodb_flush_log_at_trx_commit=$FLUSH, $(sql "SELECT CONCAT('innodb_buffer_pool_size=', @@innodb_buffer_pool_size DIV 1048576, 'M, innodb_log_file_size=${REDO_MB}M, innodb_flush_method=', @@innodb_flush_method, ', binlog=', IF(@@log_bin, 'on', 'off'))"), datadir on $(df -P var/run/mariadb | awk 'NR==2 {print $1}') ($(findmnt -no FSTYPE -T var/run/mariadb 2>/dev/null || stat -f -c %T var/run/mariadb))"
-meta settings "ACCOUNTS=$ACCOUNTS PREFIX=$PREFIX DURATION=$DURATION CONNECTIONS='$CONNECTIONS' THREADS=$THREADS HOT_KEYS=$HOT_KEYS DB_LEAN_THREADS='$DB_LEAN_THREADS' DB_BATCHES='$DB_BATCHES' DB_THREADS='$DB_THREADS' DB_DURATION=$DB_DURATION RATE_CONNS=$RATE_CONNS RATE_DURATION=$RATE_DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS QUICK=$QUICK"
+meta settings "ACCOUNTS=$ACCOUNTS PREFIX=$PREFIX DURATION=$DURATION CONNECTIONS='$CONNECTIONS' THREADS=$THREADS HOT_KEYS=$HOT_KEYS DB_LEAN_THREADS='$DB_LEAN_THREADS' DB_BATCHES='$DB_BATCHES' DB_THREADS='$DB_THREADS' DB_DURATION=$DB_DURATION RATE_CONNS=$RATE_CONNS RATE_DURATION=$RATE_DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS QUICK=$QUICK${WRK_KNOBS[*]:+ ${WRK_KNOBS[*]}}"
 plog "machine: $(nproc) cores, ${MEM_MB} MiB; wrk, nginx, MariaDB and Redis share these cores"
 
 # ------------------------------------------------------------ accounts --
@@ -217,6 +237,26 @@ TX_BODY=$(curl -s -m 5 -XPOST -H "$J" "$STACK_URL/accounts/transactions" \
 curl -s -m 5 -o /dev/null -XPOST -H "$J" "$STACK_URL/accounts/transactions" \
     -d "{\"transactionId\":\"$RUN-tu-c32-1-1001\",\"sourceAccountNumber\":\"$A4\",\"destinationAccountNumber\":\"$A3\",\"amount\":\"0.01\"}"
 case "$TX_BODY" in *'"COMPLETED"'*) ;; *) pdie "probe transfer failed: $TX_BODY";; esac
+EXT=$(external_account)
+if has_scenario deposit; then
+    # deposits come from outside the ledger: an EXTERNAL account, opened
+    # through the API (201, or 200 when it exists with the same fields)
+    EXT_BODY=$(curl -s -m 5 -w ' %{http_code}' -XPOST -H "$J" "$STACK_URL/accounts" \
+        -d "{\"accountNumber\":\"$EXT\",\"currency\":\"${CURRENCY:-USD}\",\"kind\":\"EXTERNAL\"}")
+    case "$EXT_BODY" in
+        *'"EXTERNAL"'*' 201'|*'"EXTERNAL"'*' 200') ;;
+        *) pdie "could not open the EXTERNAL account $EXT for the deposits: $EXT_BODY";;
+    esac
+    plog "the deposits' EXTERNAL account $EXT: balance $(external_balance)"
+fi
+if has_scenario hold capture card; then
+    # the module has holds: a hold of 0.01 and its void (changes nothing)
+    HOLD_BODY=$(curl -s -m 5 -XPOST -H "$J" "$STACK_URL/accounts/transactions" \
+        -d "{\"transactionId\":\"$RUN-probe-hold\",\"sourceAccountNumber\":\"$A3\",\"destinationAccountNumber\":\"$A4\",\"amount\":\"0.01\",\"hold\":true}")
+    case "$HOLD_BODY" in *'"PENDING"'*) ;; *) pdie "probe hold failed (does the module have holds?): $HOLD_BODY";; esac
+    VOID_BODY=$(curl -s -m 5 -XPOST -H "$J" "$STACK_URL/accounts/transactions/$RUN-probe-hold/void" -d '{}')
+    case "$VOID_BODY" in *'"VOIDED"'*) ;; *) pdie "probe void failed: $VOID_BODY";; esac
+fi
 esc() { case "$1" in *'$'*) pdie "an answer contains a \$, nginx cannot return it as text: $1";; esac; local s=${1//\\/\\\\}; printf '%s' "${s//\"/\\\"}"; }
 STATIC="location ^~ /static/accounts/transactions { default_type application/json; return 201 \"$(esc "$TX_BODY")\"; } location ^~ /static/accounts/ { default_type application/json; add_header X-RBCS-Cache zone; return 200 \"$(esc "$BAL_BODY")\"; }"
 
@@ -271,19 +311,35 @@ kv() {   # kv KEY "k=v k=v ...": the value of KEY
 # ------------------------------------------------------- balance checks --
 
 EXPECTED_N=$(sql "SELECT $ACCOUNTS * $BALANCE")
+# the keys of a money check in runs.txt
+CHECK_KEYS='check|total_before|total_after|negative|sum_accounts|external|held_total|pending_holds|holds'
 # check_begin / check_end LABEL: total of all balances unchanged, no
-# negative balance, the generated accounts hold exactly ACCOUNTS*BALANCE
+# STANDARD account below its floor (balance - held < -overdraft limit: for
+# the benchmark's accounts, a negative available balance), the generated
+# accounts and PREFIX-EXT (the deposits' source, at 0 until a deposit: see
+# balance_totals in perf/lib.sh) hold exactly ACCOUNTS*BALANCE; after hold,
+# capture and card also: the sum of the held balances is the sum of the
+# pending holds
 check_begin() { CHECK_BEFORE=$(balance_totals); }
 check_end() {
-    local after total0 total1 neg sumn ok=ok
+    local after total0 total1 neg sumn ext ok=ok held="" htot hsum hn
     after=$(balance_totals)
     read -r total0 _ _ <<<"$CHECK_BEFORE"
     read -r total1 neg sumn <<<"$after"
+    ext=$(external_balance)
     [ "$total0" = "$total1" ] || ok=FAIL
     [ "$neg" = 0 ] || ok=FAIL
     [ "$(sql "SELECT $sumn = $EXPECTED_N")" = 1 ] || ok=FAIL
-    CHECK_KV="check=$ok total_before=$total0 total_after=$total1 negative=$neg sum_accounts=$sumn"
-    plog "  money check after $1: $ok (total before $total0, after $total1; negative balances: $neg; accounts 1..$ACCOUNTS hold $sumn, expected $EXPECTED_N)"
+    CHECK_KV="check=$ok total_before=$total0 total_after=$total1 negative=$neg sum_accounts=$sumn external=$ext"
+    case "$1" in
+        hold*|capture*|card*)
+            read -r htot hsum hn <<<"$(hold_totals)"
+            held=ok
+            [ "$(sql "SELECT $htot = $hsum")" = 1 ] || { held=FAIL; ok=FAIL; }
+            CHECK_KV="check=$ok ${CHECK_KV#check=* } held_total=$htot pending_holds=$hn holds=$held"
+            held="; held balances $htot, pending holds $hn for $hsum: $held";;
+    esac
+    plog "  money check after $1: $ok (total before $total0, after $total1; below their floor: $neg; accounts 1..$ACCOUNTS and $EXT hold $sumn, expected $EXPECTED_N; $EXT: $ext$held)"
 }
 
 # ------------------------------------------------- shm per cached account --
@@ -373,7 +429,8 @@ done
 short_of() {
     case "$1" in
         balance-uniform) echo bu;; balance-hot) echo bh;; transfer-uniform) echo tu;;
-        transfer-hot) echo th;; mix) echo mx;; transfer-rate) echo tr;; *) echo x;;
+        transfer-hot) echo th;; mix) echo mx;; transfer-rate) echo tr;;
+        hold) echo ho;; capture) echo ca;; deposit) echo de;; card) echo cd;; *) echo x;;
     esac
 }
 
@@ -384,7 +441,7 @@ run_wrk() {
     [ "$target" = static ] && base=/static
     raw="$RAW/wrk-$scen-$target-c$c${ATTEMPT:-}.txt"
     id="$RUN-$(short_of "$scen")${target:0:1}$c${ATTEMPT:-}"
-    local envs=(ACCOUNTS="$ACCOUNTS" PREFIX="$PREFIX" HOT_KEYS="$HOT_KEYS" RUN_ID="$id" "$@")
+    local envs=(ACCOUNTS="$ACCOUNTS" PREFIX="$PREFIX" HOT_KEYS="$HOT_KEYS" RUN_ID="$id" ${WRK_KNOBS[@]+"${WRK_KNOBS[@]}"} "$@")
     [ -n "$base" ] && envs+=(BASE="$base")
     local cmd=(wrk -t"$THREADS" -c"$c" -d"$dur" --latency -s "perf/wrk/$scen.lua" "$TWIN_URL")
     quiet_wait
@@ -403,7 +460,7 @@ run_wrk() {
     wcpu=$(awk -v e="$el" '/^WRK-CPU/ {printf "%.0f", 100 * ($2 + $3) / e}' "$raw")
     cpu=$(cpu_kv "$a" "$b")
     other=$(kv cpu_other "$cpu"); foreign=$(( other > wcpu ? other - wcpu : 0 ))
-    case "$scen" in transfer*|mix) [ "$target" = rbcs ] && dbkv="$(db_kv "$d0" "$d1" "$el") db_cpu_s=$(db_cpu_s "$a" "$b")";; esac
+    case "$scen" in transfer*|mix|hold|capture|deposit|card) [ "$target" = rbcs ] && dbkv="$(db_kv "$d0" "$d1" "$el") db_cpu_s=$(db_cpu_s "$a" "$b")";; esac
     LAST_KV="kind=wrk target=$target conns=$c $stats $cpu wrk_cpu=$wcpu foreign_cpu=$foreign $dbkv"
     printf '  %-16s %-6s c=%-4s %9s req/s  p50 %7.2f ms  p99 %8.2f ms  non-2xx %s  socket errors %s  (CPU busy %s%%: nginx %s%%, mariadbd %s%%, wrk %s%%, foreign %s%%)\n' \
         "$scen" "$target" "$c" "$(kv rps "$stats")" \
@@ -443,12 +500,12 @@ for c in $CONNECTIONS; do
                 run_wrk "$scen" static "$c" "$DURATION"
                 s_kv=${LAST_KV:-}
                 LAST_KV=""
-                case "$scen" in transfer*|mix) check_begin;; esac
+                case "$scen" in transfer*|mix|hold|capture|deposit|card) check_begin;; esac
                 run_wrk "$scen" rbcs "$c" "$DURATION"
                 r_kv=${LAST_KV:-}
                 LAST_KV=""
                 case "$scen" in
-                    transfer*|mix)
+                    transfer*|mix|hold|capture|deposit|card)
                         check_end "$scen c=$c"
                         if [ -n "$r_kv" ]; then
                             r_kv="$r_kv $CHECK_KV"
@@ -462,11 +519,11 @@ for c in $CONNECTIONS; do
                 if [ -z "$best_f" ] || [ "$f" -lt "$best_f" ]; then
                     # a discarded attempt's money check still counts
                     if [ -n "$best_r" ] && [ -n "$(kv check "$best_r")" ]; then
-                        echo "kind=check what=$scen-c$c-discarded $(printf '%s\n' $best_r | grep -E '^(check|total_before|total_after|negative|sum_accounts)=' | tr '\n' ' ')" >> "$RUNS"
+                        echo "kind=check what=$scen-c$c-discarded $(printf '%s\n' $best_r | grep -E "^($CHECK_KEYS)=" | tr '\n' ' ')" >> "$RUNS"
                     fi
                     best_f=$f; best_s=$s_kv; best_r=$r_kv
                 elif [ -n "$(kv check "$r_kv")" ]; then
-                    echo "kind=check what=$scen-c$c-discarded $(printf '%s\n' $r_kv | grep -E '^(check|total_before|total_after|negative|sum_accounts)=' | tr '\n' ' ')" >> "$RUNS"
+                    echo "kind=check what=$scen-c$c-discarded $(printf '%s\n' $r_kv | grep -E "^($CHECK_KEYS)=" | tr '\n' ' ')" >> "$RUNS"
                 fi
                 if [ "$f" -le "$QUIET_MAX" ] || [ "$attempt" -gt "$RETRY_NOISY" ] ||
                    [ "$RETRIES_USED" -ge "$RETRY_BUDGET" ]; then
@@ -505,11 +562,11 @@ if [ -n "$PEAK" ]; then
         f=$(( $(kv foreign_cpu "$r_kv") + 0 ))
         if [ -z "$best_f" ] || [ "$f" -lt "$best_f" ]; then
             if [ -n "$best_kv" ]; then
-                echo "kind=check what=transfer-rate-discarded $(printf '%s\n' $best_kv | grep -E '^(check|total_before|total_after|negative|sum_accounts)=' | tr '\n' ' ')" >> "$RUNS"
+                echo "kind=check what=transfer-rate-discarded $(printf '%s\n' $best_kv | grep -E "^($CHECK_KEYS)=" | tr '\n' ' ')" >> "$RUNS"
             fi
             best_f=$f; best_kv=$r_kv
         else
-            echo "kind=check what=transfer-rate-discarded $(printf '%s\n' $r_kv | grep -E '^(check|total_before|total_after|negative|sum_accounts)=' | tr '\n' ' ')" >> "$RUNS"
+            echo "kind=check what=transfer-rate-discarded $(printf '%s\n' $r_kv | grep -E "^($CHECK_KEYS)=" | tr '\n' ' ')" >> "$RUNS"
         fi
         if [ "$f" -le "$QUIET_MAX" ] || [ "$attempt" -gt "$RETRY_NOISY" ] ||
            [ "$RETRIES_USED" -ge "$RETRY_BUDGET" ]; then
@@ -583,7 +640,11 @@ for my $r (@db) {
 # what the service's transfers are judged against: uniform against the
 # lean baseline, the hot pair against one transfer per transaction with
 # the module's SQL (the hot pair's rows serialise every transaction)
-my %judge = ('transfer-uniform' => 'lean-1-uniform', 'transfer-hot' => 'batch-1-hot');
+# the hot pair, and deposits: every deposit locks the EXTERNAL account's
+# row, as every transfer-hot transfer locks the pair's, so one transfer per
+# transaction would apply them one at a time too
+my %judge = ('transfer-uniform' => 'lean-1-uniform', 'transfer-hot' => 'batch-1-hot',
+             'deposit' => 'batch-1-hot');
 my %judge_name = ('lean-1-uniform' => 'lean procedure', 'batch-1-hot' => "module's SQL, B=1");
 my $x = sub { my ($a, $b) = @_; (defined $a && defined $b && $b > 0) ? sprintf('%.2fx', $a / $b) : '-' };
 # mariadbd CPU per transfer, in microseconds (a run's db_cpu_s over its transfers)
@@ -605,6 +666,11 @@ my $tps_of = sub {   # transfers/s of a run: its 201 answers
     my $r = shift;
     return ($r->{status_201} // 0) / ($r->{seconds} || 1);
 };
+my $changes_of = sub {   # state changes/s of a run: 201 (transfers, holds) + 200 (captures, voids)
+    my $r = shift;
+    return (($r->{status_201} // 0) + ($r->{status_200} // 0)) / ($r->{seconds} || 1);
+};
+my %two_phase = map { $_ => 1 } qw(hold capture deposit card);
 my $transfers_of = sub {   # transfers a wrk run asked for (201 + 4xx outcomes)
     my $r = shift;
     my $n = 0;
@@ -625,6 +691,16 @@ my $limit = sub {
         return "CPU ($busy% busy: $cpu); $db$x" if $busy >= 80;
         my $why = $s eq 'transfer-hot'
             ? 'row locks of the hot pair (transfers on it are serial)'
+            : 'waiting on the database (round trip + commit)';
+        return "$why; CPU $busy% busy ($cpu); $db$x";
+    }
+    if ($two_phase{$s} && $r->{target} eq 'rbcs') {
+        my $per = ($r->{commits_s} // 0) > 0 ? sprintf('%.2f', $changes_of->($r) / $r->{commits_s}) : '?';
+        my $db = sprintf('%s commits/s, %s state changes per COMMIT, %s fsyncs/COMMIT',
+                         $r->{commits_s} // '?', $per, $r->{fsyncs_per_commit} // '?');
+        return "CPU ($busy% busy: $cpu); $db$x" if $busy >= 80;
+        my $why = $s eq 'deposit'
+            ? 'the row lock of the EXTERNAL account (every deposit takes it)'
             : 'waiting on the database (round trip + commit)';
         return "$why; CPU $busy% busy ($cpu); $db$x";
     }
@@ -666,6 +742,9 @@ push @md, "";
 
 push @md, "## Results", "";
 push @md, "Ratio: balance reads and the mix against the static twin answering the same requests (the HTTP ceiling); transfers (201 answers per second) against the database alone (best of the dbclient sweep below): transfer-uniform against the lean baseline (one procedure call per transfer), transfer-hot against one transfer per transaction with the module's SQL (B=1). \"vs static\" is every scenario against its static twin. Errors: non-2xx answers + socket errors (connect, read, write, timeout).", "";
+if (grep { $two_phase{$_} } @scen) {
+    push @md, "Holds, captures, deposits: hold is one new hold per request; capture and card alternate a hold and its resolution on every connection, so their req/s counts both halves (the next table splits them by kind); deposit is transfers from the EXTERNAL account, judged (201 per second) against one transfer per transaction with the module's SQL on the hot pair (every deposit locks the EXTERNAL account's row as every transfer-hot transfer locks the pair's); hold, capture and card against their static twin (no database-alone baseline exists for holds; the twin answers every POST under /static/accounts/transactions, captures and voids included, with a transfer's 201).", "";
+}
 push @md, "| scenario | connections | throughput (req/s) | p50 (ms) | p99 (ms) | errors | ratio to baseline | baseline (req/s) | vs static | CPU busy | what limits it | money check |";
 push @md, "|---|---:|---:|---:|---:|---|---:|---|---:|---:|---|---|";
 for my $s (@scen) {
@@ -690,6 +769,45 @@ for my $s (@scen) {
     }
 }
 push @md, "";
+
+# ---- holds, captures, deposits: each kind of request apart
+{
+    my @rows;
+    my $lat = sub {   # "p50 / p99" in ms from microseconds (-1: not measured)
+        my ($p50, $p99) = @_;
+        return '-' if !defined $p50 || $p50 < 0;
+        return sprintf('%.2f / %.2f', $p50 / 1000, $p99 / 1000);
+    };
+    for my $s (grep { $two_phase{$_} } @scen) {
+        for my $c (sort { $a <=> $b } keys %{ $res{$s}{rbcs} || {} }) {
+            my $r = $res{$s}{rbcs}{$c};
+            my $sec = $r->{seconds} || 1;
+            my (@per, @ms);
+            if (exists $r->{op_hold_n}) {   # capture, card: counted by kind in wrk
+                for my $k (qw(hold capture void)) {
+                    next unless $r->{"op_${k}_n"} || $s eq 'capture' && $k ne 'void';
+                    push @per, sprintf('%ss %.0f', $k, $r->{"op_${k}_n"} / $sec);
+                    push @ms, "$k " . $lat->($r->{"op_${k}_p50_us"}, $r->{"op_${k}_p99_us"});
+                }
+            } else {                        # hold, deposit: one kind, wrk's figures
+                push @per, sprintf('%ss %.0f', $s, ($r->{status_201} // 0) / $sec);
+                push @ms, "$s " . $lat->($r->{p50_us}, $r->{p99_us});
+            }
+            my $chg = $changes_of->($r);
+            push @rows, sprintf('| %s | %d | %.0f | %s | %s | %s | %s | %s |',
+                $s, $c, $r->{rps}, join(', ', @per), join('; ', @ms), $err->($r),
+                ($r->{commits_s} // 0) > 0 ? sprintf('%.2f', $chg / $r->{commits_s}) : '-',
+                $cpu_us->($r, $chg * $sec));
+        }
+    }
+    if (@rows) {
+        push @md, "### Holds, captures, deposits: each kind of request", "";
+        push @md, "Answers per second of each kind (hold: 201 PENDING, capture and void: 200 COMPLETED / VOIDED, deposit: 201 COMPLETED) and each kind's p50 / p99: for capture and card measured in wrk's Lua from the moment the request is built (right before wrk starts its own clock) to its answer, matched by the answer's transactionId and status (perf/wrk/common.lua, M.two_phase); for hold and deposit, where every request is of one kind, wrk's own. A completed two-phase transfer is one capture. State changes: 201 and 200 answers; per COMMIT from `Com_commit`; mariadbd CPU per state change as in the figures below.", "";
+        push @md, "| scenario | connections | requests/s | answered per second | p50 / p99 (ms) by kind | errors | state changes per COMMIT | mariadbd CPU per change (µs) |";
+        push @md, "|---|---:|---:|---|---|---|---:|---:|";
+        push @md, @rows, "";
+    }
+}
 
 push @md, "### The HTTP ceiling: the same requests against `return 200/201`", "";
 push @md, "| requests of | connections | throughput (req/s) | p50 (ms) | p99 (ms) | errors | CPU busy | CPU |";
@@ -829,18 +947,19 @@ for my $s (qw(transfer-uniform transfer-hot)) {
 push @md, "";
 
 push @md, "## Money checks", "";
-push @md, "After every transfer scenario (and each dbclient sweep, on the project's database): the total of all balances equals the total before it, no balance is negative, and accounts 1..N hold exactly N x 1000.00.", "";
-push @md, "| after | result | total before | total after | negative balances | accounts 1..N hold |";
-push @md, "|---|---|---:|---:|---:|---:|";
+push @md, "After every scenario that writes (and each dbclient sweep, on the project's database): the total of all balances, the EXTERNAL account included, equals the total before it; no STANDARD account is below its floor (balance - held < -overdraft limit: for the benchmark's accounts, a negative available balance); and accounts 1..N together with the deposits' EXTERNAL account (at 0 until the first deposit; it only ever pays into accounts 1..N) hold exactly N x 1000.00. After hold, capture and card also: the sum of all held balances equals the sum of the pending holds (holds: ok).", "";
+push @md, "| after | result | total before | total after | below their floor | accounts 1..N + EXTERNAL hold | EXTERNAL account | held / pending holds |";
+push @md, "|---|---|---:|---:|---:|---:|---:|---|";
 for my $r (@checks) {
     next unless exists $r->{check};
     my $what = $r->{what} // sprintf('%s c=%s%s', $r->{scenario}, $r->{conns}, ($r->{round} // 1) > 1 ? " round $r->{round}" : "");
-    push @md, "| $what | $r->{check} | $r->{total_before} | $r->{total_after} | $r->{negative} | $r->{sum_accounts} |";
+    my $held = exists $r->{holds} ? "$r->{held_total} / $r->{pending_holds} ($r->{holds})" : '';
+    push @md, "| $what | $r->{check} | $r->{total_before} | $r->{total_after} | $r->{negative} | $r->{sum_accounts} | " . ($r->{external} // '-') . " | $held |";
 }
 push @md, "";
 if (@db) {
     my @bad = grep { ($_->{money} // '') ne 'ok' } @db;
-    push @md, sprintf('Each dbclient run also checks its own database (the lean runs: `rbcs_baseline`): the sum of all balances before and after, no balance negative: %d of %d runs ok%s.',
+    push @md, sprintf('Each dbclient run also checks its own database (the lean runs: `rbcs_baseline`): the sum of all balances before and after, no balance negative (on the project\'s schema: no STANDARD account below its floor): %d of %d runs ok%s.',
         @db - @bad, scalar @db, @bad ? ' (**failed**: ' . join(', ', map { "$_->{mode} B=$_->{batch} $_->{pairs} T=$_->{threads}" } @bad) . ')' : ''), "";
 }
 

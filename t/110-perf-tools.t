@@ -8,7 +8,10 @@
 #   - every perf/wrk/*.lua compiles (luac -p, when a Lua is installed), and
 #     the scenarios, run under a stub of wrk's API, build the requests they
 #     should: routes, methods, Content-Type, JSON bodies, account numbers
-#     in range, unique transaction ids, the hot pair alternating;
+#     in range, unique transaction ids, the hot pair alternating, deposits
+#     from PREFIX-EXT, holds, and the two-phase scenarios (capture, card)
+#     resolving each hold answered PENDING once; done() prints RBCS-STATS
+#     with the per-kind counts of the two-phase scenarios;
 #   - perf/dbclient.c compiles (make -C perf dbclient into a temporary
 #     directory), answers a bad option with its usage and -? with both
 #     modes, and reads the columns the module reads in its round trip 1
@@ -73,7 +76,8 @@ for my $f (@lua) {
     close $fh;
 }
 is_deeply([ sort keys %scenario ],
-          [ qw(balance-hot balance-uniform mix transfer-hot transfer-rate transfer-uniform) ],
+          [ qw(balance-hot balance-uniform capture card deposit hold mix
+               transfer-hot transfer-rate transfer-uniform) ],
           'the wrk scenarios');
 
 SKIP: {
@@ -106,17 +110,39 @@ wrk = {
     end,
 }
 local t = new_thread()
+-- one Lua state plays main and thread: get() reads the thread's globals
+function t:get(k)
+    if self.vars[k] ~= nil then return self.vars[k] end
+    return _G[k]
+end
 wrk.thread = t
 dofile(script)
 setup(t)
 tid = t.vars.tid
 init({})
 statuses = t.vars.statuses or statuses
+-- the answers a service would give: a hold 201 PENDING, its capture 200
+-- COMPLETED, its void 200 VOIDED (the transaction resource starts with its
+-- id); anything else 201 with no body
 for i = 1, nreq do
-    io.write("REQ\n", request(), "\n")
-    response(201, {}, "")
+    local req = request()
+    io.write("REQ\n", req, "\n")
+    local body = req:match("\n\n(.*)$") or ""
+    local id, kind = req:match("^POST [^ ]*/accounts/transactions/([^/ ]+)/(%a+)\n")
+    if id then
+        response(200, {}, string.format('{"transactionId":"%s","status":"%s"}',
+                                        id, kind == "capture" and "COMPLETED" or "VOIDED"))
+    elseif body:find('"hold":true', 1, true) then
+        response(201, {}, string.format('{"transactionId":"%s","status":"PENDING"}',
+                                        body:match('"transactionId":"([^"]+)"')))
+    else
+        response(201, {}, "")
+    end
 end
 io.write("END\n")
+done({ duration = 1e6, requests = nreq,
+       errors = { connect = 0, read = 0, write = 0, timeout = 0, status = 0 } },
+     { percentile = function(self, p) return 1000 end, max = 2000 }, nil)
 LUA
 
 SKIP: {
@@ -132,15 +158,18 @@ SKIP: {
     local $ENV{HOT_KEYS} = 3;
     delete local $ENV{BASE};
     delete local $ENV{RATE};
+    delete local @ENV{qw(AMOUNT HOLD_EXPIRES_IN CARD_AMOUNT CARD_EXPIRES_IN CARD_VOID_PCT CARD_PARTIAL_PCT)};
 
     for my $name (sort keys %scenario) {
         subtest "requests of $name" => sub {
             my ($rc, $out) = run($lua, "$tmp/stub.lua", $scenario{$name}, 200);
             is($rc, 0, 'runs under the stub') or return diag($out);
-            my @req = map { s/\n\z//r } split /^REQ\n/m, $out =~ s/END\n\z//r;
+            my ($stats) = $out =~ /^RBCS-STATS (.*)$/m;
+            $out =~ s/^END\n.*\z//ms;
+            my @req = map { s/\n\z//r } split /^REQ\n/m, $out;
             shift @req;
             is(scalar @req, 200, '200 requests');
-            my (%ids, %dir, $reads, $transfers, @bad);
+            my (%ids, %dir, %held, %resolved, %n, $reads, $transfers, @bad, @order);
             for my $r (@req) {
                 my ($line, $head, $body) = $r =~ /\A(.*?)\n(.*?)\n\n(.*)\z/s
                     or do { push @bad, "unparsable: $r"; next };
@@ -150,16 +179,47 @@ SKIP: {
                     push @bad, "account out of range: $acc" if $i < 1 || $i > 50;
                     push @bad, "hot read of $acc" if $name =~ /hot/ && $i > 3;
                     push @bad, "GET with a body" if length $body;
-                } elsif ($line eq 'POST /accounts/transactions') {
+                    next;
+                }
+                push @bad, "no JSON Content-Type: $head" unless $head eq 'Content-Type: application/json';
+                if ($line eq 'POST /accounts/transactions') {
                     $transfers++;
-                    push @bad, "no JSON Content-Type: $head" unless $head eq 'Content-Type: application/json';
-                    if (my ($id, $s, $d) = $body =~ /\A\{"transactionId":"(unit-1-\d+)","sourceAccountNumber":"T-(\d{6})","destinationAccountNumber":"T-(\d{6})","amount":"0\.01"\}\z/) {
+                    if (my ($id, $s, $d, $amount, $hold, $exp) = $body =~ /\A\{"transactionId":"(unit-1-\d+)","sourceAccountNumber":"T-(\d{6}|EXT)","destinationAccountNumber":"T-(\d{6})","amount":"(0\.0[12])"(,"hold":true(?:,"expiresIn":(\d+))?)?\}\z/) {
                         push @bad, "id $id twice" if $ids{$id}++;
-                        push @bad, "same account $s" if $s == $d;
-                        push @bad, "account out of range: $s $d" if $s < 1 || $d < 1 || $s > 50 || $d > 50;
+                        push @bad, "same account $s" if $s eq $d;
+                        push @bad, "account out of range: $s $d" if $d < 1 || $d > 50 || ($s ne 'EXT' && ($s < 1 || $s > 50));
+                        push @bad, "source $s: deposits come from T-EXT, nothing else does"
+                            if ($s eq 'EXT') != ($name eq 'deposit');
+                        my $want_hold = $name =~ /^(hold|capture|card)$/;
+                        push @bad, ($hold ? 'a hold' : 'not a hold') . ": $body" if !$hold != !$want_hold;
+                        if ($hold) {
+                            $held{$id} = 1;
+                            push @order, 'hold';
+                            $n{hold}++;
+                            my ($a, $e) = $name eq 'card' ? ('0.02', 604800) : ('0.01', undef);
+                            push @bad, "hold of $amount" if $amount ne $a;
+                            push @bad, "expiresIn " . ($exp // 'none') if ($exp // 'none') ne ($e // 'none');
+                        } else {
+                            push @bad, "amount $amount" if $amount ne '0.01';
+                        }
                         $dir{"$s>$d"}++;
                     } else {
                         push @bad, "body: $body";
+                    }
+                } elsif (my ($id, $kind) = $line =~ m{^POST /accounts/transactions/(unit-1-\d+)/(capture|void)$}) {
+                    push @bad, "$kind in $name" unless $name =~ /^(capture|card)$/;
+                    push @bad, "$kind of $id, which is not a hold answered PENDING" unless $held{$id};
+                    push @bad, "$id resolved twice" if $resolved{$id}++;
+                    push @order, 'resolve';
+                    if ($kind eq 'void') {
+                        $n{void}++;
+                        push @bad, "void body $body" if $body ne '{}';
+                    } elsif ($body eq '{}') {
+                        $n{capture}++;
+                    } elsif ($body eq '{"amount":"0.01"}' && $name eq 'card') {
+                        $n{partial}++;
+                    } else {
+                        push @bad, "capture body $body";
                     }
                 } else {
                     push @bad, "request: $line";
@@ -170,9 +230,25 @@ SKIP: {
                 is($reads, 200, 'balance reads only');
             } elsif ($name eq 'mix') {
                 ok($reads > 140 && $transfers > 3, "reads and transfers mixed ($reads / $transfers)");
+            } elsif ($name =~ /^(capture|card)$/) {
+                is(join(' ', @order), join(' ', ('hold resolve') x 100),
+                   'each hold answered PENDING is resolved by the next request');
+                if ($name eq 'capture') {
+                    is($n{capture}, 100, 'every hold captured whole');
+                } else {
+                    my ($v, $p, $c) = map { $_ // 0 } @n{qw(void partial capture)};
+                    ok($v > 0 && $v < 35 && $p > 0 && $p < 45 && $c > 40,
+                       "authorisations voided ($v), captured in part ($p) or whole ($c)");
+                }
+                like($stats // '', qr/\bop_hold_n=100 .*\bop_capture_n=\d+ .*\bop_void_n=\d+ /,
+                     'RBCS-STATS counts the answers by kind');
+                my ($nc, $nv) = ($stats // '') =~ /\bop_capture_n=(\d+) .*\bop_void_n=(\d+) /;
+                is(($nc // 0) + ($nv // 0), 100, 'captures and voids add up to the holds');
             } else {
                 is($transfers, 200, 'transfers only');
             }
+            like($stats // '', qr/^scenario=\Q$name\E requests=200 .* status_201=\d+/,
+                 'done() prints RBCS-STATS');
             if ($name eq 'transfer-hot') {
                 is_deeply(\%dir, { '000001>000002' => 100, '000002>000001' => 100 },
                           'the hot pair, alternating direction');
@@ -187,6 +263,15 @@ SKIP: {
     my @paths = @lines[ grep { $_ % 2 } 0 .. $#lines ];
     ok(@paths == 50 && !grep({ !m{^/static/accounts/} } @paths), 'BASE=/static prefixes every path')
         or diag($out);
+    # the static twin never answers PENDING: the two-phase scenarios send
+    # the same alternation of holds and captures there all the same
+    for my $name (qw(capture card)) {
+        ($rc, $out) = run($lua, "$tmp/stub.lua", $scenario{$name}, 20);
+        @lines = $out =~ m{^POST (/static/accounts/transactions\S*)$}mg;
+        my $shape = join ' ', map { m{/(capture|void)$} ? 'resolve' : 'hold' } @lines;
+        is($shape, join(' ', ('hold resolve') x 10), "BASE=/static: $name alternates holds and their resolutions")
+            or diag($out);
+    }
 }
 
 # --------------------------------------------------------------- dbclient --
