@@ -101,6 +101,12 @@ ALTER TABLE transactions
     ADD COLUMN IF NOT EXISTS resolved_source_version BIGINT UNSIGNED NULL,
     ADD COLUMN IF NOT EXISTS resolved_source_available DECIMAL(36,18) NULL;
 
+-- Backstop: a hold is never captured above its amount, nor for nothing.
+ALTER TABLE transactions
+    ADD CONSTRAINT IF NOT EXISTS transactions_capture_within_hold CHECK (
+        captured_amount IS NULL
+        OR (hold = 1 AND captured_amount > 0 AND captured_amount <= amount));
+
 -- The pending holds, and only those: a row is written with the hold and
 -- deleted with its resolution, in the same database transaction.  It serves
 -- the listing of an account's holds and the expiry scan, so that neither

@@ -488,6 +488,14 @@ is($twice, 0, 'no hold resolved twice');
 my ($over) = db()->selectrow_array(q{SELECT COUNT(*) FROM transactions
                                      WHERE captured_amount > amount});
 is($over, 0, 'no hold captured above its amount');
+{
+    my $dbh = db();
+    local $dbh->{PrintError} = 0;
+    local $dbh->{RaiseError} = 1;
+    my $ok = eval { $dbh->do(q{UPDATE transactions SET captured_amount = amount + 0.01
+                               WHERE transaction_id = 'h1'}); 1 };
+    ok(!$ok, 'the schema refuses a capture above its hold (CHECK)');
+}
 my ($audit) = db()->selectrow_array(q{SELECT COUNT(*) FROM audit_log
                                       WHERE action = 'hold' AND subject = 'h1'});
 is($audit, 1, 'a hold has its audit row');
