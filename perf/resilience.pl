@@ -36,8 +36,10 @@ BEGIN {
     # a directory of its own for private servers and nginx prefixes,
     # var/resilience/run-PID (its logs stay; the large datadirs go at the
     # end); the test stack's initialised datadir, when there is one, spares
-    # mariadb-install-db.  Nothing of this under perl -c.
-    $ENV{RBCS_TEST_VAR} //= "$ROOT/var/resilience/run-$$";
+    # mariadb-install-db.  Nothing of this under perl -c.  Always its own:
+    # an RBCS_TEST_VAR in the environment (from `conf/stack.sh test-env`)
+    # names the test stack's directory, which must not be emptied.
+    $ENV{RBCS_TEST_VAR} = "$ROOT/var/resilience/run-$$";
     if (!$^C) {
         my $var = $ENV{RBCS_TEST_VAR};
         remove_tree($var);
@@ -227,8 +229,20 @@ out("logs: $ENV{RBCS_TEST_VAR}");
 
 # --- figures ------------------------------------------------------------------
 
-my %by;
-$by{ $_->{outcome} }++ for values %{ $recs->{final} };
+my (%by, %kind, %res);
+for my $f (values %{ $recs->{final} }) {
+    $by{ $f->{outcome} }++;
+    $kind{ $f->{kind} }{ $f->{outcome} }++;
+}
+$res{ $_->{action} }{ $_->{outcome} }++ for values %{ $recs->{resolutions} };
+my $partial = grep { $_->{action} eq 'capture' && $_->{outcome} eq 'DONE'
+                     && defined $_->{amount} } values %{ $recs->{resolutions} };
+my $refused_retry = grep { $_->{outcome} eq 'REFUSED' && $_->{uncertain} }
+                    values %{ $recs->{resolutions} };
+my $done_retry = grep { $_->{outcome} eq 'DONE' && $_->{uncertain} }
+                 values %{ $recs->{resolutions} };
+my %kind_name = (T => 'transfers', D => 'deposits', W => 'withdrawals', H => 'holds');
+sub outcomes { my ($h) = @_; join ', ', map { "$_ $h->{$_}" } sort keys %{ $h // {} } }
 my %att;
 $att{ $_->[1] == 0 ? 'no answer' : $_->[1] }++ for @{ $recs->{attempts} };
 my $nids = keys %{ $recs->{final} };
@@ -240,11 +254,17 @@ my $alerts = { map { $_ => $logs->{$_} } grep { /^\[(alert|emerg|crit)\]/ } keys
 my $unexpected_alerts = grep { !/exited on signal N/ } keys %$alerts;
 my $kills = sum(map { scalar @{ $_->{kills} // [] } } @faults) // 0;
 
-out(sprintf 'transfers: %d ids attempted (%d requests), %d acknowledged, %d '
-    . 'rejected, %d unknown; %d faults, %d audits passed; load ran %.0f s; '
-    . 'problems seen by clients: %d; client processes died: %d', $nids, $natt,
+out(sprintf 'transfers and holds: %d ids attempted (%d requests, captures and '
+    . 'voids included), %d acknowledged, %d rejected, %d unknown; %d faults, %d '
+    . 'audits passed; load ran %.0f s; problems seen by clients: %d; client '
+    . 'processes died: %d', $nids, $natt,
     $by{COMPLETED} // 0, $by{REJECTED} // 0, $by{UNKNOWN} // 0, scalar @faults,
     $audits_ok, $load_secs, scalar @problems, scalar @dead);
+out("  $kind_name{$_}: " . outcomes($kind{$_})) for grep { $kind{$_} } qw(T D W H);
+out("  $_: " . outcomes($res{$_})) for grep { $res{$_} } qw(capture void);
+out('  holds in the database at the end: ' . outcomes($final->{db_holds})
+    . sprintf('; %d expired, released at most %s after expiresAt, %d more than 1 s after',
+              $final->{expiry}{n}, s3($final->{expiry}{max_late}), $final->{expiry}{late}));
 out("  $_") for @problems[0 .. min(19, $#problems)];
 out('error.log lines (warn and above) of the two pods:');
 out(sprintf '  %5d %s', $logs->{$_}, $_) for sort { $logs->{$b} <=> $logs->{$a} } keys %$logs;
@@ -288,11 +308,26 @@ sub write_doc {
         . (@faults / ($O{ROUNDS} || 1)) . "), $kills workers SIGKILLed in all |\n";
     $d .= "| client processes | $O{CLIENTS}, on 2 pods of 2 workers, over $O{ACCOUNTS} accounts, for "
         . sprintf('%.0f s', $load_secs) . " |\n";
-    $d .= "| transfers attempted (distinct ids) | $nids |\n";
-    $d .= "| requests sent (with the clients' retries) | $natt (" . statuses(\%att) . ") |\n";
+    $d .= "| transfers and holds attempted (distinct ids) | $nids |\n";
+    $d .= "| requests sent (captures, voids and the clients' retries included) | $natt ("
+        . statuses(\%att) . ") |\n";
     $d .= "| acknowledged (201, or 200 on a retry) | " . ($by{COMPLETED} // 0) . " |\n";
     $d .= "| rejected (422 insufficient funds, 404 unknown account) | " . ($by{REJECTED} // 0) . " |\n";
     $d .= "| outcome never learnt (client gave up after 60 s) | " . ($by{UNKNOWN} // 0) . " |\n";
+    for my $k (grep { $kind{$_} } qw(T D W H)) {
+        $d .= "| $kind_name{$k} | acknowledged " . ($kind{$k}{COMPLETED} // 0)
+            . ", rejected " . ($kind{$k}{REJECTED} // 0)
+            . ($kind{$k}{UNKNOWN} ? ", unknown $kind{$k}{UNKNOWN}" : '') . " |\n";
+    }
+    $d .= "| captures (200 / 409 / unknown) | " . join(' / ', map { $res{capture}{$_} // 0 }
+        qw(DONE REFUSED UNKNOWN)) . " ($partial in part) |\n";
+    $d .= "| voids (200 / 409 / unknown) | " . join(' / ', map { $res{void}{$_} // 0 }
+        qw(DONE REFUSED UNKNOWN)) . " |\n";
+    $d .= "| captures and voids retried after a 503 or no answer: then 200 / 409 | $done_retry / $refused_retry |\n";
+    $d .= "| holds in the database at the end | " . outcomes($final->{db_holds}) . " |\n";
+    $d .= "| holds expired | $final->{expiry}{n}, released at most "
+        . s3($final->{expiry}{max_late}) . " after their `expiresAt`, $final->{expiry}{late} "
+        . "more than 1 s after (a fault can delay it: see the faults) |\n";
     $d .= "| audits passed | $audits_ok of " . scalar(@faults) . " after the faults, "
         . ($final->{ok} ? 'and' : 'but NOT') . " the final one |\n";
     $d .= "| unexpected answers, stale reads, 503 without Retry-After | " . scalar(@problems) . " |\n";
@@ -304,7 +339,9 @@ sub write_doc {
         . ($part->{stale_late} ? sprintf('**stale for all of the %.0f s watched** (bound: 2 s)', $part->{reads}[-1][0])
                                : 'within the bound') . " |\n";
     $d .= "| verdict | " . (
-        $money_ok ? '**no acknowledged transfer lost or doubled, no rejected one applied, money conserved'
+        $money_ok ? '**no acknowledged transfer lost or doubled, no rejected one applied, '
+            . 'no hold resolved twice or captured above its amount, every acknowledged '
+            . 'capture and void final, money conserved, every available balance within its limit'
             . ($reads_ok ? ', every worker read what the database holds after every fault' : '')
             . '**' . ($reads_ok && !$part->{stale_late} ? ''
                      : '; but **a pod can serve a stale balance past the documented cross-pod bound** (see Problems found)')
@@ -317,50 +354,94 @@ sub write_doc {
   two nginx "pods" of 2 workers each sharing the database and Redis
   (`rbcs_mysql_query_timeout 2s`, `connect_timeout 1s`, `queue_timeout 2s`,
   pool 8, lock wait timeout 2 s, 3 retries inside the service).
-- **Clients**: forked processes, each sending transfers with fresh ids
-  between random accounts (amounts 0.01 to 30.00 so that some are refused
-  for insufficient funds, and 4 % to an unknown account), each request on a
-  new connection to a random pod. A client does what a real one must: a
-  `503` (with `Retry-After`) or a connection that broke without an answer is
-  retried **with the same `transactionId`** (after 0.25–0.5 s, or 0.05–0.15 s),
-  on any pod, until a final answer (201/200, 422/404) or 60 s. Every third
-  acknowledged transfer is followed by a balance read on the pod that
-  acknowledged it, which must not show an older version. Every attempt and
-  every final outcome is recorded (id → final status).
+- **Accounts**: STANDARD accounts opened with 100.00, but every third
+  opened empty with an overdraft limit of 50.00, and one EXTERNAL account
+  (opened with zero, no floor).
+- **Clients**: forked processes, each sending, with fresh ids: plain
+  transfers between random STANDARD accounts (60 %; 4 % of them to an
+  unknown account), deposits from the EXTERNAL account (8 %), withdrawals
+  to it (8 %), and holds (24 %: most between STANDARD accounts, a tenth
+  from the EXTERNAL account, a tenth to it), amounts 0.01 to 30.00 so that
+  some are refused for insufficient funds. Of the holds, 40 % carry
+  `expiresIn` 1 or 2 s: half of those are left to expire, the others are
+  captured or voided at a random time up to half a second past `expiresAt`
+  (so that some captures and voids meet the expiry and get 409
+  `hold_not_pending`); the holds without expiry are captured whole (40 %),
+  in part (30 %) or voided (30 %) within 1.5 s, while the client goes on
+  with other requests. Each request on a new connection to a random pod.
+  A client does what a real one must: a `503` (with `Retry-After`) or a
+  connection that broke without an answer is retried **with the same
+  request** (the same `transactionId`, or the same capture or void), after
+  0.25–0.5 s, or 0.05–0.15 s, on any pod, until a final answer (201/200,
+  422/404; for a capture or void 200 or 409) or 60 s. A 409 to a capture
+  or void is recorded with whether an earlier attempt's outcome was
+  unknown and whether it came before the hold's `expiresAt`; the audit
+  decides from the database. Every third acknowledged request is followed
+  by a balance read on the pod that acknowledged it, which must not show
+  an older version of the source account. Every attempt and every final
+  outcome is recorded (id → final status).
 - **Each fault**: `PRE` seconds of load, the fault, then the **recovery
   time**: from the end of the fault (the restart done, the SIGCONT sent, the
   kill) until a probe transfer with a fresh id has been acknowledged by
   each pod; then `POST` seconds of load, then the **audit**.
-- **The audit** pauses the clients (each finishes the transfer it is on,
-  retries included) and checks, in SQL against `accounts`, `transactions`
-  and `entries` with the clients' records loaded into a table: the total of
-  all balances equals the total opened; no balance is negative; every
-  balance and version equals what its ledger entries add up to; every
-  completed transaction has exactly two entries summing to zero and a
-  rejected one none; every acknowledged transfer is `COMPLETED` with the
-  acknowledged accounts and amount and exactly two entries (applied once);
-  no transfer reported rejected is applied, and every rejection is recorded;
-  no transaction exists that no client sent. Then 12 final outcomes are
-  asked again (a replay must give the same outcome), and every account's
-  balance is read through every worker of both pods (4 concurrent
-  `Connection: close` reads per account and pod, the answering worker named
-  by an `X-RBCS-Worker: $pid` header) and compared with `SELECT balance,
-  version` (retrying for up to the zone's `ttl` + 2 s when they differ:
-  without a message an entry is trusted for at most `ttl`/`max_age`).
+- **The audit** pauses the clients (each finishes the request it is on,
+  retries included; the service's expiries go on), gives holds more than
+  a second past their `expiresAt` up to 10 s to be released (after a
+  database fault), and checks, in SQL on one consistent snapshot of
+  `accounts`, `transactions`, `holds`, `entries` and `audit_log`, with
+  the clients' records loaded into two tables: the total of all balances,
+  the EXTERNAL account's included, equals the total opened; no STANDARD
+  account's available balance (`balance - held_balance`) is below minus its
+  overdraft limit; every balance equals what its ledger entries add up to
+  (and the last entry's `balance_after`), and its version the number of
+  its entries plus the changes of its held balance (each hold it is the
+  source of, each void or expiry of one); every held balance is the sum
+  of the account's rows in `holds`, and `holds` lists exactly the
+  `PENDING` holds, with their amounts, accounts and expiry; a completed
+  transfer has exactly two entries, from its source to its destination,
+  summing to zero, of its amount (a captured hold: of its captured
+  amount), and any other transaction (rejected, pending, voided, expired)
+  none; no hold is captured above its amount; every resolved hold has
+  exactly one `hold.capture`, `hold.void` or `hold.expire` row in
+  `audit_log`, the one of its state, and a pending one none; no hold is
+  still pending 3 s past its `expiresAt`, none was released before it,
+  none captured or voided at or after it; every acknowledged transfer,
+  deposit and withdrawal is `COMPLETED` with the acknowledged accounts
+  and amount and exactly two entries (applied once); every acknowledged
+  hold is a hold of the acknowledged accounts, amount and expiry; every
+  capture or void the clients saw acknowledged is the hold's final state
+  (captured of the amount asked); every 409 to a capture or void is of a
+  hold that had expired, answered at or after its `expiresAt` (a 409 on a
+  retry whose earlier attempt had applied would be a wrong replay); no
+  hold is captured or voided that no client asked to; no transfer or hold
+  reported rejected is applied or held, and every rejection is recorded;
+  no transaction exists that no client sent. Then 12 final outcomes and 6
+  captures or voids are asked again (a replay must give the same outcome:
+  a hold's request its `PENDING` answer whatever became of it), and every
+  account's balance is read through every worker of both pods (4
+  concurrent `Connection: close` reads per account and pod, the answering
+  worker named by an `X-RBCS-Worker: $pid` header) and compared with
+  `SELECT balance, version, held_balance` (a read newer than the database
+  read before it is of an account that moved on since, a hold's expiry:
+  it is read again; retrying for up to the zone's `ttl` + 2 s when they
+  differ: without a message an entry is trusted for at most
+  `ttl`/`max_age`).
 - **Client-visible effect** of a fault: the requests the clients sent from
   the fault to the audit, by answer, and the longest time without any
   acknowledgement (from the last one before the fault).
 EOT
     $d .= "\n## Faults\n\n";
-    $d .= "| # | fault | what was done | recovery | requests from the fault to the audit | longest time without an acknowledgement | audit |\n";
-    $d .= "|---|---|---|---|---|---|---|\n";
+    $d .= "| # | fault | what was done | recovery | requests from the fault to the audit | longest time without an acknowledgement | holds due in the window: released at most after `expiresAt` | audit |\n";
+    $d .= "|---|---|---|---|---|---|---|---|\n";
     my $i = 0;
     for my $f (@faults) {
         $i++;
         my $a = $f->{audit};
         (my $detail = $f->{detail} // '') =~ s/\|/\\|/g;
-        $d .= sprintf "| %d | %s | %s | %s | %s | %s | %s |\n", $i, $f->{name}, $detail,
+        my $e = $a->{expiry_window} // {};
+        $d .= sprintf "| %d | %s | %s | %s | %s | %s | %s | %s |\n", $i, $f->{name}, $detail,
             s3($f->{recovery}), statuses($f->{by_status}), s2($f->{gap}),
+            $e->{n} ? "$e->{n}: " . s3($e->{max_late}) : 'none',
             $a->{ok} ? 'pass' : '**FAIL**: ' . join('; ', map { (split /:/, $_)[0] } @{ $a->{fail} });
     }
     $d .= "\nRecovery times by fault (all rounds): \n\n| fault | recovery (each round) |\n|---|---|\n";
@@ -372,14 +453,17 @@ EOT
     $d .= "| $_ | " . join(', ', @{ $rec{$_} }) . " |\n" for @order;
 
     $d .= "\n### The audits\n\n";
-    $d .= "| # | after | total of balances | negative | acknowledged checked | rejected checked | replays | balance reads (workers reached) | reads agreed after | result |\n";
-    $d .= "|---|---|---|---|---|---|---|---|---|---|\n";
+    $d .= "| # | after | total of balances (EXTERNAL included) | available balance below zero / below minus the limit | acknowledged checked | rejected checked | holds (pending / captured / voided / expired) | replays | balance reads (workers reached) | reads agreed after | result |\n";
+    $d .= "|---|---|---|---|---|---|---|---|---|---|---|\n";
     $i = 0;
     for my $a ($base, (map { $_->{audit} } @faults), $final) {
         my $w = join ' + ', map { scalar @{ $a->{workers_read}{$_} } } sort keys %{ $a->{workers_read} };
-        $d .= sprintf "| %s | %s | %s of %s | %d | %d | %d | %d | %d (%s) | %s | %s |\n",
-            $i++, $a->{label}, $a->{total}, $a->{initial_total}, $a->{negative},
+        my $h = $a->{db_holds} // {};
+        $d .= sprintf "| %s | %s | %s of %s | %d / %d | %d | %d | %s | %d | %d (%s) | %s | %s |\n",
+            $i++, $a->{label}, $a->{total}, $a->{initial_total}, $a->{overdrawn},
+            $a->{below_limit_n},
             $a->{by_outcome}{COMPLETED} // 0, $a->{by_outcome}{REJECTED} // 0,
+            join(' / ', map { $h->{$_} // 0 } qw(PENDING COMPLETED VOIDED EXPIRED)),
             $a->{replays} // 0, $a->{reads} // 0, $w,
             @{ $a->{read_bad} } ? sprintf('**not within %d s**', $a->{read_bound})
               : $a->{read_converged} ? sprintf('%.2f s', $a->{read_converged}) : 'at once',
@@ -412,16 +496,19 @@ EOT
             . "accounts were locked in MariaDB (so the transfer was in flight) and "
             . "closed the connection (half with FIN, half with RST); as many sent "
             . "the headers and half the body and closed; as many sent a whole "
-            . "transfer and closed at once. Then a well-behaved client sent each "
-            . "id again:\n\n";
+            . "transfer and closed at once. As many did the same with a capture "
+            . "(whole or in part) or a void of a hold made beforehand. Then a "
+            . "well-behaved client sent each request again:\n\n";
         for my $f (grep { $_->{kinds} } @faults) {
             $d .= "- $f->{detail}" . ($f->{inflight_seen} ? '' : ' (the in-flight ones were NOT seen in MariaDB)') . "\n";
         }
         my $mb = sum(map { $_->{midbody_applied} // 0 } grep { $_->{kinds} } @faults);
-        $d .= "\nA transfer whose body never arrived must never be applied ("
+        $d .= "\nA transfer, capture or void whose body never arrived must never be applied ("
             . ($mb ? "**$mb were**" : 'none was')
             . "); the others must be applied exactly once whatever the service did "
-            . "while the client was gone (the audit after the fault).\n";
+            . "while the client was gone (the audit after the fault), and a capture "
+            . "or void applied while its client was away is answered 200 with the "
+            . "same resolution when the client asks again.\n";
     }
 
     $d .= "\n## Backpressure\n\n";
@@ -539,8 +626,13 @@ EOT
             $f->{by_status}{'no answer'} // 0, $f->{gap}, s3($f->{recovery}))
             if $f->{name} =~ /^Redis/ && $errs;
         push @p, "*$f->{name}*: workers gone: @{ $f->{crashed} }" if @{ $f->{crashed} // [] };
-        push @p, "*$f->{name}*: a transfer whose body never arrived was applied"
+        push @p, "*$f->{name}*: a transfer, capture or void whose body never arrived was applied"
             if $f->{midbody_applied};
+        for my $k (grep { /capture\/void/ } sort keys %{ $f->{retry} // {} }) {
+            my @not = grep { $_ != 200 } keys %{ $f->{retry}{$k} };
+            push @p, "*$f->{name}*: $k asked again answered "
+                . join(', ', map { "$_ x$f->{retry}{$k}{$_}" } @not) . ' (not 200)' if @not;
+        }
     }
     for my $o (@overload) {
         push @p, "overload ($o->{slow}): 503 without Retry-After"

@@ -10,16 +10,22 @@
 #    is answered 201 and applied, the old workers stay until they are done
 #    and then exit, their MariaDB connections closed cleanly (COM_QUIT:
 #    Aborted_clients does not grow).
-# 3. Transfers from many clients on two pods (a client retries an unknown
-#    outcome with the same id) while, in turn: a worker is SIGKILLed; a pod
-#    is reloaded; MariaDB is SIGKILLed and restarted; MariaDB is frozen;
-#    Redis is killed, frozen, restarted from a stale snapshot; clients
-#    abort their requests in flight and mid-body. After each fault: the time
-#    to recover, then the audit (perf/lib/RBCS/Resilience.pm): money
-#    conserved, no negative balance, the ledger agrees, every acknowledged
-#    transfer applied exactly once, nothing applied that was reported
-#    rejected, outcomes replayed unchanged, balances read through every
-#    worker equal the database.
+# 3. Traffic from many clients on two pods (a client retries an unknown
+#    outcome with the same request): transfers, deposits from an EXTERNAL
+#    account and withdrawals to it, holds (some expiring after a second or
+#    two) later captured whole or in part, voided or left to expire; while,
+#    in turn: a worker is SIGKILLed; a pod is reloaded; MariaDB is
+#    SIGKILLed and restarted; MariaDB is frozen; Redis is killed, frozen,
+#    restarted from a stale snapshot; clients abort their requests in
+#    flight and mid-body. After each fault: the time to recover, then the
+#    audit (perf/lib/RBCS/Resilience.pm): money conserved (EXTERNAL
+#    included), no STANDARD available balance below minus its overdraft
+#    limit, the ledger and the held balances agree, every acknowledged
+#    transfer applied exactly once, every acknowledged capture or void the
+#    hold's final state, no hold resolved twice or captured above its
+#    amount, expiries on time, nothing applied that was reported rejected,
+#    outcomes replayed unchanged, balances read through every worker equal
+#    the database.
 # 4. One pod cut off from Redis while the other keeps its subscription: a
 #    transfer the first acknowledges must reach the second's reads within
 #    the documented bound (ttl).
@@ -184,8 +190,9 @@ for my $f ($r->faults) {
     my $a = $f->{audit};
     ok(defined $f->{recovery}, sprintf '%s: recovered (%.3f s)', $f->{name},
        $f->{recovery} // -1);
-    ok($a->{ok}, "$f->{name}: audit (conserved, none negative, ledger, "
-       . 'acknowledged applied once, rejected not applied, replays, reads '
+    ok($a->{ok}, "$f->{name}: audit (conserved, within limits, ledger, held "
+       . 'balances, acknowledged applied once, holds resolved once as '
+       . 'acknowledged, expiries, rejected not applied, replays, reads '
        . 'through every worker)') or diag explain $a->{fail};
 }
 ok($final->{ok}, 'audit at the end') or diag explain $final->{fail};
@@ -194,13 +201,43 @@ my $recs = $r->records;
 is(scalar @{ $recs->{problems} }, 0, 'no client saw an unexpected answer, a '
    . 'stale read, or a 503 without Retry-After')
     or diag explain [ @{ $recs->{problems} }[0 .. min(9, $#{ $recs->{problems} })] ];
-my %by;
-$by{ $_->{outcome} }++ for values %{ $recs->{final} };
-diag(sprintf 'transfers: %d attempted, %d acknowledged, %d rejected, %d unknown',
+my (%by, %kind, %res);
+for my $f (values %{ $recs->{final} }) {
+    $by{ $f->{outcome} }++;
+    $kind{ $f->{kind} }{ $f->{outcome} }++;
+}
+$res{ $_->{action} }{ $_->{outcome} }++ for values %{ $recs->{resolutions} };
+my $partial = grep { $_->{action} eq 'capture' && $_->{outcome} eq 'DONE'
+                     && defined $_->{amount} } values %{ $recs->{resolutions} };
+my $outcomes = sub { my ($h) = @_; join ', ', map { "$_ $h->{$_}" } sort keys %{ $h // {} } };
+diag(sprintf 'transfers and holds: %d attempted, %d acknowledged, %d rejected, %d unknown',
      scalar keys %{ $recs->{final} }, $by{COMPLETED} // 0, $by{REJECTED} // 0,
      $by{UNKNOWN} // 0);
+diag("  $_->[1]: " . $outcomes->($kind{ $_->[0] })) for [ T => 'transfers' ],
+    [ D => 'deposits' ], [ W => 'withdrawals' ], [ H => 'holds' ];
+diag("  $_: " . $outcomes->($res{$_})) for qw(capture void);
+diag('  captures and voids retried after a 503 or no answer: '
+     . $outcomes->({ map { $_ => $final->{by_resolution}{$_} }
+                     grep { /after an unknown/ } keys %{ $final->{by_resolution} } }));
+diag("  holds in the database: " . $outcomes->($final->{db_holds})
+     . sprintf('; expired: %d, released at most %.3f s after expiresAt (%d later than 1 s)',
+               $final->{expiry}{n}, $final->{expiry}{max_late} // 0, $final->{expiry}{late}));
 cmp_ok($by{COMPLETED} // 0, '>', 200, 'the clients made transfers throughout');
-is($by{UNKNOWN} // 0, 0, 'every transfer got a final outcome');
+is($by{UNKNOWN} // 0, 0, 'every transfer and hold got a final outcome');
+is(scalar(grep { $_->{outcome} eq 'UNKNOWN' } values %{ $recs->{resolutions} }), 0,
+   'every capture and void got a final answer');
+# the traffic was the mix it should be (thousands of requests: each kind
+# comes hundreds of times)
+cmp_ok($kind{D}{COMPLETED} // 0, '>', 10, 'deposits were made');
+cmp_ok($kind{W}{COMPLETED} // 0, '>', 10, 'withdrawals were made');
+cmp_ok($kind{H}{COMPLETED} // 0, '>', 50, 'holds were made');
+cmp_ok($final->{db_holds}{COMPLETED} // 0, '>', 10, 'holds were captured');
+cmp_ok($partial, '>', 5, 'some in part');
+cmp_ok($final->{db_holds}{VOIDED} // 0, '>', 5, 'holds were voided');
+cmp_ok($final->{db_holds}{EXPIRED} // 0, '>', 5, 'holds expired');
+diag(sprintf '  at the end: %d STANDARD accounts with an available balance below zero '
+     . '(within their overdraft limit), the EXTERNAL account at %s',
+     $final->{overdrawn}, $final->{external_balance});
 
 # the Redis faults cost the clients nothing: no 503, no broken connection
 for my $f (grep { $_->{name} =~ /^Redis/ } $r->faults) {
@@ -209,10 +246,18 @@ for my $f (grep { $_->{name} =~ /^Redis/ } $r->faults) {
 }
 
 my ($aborts) = grep { $_->{name} =~ /abort/ } $r->faults;
-is($aborts->{midbody_applied}, 0, 'a transfer whose body never arrived was not applied');
+is($aborts->{midbody_applied}, 0, 'a transfer, capture or void whose body never arrived was not applied');
 ok($aborts->{inflight_seen}, 'the in-flight aborts were in the database when the '
    . 'clients went away');
 is(scalar @{ $aborts->{crashed} }, 0, 'no worker died of the aborts');
+# applied while its client was away or not, a capture or void asked again
+# is answered 200 (the same resolution, or the resolution done then)
+for my $k (map { "$_ capture/void" } qw(inflight midbody race)) {
+    my $r = $aborts->{retry}{$k} // {};
+    is(join(' ', map { "$_ x$r->{$_}" } sort keys %$r),
+       '200 x' . ($aborts->{kinds}{$k}{sent} // 0),
+       "$k: every one asked again answered 200");
+}
 
 $_->stop for @pods;
 

@@ -12,13 +12,20 @@ package RBCS::Resilience;
 #   my $f = $r->fault('MariaDB SIGKILL + restart', sub { ... });
 #   $r->stop_load;
 #
-# Every transfer a process of the suite sends is written to a record file
+# The clients' traffic is a mix: plain transfers between STANDARD accounts
+# (some of which have an overdraft limit), deposits from the EXTERNAL
+# account and withdrawals to it, and holds (some expiring after a second or
+# two, some not) that the client later captures (whole or in part) or
+# voids, or leaves to expire.
+#
+# Every request a process of the suite sends is written to a record file
 # of its own under dir (rec.<name>): "A" lines for attempts, "F" lines for
-# the final outcome the client saw, "X" lines for requests the client
-# aborted on purpose.  The audit loads the final outcomes into a table of
-# the service's database and checks them against transactions/entries in
-# SQL.  Real clients retry an unknown outcome (503, no answer) with the same
-# transactionId: so do these.
+# the final outcome of a transfer or hold the client saw, "C" lines for the
+# final outcome of a capture or void, "X" lines for requests the client
+# aborted on purpose.  The audit loads the final outcomes into tables of
+# the service's database and checks them against accounts, transactions,
+# holds, entries and audit_log in SQL.  Real clients retry an unknown
+# outcome (503, no answer) with the same request: so do these.
 
 use strict;
 use warnings;
@@ -32,6 +39,7 @@ use List::Util qw(max min sum shuffle);
 use POSIX ();
 use Socket qw(SOL_SOCKET SO_LINGER);
 use Time::HiRes qw(time sleep);
+use Time::Local ();
 
 use RBCS::Test;
 
@@ -54,6 +62,16 @@ sub new {
         read_every => $o{read_every} // 3,    # read-your-writes check
         attempt_timeout => $o{attempt_timeout} // 8,
         ttl        => $o{ttl} // 2,           # the cache zone's ttl
+        # the clients' traffic: shares of plain transfers, deposits (from
+        # the EXTERNAL account), withdrawals (to it) and holds
+        mix        => { transfer => 0.60, deposit => 0.08, withdrawal => 0.08,
+                        hold => 0.24, %{ $o{mix} // {} } },
+        hold_expiry => $o{hold_expiry} // 0.4,  # share of holds with expiresIn
+        expires_in => $o{expires_in} // [1, 2], # their expiresIn, seconds
+        resolve_within => $o{resolve_within} // 1.5, # capture/void delay
+        limit      => $o{limit} // '50.00',   # overdraft limit of every
+        limit_every => $o{limit_every} // 3,  # limit_every-th account
+        external   => $o{external} // 'EXT',
         log        => $o{log} // sub { print STDERR @_, "\n" },
         faults     => [],
         audits     => [],
@@ -71,6 +89,15 @@ sub pods     { @{ $_[0]{pods} } }
 sub faults   { @{ $_[0]{faults} } }
 sub audits   { @{ $_[0]{audits} } }
 sub accounts { @{ $_[0]{accounts} } }
+sub external { $_[0]{external} }
+
+# the overdraft limit of a STANDARD account of the clients ('0.00': none)
+sub limit_of {
+    my ($self, $n) = @_;
+    my ($i) = $n =~ /(\d+)$/;
+    return $self->{limit_every} && $i && $i % $self->{limit_every} == 0
+        ? $self->{limit} : '0.00';
+}
 
 sub msg { my $self = shift; $self->{log}->(join '', @_) }
 
@@ -79,18 +106,24 @@ sub pod_name {
     return 'pod' . ($i + 1);
 }
 
-# the accounts the clients move money between, the probe's and the abort
-# fault's
+# the accounts the clients move money between (STANDARD, every
+# limit_every-th with an overdraft limit and nothing else), the EXTERNAL
+# account of their
+# deposits and withdrawals, the probe's and the abort fault's
 sub open_accounts {
     my ($self) = @_;
     my $t = $self->{pods}[0];
-    my @open = ((map { [ $_, $self->{initial} ] } $self->accounts),
-                [ 'PA', '1000000.00' ], [ 'PB', '1000000.00' ],
-                [ 'XA', '1000000.00' ], [ 'XB', '1000000.00' ]);
+    # (those with a limit open empty, so that they use it)
+    my @open = ((map { my $l = $self->limit_of($_);
+                       { accountNumber => $_, overdraftLimit => $l,
+                         initialBalance => $l > 0 ? '0.00' : $self->{initial} } }
+                     $self->accounts),
+                { accountNumber => $self->{external}, kind => 'EXTERNAL' },
+                map { { accountNumber => $_, initialBalance => '1000000.00' } }
+                    qw(PA PB XA XB));
     for my $a (@open) {
-        my $r = $t->post_json('/accounts',
-            { accountNumber => $a->[0], initialBalance => $a->[1] });
-        croak "opening $a->[0]: $r->{status} $r->{body}"
+        my $r = $t->post_json('/accounts', $a);
+        croak "opening $a->{accountNumber}: $r->{status} $r->{body}"
             unless ($r->{status} // 0) == 201 || ($r->{status} // 0) == 200;
     }
     return $self;
@@ -98,21 +131,23 @@ sub open_accounts {
 
 # ------------------------------------------------------------ one transfer --
 
+# %x: hold => 1 and expires_in => N make it a hold
 sub transfer_body {
-    my ($id, $src, $dst, $amount) = @_;
+    my ($id, $src, $dst, $amount, %x) = @_;
     return $JSON->encode({ transactionId => $id, sourceAccountNumber => $src,
                            destinationAccountNumber => $dst,
-                           amount => $amount });
+                           amount => $amount,
+                           $x{hold} ? (hold => JSON::PP::true) : (),
+                           defined $x{expires_in} ? (expiresIn => 0 + $x{expires_in}) : () });
 }
 
-# one attempt on one pod: { status (0: no answer), ra, json, t0, t1, err }
-sub attempt {
-    my ($self, $pod, $id, $src, $dst, $amount, $timeout) = @_;
+# one POST on one pod: { status (0: no answer), ra, json, t0, t1, err }
+sub post_attempt {
+    my ($self, $pod, $path, $body, $timeout) = @_;
     my $t = $self->{pods}[$pod];
     my $t0 = time;
     my $r = eval {
-        $t->request('POST', '/accounts/transactions',
-            body => transfer_body($id, $src, $dst, $amount),
+        $t->request('POST', $path, body => $body,
             headers => { 'Content-Type' => 'application/json' },
             timeout => $timeout // $self->{attempt_timeout});
     };
@@ -131,29 +166,77 @@ sub attempt {
     return $res;
 }
 
-# Send a transfer until its outcome is known, as a real client does:
-# 201/200 COMPLETED and 422/404 REJECTED are final; a 503 (Retry-After)
-# or a connection that broke without an answer is retried with the same
-# id, on any pod; past give_up seconds the outcome stays UNKNOWN.
-# Writes A and F lines to $fh, problems as P lines.
+# one transfer (or hold, %x) attempt on one pod
+sub attempt {
+    my ($self, $pod, $id, $src, $dst, $amount, $timeout, %x) = @_;
+    return $self->post_attempt($pod, '/accounts/transactions',
+        transfer_body($id, $src, $dst, $amount, %x), $timeout);
+}
+
+# one capture or void attempt: $amount undef captures the whole hold
+sub resolve_attempt {
+    my ($self, $pod, $id, $action, $amount, $timeout) = @_;
+    return $self->post_attempt($pod, "/accounts/transactions/$id/$action",
+        $JSON->encode(defined $amount ? { amount => $amount } : {}), $timeout);
+}
+
+# RFC 3339 UTC with milliseconds to seconds since the epoch
+sub _epoch {
+    my ($s) = @_;
+    my ($y, $mo, $d, $h, $mi, $sec, $ms) = ($s // '')
+        =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?Z\z/
+        or return undef;
+    return Time::Local::timegm($sec, $mi, $h, $d, $mo - 1, $y)
+        + ($ms ? "0.$ms" : 0);
+}
+
+# Wait before the next attempt of a request whose outcome is not known.
+# Retry-After is 1 s; the suite waits a third of it, jittered, to keep the
+# run short (it retries the same request either way).
+sub _retry_pause { sleep($_[0] ? 0.25 + rand(0.25) : 0.05 + rand(0.1)) }
+
+# the answer that asks for the same request again: a 503 (or 429) must say
+# when, with Retry-After; anything else but no answer is unexpected
+sub _check_retry {
+    my ($fh, $label, $res) = @_;
+    my $s = $res->{status};
+    if ($s == 503 || $s == 429) {
+        print $fh "P\t$label: $s without Retry-After\n"
+            unless defined $res->{ra} && $res->{ra} =~ /^\d+$/;
+    } elsif ($s != 0) {
+        print $fh "P\t$label: unexpected $s: "
+            . substr($res->{body} // '', 0, 200) . "\n";
+    }
+}
+
+# Send a transfer (or a hold: hold => 1, expires_in => N) until its outcome
+# is known, as a real client does: 201/200 COMPLETED (PENDING for a hold)
+# and 422/404 REJECTED are final; a 503 (Retry-After) or a connection that
+# broke without an answer is retried with the same id, on any pod; past
+# give_up seconds the outcome stays UNKNOWN.  Writes A and F lines to $fh
+# (the outcome COMPLETED means acknowledged, for a hold too), problems as
+# P lines.  kind: T transfer, D deposit, W withdrawal, H hold.
 sub transfer_final {
     my ($self, $fh, $id, $src, $dst, $amount, %o) = @_;
     my $npods = @{ $self->{pods} };
     my $start = time;
     my $give_up = $o{give_up} // $self->{give_up};
+    my %x = (hold => $o{hold}, expires_in => $o{hold} ? $o{expires_in} : undef);
+    my $kind = $o{kind} // ($o{hold} ? 'H' : 'T');
     my ($res, $outcome, $n) = (undef, undef, 0);
     while (1) {
         $n++;
         my $pod = $o{pod} // int rand $npods;
-        $res = $self->attempt($pod, $id, $src, $dst, $amount, $o{timeout});
+        $res = $self->attempt($pod, $id, $src, $dst, $amount, $o{timeout}, %x);
         my $s = $res->{status};
         printf $fh "A\t%s\t%d\t%d\t%.4f\t%.4f\n", $id, $pod, $s, $res->{t0},
             $res->{t1};
         if ($s == 201 || $s == 200) {
             my $j = $res->{json} // {};
             if (($j->{transactionId} // '') ne $id
-                || ($j->{status} // '') ne 'COMPLETED'
-                || ($j->{amount} // '') ne $amount)
+                || ($j->{status} // '') ne ($o{hold} ? 'PENDING' : 'COMPLETED')
+                || ($j->{amount} // '') ne $amount
+                || ($o{hold} && (defined $j->{expiresAt}) != (defined $x{expires_in})))
             {
                 print $fh "P\t$id: $s with an unexpected body: "
                     . substr($res->{body} // '', 0, 200) . "\n";
@@ -172,24 +255,83 @@ sub transfer_final {
             $outcome = 'CONFLICT';
             last;
         }
-        if ($s == 503 || $s == 429) {
-            print $fh "P\t$id: $s without Retry-After\n"
-                unless defined $res->{ra} && $res->{ra} =~ /^\d+$/;
-        } elsif ($s != 0) {
-            print $fh "P\t$id: unexpected $s: "
-                . substr($res->{body} // '', 0, 200) . "\n";
-        }
+        _check_retry($fh, $id, $res);
         if (time - $start > $give_up) {
             $outcome = 'UNKNOWN';
             last;
         }
-        # Retry-After is 1 s; the suite waits a third of it, jittered, to
-        # keep the run short (it retries the same id either way)
-        sleep($s ? 0.25 + rand(0.25) : 0.05 + rand(0.1));
+        _retry_pause($s);
     }
-    printf $fh "F\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.4f\t%.4f\t%d\n", $id, $src,
-        $dst, $amount, $outcome, $res->{status}, $n, $start, $res->{t1},
-        $res->{pod};
+    my $exp = $outcome eq 'COMPLETED' && $o{hold}
+        ? _epoch(($res->{json} // {})->{expiresAt}) : undef;
+    printf $fh "F\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.4f\t%.4f\t%d\t%s\t%s\t%s\n", $id,
+        $src, $dst, $amount, $outcome, $res->{status}, $n, $start, $res->{t1},
+        $res->{pod}, $kind, $x{expires_in} // '',
+        defined $exp ? sprintf('%.3f', $exp) : '';
+    return { outcome => $outcome, res => $res, attempts => $n,
+             expires_at => $exp };
+}
+
+# Capture (whole: $amount undef; or part) or void an acknowledged hold
+# ($h: id, amount, expires_at) until the answer is final, as
+# transfer_final does: 200 DONE; 409 REFUSED (hold_not_pending: the hold
+# expired, or a bug the audit finds from the database); a 503 or no answer
+# is retried with the same request.  Writes A lines (id/action) and a C
+# line: id, action, the amount sent ('' for none), the amount the capture
+# must have moved, the outcome, the last status, the attempts, start, end,
+# pod, whether an earlier attempt's outcome was unknown (a 503 or no
+# answer: it may have applied), and whether a 409 came back before the
+# hold's expiresAt (it cannot have expired).
+sub resolve_final {
+    my ($self, $fh, $h, $action, $amount, %o) = @_;
+    my $npods = @{ $self->{pods} };
+    my $start = time;
+    my $give_up = $o{give_up} // $self->{give_up};
+    my $id = $h->{id};
+    my $expect = $action eq 'capture' ? $amount // $h->{amount} : '';
+    my ($res, $outcome, $n, $uncertain) = (undef, undef, 0, 0);
+    while (1) {
+        $n++;
+        my $pod = $o{pod} // int rand $npods;
+        $res = $self->resolve_attempt($pod, $id, $action, $amount, $o{timeout});
+        my $s = $res->{status};
+        printf $fh "A\t%s/%s\t%d\t%d\t%.4f\t%.4f\n", $id, $action, $pod, $s,
+            $res->{t0}, $res->{t1};
+        if ($s == 200) {
+            my $j = $res->{json} // {};
+            if (($j->{transactionId} // '') ne $id
+                || ($j->{status} // '') ne ($action eq 'capture' ? 'COMPLETED' : 'VOIDED')
+                || ($j->{amount} // '') ne $h->{amount}
+                || ($action eq 'capture' && ($j->{capturedAmount} // '') ne $expect))
+            {
+                print $fh "P\t$id/$action: 200 with an unexpected body: "
+                    . substr($res->{body} // '', 0, 200) . "\n";
+            }
+            $outcome = 'DONE';
+            last;
+        }
+        if ($s == 409) {
+            $outcome = 'REFUSED';
+            last;
+        }
+        if ($s == 422 || $s == 404 || $s == 400) {
+            print $fh "P\t$id/$action: $s: " . substr($res->{body} // '', 0, 200) . "\n";
+            $outcome = 'ERROR';
+            last;
+        }
+        _check_retry($fh, "$id/$action", $res);
+        $uncertain = 1;
+        if (time - $start > $give_up) {
+            $outcome = 'UNKNOWN';
+            last;
+        }
+        _retry_pause($s);
+    }
+    my $early = $outcome eq 'REFUSED'
+        && (!defined $h->{expires_at} || $res->{t1} < $h->{expires_at} - 0.001) ? 1 : 0;
+    printf $fh "C\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.4f\t%.4f\t%d\t%d\t%d\n", $id,
+        $action, $amount // '', $expect, $outcome, $res->{status}, $n, $start,
+        $res->{t1}, $res->{pod}, $uncertain, $early;
     return { outcome => $outcome, res => $res, attempts => $n };
 }
 
@@ -230,14 +372,26 @@ sub start_load {
     return $self;
 }
 
+sub _cents { my ($c) = @_; sprintf '%d.%02d', int($c / 100), $c % 100 }
+
+# the traffic of one client: see the top of this file
 sub _client {
     my ($self, $k) = @_;
     srand($$ ^ int(time * 1000));
     my $fh = $self->_open_rec("client$k");
     my @acc = $self->accounts;
+    my $ext = $self->{external};
     my $dir = $self->{dir};
+    my %mix = %{ $self->{mix} };
+    my $mix_total = sum(values %mix) || 1;
     my ($i, $acks) = (0, 0);
-    my %seen;   # account => highest version read or acknowledged, per pod
+    my @plan;   # captures and voids to come: [ due, hold, action, amount ]
+    my $other = sub {
+        my ($src) = @_;
+        my $dst;
+        do { $dst = $acc[int rand @acc] } while $dst eq $src;
+        return $dst;
+    };
     while (!-e "$dir/stop") {
         if (-e "$dir/pause") {
             my $gen = _slurp("$dir/pause") // '';
@@ -245,19 +399,75 @@ sub _client {
             sleep 0.02 while -e "$dir/pause" && !-e "$dir/stop";
             next;
         }
-        $i++;
-        my $src = $acc[int rand @acc];
-        my $dst;
-        if (rand() < 0.04) {
-            $dst = 'NO-SUCH-ACCOUNT';             # a 404, recorded
+        my ($f, $src);
+        if (@plan && $plan[0][0] <= time) {
+            # a hold's capture (whole or in part) or void, when it is due
+            my (undef, $h, $action, $amount) = @{ shift @plan };
+            $src = $h->{src};
+            $f = $self->resolve_final($fh, $h, $action, $amount);
+            next unless $f->{outcome} eq 'DONE';
         } else {
-            do { $dst = $acc[int rand @acc] } while $dst eq $src;
+            $i++;
+            my $id = "c$k-$i";
+            my $c = 1 + int rand $self->{max_cents};
+            my $amount = _cents($c);
+            my $r = rand($mix_total);
+            my $what = $r < $mix{transfer} ? 'transfer'
+                : ($r -= $mix{transfer}) < $mix{deposit} ? 'deposit'
+                : ($r -= $mix{deposit}) < $mix{withdrawal} ? 'withdrawal'
+                : 'hold';
+            my $dst;
+            if ($what eq 'transfer') {
+                $src = $acc[int rand @acc];
+                # 4 % to an unknown account: a 404, recorded
+                $dst = rand() < 0.04 ? 'NO-SUCH-ACCOUNT' : $other->($src);
+                $f = $self->transfer_final($fh, $id, $src, $dst, $amount, fresh => 1);
+            } elsif ($what eq 'deposit') {
+                ($src, $dst) = ($ext, $acc[int rand @acc]);
+                $f = $self->transfer_final($fh, $id, $src, $dst, $amount,
+                                           fresh => 1, kind => 'D');
+            } elsif ($what eq 'withdrawal') {
+                ($src, $dst) = ($acc[int rand @acc], $ext);
+                $f = $self->transfer_final($fh, $id, $src, $dst, $amount,
+                                           fresh => 1, kind => 'W');
+            } else {
+                # a hold between two STANDARD accounts, or from or to the
+                # EXTERNAL one (a deposit's or a withdrawal's authorisation)
+                my $r = rand;
+                ($src, $dst) = $r < 0.1 ? ($ext, $acc[int rand @acc])
+                             : $r < 0.2 ? ($acc[int rand @acc], $ext)
+                             : do { my $s = $acc[int rand @acc]; ($s, $other->($s)) };
+                my @ei = @{ $self->{expires_in} };
+                my $ein = @ei && rand() < $self->{hold_expiry} ? $ei[int rand @ei] : undef;
+                $f = $self->transfer_final($fh, $id, $src, $dst, $amount,
+                    fresh => 1, hold => 1, expires_in => $ein);
+                if ($f->{outcome} eq 'COMPLETED') {
+                    my $h = { id => $id, src => $src, amount => $amount,
+                              expires_at => $f->{expires_at} };
+                    my $p = rand;
+                    my @a;
+                    if (defined $ein) {
+                        # half left to expire; the others captured or voided
+                        # before or after expiresAt (then refused: 409)
+                        @a = $p < 0.5 ? () : $p < 0.65 ? ('capture')
+                           : $p < 0.8 ? ('capture', _cents(1 + int rand $c))
+                           : ('void');
+                        push @a, time + rand($ein + 0.5) if @a;
+                    } else {
+                        @a = $p < 0.4 ? ('capture') : $p < 0.7
+                           ? ('capture', $c > 1 ? _cents(1 + int rand($c - 1)) : undef)
+                           : ('void');
+                        push @a, time + rand $self->{resolve_within};
+                    }
+                    if (@a) {
+                        my $due = pop @a;
+                        @plan = sort { $a->[0] <=> $b->[0] } @plan,
+                            [ $due, $h, $a[0], $a[1] ];
+                    }
+                }
+            }
+            next unless $f->{outcome} eq 'COMPLETED';
         }
-        my $c = 1 + int rand $self->{max_cents};
-        my $amount = sprintf '%d.%02d', int($c / 100), $c % 100;
-        my $f = $self->transfer_final($fh, "c$k-$i", $src, $dst, $amount,
-                                      fresh => 1);
-        next unless $f->{outcome} eq 'COMPLETED';
         next if ++$acks % $self->{read_every};
         # read-your-writes: a balance read on the pod that acknowledged
         # never shows an older version of the source account
@@ -338,23 +548,27 @@ sub stop_load {
 
 # ------------------------------------------------------------------ records --
 
-# { final => { id => {...} }, attempts => [ [t1, status, pod, id] ],
-#   problems => [...], dup => [...], reads => { ok, unavailable } }
+# { final => { id => {...} }, resolutions => { id => {...} },
+#   attempts => [ [t1, status, pod, id] ], problems => [...], dup => [...],
+#   reads => { ok, unavailable } }
 sub records {
     my ($self) = @_;
-    my (%final, @attempts, @problems, @dup, %reads, %aborted);
+    my (%final, %resol, @attempts, @problems, @dup, %reads, %aborted);
     for my $file (sort glob "$self->{dir}/rec.*") {
         open my $fh, '<', $file or next;
         while (my $l = <$fh>) {
             chomp $l;
-            my @f = split /\t/, $l;
+            my @f = split /\t/, $l, -1;
             if ($f[0] eq 'A') {
                 push @attempts, [ $f[5], $f[3], $f[2], $f[1] ];
             } elsif ($f[0] eq 'F') {
                 my $rec = { id => $f[1], src => $f[2], dst => $f[3],
                             amount => $f[4], outcome => $f[5],
                             status => $f[6], attempts => $f[7],
-                            t0 => $f[8], t1 => $f[9], pod => $f[10] };
+                            t0 => $f[8], t1 => $f[9], pod => $f[10],
+                            kind => $f[11] || 'T',
+                            expires_in => length($f[12] // '') ? $f[12] : undef,
+                            expires_at => length($f[13] // '') ? $f[13] : undef };
                 if (my $old = $final{ $f[1] }) {
                     push @dup, "$f[1]: reported $old->{outcome} ($old->{status})"
                         . " and then $f[5] ($f[6])"
@@ -362,6 +576,20 @@ sub records {
                     next;
                 }
                 $final{ $f[1] } = $rec;
+            } elsif ($f[0] eq 'C') {
+                my $rec = { id => $f[1], action => $f[2],
+                            amount => length $f[3] ? $f[3] : undef,
+                            expect => length $f[4] ? $f[4] : undef,
+                            outcome => $f[5], status => $f[6], attempts => $f[7],
+                            t0 => $f[8], t1 => $f[9], pod => $f[10],
+                            uncertain => $f[11], early => $f[12] };
+                if (my $old = $resol{ $f[1] }) {
+                    push @dup, "$f[1]/$f[2]: reported $old->{outcome} ($old->{status})"
+                        . " and then $f[5] ($f[6])"
+                        if $old->{outcome} ne $f[5] || $old->{action} ne $f[2];
+                    next;
+                }
+                $resol{ $f[1] } = $rec;
             } elsif ($f[0] eq 'P') {
                 push @problems, $f[1];
             } elsif ($f[0] eq 'R') {
@@ -371,54 +599,68 @@ sub records {
             }
         }
     }
-    return { final => \%final, attempts => \@attempts, problems => \@problems,
-             dup => \@dup, reads => \%reads, aborted => \%aborted };
+    return { final => \%final, resolutions => \%resol, attempts => \@attempts,
+             problems => \@problems, dup => \@dup, reads => \%reads,
+             aborted => \%aborted };
 }
 
 # ------------------------------------------------------------------- audits --
 
 sub dbh { $_[0]{pods}[0]->dbh }
 
-# The audit, with the clients paused: money conserved, no negative balance,
-# the ledger agrees with the balances, every acknowledged transfer applied
-# exactly once, nothing applied that was reported rejected, a sample of
+# The audit, with the clients paused (the service's expiries go on), in
+# SQL on one consistent snapshot of the database: money conserved (EXTERNAL
+# accounts included), no STANDARD account's available balance below minus
+# its overdraft limit, the ledger agrees with the balances and versions,
+# the held balances with the pending holds, every acknowledged transfer
+# applied exactly once, every acknowledged hold recorded, every
+# acknowledged capture or void the hold's final state, no hold resolved
+# twice or captured above its amount, nothing released by expiry early or
+# late, nothing applied that was reported rejected; then a sample of
 # outcomes replayed unchanged, and balances read through every worker of
 # every pod equal the database.
 sub audit {
     my ($self, $label, %o) = @_;
     my $paused = $self->pause;
     my $t0 = time;
-    my $a = { label => $label, paused_in => $paused };
+    my $a = { label => $label, paused_in => $paused, window => $o{window} };
     my $recs = $self->records;
     $a->{recs} = $recs;
+    $self->_await_overdue($a);
     $self->_audit_sql($a, $recs);
     $self->_audit_replays($a, $recs) unless $o{no_replays};
     $self->_audit_reads($a);
     $a->{took} = time - $t0;
     $self->resume unless $o{keep_paused};
     my @fail;
+    my $list = sub {
+        my ($key, $what) = @_;
+        push @fail, "$what: @{ $a->{$key} }" if @{ $a->{$key} // [] };
+    };
     push @fail, "total $a->{total} != $a->{initial_total}"
         if $a->{total} ne $a->{initial_total};
-    push @fail, "$a->{negative} negative balances" if $a->{negative};
-    push @fail, "ledger disagrees with balances: @{ $a->{ledger_bad} }"
-        if @{ $a->{ledger_bad} };
-    push @fail, "transactions whose entries are wrong: @{ $a->{entries_bad} }"
-        if @{ $a->{entries_bad} };
-    push @fail, "acknowledged but not applied exactly once: @{ $a->{ack_bad} }"
-        if @{ $a->{ack_bad} };
-    push @fail, "reported rejected but applied: @{ $a->{rej_applied} }"
-        if @{ $a->{rej_applied} };
-    push @fail, "reported rejected but not recorded: @{ $a->{rej_unrecorded} }"
-        if @{ $a->{rej_unrecorded} };
-    push @fail, "applied but never sent by the suite: @{ $a->{phantom} }"
-        if @{ $a->{phantom} };
+    $list->('below_limit', 'STANDARD accounts whose available balance is below '
+        . 'minus their overdraft limit');
+    $list->('ledger_bad', 'ledger disagrees with balances or versions');
+    $list->('held_bad', 'held balances disagree with the pending holds');
+    $list->('entries_bad', 'transactions whose entries are wrong');
+    $list->('captured_bad', 'holds captured wrongly (above their amount, or '
+        . 'not as a completed hold)');
+    $list->('resolved_log_bad', 'holds whose resolution is not recorded exactly '
+        . 'once in audit_log');
+    $list->('expiry_bad', 'expiries wrong');
+    $list->('ack_bad', 'acknowledged but not applied exactly once');
+    $list->('hold_bad', 'holds acknowledged but not recorded as such');
+    $list->('res_bad', 'captures and voids whose answer is not the hold\'s state');
+    $list->('res_phantom', 'holds resolved as no client asked');
+    $list->('rej_applied', 'reported rejected but applied');
+    $list->('rej_unrecorded', 'reported rejected but not recorded');
+    $list->('phantom', 'applied but never sent by the suite');
     push @fail, "outcome changed: @{ $recs->{dup} }" if @{ $recs->{dup} };
-    push @fail, "replay differs: @{ $a->{replay_bad} }"
-        if @{ $a->{replay_bad} // [] };
+    $list->('replay_bad', 'replay differs');
     push @fail, "reads differ from the database after $a->{read_bound} s: "
         . join('; ', @{ $a->{read_bad} }) if @{ $a->{read_bad} };
-    push @fail, "workers never reached by the reads: @{ $a->{unreached} }"
-        if @{ $a->{unreached} };
+    $list->('unreached', 'workers never reached by the reads');
     $a->{fail} = \@fail;
     $a->{ok} = !@fail;
     push @{ $self->{audits} }, $a;
@@ -427,62 +669,236 @@ sub audit {
 
 sub _first { my ($n, @l) = @_; return @l > $n ? (@l[0 .. $n - 1], '...') : @l }
 
+# The service releases a hold within a second of its expiresAt, but not
+# while the database is away: holds overdue by more than a second when the
+# audit starts (after a fault) are given up to 10 s to go.  Those still
+# pending 3 s past their expiresAt are found by the audit.
+sub _await_overdue {
+    my ($self, $a) = @_;
+    my $t0 = time;
+    my $dbh = $self->dbh;
+    my $overdue = sub {
+        my ($n) = $dbh->selectrow_array(q{SELECT COUNT(*) FROM holds
+            WHERE expires_at < UTC_TIMESTAMP(3) - INTERVAL 1 SECOND});
+        return $n;
+    };
+    my $n = $a->{overdue_at_audit} = $overdue->();
+    while ($n && time - $t0 < 10) {
+        sleep 0.1;
+        $n = $overdue->();
+    }
+    $a->{overdue_wait} = time - $t0;
+}
+
+# the rows of a query, each joined by spaces, at most 10 (and '...')
+sub _rows {
+    my ($dbh, $sql, @bind) = @_;
+    return [ _first(10, map { join ' ', map { $_ // 'NULL' } @$_ }
+                        @{ $dbh->selectall_arrayref($sql, undef, @bind) }) ];
+}
+
 sub _audit_sql {
     my ($self, $a, $recs) = @_;
     my $dbh = $self->dbh;
 
-    # the outcomes the clients saw, as a table
-    $dbh->do(q{CREATE TABLE IF NOT EXISTS resilience_outcomes (
+    # the outcomes the clients saw, as tables: transfers and holds, and
+    # the captures and voids
+    $dbh->do('DROP TABLE IF EXISTS resilience_outcomes, resilience_resolutions');
+    $dbh->do(q{CREATE TABLE resilience_outcomes (
         id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         src VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         dst VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         amount DECIMAL(36,18) NOT NULL,
         outcome VARCHAR(16) NOT NULL,
+        kind CHAR(1) NOT NULL,
+        expires_in INT NULL,
         PRIMARY KEY (id)) ENGINE=InnoDB});
-    $dbh->do('TRUNCATE TABLE resilience_outcomes');
-    my @rows = values %{ $recs->{final} };
-    while (my @chunk = splice @rows, 0, 500) {
-        $dbh->do('INSERT INTO resilience_outcomes (id, src, dst, amount, outcome) VALUES '
-            . join(',', map { '(' . join(',', map { $dbh->quote($_) }
-                   @$_{qw(id src dst amount outcome)}) . ')' } @chunk));
-    }
+    $dbh->do(q{CREATE TABLE resilience_resolutions (
+        id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+        action VARCHAR(8) NOT NULL,
+        amount DECIMAL(36,18) NULL,
+        expect DECIMAL(36,18) NULL,
+        outcome VARCHAR(16) NOT NULL,
+        uncertain TINYINT NOT NULL,
+        early TINYINT NOT NULL,
+        PRIMARY KEY (id)) ENGINE=InnoDB});
+    my $load = sub {
+        my ($table, $cols, @rows) = @_;
+        while (my @chunk = splice @rows, 0, 500) {
+            $dbh->do("INSERT INTO $table (" . join(',', @$cols) . ') VALUES '
+                . join(',', map { my $r = $_; '(' . join(',', map { $dbh->quote($r->{$_}) }
+                       @$cols) . ')' } @chunk));
+        }
+    };
+    $load->('resilience_outcomes', [qw(id src dst amount outcome kind expires_in)],
+            values %{ $recs->{final} });
+    $load->('resilience_resolutions', [qw(id action amount expect outcome uncertain early)],
+            values %{ $recs->{resolutions} });
 
-    my ($total, $initial, $naccounts, $negative) = $dbh->selectrow_array(
+    # everything below reads one snapshot: the service's expiries go on
+    # meanwhile
+    $dbh->do(q{SET time_zone = '+00:00'});
+    $dbh->do('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+    $dbh->do('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+    my $ok = eval { $self->_audit_snapshot($a, $recs, $dbh); 1 };
+    my $err = $@;
+    eval { $dbh->do('COMMIT') };
+    die $err unless $ok;
+}
+
+sub _audit_snapshot {
+    my ($self, $a, $recs, $dbh) = @_;
+
+    # the total of all balances, EXTERNAL accounts included, is the total
+    # opened; how many STANDARD accounts use their overdraft (available
+    # balance below zero), how many are below it; what the EXTERNAL
+    # accounts hold
+    my ($total, $initial, $naccounts, $overdrawn, $below, $external) = $dbh->selectrow_array(
         q{SELECT CAST(SUM(balance) AS DECIMAL(38,2)),
                  CAST(SUM(initial_balance) AS DECIMAL(38,2)), COUNT(*),
-                 SUM(balance < 0) FROM accounts});
-    @$a{qw(total initial_total naccounts negative)}
-        = ($total, $initial, $naccounts, $negative + 0);
+                 SUM(kind = 'STANDARD' AND balance - held_balance < 0),
+                 SUM(kind = 'STANDARD' AND balance - held_balance < -overdraft_limit),
+                 CAST(SUM(IF(kind = 'EXTERNAL', balance, 0)) AS DECIMAL(38,2))
+            FROM accounts});
+    @$a{qw(total initial_total naccounts overdrawn below_limit_n external_balance)}
+        = ($total, $initial, $naccounts, $overdrawn + 0, $below + 0, $external);
 
-    # every balance and version is what its ledger entries add up to
-    $a->{ledger_bad} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
+    # no STANDARD account's available balance below minus its limit (an
+    # EXTERNAL account has no floor)
+    $a->{below_limit} = _rows($dbh, q{
+        SELECT account_number, CAST(balance - held_balance AS DECIMAL(38,2)),
+               CAST(overdraft_limit AS DECIMAL(38,2))
+          FROM accounts
+         WHERE kind = 'STANDARD' AND balance - held_balance < -overdraft_limit});
+
+    # every balance is what its ledger entries add up to (the last entry's
+    # balance_after too); its version counts the entries and the changes
+    # of its held balance (each hold it is the source of, and each void or
+    # expiry of one: a capture is an entry)
+    $a->{ledger_bad} = _rows($dbh, q{
         SELECT a.account_number FROM accounts a
           LEFT JOIN (SELECT account_number, SUM(amount) s, COUNT(*) n,
                             MAX(version) v, MIN(version) v0
                        FROM entries GROUP BY account_number) e
             ON e.account_number = a.account_number
-         WHERE e.n IS NULL OR a.balance <> e.s OR a.version <> e.n
-            OR a.version <> e.v OR e.v0 <> 1}) }) ];
+          LEFT JOIN entries l
+            ON l.account_number = a.account_number AND l.version = e.v
+          LEFT JOIN (SELECT source_account,
+                            SUM(status <> 'REJECTED')
+                            + SUM(status IN ('VOIDED', 'EXPIRED')) k
+                       FROM transactions WHERE hold = 1
+                      GROUP BY source_account) h
+            ON h.source_account = a.account_number
+         WHERE e.n IS NULL OR a.balance <> e.s OR a.balance <> l.balance_after
+            OR e.v0 <> 1 OR e.v > a.version
+            OR a.version <> e.n + COALESCE(h.k, 0)});
 
-    # a completed transaction has exactly its two entries, a rejected none;
-    # no entry without its transaction
-    $a->{entries_bad} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
-        SELECT t.transaction_id FROM transactions t
+    # the held balance is the sum of the account's pending holds; the
+    # holds table lists the pending holds, and only those
+    $a->{held_bad} = _rows($dbh, q{
+        SELECT a.account_number, 'held', CAST(a.held_balance AS DECIMAL(38,2)),
+               'pending', CAST(COALESCE(h.s, 0) AS DECIMAL(38,2))
+          FROM accounts a
+          LEFT JOIN (SELECT source_account, SUM(amount) s FROM holds
+                      GROUP BY source_account) h
+            ON h.source_account = a.account_number
+         WHERE a.held_balance <> COALESCE(h.s, 0) OR a.held_balance < 0
+        UNION ALL
+        SELECT h.transaction_id, 'in holds, transaction', COALESCE(t.status, 'missing'),
+               t.hold, NULL
+          FROM holds h
+          LEFT JOIN transactions t ON t.transaction_id = h.transaction_id
+         WHERE t.transaction_id IS NULL OR t.hold <> 1 OR t.status <> 'PENDING'
+            OR t.amount <> h.amount OR t.source_account <> h.source_account
+            OR t.destination_account <> h.destination_account
+            OR NOT (t.expires_at <=> h.expires_at)
+        UNION ALL
+        SELECT t.transaction_id, t.status, 'hold', t.hold,
+               IF(h.transaction_id IS NULL, 'not in holds', 'in holds')
+          FROM transactions t
+          LEFT JOIN holds h ON h.transaction_id = t.transaction_id
+         WHERE (t.status = 'PENDING' AND h.transaction_id IS NULL)
+            OR (t.status IN ('PENDING', 'VOIDED', 'EXPIRED') AND t.hold <> 1)});
+
+    # a completed transfer has exactly its two entries, from its source to
+    # its destination, of its amount (a captured hold: of the captured
+    # amount); any other transaction none (a hold pending, voided or
+    # expired moved nothing); no entry without its transaction
+    $a->{entries_bad} = _rows($dbh, q{
+        SELECT t.transaction_id, t.status FROM transactions t
           LEFT JOIN (SELECT transaction_id, COUNT(*) n, SUM(amount) s,
                             MAX(amount) mx,
-                            SUM(account_number = counterparty) self
+                            SUM(account_number = counterparty) self,
+                            MAX(IF(amount < 0, account_number, NULL)) src,
+                            MAX(IF(amount > 0, account_number, NULL)) dst
                        FROM entries WHERE type = 'TRANSFER'
                       GROUP BY transaction_id) e
             ON e.transaction_id = t.transaction_id
          WHERE (t.status = 'COMPLETED'
-                AND (e.n IS NULL OR e.n <> 2 OR e.s <> 0 OR e.mx <> t.amount))
-            OR (t.status = 'REJECTED' AND e.n IS NOT NULL)
+                AND (e.n IS NULL OR e.n <> 2 OR e.s <> 0 OR e.self <> 0
+                     OR NOT (e.mx <=> IF(t.hold = 1, t.captured_amount, t.amount))
+                     OR NOT (e.src <=> t.source_account)
+                     OR NOT (e.dst <=> t.destination_account)))
+            OR (t.status <> 'COMPLETED' AND e.n IS NOT NULL)
         UNION ALL
-        SELECT e.transaction_id FROM entries e
+        SELECT e.transaction_id, 'entry without a transaction' FROM entries e
           LEFT JOIN transactions t ON t.transaction_id = e.transaction_id
-         WHERE e.type = 'TRANSFER' AND t.transaction_id IS NULL}) }) ];
+         WHERE e.type = 'TRANSFER' AND t.transaction_id IS NULL});
 
-    # every acknowledged transfer applied exactly once, as acknowledged
+    # no hold captured above its amount; captured_amount only on a
+    # completed hold, and always there
+    $a->{captured_bad} = _rows($dbh, q{
+        SELECT transaction_id, status, hold, CAST(amount AS DECIMAL(38,2)),
+               CAST(captured_amount AS DECIMAL(38,2))
+          FROM transactions
+         WHERE (captured_amount IS NOT NULL
+                AND (hold <> 1 OR status <> 'COMPLETED' OR captured_amount <= 0
+                     OR captured_amount > amount))
+            OR (hold = 1 AND status = 'COMPLETED' AND captured_amount IS NULL)});
+
+    # every resolved hold has exactly one resolution row in audit_log, the
+    # one of its state; a pending or refused hold none; no resolution row
+    # of anything but a hold
+    $a->{resolved_log_bad} = _rows($dbh, q{
+        SELECT t.transaction_id, t.status, COALESCE(l.acts, 'no resolution row')
+          FROM transactions t
+          LEFT JOIN (SELECT subject, GROUP_CONCAT(action ORDER BY id) acts
+                       FROM audit_log
+                      WHERE action IN ('hold.capture', 'hold.void', 'hold.expire')
+                      GROUP BY subject) l
+            ON l.subject = t.transaction_id
+         WHERE t.hold = 1
+           AND NOT (COALESCE(l.acts, '') <=> CASE t.status
+                     WHEN 'COMPLETED' THEN 'hold.capture'
+                     WHEN 'VOIDED' THEN 'hold.void'
+                     WHEN 'EXPIRED' THEN 'hold.expire' ELSE '' END)
+        UNION ALL
+        SELECT l.subject, l.action, 'of no hold' FROM audit_log l
+          LEFT JOIN transactions t
+            ON t.transaction_id = l.subject AND t.hold = 1
+         WHERE l.action IN ('hold.capture', 'hold.void', 'hold.expire')
+           AND t.transaction_id IS NULL});
+
+    # expiries: nothing pending 3 s past its expiresAt (the service
+    # releases within 1 s; the audit came after the recovery), nothing
+    # released before it, nothing captured or voided at or after it
+    $a->{expiry_bad} = _rows($dbh, q{
+        SELECT transaction_id, 'still pending',
+               TIMESTAMPDIFF(MICROSECOND, expires_at, UTC_TIMESTAMP(6)) / 1e6,
+               's after expiresAt', expires_at
+          FROM holds WHERE expires_at < UTC_TIMESTAMP(3) - INTERVAL 3 SECOND
+        UNION ALL
+        SELECT transaction_id, status, 'resolved at', resolved_at,
+               CONCAT('expiresAt ', COALESCE(expires_at, 'none'))
+          FROM transactions
+         WHERE hold = 1
+           AND ((status = 'EXPIRED' AND (expires_at IS NULL OR resolved_at IS NULL
+                                         OR resolved_at < expires_at))
+                OR (status IN ('COMPLETED', 'VOIDED')
+                    AND (resolved_at IS NULL OR resolved_at >= expires_at)))});
+
+    # every acknowledged transfer (deposits and withdrawals included)
+    # applied exactly once, as acknowledged
     $a->{ack_bad} = [ _first(10, map { "$_->[0] ($_->[1])" } @{ $dbh->selectall_arrayref(q{
         SELECT c.id, COALESCE(t.status, 'missing')
           FROM resilience_outcomes c
@@ -490,13 +906,74 @@ sub _audit_sql {
           LEFT JOIN (SELECT transaction_id, COUNT(*) n FROM entries
                       WHERE type = 'TRANSFER' GROUP BY transaction_id) e
             ON e.transaction_id = c.id
-         WHERE c.outcome = 'COMPLETED'
-           AND (t.status IS NULL OR t.status <> 'COMPLETED'
+         WHERE c.outcome = 'COMPLETED' AND c.kind <> 'H'
+           AND (t.status IS NULL OR t.status <> 'COMPLETED' OR t.hold <> 0
                 OR t.amount <> c.amount OR t.source_account <> c.src
                 OR t.destination_account <> c.dst
                 OR e.n IS NULL OR e.n <> 2)}) }) ];
 
-    # nothing applied that was reported rejected; the rejection recorded
+    # every acknowledged hold is a hold of the acknowledged accounts,
+    # amount and expiry, pending or resolved (expired only with an expiry)
+    $a->{hold_bad} = _rows($dbh, q{
+        SELECT c.id, COALESCE(t.status, 'missing') FROM resilience_outcomes c
+          LEFT JOIN transactions t ON t.transaction_id = c.id
+         WHERE c.outcome = 'COMPLETED' AND c.kind = 'H'
+           AND (t.status IS NULL OR t.hold <> 1
+                OR t.status NOT IN ('PENDING', 'COMPLETED', 'VOIDED', 'EXPIRED')
+                OR t.amount <> c.amount OR t.source_account <> c.src
+                OR t.destination_account <> c.dst
+                OR (c.expires_in IS NULL) <> (t.expires_at IS NULL)
+                OR TIMESTAMPDIFF(MICROSECOND, t.created_at, t.expires_at)
+                   <> c.expires_in * 1000000
+                OR (t.status = 'EXPIRED' AND c.expires_in IS NULL))});
+
+    # every capture or void the clients saw acknowledged (200) is the
+    # hold's final state, with the captured amount; a refusal (409) is of
+    # a hold that had expired, answered at or after its expiresAt (only
+    # the client that made a hold resolves it: nothing else can have),
+    # released since or about to be (the release follows within a second);
+    # a 409 on the retry of a capture whose earlier attempt had applied
+    # would be a replay answered wrongly
+    $a->{res_bad} = _rows($dbh, q{
+        SELECT r.id, r.action, r.outcome,
+               CASE WHEN r.outcome = 'REFUSED' AND r.early = 1
+                         THEN 'answered before expiresAt'
+                    WHEN r.outcome = 'REFUSED' AND r.uncertain = 1
+                         AND t.status = IF(r.action = 'capture', 'COMPLETED', 'VOIDED')
+                         AND (r.action = 'void' OR t.captured_amount = r.expect)
+                         THEN 'on a retry, but the earlier attempt had applied'
+                    ELSE '' END,
+               'hold', COALESCE(t.status, 'missing'),
+               CAST(t.captured_amount AS DECIMAL(38,2))
+          FROM resilience_resolutions r
+          LEFT JOIN transactions t ON t.transaction_id = r.id
+         WHERE r.outcome = 'ERROR'
+            OR (r.outcome = 'DONE' AND r.action = 'capture'
+                AND (t.status IS NULL OR t.status <> 'COMPLETED'
+                     OR NOT (t.captured_amount <=> r.expect)))
+            OR (r.outcome = 'DONE' AND r.action = 'void'
+                AND (t.status IS NULL OR t.status <> 'VOIDED'))
+            OR (r.outcome = 'REFUSED'
+                AND (t.status IS NULL OR r.early = 1
+                     OR NOT (t.status = 'EXPIRED'
+                             OR (t.status = 'PENDING'
+                                 AND t.expires_at <= UTC_TIMESTAMP(3)))))});
+
+    # no hold captured or voided that no client asked to, nor captured of
+    # another amount
+    $a->{res_phantom} = _rows($dbh, q{
+        SELECT t.transaction_id, t.status, CAST(t.captured_amount AS DECIMAL(38,2)),
+               'asked', COALESCE(r.action, 'nothing'), CAST(r.expect AS DECIMAL(38,2))
+          FROM transactions t
+          LEFT JOIN resilience_resolutions r ON r.id = t.transaction_id
+         WHERE t.hold = 1
+           AND ((t.status = 'COMPLETED'
+                 AND (r.id IS NULL OR r.action <> 'capture'
+                      OR NOT (r.expect <=> t.captured_amount)))
+                OR (t.status = 'VOIDED' AND (r.id IS NULL OR r.action <> 'void')))});
+
+    # nothing applied that was reported rejected (no entries, no hold);
+    # the rejection recorded
     $a->{rej_applied} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
         SELECT c.id FROM resilience_outcomes c
           JOIN transactions t ON t.transaction_id = c.id
@@ -504,58 +981,112 @@ sub _audit_sql {
         UNION ALL
         SELECT c.id FROM resilience_outcomes c
           JOIN entries e ON e.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED'
+        UNION ALL
+        SELECT c.id FROM resilience_outcomes c
+          JOIN holds h ON h.transaction_id = c.id
          WHERE c.outcome = 'REJECTED'}) }) ];
     $a->{rej_unrecorded} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
         SELECT c.id FROM resilience_outcomes c
           LEFT JOIN transactions t ON t.transaction_id = c.id
          WHERE c.outcome = 'REJECTED' AND t.transaction_id IS NULL}) }) ];
 
-    # a transaction for which no process of the suite has an outcome
+    # a transaction (a transfer or a hold) for which no process of the
+    # suite has an outcome
     $a->{phantom} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
         SELECT t.transaction_id FROM transactions t
           LEFT JOIN resilience_outcomes c ON c.id = t.transaction_id
          WHERE c.id IS NULL}) }) ];
 
     # counts
-    my %by;
-    $by{ $_->{outcome} }++ for values %{ $recs->{final} };
+    my (%by, %kind, %res);
+    for my $f (values %{ $recs->{final} }) {
+        $by{ $f->{outcome} }++;
+        $kind{ $f->{kind} }{ $f->{outcome} }++;
+    }
+    $res{"$_->{action} $_->{outcome}"}++ for values %{ $recs->{resolutions} };
+    $res{'capture DONE partial'} = scalar grep {
+        $_->{action} eq 'capture' && $_->{outcome} eq 'DONE' && defined $_->{amount}
+    } values %{ $recs->{resolutions} };
+    $res{"$_->{action} $_->{outcome} after an unknown attempt"}++
+        for grep { $_->{uncertain} } values %{ $recs->{resolutions} };
     $a->{by_outcome} = \%by;
+    $a->{by_kind} = \%kind;
+    $a->{by_resolution} = \%res;
     ($a->{unknown_applied}) = $dbh->selectrow_array(q{
         SELECT COUNT(*) FROM resilience_outcomes c
           JOIN transactions t ON t.transaction_id = c.id
-         WHERE c.outcome = 'UNKNOWN' AND t.status = 'COMPLETED'});
+         WHERE c.outcome = 'UNKNOWN' AND t.status <> 'REJECTED'});
     ($a->{db_completed}, $a->{db_rejected}) = $dbh->selectrow_array(q{
-        SELECT SUM(status = 'COMPLETED'), SUM(status = 'REJECTED')
+        SELECT SUM(status = 'COMPLETED' AND hold = 0), SUM(status = 'REJECTED')
           FROM transactions});
     $a->{db_completed} //= 0;
     $a->{db_rejected} //= 0;
+    my %holds = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(q{
+        SELECT status, COUNT(*) FROM transactions WHERE hold = 1 GROUP BY status}) };
+    ($holds{partial}) = $dbh->selectrow_array(q{SELECT COUNT(*) FROM transactions
+        WHERE hold = 1 AND status = 'COMPLETED' AND captured_amount < amount});
+    $a->{db_holds} = \%holds;
+    # how late the service released the holds that expired: all of them,
+    # and those due in the fault's window
+    my @w = @{ $a->{window} // [ 0, 4e9 ] };
+    for my $x ([ 'expiry', 0, 4e9 ], [ 'expiry_window', @w ]) {
+        my ($n, $max, $late) = $dbh->selectrow_array(q{
+            SELECT COUNT(*),
+                   MAX(TIMESTAMPDIFF(MICROSECOND, expires_at, resolved_at)) / 1e6,
+                   SUM(resolved_at > expires_at + INTERVAL 1 SECOND)
+              FROM transactions
+             WHERE status = 'EXPIRED' AND UNIX_TIMESTAMP(expires_at) BETWEEN ? AND ?},
+            undef, $x->[1], $x->[2]);
+        $a->{ $x->[0] } = { n => $n // 0, max_late => $max, late => $late // 0 };
+    }
 }
 
-# a sample of final outcomes asked again: the same outcome
+# a sample of final outcomes asked again: the same outcome (a hold's
+# request: 200 with the PENDING hold as it was made, whatever became of it
+# since; a capture or void: 200 with the same resolution, or 409 again)
 sub _audit_replays {
     my ($self, $a, $recs) = @_;
     my @ids = grep { $_->{outcome} eq 'COMPLETED' || $_->{outcome} eq 'REJECTED' }
               values %{ $recs->{final} };
     @ids = (shuffle(@ids))[0 .. min(11, $#ids)];
+    my @res = grep { $_->{outcome} eq 'DONE' || $_->{outcome} eq 'REFUSED' }
+              values %{ $recs->{resolutions} };
+    @res = (shuffle(@res))[0 .. min(5, $#res)];
     my @bad;
-    my $fh = $self->ctl_fh;
+    my $npods = @{ $self->{pods} };
     for my $rec (@ids) {
-        my $res = $self->attempt(int rand @{ $self->{pods} }, $rec->{id},
-            $rec->{src}, $rec->{dst}, $rec->{amount}, 5);
+        my $hold = $rec->{kind} eq 'H';
+        my $res = $self->attempt(int rand $npods, $rec->{id}, $rec->{src},
+            $rec->{dst}, $rec->{amount}, 5, hold => $hold,
+            expires_in => $rec->{expires_in});
         my $s = $res->{status};
         my $ok = $rec->{outcome} eq 'COMPLETED'
-            ? $s == 200 && ($res->{json}{status} // '') eq 'COMPLETED'
+            ? $s == 200 && ($res->{json}{status} // '') eq ($hold ? 'PENDING' : 'COMPLETED')
             : ($s == 422 || $s == 404);
-        push @bad, "$rec->{id} was $rec->{outcome}, now $s" unless $ok;
+        push @bad, "$rec->{id} was $rec->{outcome}, now $s "
+            . substr($res->{body} // '', 0, 120) unless $ok;
     }
-    $a->{replays} = scalar @ids;
+    for my $rec (@res) {
+        my $res = $self->resolve_attempt(int rand $npods, $rec->{id}, $rec->{action},
+            $rec->{amount}, 5);
+        my $s = $res->{status};
+        my $j = $res->{json} // {};
+        my $ok = $rec->{outcome} eq 'DONE'
+            ? $s == 200 && ($j->{status} // '') eq ($rec->{action} eq 'capture' ? 'COMPLETED' : 'VOIDED')
+              && ($rec->{action} ne 'capture' || ($j->{capturedAmount} // '') eq $rec->{expect})
+            : $s == 409;
+        push @bad, "$rec->{id}/$rec->{action} was $rec->{outcome}, now $s "
+            . substr($res->{body} // '', 0, 120) unless $ok;
+    }
+    $a->{replays} = @ids + @res;
     $a->{replay_bad} = \@bad;
 }
 
 sub _audit_reads {
     my ($self, $a) = @_;
     my $dbh = $self->dbh;
-    my @acc = ($self->accounts, qw(PA PB XA XB));
+    my @acc = ($self->accounts, $self->{external}, qw(PA PB XA XB));
     my $t0 = time;
     my $deadline = $t0 + $self->{ttl} + 2;
     my (%seen, @bad, $first_bad, $reads);
@@ -563,10 +1094,12 @@ sub _audit_reads {
     my $round = 0;
     while (1) {
         $round++;
-        my %db = map { $_->[0] => [ $_->[1], $_->[2] ] } @{ $dbh->selectall_arrayref(
-            q{SELECT account_number, CAST(balance AS DECIMAL(38,2)), version
+        my %db = map { $_->[0] => [ @$_[1 .. 3] ] } @{ $dbh->selectall_arrayref(
+            q{SELECT account_number, CAST(balance AS DECIMAL(38,2)), version,
+                     CAST(held_balance AS DECIMAL(38,2))
                 FROM accounts}) };
         @bad = ();
+        my @ahead;
         for my $p (0 .. $#{ $self->{pods} }) {
             my $t = $self->{pods}[$p];
             my @req;
@@ -585,15 +1118,26 @@ sub _audit_reads {
                 my $d = $db{$n};
                 next if ($r->{status} // 0) == 200 && $d
                     && ($j->{balance} // '') eq $d->[0]
-                    && ($j->{version} // -1) == $d->[1];
-                push @bad, sprintf '%s on %s: %s v%s (%s), database %s v%s',
+                    && ($j->{version} // -1) == $d->[1]
+                    && ($j->{heldBalance} // '') eq $d->[2];
+                # newer than the database read before it: the account moved
+                # on since (a hold expired); read again, against the
+                # database again
+                if (($r->{status} // 0) == 200 && $d
+                    && ($j->{version} // -1) > $d->[1]) {
+                    push @ahead, "$n moved on";
+                    next;
+                }
+                push @bad, sprintf '%s on %s: %s %s held %s v%s (%s), database %s held %s v%s',
                     $n, $self->pod_name($p), $r->{status} // 'none',
+                    $j->{balance} // '?', $j->{heldBalance} // '?',
                     $j->{version} // '?', $r->{headers}{'x-rbcs-cache'} // '?',
-                    $d ? @$d : ('none', '?');
+                    $d ? @$d[0, 2, 1] : ('none', '?', '?');
             }
         }
         my %u;
         @bad = grep { !$u{$_}++ } @bad;
+        @ahead = grep { !$u{$_}++ } @ahead;
         $first_bad //= [ @bad ];
         # every worker that is running now must have answered some reads
         my @unreached;
@@ -602,9 +1146,13 @@ sub _audit_reads {
                 grep { !$seen{$p}{$_} } $self->{pods}[$p]->worker_pids;
         }
         $a->{unreached} = \@unreached;
-        last if (!@bad && !@unreached) || time > $deadline;
-        if (@bad) {
-            %want = map { (split / /, $_)[0] => 1 } @bad;
+        if (time > $deadline) {
+            push @bad, @ahead;
+            last;
+        }
+        last if !@bad && !@ahead && !@unreached;
+        if (@bad || @ahead) {
+            %want = map { (split / /, $_)[0] => 1 } @bad, @ahead;
             $want{ $acc[0] } = 1;
         }
         sleep 0.2;
@@ -659,11 +1207,12 @@ sub fault {
     my $f = $inject->();
     $f->{name} = $name;
     $f->{end} //= $f->{inject};
+    $self->msg("  $f->{detail}") if $f->{detail};
     $f->{recovery} = $self->probe($f->{end});
     $f->{recovered_at} = defined $f->{recovery} ? $f->{end} + $f->{recovery} : undef;
     sleep($o{post} // 0.5);
     $f->{window} = [ $f->{inject} - 0.001, time ];
-    my $a = $self->audit($name);
+    my $a = $self->audit($name, window => $f->{window});
     $f->{audit} = $a;
     $self->_window_stats($f, $a->{recs});
     delete $a->{recs};
@@ -674,6 +1223,13 @@ sub fault {
         $f->{attempts}, join(', ', map { "$_ $f->{by_status}{$_}" }
                              sort keys %{ $f->{by_status} }),
         $f->{gap}, $a->{ok} ? 'ok' : 'FAILED: ' . join('; ', @{ $a->{fail} }));
+    my $e = $a->{expiry_window} // {};
+    $self->msg(sprintf '  holds: %s; expiring in the window: %d, released at most %s '
+        . 'after expiresAt; overdue at the audit: %d; STANDARD accounts using their '
+        . 'overdraft: %d',
+        join(', ', map { "$_ $a->{db_holds}{$_}" } sort keys %{ $a->{db_holds} // {} }),
+        $e->{n} // 0, defined $e->{max_late} ? sprintf('%.3f s', $e->{max_late}) : '-',
+        $a->{overdue_at_audit} // 0, $a->{overdrawn} // 0);
     return $f;
 }
 
@@ -836,10 +1392,13 @@ sub redis_stale {
                  . 'from the %.1f s old snapshot (%s keys)', $t0 - $ts, $t1 - $ts, $keys) };
 }
 
-# Clients that abort their transfer: after the whole request while it is in
+# Clients that abort their request: after the whole request while it is in
 # flight (the accounts held by a lock, so the answer cannot have come),
-# FIN or RST; in the middle of the body; right after sending. Then a
-# well-behaved client sends each id again and must see it applied once.
+# FIN or RST; in the middle of the body; right after sending.  Transfers,
+# and captures and voids of holds made beforehand.  Then a well-behaved
+# client sends each request again and must see it applied once (a capture
+# or void applied while the client was away: 200 with the same
+# resolution).
 sub client_aborts {
     my ($self, %o) = @_;
     my $n = $o{n} // 8;
@@ -847,13 +1406,36 @@ sub client_aborts {
     my $t0 = time;
     my @pods = @{ $self->{pods} };
     my @workers = map { [ $_->worker_pids ] } @pods;
+    my $seq = ($self->{abort_seq} //= 0)++;
+
+    # the holds to resolve: n for each way of going away
+    my @holds;
+    for my $i (1 .. 3 * $n) {
+        my $id = "ab$seq-hold-$i";
+        my $f = $self->transfer_final($fh, $id, qw(XA XB), '1.00', hold => 1,
+                                      fresh => 1);
+        push @holds, $f->{outcome} eq 'COMPLETED'
+            ? { id => $id, src => 'XA', amount => '1.00' } : undef;
+    }
+    # a capture (whole, or 0.40 of it) or a void: [ hold, action, amount ]
+    my $resolution = sub {
+        my ($i, $h) = @_;
+        return $i % 2 ? [ $h, 'void', undef ]
+                      : [ $h, 'capture', $i % 4 ? '0.40' : undef ];
+    };
+    my $resolve_req = sub {
+        my ($r) = @_;
+        return _post($JSON->encode(defined $r->[2] ? { amount => $r->[2] } : {}),
+                     "/accounts/transactions/$r->[0]{id}/$r->[1]");
+    };
+
     my $dbh = $self->{mariadb}->admin_dbh($self->{pods}[0]->dbname);
     $dbh->{AutoCommit} = 0;
     $dbh->do(q{SELECT * FROM accounts WHERE account_number IN ('XA', 'XB')
                FOR UPDATE});
+    my $locked = time;
 
-    my (@ids, @socks);
-    my $seq = ($self->{abort_seq} //= 0)++;
+    my (@ids, @res, @socks);
     for my $i (1 .. $n) {
         my $kind = $i % 2 ? 'fin' : 'rst';
         my $id = "ab$seq-inflight-$kind-$i";
@@ -863,6 +1445,12 @@ sub client_aborts {
         print $fh "X\t$id\tinflight-$kind\n";
         push @socks, [ $s, $kind ];
         push @ids, [ $id, $i % 3 ? qw(XA XB) : qw(XB XA), '1.00', 'inflight' ];
+        my $h = $holds[$i - 1] // next;
+        my $r = $resolution->($i, $h);
+        $s = _send_raw($pods[($i + 1) % @pods]->port, $resolve_req->($r));
+        print $fh "X\t$h->{id}/$r->[1]\tinflight-$kind\n";
+        push @socks, [ $s, $kind ];
+        push @res, [ @$r, 'inflight' ];
     }
     # the transfers reach the database and wait for the lock: a worker's
     # write batch carries all of its transfers, the others queue behind it
@@ -888,12 +1476,22 @@ sub client_aborts {
         print $fh "X\t$id\tmidbody-$kind\n";
         push @socks, [ $s, $kind ];
         push @ids, [ $id, qw(XA XB), '2.00', 'midbody' ];
+        my $h = $holds[$n + $i - 1] // next;
+        my $r = [ $h, 'capture', '0.50' ];
+        $body = $JSON->encode({ amount => '0.50' });
+        $req = $resolve_req->($r);
+        $s = _send_raw($pods[($i + 1) % @pods]->port,
+                       substr($req, 0, length($req) - int(length($body) / 2)));
+        print $fh "X\t$h->{id}/capture\tmidbody-$kind\n";
+        push @socks, [ $s, $kind ];
+        push @res, [ @$r, 'midbody' ];
     }
     sleep 0.2;
     _abort($_->[0], $_->[1]) for @socks;
     @socks = ();
     sleep 0.2;
     $dbh->commit;                       # the in-flight ones go on
+    my $unlocked = time;
     # right after sending, no lock: the race between answer and close
     for my $i (1 .. $n) {
         my $kind = $i % 2 ? 'fin' : 'rst';
@@ -904,6 +1502,12 @@ sub client_aborts {
         print $fh "X\t$id\trace-$kind\n";
         _abort($s, $kind);
         push @ids, [ $id, qw(XB XA), '0.50', 'race' ];
+        my $h = $holds[2 * $n + $i - 1] // next;
+        my $r = $resolution->($i, $h);
+        $s = _send_raw($pods[($i + 1) % @pods]->port, $resolve_req->($r));
+        print $fh "X\t$h->{id}/$r->[1]\trace-$kind\n";
+        _abort($s, $kind);
+        push @res, [ @$r, 'race' ];
     }
     sleep 1;
     # what the service did with the aborted requests
@@ -916,32 +1520,49 @@ sub client_aborts {
         $kinds{ $x->[4] }{sent}++;
         $kinds{ $x->[4] }{applied_before_retry}++ if $applied{ $x->[0] };
     }
-    # the same ids again, by a client that waits for the answer
+    for my $x (@res) {
+        my $k = "$x->[3] capture/void";
+        $kinds{$k}{sent}++;
+        $kinds{$k}{applied_before_retry}++
+            if ($applied{ $x->[0]{id} } // 'PENDING') ne 'PENDING';
+    }
+    # the same requests again, by a client that waits for the answer
     my %retry;
     for my $x (@ids) {
         my $f = $self->transfer_final($fh, @$x[0 .. 3]);
         $retry{ $x->[4] }{ $f->{res}{status} }++;
+    }
+    for my $x (@res) {
+        my $f = $self->resolve_final($fh, @$x[0 .. 2]);
+        $retry{"$x->[3] capture/void"}{ $f->{res}{status} }++;
     }
     my @crashed;
     for my $p (0 .. $#pods) {
         my %now = map { $_ => 1 } $pods[$p]->worker_pids;
         push @crashed, grep { !$now{$_} } @{ $workers[$p] };
     }
+    my @k = grep { $kinds{$_} } map { ($_, "$_ capture/void") } qw(inflight midbody race);
     my $detail = join '; ', map {
         my $k = $_;
         sprintf '%s: %d sent and aborted, %d applied before the retry, retry answered %s',
             $k, $kinds{$k}{sent}, $kinds{$k}{applied_before_retry} // 0,
             join(' ', map { "$_ x$retry{$k}{$_}" } sort keys %{ $retry{$k} })
-    } qw(inflight midbody race);
+    } @k;
     return { inject => $t0, end => time, kinds => \%kinds, retry => \%retry,
              inflight_seen => defined $inflight, crashed => \@crashed,
-             midbody_applied => $kinds{midbody}{applied_before_retry} // 0,
-             detail => $detail . (@crashed ? "; workers gone: @crashed" : '') };
+             inflight_after => defined $inflight ? $inflight - $locked : undef,
+             locked_for => $unlocked - $locked,
+             midbody_applied => ($kinds{midbody}{applied_before_retry} // 0)
+                 + ($kinds{'midbody capture/void'}{applied_before_retry} // 0),
+             detail => $detail . sprintf('; XA/XB locked for %.2f s, the in-flight '
+                 . 'ones seen in MariaDB after %s', $unlocked - $locked,
+                 defined $inflight ? sprintf('%.2f s', $inflight - $locked) : 'never')
+                 . (@crashed ? "; workers gone: @crashed" : '') };
 }
 
 sub _post {
-    my ($body) = @_;
-    return "POST /accounts/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    my ($body, $path) = @_;
+    return 'POST ' . ($path // '/accounts/transactions') . " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         . "Content-Type: application/json\r\nContent-Length: " . length($body)
         . "\r\nConnection: close\r\n\r\n$body";
 }
