@@ -255,6 +255,13 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       offsetof(ngx_rbcs_main_conf_t, auth),
       NULL },
 
+    { ngx_string("rbcs_auth_off_beyond_loopback"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, auth_off_beyond_loopback),
+      NULL },
+
     { ngx_string("rbcs_auth_keys"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_rbcs_auth_keys,
@@ -371,6 +378,7 @@ ngx_rbcs_create_main_conf(ngx_conf_t *cf)
     rmcf->read_timeout = NGX_CONF_UNSET_MSEC;
 
     rmcf->auth = NGX_CONF_UNSET;
+    rmcf->auth_off_beyond_loopback = NGX_CONF_UNSET;
     rmcf->auth_window = NGX_CONF_UNSET_MSEC;
 
     return rmcf;
@@ -465,6 +473,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     ngx_conf_init_value(rmcf->auth, 0);
+    ngx_conf_init_value(rmcf->auth_off_beyond_loopback, 0);
     ngx_conf_init_msec_value(rmcf->auth_window, 300000);
 
     if (rmcf->auth && rmcf->auth_keys == NULL) {
@@ -787,6 +796,80 @@ ngx_rbcs_preconfiguration(ngx_conf_t *cf)
 }
 
 
+/*
+ * With authentication off, the API answers whoever reaches it: nginx may
+ * then listen on loopback addresses (and unix sockets) only, unless the
+ * configuration says "rbcs_auth_off_beyond_loopback on" (a gateway in
+ * front authenticates, say).  Every listener counts, the servers without
+ * an explicit one included (nginx gave them *:80 by now).
+ */
+
+static ngx_int_t
+ngx_rbcs_check_open_listeners(ngx_conf_t *cf, ngx_http_core_main_conf_t *cmcf)
+{
+    u_char                    text[NGX_SOCKADDR_STRLEN];
+    size_t                    len;
+    ngx_uint_t                p, a;
+    struct sockaddr          *sa;
+    ngx_rbcs_main_conf_t     *rmcf;
+    ngx_http_conf_port_t     *port;
+    ngx_http_conf_addr_t     *addr;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_rbcs_module);
+
+    if (!rmcf->configured || rmcf->auth || rmcf->auth_off_beyond_loopback
+        || cmcf->ports == NULL)
+    {
+        return NGX_OK;
+    }
+
+    port = cmcf->ports->elts;
+
+    for (p = 0; p < cmcf->ports->nelts; p++) {
+        addr = port[p].addrs.elts;
+
+        for (a = 0; a < port[p].addrs.nelts; a++) {
+            sa = addr[a].opt.sockaddr;
+
+            if (sa->sa_family == AF_INET
+                && (ntohl(((struct sockaddr_in *) sa)->sin_addr.s_addr) >> 24)
+                   == 127)
+            {
+                continue;
+            }
+
+#if (NGX_HAVE_INET6)
+            if (sa->sa_family == AF_INET6
+                && IN6_IS_ADDR_LOOPBACK(
+                       &((struct sockaddr_in6 *) sa)->sin6_addr))
+            {
+                continue;
+            }
+#endif
+
+#if (NGX_HAVE_UNIX_DOMAIN)
+            if (sa->sa_family == AF_UNIX) {
+                continue;
+            }
+#endif
+
+            len = ngx_sock_ntop(sa, addr[a].opt.socklen, text,
+                                NGX_SOCKADDR_STRLEN, 1);
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"rbcs_auth\" is off and nginx listens on "
+                               "%*s, beyond loopback: turn \"rbcs_auth\" on, "
+                               "listen on loopback only, or say "
+                               "\"rbcs_auth_off_beyond_loopback on\"",
+                               len, text);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* requests the module answered are counted when they are logged */
 
 static ngx_int_t
@@ -796,6 +879,10 @@ ngx_rbcs_postconfiguration(ngx_conf_t *cf)
     ngx_http_core_main_conf_t  *cmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    if (ngx_rbcs_check_open_listeners(cf, cmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {

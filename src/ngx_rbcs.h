@@ -67,6 +67,7 @@ typedef struct {
     ngx_msec_t                 redis_read_timeout;
     ngx_msec_t                 read_timeout;  /* rbcs_balance_read_timeout */
     ngx_flag_t                 auth;        /* rbcs_auth */
+    ngx_flag_t                 auth_off_beyond_loopback;
     ngx_msec_t                 auth_window;
     ngx_array_t               *auth_keys;   /* ngx_rbcs_auth_key_t, by id */
     ngx_flag_t                 configured;  /* a location uses rbcs */
