@@ -159,7 +159,7 @@ RBCS::Test::wait_for(0.8, sub {
     my ($w) = (<$s> // '') =~ /Writing: (\d+)/;
     return ($w // 0) >= 5;
 }, 0.02);
-$r = $t->get('/healthz');
+$r = $t->get('/accounts/GW1/balance');
 is($r->{status}, 429, 'over the connection limit per address: 429');
 
 # --- slow clients are cut off --------------------------------------------
@@ -204,5 +204,8 @@ like($get_ops->('/accounts/GW1'), qr/^HTTP\/1\.1 404/,
      'but not the API');
 sleep 1.2;
 is($t->get('/metrics')->{status}, 404, 'metrics are not on the API listener');
+is($t->get('/healthz')->{status}, 404, 'nor the liveness probe');
+is($t->get('/readyz')->{status}, 404, 'nor the readiness probe');
+like($get_ops->('/healthz'), qr/^HTTP\/1\.1 200/, 'the liveness probe is on the operations listener');
 
 done_testing();
