@@ -500,6 +500,14 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
         goto done;
     }
 
+    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
+                             (ngx_uint_t) (NGX_RBCS_ENT_VERSION + 1))
+        != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
     if (ngx_rbcs_mysql_rows(q, 0) == 0) {
         rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
                                    "account_not_found",
@@ -657,6 +665,14 @@ ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
 
     if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
         rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        goto done;
+    }
+
+    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
+                             (ngx_uint_t) (2))
+        != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
 
@@ -846,6 +862,14 @@ ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
 
     if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
         rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        goto done;
+    }
+
+    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
+                             (ngx_uint_t) (6))
+        != NGX_OK)
+    {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
 

@@ -1434,6 +1434,51 @@ ngx_rbcs_mysql_cell(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
 }
 
 
+/*
+ * The query answered nsets result sets of at least the given numbers of
+ * columns (one ngx_uint_t argument per set): then every cell of a row it
+ * counts can be read.  Otherwise NGX_ERROR, logged once per query: the
+ * database is not the schema the module was built for.
+ */
+
+ngx_int_t
+ngx_rbcs_mysql_shape(ngx_rbcs_mysql_query_t *q, ngx_uint_t nsets, ...)
+{
+    va_list                   args;
+    ngx_uint_t                i, ncols;
+    ngx_rbcs_mysql_result_t  *rs;
+
+    if (q->results.nelts != nsets) {
+        goto bad;
+    }
+
+    rs = q->results.elts;
+
+    va_start(args, nsets);
+
+    for (i = 0; i < nsets; i++) {
+        ncols = va_arg(args, ngx_uint_t);
+
+        if (rs[i].ncols < ncols) {
+            va_end(args);
+            goto bad;
+        }
+    }
+
+    va_end(args);
+
+    return NGX_OK;
+
+bad:
+
+    ngx_log_error(NGX_LOG_ALERT, q->log, 0,
+                  "rbcs: a query answered rows of another shape than asked "
+                  "for (a schema other than conf/schema.sql?): %V", &q->sql);
+
+    return NGX_ERROR;
+}
+
+
 ngx_uint_t
 ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set)
 {

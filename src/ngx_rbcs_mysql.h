@@ -85,6 +85,8 @@ void ngx_rbcs_mysql_cancel(ngx_rbcs_mysql_query_t *q);
 ngx_str_t *ngx_rbcs_mysql_cell(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
     ngx_uint_t row, ngx_uint_t col);
 ngx_uint_t ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set);
+ngx_int_t ngx_rbcs_mysql_shape(ngx_rbcs_mysql_query_t *q, ngx_uint_t nsets,
+    ...);
 ngx_uint_t ngx_rbcs_mysql_compound(ngx_rbcs_mysql_query_t *q);
 
 ngx_uint_t ngx_rbcs_mysql_ready(void);

@@ -329,6 +329,11 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
         return;
     }
 
+    if (ngx_rbcs_mysql_shape(q, 1, (ngx_uint_t) 2) != NGX_OK) {
+        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
     if (ngx_rbcs_mysql_rows(q, 0) == 0) {
         ngx_rbcs_http_done(r, ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
                                   "transaction_not_found",
@@ -726,7 +731,9 @@ ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q)
     ngx_rbcs_batch_op_t  *op;
 
     pool = q->data;
-    n = (q->rc == NGX_RBCS_MYSQL_OK) ? ngx_rbcs_mysql_rows(q, 0) : 0;
+    n = (q->rc == NGX_RBCS_MYSQL_OK
+         && ngx_rbcs_mysql_shape(q, 1, (ngx_uint_t) 2) == NGX_OK)
+        ? ngx_rbcs_mysql_rows(q, 0) : 0;
 
     for (i = 0; i < n; i++) {
         row = ngx_rbcs_mysql_cell(q, 0, i, 0);
