@@ -229,14 +229,10 @@ out("logs: $ENV{RBCS_TEST_VAR}");
 
 # --- figures ------------------------------------------------------------------
 
-my (%by, %kind, %res);
-for my $f (values %{ $recs->{final} }) {
-    $by{ $f->{outcome} }++;
-    $kind{ $f->{kind} }{ $f->{outcome} }++;
-}
-$res{ $_->{action} }{ $_->{outcome} }++ for values %{ $recs->{resolutions} };
-my $partial = grep { $_->{action} eq 'capture' && $_->{outcome} eq 'DONE'
-                     && defined $_->{amount} } values %{ $recs->{resolutions} };
+my ($tb, $tk, $tr, $partial) = RBCS::Resilience::tally($recs);
+my %by = %$tb;
+my %kind = %$tk;
+my %res = %$tr;
 my $refused_retry = grep { $_->{outcome} eq 'REFUSED' && $_->{uncertain} }
                     values %{ $recs->{resolutions} };
 my $done_retry = grep { $_->{outcome} eq 'DONE' && $_->{uncertain} }

@@ -35,6 +35,10 @@ static ngx_int_t ngx_rbcs_account_written(ngx_http_request_t *r,
     ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
+static ngx_uint_t ngx_rbcs_account_limit(ngx_http_request_t *r);
+static ngx_int_t ngx_rbcs_account_read(ngx_http_request_t *r,
+    ngx_rbcs_mysql_query_t *q, ngx_uint_t ncols, const char *detail,
+    ngx_uint_t *scale, ngx_int_t *rc);
 static void ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
@@ -58,6 +62,67 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_account_fields[] = {
 static ngx_rbcs_field_spec_t  ngx_rbcs_account_patch_fields[] = {
     { ngx_string("overdraftLimit"), NGX_RBCS_FIELD_AMOUNT, 1 },
 };
+
+
+/* ?limit= of a paged listing: 1..500, 50 when absent; 0 when invalid */
+
+static ngx_uint_t
+ngx_rbcs_account_limit(ngx_http_request_t *r)
+{
+    ngx_int_t  n;
+    ngx_str_t  value;
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) != NGX_OK) {
+        return NGX_RBCS_HISTORY_DEFAULT;
+    }
+
+    n = (value.len > 0 && value.len <= 3 && value.data[0] != '0')
+        ? ngx_atoi(value.data, value.len) : NGX_ERROR;
+
+    return (n == NGX_ERROR || n < 1 || n > NGX_RBCS_HISTORY_MAX)
+           ? 0 : (ngx_uint_t) n;
+}
+
+
+/*
+ * The start of a read that answered the account's row (result set 0) and
+ * rows of at least ncols columns about it (set 1): NGX_OK with the
+ * account's scale, or NGX_ERROR with the answer in *rc (503, 500, or 404
+ * with the detail given).
+ */
+
+static ngx_int_t
+ngx_rbcs_account_read(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+    ngx_uint_t ncols, const char *detail, ngx_uint_t *scale, ngx_int_t *rc)
+{
+    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
+        *rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        return NGX_ERROR;
+    }
+
+    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N, ncols)
+        != NGX_OK)
+    {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                    "account_not_found", detail);
+        return NGX_ERROR;
+    }
+
+    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
+                       scale)
+        != NGX_OK)
+    {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
 
 
 /* run a query for a request; NGX_DONE, or the status to finalize with */
@@ -432,20 +497,13 @@ ngx_rbcs_account_history(ngx_http_request_t *r, ngx_str_t *number)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->limit = NGX_RBCS_HISTORY_DEFAULT;
+    ctx->limit = ngx_rbcs_account_limit(r);
 
-    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) == NGX_OK) {
-        n = (value.len > 0 && value.len <= 3 && value.data[0] != '0')
-            ? ngx_atoi(value.data, value.len) : NGX_ERROR;
-
-        if (n == NGX_ERROR || n < 1 || n > NGX_RBCS_HISTORY_MAX) {
-            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request",
-                                         "limit must be an integer from 1 "
-                                         "to 500");
-        }
-
-        ctx->limit = n;
+    if (ctx->limit == 0) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "limit must be an integer from 1 to "
+                                     "500");
     }
 
     sql.data = ngx_pnalloc(r->pool, 1024);
@@ -495,33 +553,16 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
-    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
-        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-        goto done;
-    }
-
-    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
-                             (ngx_uint_t) (NGX_RBCS_ENT_VERSION + 1))
+    if (ngx_rbcs_account_read(r, q, NGX_RBCS_ENT_VERSION + 1,
+                              "the account does not exist", &scale, &rc)
         != NGX_OK)
     {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "account_not_found",
-                                   "the account does not exist");
         goto done;
     }
 
     n = ngx_rbcs_mysql_rows(q, 1);
 
-    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
-                       &scale)
-        != NGX_OK
-        || ngx_rbcs_out_init(&out, r->pool, 256 + n * 256) != NGX_OK)
-    {
+    if (ngx_rbcs_out_init(&out, r->pool, 256 + n * 256) != NGX_OK) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
@@ -663,20 +704,14 @@ ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
-    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
-        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-        goto done;
-    }
-
-    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
-                             (ngx_uint_t) (2))
+    if (ngx_rbcs_account_read(r, q, 2, "the account does not exist at that "
+                              "time", &scale, &rc)
         != NGX_OK)
     {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
 
-    if (ngx_rbcs_mysql_rows(q, 0) == 0 || ngx_rbcs_mysql_rows(q, 1) == 0) {
+    if (ngx_rbcs_mysql_rows(q, 1) == 0) {
         rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
                                    "account_not_found",
                                    "the account does not exist at that "
@@ -684,11 +719,7 @@ ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
         goto done;
     }
 
-    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
-                       &scale)
-        != NGX_OK
-        || ngx_rbcs_out_init(&out, r->pool, 320) != NGX_OK)
-    {
+    if (ngx_rbcs_out_init(&out, r->pool, 320) != NGX_OK) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }
@@ -756,20 +787,13 @@ ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->limit = NGX_RBCS_HISTORY_DEFAULT;
+    ctx->limit = ngx_rbcs_account_limit(r);
 
-    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) == NGX_OK) {
-        n = (value.len > 0 && value.len <= 3 && value.data[0] != '0')
-            ? ngx_atoi(value.data, value.len) : NGX_ERROR;
-
-        if (n == NGX_ERROR || n < 1 || n > NGX_RBCS_HISTORY_MAX) {
-            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request",
-                                         "limit must be an integer from 1 "
-                                         "to 500");
-        }
-
-        ctx->limit = n;
+    if (ctx->limit == 0) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "limit must be an integer from 1 to "
+                                     "500");
     }
 
     alen = 0;
@@ -860,33 +884,16 @@ ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
-    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
-        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-        goto done;
-    }
-
-    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
-                             (ngx_uint_t) (6))
+    if (ngx_rbcs_account_read(r, q, 6, "the account does not exist", &scale,
+                              &rc)
         != NGX_OK)
     {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "account_not_found",
-                                   "the account does not exist");
         goto done;
     }
 
     n = ngx_rbcs_mysql_rows(q, 1);
 
-    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
-                       &scale)
-        != NGX_OK
-        || ngx_rbcs_out_init(&out, r->pool, 256 + n * 320) != NGX_OK)
-    {
+    if (ngx_rbcs_out_init(&out, r->pool, 256 + n * 320) != NGX_OK) {
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         goto done;
     }

@@ -74,6 +74,11 @@
  */
 #define NGX_RBCS_RT1_LOCKED_AT  NGX_RBCS_ACC_N
 
+/* a capture, void or expiry that resolved its hold */
+#define ngx_rbcs_batch_resolved(j)                                           \
+    ((j)->kind >= NGX_RBCS_LEDGER_CAPTURE                                    \
+     && (j)->outcome == NGX_RBCS_LEDGER_APPLIED)
+
 /* room for a DECIMAL(36,18) text and a sign */
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
 
@@ -146,7 +151,7 @@ static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b,
 static u_char *ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b,
     u_char *p);
 static u_char *ngx_rbcs_batch_sql_holds(ngx_rbcs_batch_t *b, u_char *p);
-static u_char *ngx_rbcs_batch_sql_resolved(ngx_rbcs_batch_t *b, u_char *p,
+static u_char *ngx_rbcs_batch_sql_all_found(u_char *p, ngx_uint_t n,
     ngx_uint_t compound);
 static u_char *ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b,
     u_char *p);
@@ -1095,7 +1100,7 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
 {
     u_char      *p;
     size_t       size;
-    ngx_uint_t   i;
+    ngx_uint_t   i, resolved;
 
     size = 2048 + NGX_RBCS_GENERATION_SQL_LEN + b->naccounts * 768;
 
@@ -1117,10 +1122,14 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
 
     p = ngx_rbcs_batch_sql_accounts(b, p);
     p = ngx_rbcs_batch_sql_transactions(b, p);
+    for (i = 0, resolved = 0; i < b->nops; i++) {
+        resolved += ngx_rbcs_batch_resolved(&b->judged[i]);
+    }
+
     p = ngx_rbcs_batch_sql_resolutions(b, p);
-    p = ngx_rbcs_batch_sql_resolved(b, p, compound);
+    p = ngx_rbcs_batch_sql_all_found(p, resolved, compound);
     p = ngx_rbcs_batch_sql_holds(b, p);
-    p = ngx_rbcs_batch_sql_resolved(b, p, compound);
+    p = ngx_rbcs_batch_sql_all_found(p, resolved, compound);
     p = ngx_rbcs_batch_sql_entries(b, p);
     p = ngx_rbcs_batch_sql_audit(b, p);
     p = ngx_rbcs_batch_sql_update(b, p);
@@ -1322,9 +1331,7 @@ ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b, u_char *p)
         j = &b->judged[i];
         op = b->ops[i];
 
-        if (j->kind < NGX_RBCS_LEDGER_CAPTURE
-            || j->outcome != NGX_RBCS_LEDGER_APPLIED)
-        {
+        if (!ngx_rbcs_batch_resolved(j)) {
             continue;
         }
 
@@ -1382,18 +1389,8 @@ ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b, u_char *p)
  */
 
 static u_char *
-ngx_rbcs_batch_sql_resolved(ngx_rbcs_batch_t *b, u_char *p,
-    ngx_uint_t compound)
+ngx_rbcs_batch_sql_all_found(u_char *p, ngx_uint_t n, ngx_uint_t compound)
 {
-    ngx_uint_t  i, n;
-
-    n = 0;
-
-    for (i = 0; i < b->nops; i++) {
-        n += (b->judged[i].kind >= NGX_RBCS_LEDGER_CAPTURE
-              && b->judged[i].outcome == NGX_RBCS_LEDGER_APPLIED);
-    }
-
     if (n == 0 || !compound) {
         return p;
     }
@@ -1447,9 +1444,7 @@ ngx_rbcs_batch_sql_holds(ngx_rbcs_batch_t *b, u_char *p)
         j = &b->judged[i];
         op = b->ops[i];
 
-        if (j->kind < NGX_RBCS_LEDGER_CAPTURE
-            || j->outcome != NGX_RBCS_LEDGER_APPLIED)
-        {
+        if (!ngx_rbcs_batch_resolved(j)) {
             continue;
         }
 

@@ -14,6 +14,8 @@ static void ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_limit(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op);
+static void ngx_rbcs_ledger_change(ngx_rbcs_ledger_account_t *a,
+    ngx_rbcs_int128_t balance, ngx_rbcs_int128_t held);
 static int ngx_rbcs_ledger_cmp(ngx_rbcs_ledger_str_t *a,
     ngx_rbcs_ledger_str_t *b);
 static int ngx_rbcs_ledger_replays(ngx_rbcs_ledger_op_t *op);
@@ -244,13 +246,7 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
                             &src->number);
 
     } else if (op->hold) {
-        src->held += op->value;
-        src->version++;
-
-        if (!src->created) {
-            src->held_delta += op->value;
-            src->changes++;
-        }
+        ngx_rbcs_ledger_change(src, 0, op->value);
 
         op->source_balance = src->balance;
         op->source_version = src->version;
@@ -260,20 +256,8 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
         op->status = 201;
 
     } else {
-        src->balance -= op->value;
-        dst->balance += op->value;
-        src->version++;
-        dst->version++;
-
-        if (!src->created) {
-            src->delta -= op->value;
-            src->changes++;
-        }
-
-        if (!dst->created) {
-            dst->delta += op->value;
-            dst->changes++;
-        }
+        ngx_rbcs_ledger_change(src, -op->value, 0);
+        ngx_rbcs_ledger_change(dst, op->value, 0);
 
         op->source_balance = src->balance;
         op->destination_balance = dst->balance;
@@ -432,7 +416,7 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
 {
     int                         replay, due;
     char                        fmt[96];
-    ngx_rbcs_int128_t           v;
+    ngx_rbcs_int128_t           v, moved;
     ngx_rbcs_uint128_t          units;
     ngx_rbcs_ledger_account_t  *src, *dst;
     ngx_rbcs_ledger_record_t   *rec;
@@ -516,6 +500,8 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
         return;
     }
 
+    moved = 0;
+
     if (op->kind == NGX_RBCS_LEDGER_CAPTURE) {
         if (v > rec->hold_amount) {
             ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
@@ -540,31 +526,17 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
             return;
         }
 
-        src->balance -= v;
-        dst->balance += v;
-        dst->version++;
-
-        if (!src->created) {
-            src->delta -= v;
-        }
-
-        if (!dst->created) {
-            dst->delta += v;
-            dst->changes++;
-        }
+        ngx_rbcs_ledger_change(dst, v, 0);
 
         op->destination_balance = dst->balance;
         op->destination_version = dst->version;
         rec->captured = v;
+        moved = v;
     }
 
-    src->held -= rec->hold_amount;
-    src->version++;
+    /* the source's one change: the captured amount out, the hold released */
 
-    if (!src->created) {
-        src->held_delta -= rec->hold_amount;
-        src->changes++;
-    }
+    ngx_rbcs_ledger_change(src, -moved, -rec->hold_amount);
 
     op->released = rec->hold_amount;
     op->source_balance = src->balance;
@@ -579,6 +551,28 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
 
     op->outcome = NGX_RBCS_LEDGER_APPLIED;
     op->status = 200;
+}
+
+
+/*
+ * One change of an account's state: its balance and held balance move,
+ * its version by one; for a row that existed before the batch, the net
+ * update learns the same (a row the batch opens is inserted as it ends).
+ */
+
+static void
+ngx_rbcs_ledger_change(ngx_rbcs_ledger_account_t *a, ngx_rbcs_int128_t balance,
+    ngx_rbcs_int128_t held)
+{
+    a->balance += balance;
+    a->held += held;
+    a->version++;
+
+    if (!a->created) {
+        a->delta += balance;
+        a->held_delta += held;
+        a->changes++;
+    }
 }
 
 

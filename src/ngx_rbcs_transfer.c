@@ -20,6 +20,8 @@
 
 static ngx_int_t ngx_rbcs_transfer_written(ngx_http_request_t *r,
     ngx_rbcs_batch_op_t *op);
+static ngx_int_t ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
+    const char *columns, ngx_rbcs_mysql_handler_pt handler);
 static void ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_transfer_send(ngx_http_request_t *r,
@@ -238,7 +240,6 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
     ngx_int_t                rc;
     ngx_rbcs_field_t         f[1];
     ngx_rbcs_resolve_t      *rs;
-    ngx_rbcs_mysql_query_t  *q;
 
     rc = ngx_rbcs_http_fields(fields, nfields, ngx_rbcs_capture_fields,
                               capture ? 1 : 0, f);
@@ -287,28 +288,8 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
     ngx_rbcs_ctx(r)->transaction_id = *id;
     ngx_rbcs_ctx(r)->data = rs;
 
-    q = ngx_rbcs_http_query(r, ngx_rbcs_transfer_resolve_read);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.data = ngx_pnalloc(r->pool, 128 + id->len);
-    if (q->sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.len = ngx_sprintf(q->sql.data,
-                             "SELECT source_account, destination_account "
-                             "FROM transactions WHERE transaction_id = '%V'",
-                             id)
-                 - q->sql.data;
-    q->idempotent = 1;
-
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, 0);
-    }
-
-    return NGX_DONE;
+    return ngx_rbcs_transfer_read(r, id, "source_account, destination_account",
+                                  ngx_rbcs_transfer_resolve_read);
 }
 
 
@@ -551,30 +532,39 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
 ngx_int_t
 ngx_rbcs_transfer_get(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_rbcs_mysql_query_t  *q;
-
     if (!ngx_rbcs_valid_id(id->data, id->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
                                      "transaction_not_found",
                                      "the transaction does not exist");
     }
 
-    q = ngx_rbcs_http_query(r, ngx_rbcs_transfer_get_done);
+    return ngx_rbcs_transfer_read(r, id, NGX_RBCS_TX_COLUMNS,
+                                  ngx_rbcs_transfer_get_done);
+}
+
+
+/* a transaction's columns, by its (validated) id, for a request */
+
+static ngx_int_t
+ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
+    const char *columns, ngx_rbcs_mysql_handler_pt handler)
+{
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ngx_rbcs_http_query(r, handler);
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT " NGX_RBCS_TX_COLUMNS
-                                              " FROM transactions WHERE "
-                                              "transaction_id = ''")
-                                       + id->len);
+    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT  FROM transactions "
+                                              "WHERE transaction_id = ''")
+                                       + ngx_strlen(columns) + id->len);
     if (q->sql.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    q->sql.len = ngx_sprintf(q->sql.data,
-                             "SELECT " NGX_RBCS_TX_COLUMNS " FROM "
-                             "transactions WHERE transaction_id = '%V'", id)
+    q->sql.len = ngx_sprintf(q->sql.data, "SELECT %s FROM transactions "
+                             "WHERE transaction_id = '%V'", columns, id)
                  - q->sql.data;
     q->idempotent = 1;
 
@@ -670,39 +660,27 @@ ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_rbcs_expiry_pending || !ngx_rbcs_mysql_ready()) {
-        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
-        return;
-    }
-
-    pool = ngx_create_pool(4096, ev->log);
-    if (pool == NULL) {
-        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
-        return;
-    }
-
-    q = ngx_rbcs_mysql_create(pool, ev->log);
-    if (q == NULL) {
-        ngx_destroy_pool(pool);
-        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
-        return;
-    }
-
     /* at most half of the write queue's free room: clients come first */
 
     n = ngx_min(NGX_RBCS_EXPIRY_BATCH, ngx_rbcs_batch_room() / 2);
 
-    if (n == 0) {
-        ngx_destroy_pool(pool);
-        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
-        return;
+    if (ngx_rbcs_expiry_pending || n == 0 || !ngx_rbcs_mysql_ready()) {
+        goto later;
+    }
+
+    pool = ngx_create_pool(4096, ev->log);
+    if (pool == NULL) {
+        goto later;
+    }
+
+    q = ngx_rbcs_mysql_create(pool, ev->log);
+    if (q == NULL) {
+        goto failed;
     }
 
     q->sql.data = ngx_pnalloc(pool, 160);
     if (q->sql.data == NULL) {
-        ngx_destroy_pool(pool);
-        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
-        return;
+        goto failed;
     }
 
     q->sql.len = ngx_sprintf(q->sql.data, "SELECT transaction_id,"
@@ -715,10 +693,17 @@ ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev)
     q->handler = ngx_rbcs_transfer_expiry_found;
     q->data = pool;
 
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        ngx_destroy_pool(pool);
-        ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
+    if (ngx_rbcs_mysql_run(q) == NGX_OK) {
+        return;
     }
+
+failed:
+
+    ngx_destroy_pool(pool);
+
+later:
+
+    ngx_add_timer(ev, NGX_RBCS_EXPIRY_INTERVAL);
 }
 
 

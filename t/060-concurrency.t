@@ -8,50 +8,15 @@ use strict;
 use warnings;
 
 use Test::More;
-use File::Temp qw(tempdir);
-use POSIX ();
 use Time::HiRes qw(time sleep);
 use RBCS::Test;
 
 my $t = RBCS::Test->new(workers => 2);
-my $dir = tempdir(CLEANUP => 1);
 
 sub cents {
     my ($s) = @_;
     my ($i, $f) = $s =~ /^(\d+)\.(\d\d)$/ or die "not an amount: $s";
     return $i * 100 + $f;
-}
-
-# Run $n children that each call $code->($k) once, all released at the same
-# moment; returns what each child's $code returned (a string), by $k.
-sub parallel {
-    my ($n, $code) = @_;
-    my $go = time + 0.5;
-    my @pids;
-
-    for my $k (0 .. $n - 1) {
-        my $pid = fork // die "fork: $!";
-        if ($pid == 0) {
-            sleep($go - time) if $go > time;
-            my $out = eval { $code->($k) } // "ERROR $@";
-            open my $fh, '>', "$dir/out.$k" or POSIX::_exit(1);
-            print $fh $out;
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-
-    waitpid($_, 0) for @pids;
-
-    my @out;
-    for my $k (0 .. $n - 1) {
-        open my $fh, '<', "$dir/out.$k" or die "no output from child $k";
-        local $/;
-        $out[$k] = <$fh>;
-        unlink "$dir/out.$k";
-    }
-    return @out;
 }
 
 sub open_account {
@@ -66,7 +31,7 @@ sub open_account {
 open_account('SRC', '1000.00');
 open_account('DST', '0.00');
 
-my @out = parallel(50, sub {
+my @out = RBCS::Test::parallel(50, sub {
     my $r = $t->post_json('/accounts/transactions', {
         transactionId => 'same-id', sourceAccountNumber => 'SRC',
         destinationAccountNumber => 'DST', amount => '12.34' });
@@ -107,7 +72,7 @@ open_account($_, '100.00') for @acc;
 my $clients = 10;
 my $per_client = 30;
 
-@out = parallel($clients, sub {
+@out = RBCS::Test::parallel($clients, sub {
     my ($k) = @_;
     srand($k * 7919 + 17);
     my @lines;

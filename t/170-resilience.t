@@ -201,14 +201,10 @@ my $recs = $r->records;
 is(scalar @{ $recs->{problems} }, 0, 'no client saw an unexpected answer, a '
    . 'stale read, or a 503 without Retry-After')
     or diag explain [ @{ $recs->{problems} }[0 .. min(9, $#{ $recs->{problems} })] ];
-my (%by, %kind, %res);
-for my $f (values %{ $recs->{final} }) {
-    $by{ $f->{outcome} }++;
-    $kind{ $f->{kind} }{ $f->{outcome} }++;
-}
-$res{ $_->{action} }{ $_->{outcome} }++ for values %{ $recs->{resolutions} };
-my $partial = grep { $_->{action} eq 'capture' && $_->{outcome} eq 'DONE'
-                     && defined $_->{amount} } values %{ $recs->{resolutions} };
+my ($tb, $tk, $tr, $partial) = RBCS::Resilience::tally($recs);
+my %by = %$tb;
+my %kind = %$tk;
+my %res = %$tr;
 my $outcomes = sub { my ($h) = @_; join ', ', map { "$_ $h->{$_}" } sort keys %{ $h // {} } };
 diag(sprintf 'transfers and holds: %d attempted, %d acknowledged, %d rejected, %d unknown',
      scalar keys %{ $recs->{final} }, $by{COMPLETED} // 0, $by{REJECTED} // 0,

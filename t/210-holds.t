@@ -12,14 +12,12 @@ use strict;
 use warnings;
 
 use Test::More;
-use File::Temp qw(tempdir);
 use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use RBCS::Test;
 
 my $t = RBCS::Test->new(allow_log => [qr/the database refused a write batch/]);
-my $dir = tempdir(CLEANUP => 1);
 my $TS = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\z/;
 
 # ---------------------------------------------------------------- helpers --
@@ -73,32 +71,6 @@ sub sum_balances {
     return scalar db()->selectrow_array('SELECT SUM(balance) FROM accounts');
 }
 
-sub parallel {
-    my ($n, $code) = @_;
-    my $go = time + 0.5;
-    my @pids;
-    for my $k (0 .. $n - 1) {
-        my $pid = fork // die "fork: $!";
-        if ($pid == 0) {
-            sleep($go - time) if $go > time;
-            my $out = eval { $code->($k) } // "ERROR $@";
-            open my $fh, '>', "$dir/out.$k" or POSIX::_exit(1);
-            print $fh $out;
-            close $fh;
-            POSIX::_exit(0);
-        }
-        push @pids, $pid;
-    }
-    waitpid($_, 0) for @pids;
-    my @out;
-    for my $k (0 .. $n - 1) {
-        open my $fh, '<', "$dir/out.$k" or die "no output from child $k";
-        local $/;
-        $out[$k] = <$fh>;
-        unlink "$dir/out.$k";
-    }
-    return @out;
-}
 
 sub ms_of {   # RFC 3339 with milliseconds and Z, to ms since the epoch
     my ($s) = @_;
@@ -356,7 +328,7 @@ is_problem(void('h9'), 409, 'hold_not_pending', 'a void after the expiry');
 
 # 50 identical captures at once: one resolution, one answer
 hold('h10', 'A', 'B', '4.00');
-my @out = parallel(50, sub {
+my @out = RBCS::Test::parallel(50, sub {
     my $r = capture('h10', { amount => '3.00' });
     return "$r->{status} " . JSON::PP->new->canonical->encode(eval { $r->json } // {});
 });
@@ -374,7 +346,7 @@ is($n, 2, 'one pair of history entries');
 my $wins = 0;
 for my $k (1 .. 10) {
     hold("r$k", 'A', 'B', '1.00');
-    my @o = parallel(2, sub {
+    my @o = RBCS::Test::parallel(2, sub {
         my $r = $_[0] ? void("r$k") : capture("r$k");
         return $r->{status};
     });

@@ -551,6 +551,22 @@ sub stop_load {
 # { final => { id => {...} }, resolutions => { id => {...} },
 #   attempts => [ [t1, status, pod, id] ], problems => [...], dup => [...],
 #   reads => { ok, unavailable } }
+# RBCS::Resilience::tally($recs): the clients' final outcomes counted, as
+# (\%by_outcome, \%by_kind_and_outcome (T, D, W, H), \%resolutions by
+# action and outcome, the number of partial captures done)
+sub tally {
+    my ($recs) = @_;
+    my (%by, %kind, %res);
+    for my $f (values %{ $recs->{final} }) {
+        $by{ $f->{outcome} }++;
+        $kind{ $f->{kind} }{ $f->{outcome} }++;
+    }
+    $res{ $_->{action} }{ $_->{outcome} }++ for values %{ $recs->{resolutions} };
+    my $partial = grep { $_->{action} eq 'capture' && $_->{outcome} eq 'DONE'
+                         && defined $_->{amount} } values %{ $recs->{resolutions} };
+    return (\%by, \%kind, \%res, $partial);
+}
+
 sub records {
     my ($self) = @_;
     my (%final, %resol, @attempts, @problems, @dup, %reads, %aborted);

@@ -37,6 +37,7 @@ use Scalar::Util qw(weaken);
 use Socket qw(SOL_SOCKET SO_REUSEADDR);
 use Test::More ();
 use Time::HiRes qw(sleep time);
+use File::Temp ();
 
 our $VERSION = '0.01';
 
@@ -357,6 +358,37 @@ sub wait_for {
         return undef if time > $deadline;
         sleep($interval // 0.05);
     }
+}
+
+# RBCS::Test::parallel($n, $code): run $n child processes that each call
+# $code->($k) once, all released at the same moment (half a second on);
+# returns what each child's $code returned (a string, "ERROR ..." if it
+# died), by $k.
+sub parallel {
+    my ($n, $code) = @_;
+    my $dir = File::Temp::tempdir('rbcs-parallel-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $go = time + 0.5;
+    my @pids;
+    for my $k (0 .. $n - 1) {
+        my $pid = fork // croak "fork: $!";
+        if ($pid == 0) {
+            sleep($go - time) if $go > time;
+            my $out = eval { $code->($k) } // "ERROR $@";
+            open my $fh, '>', "$dir/out.$k" or POSIX::_exit(1);
+            print $fh $out;
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    waitpid($_, 0) for @pids;
+    my @out;
+    for my $k (0 .. $n - 1) {
+        open my $fh, '<', "$dir/out.$k" or croak "no output from child $k";
+        local $/;
+        $out[$k] = <$fh>;
+    }
+    return @out;
 }
 
 sub _render_conf {
