@@ -248,6 +248,27 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       offsetof(ngx_rbcs_main_conf_t, redis_conf.prefix),
       NULL },
 
+    { ngx_string("rbcs_redis_user"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.user),
+      NULL },
+
+    { ngx_string("rbcs_redis_password_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rbcs_conf_set_secret_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.password),
+      NULL },
+
+    { ngx_string("rbcs_redis_hmac_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_rbcs_conf_set_secret_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, redis_conf.hmac_key),
+      NULL },
+
     { ngx_string("rbcs_auth"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -464,6 +485,25 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (rmcf->redis_conf.prefix.data == NULL) {
         ngx_str_set(&rmcf->redis_conf.prefix, "rbcs:");
+    }
+
+    if (rmcf->redis_conf.user.len && rmcf->redis_conf.password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs_redis_user\" needs "
+                           "\"rbcs_redis_password_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    /* whoever can write to Redis must not be able to make a balance */
+
+    if (rmcf->redis && rmcf->redis_conf.hmac_key.len < 32) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           rmcf->redis_conf.hmac_key.len
+                           ? "the key of \"rbcs_redis_hmac_key_file\" is "
+                             "shorter than 32 bytes"
+                           : "\"rbcs_redis_server\" needs "
+                             "\"rbcs_redis_hmac_key_file\"");
+        return NGX_CONF_ERROR;
     }
 
     if (rmcf->cache) {

@@ -354,11 +354,40 @@ mysql_stop() {   # V
 
 # ------------------------------------------------------------------ Redis --
 # V/redis.conf  V/redis/{redis.pid,redis.log}
+# V/secrets/redis.password   the service's ACL user "rbcs" (nginx reads it)
+# V/secrets/redis.admin      the "default" user's, for operators and tests
+# V/secrets/redis.hmac-key   the key the pods tag Redis values with
+# Made once per stack, random; redis.conf holds only the passwords' SHA-256.
+
+redis_secrets() {   # V
+    local s="$1/secrets" f
+    mkdir -p "$s"
+    chmod 700 "$s"
+    for f in redis.password redis.admin redis.hmac-key; do
+        if [ ! -s "$s/$f" ]; then
+            (umask 077; head -c 48 /dev/urandom | base64 -w0 | tr -d '\n=+/' > "$s/$f.tmp")
+            mv "$s/$f.tmp" "$s/$f"
+        fi
+    done
+}
+
+redis_password_sha() {   # FILE: what redis.conf's "#<sha256>" wants
+    tr -d '\n' < "$1" | sha256sum | cut -d' ' -f1
+}
+
+redis_cli() {   # PORT ARGS...: as the admin of the stack the port belongs to
+    local port=$1 v=$RUN_VAR; shift
+    [ "$port" = "$TEST_REDIS_PORT" ] && v=$TEST_VAR
+    REDISCLI_AUTH="$(cat "$v/secrets/redis.admin" 2>/dev/null)" redis-cli -h 127.0.0.1 -p "$port" "$@"
+}
 
 redis_start() {   # V PORT
     local v=$1 port=$2 dir="$1/redis" pid
     mkdir -p "$dir"
-    render "$ROOT/conf/redis.conf.in" "$v/redis.conf" "REDIS_PORT=$port" "REDIS_DIR=$dir"
+    redis_secrets "$v"
+    render "$ROOT/conf/redis.conf.in" "$v/redis.conf" "REDIS_PORT=$port" "REDIS_DIR=$dir" \
+        "REDIS_PASSWORD_HASH=$(redis_password_sha "$v/secrets/redis.password")" \
+        "REDIS_ADMIN_HASH=$(redis_password_sha "$v/secrets/redis.admin")"
     if pid=$(running_pid "$dir/redis.pid" redis-server); then
         log "Redis already running (pid $pid)"
         return 0
@@ -369,7 +398,7 @@ redis_start() {   # V PORT
     start_bg "$dir/redis.out" redis-server "$v/redis.conf"
     local i
     for ((i = 0; i < 100; i++)); do
-        if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+        if [ "$(redis_cli "$port" ping 2>/dev/null)" = PONG ]; then
             return 0
         fi
         pid_alive "$BG_PID" || break
@@ -407,6 +436,8 @@ nginx_start_local() {
         "MODULE=$MODULE" "PREFIX=$p" "USER_DIRECTIVE=$(nginx_user_directive)" \
         "WORKERS=2" "HTTP_PORT=$HTTP_PORT" "MYSQL_PORT=$MYSQL_PORT" \
         "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" "REDIS_PREFIX=rbcs:" \
+        "REDIS_PASSWORD_FILE=$RUN_VAR/secrets/redis.password" \
+        "REDIS_HMAC_KEY_FILE=$RUN_VAR/secrets/redis.hmac-key" \
         "HTTP_CONF=" "SERVER_CONF="
     if running_pid "$p/nginx.pid" nginx >/dev/null; then
         log "nginx already running: restarting it to load the current module"

@@ -16,6 +16,9 @@
 #define NGX_RBCS_ID_MAX_LEN        64
 #define NGX_RBCS_CURRENCY_MAX_LEN  12
 
+/* no account changes 2^53 times: a larger version is not the ledger's */
+#define NGX_RBCS_VERSION_MAX       (1ULL << 53)
+
 
 typedef struct {
     ngx_str_t                  code;
@@ -54,6 +57,9 @@ typedef struct {
     ngx_msec_t                 key_ttl;
     ngx_msec_t                 heartbeat;
     ngx_str_t                  prefix;
+    ngx_str_t                  user;        /* ACL user; empty: "default" */
+    ngx_str_t                  password;    /* empty: no AUTH */
+    ngx_str_t                  hmac_key;    /* tags values and messages */
 } ngx_rbcs_redis_conf_t;
 
 

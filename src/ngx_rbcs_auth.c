@@ -212,6 +212,65 @@ ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * A secret from a file (a mounted Secret, say): the whole file less its
+ * trailing white space, one line, not empty.  Errors never show it.
+ */
+
+char *
+ngx_rbcs_conf_set_secret_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char     *buf, *p, *last;
+    size_t      size;
+    ngx_str_t  *field, *value, name;
+
+    field = (ngx_str_t *) ((u_char *) conf + cmd->offset);
+
+    if (field->data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    buf = ngx_rbcs_auth_read(cf, &name, &size);
+    if (buf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    last = buf + size;
+
+    while (last > buf
+           && (last[-1] == '\n' || last[-1] == '\r' || last[-1] == ' '
+               || last[-1] == '\t'))
+    {
+        last--;
+    }
+
+    if (last == buf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\" is empty", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = buf; p < last; p++) {
+        if (*p == '\n' || *p == '\r' || *p == '\0') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" holds more than one line", &name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    field->data = buf;
+    field->len = last - buf;
+
+    return NGX_CONF_OK;
+}
+
+
 /* the whole file, at configuration time only */
 
 static u_char *

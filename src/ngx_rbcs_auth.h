@@ -29,6 +29,8 @@ typedef struct {
 
 
 char *ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_rbcs_conf_set_secret_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 ngx_int_t ngx_rbcs_auth_check(ngx_http_request_t *r, ngx_uint_t scope,
     u_char *body, size_t len);

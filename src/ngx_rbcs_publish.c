@@ -185,20 +185,35 @@ ngx_rbcs_publish_state(u_char *buf, ngx_rbcs_cache_entry_t *e)
 }
 
 
-/* an entry from Redis: every amount exact at the scale */
+/*
+ * An entry from Redis: a version a ledger can reach, a currency this
+ * service knows at its own scale, every amount exact at that scale.
+ */
 
 ngx_int_t
 ngx_rbcs_publish_state_entry(ngx_rbcs_cache_entry_t *e, uint64_t version,
     ngx_str_t *state, ngx_uint_t scale, ngx_str_t *currency)
 {
-    u_char              *p, *last;
-    ngx_str_t            f[4];
-    ngx_uint_t           i, negative;
-    ngx_rbcs_uint128_t   units;
+    u_char                *p, *last;
+    ngx_str_t              f[4];
+    ngx_uint_t             i, negative;
+    ngx_rbcs_uint128_t     units;
+    ngx_rbcs_currency_t   *cur;
+    ngx_rbcs_main_conf_t  *rmcf;
 
     if (currency->len == 0 || currency->len > NGX_RBCS_CURRENCY_MAX_LEN
-        || scale > NGX_RBCS_AMOUNT_MAX_SCALE)
+        || scale > NGX_RBCS_AMOUNT_MAX_SCALE
+        || version == 0 || version > NGX_RBCS_VERSION_MAX)
     {
+        return NGX_ERROR;
+    }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_rbcs_module);
+
+    cur = rmcf ? ngx_rbcs_currency_find(rmcf, currency->data, currency->len)
+               : NULL;
+
+    if (cur == NULL || cur->scale != scale) {
         return NGX_ERROR;
     }
 

@@ -16,11 +16,24 @@
  * command_timeout is hung) and each read's timeout are nginx timers.  A
  * failed or hung connection is freed and reconnected after a growing,
  * jittered delay; until it is back, put and get decline at no cost.
+ *
+ * Redis is not trusted with balances.  Both connections authenticate
+ * (AUTH, a Redis 6+ ACL user) before anything else.  Every stored value
+ * and every line of a message carries a tag, an HMAC-SHA256 keyed with
+ * the pods' shared key over the account, version, scale, currency, state
+ * and cache generation; each message's first line carries its own tag
+ * over the publisher, number, generation and time.  What fails its tag,
+ * or comes from a publisher's past, is never used: whoever can write to
+ * Redis can delete or repeat, but not make a balance.
  */
 
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "ngx_rbcs_redis.h"
 #include "ngx_rbcs_metrics.h"
@@ -37,6 +50,9 @@
 
 #define NGX_RBCS_REDIS_RUN_ID_LEN    40
 #define NGX_RBCS_REDIS_TEXT_MAX      128  /* a currency or balance text */
+
+#define NGX_RBCS_REDIS_TAG_LEN       32   /* hex of 16 bytes of HMAC */
+#define NGX_RBCS_REDIS_MSG_WINDOW    60000  /* ms a message stays news */
 
 
 typedef struct ngx_rbcs_redis_s  ngx_rbcs_redis_t;
@@ -102,9 +118,12 @@ struct ngx_rbcs_redis_s {
     uint64_t                   seq;
     ngx_rbcs_redis_publisher_t *publishers;  /* the subscriber's */
 
+    EVP_MAC_CTX               *mac;          /* keyed: HMAC-SHA256 */
+
     unsigned                   exiting:1;
     unsigned                   failing:1;    /* a command error logged */
     unsigned                   garbled:1;    /* a bad message logged */
+    ngx_msec_t                 forged;       /* a forgery last logged */
 };
 
 
@@ -148,6 +167,21 @@ static const char *ngx_rbcs_redis_errstr(const redisAsyncContext *ac);
 static void ngx_rbcs_redis_sent(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn);
 static ngx_int_t ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn);
+static ngx_int_t ngx_rbcs_redis_auth(ngx_rbcs_redis_conn_t *conn);
+static void ngx_rbcs_redis_auth_cb(redisAsyncContext *ac, void *r,
+    void *data);
+static ngx_int_t ngx_rbcs_redis_mac_init(ngx_rbcs_redis_t *redis);
+static ngx_int_t ngx_rbcs_redis_tag(ngx_rbcs_redis_t *redis, u_char *text,
+    size_t len, u_char *hex);
+static ngx_int_t ngx_rbcs_redis_balance_tag(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_balance_t *b, uint64_t generation, u_char *hex);
+static ngx_int_t ngx_rbcs_redis_tag_valid(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_balance_t *b, uint64_t generation, u_char *tag,
+    size_t len);
+static void ngx_rbcs_redis_forged(ngx_rbcs_redis_t *redis, const char *what,
+    ngx_str_t *name);
+static void ngx_rbcs_redis_unlink(ngx_rbcs_redis_t *redis,
+    ngx_str_t *account);
 static void ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r,
     void *data);
 static ngx_int_t ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis,
@@ -164,7 +198,7 @@ static void ngx_rbcs_redis_sub_cb(redisAsyncContext *ac, void *r,
 static void ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis,
     redisReply *msg);
 static ngx_int_t ngx_rbcs_redis_parse_message(u_char *p, size_t len,
-    ngx_rbcs_redis_balance_t *b);
+    ngx_rbcs_redis_balance_t *b, ngx_str_t *tag);
 static void ngx_rbcs_redis_alive(ngx_rbcs_redis_t *redis, ngx_uint_t force);
 static void ngx_rbcs_redis_command_done(ngx_rbcs_redis_t *redis,
     redisReply *reply);
@@ -180,8 +214,10 @@ static ngx_int_t ngx_rbcs_redis_parse_uint64(u_char *p, size_t len,
  * command.  A stored value is kept when it comes from the same Redis
  * process (same run_id) and is at least as new; a value from another
  * process, restored from a snapshot, always loses.  Versions are compared
- * as decimal texts (no leading zeros): Lua numbers are doubles.  Only the
- * values actually written are published, as one message of one line each.
+ * as decimal texts (no leading zeros): Lua numbers are doubles.  Every
+ * value is published, written or not, as one message of one line each: a
+ * stored value that is newer may be a forgery (one with a huge version,
+ * say), and subscribers keep the newest authentic value anyway.
  *
  * The message always goes, its first line the writer's id and the
  * number of this put among its puts, so that a subscriber sees when one
@@ -189,31 +225,32 @@ static ngx_int_t ngx_rbcs_redis_parse_uint64(u_char *p, size_t len,
  *
  * KEYS: the keys; ARGV: ttl, run_id, channel, the cache generation the
  * writer last read, the first line, then for each key version, balance,
- * currency, scale, message line.
+ * currency, scale, tag, message line.
  */
 
 static const char  ngx_rbcs_redis_script[] =
-    "local out = {ARGV[5]}\n"
+    "local out, n = {ARGV[5]}, 0\n"
     "for i = 1, #KEYS do\n"
-    "  local a = 6 + (i - 1) * 5\n"
+    "  local a = 6 + (i - 1) * 6\n"
     "  local v = ARGV[a]\n"
     "  local o = redis.call('HMGET', KEYS[i], 'v', 'r')\n"
     "  if not (o[2] == ARGV[2] and o[1]\n"
     "          and (#o[1] > #v or (#o[1] == #v and o[1] >= v))) then\n"
     "    redis.call('HSET', KEYS[i], 'v', v, 'b', ARGV[a + 1],\n"
     "               'c', ARGV[a + 2], 's', ARGV[a + 3], 'r', ARGV[2],\n"
-    "               'g', ARGV[4])\n"
+    "               'g', ARGV[4], 't', ARGV[a + 4])\n"
     "    redis.call('PEXPIRE', KEYS[i], ARGV[1])\n"
-    "    out[#out + 1] = ARGV[a + 4]\n"
+    "    n = n + 1\n"
     "  end\n"
+    "  out[#out + 1] = ARGV[a + 5]\n"
     "end\n"
     "redis.call('PUBLISH', ARGV[3], table.concat(out, '\\n'))\n"
-    "return #out - 1\n";
+    "return n\n";
 
 
 static void ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis,
     ngx_cycle_t *cycle);
-static ngx_int_t ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p,
+static ngx_int_t ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p,
     size_t len, uint64_t *generation);
 
 
@@ -277,6 +314,10 @@ ngx_rbcs_redis_init_process(ngx_cycle_t *cycle, ngx_rbcs_redis_conf_t *conf,
     ngx_sprintf(redis->channel.data, "%Vbalances", &conf->prefix);
 
     ngx_rbcs_redis_publisher_id(redis, cycle);
+
+    if (ngx_rbcs_redis_mac_init(redis) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (subscriber) {
         redis->publishers = ngx_pcalloc(cycle->pool,
@@ -354,6 +395,11 @@ ngx_rbcs_redis_exit_process(ngx_cycle_t *cycle)
         if (ac) {
             redisAsyncFree(ac);
         }
+    }
+
+    if (redis->mac) {
+        EVP_MAC_CTX_free(redis->mac);
+        redis->mac = NULL;
     }
 
     ngx_rbcs_redis = NULL;
@@ -690,7 +736,14 @@ ngx_rbcs_redis_connect_cb(const redisAsyncContext *ac, int status)
 
     conn->state = NGX_RBCS_RS_HANDSHAKE;
 
-    if (conn->subscriber) {
+    /* AUTH goes first; what follows it fails with NOAUTH if it fails */
+
+    if (conn->redis->conf->password.len
+        && ngx_rbcs_redis_auth(conn) != NGX_OK)
+    {
+        rc = NGX_ERROR;
+
+    } else if (conn->subscriber) {
         rc = ngx_rbcs_redis_subscribe(conn);
 
     } else if (redisAsyncCommand(conn->ac, ngx_rbcs_redis_info_cb, conn,
@@ -1019,6 +1072,76 @@ ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn)
 }
 
 
+/* AUTH [user] password: the secret goes to hiredis's buffer only */
+
+static ngx_int_t
+ngx_rbcs_redis_auth(ngx_rbcs_redis_conn_t *conn)
+{
+    int                     argc;
+    size_t                  lens[3];
+    const char             *argv[3];
+    ngx_rbcs_redis_conf_t  *conf;
+
+    conf = conn->redis->conf;
+
+    argc = 0;
+    argv[argc] = "AUTH";
+    lens[argc++] = sizeof("AUTH") - 1;
+
+    if (conf->user.len) {
+        argv[argc] = (const char *) conf->user.data;
+        lens[argc++] = conf->user.len;
+    }
+
+    argv[argc] = (const char *) conf->password.data;
+    lens[argc++] = conf->password.len;
+
+    if (redisAsyncCommandArgv(conn->ac, ngx_rbcs_redis_auth_cb, conn, argc,
+                              argv, lens)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_redis_sent(conn);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_rbcs_redis_auth_cb(redisAsyncContext *ac, void *r, void *data)
+{
+    ngx_rbcs_redis_conn_t *conn = data;
+
+    u_char       reason[160];
+    redisReply  *reply;
+
+    reply = r;
+
+    if (reply == NULL) {
+        if (conn->ac == ac) {
+            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        }
+
+        return;
+    }
+
+    ngx_rbcs_redis_replied(conn);
+
+    if (conn->ac != ac || reply->type != REDIS_REPLY_ERROR) {
+        return;
+    }
+
+    /* "WRONGPASS invalid username-password pair ...": no secret in it */
+
+    ngx_snprintf(reason, sizeof(reason), "AUTH refused: %*s%Z",
+                 ngx_min(reply->len, 120), reply->str);
+
+    ngx_rbcs_redis_drop(conn, (char *) reason);
+}
+
+
 /* the command connection's handshake: learn the server's run_id */
 
 static void
@@ -1106,10 +1229,12 @@ ngx_int_t
 ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     uint64_t generation, ngx_uint_t commit)
 {
-    u_char            *buf, *p;
+    u_char            *buf, *p, *line;
     size_t            *lens, size;
+    uint64_t           now;
     ngx_int_t          rc;
     ngx_uint_t         i, k, argc;
+    ngx_time_t        *tp;
     const char       **argv;
     ngx_rbcs_redis_t  *redis;
 
@@ -1139,12 +1264,14 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
 
     /* EVAL script numkeys key... ttl run_id channel generation first-line */
 
-    argc = 8 + 6 * n;
+    argc = 8 + 7 * n;
     size = argc * (sizeof(char *) + sizeof(size_t))
            + n * (redis->key_len + NGX_RBCS_ID_MAX_LEN
                   + 2 * (NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
-                         + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4))
-           + NGX_INT_T_LEN + 3 * NGX_INT64_LEN + redis->publisher_len + 3;
+                         + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4)
+                  + NGX_RBCS_REDIS_TAG_LEN + 1)
+           + NGX_INT_T_LEN + 5 * NGX_INT64_LEN + redis->publisher_len
+           + NGX_RBCS_REDIS_TAG_LEN + 6;
 
     argv = ngx_alloc(size, redis->log);
     if (argv == NULL) {
@@ -1179,11 +1306,24 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     k++;
     NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", generation) - p);
     p += lens[k++];
-    NGX_RBCS_ARG(k, p, ngx_sprintf(p, "#%*s %uL %uL", redis->publisher_len,
-                                   redis->publisher, redis->seq + 1,
-                                   generation)
-                       - p);
-    p += lens[k++];
+    /* "#<publisher> <seq> <generation> <ms> <tag>" */
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    line = p;
+    p = ngx_sprintf(p, "#%*s %uL %uL %uL", redis->publisher_len,
+                    redis->publisher, redis->seq + 1, generation, now);
+    *p = ' ';
+
+    if (ngx_rbcs_redis_tag(redis, line, p - line, p + 1) != NGX_OK) {
+        ngx_free(argv);
+        return NGX_DECLINED;
+    }
+
+    p += 1 + NGX_RBCS_REDIS_TAG_LEN;
+    NGX_RBCS_ARG(k, line, p - line);
+    k++;
 
     for (i = 0; i < n; i++) {
         NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", b[i].version) - p);
@@ -1195,12 +1335,25 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
         NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%ui", b[i].scale) - p);
         p += lens[k++];
 
-        /* "<account> <version> <scale> <currency> <balance>" */
+        /* "<account> <version> <scale> <currency> <balance> <tag>" */
 
-        argv[k] = (const char *) p;
-        p = ngx_sprintf(p, "%V %uL %ui %V %V", &b[i].account, b[i].version,
+        line = p;
+        p = ngx_sprintf(p, "%V %uL %ui %V %V ", &b[i].account, b[i].version,
                         b[i].scale, &b[i].currency, &b[i].balance);
-        lens[k] = p - (u_char *) argv[k];
+
+        if (ngx_rbcs_redis_balance_tag(redis, &b[i], generation, p)
+            != NGX_OK)
+        {
+            ngx_free(argv);
+            return NGX_DECLINED;
+        }
+
+        /* the stored tag is the line's */
+
+        NGX_RBCS_ARG(k, p, NGX_RBCS_REDIS_TAG_LEN);
+        k++;
+        p += NGX_RBCS_REDIS_TAG_LEN;
+        NGX_RBCS_ARG(k, line, p - line);
         k++;
     }
 
@@ -1277,8 +1430,8 @@ ngx_rbcs_redis_get_t *
 ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     ngx_rbcs_redis_get_pt handler, void *data, ngx_log_t *log)
 {
-    size_t                 lens[8];
-    const char            *argv[8];
+    size_t                 lens[9];
+    const char            *argv[9];
     ngx_rbcs_redis_t      *redis;
     ngx_rbcs_redis_get_t  *g;
 
@@ -1318,12 +1471,13 @@ ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     argv[5] = "s";
     argv[6] = "r";
     argv[7] = "g";
-    lens[2] = lens[3] = lens[4] = lens[5] = lens[6] = lens[7] = 1;
+    argv[8] = "t";
+    lens[2] = lens[3] = lens[4] = lens[5] = lens[6] = lens[7] = lens[8] = 1;
 
     /* g now belongs to hiredis until its callback, reply or not */
 
     if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_get_cb, g,
-                              8, argv, lens)
+                              9, argv, lens)
         != REDIS_OK)
     {
         ngx_free(g);
@@ -1420,7 +1574,10 @@ ngx_rbcs_redis_get_timer(ngx_event_t *ev)
 }
 
 
-/* HMGET v b c s r: trusted only when stored by the Redis we talk to now */
+/*
+ * HMGET v b c s r g t: trusted only when stored by the Redis we talk to
+ * now, and with the tag of a pod
+ */
 
 static ngx_int_t
 ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
@@ -1432,13 +1589,13 @@ ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
 
     ngx_rbcs_redis_command_done(redis, reply);
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
         return NGX_ERROR;
     }
 
     e = reply->element;
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 7; i++) {
         if (e[i]->type != REDIS_REPLY_STRING) {
             return NGX_DECLINED;
         }
@@ -1474,15 +1631,19 @@ ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
     b->currency.len = e[2]->len;
     b->scale = scale;
 
-    /* written without one: before the generation was ever read */
-
-    b->generation = 0;
-
-    if (e[5]->type == REDIS_REPLY_STRING
-        && ngx_rbcs_redis_parse_uint64((u_char *) e[5]->str, e[5]->len,
-                                       &b->generation)
-           != NGX_OK)
+    if (ngx_rbcs_redis_parse_uint64((u_char *) e[5]->str, e[5]->len,
+                                    &b->generation)
+        != NGX_OK)
     {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_rbcs_redis_tag_valid(redis, b, b->generation, (u_char *) e[6]->str,
+                                 e[6]->len)
+        != NGX_OK)
+    {
+        ngx_rbcs_redis_forged(redis, "value of", &b->account);
+        ngx_rbcs_redis_unlink(redis, &b->account);
         return NGX_DECLINED;
     }
 
@@ -1574,38 +1735,44 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
 {
     u_char                    *p, *last, *nl;
     uint64_t                   generation;
+    ngx_int_t                  rc;
+    ngx_str_t                  tag;
     ngx_rbcs_redis_balance_t   b;
 
-    /* its writer and number, then a batch's changes, one line each */
+    /* its writer, number, generation, time and tag, then a line each */
 
     p = (u_char *) msg->str;
     last = p + msg->len;
-    generation = 0;
 
-    if (p < last && *p == '#') {
-        nl = ngx_strlchr(p, last, '\n');
+    nl = ngx_strlchr(p, last, '\n');
 
-        if (ngx_rbcs_redis_sequence(redis, p + 1, (nl ? nl : last) - p - 1,
-                                    &generation)
-            != NGX_OK)
-        {
-            goto garbled;
-        }
+    rc = ngx_rbcs_redis_header(redis, p, (nl ? nl : last) - p, &generation);
 
-        if (nl == NULL) {
-            return;
-        }
+    if (rc == NGX_ERROR) {
+        goto garbled;
+    }
 
-        p = nl + 1;
+    if (rc == NGX_DECLINED || nl == NULL) {
+        return;
     }
 
     for ( ;; ) {
+        p = nl + 1;
         nl = ngx_strlchr(p, last, '\n');
 
-        if (ngx_rbcs_redis_parse_message(p, (nl ? nl : last) - p, &b)
+        if (ngx_rbcs_redis_parse_message(p, (nl ? nl : last) - p, &b, &tag)
             != NGX_OK)
         {
             goto garbled;
+        }
+
+        if (ngx_rbcs_redis_tag_valid(redis, &b, generation, tag.data,
+                                     tag.len)
+            != NGX_OK)
+        {
+            ngx_rbcs_redis_forged(redis, "message on channel",
+                                  &redis->channel);
+            goto gap;
         }
 
         redis->garbled = 0;
@@ -1618,17 +1785,9 @@ ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis, redisReply *msg)
         if (nl == NULL) {
             return;
         }
-
-        p = nl + 1;
     }
 
 garbled:
-
-    /* what it carried is lost: as good as a missing message */
-
-    if (redis->on_sub) {
-        redis->on_sub(NGX_RBCS_REDIS_SUB_GAP);
-    }
 
     if (!redis->garbled) {
         ngx_log_error(NGX_LOG_WARN, redis->log, 0,
@@ -1637,6 +1796,178 @@ garbled:
                       ngx_min(msg->len, 128), msg->str);
         redis->garbled = 1;
     }
+
+gap:
+
+    /* what it carried is lost: as good as a missing message */
+
+    if (redis->on_sub) {
+        redis->on_sub(NGX_RBCS_REDIS_SUB_GAP);
+    }
+}
+
+
+/*
+ * A forged value goes, so that the next put stores the real one: its
+ * version may be a huge one that no real value would replace.
+ */
+
+static void
+ngx_rbcs_redis_unlink(ngx_rbcs_redis_t *redis, ngx_str_t *account)
+{
+    size_t       lens[2];
+    const char  *argv[2];
+
+    if (redis->cmd.state != NGX_RBCS_RS_READY) {
+        return;
+    }
+
+    ngx_memcpy(redis->key + redis->key_len, account->data, account->len);
+
+    argv[0] = "UNLINK";
+    lens[0] = sizeof("UNLINK") - 1;
+    argv[1] = (const char *) redis->key;
+    lens[1] = redis->key_len + account->len;
+
+    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb, NULL, 2,
+                              argv, lens)
+        == REDIS_OK)
+    {
+        ngx_rbcs_redis_sent(&redis->cmd);
+    }
+}
+
+
+/*
+ * Whoever can reach Redis may try to pass a value for a pod's: say so in
+ * the log, at most every 10 seconds per worker.
+ */
+
+static void
+ngx_rbcs_redis_forged(ngx_rbcs_redis_t *redis, const char *what,
+    ngx_str_t *name)
+{
+    if (redis->forged && ngx_current_msec - redis->forged < 10000) {
+        return;
+    }
+
+    redis->forged = ngx_current_msec ? ngx_current_msec : 1;
+
+    ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                  "rbcs: redis %s \"%V\" fails its authentication tag: "
+                  "not used", what, name);
+}
+
+
+static ngx_int_t
+ngx_rbcs_redis_mac_init(ngx_rbcs_redis_t *redis)
+{
+    EVP_MAC     *mac;
+    OSSL_PARAM   params[2];
+
+    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (mac == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, redis->log, 0,
+                      "rbcs: EVP_MAC_fetch(\"HMAC\") failed");
+        return NGX_ERROR;
+    }
+
+    redis->mac = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);
+
+    if (redis->mac == NULL) {
+        return NGX_ERROR;
+    }
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    if (EVP_MAC_init(redis->mac, redis->conf->hmac_key.data,
+                     redis->conf->hmac_key.len, params)
+        != 1)
+    {
+        ngx_log_error(NGX_LOG_EMERG, redis->log, 0,
+                      "rbcs: EVP_MAC_init() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* hex of the first 16 bytes of HMAC-SHA256(key, "<prefix>\n<text>") */
+
+static ngx_int_t
+ngx_rbcs_redis_tag(ngx_rbcs_redis_t *redis, u_char *text, size_t len,
+    u_char *hex)
+{
+    u_char      mac[EVP_MAX_MD_SIZE];
+    size_t      n;
+    ngx_str_t  *prefix;
+
+    prefix = &redis->conf->prefix;
+
+    /* a NULL key starts again with the key already set */
+
+    if (redis->mac == NULL
+        || EVP_MAC_init(redis->mac, NULL, 0, NULL) != 1
+        || EVP_MAC_update(redis->mac, prefix->data, prefix->len) != 1
+        || EVP_MAC_update(redis->mac, (u_char *) "\n", 1) != 1
+        || EVP_MAC_update(redis->mac, text, len) != 1
+        || EVP_MAC_final(redis->mac, mac, &n, sizeof(mac)) != 1
+        || n < NGX_RBCS_REDIS_TAG_LEN / 2)
+    {
+        ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
+                      "rbcs: HMAC of a redis value failed");
+        return NGX_ERROR;
+    }
+
+    (void) ngx_hex_dump(hex, mac, NGX_RBCS_REDIS_TAG_LEN / 2);
+
+    return NGX_OK;
+}
+
+
+/* a balance's tag: "<account> <version> <scale> <currency> <state> <gen>" */
+
+static ngx_int_t
+ngx_rbcs_redis_balance_tag(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_balance_t *b, uint64_t generation, u_char *hex)
+{
+    u_char  *p;
+    u_char   text[NGX_RBCS_ID_MAX_LEN + 2 * NGX_RBCS_REDIS_TEXT_MAX
+                  + 2 * NGX_INT64_LEN + NGX_INT_T_LEN + 8];
+
+    if (b->account.len > NGX_RBCS_ID_MAX_LEN
+        || b->balance.len > NGX_RBCS_REDIS_TEXT_MAX
+        || b->currency.len > NGX_RBCS_REDIS_TEXT_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(text, "%V %uL %ui %V %V %uL", &b->account, b->version,
+                    b->scale, &b->currency, &b->balance, generation);
+
+    return ngx_rbcs_redis_tag(redis, text, p - text, hex);
+}
+
+
+static ngx_int_t
+ngx_rbcs_redis_tag_valid(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_balance_t *b, uint64_t generation, u_char *tag,
+    size_t len)
+{
+    u_char  hex[NGX_RBCS_REDIS_TAG_LEN];
+
+    if (len != NGX_RBCS_REDIS_TAG_LEN
+        || ngx_rbcs_redis_balance_tag(redis, b, generation, hex) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return CRYPTO_memcmp(hex, tag, NGX_RBCS_REDIS_TAG_LEN) == 0
+           ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -1676,46 +2007,85 @@ ngx_rbcs_redis_host_key(ngx_cycle_t *cycle, u_char *p, size_t max)
 
 
 /*
- * "<publisher> <seq> <generation>": the generation its writer had read
- * (0 when absent); a number other than the next one from a publisher
- * already heard means a message of it went missing (a first message from a
- * publisher only starts its count: what it sent before, the subscription
- * did not carry).
+ * "#<publisher> <seq> <generation> <ms> <tag>": the generation its writer
+ * had read, its wall clock time, the tag over all before it.  A number
+ * other than the next one from a publisher already heard means a message
+ * of it went missing (a first message from a publisher only starts its
+ * count: what it sent before, the subscription did not carry).
+ *
+ * NGX_ERROR: garbled or forged; NGX_DECLINED: authentic but not news (a
+ * number already heard, or a time more than a minute away from ours), its
+ * lines are not used; NGX_OK.
  */
 
 static ngx_int_t
-ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
+ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
     uint64_t *generation)
 {
-    u_char                      *sp, *gp, *last;
+    u_char                      *f[5], *last, *q, hex[NGX_RBCS_REDIS_TAG_LEN];
     size_t                       id_len;
-    uint64_t                     seq;
-    ngx_uint_t                   i;
+    uint64_t                     seq, ms, now;
+    ngx_uint_t                   i, n;
+    ngx_time_t                  *tp;
     ngx_rbcs_redis_publisher_t  *pub, *free, *oldest;
 
     last = p + len;
-    sp = ngx_strlchr(p, last, ' ');
-    gp = sp ? ngx_strlchr(sp + 1, last, ' ') : NULL;
 
-    *generation = 0;
+    if (len < 2 || *p != '#') {
+        return NGX_ERROR;
+    }
 
-    if (sp == NULL || sp == p
-        || (size_t) (sp - p) > NGX_RBCS_REDIS_PUBLISHER_LEN
-        || ngx_rbcs_redis_parse_uint64(sp + 1, (gp ? gp : last) - sp - 1,
-                                       &seq)
+    /* f[i]: the start of field i, "#" left out of the first */
+
+    f[0] = p + 1;
+    n = 1;
+
+    for (q = f[0]; q < last && n < 5; q++) {
+        if (*q == ' ') {
+            f[n++] = q + 1;
+        }
+    }
+
+    if (n != 5 || ngx_strlchr(f[4], last, ' ') != NULL
+        || f[1] - f[0] - 1 == 0
+        || (size_t) (f[1] - f[0] - 1) > NGX_RBCS_REDIS_PUBLISHER_LEN
+        || (size_t) (last - f[4]) != NGX_RBCS_REDIS_TAG_LEN
+        || ngx_rbcs_redis_parse_uint64(f[1], f[2] - f[1] - 1, &seq) != NGX_OK
+        || ngx_rbcs_redis_parse_uint64(f[2], f[3] - f[2] - 1, generation)
            != NGX_OK
-        || (gp && ngx_rbcs_redis_parse_uint64(gp + 1, last - gp - 1,
-                                              generation)
-                  != NGX_OK))
+        || ngx_rbcs_redis_parse_uint64(f[3], f[4] - f[3] - 1, &ms) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (ngx_rbcs_redis_tag(redis, p, f[4] - 1 - p, hex) != NGX_OK
+        || CRYPTO_memcmp(hex, f[4], NGX_RBCS_REDIS_TAG_LEN) != 0)
+    {
+        ngx_rbcs_redis_forged(redis, "message on channel", &redis->channel);
+        return NGX_ERROR;
+    }
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    if (ms + NGX_RBCS_REDIS_MSG_WINDOW < now
+        || ms > now + NGX_RBCS_REDIS_MSG_WINDOW)
+    {
+        ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                      "rbcs: message %uL of \"%*s\" on redis channel "
+                      "\"%V\" is %s by more than %d ms: not used", seq,
+                      f[1] - f[0] - 1, f[0], &redis->channel,
+                      ms < now ? "late" : "early",
+                      NGX_RBCS_REDIS_MSG_WINDOW);
+        return NGX_DECLINED;
     }
 
     if (redis->publishers == NULL) {
         return NGX_OK;
     }
 
-    id_len = sp - p;
+    p = f[0];
+    id_len = f[1] - f[0] - 1;
     free = NULL;
     oldest = NULL;
 
@@ -1731,6 +2101,15 @@ ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         }
 
         if (pub->len == id_len && ngx_memcmp(pub->id, p, id_len) == 0) {
+
+            if (seq <= pub->seq) {
+                ngx_log_error(NGX_LOG_WARN, redis->log, 0,
+                              "rbcs: message %uL of \"%*s\" on redis "
+                              "channel \"%V\" came again after %uL: not "
+                              "used", seq, id_len, p, &redis->channel,
+                              pub->seq);
+                return NGX_DECLINED;
+            }
 
             if (seq != pub->seq + 1) {
                 ngx_log_error(NGX_LOG_WARN, redis->log, 0,
@@ -1768,11 +2147,11 @@ ngx_rbcs_redis_sequence(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
 }
 
 
-/* "<account> <version> <scale> <currency> <balance>" */
+/* "<account> <version> <scale> <currency> <balance> <tag>" */
 
 static ngx_int_t
 ngx_rbcs_redis_parse_message(u_char *p, size_t len,
-    ngx_rbcs_redis_balance_t *b)
+    ngx_rbcs_redis_balance_t *b, ngx_str_t *tag)
 {
     u_char     *last, *q;
     ngx_int_t   scale;
@@ -1819,12 +2198,16 @@ ngx_rbcs_redis_parse_message(u_char *p, size_t len,
     b->currency.len = q - p;
     p = q + 1;
 
-    if (ngx_rbcs_redis_text_valid(p, last - p, 1) != NGX_OK) {
+    q = ngx_strlchr(p, last, ' ');
+    if (q == NULL || ngx_rbcs_redis_text_valid(p, q - p, 1) != NGX_OK) {
         return NGX_ERROR;
     }
 
     b->balance.data = p;
-    b->balance.len = last - p;
+    b->balance.len = q - p;
+
+    tag->data = q + 1;
+    tag->len = last - tag->data;
 
     return NGX_OK;
 }

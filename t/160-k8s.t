@@ -275,6 +275,10 @@ SKIP: {
     (my $c = slurp("$root/k8s/base/nginx.conf")) =~ s{^}{load_module $module;\n};
     $c =~ s{/var/lib/rbcs\b}{$e/prefix}g;
     $c =~ s{\Q$val{KEYS_FILE}\E}{$root/k8s/overlays/dev/dev-keys}g;
+    $c =~ s{/etc/rbcs/redis\b}{$e/redis}g;   # the Secret rbcs-redis
+    mkdir "$e/redis" or die "$e/redis: $!";
+    spew("$e/redis/password", "dev-only-redis-not-a-secret\n");
+    spew("$e/redis/hmac-key", 'k' x 40 . "\n");
     $c =~ s{\b(?:rbcs-mysql|rbcs-redis):}{127.0.0.1:}g;
     spew("$e/nginx.conf", $c);
     my $password = q{p"a\\ss;{$x}'};

@@ -503,6 +503,8 @@ chmod 0755, "$tmp/t";
     "PREFIX=$tmp/t", "KEYS_FILE=$tmp/keys", 'ACCESS_LOG=/dev/null',
     'MYSQL_HOST=127.0.0.1', "MYSQL_PORT=$RBCS::Test::MYSQL_PORT", 'MYSQL_USER=rbcs',
     'MYSQL_PASSWORD=rbcs', 'REDIS_HOST=127.0.0.1', "REDIS_PORT=$RBCS::Test::REDIS_PORT",
+    "REDIS_PASSWORD_FILE=$RBCS::Test::REDIS_PASSWORD_FILE",
+    "REDIS_HMAC_KEY_FILE=$RBCS::Test::REDIS_HMAC_KEY_FILE",
     'HTTP_PORT=' . free_port(), 'OPS_PORT=' . free_port(),
     'USER_DIRECTIVE=' . ($> == 0 ? 'user nobody nogroup;' : ''));
 is($rc, 0, 'render-conf with test values') or diag($out);
@@ -593,7 +595,9 @@ $ops_port = free_port() while $ops_port == $http_port;   # two listeners, not on
     "PREFIX=$e/prefix", "KEYS_FILE=$tmp/keys", 'MYSQL_HOST=127.0.0.1',
     "MYSQL_PORT=$RBCS::Test::MYSQL_PORT", 'MYSQL_DATABASE=' . $t->dbname,
     'REDIS_HOST=127.0.0.1', "REDIS_PORT=$RBCS::Test::REDIS_PORT",
-    'REDIS_PREFIX=' . $t->redis_prefix, "HTTP_PORT=$http_port", "OPS_PORT=$ops_port");
+    'REDIS_PREFIX=' . $t->redis_prefix, "HTTP_PORT=$http_port", "OPS_PORT=$ops_port",
+    "REDIS_PASSWORD_FILE=$RBCS::Test::REDIS_PASSWORD_FILE",
+    "REDIS_HMAC_KEY_FILE=$RBCS::Test::REDIS_HMAC_KEY_FILE");
 is($rc, 0, 'the image\'s configuration, for this machine') or diag($out);
 
 my $pid = fork // die "fork: $!";

@@ -25,6 +25,7 @@ use warnings;
 
 use Carp qw(croak);
 use Cwd qw(abs_path);
+use Digest::SHA ();
 use Errno ();
 use Fcntl qw(:flock);
 use File::Basename qw(basename dirname);
@@ -55,6 +56,11 @@ our $MARIADBD    = $ENV{RBCS_MARIADBD}          // _which('mariadbd', '/usr/sbin
 our $MARIADB_CLI = _which('mariadb', '/usr/bin/mariadb');
 our $SCHEMA      = $ENV{RBCS_SCHEMA}            // "$ROOT/conf/schema.sql";
 our $TEMPLATE    = "$ROOT/conf/nginx.local.conf.in";
+# Redis secrets of the test stack (conf/stack.sh redis_secrets): the
+# service's ACL user "rbcs", the admin ("default"), the pods' HMAC key
+our $REDIS_PASSWORD_FILE = "$VAR/secrets/redis.password";
+our $REDIS_ADMIN_FILE    = "$VAR/secrets/redis.admin";
+our $REDIS_HMAC_KEY_FILE = "$VAR/secrets/redis.hmac-key";
 our $KEEP        = $ENV{RBCS_TEST_KEEP};        # keep databases of passed tests
 our $TIMEOUT     = 10;                          # default request timeout, s
 
@@ -259,6 +265,39 @@ sub _admin_connect {
     die join('; ', @err) . "\n";
 }
 
+# RBCS::Test::redis_secret('password' | 'admin' | 'hmac-key'): its text
+sub redis_secret {
+    my ($name) = @_;
+    open my $fh, '<', "$VAR/secrets/redis.$name" or croak "$VAR/secrets/redis.$name: $!";
+    local $/;
+    my $v = <$fh> // '';
+    $v =~ s/\s+\z//;
+    return $v;
+}
+
+# What a pod with the shared key writes to Redis (src/ngx_rbcs_redis.c):
+# RBCS::Test::redis_tag($prefix, $text), redis_header($prefix, $publisher,
+# $seq, $generation [, $ms]) (a message's first line) and
+# redis_line($prefix, $generation, $account, $version, $scale, $currency,
+# $state) (a message's balance line; its last field is the stored 't').
+sub redis_tag {
+    my ($prefix, $text, $key) = @_;
+    return substr(Digest::SHA::hmac_sha256_hex("$prefix\n$text",
+                                               $key // redis_secret('hmac-key')), 0, 32);
+}
+
+sub redis_header {
+    my ($prefix, $pub, $seq, $gen, $ms) = @_;
+    my $h = "#$pub $seq $gen " . ($ms // int(time * 1000));
+    return "$h " . redis_tag($prefix, $h);
+}
+
+sub redis_line {
+    my ($prefix, $gen, @f) = @_;   # account version scale currency state
+    my $l = join ' ', @f;
+    return "$l " . redis_tag($prefix, "$l $gen");
+}
+
 sub _apply_schema {
     my ($self) = @_;
     my $schema = $self->{schema};
@@ -445,6 +484,9 @@ sub _render_conf {
         MYSQL_DATABASE => $self->{dbname},
         REDIS_PORT     => $self->{redis_port},
         REDIS_PREFIX   => $self->redis_prefix,
+        REDIS_USER     => 'rbcs',
+        REDIS_PASSWORD_FILE => $REDIS_PASSWORD_FILE,
+        REDIS_HMAC_KEY_FILE => $REDIS_HMAC_KEY_FILE,
         HTTP_CONF      => $self->{http_conf},
         SERVER_CONF    => $self->{server_conf},
         %{ $self->{vars} },
@@ -1040,10 +1082,17 @@ sub start {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$self->{dir}/redis.out";
         open STDERR, '>&', \*STDOUT;
+        # the test stack's users and passwords (conf/redis.conf.in)
+        my %sha = map { $_ => Digest::SHA::sha256_hex(RBCS::Test::redis_secret($_)) }
+                  qw(password admin);
         exec 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
             '--dir', $self->{dir}, '--dbfilename', 'dump.rdb',
             '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-            '--logfile', "$self->{dir}/redis.log"
+            '--logfile', "$self->{dir}/redis.log",
+            '--user', 'default', 'on', "#$sha{admin}", '~*', '&*', '+@all',
+            '--user', 'rbcs', 'on', "#$sha{password}", qw(resetchannels ~rbcs* &rbcs*
+                      -@all +@connection +info +eval +hmget +hset +pexpire
+                      +publish +subscribe +unlink)
             or POSIX::_exit(127);
     }
     $self->{pid} = $pid;
@@ -1063,10 +1112,21 @@ sub start {
     croak "private redis-server did not come up within 10s:\n" . $self->error_log;
 }
 
+# ->cli(ARGS): redis-cli as the admin; ->cli_as_service(ARGS): as the
+# service's ACL user "rbcs", with its password (what a pod's would allow)
 sub cli {
     my ($self, @args) = @_;
+    local $ENV{REDISCLI_AUTH} = RBCS::Test::redis_secret('admin');
     my $r = RBCS::Test::_run_capture(
         [ 'redis-cli', '-h', '127.0.0.1', '-p', $self->{port}, @args ]);
+    return $r->{status} ? undef : $r->{output};
+}
+
+sub cli_as_service {
+    my ($self, @args) = @_;
+    local $ENV{REDISCLI_AUTH} = RBCS::Test::redis_secret('password');
+    my $r = RBCS::Test::_run_capture(
+        [ 'redis-cli', '--user', 'rbcs', '-h', '127.0.0.1', '-p', $self->{port}, @args ]);
     return $r->{status} ? undef : $r->{output};
 }
 
