@@ -95,7 +95,7 @@ const EXPECT = {
         replicas: (n) => n === 3,
         replicasText: "3",
         // created from the secret store, never rendered from git
-        externalSecrets: ["rbcs-db", "rbcs-keys"],
+        externalSecrets: ["rbcs-db", "rbcs-keys", "rbcs-redis"],
         serviceMonitor: true,
         guaranteed: true,
         zoneSpreadRequired: true,
