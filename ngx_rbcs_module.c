@@ -185,6 +185,41 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       offsetof(ngx_rbcs_main_conf_t, mysql.lock_wait_timeout),
       NULL },
 
+    { ngx_string("rbcs_mysql_ssl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.ssl),
+      NULL },
+
+    { ngx_string("rbcs_mysql_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.ssl_verify),
+      NULL },
+
+    { ngx_string("rbcs_mysql_ssl_ca"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.ssl_ca),
+      NULL },
+
+    { ngx_string("rbcs_mysql_ssl_cert"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.ssl_cert),
+      NULL },
+
+    { ngx_string("rbcs_mysql_ssl_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_rbcs_main_conf_t, mysql.ssl_key),
+      NULL },
+
     { ngx_string("rbcs_cache_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_rbcs_cache_zone,
@@ -390,6 +425,8 @@ ngx_rbcs_create_main_conf(ngx_conf_t *cf)
     rmcf->mysql.query_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->mysql.queue_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->mysql.lock_wait_timeout = NGX_CONF_UNSET_MSEC;
+    rmcf->mysql.ssl = NGX_CONF_UNSET;
+    rmcf->mysql.ssl_verify = NGX_CONF_UNSET;
 
     rmcf->redis_conf.connect_timeout = NGX_CONF_UNSET_MSEC;
     rmcf->redis_conf.command_timeout = NGX_CONF_UNSET_MSEC;
@@ -474,6 +511,10 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (rmcf->mysql.database.data == NULL) {
         ngx_str_set(&rmcf->mysql.database, "rbcs");
+    }
+
+    if (ngx_rbcs_mysql_init_conf(cf, &rmcf->mysql) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     ngx_conf_init_msec_value(rmcf->redis_conf.connect_timeout, 1000);

@@ -49,6 +49,9 @@ PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
           gnuplot-nox lua5.1 libxml2-utils
           # docs/diagrams: dot renders the architecture diagrams (t/190-docs.t)
           graphviz
+          # TLS tests (t/150-gateway.t, t/240-mysql-tls.t): certificates made
+          # at run time, and a TLS client in Perl
+          openssl libio-socket-ssl-perl
           # docker/build-static.sh (t/180-static-build.t): nginx from Debian's
           # source (apt-get source) with the module compiled in
           build-essential dpkg-dev libssl-dev

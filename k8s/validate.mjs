@@ -87,15 +87,18 @@ const EXPECT = {
     dev: {
         replicas: (n) => n >= 1 && n < 3,
         replicasText: "fewer than prod's 3",
-        // the Secrets are in the overlay (public, dev-only values)
+        // the Secrets are in the overlay (public, dev-only values); no
+        // certificate: the entrypoint makes a self-signed one
         externalSecrets: [],
+        optionalSecrets: ["rbcs-tls"],
+        selfSignedTls: true,
         inClusterDatabases: true,
     },
     prod: {
         replicas: (n) => n === 3,
         replicasText: "3",
         // created from the secret store, never rendered from git
-        externalSecrets: ["rbcs-db", "rbcs-keys", "rbcs-redis"],
+        externalSecrets: ["rbcs-db", "rbcs-keys", "rbcs-redis", "rbcs-tls"],
         serviceMonitor: true,
         guaranteed: true,
         zoneSpreadRequired: true,
@@ -312,7 +315,7 @@ function checkGeneral(name, objs, expect) {
             if (v.configMap && !find("ConfigMap", v.configMap.name)) {
                 fail(where(w), `volume ${v.name}: no ConfigMap ${v.configMap.name}`);
             }
-            if (v.secret) {
+            if (v.secret && !(v.secret.optional && expect.optionalSecrets?.includes(v.secret.secretName))) {
                 checkSecretRef(where(w), find, expect, v.secret.secretName,
                                (v.secret.items ?? []).map((i) => i.key));
             }
@@ -440,9 +443,28 @@ function checkRbcs(name, objs, expect) {
     const opsPort = Number(confEnv.OPS_PORT);
 
     // the listeners nginx.conf opens are the ports the pod declares
-    const listens = [...nginxConf.matchAll(/^\s*listen\s+(\d+)\s*;/gm)].map((m) => Number(m[1]));
-    if (!isDeepStrictEqual(listens.sort(), [httpPort, opsPort].sort())) {
-        fail(w("nginx.conf"), `listens on ${listens.join(", ")}, not on HTTP_PORT ${httpPort} and OPS_PORT ${opsPort}`);
+    const listens = [...nginxConf.matchAll(/^\s*listen\s+(\d+)(\s+ssl)?\s*;/gm)];
+    if (!isDeepStrictEqual(listens.map((m) => Number(m[1])).sort(), [httpPort, opsPort].sort())) {
+        fail(w("nginx.conf"), `listens on ${listens.map((m) => m[1]).join(", ")}, not on HTTP_PORT ${httpPort} and OPS_PORT ${opsPort}`);
+    }
+    // the API listener is TLS, with modern protocols only; the probes'
+    // listener is not (kubelet's httpGet probes speak plain HTTP)
+    for (const m of listens) {
+        if (Number(m[1]) === httpPort && !m[2]) {
+            fail(w("nginx.conf"), `the API listener ${httpPort} is not "listen ... ssl"`);
+        }
+        if (Number(m[1]) === opsPort && m[2]) {
+            fail(w("nginx.conf"), `the operations listener ${opsPort} is TLS: the httpGet probes would fail`);
+        }
+    }
+    const protocols = /^\s*ssl_protocols\s+([^;]*);/m.exec(nginxConf)?.[1].split(/\s+/).sort();
+    if (!isDeepStrictEqual(protocols, ["TLSv1.2", "TLSv1.3"])) {
+        fail(w("nginx.conf"), `ssl_protocols is ${protocols?.join(" ") ?? "not set"}, not TLSv1.2 TLSv1.3`);
+    }
+    for (const [d, v] of [["ssl_certificate", confEnv.TLS_CERT], ["ssl_certificate_key", confEnv.TLS_KEY]]) {
+        if (!new RegExp(`^\\s*${d}\\s+${v.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")};`, "m").test(nginxConf)) {
+            fail(w("nginx.conf"), `no ${d} ${v}`);
+        }
     }
     const left = [...nginxConf.matchAll(/@([A-Z_]+)@/g)].map((m) => m[1]);
     if (!isDeepStrictEqual([...new Set(left)].sort(), ["MYSQL_PASSWORD", "MYSQL_USER"])) {
@@ -563,6 +585,29 @@ function checkRbcs(name, objs, expect) {
     if (!mDb || !vDb?.secret || mDb.readOnly !== true
         || !dbFiles.includes("username") || !dbFiles.includes("password")) {
         fail(cw, "/etc/rbcs/db is not a Secret with username and password mounted read-only");
+    }
+    // the API listener's certificate and key: a kubernetes.io/tls Secret
+    // mounted where nginx.conf reads them; in dev, a self-signed one the
+    // entrypoint makes when that Secret is absent
+    const tlsDir = confEnv.TLS_CERT.replace(/\/[^/]+$/, "");
+    const mTls = mountAt(tlsDir);
+    const vTls = vol(mTls?.name);
+    const tlsFiles = (vTls?.secret?.items ?? []).map((i) => i.path);
+    if (!mTls || !vTls?.secret || mTls.readOnly !== true || mTls.subPath
+        || confEnv.TLS_KEY.replace(/\/[^/]+$/, "") !== tlsDir
+        || !tlsFiles.includes(confEnv.TLS_CERT.replace(/^.*\//, ""))
+        || !tlsFiles.includes(confEnv.TLS_KEY.replace(/^.*\//, ""))) {
+        fail(cw, `${tlsDir} is not a Secret with ${confEnv.TLS_CERT} and ${confEnv.TLS_KEY} mounted read-only, without subPath`);
+    }
+    const selfSigned = (c.env ?? []).some((e) => e.name === "RBCS_TLS_SELF_SIGNED" && e.value === "1");
+    if (expect.selfSignedTls && !selfSigned) {
+        fail(cw, "RBCS_TLS_SELF_SIGNED is not 1: without the Secret rbcs-tls nginx has no certificate");
+    }
+    if (!expect.selfSignedTls && selfSigned) {
+        fail(cw, "RBCS_TLS_SELF_SIGNED is set: a self-signed certificate is for development only");
+    }
+    if (!expect.selfSignedTls && vTls?.secret?.optional) {
+        fail(cw, `the Secret ${vTls.secret.secretName} is optional: a pod without it would not start`);
     }
     for (const path of [confEnv.PREFIX, "/tmp"]) {
         const m = mountAt(path);

@@ -43,6 +43,11 @@ typedef struct {
     ngx_msec_t                 queue_timeout;
     ngx_msec_t                 lock_wait_timeout;
     ngx_msec_t                 retry_after;  /* seconds, for Retry-After */
+    ngx_flag_t                 ssl;        /* rbcs_mysql_ssl */
+    ngx_flag_t                 ssl_verify; /* rbcs_mysql_ssl_verify */
+    ngx_str_t                  ssl_ca;     /* full paths, or empty */
+    ngx_str_t                  ssl_cert;
+    ngx_str_t                  ssl_key;
 } ngx_rbcs_mysql_conf_t;
 
 

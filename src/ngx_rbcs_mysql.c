@@ -53,6 +53,9 @@ typedef struct {
     u_char                    *user;
     u_char                    *password;
     u_char                    *database;
+    u_char                    *ssl_ca;
+    u_char                    *ssl_cert;
+    u_char                    *ssl_key;
     ngx_msec_t                 answered;    /* last successful round trip */
 } ngx_rbcs_mysql_pool_t;
 
@@ -113,9 +116,162 @@ static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
 static ngx_uint_t ngx_rbcs_mysql_usable(void);
 static void ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool);
 static u_char *ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s);
+static ngx_int_t ngx_rbcs_mysql_conf_file(ngx_conf_t *cf, char *directive,
+    ngx_str_t *name, char *marker);
+static ngx_int_t ngx_rbcs_mysql_ssl_options(ngx_rbcs_mysql_conn_t *mc);
 
 
 static ngx_rbcs_mysql_pool_t  *ngx_rbcs_mysql_pool;
+
+
+/*
+ * rbcs_mysql_ssl and its companions, checked when the configuration is
+ * read: a combination that could not give what it says, or a file the
+ * library would fail to load at every connect, stops nginx here rather
+ * than leaving the pool to fail forever.
+ */
+
+ngx_int_t
+ngx_rbcs_mysql_init_conf(ngx_conf_t *cf, ngx_rbcs_mysql_conf_t *conf)
+{
+    ngx_conf_init_value(conf->ssl, 0);
+
+    if (!conf->ssl) {
+        if (conf->ssl_verify == 1 || conf->ssl_ca.len || conf->ssl_cert.len
+            || conf->ssl_key.len)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"rbcs_mysql_ssl_verify\", "
+                               "\"rbcs_mysql_ssl_ca\", \"rbcs_mysql_ssl_cert\" "
+                               "and \"rbcs_mysql_ssl_key\" need "
+                               "\"rbcs_mysql_ssl on\"");
+            return NGX_ERROR;
+        }
+
+        conf->ssl_verify = 0;
+        return NGX_OK;
+    }
+
+    ngx_conf_init_value(conf->ssl_verify, 1);
+
+    if (conf->ssl_verify && conf->ssl_ca.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs_mysql_ssl_verify on\" needs "
+                           "\"rbcs_mysql_ssl_ca\" (the CA that signs the "
+                           "database server's certificate)");
+        return NGX_ERROR;
+    }
+
+    if ((conf->ssl_cert.len == 0) != (conf->ssl_key.len == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs_mysql_ssl_cert\" and "
+                           "\"rbcs_mysql_ssl_key\" go together");
+        return NGX_ERROR;
+    }
+
+    if (conf->ssl_ca.len
+        && ngx_rbcs_mysql_conf_file(cf, "rbcs_mysql_ssl_ca", &conf->ssl_ca,
+                                    "-----BEGIN CERTIFICATE-----")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (conf->ssl_cert.len
+        && (ngx_rbcs_mysql_conf_file(cf, "rbcs_mysql_ssl_cert",
+                                     &conf->ssl_cert,
+                                     "-----BEGIN CERTIFICATE-----")
+            != NGX_OK
+            || ngx_rbcs_mysql_conf_file(cf, "rbcs_mysql_ssl_key",
+                                        &conf->ssl_key, "PRIVATE KEY-----")
+               != NGX_OK))
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A PEM file the library will load at each connect: made a full path
+ * (relative to the configuration prefix), readable, and holding what it
+ * should.  Read once, in the master; the workers read it again through
+ * the library when they connect.
+ */
+
+static ngx_int_t
+ngx_rbcs_mysql_conf_file(ngx_conf_t *cf, char *directive, ngx_str_t *name,
+    char *marker)
+{
+    u_char           *buf;
+    size_t            size;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_int_t         rc;
+    ngx_file_info_t   fi;
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s \"%V\": " ngx_open_file_n " failed",
+                           directive, name);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+    buf = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s \"%V\": " ngx_fd_info_n " failed",
+                           directive, name);
+        goto done;
+    }
+
+    size = (size_t) ngx_min(ngx_file_size(&fi), 1024 * 1024);
+
+    buf = ngx_alloc(size + 1, cf->log);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, buf, size);
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s \"%V\": " ngx_read_fd_n " failed",
+                           directive, name);
+        goto done;
+    }
+
+    buf[n] = '\0';
+
+    if (ngx_strstr(buf, marker) == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s \"%V\" is not a PEM file with \"%s\"",
+                           directive, name, marker);
+        goto done;
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", name);
+    }
+
+    return rc;
+}
 
 
 ngx_int_t
@@ -147,6 +303,9 @@ ngx_rbcs_mysql_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
     pool->user = ngx_rbcs_mysql_cstr(cycle->pool, &conf->user);
     pool->password = ngx_rbcs_mysql_cstr(cycle->pool, &conf->password);
     pool->database = ngx_rbcs_mysql_cstr(cycle->pool, &conf->database);
+    pool->ssl_ca = ngx_rbcs_mysql_cstr(cycle->pool, &conf->ssl_ca);
+    pool->ssl_cert = ngx_rbcs_mysql_cstr(cycle->pool, &conf->ssl_cert);
+    pool->ssl_key = ngx_rbcs_mysql_cstr(cycle->pool, &conf->ssl_key);
 
     pool->conns = ngx_pcalloc(cycle->pool,
                               pool->nconns * sizeof(ngx_rbcs_mysql_conn_t));
@@ -250,6 +409,11 @@ ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc)
                  (ngx_uint_t) ngx_max(conf->lock_wait_timeout / 1000, 1));
     mysql_options(mc->mysql, MYSQL_INIT_COMMAND, init);
 
+    if (conf->ssl && ngx_rbcs_mysql_ssl_options(mc) != NGX_OK) {
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        return;
+    }
+
     mc->state = NGX_RBCS_MC_CONNECTING;
     ngx_rbcs_mysql_publish();
 
@@ -276,6 +440,50 @@ ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc)
     mc->wait = status;
     mc->timer.cancelable = 1;
     ngx_add_timer(&mc->timer, conf->connect_timeout);
+}
+
+
+/*
+ * TLS to the database (rbcs_mysql_ssl on): the library refuses a server
+ * that does not offer TLS (enforce), and TLS older than 1.2.  With a CA,
+ * the handshake fails unless the server's certificate chains to it; with
+ * rbcs_mysql_ssl_verify on, the certificate must also name the host the
+ * connection was made to, which is the address rbcs_mysql_server resolved
+ * to at configuration time (an IP address SAN), or "localhost" for a unix
+ * socket.  The non-blocking connect runs the handshake through the same
+ * _start/_cont calls.
+ */
+
+static ngx_int_t
+ngx_rbcs_mysql_ssl_options(ngx_rbcs_mysql_conn_t *mc)
+{
+    my_bool                 on, verify;
+    ngx_rbcs_mysql_pool_t  *pool;
+
+    pool = mc->pool;
+    on = 1;
+    verify = pool->conf->ssl_verify ? 1 : 0;
+
+    if (mysql_options(mc->mysql, MYSQL_OPT_SSL_ENFORCE, &on) != 0
+        || mysql_options(mc->mysql, MYSQL_OPT_SSL_VERIFY_SERVER_CERT,
+                         &verify) != 0
+        || mysql_options(mc->mysql, MARIADB_OPT_TLS_VERSION,
+                         "TLSv1.2,TLSv1.3") != 0
+        || (pool->ssl_ca
+            && mysql_options(mc->mysql, MYSQL_OPT_SSL_CA, pool->ssl_ca) != 0)
+        || (pool->ssl_cert
+            && (mysql_options(mc->mysql, MYSQL_OPT_SSL_CERT, pool->ssl_cert)
+                != 0
+                || mysql_options(mc->mysql, MYSQL_OPT_SSL_KEY, pool->ssl_key)
+                   != 0)))
+    {
+        ngx_log_error(NGX_LOG_ERR, pool->log, 0,
+                      "rbcs: mysql TLS options refused: %s",
+                      mysql_error(mc->mysql));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

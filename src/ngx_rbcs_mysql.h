@@ -71,6 +71,8 @@ struct ngx_rbcs_mysql_query_s {
 };
 
 
+ngx_int_t ngx_rbcs_mysql_init_conf(ngx_conf_t *cf,
+    ngx_rbcs_mysql_conf_t *conf);
 ngx_int_t ngx_rbcs_mysql_init_process(ngx_cycle_t *cycle,
     ngx_rbcs_mysql_conf_t *conf);
 void ngx_rbcs_mysql_exit_process(ngx_cycle_t *cycle);

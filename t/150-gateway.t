@@ -1,6 +1,8 @@
 #!/usr/bin/perl
 # The production configuration (conf/nginx.prod.conf.in), run as it is:
-# signed requests only, rate limits by key and by address answered as 429
+# the API over TLS (a certificate of a test CA made here: TLS 1.2 and 1.3,
+# older protocols and plain HTTP refused, sessions resumed), signed
+# requests only, rate limits by key and by address answered as 429
 # problem details, connection limits, slow clients cut off, the JSON access
 # log with key id, transaction id, status and times, and the operations
 # listener (metrics, stub_status) apart from the API.
@@ -30,6 +32,10 @@ print $fh "$_ $key{$_}[0] $key{$_}[1]\n" for sort keys %key;
 close $fh;
 chmod 0644, "$dir/keys";
 
+# the API listener's certificate, for 127.0.0.1, from a CA of the test's
+my $ca = RBCS::Test::tls_ca($dir, 'ca');
+my $cert = RBCS::Test::tls_cert($ca, $dir, 'api', 'IP:127.0.0.1');
+
 # nginx binds it itself, with the API port, before RBCS::Test->new returns
 my $ops = RBCS::Test::free_port();
 my $template = do {
@@ -49,12 +55,14 @@ my $t = RBCS::Test->new(
     vars => {
         MODULE => "load_module $RBCS::Test::MODULE;",
         OPS_PORT => $ops, KEYS_FILE => "$dir/keys",
+        TLS_CERT => $cert->{crt}, TLS_KEY => $cert->{key},
         ACCESS_LOG => "$dir/access.json",
         MYSQL_HOST => '127.0.0.1', MYSQL_USER => 'rbcs',
         MYSQL_PASSWORD => 'rbcs', REDIS_HOST => '127.0.0.1',
     },
     allow_log => [ qr/limiting (requests|connections)/,
                    qr/client timed out/ ],
+    tls => { ca => $ca->{crt} },      # requests go through TLS, verified
 );
 chmod 0777, $dir;
 
@@ -93,6 +101,56 @@ $r = signed('POST', '/accounts/transactions', $json->encode({
     transactionId => 'gw-1', sourceAccountNumber => 'GW1',
     destinationAccountNumber => 'GW2', amount => '1.00' }));
 is($r->{status}, 201, 'a signed transfer is applied');
+
+# --- TLS of the API listener ---------------------------------------------
+
+require IO::Socket::SSL;
+my $tls_version = sub {
+    my ($version, %o) = @_;
+    my $s = eval { $t->connect(timeout => 5, tls => { SSL_version => $version, %o }) };
+    return $s ? $s->get_sslversion : 'refused: ' . ($@ =~ s/\s+\z//r);
+};
+is($tls_version->('TLSv1_3'), 'TLSv1_3', 'TLS 1.3 is served');
+is($tls_version->('TLSv1_2'), 'TLSv1_2', 'TLS 1.2 is served');
+# a client that would speak the old protocols (OpenSSL 3 keeps them only at
+# security level 0): the server ends the handshake with a protocol_version
+# alert
+for my $old ('TLSv1_1', 'TLSv1') {
+    my $got = $tls_version->($old, SSL_cipher_list => 'DEFAULT:@SECLEVEL=0');
+    like($got, qr/^refused: .*(alert protocol version|unsupported protocol)/i,
+         "$old is refused by the server");
+    note("$old: $got");
+}
+my $other_ca = RBCS::Test::tls_ca($dir, 'other-ca');
+like($tls_version->('TLSv1_3', SSL_ca_file => $other_ca->{crt}),
+     qr/^refused: .*certificate verify failed/,
+     'a client that does not trust the test CA fails verification');
+
+# plain HTTP on the TLS port: nginx's 400, nothing of the API
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port) or die;
+    print $s "GET /accounts/GW1/balance HTTP/1.0\r\nHost: x\r\n\r\n";
+    local $/;
+    my $got = <$s> // '';
+    like($got, qr{^HTTP/1\.1 400 .*plain HTTP request was sent to HTTPS port}s,
+         'plain HTTP to the API port: 400, the plain HTTP request was sent to HTTPS port');
+    unlike($got, qr/"balance"|"accountNumber"/, '... and nothing of the API');
+}
+
+# sessions resumed from the shared cache (TLS 1.2: session ids; tickets
+# are off), whichever worker takes the second connection
+{
+    my $cache = IO::Socket::SSL::Session_Cache->new(4);
+    my %o = (SSL_version => 'TLSv1_2', SSL_session_cache => $cache,
+             SSL_session_key => 'api');
+    my $s1 = $t->connect(tls => \%o);
+    print $s1 "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n";
+    { local $/; my $x = <$s1>; }
+    close $s1;
+    my $s2 = $t->connect(tls => \%o);
+    ok($s2->get_session_reused, 'a second connection resumes the TLS session');
+    close $s2;
+}
 
 # --- the JSON access log -------------------------------------------------
 
@@ -141,8 +199,7 @@ sleep 1.5;
 my @held;
 for (1 .. 4) {
     # a request whose body never comes holds its connection
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $t->port) or die;
+    my $s = $t->connect;
     print $s "POST /accounts HTTP/1.1\r\nHost: x\r\n"
            . "Content-Type: application/json\r\nContent-Length: 50\r\n\r\n{";
     push @held, $s;
@@ -166,21 +223,19 @@ is($r->{status}, 429, 'over the connection limit per address: 429');
 
 my $t0 = time;
 my $slow = $held[0];
-$slow->blocking(1);
 my $got = '';
-$slow->recv($got, 4096);
+sysread($slow, $got, 4096);
 my $waited = time - $t0;
 like($got, qr/^HTTP\/1\.1 408|^$/, 'a body that never comes: 408 or closed');
 cmp_ok($waited, '<', 3, 'after the body timeout (1 s here)');
 close $_ for @held;
 
 sleep 1.2;
-my $half = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                 PeerPort => $t->port) or die;
+my $half = $t->connect;
 print $half "GET /healthz HTTP/1.1\r\nHost: x\r\n";     # never finished
 $t0 = time;
 $got = '';
-$half->recv($got, 4096);
+sysread($half, $got, 4096);
 cmp_ok(time - $t0, '<', 3, 'headers that never end: cut off after the '
        . 'header timeout (1 s here)');
 close $half;

@@ -268,10 +268,10 @@ for my $o ($offline ? () : @overlays) {      # the objects check.sh rendered
 SKIP: {
     my $module = $ENV{RBCS_MODULE} // "$root/build/ngx_rbcs_module.so";
     my $nginx = $ENV{RBCS_NGINX} // '/usr/sbin/nginx';
-    skip "module $module not built or no $nginx (make test builds it)", 9
+    skip "module $module not built or no $nginx (make test builds it)", 17
         unless -f $module && -x $nginx;
     my $e = "$tmp/entry";
-    mkdir $_ or die "$_: $!" for $e, "$e/prefix", "$e/db";
+    mkdir $_ or die "$_: $!" for $e, "$e/prefix", "$e/db", "$e/tls";
     (my $c = slurp("$root/k8s/base/nginx.conf")) =~ s{^}{load_module $module;\n};
     $c =~ s{/var/lib/rbcs\b}{$e/prefix}g;
     $c =~ s{\Q$val{KEYS_FILE}\E}{$root/k8s/overlays/dev/dev-keys}g;
@@ -280,13 +280,37 @@ SKIP: {
     spew("$e/redis/password", "dev-only-redis-not-a-secret\n");
     spew("$e/redis/hmac-key", 'k' x 40 . "\n");
     $c =~ s{\b(?:rbcs-mysql|rbcs-redis):}{127.0.0.1:}g;
+    $c =~ s{/etc/rbcs/tls/}{$e/tls/}g;
     spew("$e/nginx.conf", $c);
     my $password = q{p"a\\ss;{$x}'};
     spew("$e/db/username", "rbcs\n");
     spew("$e/db/password", $password);
     my %eenv = (RBCS_CONF_IN => "$e/nginx.conf", RBCS_DB_DIR => "$e/db",
-                RBCS_PREFIX => "$e/prefix", RBCS_NGINX => $nginx);
+                RBCS_PREFIX => "$e/prefix", RBCS_NGINX => $nginx,
+                RBCS_TLS_DIR => "$e/tls");
+
+    # the API listener's certificate: none in the Secret's directory
     my ($erc, $eout) = run(\%eenv, "$root/k8s/rbcs-entrypoint.sh", '-t');
+    isnt($erc, 0, 'no certificate in the TLS Secret\'s directory: nginx -t fails');
+    like($eout, qr/cannot load certificate "\Q$e\E\/tls\/tls\.crt"/, '... on ssl_certificate');
+    # development: a self-signed one, made at start
+    ($erc, $eout) = run({ %eenv, RBCS_TLS_SELF_SIGNED => 1 }, "$root/k8s/rbcs-entrypoint.sh", '-t');
+    is($erc, 0, 'RBCS_TLS_SELF_SIGNED=1: nginx -t passes') or diag($eout);
+    like($eout, qr/a self-signed certificate for development/, '... and says it made one');
+    like(slurp("$e/prefix/nginx.conf"),
+         qr{^\s*ssl_certificate\s+\Q$e\E/prefix/tls/tls\.crt;\s*\n\s*ssl_certificate_key\s+\Q$e\E/prefix/tls/tls\.key;}m,
+         '... which the filled configuration uses');
+    like(`openssl x509 -in '$e/prefix/tls/tls.crt' -noout -ext subjectAltName 2>&1`,
+         qr/DNS:localhost, DNS:rbcs, IP Address:127\.0\.0\.1/, '... for localhost and rbcs');
+    # the Secret's certificate wins over a self-signed one
+    system('cp', "$e/prefix/tls/tls.crt", "$e/prefix/tls/tls.key", "$e/tls/") == 0 or die;
+    unlink "$e/prefix/tls/tls.crt", "$e/prefix/tls/tls.key";
+    ($erc, $eout) = run({ %eenv, RBCS_TLS_SELF_SIGNED => 1 }, "$root/k8s/rbcs-entrypoint.sh", '-t');
+    is($erc, 0, 'a certificate in the Secret\'s directory: nginx -t passes') or diag($eout);
+    ok(!-e "$e/prefix/tls/tls.crt" && slurp("$e/prefix/nginx.conf") =~ m{ssl_certificate\s+\Q$e\E/tls/tls\.crt;},
+       '... with it, even with RBCS_TLS_SELF_SIGNED=1');
+
+    ($erc, $eout) = run(\%eenv, "$root/k8s/rbcs-entrypoint.sh", '-t');
     is($erc, 0, 'rbcs-entrypoint.sh -t: nginx accepts the filled configuration') or diag($eout);
     like($eout, qr/test is successful/, '... nginx -t says so');
     my $filled = slurp("$e/prefix/nginx.conf");

@@ -288,6 +288,8 @@ SKIP: {
     ok(@keys && !grep({ !/^\S+\s+\S{32,}\s+[a-z,]+\s*$/ } @keys), '... in the keys format');
     ok($r->{read_only} && (grep { $_ eq '/var/lib/rbcs' } @{ $r->{tmpfs} // [] }),
        'rbcs: read-only root, /var/lib/rbcs in memory');
+    ok(($r->{environment}{RBCS_TLS_SELF_SIGNED} // '') eq '1' || $mount{rbcs}{'/etc/rbcs/tls'},
+       'rbcs: a certificate for the TLS listener (mounted, or self-signed at start)');
 
     my $m = $svc->{mariadb};
     is($m->{image}, 'mariadb:10.11', 'MariaDB 10.11');
@@ -479,8 +481,10 @@ for my $path ($out =~ /=> (\/\S+)/g) {
 }
 my %pkg = map { $_ => 1 } values %lib_pkg;
 delete $pkg{libc6};
-is_deeply([ sort keys %pkg ], \@runtime_pkgs,
-          'the runtime stage installs the packages of the libraries nginx links')
+ok((grep { $_ eq 'openssl' } @runtime_pkgs),
+   'the runtime stage installs openssl (the entrypoint\'s self-signed certificate in development)');
+is_deeply([ sort keys %pkg ], [ grep { $_ ne 'openssl' } @runtime_pkgs ],
+          'and the packages of the libraries nginx links')
     or diag(explain(\%lib_pkg));
 
 # the production template, rendered by build-static.sh: the image's default
@@ -497,6 +501,11 @@ my %keys = (
 );
 spew("$tmp/keys", join('', map { "$_ $keys{$_}[0] $keys{$_}[1]\n" } sort keys %keys), 0644);
 
+# the API listener's certificate, for 127.0.0.1, from a CA of the test's
+chmod 0755, $tmp;
+my $ca = RBCS::Test::tls_ca($tmp, 'ca');
+my $cert = RBCS::Test::tls_cert($ca, $tmp, 'api', 'IP:127.0.0.1');
+
 mkdir "$tmp/t" or die;
 chmod 0755, "$tmp/t";
 ($rc, $out) = run({}, $script, 'render-conf', "$tmp/t/nginx.conf",
@@ -506,6 +515,7 @@ chmod 0755, "$tmp/t";
     "REDIS_PASSWORD_FILE=$RBCS::Test::REDIS_PASSWORD_FILE",
     "REDIS_HMAC_KEY_FILE=$RBCS::Test::REDIS_HMAC_KEY_FILE",
     'HTTP_PORT=' . free_port(), 'OPS_PORT=' . free_port(),
+    "TLS_CERT=$cert->{crt}", "TLS_KEY=$cert->{key}",
     'USER_DIRECTIVE=' . ($> == 0 ? 'user nobody nogroup;' : ''));
 is($rc, 0, 'render-conf with test values') or diag($out);
 unlike(slurp("$tmp/t/nginx.conf"), qr/^\s*load_module/m, '... no load_module in it');
@@ -539,8 +549,9 @@ my $t = RBCS::Test->new(
     vars  => {
         MODULE => '', OPS_PORT => $ops, KEYS_FILE => "$tmp/keys", ACCESS_LOG => "$tmp/access.log",
         MYSQL_HOST => '127.0.0.1', MYSQL_USER => 'rbcs', MYSQL_PASSWORD => 'rbcs',
-        REDIS_HOST => '127.0.0.1',
+        REDIS_HOST => '127.0.0.1', TLS_CERT => $cert->{crt}, TLS_KEY => $cert->{key},
     },
+    tls => { ca => $ca->{crt} },      # the API listener is TLS
 );
 my $signed = signer(sub {
     my ($m, $path, $body, $h) = @_;
@@ -562,7 +573,8 @@ is(jget($signed->('GET', '/accounts/ST-2/balance?consistency=strong', '', 'reade
    'balance of ST-2, from MariaDB');
 is($t->request('GET', '/accounts/ST-1/balance')->{status}, 401, 'unsigned: 401 (auth is on)');
 
-my $http = HTTP::Tiny->new(timeout => 5);
+my $http = HTTP::Tiny->new(timeout => 5, verify_SSL => 1,
+                           SSL_options => { SSL_ca_file => $ca->{crt} });
 my $m = $http->get("http://127.0.0.1:$ops/metrics");
 is($m->{status}, 200, '/metrics on the operations listener');
 like($m->{content}, qr/^rbcs_transfers_total\{outcome="completed"\} 1$/m, '... counts the transfer');
@@ -597,7 +609,8 @@ $ops_port = free_port() while $ops_port == $http_port;   # two listeners, not on
     'REDIS_HOST=127.0.0.1', "REDIS_PORT=$RBCS::Test::REDIS_PORT",
     'REDIS_PREFIX=' . $t->redis_prefix, "HTTP_PORT=$http_port", "OPS_PORT=$ops_port",
     "REDIS_PASSWORD_FILE=$RBCS::Test::REDIS_PASSWORD_FILE",
-    "REDIS_HMAC_KEY_FILE=$RBCS::Test::REDIS_HMAC_KEY_FILE");
+    "REDIS_HMAC_KEY_FILE=$RBCS::Test::REDIS_HMAC_KEY_FILE",
+    "TLS_CERT=$cert->{crt}", "TLS_KEY=$cert->{key}");
 is($rc, 0, 'the image\'s configuration, for this machine') or diag($out);
 
 my $pid = fork // die "fork: $!";
@@ -621,7 +634,7 @@ ok($ready, 'entrypoint + static nginx in the foreground: /readyz 200')
     or diag(-e "$e/stderr" ? slurp("$e/stderr") : 'no stderr');
 my $esigned = signer(sub {
     my ($m, $path, $body, $h) = @_;
-    my $res = $http->request($m, "http://127.0.0.1:$http_port$path",
+    my $res = $http->request($m, "https://127.0.0.1:$http_port$path",
                              { headers => $h, length $body ? (content => $body) : () });
     return { status => $res->{status}, body => $res->{content} };
 });

@@ -130,6 +130,7 @@ sub new {
         mysql_socket => $o{mysql_socket},
         name        => $o{name},
         nginx       => $o{nginx} // $NGINX,      # another binary (static build)
+        tls         => $o{tls},                  # { ca => file }: API over TLS
     }, $class;
 
     if (defined $o{nginx}) {
@@ -210,7 +211,10 @@ sub mysql_port { $_[0]{mysql_port} }
 sub redis_port { $_[0]{redis_port} }
 sub redis_prefix { $_[0]{redis_prefix} // "$_[0]{dbname}:" }
 sub conf_file  { "$_[0]{prefix}/nginx.conf" }
-sub url        { my ($self, $path) = @_; "http://127.0.0.1:$self->{port}" . ($path // '/') }
+sub url {
+    my ($self, $path) = @_;
+    return ($self->{tls} ? 'https' : 'http') . "://127.0.0.1:$self->{port}" . ($path // '/');
+}
 
 sub plan {   # $t->plan($n): Test::More::plan(tests => $n + 1) (the log check)
     my ($self, $n) = @_;
@@ -760,9 +764,7 @@ sub raw_request {
     my $deadline = time + $timeout;
     my @parts = ref $bytes eq 'ARRAY' ? @$bytes : ($bytes);
 
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
-                                  Proto => 'tcp', Timeout => $timeout)
-        or croak "connect to 127.0.0.1:$self->{port}: $!";
+    my $s = $self->connect(timeout => $timeout);
     $s->autoflush(1);
     binmode $s;
     my $sel = IO::Select->new($s);
@@ -788,8 +790,10 @@ sub raw_request {
     my $raw = '';
     while (1) {
         my $left = $deadline - time;
+        # TLS: a record already read from the socket is not "readable"
         croak "request timed out after ${timeout}s, got so far: "
-            . _excerpt($raw) if $left <= 0 || !$sel->can_read($left);
+            . _excerpt($raw) if $left <= 0
+                || !(($self->{tls} && $s->pending) || $sel->can_read($left));
         my $n = sysread($s, $raw, 65536, length $raw);
         if (!defined $n) {
             next if $!{EINTR} || $!{EAGAIN};
@@ -800,6 +804,74 @@ sub raw_request {
     }
     close $s;
     return RBCS::Test::Response->parse($raw);
+}
+
+# $t->connect(timeout => $s, tls => { IO::Socket::SSL options }): a
+# connection to the API listener, through TLS when the instance has tls
+# (verified against its ca, for the name 127.0.0.1); croaks when the
+# connection or the handshake fails.
+sub connect {
+    my ($self, %o) = @_;
+    my $timeout = $o{timeout} // $TIMEOUT;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
+                                  Proto => 'tcp', Timeout => $timeout)
+        or croak "connect to 127.0.0.1:$self->{port}: $!";
+    return $s unless $self->{tls};
+    require IO::Socket::SSL;
+    IO::Socket::SSL->start_SSL($s,
+        SSL_ca_file => $self->{tls}{ca}, SSL_verify_mode => 1,
+        SSL_verifycn_name => '127.0.0.1', SSL_verifycn_scheme => 'http',
+        Timeout => $timeout, %{ $o{tls} // {} })
+        or croak "TLS handshake with 127.0.0.1:$self->{port}: "
+            . IO::Socket::SSL::errstr();
+    return $s;
+}
+
+# ---------------------------------------------------------- certificates --
+
+# RBCS::Test::tls_ca($dir, $name): a certificate authority of the test's
+# own, made by the openssl command (Debian: openssl): $dir/$name.crt and
+# $dir/$name.key.  Returns { crt, key }.
+sub tls_ca {
+    my ($dir, $name) = @_;
+    my %ca = (crt => "$dir/$name.crt", key => "$dir/$name.key");
+    _openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+             '-nodes', '-keyout', $ca{key}, '-out', $ca{crt}, '-days', 2,
+             '-subj', "/CN=RBCS test CA $name",
+             '-addext', 'basicConstraints=critical,CA:TRUE',
+             '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    chmod 0644, $ca{crt}, $ca{key};
+    return \%ca;
+}
+
+# RBCS::Test::tls_cert($ca, $dir, $name, @san): a server certificate signed
+# by $ca (from tls_ca) for the subjectAltName entries @san (e.g.
+# 'IP:127.0.0.1', 'DNS:db.example'): $dir/$name.crt, $dir/$name.key, both
+# readable by everyone (nginx's workers run as nobody in the tests).
+# Returns { crt, key }.
+sub tls_cert {
+    my ($ca, $dir, $name, @san) = @_;
+    my %c = (crt => "$dir/$name.crt", key => "$dir/$name.key");
+    my ($cn) = map { /^\w+:(.*)/ } @san;
+    _openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+             '-nodes', '-keyout', $c{key}, '-out', "$dir/$name.csr",
+             '-subj', "/CN=" . ($cn // $name));
+    open my $fh, '>', "$dir/$name.ext" or croak "$dir/$name.ext: $!";
+    print $fh "basicConstraints=CA:FALSE\n",
+              "extendedKeyUsage=serverAuth\n",
+              (@san ? 'subjectAltName=' . join(',', @san) . "\n" : '');
+    close $fh;
+    _openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', $ca->{crt},
+             '-CAkey', $ca->{key}, '-CAcreateserial', '-days', 2,
+             '-extfile', "$dir/$name.ext", '-out', $c{crt});
+    chmod 0644, $c{crt}, $c{key};
+    return \%c;
+}
+
+sub _openssl {
+    my $out = _run_capture([ _which('openssl', '/usr/bin/openssl'), @_ ]);
+    croak "openssl @_[0, 1] failed (exit $out->{status}; Debian package openssl):\n"
+        . $out->{output} if $out->{status} != 0;
 }
 
 sub _excerpt {
@@ -852,10 +924,13 @@ sub _stop_server {
     return $server;
 }
 
-# RBCS::Test::private_mariadb(): a mariadbd of its own (datadir, free port,
-# socket under $RBCS_TEST_VAR/private-<pid>-<n>), same my.cnf settings,
-# user rbcs/rbcs with all privileges.  For tests that SIGSTOP or kill the
-# database.  Pass its ->port as mysql_port to new().
+# RBCS::Test::private_mariadb(cnf => $lines): a mariadbd of its own
+# (datadir, free port, socket under $RBCS_TEST_VAR/private-<pid>-<n>), same
+# my.cnf settings, user rbcs/rbcs with all privileges.  For tests that
+# SIGSTOP or kill the database, or need server settings of their own: cnf
+# (optional) is added to its my.cnf as a second [mariadbd] group, whose
+# settings win (e.g. ssl_cert, require_secure_transport).  Pass its ->port
+# as mysql_port to new().
 sub private_mariadb {
     shift if @_ && !ref $_[0] && $_[0] eq __PACKAGE__;
     my $m = RBCS::Test::MariaDB->new(@_);
@@ -883,7 +958,7 @@ sub new {
     my $self = bless { dir => $dir, port => RBCS::Test::_free_port(),
                        socket => "$dir/mariadb.sock", pidfile => "$dir/mariadbd.pid",
                        datadir => "$dir/data", log => "$dir/error.log",
-                       cnf => "$dir/my.cnf" }, $class;
+                       cnf => "$dir/my.cnf", extra_cnf => $o{cnf} }, $class;
     croak "socket path $self->{socket} too long" if length $self->{socket} > 100;
     $self->_write_cnf;
 
@@ -932,6 +1007,7 @@ sub _write_cnf {
              USER => $> == 0 ? 'user=root' : '',
              REDO_LOG_SIZE => '96M');
     $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "$in: unknown \@$1\@"/ge;
+    $t .= "\n[mariadbd]\n$self->{extra_cnf}\n" if defined $self->{extra_cnf};
     open $fh, '>', $self->{cnf} or croak "$self->{cnf}: $!";
     print $fh $t;
     close $fh;
@@ -1264,9 +1340,15 @@ undef for an empty database), name (database/prefix name part), nginx (the
 binary to run instead of $RBCS::Test::NGINX, e.g. one with the module
 compiled in: no module file needed; set MODULE in vars, '' for none).
 
+tls => { ca => $file }: the API listener is TLS (the configuration's
+listen ... ssl); request() and friends, and connect(), go through TLS and
+verify the server's certificate against $file for the name 127.0.0.1.
+
 =head1 METHODS
 
 port prefix dbname url(path) conf_file mysql_port redis_port;
+connect(timeout =>, tls => { IO::Socket::SSL options }) (a socket to the
+API listener, TLS handshake done when the instance has tls);
 request(method, path, body =>, headers =>, timeout =>, http_version =>);
 get del post_json put_json patch_json; raw_request(bytes | [parts], delay =>,
 timeout =>); dbh; reload(%options); stop; error_log; nginx_pids; master_pid;
@@ -1287,7 +1369,13 @@ RBCS::Test::wait_for(timeout, sub, interval) (the sub's first true value,
 or undef after timeout s).  A server of a test's own binds LocalPort => 0
 before it forks, so that its port is listening when fork returns.
 
-RBCS::Test::private_mariadb() returns an object with port, pid, socket, stop,
+RBCS::Test::tls_ca(dir, name) and RBCS::Test::tls_cert(ca, dir, name, san...)
+make a test certificate authority and a server certificate signed by it
+with the openssl command; each returns { crt => file, key => file }.
+
+RBCS::Test::private_mariadb(cnf => $text) (cnf: optional my.cnf lines for
+the server, which win over conf/my.cnf.in's) returns an object with port,
+pid, socket, stop,
 start (restart on the same datadir and port), signal(SIG) (after KILL it
 waits until the process is gone), admin_dbh, error_log.
 
