@@ -14,6 +14,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use File::Temp ();
 use JSON::PP ();
 use Time::HiRes qw(sleep);
 use RBCS::Test;
@@ -135,7 +136,7 @@ is(($admin->selectrow_array(
     "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '$db'"))[0],
    6, 'the same six tables');
 ok($admin->selectrow_array("SELECT COUNT(*) = 0 FROM `$other`.t"), 'the other schema untouched');
-$admin->do("DROP DATABASE `$other`");
+RBCS::Test::drop_database($admin, $other);
 
 # ------------------------------------------------ and the service works --
 
@@ -217,4 +218,59 @@ ok($moved, 'Redis away: the pod moved its cache generation (INSERT ... ON DUPLIC
 $p->stop;
 
 $svc->disconnect;
+
+# ------------------------- the user of the dev overlay and of compose --
+
+# k8s/overlays/dev and docker/compose.yaml make the user as the MariaDB
+# image does with /docker-entrypoint-initdb.d: each file in name order, as
+# root with the database selected, a .sql file fed to the client, a .sh
+# file sourced (docker_process_sql: the image's client as root).  Here on
+# a database of this server, with a user name and a password that need
+# quoting.
+my @initdb = ([ 'schema.sql', "$RBCS::Test::ROOT/conf/schema.sql" ],
+              [ 'service-grants.sql', "$RBCS::Test::ROOT/conf/grants.sql" ],
+              [ 'service-user.sh', "$RBCS::Test::ROOT/k8s/overlays/dev/service-user.sh" ]);
+is_deeply([ map { $_->[0] } @initdb ], [ sort map { $_->[0] } @initdb ],
+          'initdb: the schema, then the grants, then the user, in name order');
+ok(!-x $initdb[2][1], 'service-user.sh is not executable: the entrypoint sources it');
+
+my $k8s_user = "k8s-$$";
+my $k8s_password = q{it's a \ "dev" password};
+my $dir = File::Temp::tempdir('rbcs-initdb-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+for (['username', "$k8s_user\n"], ['password', "$k8s_password\n"]) {
+    open my $out, '>', "$dir/$_->[0]" or die "$dir/$_->[0]: $!";
+    print $out $_->[1];
+    close $out;
+}
+my $k8s_db = "${db}_k8s";
+$admin->do("DROP DATABASE IF EXISTS `$k8s_db`");
+$admin->do("CREATE DATABASE `$k8s_db` CHARACTER SET utf8mb4");
+my $script = join "\n", 'set -eo pipefail',
+    'docker_process_sql() { "$MARIADB_CLI" --no-defaults --socket="$SOCK" -uroot --database="$DB" "$@"; }',
+    map({ $_->[0] =~ /\.sh$/ ? ". '$_->[1]'" : "docker_process_sql < '$_->[1]'" } @initdb);
+{
+    local %ENV = (%ENV, MARIADB_CLI => $RBCS::Test::MARIADB_CLI, SOCK => $RBCS::Test::MYSQL_SOCK,
+                  DB => $k8s_db, RBCS_DB_DIR => $dir);
+    my $out = `bash -c '$script' 2>&1`;
+    is($?, 0, 'initdb: the three files ran') or diag($out);
+}
+my @kg = map { $_->[0] } @{ $admin->selectall_arrayref("SHOW GRANTS FOR '$k8s_user'\@'%'") };
+is_deeply([ sort grep { !/^GRANT USAGE ON \*\.\* TO / } @kg ],
+          [ "GRANT `rbcs_service` TO `$k8s_user`\@`%`", "SET DEFAULT ROLE `rbcs_service` FOR `$k8s_user`\@`%`" ],
+          "initdb: $k8s_user\@'%' has the role, as its default, and nothing else")
+    or diag(join "\n", @kg);
+my $k8s = DBI->connect('DBI:MariaDB:host=127.0.0.1;port=' . $t->mysql_port
+        . ";database=$k8s_db;mariadb_connect_timeout=3",
+    $k8s_user, $k8s_password, { RaiseError => 0, PrintError => 0, AutoCommit => 1 });
+ok($k8s, 'initdb: it logs in with the password as written in the file') or diag($DBI::errstr);
+if ($k8s) {
+    ok($k8s->do(q{INSERT INTO cache_generation VALUES ('initdb', 1)}), '... writes what the service writes')
+        or diag($k8s->errstr);
+    ok(!$k8s->do(q{DELETE FROM audit_log}) && $k8s->err == 1142, '... and not the audit log');
+    ok(!$k8s->do(q{DROP TABLE accounts}) && $k8s->err == 1142, '... nor the schema');
+    $k8s->disconnect;
+}
+$admin->do("DROP USER IF EXISTS '$k8s_user'\@'%'");
+RBCS::Test::drop_database($admin, $k8s_db);
+
 done_testing();

@@ -276,6 +276,18 @@ sub _apply_schema {
         if $out->{status} != 0;
 }
 
+# RBCS::Test::drop_database($admin_dbh, $name): the database and the role
+# rbcs_service's grants on its tables, which MariaDB keeps after the tables
+# are gone
+sub drop_database {
+    my ($adm, $db) = @_;
+    my $tables = $adm->selectcol_arrayref(q{SELECT Table_name FROM mysql.tables_priv
+        WHERE Db = ? AND User = 'rbcs_service' AND Host = ''}, undef, $db);
+    $adm->do('REVOKE ALL PRIVILEGES ON ' . $adm->quote_identifier($db, $_)
+             . ' FROM rbcs_service') for @$tables;
+    $adm->do('DROP DATABASE IF EXISTS ' . $adm->quote_identifier($db));
+}
+
 # $t->dbh: DBI handle on the test database (RaiseError, AutoCommit), as the
 # administrator: a test may do there what the service's user may not
 sub dbh {
@@ -625,8 +637,7 @@ sub stop {
             $self->{dbh}->disconnect if $self->{dbh};
             delete $self->{dbh};
             my $adm = $self->{admin}{dbh};
-            $adm->do('DROP DATABASE IF EXISTS ' . $adm->quote_identifier($self->{dbname}))
-                if $adm && $adm->ping;
+            drop_database($adm, $self->{dbname}) if $adm && $adm->ping;
         };
     }
     return $self;
@@ -1237,6 +1248,9 @@ timeout) (1 once 127.0.0.1:port accepts a connection, 0 after timeout s),
 RBCS::Test::wait_for(timeout, sub, interval) (the sub's first true value,
 or undef after timeout s).  A server of a test's own binds LocalPort => 0
 before it forks, so that its port is listening when fork returns.
+
+RBCS::Test::drop_database(admin dbh, name) drops a database and the grants
+conf/grants.sql gave the role rbcs_service on its tables.
 
 RBCS::Test::private_mariadb() returns an object with port, pid, socket, stop,
 start (restart on the same datadir and port), signal(SIG) (after KILL it
