@@ -334,13 +334,8 @@ mysql_start() {
         fi
     fi
 
-    mariadb --defaults-file="$MY_CNF" <<'SQL'
-CREATE DATABASE IF NOT EXISTS rbcs CHARACTER SET utf8mb4;
-CREATE USER IF NOT EXISTS 'rbcs'@'127.0.0.1' IDENTIFIED BY 'rbcs';
-CREATE USER IF NOT EXISTS 'rbcs'@'localhost' IDENTIFIED BY 'rbcs';
-GRANT ALL PRIVILEGES ON `rbcs`.* TO 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
-GRANT ALL PRIVILEGES ON `rbcs\_t\_%`.* TO 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
-SQL
+    mariadb --defaults-file="$MY_CNF" -e 'CREATE DATABASE IF NOT EXISTS rbcs CHARACTER SET utf8mb4' ||
+        die "creating database rbcs failed"
     if [ -f "$ROOT/conf/schema.sql" ]; then
         mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/schema.sql" ||
             die "applying conf/schema.sql to database rbcs failed"
@@ -348,6 +343,29 @@ SQL
     else
         warn "conf/schema.sql does not exist yet, database rbcs left empty"
     fi
+    mysql_service_user
+}
+
+# The service's user rbcs/rbcs (the nginx configurations' credentials):
+# the role rbcs_service of conf/grants.sql and nothing else; the schema is
+# root's (over the socket).  Made afresh at every start, so that a stack
+# made when the user had more loses it.  The tests' databases get the
+# role's grants from the harness (t/lib/RBCS/Test.pm), each as it is made.
+mysql_service_user() {
+    if [ -f "$ROOT/conf/schema.sql" ]; then
+        mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/grants.sql" ||
+            die "applying conf/grants.sql to database rbcs failed"
+    fi
+    mariadb --defaults-file="$MY_CNF" <<'SQL' || die "making the user rbcs failed"
+CREATE ROLE IF NOT EXISTS rbcs_service;
+DROP USER IF EXISTS 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
+CREATE USER 'rbcs'@'127.0.0.1' IDENTIFIED BY 'rbcs';
+CREATE USER 'rbcs'@'localhost' IDENTIFIED BY 'rbcs';
+GRANT rbcs_service TO 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
+SET DEFAULT ROLE rbcs_service FOR 'rbcs'@'127.0.0.1';
+SET DEFAULT ROLE rbcs_service FOR 'rbcs'@'localhost';
+SQL
+    log "user rbcs: the role rbcs_service of conf/grants.sql"
 }
 
 mysql_stop() {   # V

@@ -3,16 +3,17 @@
 #
 #   k8s/check.sh            check everything (what t/160-k8s.t and CI run):
 #     1. k8s/base/nginx.conf is conf/nginx.prod.conf.in rendered with
-#        k8s/base/nginx-conf.env, and k8s/overlays/dev/schema.sql is
-#        conf/schema.sql, byte for byte (kustomize reads no file outside
-#        an overlay's directory, so these two are copies kept in step here);
+#        k8s/base/nginx-conf.env, and k8s/overlays/dev/schema.sql and
+#        grants.sql are conf/schema.sql and conf/grants.sql, byte for byte
+#        (kustomize reads no file outside an overlay's directory, so these
+#        are copies kept in step here);
 #     2. every overlay under k8s/overlays/ renders (kubectl kustomize);
 #     3. every rendered object validates against the Kubernetes API schemas
 #        (npm kubernetes-models; ServiceMonitor: @kubernetes-models/
 #        prometheus-operator), unknown fields included, and the objects the
 #        service needs are there, wired together (k8s/validate.mjs);
 #     4. the YAML, written and rendered, passes yamllint (k8s/.yamllint).
-#   k8s/check.sh render     rewrite the two copies from their sources
+#   k8s/check.sh render     rewrite the copies from their sources
 #   k8s/check.sh build DIR  print one overlay, rendered (DIR: k8s/overlays/dev)
 #
 # Tools: kubectl from Debian's kubernetes-client (kustomize v2.0; when
@@ -38,6 +39,8 @@ SCHEMA="$ROOT/conf/schema.sql"
 CONF_ENV="$K8S/base/nginx-conf.env"
 CONF_COPY="$K8S/base/nginx.conf"
 SCHEMA_COPY="$K8S/overlays/dev/schema.sql"
+GRANTS="$ROOT/conf/grants.sql"
+GRANTS_COPY="$K8S/overlays/dev/grants.sql"
 
 log()  { printf '==> %s\n' "$*"; }
 die()  { printf 'k8s/check.sh: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -127,7 +130,9 @@ cmd_render() {
     mv "$CONF_COPY.tmp" "$CONF_COPY"
     cp "$SCHEMA" "$SCHEMA_COPY.tmp"
     mv "$SCHEMA_COPY.tmp" "$SCHEMA_COPY"
-    log "wrote ${CONF_COPY#"$ROOT"/} and ${SCHEMA_COPY#"$ROOT"/}"
+    cp "$GRANTS" "$GRANTS_COPY.tmp"
+    mv "$GRANTS_COPY.tmp" "$GRANTS_COPY"
+    log "wrote ${CONF_COPY#"$ROOT"/}, ${SCHEMA_COPY#"$ROOT"/} and ${GRANTS_COPY#"$ROOT"/}"
 }
 
 cmd_build() {
@@ -160,6 +165,11 @@ cmd_check() {
         log "k8s/overlays/dev/schema.sql is conf/schema.sql"
     else
         bad "k8s/overlays/dev/schema.sql differs from conf/schema.sql (run: k8s/check.sh render)"
+    fi
+    if cmp -s "$GRANTS" "$GRANTS_COPY"; then
+        log "k8s/overlays/dev/grants.sql is conf/grants.sql"
+    else
+        bad "k8s/overlays/dev/grants.sql differs from conf/grants.sql (run: k8s/check.sh render)"
     fi
 
     # 2. render every overlay

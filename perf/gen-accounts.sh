@@ -23,10 +23,13 @@
 # but never create or destroy it, so the total over 1..N stays N*BALANCE).
 #
 # --baseline: the write baseline's own database instead (perf/baseline.sql,
-# build/perf/dbclient --mode lean): creates database rbcs_baseline, grants it
-# to the user rbcs, applies perf/baseline.sql (its tables and the procedure
-# lean_transfer), then the same N accounts with the same balance there (no
-# scale column, no history entries: that schema has neither).
+# build/perf/dbclient --mode lean): creates database rbcs_baseline, applies
+# perf/baseline.sql (its tables and the procedure lean_transfer), then the
+# same N accounts with the same balance there (no scale column, no history
+# entries: that schema has neither).  Its client logs in as its own user
+# rbcs_baseline/rbcs_baseline, which may call lean_transfer (the procedure
+# runs with its definer's rights, root's) and read the accounts (the money
+# check), nothing else; the service's user rbcs gets nothing there.
 #
 # Environment: BALANCE (1000.00), CURRENCY (USD), SCALE (2).
 
@@ -61,9 +64,16 @@ start=$(date +%s.%N)
 
 if [ -n "$BASELINE_DB" ]; then
     bsql() { mariadb --defaults-file="$MY_CNF" -N -B "$@"; }
-    bsql -e "CREATE DATABASE IF NOT EXISTS $BASELINE_DB;
-             GRANT ALL PRIVILEGES ON \`$BASELINE_DB\`.* TO 'rbcs'@'127.0.0.1', 'rbcs'@'localhost'"
+    bsql -e "CREATE DATABASE IF NOT EXISTS $BASELINE_DB"
     bsql "$BASELINE_DB" < "$ROOT/perf/baseline.sql" || pdie "applying perf/baseline.sql failed"
+    # after the procedure is made again: dropping it dropped its grant
+    for host in 127.0.0.1 localhost; do
+        bsql "$BASELINE_DB" -e "
+CREATE USER IF NOT EXISTS 'rbcs_baseline'@'$host' IDENTIFIED BY 'rbcs_baseline';
+GRANT EXECUTE ON PROCEDURE lean_transfer TO 'rbcs_baseline'@'$host';
+GRANT SELECT ON accounts TO 'rbcs_baseline'@'$host'" ||
+            pdie "making the user rbcs_baseline failed"
+    done
     out="$(bsql "$BASELINE_DB" -e "
 SET @now = UTC_TIMESTAMP(3);
 INSERT IGNORE INTO accounts (account_number, currency, balance,

@@ -384,9 +384,10 @@ meta shm_detail "zone mapping resident (sum of Pss over the twin's master and wo
 
 run_dbclient() {   # lean|batch B uniform|hot THREADS
     local mode=$1 bs=$2 pairs=$3 t=$4 raw="$RAW/db-$1-b$2-$3-t$4.txt" out a b d0 d1 t0 t1 cpu
-    # database: rbcs_baseline (lean), rbcs (batch), dbclient's defaults
-    # mariadbd's CPU over the timed run alone (not dbclient's money checks)
-    local cmd=("$DBCLIENT" --mode "$mode" --batch "$bs" -h 127.0.0.1 -P "$MYSQL_PORT" -u rbcs -p rbcs
+    # database and user: rbcs_baseline (lean), rbcs (batch), dbclient's
+    # defaults; mariadbd's CPU over the timed run alone (not dbclient's
+    # money checks)
+    local cmd=("$DBCLIENT" --mode "$mode" --batch "$bs" -h 127.0.0.1 -P "$MYSQL_PORT"
                -t "$t" -d "$DB_DURATION" -m "$pairs" -n "$ACCOUNTS" -x "$PREFIX"
                -r "$RUN-d${mode:0:1}$bs${pairs:0:1}$t"
                --cpu-pid "$(tr -dc '0-9' < "$ROOT/var/run/mariadb/mariadbd.pid")")

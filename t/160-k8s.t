@@ -250,6 +250,12 @@ for my $o ($offline ? () : @overlays) {      # the objects check.sh rendered
         my ($schema) = grep { exists $_->{data}{'schema.sql'} } by_kind(\@objs, 'ConfigMap');
         is($schema && $schema->{data}{'schema.sql'}, slurp("$root/conf/schema.sql"),
            "$o: the initdb ConfigMap is conf/schema.sql");
+        is($schema && $schema->{data}{'service-grants.sql'}, slurp("$root/conf/grants.sql"),
+           "$o: ... then conf/grants.sql (the role rbcs_service)");
+        is($schema && $schema->{data}{'service-user.sh'}, slurp("$root/k8s/overlays/dev/service-user.sh"),
+           "$o: ... then service-user.sh (the service's user, with the role only)");
+        ok(!grep({ $_->{name} =~ /^MARIADB_(USER|PASSWORD)/ } @{ $dbc->{env} // [] }),
+           "$o: no MARIADB_USER (the image would grant it ALL on the database)");
         my $redis = get(\@objs, 'Deployment', 'rbcs-redis');
         my $argv = join ' ', map { $_ eq '' ? '""' : $_ } @{ $redis->{spec}{template}{spec}{containers}[0]{command} // [] };
         like($argv, qr/--save ""/, "$o: Redis with save \"\"");
@@ -340,7 +346,8 @@ sub copy_tree {
     my ($dir) = @_;
     mkdir $dir or die "$dir: $!";
     mkdir "$dir/conf" or die;
-    system('cp', '-p', "$root/conf/nginx.prod.conf.in", "$root/conf/schema.sql", "$dir/conf/") == 0 or die;
+    system('cp', '-p', "$root/conf/nginx.prod.conf.in", "$root/conf/schema.sql",
+           "$root/conf/grants.sql", "$dir/conf/") == 0 or die;
     mkdir "$dir/k8s" or die;
     opendir my $dh, "$root/k8s" or die;
     for my $e (grep { !/^(\.|\.\.|node_modules|\.tools)$/ } readdir $dh) {
@@ -387,6 +394,9 @@ my @broken = (
     [ 'the schema changed, its dev copy not',
       sub { edit("$_[0]/conf/schema.sql", sub { $_ .= "-- changed\n" }) },
       qr/k8s\/overlays\/dev\/schema\.sql differs from conf\/schema\.sql/ ],
+    [ 'the grants changed, their dev copy not',
+      sub { edit("$_[0]/conf/grants.sql", sub { $_ .= "-- changed\n" }) },
+      qr/k8s\/overlays\/dev\/grants\.sql differs from conf\/grants\.sql/ ],
     [ 'an overlay that does not render',
       sub { edit("$_[0]/k8s/overlays/dev/kustomization.yaml", sub { s/- redis\.yaml/- valkey.yaml/ }) },
       qr/overlays\/dev does not render/ ],

@@ -299,8 +299,12 @@ SKIP: {
        'conf/schema.sql in /docker-entrypoint-initdb.d');
     is($m->{environment}{MARIADB_DATABASE}, $arg{MYSQL_DATABASE}, 'the database the image uses');
     is($mount{mariadb}{'/etc/rbcs/db'}, $db, 'MariaDB creates the user from the files rbcs reads');
-    is_deeply([ @{ $m->{environment} }{qw(MARIADB_USER_FILE MARIADB_PASSWORD_FILE)} ],
-              [ '/etc/rbcs/db/username', '/etc/rbcs/db/password' ], '... (MARIADB_USER_FILE, _PASSWORD_FILE)');
+    is($mount{mariadb}{'/docker-entrypoint-initdb.d/service-grants.sql'}, "$docker/../conf/grants.sql",
+       '... with the role of conf/grants.sql');
+    is($mount{mariadb}{'/docker-entrypoint-initdb.d/service-user.sh'},
+       "$docker/../k8s/overlays/dev/service-user.sh", '... made by the dev overlay\'s service-user.sh');
+    ok(!grep(/^MARIADB_(USER|PASSWORD)/, keys %{ $m->{environment} }),
+       '... not by the image (MARIADB_USER would get ALL on the database)');
 
     like($svc->{redis}{image}, qr/^redis:7\b/, 'Redis 7');
     like(join(' ', map { $_ eq '' ? '""' : $_ } @{ $svc->{redis}{command} // [] }), qr/--save ""/,

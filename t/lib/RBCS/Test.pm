@@ -55,6 +55,7 @@ our $REDIS_PORT  = $ENV{RBCS_TEST_REDIS_PORT}   // 16379;
 our $MARIADBD    = $ENV{RBCS_MARIADBD}          // _which('mariadbd', '/usr/sbin/mariadbd');
 our $MARIADB_CLI = _which('mariadb', '/usr/bin/mariadb');
 our $SCHEMA      = $ENV{RBCS_SCHEMA}            // "$ROOT/conf/schema.sql";
+our $GRANTS      = "$ROOT/conf/grants.sql";
 our $TEMPLATE    = "$ROOT/conf/nginx.local.conf.in";
 # Redis secrets of the test stack (conf/stack.sh redis_secrets): the
 # service's ACL user "rbcs", the admin ("default"), the pods' HMAC key
@@ -150,7 +151,10 @@ sub new {
         ? $PRIVATE{ $self->{mysql_port} }->socket
         : $self->{mysql_port} == $MYSQL_PORT ? $MYSQL_SOCK : undef;
 
-    my $admin = eval { _admin_connect($self->{mysql_port}, $self->{mysql_socket}) };
+    # a socket the caller names is the server behind mysql_port even when
+    # that port is not the server's own (a relay in front of it)
+    $self->{admin_port} = defined $o{mysql_socket} ? undef : $self->{mysql_port};
+    my $admin = eval { _admin_connect($self->{admin_port}, $self->{mysql_socket}) };
     unless ($admin) {
         my $why = $@ || 'unknown error';
         $why =~ s/\s+\z//;
@@ -232,7 +236,8 @@ sub allow_log {   # $t->allow_log(qr/.../, ...): lines the final check ignores
 
 # Admin connection: through the unix socket as the current OS user (root in
 # make test; mariadb-install-db --auth-root-authentication-method=socket
-# lets it in), else over TCP as rbcs/rbcs (it may create rbcs_t_* databases).
+# lets it in).  Never the service's user rbcs: it may create no database,
+# apply no schema and, on purpose, not do what tests do to inject faults.
 sub _admin_connect {
     my ($port, $socket, $db) = @_;
     my @err;
@@ -250,22 +255,14 @@ sub _admin_connect {
             my ($p) = $dbh->selectrow_array('SELECT @@port');
             return { dbh => $dbh, cli => [ "--socket=$socket", "--user=$user" ],
                      dsn => "mariadb_socket=$socket", user => $user, password => '' }
-                if $p == $port;
+                if !defined $port || $p == $port;
             $dbh->disconnect;
             push @err, "$socket serves port $p, not $port";
         } else {
             push @err, "socket $socket: " . ($DBI::errstr // $@);
         }
     }
-    my $dbh = eval {
-        DBI->connect("DBI:MariaDB:host=127.0.0.1;port=$port;mariadb_connect_timeout=3$dbpart",
-            'rbcs', 'rbcs', \%attr);
-    };
-    return { dbh => $dbh, cli => [ '--host=127.0.0.1', "--port=$port", '--user=rbcs',
-                                   '--password=rbcs' ],
-             dsn => "host=127.0.0.1;port=$port", user => 'rbcs', password => 'rbcs' }
-        if $dbh;
-    push @err, "tcp 127.0.0.1:$port as rbcs: " . ($DBI::errstr // $@);
+    push @err, "no unix socket of the server on port " . ($port // '?') unless @err;
     die join('; ', @err) . "\n";
 }
 
@@ -315,9 +312,27 @@ sub _apply_schema {
     my $out = _run_capture(\@cmd, stdin => $schema);
     croak "applying $schema to $self->{dbname} failed (exit $out->{status}):\n$out->{output}"
         if $out->{status} != 0;
+
+    # the service's user gets this database's tables through its role
+    $out = _run_capture(\@cmd, stdin => $GRANTS);
+    croak "applying $GRANTS to $self->{dbname} failed (exit $out->{status}):\n$out->{output}"
+        if $out->{status} != 0;
 }
 
-# $t->dbh: DBI handle on the test database (RaiseError, AutoCommit)
+# RBCS::Test::drop_database($admin_dbh, $name): the database and the role
+# rbcs_service's grants on its tables, which MariaDB keeps after the tables
+# are gone
+sub drop_database {
+    my ($adm, $db) = @_;
+    my $tables = $adm->selectcol_arrayref(q{SELECT Table_name FROM mysql.tables_priv
+        WHERE Db = ? AND User = 'rbcs_service' AND Host = ''}, undef, $db);
+    $adm->do('REVOKE ALL PRIVILEGES ON ' . $adm->quote_identifier($db, $_)
+             . ' FROM rbcs_service') for @$tables;
+    $adm->do('DROP DATABASE IF EXISTS ' . $adm->quote_identifier($db));
+}
+
+# $t->dbh: DBI handle on the test database (RaiseError, AutoCommit), as the
+# administrator: a test may do there what the service's user may not
 sub dbh {
     my ($self) = @_;
     my $dbh = $self->{dbh};
@@ -344,7 +359,7 @@ my $TRX_READ = 0;
 sub lock_waits {
     my ($self) = @_;
     my $a = $self->{admin};
-    $self->{admin} = $a = _admin_connect($self->{mysql_port}, $self->{mysql_socket})
+    $self->{admin} = $a = _admin_connect($self->{admin_port}, $self->{mysql_socket})
         unless $a->{dbh} && eval { $a->{dbh}->ping };
     my $idle = $TRX_READ + 0.15 - time;
     sleep $idle if $idle > 0;
@@ -668,8 +683,7 @@ sub stop {
             $self->{dbh}->disconnect if $self->{dbh};
             delete $self->{dbh};
             my $adm = $self->{admin}{dbh};
-            $adm->do('DROP DATABASE IF EXISTS ' . $adm->quote_identifier($self->{dbname}))
-                if $adm && $adm->ping;
+            drop_database($adm, $self->{dbname}) if $adm && $adm->ping;
         };
     }
     return $self;
@@ -926,11 +940,12 @@ sub _stop_server {
 
 # RBCS::Test::private_mariadb(cnf => $lines): a mariadbd of its own
 # (datadir, free port, socket under $RBCS_TEST_VAR/private-<pid>-<n>), same
-# my.cnf settings, user rbcs/rbcs with all privileges.  For tests that
-# SIGSTOP or kill the database, or need server settings of their own: cnf
-# (optional) is added to its my.cnf as a second [mariadbd] group, whose
-# settings win (e.g. ssl_cert, require_secure_transport).  Pass its ->port
-# as mysql_port to new().
+# my.cnf settings, user rbcs/rbcs with the role rbcs_service
+# (conf/grants.sql, applied to each database new() makes there), as on the
+# shared test server.  For tests that SIGSTOP or kill the database, or need
+# server settings of their own: cnf (optional) is added to its my.cnf as a
+# second [mariadbd] group, whose settings win (e.g. ssl_cert,
+# require_secure_transport).  Pass its ->port as mysql_port to new().
 sub private_mariadb {
     shift if @_ && !ref $_[0] && $_[0] eq __PACKAGE__;
     my $m = RBCS::Test::MariaDB->new(@_);
@@ -988,9 +1003,10 @@ sub new {
 
     my $dbh = $self->admin_dbh;
     $dbh->do($_) for
-        "CREATE USER IF NOT EXISTS 'rbcs'\@'127.0.0.1' IDENTIFIED BY 'rbcs'",
-        "CREATE USER IF NOT EXISTS 'rbcs'\@'localhost' IDENTIFIED BY 'rbcs'",
-        "GRANT ALL PRIVILEGES ON *.* TO 'rbcs'\@'127.0.0.1', 'rbcs'\@'localhost'";
+        "CREATE ROLE IF NOT EXISTS rbcs_service",
+        map { ("CREATE USER IF NOT EXISTS $_ IDENTIFIED BY 'rbcs'",
+               "GRANT rbcs_service TO $_", "SET DEFAULT ROLE rbcs_service FOR $_") }
+            "'rbcs'\@'127.0.0.1'", "'rbcs'\@'localhost'";
     $dbh->disconnect;
     return $self;
 }
@@ -1332,11 +1348,13 @@ Set by C<make test> (conf/stack.sh); the defaults match its layout.
 
 http_conf, server_conf (text inserted in http{} / server{}), mysql (hash of
 rbcs_mysql_<key> => value overrides; undef removes the directive), mysql_port
-(and mysql_socket) of another mariadbd, workers, log_level (error_log level),
+(and mysql_socket, the administrator's way in, e.g. behind a relay's port) of
+another mariadbd, workers, log_level (error_log level),
 conf (a whole template text instead of conf/nginx.local.conf.in, same
 placeholders), allow_log (arrayref of regexes of error.log lines the final
 check ignores), wait_healthz (0: only wait for the port), schema (file, or
-undef for an empty database), name (database/prefix name part), nginx (the
+undef for an empty database; after it, conf/grants.sql gives the service's
+user rbcs its tables through the role rbcs_service), name (database/prefix name part), nginx (the
 binary to run instead of $RBCS::Test::NGINX, e.g. one with the module
 compiled in: no module file needed; set MODULE in vars, '' for none).
 
@@ -1357,6 +1375,10 @@ worker_pids; plan(n) (plans n + 1: the error.log check); allow_log(qr//...).
 Responses: $r->{status}, $r->{headers}{lc name}, $r->{body}, $r->{raw},
 $r->{header_lines}, $r->json, $r->header(name).
 
+dbh: a DBI handle on the instance's database as the administrator (the
+OS user over the unix socket), not as the service's user rbcs, which may
+only do what conf/grants.sql lets it.
+
 lock_waits: how many connections to the instance's database wait for a
 row lock now (poll it with wait_for before relying on a held transfer).
 
@@ -1372,6 +1394,9 @@ before it forks, so that its port is listening when fork returns.
 RBCS::Test::tls_ca(dir, name) and RBCS::Test::tls_cert(ca, dir, name, san...)
 make a test certificate authority and a server certificate signed by it
 with the openssl command; each returns { crt => file, key => file }.
+
+RBCS::Test::drop_database(admin dbh, name) drops a database and the grants
+conf/grants.sql gave the role rbcs_service on its tables.
 
 RBCS::Test::private_mariadb(cnf => $text) (cnf: optional my.cnf lines for
 the server, which win over conf/my.cnf.in's) returns an object with port,
