@@ -311,6 +311,13 @@ static ngx_command_t  ngx_rbcs_commands[] = {
       offsetof(ngx_rbcs_main_conf_t, auth),
       NULL },
 
+    { ngx_string("rbcs_auth_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_rbcs_auth_limit,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("rbcs_auth_off_beyond_loopback"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -560,6 +567,16 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
     if (rmcf->auth && rmcf->auth_keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"rbcs_auth on\" needs \"rbcs_auth_keys\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->auth_limit && !rmcf->auth) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs_auth_limit\" needs \"rbcs_auth on\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_rbcs_auth_limit_check_keys(cf, rmcf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -81,6 +81,9 @@ typedef struct {
     ngx_flag_t                 auth_off_beyond_loopback;
     ngx_msec_t                 auth_window;
     ngx_array_t               *auth_keys;   /* ngx_rbcs_auth_key_t, by id */
+    ngx_shm_zone_t            *auth_limit;  /* rbcs_auth_limit, or NULL */
+    ngx_uint_t                 auth_rate;   /* requests per 1000 s */
+    ngx_uint_t                 auth_burst;  /* requests * 1000 */
     ngx_flag_t                 configured;  /* a location uses rbcs */
 } ngx_rbcs_main_conf_t;
 

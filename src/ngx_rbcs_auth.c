@@ -34,6 +34,10 @@ static char *ngx_rbcs_auth_line(ngx_conf_t *cf, ngx_str_t *name,
 static ngx_int_t ngx_rbcs_auth_cmp(const void *one, const void *two);
 static ngx_rbcs_auth_key_t *ngx_rbcs_auth_find(ngx_array_t *keys,
     ngx_str_t *id);
+static ngx_int_t ngx_rbcs_auth_limit_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_rbcs_auth_limit_take(ngx_http_request_t *r,
+    ngx_rbcs_main_conf_t *rmcf, ngx_str_t *id);
 static ngx_int_t ngx_rbcs_auth_headers(ngx_http_request_t *r,
     ngx_str_t *value);
 static ngx_int_t ngx_rbcs_auth_verify(ngx_http_request_t *r,
@@ -209,6 +213,319 @@ ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf->auth_keys = keys;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The per-key rate limit, taken after the signature is verified: a request
+ * that names a key it cannot sign for costs that key nothing, and one
+ * naming no known key never reaches it (the per-address limit of the
+ * configuration is what bounds those).  One slot per key id in a shared
+ * table (open addressing), the leaky bucket of limit_req: excess in
+ * thousandths of a request, drained at the rate.
+ */
+
+#define NGX_RBCS_AUTH_LIMIT_SIZE   (1024 * 1024)
+#define NGX_RBCS_AUTH_LIMIT_IDLE   60000   /* ms: a slot free for reuse */
+
+typedef struct {
+    u_char                     id_len;    /* 0: never used */
+    u_char                     id[NGX_RBCS_ID_MAX_LEN];
+    ngx_msec_t                 last;
+    ngx_uint_t                 excess;
+} ngx_rbcs_auth_slot_t;
+
+
+typedef struct {
+    ngx_uint_t                 nslots;
+    ngx_rbcs_auth_slot_t       slots[1];
+} ngx_rbcs_auth_table_t;
+
+
+/* rbcs_auth_limit rate=N(r/s|r/m) [burst=N]; */
+
+char *
+ngx_rbcs_auth_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_rbcs_main_conf_t *rmcf = conf;
+
+    size_t           len;
+    u_char          *p;
+    ngx_int_t        rate, scale, burst;
+    ngx_str_t       *value, name = ngx_string("rbcs_auth_limit");
+    ngx_uint_t       i;
+
+    if (rmcf->auth_limit) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    rate = 0;
+    scale = 1;
+    burst = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
+            len = value[i].len;
+            p = value[i].data + len - 3;
+
+            if (len > 8 && ngx_strncmp(p, "r/s", 3) == 0) {
+                scale = 1;
+                len -= 3;
+
+            } else if (len > 8 && ngx_strncmp(p, "r/m", 3) == 0) {
+                scale = 60;
+                len -= 3;
+
+            } else {
+                goto invalid;
+            }
+
+            rate = ngx_atoi(value[i].data + 5, len - 5);
+            if (rate <= 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (burst < 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (rate == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs_auth_limit\" needs a rate, e.g. "
+                           "rate=500r/s");
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->auth_rate = rate * 1000 / scale;
+    rmcf->auth_burst = burst * 1000;
+
+    rmcf->auth_limit = ngx_shared_memory_add(cf, &name,
+                                             NGX_RBCS_AUTH_LIMIT_SIZE,
+                                             &ngx_rbcs_module);
+    if (rmcf->auth_limit == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rmcf->auth_limit->init = ngx_rbcs_auth_limit_init_zone;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" (rbcs_auth_limit "
+                       "rate=N(r/s|r/m) [burst=N])", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* every key of the file must find a slot, with room for rotations */
+
+ngx_int_t
+ngx_rbcs_auth_limit_check_keys(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
+{
+    size_t  slots;
+
+    if (rmcf->auth_limit == NULL || rmcf->auth_keys == NULL) {
+        return NGX_OK;
+    }
+
+    slots = (NGX_RBCS_AUTH_LIMIT_SIZE - 8 * ngx_pagesize)
+            / sizeof(ngx_rbcs_auth_slot_t);
+
+    if (rmcf->auth_keys->nelts > slots / 4) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs_auth_limit\" tracks at most %uz keys, "
+                           "the keys file has %ui", slots / 4,
+                           rmcf->auth_keys->nelts);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_auth_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    size_t                  size;
+    ngx_slab_pool_t        *shpool;
+    ngx_rbcs_auth_table_t  *t;
+
+    /* a reload keeps the buckets: a key does not start afresh */
+
+    if (data) {
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    size = (shm_zone->shm.size - 8 * ngx_pagesize)
+           / sizeof(ngx_rbcs_auth_slot_t) * sizeof(ngx_rbcs_auth_slot_t);
+
+    t = ngx_slab_calloc(shpool, size);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    t->nslots = (size - offsetof(ngx_rbcs_auth_table_t, slots))
+                / sizeof(ngx_rbcs_auth_slot_t);
+
+    shpool->data = t;
+    shm_zone->data = t;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK, or NGX_HTTP_TOO_MANY_REQUESTS with Retry-After set */
+
+static ngx_int_t
+ngx_rbcs_auth_limit_take(ngx_http_request_t *r, ngx_rbcs_main_conf_t *rmcf,
+    ngx_str_t *id)
+{
+    ngx_int_t               excess;
+    ngx_msec_t              now, wait;
+    ngx_uint_t              i, n, h;
+    ngx_msec_int_t          ms;
+    ngx_slab_pool_t        *shpool;
+    ngx_table_elt_t        *header;
+    ngx_rbcs_auth_slot_t   *slot, *spare;
+    ngx_rbcs_auth_table_t  *t;
+
+    if (rmcf->auth_limit == NULL) {
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) rmcf->auth_limit->shm.addr;
+    t = rmcf->auth_limit->data;
+    n = t->nslots;
+    h = ngx_crc32_short(id->data, id->len) % n;
+    now = ngx_current_msec;
+    spare = NULL;
+    slot = NULL;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        slot = &t->slots[(h + i) % n];
+
+        if (slot->id_len == id->len
+            && ngx_memcmp(slot->id, id->data, id->len) == 0)
+        {
+            break;
+        }
+
+        if (slot->id_len == 0) {
+            slot = spare ? spare : slot;
+            goto fresh;
+        }
+
+        /* a key gone from the file, or idle long enough to start afresh */
+
+        if (spare == NULL
+            && (ngx_msec_int_t) (now - slot->last) > NGX_RBCS_AUTH_LIMIT_IDLE)
+        {
+            spare = slot;
+        }
+
+        slot = NULL;
+    }
+
+    if (slot == NULL) {
+        slot = spare;
+
+        if (slot == NULL) {
+            /* every slot busy: not a state the key count allows */
+            ngx_shmtx_unlock(&shpool->mutex);
+            return NGX_OK;
+        }
+
+        goto fresh;
+    }
+
+    ms = (ngx_msec_int_t) (now - slot->last);
+
+    if (ms < -60000) {
+        ms = 1;
+
+    } else if (ms < 0) {
+        ms = 0;
+    }
+
+    excess = (ngx_int_t) slot->excess
+             - (ngx_int_t) (rmcf->auth_rate * ms / 1000) + 1000;
+
+    if (excess < 0) {
+        excess = 0;
+    }
+
+    if ((ngx_uint_t) excess > rmcf->auth_burst) {
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        /* when a request fits again, in whole seconds */
+
+        wait = (ngx_msec_t) ((excess - rmcf->auth_burst) * 1000
+                             / rmcf->auth_rate);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "rbcs: key \"%V\" over its rate limit", id);
+
+        header = ngx_list_push(&r->headers_out.headers);
+        if (header != NULL) {
+            header->hash = 1;
+            ngx_str_set(&header->key, "Retry-After");
+            header->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+
+            if (header->value.data == NULL) {
+                header->hash = 0;
+
+            } else {
+                header->value.len = ngx_sprintf(header->value.data, "%M",
+                                                wait / 1000 + 1)
+                                    - header->value.data;
+            }
+        }
+
+        return NGX_HTTP_TOO_MANY_REQUESTS;
+    }
+
+    slot->excess = excess;
+    slot->last = now;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+
+fresh:
+
+    slot->id_len = (u_char) id->len;
+    ngx_memcpy(slot->id, id->data, id->len);
+    slot->excess = 0;
+    slot->last = now;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
 }
 
 
@@ -471,7 +788,8 @@ ngx_rbcs_auth_find(ngx_array_t *keys, ngx_str_t *id)
 
 /*
  * A request without a body (GET routes): body is NULL and len 0.  Returns
- * NGX_OK, NGX_HTTP_UNAUTHORIZED, NGX_HTTP_FORBIDDEN or
+ * NGX_OK, NGX_HTTP_UNAUTHORIZED, NGX_HTTP_FORBIDDEN,
+ * NGX_HTTP_TOO_MANY_REQUESTS (the key's rbcs_auth_limit) or
  * NGX_HTTP_INTERNAL_SERVER_ERROR; ngx_rbcs_auth_problem() answers them.
  */
 
@@ -733,6 +1051,12 @@ ngx_rbcs_auth_verify(ngx_http_request_t *r, ngx_uint_t scope,
 
     ctx->key_id = key->id;
 
+    /* the key's own budget: only what it signed spends it */
+
+    if (ngx_rbcs_auth_limit_take(r, rmcf, &key->id) != NGX_OK) {
+        return NGX_HTTP_TOO_MANY_REQUESTS;
+    }
+
     if (!(key->scopes & scope)) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "rbcs: forbidden: key \"%V\" lacks the scope of "
@@ -773,6 +1097,11 @@ ngx_rbcs_auth_problem(ngx_http_request_t *r, ngx_int_t rc)
     case NGX_HTTP_FORBIDDEN:
         return ngx_rbcs_http_problem(r, NGX_HTTP_FORBIDDEN, "forbidden",
                                      "the key may not use this route");
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        return ngx_rbcs_http_problem(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                     "rate_limited",
+                                     "the key is over its rate limit");
 
     default:
         return ngx_rbcs_http_problem(r, NGX_HTTP_INTERNAL_SERVER_ERROR,

@@ -29,6 +29,9 @@ typedef struct {
 
 
 char *ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_rbcs_auth_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_rbcs_auth_limit_check_keys(ngx_conf_t *cf,
+    ngx_rbcs_main_conf_t *rmcf);
 char *ngx_rbcs_conf_set_secret_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

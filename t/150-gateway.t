@@ -44,8 +44,10 @@ my $template = do {
 };
 
 # the production file, with lower limits so that a test can reach them
-$template =~ s/rate=500r\/s/rate=5r\/s/;
-$template =~ s/burst=1000 nodelay/burst=5 nodelay/;
+$template =~ s/rbcs_auth_limit rate=500r\/s burst=1000;/rbcs_auth_limit rate=5r\/s burst=5;/
+    or die 'no rbcs_auth_limit in the production configuration';
+$template =~ s/rate=1000r\/s;/rate=50r\/s;/ or die 'no per-address rate';
+$template =~ s/burst=2000 nodelay/burst=60 nodelay/ or die 'no per-address burst';
 $template =~ s/limit_conn rbcs_conns 256;/limit_conn rbcs_conns 4;/;
 $template =~ s/client_body_timeout     5s;/client_body_timeout     1s;/;
 $template =~ s/client_header_timeout   5s;/client_header_timeout   1s;/;
@@ -60,7 +62,7 @@ my $t = RBCS::Test->new(
         MYSQL_HOST => '127.0.0.1', MYSQL_USER => 'rbcs',
         MYSQL_PASSWORD => 'rbcs', REDIS_HOST => '127.0.0.1',
     },
-    allow_log => [ qr/limiting (requests|connections)/,
+    allow_log => [ qr/limiting (requests|connections)/, qr/over its rate limit/,
                    qr/client timed out/ ],
     tls => { ca => $ca->{crt} },      # requests go through TLS, verified
 );
@@ -192,6 +194,34 @@ ok(($st{429} // 0) > 0, 'a burst over the per-key rate gets 429')
 ok(($st{200} // 0) >= 5, 'after the burst allowance was served');
 is(signed('GET', '/accounts/GW1/balance', '', 'client-2')->{status}, 200,
    'another key is not limited by the first one');
+my $over = signed('GET', '/accounts/GW1/balance', '', 'client-1');
+is($over->{status}, 429, 'client-1 is still over its rate');
+like($over->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/, '... told when to retry');
+
+# an attacker names client-1's key id without its secret: 401, and
+# client-1's budget is untouched (the limit is taken after verification)
+sleep 1.5;
+sub forged {
+    my ($id) = @_;
+    return $t->request('GET', '/accounts/GW1/balance', headers => {
+        'X-RBCS-Key-Id' => $id, 'X-RBCS-Timestamp' => int time,
+        'X-RBCS-Signature' => '0' x 64 });
+}
+my %f;
+$f{ forged('client-1')->{status} }++ for 1 .. 30;
+is_deeply(\%f, { 401 => 30 }, '30 requests naming client-1 unsigned: 401 each');
+is(signed('GET', '/accounts/GW1/balance', '', 'client-1')->{status}, 200,
+   'client-1 itself is served: the forged requests cost it nothing');
+
+# random key ids get no budget of their own: the per-address limit takes them
+sleep 1.5;
+my %rnd;
+$rnd{ forged(sprintf 'random-%08x', int rand 2**32)->{status} }++ for 1 .. 120;
+ok(($rnd{429} // 0) > 0, '120 requests with random key ids: limited (429) by address')
+    or diag explain \%rnd;
+ok(($rnd{401} // 0) > 0 && !grep({ $_ != 401 && $_ != 429 } keys %rnd),
+   '... the others refused as unauthenticated') or diag explain \%rnd;
+sleep 2;
 
 # --- connection limit ----------------------------------------------------
 
