@@ -45,6 +45,8 @@ PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
           gcovr
           # t/130-metrics.t: promtool, and a Prometheus server that scrapes
           prometheus
+          # t/094-cache-clock.t: a pod's wall clock set back (libfaketime)
+          libfaketime
           # perf/: plots, Lua syntax of the wrk scenarios, the JMeter plan
           gnuplot-nox lua5.1 libxml2-utils
           # docs/diagrams: dot renders the architecture diagrams (t/190-docs.t)

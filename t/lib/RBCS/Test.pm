@@ -8,6 +8,7 @@ package RBCS::Test;
 #
 #   my $t = RBCS::Test->new(
 #       http_conf   => 'rbcs_something on;',          # optional, in http {}
+#       env         => { NAME => value },             # optional, nginx's environment
 #       server_conf => 'location = /x { return 204; }',  # optional, in server {}
 #       mysql       => { query_timeout => '2s' },     # rbcs_mysql_<key> overrides
 #       mysql_port  => $private->port,                # optional other mariadbd
@@ -119,6 +120,8 @@ sub new {
         workers     => $o{workers}     // 2,
         log_level   => $o{log_level},
         conf        => $o{conf},                 # full template override
+        env         => { %{ $o{env} // {} } },   # nginx's environment, kept
+                                                 # for the workers (env NAME;)
         allow_log   => [ @{ $o{allow_log} // [] } ],
         wait_healthz => $o{wait_healthz} // 1,
         schema      => exists $o{schema} ? $o{schema} : $SCHEMA,
@@ -489,6 +492,10 @@ sub _render_conf {
         my $z = $self->{cache_zone};
         $t =~ s/^([ \t]*)rbcs_cache_zone\b[^;]*;/length $z ? "$1rbcs_cache_zone $z;" : ''/me;
     }
+    if (%{ $self->{env} }) {   # main context: workers keep these variables
+        my $env = join '', map { "env $_;\n" } sort keys %{ $self->{env} };
+        $t =~ s/^(events\s*\{)/$env$1/m or croak "nginx template: no events {} for env";
+    }
     if (defined $self->{log_level}) {
         $t =~ s/^(\s*error_log\s+\@PREFIX\@\/error\.log)\s+\w+;/$1 $self->{log_level};/m;
     }
@@ -528,6 +535,7 @@ sub _start_nginx {
         $self->{port} = _free_port();
         $self->_render_conf;
         unlink "$p/nginx.pid";
+        local @ENV{ keys %{ $self->{env} } } = values %{ $self->{env} };
         my $out = _run_capture([ $self->{nginx}, '-p', "$p/", '-c', "$p/nginx.conf",
                                  '-e', "$p/error.log" ]);
         if ($out->{status} == 0) {
