@@ -65,11 +65,15 @@ $t->get('/accounts/NOPE');
 
 # the gauges below describe the pool at rest: every connection up (the
 # workers connect at start, in the background) and none still busy with
-# the last request's query
+# the last request's query; a request is counted in its log phase, just
+# after its answer went out: on a busy machine a worker may get there a
+# little after the client has read the answer
 RBCS::Test::wait_for(10, sub {
     my $x = metrics()->{body};
     (value($x, 'rbcs_mysql_connections{state="idle"}') // 0) == 16
-        && (value($x, 'rbcs_redis_connected') // 0) == 2;
+        && (value($x, 'rbcs_redis_connected') // 0) == 2
+        && (value($x, 'rbcs_transfer_duration_seconds_count') // 0) >= 8
+        && (value($x, 'rbcs_balance_read_duration_seconds_count') // 0) >= 4;
 });
 my $text = metrics()->{body};
 
