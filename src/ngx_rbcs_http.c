@@ -1102,6 +1102,14 @@ ngx_rbcs_http_done(ngx_http_request_t *r, ngx_int_t rc)
 
     c = r->connection;
 
+    /* a failure without an answer yet still answers problem details */
+
+    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR && !r->header_sent) {
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "internal_error",
+                                   "the request could not be completed");
+    }
+
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
 }
