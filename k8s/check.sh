@@ -6,14 +6,18 @@
 #        k8s/base/nginx-conf.env, and k8s/overlays/dev/schema.sql and
 #        grants.sql are conf/schema.sql and conf/grants.sql, byte for byte
 #        (kustomize reads no file outside an overlay's directory, so these
-#        are copies kept in step here);
+#        are copies kept in step here), and k8s/overlays/prod/
+#        prometheusrule.yaml is k8s/monitoring/rbcs-rules.yaml as a
+#        PrometheusRule (the rules' one source is in Prometheus's format,
+#        which promtool checks and tests);
 #     2. every overlay under k8s/overlays/ renders (kubectl kustomize);
 #     3. every rendered object validates against the Kubernetes API schemas
 #        (npm kubernetes-models; ServiceMonitor: @kubernetes-models/
 #        prometheus-operator), unknown fields included, and the objects the
 #        service needs are there, wired together (k8s/validate.mjs);
 #     4. the YAML, written and rendered, passes yamllint (k8s/.yamllint).
-#   k8s/check.sh render     rewrite the copies from their sources
+#   k8s/check.sh render     rewrite the copies (and the PrometheusRule) from
+#                           their sources
 #   k8s/check.sh build DIR  print one overlay, rendered (DIR: k8s/overlays/dev)
 #
 # Tools: kubectl from Debian's kubernetes-client (kustomize v2.0; when
@@ -41,6 +45,8 @@ CONF_COPY="$K8S/base/nginx.conf"
 SCHEMA_COPY="$K8S/overlays/dev/schema.sql"
 GRANTS="$ROOT/conf/grants.sql"
 GRANTS_COPY="$K8S/overlays/dev/grants.sql"
+RULES="$K8S/monitoring/rbcs-rules.yaml"
+RULES_COPY="$K8S/overlays/prod/prometheusrule.yaml"
 
 log()  { printf '==> %s\n' "$*"; }
 die()  { printf 'k8s/check.sh: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -67,6 +73,34 @@ render_conf() {
         open $fh, ">", $out or die "$out: $!\n";
         print $fh $t; close $fh or die "$out: $!\n";
     ' "$TEMPLATE" "$CONF_ENV" "$1"
+}
+
+# render_rules OUT: the rules file as a PrometheusRule; its groups go under
+# spec as they are, its header comment stays behind
+render_rules() {
+    perl -e '
+        my ($src, $out) = @ARGV;
+        open my $fh, "<", $src or die "$src: $!\n";
+        my @l = <$fh>;
+        close $fh;
+        shift @l while @l && $l[0] =~ /^(#.*)?\n\z/;
+        @l or die "$src: no rules\n";
+        open $fh, ">", $out or die "$out: $!\n";
+        print $fh <<"HEAD", map { /^\n\z/ ? $_ : "  $_" } @l;
+# Generated from k8s/monitoring/rbcs-rules.yaml by k8s/check.sh render:
+# edit that file, then render.  Your Prometheus selects PrometheusRules by
+# labels (with kube-prometheus-stack: release: <its release name>): add
+# them with a patch in the overlay, not here.
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: rbcs
+  labels:
+    app.kubernetes.io/name: rbcs
+spec:
+HEAD
+        close $fh or die "$out: $!\n";
+    ' "$RULES" "$1"
 }
 
 # ------------------------------------------------------------------ tools --
@@ -132,7 +166,9 @@ cmd_render() {
     mv "$SCHEMA_COPY.tmp" "$SCHEMA_COPY"
     cp "$GRANTS" "$GRANTS_COPY.tmp"
     mv "$GRANTS_COPY.tmp" "$GRANTS_COPY"
-    log "wrote ${CONF_COPY#"$ROOT"/}, ${SCHEMA_COPY#"$ROOT"/} and ${GRANTS_COPY#"$ROOT"/}"
+    render_rules "$RULES_COPY.tmp"
+    mv "$RULES_COPY.tmp" "$RULES_COPY"
+    log "wrote ${CONF_COPY#"$ROOT"/}, ${SCHEMA_COPY#"$ROOT"/}, ${GRANTS_COPY#"$ROOT"/} and ${RULES_COPY#"$ROOT"/}"
 }
 
 cmd_build() {
@@ -170,6 +206,13 @@ cmd_check() {
         log "k8s/overlays/dev/grants.sql is conf/grants.sql"
     else
         bad "k8s/overlays/dev/grants.sql differs from conf/grants.sql (run: k8s/check.sh render)"
+    fi
+    render_rules "$tmp/prometheusrule.yaml"
+    if cmp -s "$tmp/prometheusrule.yaml" "$RULES_COPY"; then
+        log "k8s/overlays/prod/prometheusrule.yaml is k8s/monitoring/rbcs-rules.yaml as a PrometheusRule"
+    else
+        diff -u "$RULES_COPY" "$tmp/prometheusrule.yaml" >&2 || true
+        bad "k8s/overlays/prod/prometheusrule.yaml is not a fresh rendering of k8s/monitoring/rbcs-rules.yaml (run: k8s/check.sh render)"
     fi
 
     # 2. render every overlay

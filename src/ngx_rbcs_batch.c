@@ -264,6 +264,7 @@ ngx_rbcs_batch_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
     }
 
     ngx_rbcs_batch_writer = w;
+    ngx_rbcs_metrics_write_queue_limit(conf->queue_size);
 
     return NGX_OK;
 }

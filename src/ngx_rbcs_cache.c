@@ -13,6 +13,7 @@
 
 #include "ngx_rbcs_cache.h"
 #include "ngx_rbcs_redis.h"
+#include "ngx_rbcs_metrics.h"
 
 
 /* entries looked at from the LRU tail to find room */
@@ -626,6 +627,7 @@ ngx_rbcs_cache_put(ngx_rbcs_cache_t *cache, ngx_str_t *account,
         ngx_queue_remove(q);
         ngx_rbcs_cache_unlink(sh, old);
         ngx_slab_free_locked(cache->shpool, old);
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_CACHE_EVICTIONS);
 
         cn = ngx_slab_alloc_locked(cache->shpool, size);
     }
@@ -821,6 +823,35 @@ ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event)
 
         break;
     }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+/*
+ * The zone's figures for /metrics: free slab pages (none left, and a new
+ * entry evicts the least recently used), the times a worker's death
+ * emptied it, and whether the subscription is up and alive.
+ */
+
+void
+ngx_rbcs_cache_stats(ngx_rbcs_cache_t *cache, ngx_rbcs_cache_stats_t *st)
+{
+    ngx_msec_t            now;
+    ngx_rbcs_cache_sh_t  *sh;
+
+    now = ngx_rbcs_cache_now();
+
+    ngx_rbcs_cache_lock(cache);
+
+    sh = cache->sh;
+
+    st->size = cache->shpool->end - cache->shpool->start;
+    st->free = cache->shpool->pfree << ngx_pagesize_shift;
+    st->emptied = sh->resets;
+    st->subscribed = sh->sub_since != 0
+                     && (ngx_msec_int_t) (now - sh->sub_alive)
+                        < (ngx_msec_int_t) cache->alive;
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }

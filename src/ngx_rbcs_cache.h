@@ -45,6 +45,15 @@ typedef struct {
 } ngx_rbcs_cache_entry_t;
 
 
+/* what /metrics shows of the zone */
+typedef struct {
+    size_t                     size;        /* bytes of its slab pages */
+    size_t                     free;        /* of them, in free pages */
+    ngx_uint_t                 emptied;     /* times emptied */
+    ngx_uint_t                 subscribed;  /* subscription up and alive */
+} ngx_rbcs_cache_stats_t;
+
+
 typedef struct ngx_rbcs_cache_sh_s  ngx_rbcs_cache_sh_t;
 
 struct ngx_rbcs_cache_s {
@@ -72,6 +81,8 @@ void ngx_rbcs_cache_distrust(ngx_rbcs_cache_t *cache, ngx_msec_t since);
 ngx_uint_t ngx_rbcs_cache_fresh(ngx_rbcs_cache_t *cache, ngx_msec_t known,
     uint64_t generation);
 void ngx_rbcs_cache_subscription(ngx_rbcs_cache_t *cache, ngx_uint_t event);
+void ngx_rbcs_cache_stats(ngx_rbcs_cache_t *cache,
+    ngx_rbcs_cache_stats_t *st);
 ngx_uint_t ngx_rbcs_cache_emptied_recently(ngx_rbcs_cache_t *cache);
 size_t ngx_rbcs_cache_node_size(ngx_str_t *account);
 

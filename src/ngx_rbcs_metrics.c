@@ -14,6 +14,7 @@
 
 #include "ngx_rbcs_metrics.h"
 #include "ngx_rbcs_http.h"
+#include "ngx_rbcs_cache.h"
 
 
 #define NGX_RBCS_MS_N        16    /* status codes kept apart */
@@ -36,6 +37,7 @@ typedef struct {
     ngx_atomic_t               waiting;
     ngx_atomic_t               connecting;
     ngx_atomic_t               write_queue;
+    ngx_atomic_t               write_queue_limit;
     ngx_atomic_t               redis;
     ngx_atomic_t               pid;
 } ngx_rbcs_metrics_worker_t;
@@ -50,6 +52,9 @@ typedef struct {
     ngx_atomic_t               batch[NGX_RBCS_MB_N];
     ngx_atomic_t               batch_sum;
     ngx_atomic_t               batch_count;
+    /* the oldest overdue hold the expiry scan saw: when it was due, on
+       the monotonic clock in ms; 0: none */
+    ngx_atomic_t               hold_due;
     ngx_rbcs_metrics_worker_t  workers[NGX_RBCS_MW_N];
 } ngx_rbcs_metrics_sh_t;
 
@@ -61,6 +66,7 @@ static ngx_uint_t ngx_rbcs_metrics_outcome(ngx_uint_t status,
     ngx_str_t *code);
 static void ngx_rbcs_metrics_observe(ngx_rbcs_metrics_hist_t *h,
     uint64_t us);
+static uint64_t ngx_rbcs_metrics_now_us(void);
 static void ngx_rbcs_metrics_render_hist(ngx_rbcs_out_t *out,
     const char *name, const char *help, ngx_rbcs_metrics_hist_t *h);
 
@@ -139,7 +145,13 @@ static const char  *ngx_rbcs_metrics_counter_names[NGX_RBCS_M_N][3] = {
       "Balance reads answered when the read deadline passed, from the "
       "zone or 503, while a tier had not answered." },
     { "rbcs_cache_generation_reads_total", NULL,
-      "Reads of the cache generation that got an answer (worker 0)." }
+      "Reads of the cache generation that got an answer (worker 0)." },
+    { "rbcs_redis_publishes_total", NULL,
+      "Write batches whose committed balances Redis stored and published "
+      "to the other pods." },
+    { "rbcs_cache_evictions_total", NULL,
+      "Entries the full cache zone dropped, least recently used first, to "
+      "make room." }
 };
 
 
@@ -212,6 +224,7 @@ ngx_rbcs_metrics_init_process(ngx_cycle_t *cycle)
     w->waiting = 0;
     w->connecting = 0;
     w->write_queue = 0;
+    w->write_queue_limit = 0;
     w->redis = 0;
     w->pid = ngx_pid;
 
@@ -281,6 +294,39 @@ ngx_rbcs_metrics_write_queue(ngx_uint_t n)
 }
 
 
+/* operations this worker's write queue takes at most */
+
+void
+ngx_rbcs_metrics_write_queue_limit(ngx_uint_t n)
+{
+    if (ngx_rbcs_metrics && ngx_worker < NGX_RBCS_MW_N) {
+        ngx_rbcs_metrics->workers[ngx_worker].write_queue_limit = n;
+    }
+}
+
+
+/*
+ * What the expiry scan found: pending holds past their expiresAt, the
+ * oldest "ms" past it, or none.  Until the next scan that answers, the
+ * oldest one is shown growing older: a scan that stopped releases nothing.
+ */
+
+void
+ngx_rbcs_metrics_holds_overdue(ngx_uint_t found, uint64_t ms)
+{
+    uint64_t  now;
+
+    if (ngx_rbcs_metrics == NULL) {
+        return;
+    }
+
+    now = ngx_rbcs_metrics_now_us() / 1000;
+
+    ngx_rbcs_metrics->hold_due = (found && now > ms) ? now - ms
+                                 : (found ? 1 : 0);
+}
+
+
 void
 ngx_rbcs_metrics_redis(ngx_uint_t connected)
 {
@@ -329,6 +375,19 @@ ngx_rbcs_metrics_outcome(ngx_uint_t status, ngx_str_t *code)
     }
 
     return NGX_RBCS_MO_N - 1;
+}
+
+
+/* the time on the clock every worker shares, unmoved by the wall clock's */
+
+static uint64_t
+ngx_rbcs_metrics_now_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 
@@ -432,9 +491,12 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
     u_char                      buf[512];
     ngx_uint_t                  i, j, cumulative, v;
     ngx_uint_t                  busy, idle, waiting, connecting, redis,
-                                queued;
+                                queued, limit;
+    uint64_t                    due, now;
     const char                 *last;
     ngx_rbcs_out_t              out;
+    ngx_rbcs_main_conf_t       *rmcf;
+    ngx_rbcs_cache_stats_t      st;
     ngx_rbcs_metrics_sh_t      *m;
     ngx_core_conf_t            *ccf;
     ngx_rbcs_metrics_worker_t  *w;
@@ -544,7 +606,7 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
     ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
                                            ngx_core_module);
 
-    busy = idle = waiting = connecting = redis = queued = 0;
+    busy = idle = waiting = connecting = redis = queued = limit = 0;
 
     for (i = 0; i < (ngx_uint_t) ccf->worker_processes
                 && i < NGX_RBCS_MW_N; i++)
@@ -555,6 +617,7 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
         waiting += w->waiting;
         connecting += w->connecting;
         queued += w->write_queue;
+        limit += w->write_queue_limit;
         redis += w->redis;
     }
 
@@ -577,11 +640,58 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
         "rbcs_write_queue %ui\n", queued) - buf);
 
     ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+        "# HELP rbcs_write_queue_limit Operations the write queues of the "
+        "pod's workers take at most (rbcs_mysql_queue_size each).\n"
+        "# TYPE rbcs_write_queue_limit gauge\n"
+        "rbcs_write_queue_limit %ui\n", limit) - buf);
+
+    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
         "# HELP rbcs_redis_connected Workers whose Redis connection is up."
         "\n# TYPE rbcs_redis_connected gauge\nrbcs_redis_connected %ui\n"
         "# HELP rbcs_workers Worker processes of this pod.\n"
         "# TYPE rbcs_workers gauge\nrbcs_workers %ui\n", redis,
         (ngx_uint_t) ccf->worker_processes) - buf);
+
+    due = m->hold_due;
+    now = ngx_rbcs_metrics_now_us() / 1000;
+    due = (due && now > due) ? now - due : 0;
+
+    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+        "# HELP rbcs_hold_expiry_lag_seconds How long the oldest pending "
+        "hold has been past its expiresAt, as the expiry scan last saw it "
+        "and growing until a scan sees it go; 0 when none.\n"
+        "# TYPE rbcs_hold_expiry_lag_seconds gauge\n"
+        "rbcs_hold_expiry_lag_seconds %uL.%03uL\n",
+        due / 1000, due % 1000) - buf);
+
+    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
+
+    if (rmcf->cache) {
+        ngx_rbcs_cache_stats(rmcf->cache, &st);
+
+        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+            "# HELP rbcs_cache_zone_size_bytes Bytes of the cache zone's "
+            "pages.\n# TYPE rbcs_cache_zone_size_bytes gauge\n"
+            "rbcs_cache_zone_size_bytes %uz\n"
+            "# HELP rbcs_cache_zone_free_bytes Bytes of the cache zone's "
+            "pages that hold nothing yet.\n"
+            "# TYPE rbcs_cache_zone_free_bytes gauge\n"
+            "rbcs_cache_zone_free_bytes %uz\n", st.size, st.free) - buf);
+
+        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+            "# HELP rbcs_cache_zone_emptied_total Times a worker died "
+            "changing the cache zone and the next one emptied it.\n"
+            "# TYPE rbcs_cache_zone_emptied_total counter\n"
+            "rbcs_cache_zone_emptied_total %ui\n", st.emptied) - buf);
+
+        if (rmcf->redis) {
+            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
+                "# HELP rbcs_redis_subscribed Whether the pod's "
+                "subscription to the other pods' balance changes is up and "
+                "alive.\n# TYPE rbcs_redis_subscribed gauge\n"
+                "rbcs_redis_subscribed %ui\n", st.subscribed) - buf);
+        }
+    }
 
     if (out.failed) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -47,7 +47,9 @@
 #define NGX_RBCS_M_GENERATION_SEEN  14
 #define NGX_RBCS_M_READ_DEADLINE    15
 #define NGX_RBCS_M_GENERATION_READS 16
-#define NGX_RBCS_M_N              17
+#define NGX_RBCS_M_PUBLISHES        17
+#define NGX_RBCS_M_CACHE_EVICTIONS  18
+#define NGX_RBCS_M_N              19
 
 
 ngx_int_t ngx_rbcs_metrics_zone(ngx_conf_t *cf);
@@ -58,6 +60,8 @@ void ngx_rbcs_metrics_batch(ngx_uint_t n);
 void ngx_rbcs_metrics_pool(ngx_uint_t busy, ngx_uint_t idle,
     ngx_uint_t waiting, ngx_uint_t connecting);
 void ngx_rbcs_metrics_write_queue(ngx_uint_t n);
+void ngx_rbcs_metrics_write_queue_limit(ngx_uint_t n);
+void ngx_rbcs_metrics_holds_overdue(ngx_uint_t found, uint64_t ms);
 void ngx_rbcs_metrics_redis(ngx_uint_t connected);
 ngx_int_t ngx_rbcs_metrics_log(ngx_http_request_t *r);
 ngx_int_t ngx_rbcs_metrics_handler(ngx_http_request_t *r);

@@ -1421,6 +1421,10 @@ ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r, void *data)
         return;
     }
 
+    if (data != NULL && ((redisReply *) r)->type != REDIS_REPLY_ERROR) {
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_PUBLISHES);
+    }
+
     ngx_rbcs_redis_replied(conn);
     ngx_rbcs_redis_command_done(conn->redis, r);
 }

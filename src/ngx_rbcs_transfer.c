@@ -12,6 +12,7 @@
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_time.h"
+#include "ngx_rbcs_metrics.h"
 
 
 /* the longest amount text kept as given (for a rejection of unknown scale) */
@@ -610,7 +611,8 @@ ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
  * passed, several times a second, and queues their expiry on its write
  * path; the judge releases a hold only if it is still pending and due,
  * under the lock of its source, so pods that race for one hold release it
- * once.  A scan waits for the expiries of the one before it.
+ * once.  A scan waits for the expiries of the one before it.  It also
+ * tells the metrics how late the oldest hold it found is.
  */
 
 #define NGX_RBCS_EXPIRY_INTERVAL  250    /* ms */
@@ -678,13 +680,15 @@ ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev)
         goto failed;
     }
 
-    q->sql.data = ngx_pnalloc(pool, 160);
+    q->sql.data = ngx_pnalloc(pool, 256);
     if (q->sql.data == NULL) {
         goto failed;
     }
 
     q->sql.len = ngx_sprintf(q->sql.data, "SELECT transaction_id,"
-                             " source_account FROM holds WHERE expires_at <="
+                             " source_account, TIMESTAMPDIFF(MICROSECOND,"
+                             " expires_at, UTC_TIMESTAMP(3)) DIV 1000"
+                             " FROM holds WHERE expires_at <="
                              " UTC_TIMESTAMP(3) ORDER BY expires_at LIMIT %ui",
                              n)
                  - q->sql.data;
@@ -710,15 +714,27 @@ later:
 static void
 ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q)
 {
+    off_t                 lag;
     ngx_str_t            *row;
-    ngx_uint_t            i, n;
+    ngx_uint_t            i, n, answered;
     ngx_pool_t           *pool;
     ngx_rbcs_batch_op_t  *op;
 
     pool = q->data;
-    n = (q->rc == NGX_RBCS_MYSQL_OK
-         && ngx_rbcs_mysql_shape(q, 1, (ngx_uint_t) 2) == NGX_OK)
-        ? ngx_rbcs_mysql_rows(q, 0) : 0;
+    answered = (q->rc == NGX_RBCS_MYSQL_OK
+                && ngx_rbcs_mysql_shape(q, 1, (ngx_uint_t) 3) == NGX_OK);
+    n = answered ? ngx_rbcs_mysql_rows(q, 0) : 0;
+
+    /* the first row is the oldest; a scan without an answer tells nothing */
+
+    if (n) {
+        row = ngx_rbcs_mysql_cell(q, 0, 0, 0);
+        lag = (row && row[2].data) ? ngx_atoof(row[2].data, row[2].len) : 0;
+        ngx_rbcs_metrics_holds_overdue(1, lag > 0 ? (uint64_t) lag : 0);
+
+    } else if (answered) {
+        ngx_rbcs_metrics_holds_overdue(0, 0);
+    }
 
     for (i = 0; i < n; i++) {
         row = ngx_rbcs_mysql_cell(q, 0, i, 0);

@@ -233,6 +233,16 @@ is($wrong, 0, 'every read of 300 accounts through a full zone is correct');
 ok(($etier{zone} // 0) > 0 && ($etier{zone} // 0) < 600,
    'some reads hit the zone, others were evicted and re-read')
     or diag explain \%etier;
+{
+    my $m = $small->get('/metrics')->{body} // '';
+    my ($ev) = $m =~ /^rbcs_cache_evictions_total (\d+)$/m;
+    my ($size) = $m =~ /^rbcs_cache_zone_size_bytes (\d+)$/m;
+    my ($free) = $m =~ /^rbcs_cache_zone_free_bytes (\d+)$/m;
+    ok(($ev // 0) > 0, 'the evictions are counted (' . ($ev // 'none') . ')');
+    ok(defined $free && $size && $free < $size / 10,
+       'and the zone shows (nearly) no free pages ('
+       . ($free // 'none') . ' of ' . ($size // 'none') . ')');
+}
 
 # --- reload under load --------------------------------------------------
 

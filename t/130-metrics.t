@@ -73,7 +73,9 @@ RBCS::Test::wait_for(10, sub {
     (value($x, 'rbcs_mysql_connections{state="idle"}') // 0) == 16
         && (value($x, 'rbcs_redis_connected') // 0) == 2
         && (value($x, 'rbcs_transfer_duration_seconds_count') // 0) >= 8
-        && (value($x, 'rbcs_balance_read_duration_seconds_count') // 0) >= 4;
+        && (value($x, 'rbcs_balance_read_duration_seconds_count') // 0) >= 4
+        && (value($x, 'rbcs_redis_subscribed') // 0) == 1
+        && (value($x, 'rbcs_redis_publishes_total') // 0) >= 5;
 });
 my $text = metrics()->{body};
 
@@ -118,6 +120,22 @@ is(value($text, 'rbcs_mysql_connections{state="idle"}'), 16,
 is(value($text, 'rbcs_mysql_waiting'), 0, 'nothing waiting');
 is(value($text, 'rbcs_redis_connected'), 2, 'both workers reach Redis');
 is(value($text, 'rbcs_workers'), 2, 'two workers');
+is(value($text, 'rbcs_write_queue_limit'), 2 * 1024,
+   'the write queues take 2 workers x rbcs_mysql_queue_size');
+is(value($text, 'rbcs_redis_subscribed'), 1,
+   'the subscription to the other pods\' changes is up');
+ok(value($text, 'rbcs_redis_publishes_total') >= 5,
+   'every committed transfer\'s balances were published through Redis');
+my $zone = value($text, 'rbcs_cache_zone_size_bytes') // 0;
+ok($zone > 15 * 1024 * 1024 && $zone <= 16 * 1024 * 1024,
+   "the cache zone's pages: most of its 16m ($zone)");
+my $free = value($text, 'rbcs_cache_zone_free_bytes') // -1;
+ok($free > $zone / 2 && $free < $zone,
+   "a few of them in use, the rest free ($free)");
+is(value($text, 'rbcs_cache_zone_emptied_total'), 0, 'the zone never emptied');
+is(value($text, 'rbcs_cache_evictions_total'), 0, 'nothing evicted');
+is(value($text, 'rbcs_hold_expiry_lag_seconds'), '0.000',
+   'no hold past its expiresAt');
 
 # the counters are the pod's, whichever worker answers
 my %seen;
@@ -133,6 +151,38 @@ is_deeply([ keys %seen ], [ 5 ],
 $t->reload;
 ok(value(metrics()->{body}, 'rbcs_transfers_total{outcome="completed"}')
    >= 5, 'counters survive a reload');
+
+# --- a hold past its expiresAt, not released -----------------------------
+
+# its expiry waits for the lock on its source account, which a session of
+# ours holds: the oldest overdue hold grows older on /metrics, whichever
+# worker answers, and is gone once released
+my $h = $t->post_json('/accounts/transactions', {
+    transactionId => 'm-hold', sourceAccountNumber => 'M1',
+    destinationAccountNumber => 'M2', amount => '1.00',
+    hold => JSON::PP::true, expiresIn => 1 });
+is($h->{status}, 201, 'a hold that expires in a second');
+{
+    my $dbh = $t->dbh;
+    $dbh->begin_work;
+    $dbh->selectall_arrayref(q{SELECT balance FROM accounts
+                                WHERE account_number = 'M1' FOR UPDATE});
+    my $lag = 0;
+    RBCS::Test::wait_for(20, sub {
+        $lag = value(metrics()->{body}, 'rbcs_hold_expiry_lag_seconds') // 0;
+        $lag >= 2.5;
+    });
+    ok($lag >= 2.5, "its lag grows while it waits ($lag s)");
+    $dbh->commit;
+}
+RBCS::Test::wait_for(20, sub {
+    (value(metrics()->{body}, 'rbcs_hold_expiry_lag_seconds') // 1) == 0;
+});
+is(value(metrics()->{body}, 'rbcs_hold_expiry_lag_seconds'), '0.000',
+   'and is 0 again once the hold is released');
+is($t->dbh->selectrow_array(q{SELECT status FROM transactions
+                               WHERE transaction_id = 'm-hold'}),
+   'EXPIRED', 'by its expiry');
 
 # --- a real Prometheus scrapes it ----------------------------------------
 
