@@ -16,8 +16,9 @@
 #     directory), answers a bad option with its usage and -? with both
 #     modes, and reads the columns the module reads in its round trip 1
 #     (src/ngx_rbcs_batch.h), so that --mode batch stays the module's SQL;
-#   - the shell scripts parse (bash -n), the report generators embedded in
-#     perf/run-all.sh and perf/bench-accounts.sh compile (perl -c),
+#   - the shell scripts parse (bash -n), perf/report.pl remakes the
+#     committed results.md from its raw data, the report generator embedded
+#     in perf/bench-accounts.sh compiles (perl -c),
 #     perf/plot.gp draws two PNGs from sample data (when gnuplot is
 #     installed).
 
@@ -336,7 +337,30 @@ for my $sh (qw(run-all.sh lib.sh gen-accounts.sh bench-balance.sh bench-accounts
     is($rc, 0, "bash -n perf/$sh") or diag($out);
 }
 
-for my $sh (qw(run-all.sh bench-accounts.sh)) {
+# perf/report.pl makes results.md from raw/runs.txt and raw/meta.txt: on
+# the committed raw data it writes the committed results.md, less its list
+# of commands (which it reads from the raw files beside the plot directory,
+# in the order of their times, which a checkout does not keep)
+{
+    my ($rc, $out) = run($^X, '-c', "$perf/report.pl");
+    is($rc, 0, 'perf/report.pl compiles') or diag($out);
+    my $raw = "$perf/results/raw";
+    SKIP: {
+        skip 'no committed run in perf/results/raw', 2
+            unless -s "$raw/runs.txt" && -s "$raw/meta.txt" && -s "$perf/results/results.md";
+        mkdir "$tmp/report-plot";
+        ($rc, $out) = run($^X, "$perf/report.pl", "$raw/runs.txt", "$raw/meta.txt",
+            "$tmp/report-plot",
+            'balance-uniform balance-hot transfer-uniform transfer-hot mix hold capture deposit card',
+            "$tmp/results.md");
+        is($rc, 0, 'perf/report.pl runs on the committed raw data') or diag($out);
+        my $slurp = sub { open my $f, '<', $_[0] or return ''; local $/; <$f> };
+        (my $want = $slurp->("$perf/results/results.md")) =~ s/^## Commands\n.*?(?=^## )//ms;
+        is($slurp->("$tmp/results.md"), $want, '... and writes the committed tables');
+    }
+}
+
+for my $sh (qw(bench-accounts.sh)) {
     open my $fh, '<', "$perf/$sh" or die;
     my $src = do { local $/; <$fh> };
     close $fh;
