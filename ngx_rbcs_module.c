@@ -349,10 +349,6 @@ static ngx_http_variable_t  ngx_rbcs_vars[] = {
     { ngx_string("rbcs_key_id"), NULL, ngx_rbcs_http_ctx_variable,
       offsetof(ngx_rbcs_ctx_t, key_id), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    /* the key id a request names, checked or not: for limit_req keys */
-    { ngx_string("rbcs_client_key"), NULL, ngx_rbcs_http_client_key_variable,
-      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
     { ngx_string("rbcs_transaction_id"), NULL,
       ngx_rbcs_http_ctx_variable, offsetof(ngx_rbcs_ctx_t, transaction_id),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },

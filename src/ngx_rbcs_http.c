@@ -833,58 +833,6 @@ ngx_rbcs_out_datetime(ngx_rbcs_out_t *out, const char *name,
 
 
 /*
- * $rbcs_client_key: the key id the request names in X-RBCS-Key-Id, if it
- * has the form of one.  limit_req runs before the signature is checked,
- * so this is what a per-key limit can be keyed by; $rbcs_key_id is the
- * checked one, for logs.
- */
-
-ngx_int_t
-ngx_rbcs_http_client_key_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->len = 0;
-    v->data = (u_char *) "";
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-RBCS-Key-Id") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-RBCS-Key-Id",
-                               h[i].key.len)
-               == 0
-            && ngx_rbcs_valid_id(h[i].value.data, h[i].value.len))
-        {
-            v->len = h[i].value.len;
-            v->data = h[i].value.data;
-            break;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/*
  * A string of the request's context, at offset data: $rbcs_key_id (the
  * key that signed the request) and $rbcs_transaction_id; empty when unset.
  */

@@ -115,8 +115,6 @@ void ngx_rbcs_out_datetime(ngx_rbcs_out_t *out, const char *name,
 ngx_int_t ngx_rbcs_atoui(ngx_str_t *s, ngx_uint_t *n);
 ngx_str_t *ngx_rbcs_http_actor(ngx_http_request_t *r);
 
-ngx_int_t ngx_rbcs_http_client_key_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_rbcs_http_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_rbcs_http_db_time_variable(ngx_http_request_t *r,
