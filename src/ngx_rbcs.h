@@ -114,4 +114,21 @@ ngx_rbcs_ctx_t *ngx_rbcs_ctx(ngx_http_request_t *r);
 extern ngx_module_t  ngx_rbcs_module;
 
 
+/*
+ * How long a connection that failed for the failures-th time in a row
+ * (MariaDB's or Redis's) waits before it tries again: 100 ms doubling up to
+ * 5 s, jittered over its upper half, so that workers do not retry in step.
+ */
+
+static ngx_inline ngx_msec_t
+ngx_rbcs_backoff(ngx_uint_t failures)
+{
+    ngx_msec_t  delay;
+
+    delay = ngx_min((ngx_msec_t) 100 << ngx_min(failures, 6), 5000);
+
+    return delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+}
+
+
 #endif /* _NGX_RBCS_H_INCLUDED_ */

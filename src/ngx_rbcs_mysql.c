@@ -36,8 +36,6 @@
 #define NGX_RBCS_Q_RUNNING      2
 #define NGX_RBCS_Q_DONE         3
 
-#define NGX_RBCS_MYSQL_BACKOFF_MIN   100
-#define NGX_RBCS_MYSQL_BACKOFF_MAX   5000
 
 
 typedef struct {
@@ -640,9 +638,7 @@ ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
         return;
     }
 
-    delay = NGX_RBCS_MYSQL_BACKOFF_MIN << ngx_min(mc->failures, 6);
-    delay = ngx_min(delay, NGX_RBCS_MYSQL_BACKOFF_MAX);
-    delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+    delay = ngx_rbcs_backoff(mc->failures);
 
     mc->failures++;
     mc->state = NGX_RBCS_MC_BACKOFF;

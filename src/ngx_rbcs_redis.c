@@ -37,6 +37,7 @@
 
 #include "ngx_rbcs_redis.h"
 #include "ngx_rbcs_metrics.h"
+#include "ngx_rbcs_http.h"
 
 
 #define NGX_RBCS_RS_CLOSED           0
@@ -45,8 +46,6 @@
 #define NGX_RBCS_RS_HANDSHAKE        3   /* INFO or SUBSCRIBE sent */
 #define NGX_RBCS_RS_READY            4
 
-#define NGX_RBCS_REDIS_BACKOFF_MIN   100
-#define NGX_RBCS_REDIS_BACKOFF_MAX   5000
 
 #define NGX_RBCS_REDIS_RUN_ID_LEN    40
 #define NGX_RBCS_REDIS_TEXT_MAX      128  /* a currency or balance text */
@@ -202,7 +201,6 @@ static ngx_int_t ngx_rbcs_redis_parse_message(u_char *p, size_t len,
 static void ngx_rbcs_redis_alive(ngx_rbcs_redis_t *redis, ngx_uint_t force);
 static void ngx_rbcs_redis_command_done(ngx_rbcs_redis_t *redis,
     redisReply *reply);
-static ngx_int_t ngx_rbcs_redis_account_valid(u_char *p, size_t len);
 static ngx_int_t ngx_rbcs_redis_text_valid(u_char *p, size_t len,
     ngx_uint_t decimal);
 static ngx_int_t ngx_rbcs_redis_parse_uint64(u_char *p, size_t len,
@@ -975,9 +973,7 @@ ngx_rbcs_redis_backoff(ngx_rbcs_redis_conn_t *conn)
         return;
     }
 
-    delay = NGX_RBCS_REDIS_BACKOFF_MIN << ngx_min(conn->failures, 6);
-    delay = ngx_min(delay, NGX_RBCS_REDIS_BACKOFF_MAX);
-    delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
+    delay = ngx_rbcs_backoff(conn->failures);
 
     conn->failures++;
     conn->state = NGX_RBCS_RS_BACKOFF;
@@ -1245,9 +1241,7 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     }
 
     for (i = 0; i < n; i++) {
-        if (ngx_rbcs_redis_account_valid(b[i].account.data,
-                                         b[i].account.len)
-            != NGX_OK
+        if (!ngx_rbcs_valid_id(b[i].account.data, b[i].account.len)
             || ngx_rbcs_redis_text_valid(b[i].currency.data,
                                          b[i].currency.len, 0)
                != NGX_OK
@@ -1442,8 +1436,7 @@ ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     redis = ngx_rbcs_redis;
 
     if (redis == NULL || redis->cmd.state != NGX_RBCS_RS_READY
-        || ngx_rbcs_redis_account_valid(account->data, account->len)
-           != NGX_OK)
+        || !ngx_rbcs_valid_id(account->data, account->len))
     {
         return NULL;
     }
@@ -2163,7 +2156,7 @@ ngx_rbcs_redis_parse_message(u_char *p, size_t len,
     last = p + len;
 
     q = ngx_strlchr(p, last, ' ');
-    if (q == NULL || ngx_rbcs_redis_account_valid(p, q - p) != NGX_OK) {
+    if (q == NULL || !ngx_rbcs_valid_id(p, q - p)) {
         return NGX_ERROR;
     }
 
@@ -2262,32 +2255,6 @@ ngx_rbcs_redis_command_done(ngx_rbcs_redis_t *redis, redisReply *reply)
 }
 
 
-static ngx_int_t
-ngx_rbcs_redis_account_valid(u_char *p, size_t len)
-{
-    u_char  ch, *last;
-
-    if (len == 0 || len > NGX_RBCS_ID_MAX_LEN) {
-        return NGX_ERROR;
-    }
-
-    for (last = p + len; p < last; p++) {
-        ch = *p;
-
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9')
-            || ch == '_' || ch == '.' || ch == ':' || ch == '-')
-        {
-            continue;
-        }
-
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
 /* a decimal text, or any printable text without spaces */
 
 static ngx_int_t
@@ -2350,12 +2317,4 @@ ngx_rbcs_redis_parse_uint64(u_char *p, size_t len, uint64_t *value)
     *value = v;
 
     return NGX_OK;
-}
-
-
-ngx_uint_t
-ngx_rbcs_redis_connected(void)
-{
-    return ngx_rbcs_redis != NULL
-           && ngx_rbcs_redis->cmd.state == NGX_RBCS_RS_READY;
 }

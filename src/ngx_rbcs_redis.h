@@ -82,7 +82,5 @@ ngx_rbcs_redis_get_t *ngx_rbcs_redis_get(ngx_str_t *account,
     ngx_log_t *log);
 void ngx_rbcs_redis_get_cancel(ngx_rbcs_redis_get_t *g);
 
-ngx_uint_t ngx_rbcs_redis_connected(void);
-
 
 #endif /* _NGX_RBCS_REDIS_H_INCLUDED_ */
