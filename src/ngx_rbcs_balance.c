@@ -33,10 +33,10 @@ typedef struct {
     uint64_t                   floor;     /* version the zone already has */
     ngx_msec_t                 known;     /* when the tier's read began */
     ngx_event_t                deadline;
+    unsigned                   strong:1;  /* ?consistency=strong */
 } ngx_rbcs_balance_ctx_t;
 
 
-static ngx_uint_t ngx_rbcs_is_strong(ngx_http_request_t *r);
 static ngx_int_t ngx_rbcs_balance_send(ngx_http_request_t *r,
     ngx_str_t *account, ngx_rbcs_cache_entry_t *e, const char *tier);
 static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
@@ -47,7 +47,7 @@ static ngx_int_t ngx_rbcs_balance_db(ngx_http_request_t *r,
     ngx_rbcs_balance_ctx_t *ctx);
 static void ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_balance_stale(ngx_http_request_t *r,
-    ngx_str_t *number);
+    ngx_rbcs_balance_ctx_t *ctx);
 static ngx_int_t ngx_rbcs_balance_send_row(ngx_http_request_t *r,
     ngx_str_t *row, ngx_msec_t known);
 static void ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx);
@@ -71,16 +71,22 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
                                      "the account does not exist");
     }
 
+    strong = 0;
+
     if (ngx_http_arg(r, (u_char *) "consistency", sizeof("consistency") - 1,
                      &value)
-        == NGX_OK
-        && !(value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0)
-        && !(value.len == 8 && ngx_strncmp(value.data, "eventual", 8) == 0))
+        == NGX_OK)
     {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_request",
-                                     "consistency must be strong or "
-                                     "eventual");
+        strong = (value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0);
+
+        if (!strong
+            && !(value.len == 8 && ngx_strncmp(value.data, "eventual", 8) == 0))
+        {
+            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_request",
+                                         "consistency must be strong or "
+                                         "eventual");
+        }
     }
 
     /* the balance at a past instant: the database's history answers */
@@ -88,8 +94,6 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
     if (ngx_http_arg(r, (u_char *) "at", 2, &value) == NGX_OK) {
         return ngx_rbcs_account_balance_at(r, number, &value);
     }
-
-    strong = ngx_rbcs_is_strong(r);
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
@@ -122,6 +126,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     ctx->request = r;
     ctx->account = *number;
+    ctx->strong = strong;
     ctx->floor = (found == NGX_RBCS_CACHE_STALE) ? e.version : 0;
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -230,7 +235,7 @@ ngx_rbcs_balance_deadline(ngx_event_t *ev)
 
     ngx_rbcs_balance_finish(ctx);
 
-    rc = ngx_rbcs_balance_stale(r, &ctx->account);
+    rc = ngx_rbcs_balance_stale(r, ctx);
     if (rc == NGX_DECLINED) {
         rc = ngx_rbcs_http_unavailable(r, 0);
     }
@@ -270,18 +275,6 @@ ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx)
         ngx_rbcs_mysql_cancel(ctx->query);
         ctx->query = NULL;
     }
-}
-
-
-static ngx_uint_t
-ngx_rbcs_is_strong(ngx_http_request_t *r)
-{
-    ngx_str_t  value;
-
-    return ngx_http_arg(r, (u_char *) "consistency",
-                        sizeof("consistency") - 1, &value)
-           == NGX_OK
-           && value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0;
 }
 
 
@@ -340,7 +333,7 @@ ngx_rbcs_balance_send(ngx_http_request_t *r, ngx_str_t *account,
  */
 
 static ngx_int_t
-ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number)
+ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_rbcs_balance_ctx_t *ctx)
 {
     ngx_uint_t               found;
     ngx_rbcs_main_conf_t    *rmcf;
@@ -348,17 +341,17 @@ ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_str_t *number)
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
 
-    if (rmcf->cache == NULL || ngx_rbcs_is_strong(r)) {
+    if (rmcf->cache == NULL || ctx->strong) {
         return NGX_DECLINED;
     }
 
-    found = ngx_rbcs_cache_get(rmcf->cache, number, &e);
+    found = ngx_rbcs_cache_get(rmcf->cache, &ctx->account, &e);
 
     if (found == NGX_RBCS_CACHE_MISS || e.floor) {
         return NGX_DECLINED;
     }
 
-    return ngx_rbcs_balance_send(r, number, &e,
+    return ngx_rbcs_balance_send(r, &ctx->account, &e,
                                  found == NGX_RBCS_CACHE_HIT ? "zone"
                                                              : "zone-stale");
 }
@@ -429,7 +422,7 @@ ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
 
         /* the database is away: a balance the zone holds is still served */
 
-        rc = ngx_rbcs_balance_stale(r, &bctx->account);
+        rc = ngx_rbcs_balance_stale(r, bctx);
 
         if (rc == NGX_DECLINED) {
             rc = ngx_rbcs_http_unavailable(r,
