@@ -43,6 +43,8 @@ PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
           libdbd-mariadb-perl libjson-pp-perl curl wrk gcc make
           # make coverage: gcov reports (HTML, text, JSON summary)
           gcovr
+          # t/unit/: the C unit tests are written on cmocka
+          libcmocka-dev
           # t/130-metrics.t: promtool, and a Prometheus server that scrapes
           prometheus
           # t/094-cache-clock.t: a pod's wall clock set back (libfaketime)

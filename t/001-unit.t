@@ -1,7 +1,9 @@
 #!/usr/bin/perl
 
 # Runs the C unit test binaries of build/unit/ and passes their TAP through
-# as one Test::More subtest per binary.  Builds nothing: build them first
+# as one Test::More subtest per binary (the cmocka ones print TAP with
+# CMOCKA_MESSAGE_OUTPUT=TAP; their failure messages, on stderr, are shown as
+# diagnostics).  Builds nothing: build them first
 #
 #     make -f t/unit/Makefile && prove t/001-unit.t
 #
@@ -38,6 +40,8 @@ plan skip_all => "unit test binaries not built: "
     . join(', ', map { ($ENV{RBCS_UNIT_DIR} ? "$dir/" : "build/unit/") . $_ } @missing)
     . " (run 'make -f t/unit/Makefile' from the repository root)"
     if @missing;
+
+$ENV{CMOCKA_MESSAGE_OUTPUT} = 'TAP';
 
 my %seen = map { $_ => 1 } @required;
 my @extra = sort grep { !$seen{$_} }
@@ -115,7 +119,7 @@ sub run_tap {
             $last_failed ? diag($1) : note($1);
 
         } elsif ($line =~ /\S/) {
-            note($line);
+            diag($line);
         }
     }
 

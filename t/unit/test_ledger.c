@@ -20,11 +20,16 @@
  */
 
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
 
 #include "ngx_rbcs_ledger.h"
-#include "tap.h"
 
 
 #define S(s)  ((ngx_rbcs_ledger_str_t) { (const u_char *) (s), sizeof(s) - 1 })
@@ -219,11 +224,13 @@ is_code(ngx_rbcs_ledger_op_t *op, const char *code)
 /* ---------------------------------------------------------- unit tests -- */
 
 static void
-test_basics(void)
+test_basics(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[8];
     ngx_rbcs_ledger_record_t   recs[4];
     ngx_rbcs_ledger_account_t  a, b, c, x;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&a, "A", "USD", 2, "100.00", 1);
@@ -239,41 +246,43 @@ test_basics(void)
     transfer(&ops[5], &a, &c, &recs[3], "1", NULL, 0);        /* 422 */
     transfer(&ops[6], &x, &a, &recs[3], "1", NULL, 0);        /* 409 */
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 7), 4,
-               "four outcomes recorded");
+    /* four outcomes recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 7), 4);
 
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && ops[0].status == 201,
-           "a transfer applies");
-    tap_ok(ops[0].source_balance == units("89.50", 2)
-           && ops[0].destination_balance == units("15.50", 2)
-           && ops[0].source_version == 2 && ops[0].destination_version == 4,
-           "... leaving both balances and versions");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_REPLAY && ops[1].status == 200,
-           "the same id and fields in the same batch: a replay "
-           "(amount by value, currency given = the accounts')");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT
-           && is_code(&ops[2], "transaction_id_conflict"),
-           "the same id with another amount: 409");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_REJECTED
-           && is_code(&ops[3], "insufficient_funds")
-           && strcmp(ops[3].detail, "account A has insufficient funds") == 0,
-           "one unit more than the chained balance: 422 (%s)",
-           ops[3].detail);
-    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[4].source_balance == 0 && ops[4].source_version == 3,
-           "exactly the chained balance: applied, down to zero");
-    tap_ok(ops[5].outcome == NGX_RBCS_LEDGER_REJECTED
-           && is_code(&ops[5], "currency_mismatch"),
-           "accounts of two currencies: 422 currency_mismatch");
-    tap_ok(ops[6].outcome == NGX_RBCS_LEDGER_CONFLICT,
-           "an id recorded as a rejection in the batch: other fields 409");
+    /* a transfer applies */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[0].status == 201);
+    /* ... leaving both balances and versions */
+    assert_true(ops[0].source_balance == units("89.50", 2)
+                && ops[0].destination_balance == units("15.50", 2)
+                && ops[0].source_version == 2
+                && ops[0].destination_version == 4);
+    /* the same id and fields in the same batch: a replay (amount by value,
+     * currency given = the accounts') */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_REPLAY
+                && ops[1].status == 200);
+    /* the same id with another amount: 409 */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT
+                && is_code(&ops[2], "transaction_id_conflict"));
+    /* one unit more than the chained balance: 422 */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_REJECTED
+                && is_code(&ops[3], "insufficient_funds"));
+    assert_string_equal(ops[3].detail, "account A has insufficient funds");
+    /* exactly the chained balance: applied, down to zero */
+    assert_true(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[4].source_balance == 0 && ops[4].source_version == 3);
+    /* accounts of two currencies: 422 currency_mismatch */
+    assert_true(ops[5].outcome == NGX_RBCS_LEDGER_REJECTED
+                && is_code(&ops[5], "currency_mismatch"));
+    /* an id recorded as a rejection in the batch: other fields 409 */
+    assert_true(ops[6].outcome == NGX_RBCS_LEDGER_CONFLICT);
 
-    tap_ok(a.delta == -units("100.00", 2) && a.changes == 2
-           && b.delta == units("100.00", 2) && b.changes == 2
-           && c.changes == 0,
-           "net changes per account: one update each");
-    tap_ok(a.balance + b.balance == units("105.00", 2),
-           "money is conserved");
+    /* net changes per account: one update each */
+    assert_true(a.delta == -units("100.00", 2) && a.changes == 2
+                && b.delta == units("100.00", 2) && b.changes == 2
+                && c.changes == 0);
+    /* money is conserved */
+    assert_true(a.balance + b.balance == units("105.00", 2));
 }
 
 
@@ -285,11 +294,13 @@ test_basics(void)
  */
 
 static void
-test_holds(void)
+test_holds(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[12];
     ngx_rbcs_ledger_record_t   recs[4];
     ngx_rbcs_ledger_account_t  a, b;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&a, "A", "USD", 2, "100.00", 1);
@@ -302,28 +313,30 @@ test_holds(void)
     transfer(&ops[4], &a, &b, &recs[0], "30", NULL, 0);
     hold_op(&ops[5], &a, &b, &recs[0], "30.00", NULL);
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 6), 3,
-               "a hold, a refused transfer and a refused hold recorded");
+    /* a hold, a refused transfer and a refused hold recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 6), 3);
 
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && ops[0].status == 201
-           && ops[0].source_balance == units("100", 2)
-           && ops[0].source_available == units("70", 2)
-           && ops[0].source_version == 2 && a.held == units("30", 2)
-           && b.balance == 0 && b.version == 1,
-           "a hold reserves: held 30, available 70, nothing moved, the "
-           "source's version moves");
-    tap_ok(is_code(&ops[1], "insufficient_funds")
-           && is_code(&ops[2], "insufficient_funds"),
-           "a transfer and a hold above the available balance: 422");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_CONFLICT
-           && is_code(&ops[3], "transaction_id_conflict"),
-           "the id of a refused hold again with another amount: 409");
-    tap_ok(is_code(&ops[4], "transaction_id_conflict"),
-           "a hold's id as a plain transfer: 409");
-    tap_ok(ops[5].outcome == NGX_RBCS_LEDGER_REPLAY,
-           "the hold again (amount by value): a replay");
-    tap_ok(a.changes == 1 && a.held_delta == units("30", 2) && a.delta == 0,
-           "the net update: held + 30, balance unchanged");
+    /* a hold reserves: held 30, available 70, nothing moved, the source's
+     * version moves */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[0].status == 201
+                && ops[0].source_balance == units("100", 2)
+                && ops[0].source_available == units("70", 2)
+                && ops[0].source_version == 2 && a.held == units("30", 2)
+                && b.balance == 0 && b.version == 1);
+    /* a transfer and a hold above the available balance: 422 */
+    assert_true(is_code(&ops[1], "insufficient_funds")
+                && is_code(&ops[2], "insufficient_funds"));
+    /* the id of a refused hold again with another amount: 409 */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_CONFLICT
+                && is_code(&ops[3], "transaction_id_conflict"));
+    /* a hold's id as a plain transfer: 409 */
+    assert_true(is_code(&ops[4], "transaction_id_conflict"));
+    /* the hold again (amount by value): a replay */
+    assert_true(ops[5].outcome == NGX_RBCS_LEDGER_REPLAY);
+    /* the net update: held + 30, balance unchanged */
+    assert_true(a.changes == 1 && a.held_delta == units("30", 2)
+                && a.delta == 0);
 
     /* the next batch reads the hold as recorded */
 
@@ -350,37 +363,43 @@ test_holds(void)
     resolve_op(&ops[8], NGX_RBCS_LEDGER_VOID, &a, NULL, &recs[3], NULL,
                "0000000050");
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 9), 1, "one resolution recorded");
+    /* one resolution recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 9), 1);
 
-    tap_ok(ops[0].status == 422 && is_code(&ops[0], "amount_exceeds_hold"),
-           "a capture above the hold: 422 amount_exceeds_hold");
-    tap_ok(ops[1].status == 400 && is_code(&ops[1], "invalid_amount"),
-           "a capture beyond the scale: 400 invalid_amount");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT,
-           "the expiry of a hold without expiresAt does nothing");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED && ops[3].status == 200
-           && ops[3].source_balance == units("80", 2)
-           && ops[3].destination_balance == units("20", 2)
-           && ops[3].source_available == units("80", 2)
-           && ops[3].released == units("30", 2)
-           && ops[3].source_version == 3 && ops[3].destination_version == 2,
-           "a partial capture moves 20 and releases the rest");
-    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_REPLAY && ops[4].status == 200,
-           "the same capture by value: a replay");
-    tap_ok(ops[5].status == 409 && is_code(&ops[5], "hold_not_pending"),
-           "a capture of the whole hold after a partial one: 409");
-    tap_ok(ops[6].status == 409 && is_code(&ops[6], "hold_not_pending"),
-           "a void of a captured hold: 409");
-    tap_ok(ops[7].status == 409 && is_code(&ops[7], "hold_not_pending"),
-           "a capture of a plain transfer: 409");
-    tap_ok(ops[8].status == 404 && is_code(&ops[8], "transaction_not_found"),
-           "a void of an unknown id: 404");
-    tap_ok(a.held == 0 && a.balance == units("80", 2)
-           && b.balance == units("20", 2)
-           && a.held_delta == -units("30", 2) && a.delta == -units("20", 2)
-           && b.delta == units("20", 2) && a.changes == 1 && b.changes == 1,
-           "net: held - 30, balance - 20 at the source, + 20 at the "
-           "destination");
+    /* a capture above the hold: 422 amount_exceeds_hold */
+    assert_true(ops[0].status == 422
+                && is_code(&ops[0], "amount_exceeds_hold"));
+    /* a capture beyond the scale: 400 invalid_amount */
+    assert_true(ops[1].status == 400 && is_code(&ops[1], "invalid_amount"));
+    /* the expiry of a hold without expiresAt does nothing */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT);
+    /* a partial capture moves 20 and releases the rest */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[3].status == 200
+                && ops[3].source_balance == units("80", 2)
+                && ops[3].destination_balance == units("20", 2)
+                && ops[3].source_available == units("80", 2)
+                && ops[3].released == units("30", 2)
+                && ops[3].source_version == 3
+                && ops[3].destination_version == 2);
+    /* the same capture by value: a replay */
+    assert_true(ops[4].outcome == NGX_RBCS_LEDGER_REPLAY
+                && ops[4].status == 200);
+    /* a capture of the whole hold after a partial one: 409 */
+    assert_true(ops[5].status == 409 && is_code(&ops[5], "hold_not_pending"));
+    /* a void of a captured hold: 409 */
+    assert_true(ops[6].status == 409 && is_code(&ops[6], "hold_not_pending"));
+    /* a capture of a plain transfer: 409 */
+    assert_true(ops[7].status == 409 && is_code(&ops[7], "hold_not_pending"));
+    /* a void of an unknown id: 404 */
+    assert_true(ops[8].status == 404
+                && is_code(&ops[8], "transaction_not_found"));
+    /* net: held - 30, balance - 20 at the source, + 20 at the destination */
+    assert_true(a.held == 0 && a.balance == units("80", 2)
+                && b.balance == units("20", 2)
+                && a.held_delta == -units("30", 2) && a.delta == -units("20", 2)
+                && b.delta == units("20", 2) && a.changes == 1
+                && b.changes == 1);
 
     /* an expiring hold: void, then expiry and capture when due */
 
@@ -390,7 +409,8 @@ test_holds(void)
 
     hold_op(&ops[0], &a, &b, &recs[0], "4", "0000000100");
     hold_op(&ops[1], &a, &b, &recs[1], "5", "0000000100");
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 2), 2, "two holds");
+    /* two holds */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 2), 2);
     recs[0].op = NULL;
     recs[1].op = NULL;
 
@@ -411,27 +431,29 @@ test_holds(void)
     resolve_op(&ops[7], NGX_RBCS_LEDGER_EXPIRE, &a, NULL, &recs[1], NULL,
                "0000000101");
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 8), 2, "a void and an expiry");
+    /* a void and an expiry */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 8), 2);
 
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_CONFLICT,
-           "an expiry before expiresAt does nothing");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[1].source_available == units("5", 2),
-           "a void before expiresAt releases");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_REPLAY,
-           "a void again: a replay");
-    tap_ok(ops[3].status == 409, "a capture of a voided hold: 409");
-    tap_ok(ops[4].status == 409 && is_code(&ops[4], "hold_not_pending")
-           && ops[5].status == 409,
-           "a capture or void at expiresAt: 409, before the release");
-    tap_ok(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[6].source_available == units("10", 2),
-           "the expiry at expiresAt releases");
-    tap_ok(ops[7].outcome == NGX_RBCS_LEDGER_CONFLICT,
-           "a second expiry does nothing (no double release)");
-    tap_ok(a.held == 0 && a.balance == units("10", 2)
-           && a.held_delta == 0 && a.changes == 4,
-           "held back to zero: two holds and two releases");
+    /* an expiry before expiresAt does nothing */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_CONFLICT);
+    /* a void before expiresAt releases */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[1].source_available == units("5", 2));
+    /* a void again: a replay */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_REPLAY);
+    /* a capture of a voided hold: 409 */
+    assert_true(ops[3].status == 409);
+    /* a capture or void at expiresAt: 409, before the release */
+    assert_true(ops[4].status == 409 && is_code(&ops[4], "hold_not_pending")
+                && ops[5].status == 409);
+    /* the expiry at expiresAt releases */
+    assert_true(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[6].source_available == units("10", 2));
+    /* a second expiry does nothing (no double release) */
+    assert_true(ops[7].outcome == NGX_RBCS_LEDGER_CONFLICT);
+    /* held back to zero: two holds and two releases */
+    assert_true(a.held == 0 && a.balance == units("10", 2)
+                && a.held_delta == 0 && a.changes == 4);
 
     /* an EXTERNAL source holds without a floor */
 
@@ -445,20 +467,23 @@ test_holds(void)
     resolve_op(&ops[1], NGX_RBCS_LEDGER_CAPTURE, &a, &b, &recs[0], NULL,
                "0000000001");
     (void) ngx_rbcs_ledger_judge(&ops[1], 1);
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && a.balance == -units("1000", 2) && b.balance == units("1000", 2)
-           && a.held == 0,
-           "an EXTERNAL hold and its capture: a deposit");
+    /* an EXTERNAL hold and its capture: a deposit */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && a.balance == -units("1000", 2)
+                && b.balance == units("1000", 2)
+                && a.held == 0);
 }
 
 
 static void
-test_order(void)
+test_order(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[8];
     ngx_rbcs_ledger_record_t   recs[8];
     ngx_rbcs_ledger_account_t  a, b, x, y;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&a, "A", "USD", 2, "1.00", 1);
@@ -474,38 +499,42 @@ test_order(void)
     transfer(&ops[5], &a, &y, &recs[5], "0.5", NULL, 0);
     transfer(&ops[6], &a, &b, &recs[6], "0", NULL, 0);
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 7), 3, "three recorded");
+    /* three recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 7), 3);
 
-    tap_ok(is_code(&ops[0], "invalid_amount") && ops[0].status == 400
-           && strcmp(ops[0].detail, "amount must be a positive decimal with "
-                     "at most 2 fractional digits") == 0,
-           "invalid_amount at the account's scale before same_account");
-    tap_ok(is_code(&ops[1], "same_account") && ops[1].status == 400,
-           "then same_account");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_REJECTED
-           && is_code(&ops[2], "account_not_found") && !ops[2].has_scale
-           && strcmp(ops[2].detail, "account X does not exist") == 0,
-           "no scale known: only the grammar, then 404 (zero allowed)");
-    tap_ok(is_code(&ops[3], "invalid_amount"),
-           "the requested currency gives the scale when no account does");
-    tap_ok(is_code(&ops[4], "account_not_found") && ops[4].has_scale
-           && ops[4].record_currency.len == 3,
-           "missing source: 404, recorded with the destination's currency");
-    tap_ok(is_code(&ops[5], "account_not_found")
-           && strcmp(ops[5].detail, "account Y does not exist") == 0,
-           "missing destination: 404 naming it");
-    tap_ok(is_code(&ops[6], "invalid_amount"), "zero: invalid_amount");
-    tap_ok(!recs[0].found && !recs[1].found && !recs[6].found,
-           "400s are not recorded: their ids stay free");
+    /* invalid_amount at the account's scale before same_account */
+    assert_true(is_code(&ops[0], "invalid_amount") && ops[0].status == 400);
+    assert_string_equal(ops[0].detail, "amount must be a positive decimal with "
+                                       "at most 2 fractional digits");
+    /* then same_account */
+    assert_true(is_code(&ops[1], "same_account") && ops[1].status == 400);
+    /* no scale known: only the grammar, then 404 (zero allowed) */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_REJECTED
+                && is_code(&ops[2], "account_not_found") && !ops[2].has_scale);
+    assert_string_equal(ops[2].detail, "account X does not exist");
+    /* the requested currency gives the scale when no account does */
+    assert_true(is_code(&ops[3], "invalid_amount"));
+    /* missing source: 404, recorded with the destination's currency */
+    assert_true(is_code(&ops[4], "account_not_found") && ops[4].has_scale
+                && ops[4].record_currency.len == 3);
+    /* missing destination: 404 naming it */
+    assert_true(is_code(&ops[5], "account_not_found"));
+    assert_string_equal(ops[5].detail, "account Y does not exist");
+    /* zero: invalid_amount */
+    assert_true(is_code(&ops[6], "invalid_amount"));
+    /* 400s are not recorded: their ids stay free */
+    assert_true(!recs[0].found && !recs[1].found && !recs[6].found);
 }
 
 
 static void
-test_recorded(void)
+test_recorded(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[4];
     ngx_rbcs_ledger_record_t   rec;
     ngx_rbcs_ledger_account_t  a, b;
+
+    (void) state;
 
     /* recorded while no scale was known, replayed as recorded even though
      * an amount of 3 decimals is now invalid at the opened account's */
@@ -524,10 +553,10 @@ test_recorded(void)
     transfer(&ops[1], &a, &b, &rec, "0.001", "USD", 2);
     ngx_rbcs_ledger_judge(ops, 2);
 
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_REPLAY,
-           "a rejection recorded without scale is replayed as recorded");
-    tap_ok(is_code(&ops[1], "invalid_amount"),
-           "... but not with another currency: the checks apply");
+    /* a rejection recorded without scale is replayed as recorded */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_REPLAY);
+    /* ... but not with another currency: the checks apply */
+    assert_true(is_code(&ops[1], "invalid_amount"));
 
     rec.has_scale = 1;
     rec.currency = S("USD");
@@ -537,19 +566,21 @@ test_recorded(void)
     transfer(&ops[0], &a, &b, &rec, "1.00", NULL, 0);
     transfer(&ops[1], &a, &b, &rec, "1", "EUR", 2);
     ngx_rbcs_ledger_judge(ops, 2);
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_REPLAY,
-           "an omitted currency equals a recorded one");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_CONFLICT,
-           "another currency conflicts");
+    /* an omitted currency equals a recorded one */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_REPLAY);
+    /* another currency conflicts */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_CONFLICT);
 }
 
 
 static void
-test_limits(void)
+test_limits(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[4];
     ngx_rbcs_ledger_record_t   recs[4];
     ngx_rbcs_ledger_account_t  a, b;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&a, "A", "ETH", 18, "999999999999999999.999999999999999999", 1);
@@ -560,24 +591,26 @@ test_limits(void)
     transfer(&ops[2], &a, &b, &recs[2], "1000000000000000000", NULL, 0);
     ngx_rbcs_ledger_judge(ops, 3);
 
-    tap_ok(is_code(&ops[0], "balance_overflow")
-           && strcmp(ops[0].detail, "the credit would take account B beyond "
-                     "the largest balance") == 0,
-           "one unit past the largest balance: balance_overflow");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[1].destination_balance == NGX_RBCS_LEDGER_MAX,
-           "up to the largest balance exactly");
-    tap_ok(is_code(&ops[2], "invalid_amount"),
-           "19 integer digits: invalid_amount");
+    /* one unit past the largest balance: balance_overflow */
+    assert_true(is_code(&ops[0], "balance_overflow"));
+    assert_string_equal(ops[0].detail, "the credit would take account B beyond "
+                                       "the largest balance");
+    /* up to the largest balance exactly */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[1].destination_balance == NGX_RBCS_LEDGER_MAX);
+    /* 19 integer digits: invalid_amount */
+    assert_true(is_code(&ops[2], "invalid_amount"));
 }
 
 
 static void
-test_open(void)
+test_open(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[6];
     ngx_rbcs_ledger_record_t   recs[2];
     ngx_rbcs_ledger_account_t  n, m;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&n, "N", NULL, 0, NULL, 0);
@@ -589,31 +622,36 @@ test_open(void)
     open_op(&ops[3], &n, "USD", 2, "11");
     open_op(&ops[4], &m, "EUR", 2, "7");
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 5), 2, "two recorded");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && ops[0].status == 201
-           && ops[0].source_version == 1, "an opening creates the account");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED,
-           "a transfer later in the batch uses it");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_EXISTS && ops[2].status == 200
-           && ops[2].source_balance == units("6", 2)
-           && ops[2].source_version == 2,
-           "the same opening again: the account as it is then");
-    tap_ok(is_code(&ops[3], "account_exists") && ops[3].status == 409,
-           "another initial balance: 409");
-    tap_ok(is_code(&ops[4], "account_exists"),
-           "another currency: 409");
-    tap_ok(n.created && n.changes == 0 && n.balance == units("6", 2)
-           && m.delta == units("4", 2) && m.changes == 1,
-           "an account opened by the batch is inserted as it ends");
+    /* two recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 5), 2);
+    /* an opening creates the account */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[0].status == 201
+                && ops[0].source_version == 1);
+    /* a transfer later in the batch uses it */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED);
+    /* the same opening again: the account as it is then */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_EXISTS && ops[2].status == 200
+                && ops[2].source_balance == units("6", 2)
+                && ops[2].source_version == 2);
+    /* another initial balance: 409 */
+    assert_true(is_code(&ops[3], "account_exists") && ops[3].status == 409);
+    /* another currency: 409 */
+    assert_true(is_code(&ops[4], "account_exists"));
+    /* an account opened by the batch is inserted as it ends */
+    assert_true(n.created && n.changes == 0 && n.balance == units("6", 2)
+                && m.delta == units("4", 2) && m.changes == 1);
 }
 
 
 static void
-test_overdraft(void)
+test_overdraft(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[8];
     ngx_rbcs_ledger_record_t   recs[8];
     ngx_rbcs_ledger_account_t  a, b, c, e, f;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&a, "A", "USD", 2, "10.00", 1);
@@ -626,28 +664,30 @@ test_overdraft(void)
     transfer(&ops[3], &b, &a, &recs[3], "0.01", NULL, 0);
     transfer(&ops[4], &a, &b, &recs[4], "0.01", NULL, 0);
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 5), 5,
-               "overdraft: five outcomes recorded");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_REJECTED
-           && ops[0].status == 422 && is_code(&ops[0], "insufficient_funds")
-           && strcmp(ops[0].detail, "account A has insufficient funds") == 0,
-           "one minor unit beyond balance + limit: 422 insufficient_funds");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[1].source_balance == -units("50", 2)
-           && ops[1].source_version == 2,
-           "down to exactly -limit: applied, balance -50.00");
-    tap_ok(is_code(&ops[2], "insufficient_funds"),
-           "at -limit, one minor unit more: insufficient_funds");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[3].destination_balance == -units("49.99", 2),
-           "a credit to an overdrawn account applies");
-    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[4].source_balance == -units("50", 2),
-           "... and makes room for exactly that much again");
-    tap_ok(a.delta == -units("60", 2) && a.changes == 3 && !a.limit_set
-           && a.limit == units("50", 2) && a.version == 4,
-           "the overdrawn account's net update; its limit untouched");
-    tap_ok(a.balance + b.balance == units("10", 2), "money is conserved");
+    /* overdraft: five outcomes recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 5), 5);
+    /* one minor unit beyond balance + limit: 422 insufficient_funds */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_REJECTED
+                && ops[0].status == 422
+                && is_code(&ops[0], "insufficient_funds"));
+    assert_string_equal(ops[0].detail, "account A has insufficient funds");
+    /* down to exactly -limit: applied, balance -50.00 */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[1].source_balance == -units("50", 2)
+                && ops[1].source_version == 2);
+    /* at -limit, one minor unit more: insufficient_funds */
+    assert_true(is_code(&ops[2], "insufficient_funds"));
+    /* a credit to an overdrawn account applies */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[3].destination_balance == -units("49.99", 2));
+    /* ... and makes room for exactly that much again */
+    assert_true(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[4].source_balance == -units("50", 2));
+    /* the overdrawn account's net update; its limit untouched */
+    assert_true(a.delta == -units("60", 2) && a.changes == 3 && !a.limit_set
+                && a.limit == units("50", 2) && a.version == 4);
+    /* money is conserved */
+    assert_true(a.balance + b.balance == units("10", 2));
 
     /* the available balance is balance - held (no holds yet, but the rule
      * is the judge's) */
@@ -663,12 +703,11 @@ test_overdraft(void)
     transfer(&ops[2], &c, &b, &recs[2], "0.01", NULL, 0);
     ngx_rbcs_ledger_judge(ops, 3);
 
-    tap_ok(is_code(&ops[0], "insufficient_funds")
-           && ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[1].source_balance == units("1", 2)
-           && is_code(&ops[2], "insufficient_funds"),
-           "held funds count: balance 10, held 3, limit 2 spends 9, "
-           "not 9.01");
+    /* held funds count: balance 10, held 3, limit 2 spends 9, not 9.01 */
+    assert_true(is_code(&ops[0], "insufficient_funds")
+                && ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[1].source_balance == units("1", 2)
+                && is_code(&ops[2], "insufficient_funds"));
 
     /* the largest limit: down to the smallest balance, then
      * insufficient_funds (checked before balance_overflow) */
@@ -684,23 +723,24 @@ test_overdraft(void)
     transfer(&ops[1], &e, &f, &recs[1], "0.000000000000000001", NULL, 0);
     ngx_rbcs_ledger_judge(ops, 2);
 
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[0].source_balance == -NGX_RBCS_LEDGER_MAX
-           && ops[0].destination_balance == NGX_RBCS_LEDGER_MAX,
-           "a STANDARD account with the largest limit reaches the smallest "
-           "balance");
-    tap_ok(is_code(&ops[1], "insufficient_funds"),
-           "... and one unit more is insufficient_funds, not "
-           "balance_overflow");
+    /* a STANDARD account with the largest limit reaches the smallest
+     * balance */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[0].source_balance == -NGX_RBCS_LEDGER_MAX
+                && ops[0].destination_balance == NGX_RBCS_LEDGER_MAX);
+    /* ... and one unit more is insufficient_funds, not balance_overflow */
+    assert_true(is_code(&ops[1], "insufficient_funds"));
 }
 
 
 static void
-test_external(void)
+test_external(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[8];
     ngx_rbcs_ledger_record_t   recs[8];
     ngx_rbcs_ledger_account_t  x, y, a, e, f, g, h;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&x, "X", "USD", 2, "0", 1);
@@ -714,28 +754,28 @@ test_external(void)
     transfer(&ops[3], &a, &x, &recs[2], "105.26", NULL, 0);
     transfer(&ops[4], &a, &x, &recs[3], "105.25", NULL, 0);
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 5), 5,
-               "external: five outcomes recorded (the opening too)");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[0].source_balance == -units("100", 2)
-           && ops[0].destination_balance == units("100", 2),
-           "a deposit: an EXTERNAL source goes below zero from zero");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED && y.external
-           && ops[1].source_limit == 0 && ops[1].source_held == 0,
-           "an EXTERNAL account opened in the batch");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[2].source_balance == -units("5.25", 2)
-           && y.balance == -units("5.25", 2),
-           "... is debited below zero in the same batch");
-    tap_ok(is_code(&ops[3], "insufficient_funds"),
-           "a withdrawal is still bounded by the STANDARD source");
-    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[4].destination_balance == units("5.25", 2),
-           "a withdrawal to an EXTERNAL account");
-    tap_ok(x.balance + y.balance + a.balance == 0
-           && x.delta == units("5.25", 2) && x.changes == 2
-           && y.created && y.changes == 0,
-           "money is conserved, EXTERNAL accounts included");
+    /* external: five outcomes recorded (the opening too) */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 5), 5);
+    /* a deposit: an EXTERNAL source goes below zero from zero */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[0].source_balance == -units("100", 2)
+                && ops[0].destination_balance == units("100", 2));
+    /* an EXTERNAL account opened in the batch */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED && y.external
+                && ops[1].source_limit == 0 && ops[1].source_held == 0);
+    /* ... is debited below zero in the same batch */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[2].source_balance == -units("5.25", 2)
+                && y.balance == -units("5.25", 2));
+    /* a withdrawal is still bounded by the STANDARD source */
+    assert_true(is_code(&ops[3], "insufficient_funds"));
+    /* a withdrawal to an EXTERNAL account */
+    assert_true(ops[4].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[4].destination_balance == units("5.25", 2));
+    /* money is conserved, EXTERNAL accounts included */
+    assert_true(x.balance + y.balance + a.balance == 0
+                && x.delta == units("5.25", 2) && x.changes == 2
+                && y.created && y.changes == 0);
 
     /* the smallest balance bounds an EXTERNAL debit */
 
@@ -756,33 +796,35 @@ test_external(void)
     transfer(&ops[4], &g, &h, &recs[4], "0.000000000000000001", NULL, 0);
     ngx_rbcs_ledger_judge(ops, 5);
 
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_REJECTED
-           && ops[0].status == 422 && is_code(&ops[0], "balance_overflow")
-           && strcmp(ops[0].detail, "the debit would take account E beyond "
-                     "the smallest balance") == 0,
-           "an EXTERNAL debit one unit below -MAX: 422 balance_overflow "
-           "(%s)", ops[0].detail);
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[1].source_balance == -NGX_RBCS_LEDGER_MAX,
-           "down to -MAX exactly: applied");
-    tap_ok(is_code(&ops[2], "balance_overflow"),
-           "at -MAX, any debit: balance_overflow");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[3].source_balance == -NGX_RBCS_LEDGER_MAX
-           && ops[3].destination_balance == NGX_RBCS_LEDGER_MAX,
-           "the largest amount from an EXTERNAL zero: -MAX and MAX");
-    tap_ok(is_code(&ops[4], "balance_overflow")
-           && strstr(ops[4].detail, "debit") != NULL
-           && strstr(ops[4].detail, "account G") != NULL,
-           "both ends full: the debit is refused first, naming the source");
+    /* an EXTERNAL debit one unit below -MAX: 422 balance_overflow */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_REJECTED
+                && ops[0].status == 422
+                && is_code(&ops[0], "balance_overflow"));
+    assert_string_equal(ops[0].detail, "the debit would take account E beyond "
+                                       "the smallest balance");
+    /* down to -MAX exactly: applied */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[1].source_balance == -NGX_RBCS_LEDGER_MAX);
+    /* at -MAX, any debit: balance_overflow */
+    assert_true(is_code(&ops[2], "balance_overflow"));
+    /* the largest amount from an EXTERNAL zero: -MAX and MAX */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[3].source_balance == -NGX_RBCS_LEDGER_MAX
+                && ops[3].destination_balance == NGX_RBCS_LEDGER_MAX);
+    /* both ends full: the debit is refused first, naming the source */
+    assert_true(is_code(&ops[4], "balance_overflow")
+                && strstr(ops[4].detail, "debit") != NULL
+                && strstr(ops[4].detail, "account G") != NULL);
 }
 
 
 static void
-test_open_kind(void)
+test_open_kind(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[16];
     ngx_rbcs_ledger_account_t  n, m, x, p, q;
+
+    (void) state;
 
     account(&n, "N", NULL, 0, NULL, 0);
     account(&m, "M", NULL, 0, NULL, 0);
@@ -801,41 +843,42 @@ test_open_kind(void)
     open_kind(&ops[10], &x, "USD", 2, "1", 1, "0");
     open_kind(&ops[11], &x, "USD", 2, "1", 0, "0");
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 12), 4,
-               "openings: three accounts and one limit recorded");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && ops[0].status == 201
-           && ops[0].source_limit == units("5", 2)
-           && ops[0].source_held == 0
-           && n.opening_limit == units("5", 2) && !n.external,
-           "an opening with an overdraft limit");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_EXISTS
-           && ops[1].source_limit == units("5", 2),
-           "repeated with the same limit (by value): 200");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT
-           && ops[2].status == 409 && is_code(&ops[2], "account_exists"),
-           "repeated with another limit: 409 account_exists");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[4].outcome == NGX_RBCS_LEDGER_CONFLICT
-           && is_code(&ops[4], "account_exists")
-           && ops[5].outcome == NGX_RBCS_LEDGER_EXISTS,
-           "another kind: 409; the same kind again: 200");
-    tap_ok(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[6].source_version == 2,
-           "the limit changed after the opening");
-    tap_ok(ops[7].outcome == NGX_RBCS_LEDGER_EXISTS
-           && ops[7].source_limit == units("7", 2)
-           && ops[7].source_version == 2,
-           "a repeat compares the opening limit, answers the current one");
-    tap_ok(is_code(&ops[8], "account_exists"),
-           "a repeat with the current (not the opening) limit: 409");
-    tap_ok(ops[9].outcome == NGX_RBCS_LEDGER_APPLIED && x.external
-           && ops[10].outcome == NGX_RBCS_LEDGER_EXISTS
-           && is_code(&ops[11], "account_exists"),
-           "an EXTERNAL opening: repeated as EXTERNAL 200, as STANDARD 409");
-    tap_ok(n.created && !n.limit_set && n.changes == 0
-           && n.limit == units("7", 2) && n.opening_limit == units("5", 2)
-           && n.version == 2,
-           "an account opened by the batch keeps its opening limit apart");
+    /* openings: three accounts and one limit recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 12), 4);
+    /* an opening with an overdraft limit */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[0].status == 201
+                && ops[0].source_limit == units("5", 2)
+                && ops[0].source_held == 0
+                && n.opening_limit == units("5", 2) && !n.external);
+    /* repeated with the same limit (by value): 200 */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_EXISTS
+                && ops[1].source_limit == units("5", 2));
+    /* repeated with another limit: 409 account_exists */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_CONFLICT
+                && ops[2].status == 409 && is_code(&ops[2], "account_exists"));
+    /* another kind: 409; the same kind again: 200 */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[4].outcome == NGX_RBCS_LEDGER_CONFLICT
+                && is_code(&ops[4], "account_exists")
+                && ops[5].outcome == NGX_RBCS_LEDGER_EXISTS);
+    /* the limit changed after the opening */
+    assert_true(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[6].source_version == 2);
+    /* a repeat compares the opening limit, answers the current one */
+    assert_true(ops[7].outcome == NGX_RBCS_LEDGER_EXISTS
+                && ops[7].source_limit == units("7", 2)
+                && ops[7].source_version == 2);
+    /* a repeat with the current (not the opening) limit: 409 */
+    assert_true(is_code(&ops[8], "account_exists"));
+    /* an EXTERNAL opening: repeated as EXTERNAL 200, as STANDARD 409 */
+    assert_true(ops[9].outcome == NGX_RBCS_LEDGER_APPLIED && x.external
+                && ops[10].outcome == NGX_RBCS_LEDGER_EXISTS
+                && is_code(&ops[11], "account_exists"));
+    /* an account opened by the batch keeps its opening limit apart */
+    assert_true(n.created && !n.limit_set && n.changes == 0
+                && n.limit == units("7", 2) && n.opening_limit == units("5", 2)
+                && n.version == 2);
 
     /* accounts read from the database */
 
@@ -849,25 +892,28 @@ test_open_kind(void)
     open_kind(&ops[2], &q, "USD", 2, "0", 0, "0");
     open_kind(&ops[3], &q, "USD", 2, "0", 1, "0");
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 4), 0, "repeats record nothing");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_EXISTS
-           && ops[0].source_limit == units("20", 2)
-           && ops[0].source_version == 4
-           && is_code(&ops[1], "account_exists"),
-           "an existing account: its opening limit is compared, its "
-           "current one answered");
-    tap_ok(is_code(&ops[2], "account_exists")
-           && ops[3].outcome == NGX_RBCS_LEDGER_EXISTS
-           && p.changes == 0 && q.changes == 0,
-           "an existing EXTERNAL account: only an EXTERNAL repeat matches");
+    /* repeats record nothing */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 4), 0);
+    /* an existing account: its opening limit is compared, its current one
+     * answered */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_EXISTS
+                && ops[0].source_limit == units("20", 2)
+                && ops[0].source_version == 4
+                && is_code(&ops[1], "account_exists"));
+    /* an existing EXTERNAL account: only an EXTERNAL repeat matches */
+    assert_true(is_code(&ops[2], "account_exists")
+                && ops[3].outcome == NGX_RBCS_LEDGER_EXISTS
+                && p.changes == 0 && q.changes == 0);
 }
 
 
 static void
-test_limit_op(void)
+test_limit_op(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[16];
     ngx_rbcs_ledger_account_t  a, j, x, m, n;
+
+    (void) state;
 
     account(&a, "A", "USD", 2, "10.00", 3);
     account(&j, "J", "JPY", 0, "100", 1);
@@ -888,50 +934,52 @@ test_limit_op(void)
     limit_op(&ops[10], &a, "1000000000000000000");
     limit_op(&ops[11], &m, "0.001");
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 12), 1,
-               "limits: one change recorded");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_CONFLICT
-           && ops[0].status == 404 && is_code(&ops[0], "account_not_found")
-           && strcmp(ops[0].detail, "account M does not exist") == 0,
-           "a missing account: 404 account_not_found");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_INVALID
-           && ops[1].status == 400 && is_code(&ops[1], "invalid_amount")
-           && strcmp(ops[1].detail, "overdraftLimit must be a non-negative "
-                     "decimal with at most 2 fractional digits") == 0,
-           "more decimals than the account's scale: 400 invalid_amount "
-           "(%s)", ops[1].detail);
-    tap_ok(is_code(&ops[2], "invalid_amount") && ops[2].status == 400,
-           "a fraction at scale 0: 400");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_CONFLICT
-           && ops[3].status == 409
-           && is_code(&ops[3], "account_kind_conflict"),
-           "an EXTERNAL account: 409 account_kind_conflict");
-    tap_ok(is_code(&ops[4], "invalid_amount")
-           && is_code(&ops[11], "account_not_found"),
-           "order: 404, then the scale, then the kind");
-    tap_ok(ops[5].outcome == NGX_RBCS_LEDGER_EXISTS && ops[5].status == 200
-           && ops[5].code == NULL && ops[5].source_version == 3
-           && ops[5].source_limit == 0 && ops[5].source_held == 0
-           && ops[5].source_balance == units("10", 2)
-           && ops[6].outcome == NGX_RBCS_LEDGER_EXISTS,
-           "the same limit (zero, by value): 200, no version bump");
-    tap_ok(ops[7].outcome == NGX_RBCS_LEDGER_APPLIED && ops[7].status == 200
-           && ops[7].source_version == 4
-           && ops[7].source_limit == units("25.5", 2)
-           && ops[7].source_balance == units("10", 2),
-           "another limit: 200, version + 1");
-    tap_ok(ops[8].outcome == NGX_RBCS_LEDGER_EXISTS
-           && ops[8].source_version == 4,
-           "that limit again: 200, unchanged");
-    tap_ok(ops[9].outcome == NGX_RBCS_LEDGER_EXISTS,
-           "zero on a scale 0 account: the same, 200");
-    tap_ok(is_code(&ops[10], "invalid_amount"),
-           "19 integer digits: invalid_amount");
-    tap_ok(a.limit == units("25.5", 2) && a.limit_set && a.changes == 1
-           && a.delta == 0 && a.version == 4 && a.balance == units("10", 2)
-           && !x.limit_set && x.changes == 0 && !j.limit_set
-           && j.changes == 0 && !m.exists,
-           "only the changed account is updated, without money moving");
+    /* limits: one change recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 12), 1);
+    /* a missing account: 404 account_not_found */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_CONFLICT
+                && ops[0].status == 404
+                && is_code(&ops[0], "account_not_found"));
+    assert_string_equal(ops[0].detail, "account M does not exist");
+    /* more decimals than the account's scale: 400 invalid_amount */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_INVALID
+                && ops[1].status == 400 && is_code(&ops[1], "invalid_amount"));
+    assert_string_equal(ops[1].detail,
+                        "overdraftLimit must be a non-negative decimal with "
+                        "at most 2 fractional digits");
+    /* a fraction at scale 0: 400 */
+    assert_true(is_code(&ops[2], "invalid_amount") && ops[2].status == 400);
+    /* an EXTERNAL account: 409 account_kind_conflict */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_CONFLICT
+                && ops[3].status == 409
+                && is_code(&ops[3], "account_kind_conflict"));
+    /* order: 404, then the scale, then the kind */
+    assert_true(is_code(&ops[4], "invalid_amount")
+                && is_code(&ops[11], "account_not_found"));
+    /* the same limit (zero, by value): 200, no version bump */
+    assert_true(ops[5].outcome == NGX_RBCS_LEDGER_EXISTS && ops[5].status == 200
+                && ops[5].code == NULL && ops[5].source_version == 3
+                && ops[5].source_limit == 0 && ops[5].source_held == 0
+                && ops[5].source_balance == units("10", 2)
+                && ops[6].outcome == NGX_RBCS_LEDGER_EXISTS);
+    /* another limit: 200, version + 1 */
+    assert_true(ops[7].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[7].status == 200
+                && ops[7].source_version == 4
+                && ops[7].source_limit == units("25.5", 2)
+                && ops[7].source_balance == units("10", 2));
+    /* that limit again: 200, unchanged */
+    assert_true(ops[8].outcome == NGX_RBCS_LEDGER_EXISTS
+                && ops[8].source_version == 4);
+    /* zero on a scale 0 account: the same, 200 */
+    assert_true(ops[9].outcome == NGX_RBCS_LEDGER_EXISTS);
+    /* 19 integer digits: invalid_amount */
+    assert_true(is_code(&ops[10], "invalid_amount"));
+    /* only the changed account is updated, without money moving */
+    assert_true(a.limit == units("25.5", 2) && a.limit_set && a.changes == 1
+                && a.delta == 0 && a.version == 4 && a.balance == units("10", 2)
+                && !x.limit_set && x.changes == 0 && !j.limit_set
+                && j.changes == 0 && !m.exists);
 
     /* the next batch reads the new limit; lowering to zero is a change */
 
@@ -943,23 +991,26 @@ test_limit_op(void)
     open_kind(&ops[1], &n, "JPY", 0, "0", 0, "0");
     limit_op(&ops[2], &n, "3");
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 3), 3, "three recorded");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && a.limit == 0
-           && a.version == 5 && a.limit_set && a.changes == 1,
-           "a limit lowered to zero");
-    tap_ok(ops[2].outcome == NGX_RBCS_LEDGER_APPLIED && n.created
-           && n.limit == units("3", 0) && n.opening_limit == 0
-           && !n.limit_set && n.changes == 0 && n.version == 2,
-           "a limit of an account opened in the batch: inserted with it");
+    /* three recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 3), 3);
+    /* a limit lowered to zero */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED && a.limit == 0
+                && a.version == 5 && a.limit_set && a.changes == 1);
+    /* a limit of an account opened in the batch: inserted with it */
+    assert_true(ops[2].outcome == NGX_RBCS_LEDGER_APPLIED && n.created
+                && n.limit == units("3", 0) && n.opening_limit == 0
+                && !n.limit_set && n.changes == 0 && n.version == 2);
 }
 
 
 static void
-test_limit_lowered(void)
+test_limit_lowered(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[10];
     ngx_rbcs_ledger_record_t   recs[10];
     ngx_rbcs_ledger_account_t  a, b;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&a, "A", "USD", 2, "0", 1);
@@ -975,40 +1026,43 @@ test_limit_lowered(void)
     transfer(&ops[6], &a, &b, &recs[5], "10", NULL, 0);
     transfer(&ops[7], &a, &b, &recs[6], "0.01", NULL, 0);
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 8), 8, "lowered: eight recorded");
-    tap_ok(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[0].source_balance == -units("80", 2),
-           "a debit into the overdraft");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[1].source_limit == units("50", 2)
-           && ops[1].source_balance == -units("80", 2)
-           && ops[1].source_version == 3,
-           "the limit lowered below what is used: set, no money moved");
-    tap_ok(is_code(&ops[2], "insufficient_funds"),
-           "a later debit in the batch: insufficient_funds");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[3].destination_balance == -units("70", 2),
-           "a credit still applies below the floor");
-    tap_ok(is_code(&ops[4], "insufficient_funds"),
-           "still below the floor: refused");
-    tap_ok(ops[5].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[6].source_balance == -units("50", 2)
-           && is_code(&ops[7], "insufficient_funds"),
-           "back above the floor: debits down to the new -limit only");
-    tap_ok(a.delta == -units("50", 2) && a.changes == 5 && a.version == 6
-           && a.limit_set && a.limit == units("50", 2)
-           && a.balance + b.balance == units("100", 2),
-           "net update: balance, limit, five changes");
+    /* lowered: eight recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 8), 8);
+    /* a debit into the overdraft */
+    assert_true(ops[0].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[0].source_balance == -units("80", 2));
+    /* the limit lowered below what is used: set, no money moved */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[1].source_limit == units("50", 2)
+                && ops[1].source_balance == -units("80", 2)
+                && ops[1].source_version == 3);
+    /* a later debit in the batch: insufficient_funds */
+    assert_true(is_code(&ops[2], "insufficient_funds"));
+    /* a credit still applies below the floor */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[3].destination_balance == -units("70", 2));
+    /* still below the floor: refused */
+    assert_true(is_code(&ops[4], "insufficient_funds"));
+    /* back above the floor: debits down to the new -limit only */
+    assert_true(ops[5].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[6].source_balance == -units("50", 2)
+                && is_code(&ops[7], "insufficient_funds"));
+    /* net update: balance, limit, five changes */
+    assert_true(a.delta == -units("50", 2) && a.changes == 5 && a.version == 6
+                && a.limit_set && a.limit == units("50", 2)
+                && a.balance + b.balance == units("100", 2));
 }
 
 
 static void
-test_limit_chain(void)
+test_limit_chain(void **state)
 {
     ngx_rbcs_ledger_op_t       ops[12];
     ngx_rbcs_ledger_record_t   recs[8];
     ngx_rbcs_ledger_account_t  a, b, n;
+
+    (void) state;
 
     memset(recs, 0, sizeof(recs));
     account(&a, "A", "USD", 2, "0", 1);
@@ -1027,34 +1081,35 @@ test_limit_chain(void)
     limit_op(&ops[9], &n, "5");
     transfer(&ops[10], &n, &b, &recs[4], "5", NULL, 0);
 
-    tap_is_int(ngx_rbcs_ledger_judge(ops, 11), 9, "chain: nine recorded");
-    tap_ok(is_code(&ops[0], "insufficient_funds"),
-           "no limit: refused");
-    tap_ok(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[2].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[2].source_balance == -units("10", 2)
-           && ops[2].source_version == 3,
-           "the limit raised, then a debit that needs it: applied");
-    tap_ok(ops[3].outcome == NGX_RBCS_LEDGER_REPLAY,
-           "the refused id replays its rejection after the raise");
-    tap_ok(ops[4].outcome == NGX_RBCS_LEDGER_EXISTS
-           && ops[4].source_version == 3
-           && is_code(&ops[5], "insufficient_funds"),
-           "the same limit: 200; one minor unit past it refused");
-    tap_ok(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[6].source_version == 4
-           && ops[7].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[7].source_balance == -units("10.01", 2)
-           && ops[7].source_version == 5,
-           "raised by a minor unit: that unit can be spent");
-    tap_ok(ops[9].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[10].outcome == NGX_RBCS_LEDGER_APPLIED
-           && ops[10].source_balance == -units("5", 2) && n.version == 3,
-           "open, raise the limit, overdraw: all in one batch");
-    tap_ok(a.delta == -units("10.01", 2) && a.changes == 4 && a.limit_set
-           && a.limit == units("10.01", 2)
-           && a.balance + b.balance + n.balance == 0,
-           "net update of the chained account");
+    /* chain: nine recorded */
+    assert_int_equal(ngx_rbcs_ledger_judge(ops, 11), 9);
+    /* no limit: refused */
+    assert_true(is_code(&ops[0], "insufficient_funds"));
+    /* the limit raised, then a debit that needs it: applied */
+    assert_true(ops[1].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[2].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[2].source_balance == -units("10", 2)
+                && ops[2].source_version == 3);
+    /* the refused id replays its rejection after the raise */
+    assert_true(ops[3].outcome == NGX_RBCS_LEDGER_REPLAY);
+    /* the same limit: 200; one minor unit past it refused */
+    assert_true(ops[4].outcome == NGX_RBCS_LEDGER_EXISTS
+                && ops[4].source_version == 3
+                && is_code(&ops[5], "insufficient_funds"));
+    /* raised by a minor unit: that unit can be spent */
+    assert_true(ops[6].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[6].source_version == 4
+                && ops[7].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[7].source_balance == -units("10.01", 2)
+                && ops[7].source_version == 5);
+    /* open, raise the limit, overdraw: all in one batch */
+    assert_true(ops[9].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[10].outcome == NGX_RBCS_LEDGER_APPLIED
+                && ops[10].source_balance == -units("5", 2) && n.version == 3);
+    /* net update of the chained account */
+    assert_true(a.delta == -units("10.01", 2) && a.changes == 4 && a.limit_set
+                && a.limit == units("10.01", 2)
+                && a.balance + b.balance + n.balance == 0);
 }
 
 
@@ -1298,8 +1353,8 @@ m_check(m_account_t *acc, unsigned seed, int i)
 
         if (a->balance > m_max(a->scale) || a->balance < -m_max(a->scale)) {
             m_bad++;
-            tap_diag("seed %u op %d: model: %s beyond DECIMAL(36,18)", seed,
-                     i, m_names[k]);
+            print_error("seed %u op %d: model: %s beyond DECIMAL(36,18)\n",
+                        seed, i, m_names[k]);
         }
 
         if (a->external) {
@@ -1311,8 +1366,8 @@ m_check(m_account_t *acc, unsigned seed, int i)
 
         } else if (!a->under) {
             m_bad++;
-            tap_diag("seed %u op %d: model: %s below -limit", seed, i,
-                     m_names[k]);
+            print_error("seed %u op %d: model: %s below -limit\n", seed, i,
+                        m_names[k]);
         }
     }
 }
@@ -1536,8 +1591,8 @@ m_step(m_account_t *acc, m_record_t *recs, m_op_t *op, m_result_t *res)
          * never taken from one that is already there */
         if (!s->external && s->balance - s->held < -s->limit) {
             m_bad++;
-            tap_diag("model: a debit left %s below -limit",
-                     m_names[op->src]);
+            print_error("model: a debit left %s below -limit\n",
+                        m_names[op->src]);
         }
     }
 
@@ -2041,10 +2096,10 @@ property_round(unsigned seed, int nops, int *nbatches)
                 || !m_streq(op->code, w->code))
             {
                 fails++;
-                tap_diag("seed %u op %d: outcome %u/%u code %s, model "
-                         "%u/%u code %s", seed, start + j, op->outcome,
-                         op->status, op->code ? op->code : "-", w->outcome,
-                         w->status, w->code ? w->code : "-");
+                print_error("seed %u op %d: outcome %u/%u code %s, model "
+                            "%u/%u code %s\n", seed, start + j, op->outcome,
+                            op->status, op->code ? op->code : "-", w->outcome,
+                            w->status, w->code ? w->code : "-");
                 continue;
             }
 
@@ -2056,8 +2111,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                     || op->source_version != w->src_version))
             {
                 fails++;
-                tap_diag("seed %u op %d: source balance or version differs",
-                         seed, start + j);
+                print_error("seed %u op %d: source balance or version "
+                            "differs\n", seed, start + j);
             }
 
             if ((o->kind == NGX_RBCS_LEDGER_OPEN
@@ -2068,8 +2123,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                     || m_signed(op->source_held, sc) != w->src_held))
             {
                 fails++;
-                tap_diag("seed %u op %d: source limit or held differs",
-                         seed, start + j);
+                print_error("seed %u op %d: source limit or held differs\n",
+                            seed, start + j);
             }
 
             if (o->kind == NGX_RBCS_LEDGER_CAPTURE
@@ -2078,8 +2133,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                     || op->destination_version != w->dst_version))
             {
                 fails++;
-                tap_diag("seed %u op %d: capture's destination differs",
-                         seed, start + j);
+                print_error("seed %u op %d: capture's destination differs\n",
+                            seed, start + j);
             }
 
             if (o->kind == NGX_RBCS_LEDGER_TRANSFER
@@ -2089,8 +2144,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                     || op->destination_version != w->dst_version)
                 {
                     fails++;
-                    tap_diag("seed %u op %d: destination balance differs",
-                             seed, start + j);
+                    print_error("seed %u op %d: destination balance differs\n",
+                                seed, start + j);
                 }
 
                 /* the judge's own numbers: a debit stops at the floor
@@ -2103,16 +2158,16 @@ property_round(unsigned seed, int nops, int *nbatches)
                     || op->destination_balance > NGX_RBCS_LEDGER_MAX)
                 {
                     fails++;
-                    tap_diag("seed %u op %d: a debit went below the floor",
-                             seed, start + j);
+                    print_error("seed %u op %d: a debit went below the floor\n",
+                                seed, start + j);
                 }
             }
         }
 
         if ((int) recorded != want_recorded) {
             fails++;
-            tap_diag("seed %u: %d recorded, the model says %d", seed,
-                     (int) recorded, want_recorded);
+            print_error("seed %u: %d recorded, the model says %d\n", seed,
+                        (int) recorded, want_recorded);
         }
 
         /* which accounts had their limit lowered in the batch (only that
@@ -2152,8 +2207,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                     || slots[k].changes || slots[k].delta)
                 {
                     fails++;
-                    tap_diag("seed %u: %s opened with updates", seed,
-                             m_names[k]);
+                    print_error("seed %u: %s opened with updates\n", seed,
+                                m_names[k]);
                 }
 
                 db.acc[k].exists = 1;
@@ -2181,8 +2236,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                 || db.acc[k].version + slots[k].changes != slots[k].version)
             {
                 fails++;
-                tap_diag("seed %u: net update of %s differs from the "
-                         "judged state", seed, m_names[k]);
+                print_error("seed %u: net update of %s differs from the "
+                            "judged state\n", seed, m_names[k]);
             }
 
             if ((!slots[k].limit_set && slots[k].limit != db.acc[k].limit)
@@ -2192,9 +2247,9 @@ property_round(unsigned seed, int nops, int *nbatches)
                 || slots[k].held != db.acc[k].held + slots[k].held_delta)
             {
                 fails++;
-                tap_diag("seed %u: the limit of %s changed without "
-                         "limit_set, or its kind or opening limit did",
-                         seed, m_names[k]);
+                print_error("seed %u: the limit of %s changed without "
+                            "limit_set, or its kind or opening limit did\n",
+                            seed, m_names[k]);
             }
 
             db.acc[k].balance = bal;
@@ -2256,15 +2311,15 @@ property_round(unsigned seed, int nops, int *nbatches)
                         || db.recs[j].captured <= 0))
                 {
                     fails++;
-                    tap_diag("seed %u: hold %d captured beyond its amount",
-                             seed, j);
+                    print_error("seed %u: hold %d captured beyond its amount\n",
+                                seed, j);
                 }
             }
 
             if (db.acc[k].exists && db.acc[k].held != held) {
                 fails++;
-                tap_diag("seed %u batch %d: %s holds %s pending, held %s",
-                         seed, *nbatches, m_names[k], "a sum", "another");
+                print_error("seed %u batch %d: %s holds %s pending, held %s\n",
+                            seed, *nbatches, m_names[k], "a sum", "another");
             }
         }
 
@@ -2287,8 +2342,8 @@ property_round(unsigned seed, int nops, int *nbatches)
                 || a->balance < -NGX_RBCS_LEDGER_MAX)
             {
                 fails++;
-                tap_diag("seed %u: %s beyond DECIMAL(36,18)", seed,
-                         m_names[k]);
+                print_error("seed %u: %s beyond DECIMAL(36,18)\n", seed,
+                            m_names[k]);
             }
 
             if (a->external || a->balance - a->held >= start_avail[k]) {
@@ -2306,14 +2361,14 @@ property_round(unsigned seed, int nops, int *nbatches)
 
             if (a->balance - a->held < -a->limit) {
                 fails++;
-                tap_diag("seed %u batch %d: %s below -limit", seed,
-                         *nbatches, m_names[k]);
+                print_error("seed %u batch %d: %s below -limit\n", seed,
+                            *nbatches, m_names[k]);
             }
         }
 
         if (sum != opened) {
             fails++;
-            tap_diag("seed %u: money not conserved", seed);
+            print_error("seed %u: money not conserved\n", seed);
         }
     }
 
@@ -2321,27 +2376,15 @@ property_round(unsigned seed, int nops, int *nbatches)
 }
 
 
-int
-main(int argc, char **argv)
+static void
+test_property(void **state)
 {
-    int       r, fails, batches, total;
-    unsigned  seed, rounds;
+    int        r, fails, batches, total;
+    unsigned  *args, seed, rounds;
 
-    seed = argc > 1 ? (unsigned) strtoul(argv[1], NULL, 10) : 20261203;
-    rounds = argc > 2 ? (unsigned) strtoul(argv[2], NULL, 10) : 3000;
-
-    test_basics();
-    test_order();
-    test_recorded();
-    test_limits();
-    test_open();
-    test_overdraft();
-    test_external();
-    test_open_kind();
-    test_limit_op();
-    test_limit_lowered();
-    test_limit_chain();
-    test_holds();
+    args = *state;
+    seed = args[0];
+    rounds = args[1];
 
     fails = 0;
     total = 0;
@@ -2352,20 +2395,52 @@ main(int argc, char **argv)
     }
 
     for (r = 0, batches = 0; r < C_N; r++) {
-        tap_diag("property: %-26s %lu", c_names[r], c_seen[r]);
+        print_message("# property: %-26s %lu\n", c_names[r], c_seen[r]);
         batches += (c_seen[r] == 0);
     }
 
-    if (rounds >= 1000) {
-        tap_ok(batches == 0, "property: every case met (see the counts)");
+    /*
+     * random sequences of T_MAX_OPS operations (openings of both kinds with
+     * overdraft limits, limits set, holds, captures, voids, expiries),
+     * judged in batches, agree with the model one operation at a time;
+     * money conserved, no debit or hold below the floor, held balances the
+     * sum of pending holds
+     */
+
+    if (fails) {
+        fail_msg("property: sequence %d of %u (%d batches) disagrees with "
+                 "the model (seed %u)", r, rounds, total, seed);
     }
 
-    tap_ok(fails == 0, "property: %u random sequences of %d operations "
-           "(%d batches; openings of both kinds with overdraft limits, "
-           "limits set, holds, captures, voids, expiries), judged in "
-           "batches, agree with the model one operation at a time; money "
-           "conserved, no debit or hold below the floor, held balances the "
-           "sum of pending holds (seed %u)", rounds, T_MAX_OPS, total, seed);
+    if (rounds >= 1000 && batches) {
+        fail_msg("property: %d cases never met (see the counts)", batches);
+    }
+}
 
-    return tap_done();
+
+int
+main(int argc, char **argv)
+{
+    unsigned  args[2];
+
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_basics),
+        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_recorded),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_open),
+        cmocka_unit_test(test_overdraft),
+        cmocka_unit_test(test_external),
+        cmocka_unit_test(test_open_kind),
+        cmocka_unit_test(test_limit_op),
+        cmocka_unit_test(test_limit_lowered),
+        cmocka_unit_test(test_limit_chain),
+        cmocka_unit_test(test_holds),
+        cmocka_unit_test_prestate(test_property, args),
+    };
+
+    args[0] = argc > 1 ? (unsigned) strtoul(argv[1], NULL, 10) : 20261203;
+    args[1] = argc > 2 ? (unsigned) strtoul(argv[2], NULL, 10) : 3000;
+
+    return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
 }

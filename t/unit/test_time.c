@@ -4,10 +4,16 @@
  */
 
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <cmocka.h>
 
-#include "tap.h"
 #include "ngx_rbcs_time.h"
 
 
@@ -42,13 +48,13 @@ typedef struct {
 } datetime_case_t;
 
 
-static void test_parse(void);
-static void test_ms(void);
-static void test_format(void);
-static void test_from_datetime(void);
-static void test_long(void);
-static void test_every_day(void);
-static void test_every_date(void);
+static void test_parse(void **state);
+static void test_ms(void **state);
+static void test_format(void **state);
+static void test_from_datetime(void **state);
+static void test_long(void **state);
+static void test_every_day(void **state);
+static void test_every_date(void **state);
 
 
 static const parse_case_t  parse_cases[] = {
@@ -279,26 +285,30 @@ static const datetime_case_t  datetime_cases[] = {
 int
 main(void)
 {
-    test_parse();
-    test_ms();
-    test_format();
-    test_from_datetime();
-    test_long();
-    test_every_day();
-    test_every_date();
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_ms),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_from_datetime),
+        cmocka_unit_test(test_long),
+        cmocka_unit_test(test_every_day),
+        cmocka_unit_test(test_every_date),
+    };
 
-    return tap_done();
+    return cmocka_run_group_tests(tests, NULL, NULL) ? 1 : 0;
 }
 
 
 static void
-test_parse(void)
+test_parse(void **state)
 {
     int                  rc;
     u_char               buf[NGX_RBCS_TIME_LEN];
     size_t               i, n;
     int64_t              ms;
     const parse_case_t  *c;
+
+    (void) state;
 
     for (i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]); i++) {
         c = &parse_cases[i];
@@ -307,40 +317,42 @@ test_parse(void)
         rc = ngx_rbcs_time_parse_rfc3339(c->s, c->len, &ms);
 
         if (c->expected == NULL) {
-            tap_ok(rc == -1 && ms == 0x5a5a5a5a,
-                   "parse \"%.*s\" is refused", (int) c->len, c->s);
+            if (rc != -1 || ms != 0x5a5a5a5a) {
+                fail_msg("parse \"%.*s\" is refused", (int) c->len, c->s);
+            }
+
             continue;
         }
 
-        if (rc != 0) {
-            tap_ok(0, "parse \"%.*s\" -> %s", (int) c->len, c->s,
-                   c->expected);
-            tap_diag("refused");
-            continue;
-        }
+        n = rc == 0 ? ngx_rbcs_time_format(buf, ms) : 0;
 
-        n = ngx_rbcs_time_format(buf, ms);
-        tap_is_str(buf, n, c->expected, "parse \"%.*s\" -> %s",
-                   (int) c->len, c->s, c->expected);
+        if (rc != 0 || n != strlen(c->expected)
+            || memcmp(buf, c->expected, n) != 0)
+        {
+            fail_msg("parse \"%.*s\" -> %s: rc %d, \"%.*s\"",
+                     (int) c->len, c->s, c->expected, rc, (int) n, buf);
+        }
     }
 
-    tap_is_int(ngx_rbcs_time_parse_rfc3339(NULL, 0, &ms), -1,
-               "parse NULL, 0 is refused");
+    /* parse NULL, 0 is refused */
+    assert_int_equal(ngx_rbcs_time_parse_rfc3339(NULL, 0, &ms), -1);
 
     /* only len bytes are looked at */
-    tap_is_int(ngx_rbcs_time_parse_rfc3339(
-                   (const u_char *) "2026-11-20T10:00:00Zjunk", 20, &ms),
-               0, "parse stops at len");
+    assert_int_equal(ngx_rbcs_time_parse_rfc3339(
+                         (const u_char *) "2026-11-20T10:00:00Zjunk", 20, &ms),
+                     0);
 }
 
 
 static void
-test_ms(void)
+test_ms(void **state)
 {
     int               rc;
     size_t            i;
     int64_t           ms;
     const ms_case_t  *c;
+
+    (void) state;
 
     for (i = 0; i < sizeof(ms_cases) / sizeof(ms_cases[0]); i++) {
         c = &ms_cases[i];
@@ -348,22 +360,23 @@ test_ms(void)
         ms = 0x5a5a5a5a;
         rc = ngx_rbcs_time_parse_rfc3339(c->s, c->len, &ms);
 
-        tap_ok(rc == 0 && ms == c->ms, "parse \"%.*s\" is %lld ms",
-               (int) c->len, c->s, (long long) c->ms);
-
         if (rc != 0 || ms != c->ms) {
-            tap_diag("got rc %d, %lld ms", rc, (long long) ms);
+            fail_msg("parse \"%.*s\" is %lld ms: rc %d, %lld ms",
+                     (int) c->len, c->s, (long long) c->ms, rc,
+                     (long long) ms);
         }
     }
 }
 
 
 static void
-test_format(void)
+test_format(void **state)
 {
     u_char                buf[NGX_RBCS_TIME_LEN + 8];
     size_t                i, k, n;
     const format_case_t  *c;
+
+    (void) state;
 
     for (i = 0; i < sizeof(format_cases) / sizeof(format_cases[0]); i++) {
         c = &format_cases[i];
@@ -371,8 +384,10 @@ test_format(void)
         memset(buf, 0xa5, sizeof(buf));
         n = ngx_rbcs_time_format(buf, c->ms);
 
-        tap_is_str(buf, n, c->expected, "format %lld -> \"%s\"",
-                   (long long) c->ms, c->expected);
+        if (n != strlen(c->expected) || memcmp(buf, c->expected, n) != 0) {
+            fail_msg("format %lld -> \"%s\": \"%.*s\"", (long long) c->ms,
+                     c->expected, (int) n, buf);
+        }
 
         for (k = n; k < sizeof(buf); k++) {
             if (buf[k] != 0xa5) {
@@ -380,18 +395,22 @@ test_format(void)
             }
         }
 
-        tap_ok((n == 0 || n == NGX_RBCS_TIME_LEN) && k == sizeof(buf),
-               "format %lld writes only %zu bytes", (long long) c->ms, n);
+        if ((n != 0 && n != NGX_RBCS_TIME_LEN) || k != sizeof(buf)) {
+            fail_msg("format %lld writes only %zu bytes", (long long) c->ms,
+                     n);
+        }
     }
 }
 
 
 static void
-test_from_datetime(void)
+test_from_datetime(void **state)
 {
     u_char                  buf[NGX_RBCS_TIME_LEN + 8];
     size_t                  i, k, n;
     const datetime_case_t  *c;
+
+    (void) state;
 
     for (i = 0; i < sizeof(datetime_cases) / sizeof(datetime_cases[0]);
          i++)
@@ -401,8 +420,10 @@ test_from_datetime(void)
         memset(buf, 0xa5, sizeof(buf));
         n = ngx_rbcs_time_from_datetime(buf, c->s, c->len);
 
-        tap_is_str(buf, n, c->expected, "from_datetime \"%.*s\" -> \"%s\"",
-                   (int) c->len, c->s, c->expected);
+        if (n != strlen(c->expected) || memcmp(buf, c->expected, n) != 0) {
+            fail_msg("from_datetime \"%.*s\" -> \"%s\": \"%.*s\"",
+                     (int) c->len, c->s, c->expected, (int) n, buf);
+        }
 
         for (k = n; k < sizeof(buf); k++) {
             if (buf[k] != 0xa5) {
@@ -410,28 +431,29 @@ test_from_datetime(void)
             }
         }
 
-        tap_ok(k == sizeof(buf), "from_datetime \"%.*s\" writes only %zu",
-               (int) c->len, c->s, n);
+        if (k != sizeof(buf)) {
+            fail_msg("from_datetime \"%.*s\" writes only %zu",
+                     (int) c->len, c->s, n);
+        }
     }
 
-    tap_is_int((int64_t) ngx_rbcs_time_from_datetime(buf, NULL, 0), 0,
-               "from_datetime NULL, 0 is refused");
+    /* from_datetime NULL, 0 is refused */
+    assert_int_equal(ngx_rbcs_time_from_datetime(buf, NULL, 0), 0);
 }
 
 
 static void
-test_long(void)
+test_long(void **state)
 {
     int      rc;
     u_char  *p, buf[NGX_RBCS_TIME_LEN];
     size_t   n, len;
     int64_t  ms;
 
+    (void) state;
+
     p = malloc(LONG_LEN + 64);
-    if (p == NULL) {
-        tap_ok(0, "malloc");
-        return;
-    }
+    assert_non_null(p);
 
     memcpy(p, "2026-11-20T10:00:00.", 20);
     memset(p + 20, '9', LONG_LEN);
@@ -441,21 +463,22 @@ test_long(void)
 
     rc = ngx_rbcs_time_parse_rfc3339(p, len, &ms);
     n = rc == 0 ? ngx_rbcs_time_format(buf, ms) : 0;
-    tap_is_str(buf, n, "2026-11-20T18:00:00.999Z",
-               "parse: %d fraction digits are truncated", LONG_LEN);
+    /* LONG_LEN fraction digits are truncated */
+    assert_int_equal(n, NGX_RBCS_TIME_LEN);
+    assert_memory_equal(buf, "2026-11-20T18:00:00.999Z", n);
 
+    /* ... then junk */
     p[len - 6] = 'x';
-    tap_is_int(ngx_rbcs_time_parse_rfc3339(p, len, &ms), -1,
-               "parse: %d fraction digits then junk", LONG_LEN);
+    assert_int_equal(ngx_rbcs_time_parse_rfc3339(p, len, &ms), -1);
 
+    /* LONG_LEN nines */
     memset(p, '9', LONG_LEN);
-    tap_is_int(ngx_rbcs_time_parse_rfc3339(p, LONG_LEN, &ms), -1,
-               "parse: %d nines", LONG_LEN);
+    assert_int_equal(ngx_rbcs_time_parse_rfc3339(p, LONG_LEN, &ms), -1);
 
+    /* from_datetime: LONG_LEN fraction digits */
     memcpy(p, "2026-11-20 10:00:00.", 20);
     memset(p + 20, '1', LONG_LEN);
-    tap_is_int((int64_t) ngx_rbcs_time_from_datetime(buf, p, 20 + LONG_LEN),
-               0, "from_datetime: %d fraction digits", LONG_LEN);
+    assert_int_equal(ngx_rbcs_time_from_datetime(buf, p, 20 + LONG_LEN), 0);
 
     free(p);
 }
@@ -467,9 +490,8 @@ test_long(void)
  */
 
 static void
-test_every_day(void)
+test_every_day(void **state)
 {
-    int        bad;
     char       exp[64];
     u_char     buf[NGX_RBCS_TIME_LEN];
     size_t     n;
@@ -477,11 +499,12 @@ test_every_day(void)
     int64_t    day, first, last, ms, back;
     struct tm  tm;
 
+    (void) state;
+
     first = NGX_RBCS_TIME_MIN_MS / 86400000LL;
     last = NGX_RBCS_TIME_MAX_MS / 86400000LL;
-    bad = 0;
 
-    for (day = first; day <= last && !bad; day++) {
+    for (day = first; day <= last; day++) {
         ms = day * 86400000LL
              + (int64_t) ((uint64_t) (day * 7919 + 13) % 86400000ULL);
 
@@ -490,9 +513,7 @@ test_every_day(void)
         t = (time_t) ((ms - (ms % 1000 + 1000) % 1000) / 1000);
 
         if (gmtime_r(&t, &tm) == NULL) {
-            tap_diag("gmtime_r(%lld) failed", (long long) t);
-            bad = 1;
-            break;
+            fail_msg("gmtime_r(%lld) failed", (long long) t);
         }
 
         snprintf(exp, sizeof(exp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
@@ -500,30 +521,24 @@ test_every_day(void)
                  tm.tm_min, tm.tm_sec, (int) ((ms % 1000 + 1000) % 1000));
 
         if (n != NGX_RBCS_TIME_LEN || memcmp(buf, exp, n) != 0) {
-            tap_diag("format %lld: \"%.*s\", gmtime_r: \"%s\"",
+            fail_msg("format %lld: \"%.*s\", gmtime_r: \"%s\"",
                      (long long) ms, (int) n, buf, exp);
-            bad = 1;
-            break;
         }
 
         if (ngx_rbcs_time_parse_rfc3339(buf, n, &back) != 0 || back != ms) {
-            tap_diag("parse \"%.*s\" did not give %lld", (int) n, buf,
+            fail_msg("parse \"%.*s\" did not give %lld", (int) n, buf,
                      (long long) ms);
-            bad = 1;
-            break;
         }
     }
-
-    tap_ok(!bad, "every day 0001..9999 formats like gmtime_r and parses back");
 }
 
 
 /* every YYYY-MM-DD with day 1..31: valid exactly for real dates */
 
 static void
-test_every_date(void)
+test_every_date(void **state)
 {
-    int       bad, rc, valid, leap, dim;
+    int       rc, valid, leap, dim;
     char      s[32];
     int64_t   ms;
     unsigned  y, m, d;
@@ -532,12 +547,12 @@ test_every_date(void)
         31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
     };
 
-    bad = 0;
+    (void) state;
 
-    for (y = 1; y <= 9999 && !bad; y++) {
+    for (y = 1; y <= 9999; y++) {
         leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 
-        for (m = 1; m <= 12 && !bad; m++) {
+        for (m = 1; m <= 12; m++) {
             dim = days[m - 1] + (m == 2 && leap);
 
             for (d = 1; d <= 31; d++) {
@@ -548,13 +563,9 @@ test_every_date(void)
                 valid = ((int) d <= dim);
 
                 if ((rc == 0) != valid) {
-                    tap_diag("\"%s\": rc %d", s, rc);
-                    bad = 1;
-                    break;
+                    fail_msg("\"%s\": rc %d", s, rc);
                 }
             }
         }
     }
-
-    tap_ok(!bad, "every date 0001..9999 with day 1..31 is checked");
 }
