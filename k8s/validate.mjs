@@ -1,7 +1,6 @@
 // k8s/validate.mjs - validate rendered overlays, offline (run by k8s/check.sh).
 //
-//   node k8s/validate.mjs --root REPO [--json-out DIR] [--same NAME=FILE]...
-//                         NAME=FILE...
+//   node k8s/validate.mjs --root REPO [--same=NAME=FILE]... NAME=FILE...
 //
 // FILE is the output of `kubectl kustomize k8s/overlays/NAME`.  Every object
 // in it must:
@@ -16,20 +15,20 @@
 // and the overlay must hold what RBCS needs, wired together (requirements
 // below).  --same NAME=FILE: the same overlay rendered by another kustomize;
 // its objects must be the same (names of generated ConfigMaps aside, whose
-// hash differs between kustomize versions).  --json-out DIR writes the
-// objects as NAME.json, for t/160-k8s.t.
+// hash differs between kustomize versions).  These rules are the one
+// statement of the policy: t/160-k8s.t runs k8s/check.sh, and proves with
+// broken copies of the tree that the rules fail.
 //
 // Exit status 0 when everything holds, 1 otherwise, with one line per
 // problem.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { isDeepStrictEqual } from "node:util";
 import { parseAllDocuments } from "yaml";
 
 // ------------------------------------------------------------ arguments --
 
 let root = null;
-let jsonOut = null;
 const overlays = [];
 const same = new Map();
 {
@@ -38,8 +37,6 @@ const same = new Map();
         const a = argv[i];
         if (a === "--root") {
             root = argv[++i];
-        } else if (a === "--json-out") {
-            jsonOut = argv[++i];
         } else if (a.startsWith("--same=")) {
             const [name, file] = splitPair(a.slice(7));
             same.set(name, file);
@@ -64,8 +61,7 @@ function splitPair(s) {
 }
 
 function usage() {
-    console.error("usage: node validate.mjs --root REPO [--json-out DIR] "
-                  + "[--same=NAME=FILE]... NAME=FILE...");
+    console.error("usage: node validate.mjs --root REPO [--same=NAME=FILE]... NAME=FILE...");
     process.exit(2);
 }
 
@@ -866,9 +862,6 @@ for (const { name, file } of overlays) {
     } catch (e) {
         fail(name, e.message);
         continue;
-    }
-    if (jsonOut) {
-        writeFileSync(`${jsonOut}/${name}.json`, JSON.stringify(objs, null, 1));
     }
     let schemaOk = 0;
     for (const [i, o] of objs.entries()) {

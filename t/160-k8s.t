@@ -5,16 +5,18 @@
 #   - k8s/check.sh passes: every overlay renders with Debian's kubectl
 #     (kustomize), every object validates against the Kubernetes API schemas
 #     (npm kubernetes-models, unknown fields included), the overlays hold
-#     what the service needs, and yamllint is clean;
-#   - the rendered objects, read here on their own: the Deployment (replicas,
-#     probes on the operations port, graceful drain, security context, spread,
-#     resources, the ConfigMap and Secrets mounted), the Service, the HPA
-#     (CPU and requests per second), the PodDisruptionBudget, the scraping,
-#     the databases of each overlay; the ConfigMap's nginx.conf is
-#     conf/nginx.prod.conf.in rendered here with k8s/base/nginx-conf.env;
+#     what the service needs (the rules of k8s/validate.mjs: the Deployment's
+#     replicas, probes, drain, security context, spread, resources and
+#     mounts, the Service, the HPA, the PodDisruptionBudget, the scraping,
+#     the databases of each overlay), and yamllint is clean;
+#   - k8s/base/nginx.conf is conf/nginx.prod.conf.in rendered here with
+#     k8s/base/nginx-conf.env;
+#   - the entrypoint fills the credentials in, and nginx -t accepts the
+#     result;
 #   - broken copies of the tree (a required object removed, a field of the
-#     wrong type, an unknown field, a stale nginx.conf, bad YAML, ...) make
-#     k8s/check.sh fail, each with the reason.
+#     wrong type, an unknown field, a stale nginx.conf, bad YAML, a rule of
+#     k8s/validate.mjs broken, ...) make k8s/check.sh fail, each with the
+#     reason.
 
 use strict;
 use warnings;
@@ -66,7 +68,7 @@ my $lock = decode_json(slurp("$root/k8s/package-lock.json"));
 like($lock->{packages}{'node_modules/kubernetes-models'}{version} // '', qr/^\d+\.\d+\.\d+$/,
      'k8s/package-lock.json pins kubernetes-models');
 
-my ($rc, $out) = run({ RBCS_K8S_OUT => "$tmp/out" }, "$root/k8s/check.sh");
+my ($rc, $out) = run({}, "$root/k8s/check.sh");
 my ($kubectl) = $out =~ /^==> kubectl: (\S+)/m;
 
 # The first run installs k8s/check.sh's tools into the checkout (npm ci
@@ -100,9 +102,11 @@ SKIP: {
     }
 }
 
-# --------------------------------------------- the objects, read here --
+# ----------------------------------------- nginx.conf, rendered here --
 
-# conf/nginx.prod.conf.in with k8s/base/nginx-conf.env, rendered here
+# conf/nginx.prod.conf.in with k8s/base/nginx-conf.env, rendered here, apart
+# from k8s/check.sh's renderer (k8s/validate.mjs checks that the overlays'
+# ConfigMaps hold k8s/base/nginx.conf)
 my %val;
 for (split /\n/, slurp("$root/k8s/base/nginx-conf.env")) {
     next if /^\s*(#|$)/;
@@ -112,156 +116,6 @@ for (split /\n/, slurp("$root/k8s/base/nginx-conf.env")) {
 (my $conf = slurp("$root/conf/nginx.prod.conf.in"))
     =~ s/\@([A-Z_]+)\@/exists $val{$1} ? $val{$1} : die "no value for $1"/ge;
 is(slurp("$root/k8s/base/nginx.conf"), $conf, 'k8s/base/nginx.conf = conf/nginx.prod.conf.in rendered');
-is_deeply([ sort keys %{{ map { $_ => 1 } $conf =~ /\@([A-Z_]+)\@/g }} ],
-          [ qw(MYSQL_PASSWORD MYSQL_USER) ],
-          'only the credentials are left for the entrypoint to fill');
-is($val{MODULE}, '', 'MODULE empty (the module is compiled into the image)');
-is($val{USER_DIRECTIVE}, '', 'no user directive (the pod runs as uid 10001)');
-
-sub objects {
-    my ($o) = @_;
-    my $f = "$tmp/out/$o.json";
-    return -f $f ? @{ decode_json(slurp($f)) } : ();
-}
-
-sub get {   # get(\@objs, KIND, NAME)
-    my ($objs, $kind, $name) = @_;
-    my @m = grep { $_->{kind} eq $kind && $_->{metadata}{name} eq $name } @$objs;
-    return $m[0];
-}
-
-sub by_kind { my ($objs, $kind) = @_; return grep { $_->{kind} eq $kind } @$objs }
-
-my %expect_replicas = (prod => 3);
-for my $o ($offline ? () : @overlays) {      # the objects check.sh rendered
-    my @objs = objects($o);
-    ok(@objs > 0, "$o: rendered objects") or next;
-    my $ns = (by_kind(\@objs, 'Namespace'))[0];
-    ok($ns, "$o: a Namespace") and
-        is($ns->{metadata}{labels}{'pod-security.kubernetes.io/enforce'}, 'restricted',
-           "$o: the namespace enforces the restricted Pod Security Standard");
-
-    my $d = get(\@objs, 'Deployment', 'rbcs');
-    ok($d, "$o: Deployment rbcs") or next;
-    if ($o eq 'prod') {
-        is($d->{spec}{replicas}, 3, 'prod: 3 replicas');
-    } else {
-        cmp_ok($d->{spec}{replicas}, '<', 3, "$o: fewer replicas than prod");
-    }
-    my $pod = $d->{spec}{template}{spec};
-    my ($c) = grep { $_->{name} eq 'rbcs' } @{ $pod->{containers} };
-    ok($c, "$o: container rbcs") or next;
-    like($c->{image}, qr{(^|/)rbcs:}, "$o: image rbcs");
-    my %port = map { $_->{name} => $_->{containerPort} } @{ $c->{ports} };
-    is_deeply(\%port, { http => 8080, ops => 9145 }, "$o: ports http 8080, ops 9145");
-    for ([ readinessProbe => '/readyz' ], [ livenessProbe => '/healthz' ], [ startupProbe => '/healthz' ]) {
-        my ($p, $path) = @$_;
-        is($c->{$p}{httpGet}{path}, $path, "$o: $p GET $path");
-        ok(($c->{$p}{httpGet}{port} // '') eq 'ops' || ($c->{$p}{httpGet}{port} // 0) eq '9145',
-           "$o: $p on the operations port");
-    }
-    my $pre = join ' ', @{ $c->{lifecycle}{preStop}{exec}{command} // [] };
-    my ($sleep) = $pre =~ /sleep (\d+)/;
-    ok($sleep, "$o: preStop waits for the endpoints to drain ($pre)");
-    cmp_ok($pod->{terminationGracePeriodSeconds} // 30, '>', ($sleep // 0) + 5,
-           "$o: the grace period outlasts preStop");
-    for my $k (qw(cpu memory)) {
-        ok($c->{resources}{requests}{$k} && $c->{resources}{limits}{$k}, "$o: $k request and limit");
-    }
-    if ($o eq 'prod') {
-        is_deeply($c->{resources}{requests}, $c->{resources}{limits}, 'prod: requests = limits');
-    }
-    my ($psc, $csc) = ($pod->{securityContext}, $c->{securityContext});
-    ok($psc->{runAsNonRoot} && $csc->{runAsNonRoot}, "$o: runAsNonRoot");
-    is($psc->{runAsUser}, 10001, "$o: runAsUser 10001");
-    is($psc->{seccompProfile}{type}, 'RuntimeDefault', "$o: seccomp RuntimeDefault");
-    ok($csc->{readOnlyRootFilesystem}, "$o: read-only root filesystem");
-    ok(JSON::PP::is_bool($csc->{allowPrivilegeEscalation}) && !$csc->{allowPrivilegeEscalation},
-       "$o: allowPrivilegeEscalation false");
-    is_deeply($csc->{capabilities}{drop}, ['ALL'], "$o: capabilities drop ALL");
-    my %tsc = map { $_->{topologyKey} => $_ } @{ $pod->{topologySpreadConstraints} // [] };
-    ok($tsc{'topology.kubernetes.io/zone'} && $tsc{'kubernetes.io/hostname'},
-       "$o: spread over zones and nodes");
-    is($tsc{'topology.kubernetes.io/zone'}{whenUnsatisfiable}, 'DoNotSchedule', 'prod: zones as a rule')
-        if $o eq 'prod';
-
-    my %vol = map { $_->{name} => $_ } @{ $pod->{volumes} };
-    my %mnt = map { $_->{mountPath} => $_ } @{ $c->{volumeMounts} };
-    my $cm = get(\@objs, 'ConfigMap', $vol{ $mnt{'/etc/rbcs/nginx.conf'}{name} // '' }{configMap}{name} // '');
-    ok($cm, "$o: /etc/rbcs/nginx.conf from a ConfigMap")
-        and is($cm->{data}{'nginx.conf'}, $conf, "$o: the ConfigMap's nginx.conf is the rendered prod template");
-    my $keys = $vol{ $mnt{'/etc/rbcs/keys'}{name} // '' };
-    is($keys->{secret}{secretName}, 'rbcs-keys', "$o: /etc/rbcs/keys is the Secret rbcs-keys");
-    ok($mnt{'/etc/rbcs/keys'}{readOnly}, "$o: ... mounted read-only");
-    is($vol{ $mnt{'/etc/rbcs/db'}{name} // '' }{secret}{secretName}, 'rbcs-db',
-       "$o: /etc/rbcs/db is the Secret rbcs-db");
-    ok($vol{ $mnt{$_}{name} // '' }{emptyDir}, "$o: $_ is an emptyDir") for ('/var/lib/rbcs', '/tmp');
-    if ($o eq 'prod') {
-        ok(!get(\@objs, 'Secret', $_), "prod: Secret $_ is not in git (made from the secret store)")
-            for qw(rbcs-db rbcs-keys);
-    } else {
-        my $s = get(\@objs, 'Secret', 'rbcs-db');
-        ok($s && $s->{data}{username} && $s->{data}{password}, "$o: Secret rbcs-db (username, password)");
-        ok(get(\@objs, 'Secret', 'rbcs-keys'), "$o: Secret rbcs-keys");
-    }
-
-    my $svc = get(\@objs, 'Service', 'rbcs');
-    ok($svc, "$o: Service rbcs") or next;
-    is($svc->{spec}{type}, 'ClusterIP', "$o: ClusterIP");
-    is_deeply([ map { "$_->{port}>$_->{targetPort}" } @{ $svc->{spec}{ports} } ], [ '80>http' ],
-              "$o: port 80 to http, the ops port not exposed");
-
-    my ($hpa) = by_kind(\@objs, 'HorizontalPodAutoscaler');
-    ok($hpa, "$o: HorizontalPodAutoscaler") or next;
-    is($hpa->{apiVersion}, 'autoscaling/v2', "$o: autoscaling/v2");
-    is("$hpa->{spec}{scaleTargetRef}{kind}/$hpa->{spec}{scaleTargetRef}{name}", 'Deployment/rbcs',
-       "$o: the HPA scales Deployment rbcs");
-    is($hpa->{spec}{minReplicas}, $d->{spec}{replicas}, "$o: minReplicas = replicas");
-    my %metric = map { $_->{type} => $_ } @{ $hpa->{spec}{metrics} };
-    is($metric{Resource}{resource}{name}, 'cpu', "$o: HPA on CPU");
-    is($metric{Pods}{pods}{metric}{name}, 'rbcs_http_requests_per_second', "$o: HPA on requests per second");
-
-    my ($pdb) = by_kind(\@objs, 'PodDisruptionBudget');
-    ok($pdb && $pdb->{spec}{selector}{matchLabels}{'app.kubernetes.io/name'} eq 'rbcs'
-           && (defined $pdb->{spec}{maxUnavailable} || defined $pdb->{spec}{minAvailable}),
-       "$o: a PodDisruptionBudget for the pods");
-
-    my $ann = $d->{spec}{template}{metadata}{annotations} // {};
-    if ($o eq 'prod') {
-        my ($sm) = by_kind(\@objs, 'ServiceMonitor');
-        ok($sm, 'prod: a ServiceMonitor');
-        is($sm->{apiVersion}, 'monitoring.coreos.com/v1', 'prod: monitoring.coreos.com/v1');
-        is($sm->{spec}{endpoints}[0]{port}, 'ops', 'prod: it scrapes the ops port');
-        is($ann->{'prometheus.io/scrape'}, 'false', 'prod: no scrape by annotation as well');
-        for my $n (qw(rbcs-mysql rbcs-redis)) {
-            my $s = get(\@objs, 'Service', $n);
-            ok($s && $s->{spec}{type} eq 'ExternalName' && $s->{spec}{externalName},
-               "prod: $n is an ExternalName for the managed service");
-        }
-    } else {
-        is_deeply([ @$ann{qw(prometheus.io/scrape prometheus.io/port prometheus.io/path)} ],
-                  [ 'true', '9145', '/metrics' ], "$o: scrape annotations");
-        my ($db) = by_kind(\@objs, 'StatefulSet');
-        ok($db, "$o: a MariaDB StatefulSet") or next;
-        my $dbc = $db->{spec}{template}{spec}{containers}[0];
-        ok((grep { $_ eq '--innodb-flush-log-at-trx-commit=1' } @{ $dbc->{args} }),
-           "$o: innodb_flush_log_at_trx_commit=1");
-        ok(@{ $db->{spec}{volumeClaimTemplates} // [] }, "$o: MariaDB data on a volume claim");
-        my ($schema) = grep { exists $_->{data}{'schema.sql'} } by_kind(\@objs, 'ConfigMap');
-        is($schema && $schema->{data}{'schema.sql'}, slurp("$root/conf/schema.sql"),
-           "$o: the initdb ConfigMap is conf/schema.sql");
-        is($schema && $schema->{data}{'service-grants.sql'}, slurp("$root/conf/grants.sql"),
-           "$o: ... then conf/grants.sql (the role rbcs_service)");
-        is($schema && $schema->{data}{'service-user.sh'}, slurp("$root/k8s/overlays/dev/service-user.sh"),
-           "$o: ... then service-user.sh (the service's user, with the role only)");
-        ok(!grep({ $_->{name} =~ /^MARIADB_(USER|PASSWORD)/ } @{ $dbc->{env} // [] }),
-           "$o: no MARIADB_USER (the image would grant it ALL on the database)");
-        my $redis = get(\@objs, 'Deployment', 'rbcs-redis');
-        my $argv = join ' ', map { $_ eq '' ? '""' : $_ } @{ $redis->{spec}{template}{spec}{containers}[0]{command} // [] };
-        like($argv, qr/--save ""/, "$o: Redis with save \"\"");
-        ok(get(\@objs, 'Service', $_), "$o: Service $_") for qw(rbcs-mysql rbcs-redis);
-    }
-}
 
 # ------------------------------------- the entrypoint and nginx -t --
 
