@@ -28,8 +28,8 @@
 #
 # Environment:
 #   RBCS_KUBECTL    kubectl to render with (default: Debian's, as above)
-#   RBCS_K8S_OUT    directory that keeps the rendered overlays (NAME.yaml,
-#                   and NAME.json as validated); default: a temporary one
+#   RBCS_K8S_OUT    directory that keeps the rendered overlays (NAME.yaml);
+#                   default: a temporary one
 #   RBCS_K8S_SECOND_KUBECTL  another kubectl (e.g. a current one) to render
 #                   with as well: its objects must be the same; default: the
 #                   kubectl on PATH when it is not Debian's, "none" to skip
@@ -254,7 +254,7 @@ cmd_check() {
 
     # 3. schemas and what the service needs
     if [ ${#args[@]} -gt 0 ]; then
-        if node "$K8S/validate.mjs" --root "$ROOT" --json-out "$out" "${second_args[@]}" "${args[@]}"; then
+        if node "$K8S/validate.mjs" --root "$ROOT" "${second_args[@]}" "${args[@]}"; then
             :
         else
             bad "validation failed"

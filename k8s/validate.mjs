@@ -1,7 +1,6 @@
 // k8s/validate.mjs - validate rendered overlays, offline (run by k8s/check.sh).
 //
-//   node k8s/validate.mjs --root REPO [--json-out DIR] [--same NAME=FILE]...
-//                         NAME=FILE...
+//   node k8s/validate.mjs --root REPO [--same=NAME=FILE]... NAME=FILE...
 //
 // FILE is the output of `kubectl kustomize k8s/overlays/NAME`.  Every object
 // in it must:
@@ -16,20 +15,20 @@
 // and the overlay must hold what RBCS needs, wired together (requirements
 // below).  --same NAME=FILE: the same overlay rendered by another kustomize;
 // its objects must be the same (names of generated ConfigMaps aside, whose
-// hash differs between kustomize versions).  --json-out DIR writes the
-// objects as NAME.json, for t/160-k8s.t.
+// hash differs between kustomize versions).  These rules are the one
+// statement of the policy: t/160-k8s.t runs k8s/check.sh, and proves with
+// broken copies of the tree that the rules fail.
 //
 // Exit status 0 when everything holds, 1 otherwise, with one line per
 // problem.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { isDeepStrictEqual } from "node:util";
 import { parseAllDocuments } from "yaml";
 
 // ------------------------------------------------------------ arguments --
 
 let root = null;
-let jsonOut = null;
 const overlays = [];
 const same = new Map();
 {
@@ -38,8 +37,6 @@ const same = new Map();
         const a = argv[i];
         if (a === "--root") {
             root = argv[++i];
-        } else if (a === "--json-out") {
-            jsonOut = argv[++i];
         } else if (a.startsWith("--same=")) {
             const [name, file] = splitPair(a.slice(7));
             same.set(name, file);
@@ -64,8 +61,7 @@ function splitPair(s) {
 }
 
 function usage() {
-    console.error("usage: node validate.mjs --root REPO [--json-out DIR] "
-                  + "[--same=NAME=FILE]... NAME=FILE...");
+    console.error("usage: node validate.mjs --root REPO [--same=NAME=FILE]... NAME=FILE...");
     process.exit(2);
 }
 
@@ -80,7 +76,10 @@ for (const line of readFileSync(`${root}/k8s/base/nginx-conf.env`, "utf8").split
     }
 }
 const nginxConf = readFileSync(`${root}/k8s/base/nginx.conf`, "utf8");
-const schemaSql = readFileSync(`${root}/conf/schema.sql`, "utf8");
+
+// What the image is built with (docker/Dockerfile, which
+// t/180-static-build.t checks): its user, and the ports it exposes.
+const IMAGE = { uid: 10001, httpPort: 8080, opsPort: 9145 };
 
 // What each overlay must be, beyond what every overlay must be.
 const EXPECT = {
@@ -92,14 +91,22 @@ const EXPECT = {
         externalSecrets: [],
         optionalSecrets: ["rbcs-tls"],
         selfSignedTls: true,
+        scrapedBy: "annotations",
         inClusterDatabases: true,
+        // MariaDB runs these in name order when its data directory is new:
+        // the schema, the role, then the service's user with the role only
+        initdb: {
+            "schema.sql": "conf/schema.sql",
+            "service-grants.sql": "conf/grants.sql",
+            "service-user.sh": "k8s/overlays/dev/service-user.sh",
+        },
     },
     prod: {
         replicas: (n) => n === 3,
         replicasText: "3",
         // created from the secret store, never rendered from git
         externalSecrets: ["rbcs-db", "rbcs-keys", "rbcs-redis", "rbcs-tls"],
-        serviceMonitor: true,
+        scrapedBy: "ServiceMonitor",
         guaranteed: true,
         zoneSpreadRequired: true,
         externalDatabases: true,
@@ -244,19 +251,15 @@ function matches(selector, labels) {
     return true;
 }
 
-// "2", "1500m", 2 -> millicores
-function milliCpu(q) {
-    const m = /^([0-9.]+)(m?)$/.exec(String(q ?? ""));
+// a resource quantity as a number: "2" and 2 -> 2, "1500m" -> 1.5,
+// "512Mi" -> 536870912; NaN when it is none
+function quantity(q) {
+    const m = /^([0-9.]+)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q ?? ""));
     if (!m) {
         return NaN;
     }
-    return m[2] ? Number(m[1]) : Number(m[1]) * 1000;
-}
-
-function bytes(q) {
-    const m = /^([0-9.]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q ?? ""));
-    if (!m) {
-        return NaN;
+    if (m[2] === "m") {
+        return Number(m[1]) / 1000;
     }
     const mult = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40,
                    k: 1e3, M: 1e6, G: 1e9, T: 1e12 }[m[2]] ?? 1;
@@ -291,6 +294,11 @@ function checkGeneral(name, objs, expect) {
         fail(name, `namespaced objects are in ${[...nss].join(", ") || "no namespace"}, not in one`);
     } else if (!nsObjs.some((n) => n.metadata.name === [...nss][0])) {
         fail(name, `no Namespace object for namespace ${[...nss][0]}`);
+    }
+    for (const n of nsObjs) {
+        if (n.metadata?.labels?.["pod-security.kubernetes.io/enforce"] !== "restricted") {
+            fail(where(n), "does not enforce the restricted Pod Security Standard");
+        }
     }
 
     const byKind = (k) => objs.filter((o) => o.kind === k);
@@ -337,8 +345,9 @@ function checkGeneral(name, objs, expect) {
             if ((csc.runAsUser ?? psc.runAsUser) === 0) {
                 fail(cw, "runs as uid 0");
             }
-            if ((csc.seccompProfile ?? psc.seccompProfile)?.type !== "RuntimeDefault") {
-                fail(cw, "seccompProfile is not RuntimeDefault");
+            if (psc.seccompProfile?.type !== "RuntimeDefault"
+                || (csc.seccompProfile ?? psc.seccompProfile).type !== "RuntimeDefault") {
+                fail(cw, "seccompProfile is not RuntimeDefault for the pod and the container");
             }
             if (csc.allowPrivilegeEscalation !== false) {
                 fail(cw, "allowPrivilegeEscalation is not false");
@@ -346,8 +355,8 @@ function checkGeneral(name, objs, expect) {
             if (csc.privileged) {
                 fail(cw, "privileged");
             }
-            if (!(csc.capabilities?.drop ?? []).includes("ALL")) {
-                fail(cw, "capabilities do not drop ALL");
+            if (!isDeepStrictEqual(csc.capabilities?.drop, ["ALL"])) {
+                fail(cw, 'capabilities do not drop ["ALL"]');
             }
             if ((csc.capabilities?.add ?? []).length > 0) {
                 fail(cw, "adds capabilities");
@@ -430,8 +439,8 @@ function checkSecretRef(where, find, expect, name, keys) {
     }
     const have = { ...(s.data ?? {}), ...(s.stringData ?? {}) };
     for (const k of keys) {
-        if (!(k in have)) {
-            fail(where, `Secret ${name} has no key ${k}`);
+        if (!have[k]) {
+            fail(where, `Secret ${name} has no key ${k}, or it is empty`);
         }
     }
 }
@@ -470,6 +479,15 @@ function checkRbcs(name, objs, expect) {
     if (!isDeepStrictEqual([...new Set(left)].sort(), ["MYSQL_PASSWORD", "MYSQL_USER"])) {
         fail(w("nginx.conf"), `placeholders left: ${[...new Set(left)].join(", ") || "none"} (exactly @MYSQL_USER@ and @MYSQL_PASSWORD@, filled at start from the Secret)`);
     }
+    if (httpPort !== IMAGE.httpPort || opsPort !== IMAGE.opsPort) {
+        fail(w("nginx-conf.env"), `HTTP_PORT ${httpPort} and OPS_PORT ${opsPort} are not the ports the image exposes, ${IMAGE.httpPort} and ${IMAGE.opsPort}`);
+    }
+    for (const [k, why] of [["MODULE", "the module is compiled into the image"],
+                            ["USER_DIRECTIVE", `the pod runs as uid ${IMAGE.uid}, not as root`]]) {
+        if (confEnv[k] !== "") {
+            fail(w("nginx-conf.env"), `${k} is not empty (${why})`);
+        }
+    }
 
     const d = find("Deployment", "rbcs");
     if (!d) {
@@ -488,12 +506,12 @@ function checkRbcs(name, objs, expect) {
         return;
     }
     const cw = `${dw} container rbcs`;
-    if (!/(^|\/)rbcs(:|@|$)/.test(c.image ?? "")) {
-        fail(cw, `image ${c.image} is not the rbcs image`);
+    if (!/(^|\/)rbcs:\w[\w.-]*(@sha256:[0-9a-f]{64})?$/.test(c.image ?? "")) {
+        fail(cw, `image ${c.image} is not the rbcs image with a tag`);
     }
     const ports = Object.fromEntries((c.ports ?? []).map((p) => [p.name, p.containerPort]));
-    if (ports.http !== httpPort || ports.ops !== opsPort) {
-        fail(cw, `ports are ${JSON.stringify(ports)}, not http ${httpPort} and ops ${opsPort}`);
+    if (!isDeepStrictEqual(ports, { http: httpPort, ops: opsPort })) {
+        fail(cw, `ports are ${JSON.stringify(ports)}, not only http ${httpPort} and ops ${opsPort}`);
     }
 
     const probe = (p, path, what) => {
@@ -507,9 +525,7 @@ function checkRbcs(name, objs, expect) {
     };
     probe(c.readinessProbe, "/readyz", "readinessProbe");
     probe(c.livenessProbe, "/healthz", "livenessProbe");
-    if (!c.startupProbe) {
-        fail(cw, "no startupProbe");
-    }
+    probe(c.startupProbe, "/healthz", "startupProbe");
 
     // graceful drain: preStop waits while the endpoints controller takes the
     // pod out of the Service; the grace period covers it and nginx's stop
@@ -522,11 +538,14 @@ function checkRbcs(name, objs, expect) {
         fail(dw, `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds ?? 30} leaves nginx no time after the ${sleep}s preStop`);
     }
 
-    // security context
+    // security context: the image's user, said by the pod and the container
     const psc = pod.securityContext ?? {};
     const csc = c.securityContext ?? {};
-    if ((csc.runAsUser ?? psc.runAsUser) !== 10001) {
-        fail(cw, "does not run as uid 10001 (the image's user)");
+    if (psc.runAsNonRoot !== true || csc.runAsNonRoot !== true) {
+        fail(cw, "runAsNonRoot is not true for the pod and the container");
+    }
+    if (psc.runAsUser !== IMAGE.uid || (csc.runAsUser ?? IMAGE.uid) !== IMAGE.uid) {
+        fail(cw, `does not run as uid ${IMAGE.uid} (the image's user)`);
     }
     if (csc.readOnlyRootFilesystem !== true) {
         fail(cw, "readOnlyRootFilesystem is not true");
@@ -534,13 +553,13 @@ function checkRbcs(name, objs, expect) {
 
     // resources: nginx runs WORKERS workers; the CPU limit matches
     const workers = Number(confEnv.WORKERS);
-    if (milliCpu(c.resources?.limits?.cpu) !== workers * 1000) {
+    if (quantity(c.resources?.limits?.cpu) !== workers) {
         fail(cw, `CPU limit ${c.resources?.limits?.cpu} is not worker_processes (${confEnv.WORKERS})`);
     }
     if (expect.guaranteed) {
         const r = c.resources ?? {};
-        if (milliCpu(r.requests?.cpu) !== milliCpu(r.limits?.cpu)
-            || bytes(r.requests?.memory) !== bytes(r.limits?.memory)) {
+        const names = new Set([...Object.keys(r.requests ?? {}), ...Object.keys(r.limits ?? {})]);
+        if ([...names].some((k) => quantity(r.requests?.[k]) !== quantity(r.limits?.[k]))) {
             fail(cw, "requests are not equal to limits (Guaranteed QoS)");
         }
     }
@@ -568,37 +587,26 @@ function checkRbcs(name, objs, expect) {
     } else if (cm.data?.["nginx.conf"] !== nginxConf) {
         fail(w(`ConfigMap/${cmName}`), "nginx.conf is not k8s/base/nginx.conf (the rendered conf/nginx.prod.conf.in)");
     }
-    const keysDir = confEnv.KEYS_FILE.replace(/\/[^/]+$/, "");
-    const keysName = confEnv.KEYS_FILE.replace(/^.*\//, "");
-    const mKeys = mountAt(keysDir);
-    const vKeys = vol(mKeys?.name);
-    if (!mKeys || !vKeys?.secret || mKeys.readOnly !== true) {
-        fail(cw, `${keysDir} (rbcs_auth_keys ${confEnv.KEYS_FILE}) is not a Secret mounted read-only`);
-    } else if (mKeys.subPath) {
-        fail(cw, `${keysDir} is mounted with subPath: a rotated key would never reach the pod`);
-    } else if (!(vKeys.secret.items ?? [{ path: keysName }]).some((i) => i.path === keysName)) {
-        fail(cw, `the keys Secret does not give the file ${keysName}`);
-    }
-    const mDb = mountAt("/etc/rbcs/db");
-    const vDb = vol(mDb?.name);
-    const dbFiles = (vDb?.secret?.items ?? []).map((i) => i.path);
-    if (!mDb || !vDb?.secret || mDb.readOnly !== true
-        || !dbFiles.includes("username") || !dbFiles.includes("password")) {
-        fail(cw, "/etc/rbcs/db is not a Secret with username and password mounted read-only");
-    }
-    // the API listener's certificate and key: a kubernetes.io/tls Secret
-    // mounted where nginx.conf reads them; in dev, a self-signed one the
-    // entrypoint makes when that Secret is absent
-    const tlsDir = confEnv.TLS_CERT.replace(/\/[^/]+$/, "");
-    const mTls = mountAt(tlsDir);
-    const vTls = vol(mTls?.name);
-    const tlsFiles = (vTls?.secret?.items ?? []).map((i) => i.path);
-    if (!mTls || !vTls?.secret || mTls.readOnly !== true || mTls.subPath
-        || confEnv.TLS_KEY.replace(/\/[^/]+$/, "") !== tlsDir
-        || !tlsFiles.includes(confEnv.TLS_CERT.replace(/^.*\//, ""))
-        || !tlsFiles.includes(confEnv.TLS_KEY.replace(/^.*\//, ""))) {
-        fail(cw, `${tlsDir} is not a Secret with ${confEnv.TLS_CERT} and ${confEnv.TLS_KEY} mounted read-only, without subPath`);
-    }
+    // a Secret mounted read-only as a directory, its items giving FILES
+    // (paths in that directory); without subPath, which would keep a
+    // changed Secret (a rotated key, a renewed certificate) out of the pod
+    const secretDir = (secretName, files) => {
+        const dir = files[0].replace(/\/[^/]+$/, "");
+        const m = mountAt(dir);
+        const s = vol(m?.name)?.secret;
+        const given = (s?.items ?? []).map((i) => `${dir}/${i.path}`);
+        if (!m || s?.secretName !== secretName || m.readOnly !== true || m.subPath
+            || !files.every((f) => given.includes(f))) {
+            fail(cw, `${dir} is not the Secret ${secretName} mounted read-only, without subPath, giving ${files.join(" and ")}`);
+        }
+        return s;
+    };
+    secretDir("rbcs-keys", [confEnv.KEYS_FILE]);
+    secretDir("rbcs-db", ["/etc/rbcs/db/username", "/etc/rbcs/db/password"]);
+    secretDir("rbcs-redis", [confEnv.REDIS_PASSWORD_FILE, confEnv.REDIS_HMAC_KEY_FILE]);
+    // the API listener's certificate and key (a kubernetes.io/tls Secret);
+    // in dev, a self-signed one the entrypoint makes when it is absent
+    const tls = secretDir("rbcs-tls", [confEnv.TLS_CERT, confEnv.TLS_KEY]);
     const selfSigned = (c.env ?? []).some((e) => e.name === "RBCS_TLS_SELF_SIGNED" && e.value === "1");
     if (expect.selfSignedTls && !selfSigned) {
         fail(cw, "RBCS_TLS_SELF_SIGNED is not 1: without the Secret rbcs-tls nginx has no certificate");
@@ -606,8 +614,8 @@ function checkRbcs(name, objs, expect) {
     if (!expect.selfSignedTls && selfSigned) {
         fail(cw, "RBCS_TLS_SELF_SIGNED is set: a self-signed certificate is for development only");
     }
-    if (!expect.selfSignedTls && vTls?.secret?.optional) {
-        fail(cw, `the Secret ${vTls.secret.secretName} is optional: a pod without it would not start`);
+    if (!expect.selfSignedTls && tls?.optional) {
+        fail(cw, "the Secret rbcs-tls is optional: a pod without it would not start");
     }
     for (const path of [confEnv.PREFIX, "/tmp"]) {
         const m = mountAt(path);
@@ -616,24 +624,21 @@ function checkRbcs(name, objs, expect) {
         }
     }
 
-    // the Service: port 80 to http, never the ops port
+    // the Service: port 80 to http, and nothing else (never the ops port)
     const svc = find("Service", "rbcs");
     if (!svc) {
         fail(w("Service/rbcs"), "missing");
     } else {
         const sw = w("Service/rbcs");
-        if ((svc.spec?.type ?? "ClusterIP") !== "ClusterIP" || svc.spec?.clusterIP === "None") {
+        if (svc.spec?.type !== "ClusterIP" || svc.spec?.clusterIP === "None") {
             fail(sw, "is not a ClusterIP Service");
         }
         if (!matches({ matchLabels: svc.spec?.selector ?? {} }, podLabels)) {
             fail(sw, "does not select the rbcs pods");
         }
-        const p80 = (svc.spec?.ports ?? []).find((p) => p.port === 80);
-        if (!p80 || portNumber(p80.targetPort, c) !== httpPort) {
-            fail(sw, `no port 80 to the http port ${httpPort}`);
-        }
-        if ((svc.spec?.ports ?? []).some((p) => portNumber(p.targetPort ?? p.port, c) === opsPort)) {
-            fail(sw, "exposes the operations port");
+        const ports = (svc.spec?.ports ?? []).map((p) => `${p.port}>${p.targetPort}`);
+        if (!isDeepStrictEqual(ports, ["80>http"])) {
+            fail(sw, `ports are ${ports.join(", ") || "none"}, not only 80 to the container port http`);
         }
     }
 
@@ -688,14 +693,19 @@ function checkRbcs(name, objs, expect) {
                   && (m.spec?.endpoints ?? []).some((e) => (e.path ?? "/metrics") === "/metrics"
                       && (s.spec?.ports ?? []).some((p) => p.name === e.port
                           && portNumber(p.targetPort ?? p.port, c) === opsPort))));
-    if (expect.serviceMonitor && monitors.length === 0) {
-        fail(w("ServiceMonitor"), `none scrapes /metrics on the ops port ${opsPort} of the rbcs pods`);
-    }
-    if (!byAnnotation && monitors.length === 0) {
-        fail(dw, "neither scrape annotations (prometheus.io/*) nor a ServiceMonitor for /metrics");
-    }
-    if (byAnnotation && monitors.length > 0) {
-        fail(dw, "scraped twice: by annotation and by a ServiceMonitor");
+    if (expect.scrapedBy === "ServiceMonitor") {
+        if (monitors.length === 0) {
+            fail(w("ServiceMonitor"), `none scrapes /metrics on the ops port ${opsPort} of the rbcs pods`);
+        }
+        if (ann["prometheus.io/scrape"] !== "false") {
+            fail(dw, 'prometheus.io/scrape is not "false": scraped by annotation as well as by the ServiceMonitor');
+        }
+    } else if (expect.scrapedBy === "annotations") {
+        if (!byAnnotation || monitors.length > 0) {
+            fail(dw, `not scraped by annotation only (prometheus.io/scrape "true", port ${opsPort}, path /metrics)`);
+        }
+    } else if (byAnnotation === (monitors.length > 0)) {
+        fail(dw, "not scraped once: by annotation (prometheus.io/*) or by a ServiceMonitor for /metrics");
     }
 
     // the databases, under the names nginx.conf connects to
@@ -718,7 +728,7 @@ function checkRbcs(name, objs, expect) {
     }
 
     if (expect.inClusterDatabases) {
-        checkDevDatabases(name, objs, find);
+        checkDevDatabases(name, objs, find, expect);
     }
     for (const s of expect.externalSecrets ?? []) {
         if (find("Secret", s)) {
@@ -727,7 +737,7 @@ function checkRbcs(name, objs, expect) {
     }
 }
 
-function checkDevDatabases(name, objs, find) {
+function checkDevDatabases(name, objs, find, expect) {
     const w = (what) => `${name}: ${what}`;
     const mysql = find("Service", confEnv.MYSQL_HOST);
     const sts = objs.find((o) => o.kind === "StatefulSet"
@@ -745,11 +755,16 @@ function checkDevDatabases(name, objs, find) {
         if (!/--innodb[-_]flush[-_]log[-_]at[-_]trx[-_]commit=1\b/.test(args)) {
             fail(sw, "does not run with innodb_flush_log_at_trx_commit=1 (a 201 means durable)");
         }
+        if ((c.env ?? []).some((e) => /^MARIADB_(USER|PASSWORD)/.test(e.name))) {
+            fail(sw, "sets MARIADB_USER or MARIADB_PASSWORD: the image would grant that user ALL on the database");
+        }
         const init = (c.volumeMounts ?? []).find((m) => m.mountPath === "/docker-entrypoint-initdb.d");
         const cmName = (sts.spec.template.spec.volumes ?? []).find((v) => v.name === init?.name)?.configMap?.name;
         const cm = find("ConfigMap", cmName);
-        if (!cm || cm.data?.["schema.sql"] !== schemaSql) {
-            fail(sw, "/docker-entrypoint-initdb.d is not a ConfigMap holding conf/schema.sql as it is");
+        for (const [file, source] of Object.entries(expect.initdb)) {
+            if (cm?.data?.[file] !== readFileSync(`${root}/${source}`, "utf8")) {
+                fail(sw, `/docker-entrypoint-initdb.d is not a ConfigMap holding ${source} as ${file}`);
+            }
         }
     }
     const redis = find("Service", confEnv.REDIS_HOST);
@@ -847,9 +862,6 @@ for (const { name, file } of overlays) {
     } catch (e) {
         fail(name, e.message);
         continue;
-    }
-    if (jsonOut) {
-        writeFileSync(`${jsonOut}/${name}.json`, JSON.stringify(objs, null, 1));
     }
     let schemaOk = 0;
     for (const [i, o] of objs.entries()) {

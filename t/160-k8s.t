@@ -5,16 +5,18 @@
 #   - k8s/check.sh passes: every overlay renders with Debian's kubectl
 #     (kustomize), every object validates against the Kubernetes API schemas
 #     (npm kubernetes-models, unknown fields included), the overlays hold
-#     what the service needs, and yamllint is clean;
-#   - the rendered objects, read here on their own: the Deployment (replicas,
-#     probes on the operations port, graceful drain, security context, spread,
-#     resources, the ConfigMap and Secrets mounted), the Service, the HPA
-#     (CPU and requests per second), the PodDisruptionBudget, the scraping,
-#     the databases of each overlay; the ConfigMap's nginx.conf is
-#     conf/nginx.prod.conf.in rendered here with k8s/base/nginx-conf.env;
+#     what the service needs (the rules of k8s/validate.mjs: the Deployment's
+#     replicas, probes, drain, security context, spread, resources and
+#     mounts, the Service, the HPA, the PodDisruptionBudget, the scraping,
+#     the databases of each overlay), and yamllint is clean;
+#   - k8s/base/nginx.conf is conf/nginx.prod.conf.in rendered here with
+#     k8s/base/nginx-conf.env;
+#   - the entrypoint fills the credentials in, and nginx -t accepts the
+#     result;
 #   - broken copies of the tree (a required object removed, a field of the
-#     wrong type, an unknown field, a stale nginx.conf, bad YAML, ...) make
-#     k8s/check.sh fail, each with the reason.
+#     wrong type, an unknown field, a stale nginx.conf, bad YAML, a rule of
+#     k8s/validate.mjs broken, ...) make k8s/check.sh fail, each with the
+#     reason.
 
 use strict;
 use warnings;
@@ -66,7 +68,7 @@ my $lock = decode_json(slurp("$root/k8s/package-lock.json"));
 like($lock->{packages}{'node_modules/kubernetes-models'}{version} // '', qr/^\d+\.\d+\.\d+$/,
      'k8s/package-lock.json pins kubernetes-models');
 
-my ($rc, $out) = run({ RBCS_K8S_OUT => "$tmp/out" }, "$root/k8s/check.sh");
+my ($rc, $out) = run({}, "$root/k8s/check.sh");
 my ($kubectl) = $out =~ /^==> kubectl: (\S+)/m;
 
 # The first run installs k8s/check.sh's tools into the checkout (npm ci
@@ -100,9 +102,11 @@ SKIP: {
     }
 }
 
-# --------------------------------------------- the objects, read here --
+# ----------------------------------------- nginx.conf, rendered here --
 
-# conf/nginx.prod.conf.in with k8s/base/nginx-conf.env, rendered here
+# conf/nginx.prod.conf.in with k8s/base/nginx-conf.env, rendered here, apart
+# from k8s/check.sh's renderer (k8s/validate.mjs checks that the overlays'
+# ConfigMaps hold k8s/base/nginx.conf)
 my %val;
 for (split /\n/, slurp("$root/k8s/base/nginx-conf.env")) {
     next if /^\s*(#|$)/;
@@ -112,156 +116,6 @@ for (split /\n/, slurp("$root/k8s/base/nginx-conf.env")) {
 (my $conf = slurp("$root/conf/nginx.prod.conf.in"))
     =~ s/\@([A-Z_]+)\@/exists $val{$1} ? $val{$1} : die "no value for $1"/ge;
 is(slurp("$root/k8s/base/nginx.conf"), $conf, 'k8s/base/nginx.conf = conf/nginx.prod.conf.in rendered');
-is_deeply([ sort keys %{{ map { $_ => 1 } $conf =~ /\@([A-Z_]+)\@/g }} ],
-          [ qw(MYSQL_PASSWORD MYSQL_USER) ],
-          'only the credentials are left for the entrypoint to fill');
-is($val{MODULE}, '', 'MODULE empty (the module is compiled into the image)');
-is($val{USER_DIRECTIVE}, '', 'no user directive (the pod runs as uid 10001)');
-
-sub objects {
-    my ($o) = @_;
-    my $f = "$tmp/out/$o.json";
-    return -f $f ? @{ decode_json(slurp($f)) } : ();
-}
-
-sub get {   # get(\@objs, KIND, NAME)
-    my ($objs, $kind, $name) = @_;
-    my @m = grep { $_->{kind} eq $kind && $_->{metadata}{name} eq $name } @$objs;
-    return $m[0];
-}
-
-sub by_kind { my ($objs, $kind) = @_; return grep { $_->{kind} eq $kind } @$objs }
-
-my %expect_replicas = (prod => 3);
-for my $o ($offline ? () : @overlays) {      # the objects check.sh rendered
-    my @objs = objects($o);
-    ok(@objs > 0, "$o: rendered objects") or next;
-    my $ns = (by_kind(\@objs, 'Namespace'))[0];
-    ok($ns, "$o: a Namespace") and
-        is($ns->{metadata}{labels}{'pod-security.kubernetes.io/enforce'}, 'restricted',
-           "$o: the namespace enforces the restricted Pod Security Standard");
-
-    my $d = get(\@objs, 'Deployment', 'rbcs');
-    ok($d, "$o: Deployment rbcs") or next;
-    if ($o eq 'prod') {
-        is($d->{spec}{replicas}, 3, 'prod: 3 replicas');
-    } else {
-        cmp_ok($d->{spec}{replicas}, '<', 3, "$o: fewer replicas than prod");
-    }
-    my $pod = $d->{spec}{template}{spec};
-    my ($c) = grep { $_->{name} eq 'rbcs' } @{ $pod->{containers} };
-    ok($c, "$o: container rbcs") or next;
-    like($c->{image}, qr{(^|/)rbcs:}, "$o: image rbcs");
-    my %port = map { $_->{name} => $_->{containerPort} } @{ $c->{ports} };
-    is_deeply(\%port, { http => 8080, ops => 9145 }, "$o: ports http 8080, ops 9145");
-    for ([ readinessProbe => '/readyz' ], [ livenessProbe => '/healthz' ], [ startupProbe => '/healthz' ]) {
-        my ($p, $path) = @$_;
-        is($c->{$p}{httpGet}{path}, $path, "$o: $p GET $path");
-        ok(($c->{$p}{httpGet}{port} // '') eq 'ops' || ($c->{$p}{httpGet}{port} // 0) eq '9145',
-           "$o: $p on the operations port");
-    }
-    my $pre = join ' ', @{ $c->{lifecycle}{preStop}{exec}{command} // [] };
-    my ($sleep) = $pre =~ /sleep (\d+)/;
-    ok($sleep, "$o: preStop waits for the endpoints to drain ($pre)");
-    cmp_ok($pod->{terminationGracePeriodSeconds} // 30, '>', ($sleep // 0) + 5,
-           "$o: the grace period outlasts preStop");
-    for my $k (qw(cpu memory)) {
-        ok($c->{resources}{requests}{$k} && $c->{resources}{limits}{$k}, "$o: $k request and limit");
-    }
-    if ($o eq 'prod') {
-        is_deeply($c->{resources}{requests}, $c->{resources}{limits}, 'prod: requests = limits');
-    }
-    my ($psc, $csc) = ($pod->{securityContext}, $c->{securityContext});
-    ok($psc->{runAsNonRoot} && $csc->{runAsNonRoot}, "$o: runAsNonRoot");
-    is($psc->{runAsUser}, 10001, "$o: runAsUser 10001");
-    is($psc->{seccompProfile}{type}, 'RuntimeDefault', "$o: seccomp RuntimeDefault");
-    ok($csc->{readOnlyRootFilesystem}, "$o: read-only root filesystem");
-    ok(JSON::PP::is_bool($csc->{allowPrivilegeEscalation}) && !$csc->{allowPrivilegeEscalation},
-       "$o: allowPrivilegeEscalation false");
-    is_deeply($csc->{capabilities}{drop}, ['ALL'], "$o: capabilities drop ALL");
-    my %tsc = map { $_->{topologyKey} => $_ } @{ $pod->{topologySpreadConstraints} // [] };
-    ok($tsc{'topology.kubernetes.io/zone'} && $tsc{'kubernetes.io/hostname'},
-       "$o: spread over zones and nodes");
-    is($tsc{'topology.kubernetes.io/zone'}{whenUnsatisfiable}, 'DoNotSchedule', 'prod: zones as a rule')
-        if $o eq 'prod';
-
-    my %vol = map { $_->{name} => $_ } @{ $pod->{volumes} };
-    my %mnt = map { $_->{mountPath} => $_ } @{ $c->{volumeMounts} };
-    my $cm = get(\@objs, 'ConfigMap', $vol{ $mnt{'/etc/rbcs/nginx.conf'}{name} // '' }{configMap}{name} // '');
-    ok($cm, "$o: /etc/rbcs/nginx.conf from a ConfigMap")
-        and is($cm->{data}{'nginx.conf'}, $conf, "$o: the ConfigMap's nginx.conf is the rendered prod template");
-    my $keys = $vol{ $mnt{'/etc/rbcs/keys'}{name} // '' };
-    is($keys->{secret}{secretName}, 'rbcs-keys', "$o: /etc/rbcs/keys is the Secret rbcs-keys");
-    ok($mnt{'/etc/rbcs/keys'}{readOnly}, "$o: ... mounted read-only");
-    is($vol{ $mnt{'/etc/rbcs/db'}{name} // '' }{secret}{secretName}, 'rbcs-db',
-       "$o: /etc/rbcs/db is the Secret rbcs-db");
-    ok($vol{ $mnt{$_}{name} // '' }{emptyDir}, "$o: $_ is an emptyDir") for ('/var/lib/rbcs', '/tmp');
-    if ($o eq 'prod') {
-        ok(!get(\@objs, 'Secret', $_), "prod: Secret $_ is not in git (made from the secret store)")
-            for qw(rbcs-db rbcs-keys);
-    } else {
-        my $s = get(\@objs, 'Secret', 'rbcs-db');
-        ok($s && $s->{data}{username} && $s->{data}{password}, "$o: Secret rbcs-db (username, password)");
-        ok(get(\@objs, 'Secret', 'rbcs-keys'), "$o: Secret rbcs-keys");
-    }
-
-    my $svc = get(\@objs, 'Service', 'rbcs');
-    ok($svc, "$o: Service rbcs") or next;
-    is($svc->{spec}{type}, 'ClusterIP', "$o: ClusterIP");
-    is_deeply([ map { "$_->{port}>$_->{targetPort}" } @{ $svc->{spec}{ports} } ], [ '80>http' ],
-              "$o: port 80 to http, the ops port not exposed");
-
-    my ($hpa) = by_kind(\@objs, 'HorizontalPodAutoscaler');
-    ok($hpa, "$o: HorizontalPodAutoscaler") or next;
-    is($hpa->{apiVersion}, 'autoscaling/v2', "$o: autoscaling/v2");
-    is("$hpa->{spec}{scaleTargetRef}{kind}/$hpa->{spec}{scaleTargetRef}{name}", 'Deployment/rbcs',
-       "$o: the HPA scales Deployment rbcs");
-    is($hpa->{spec}{minReplicas}, $d->{spec}{replicas}, "$o: minReplicas = replicas");
-    my %metric = map { $_->{type} => $_ } @{ $hpa->{spec}{metrics} };
-    is($metric{Resource}{resource}{name}, 'cpu', "$o: HPA on CPU");
-    is($metric{Pods}{pods}{metric}{name}, 'rbcs_http_requests_per_second', "$o: HPA on requests per second");
-
-    my ($pdb) = by_kind(\@objs, 'PodDisruptionBudget');
-    ok($pdb && $pdb->{spec}{selector}{matchLabels}{'app.kubernetes.io/name'} eq 'rbcs'
-           && (defined $pdb->{spec}{maxUnavailable} || defined $pdb->{spec}{minAvailable}),
-       "$o: a PodDisruptionBudget for the pods");
-
-    my $ann = $d->{spec}{template}{metadata}{annotations} // {};
-    if ($o eq 'prod') {
-        my ($sm) = by_kind(\@objs, 'ServiceMonitor');
-        ok($sm, 'prod: a ServiceMonitor');
-        is($sm->{apiVersion}, 'monitoring.coreos.com/v1', 'prod: monitoring.coreos.com/v1');
-        is($sm->{spec}{endpoints}[0]{port}, 'ops', 'prod: it scrapes the ops port');
-        is($ann->{'prometheus.io/scrape'}, 'false', 'prod: no scrape by annotation as well');
-        for my $n (qw(rbcs-mysql rbcs-redis)) {
-            my $s = get(\@objs, 'Service', $n);
-            ok($s && $s->{spec}{type} eq 'ExternalName' && $s->{spec}{externalName},
-               "prod: $n is an ExternalName for the managed service");
-        }
-    } else {
-        is_deeply([ @$ann{qw(prometheus.io/scrape prometheus.io/port prometheus.io/path)} ],
-                  [ 'true', '9145', '/metrics' ], "$o: scrape annotations");
-        my ($db) = by_kind(\@objs, 'StatefulSet');
-        ok($db, "$o: a MariaDB StatefulSet") or next;
-        my $dbc = $db->{spec}{template}{spec}{containers}[0];
-        ok((grep { $_ eq '--innodb-flush-log-at-trx-commit=1' } @{ $dbc->{args} }),
-           "$o: innodb_flush_log_at_trx_commit=1");
-        ok(@{ $db->{spec}{volumeClaimTemplates} // [] }, "$o: MariaDB data on a volume claim");
-        my ($schema) = grep { exists $_->{data}{'schema.sql'} } by_kind(\@objs, 'ConfigMap');
-        is($schema && $schema->{data}{'schema.sql'}, slurp("$root/conf/schema.sql"),
-           "$o: the initdb ConfigMap is conf/schema.sql");
-        is($schema && $schema->{data}{'service-grants.sql'}, slurp("$root/conf/grants.sql"),
-           "$o: ... then conf/grants.sql (the role rbcs_service)");
-        is($schema && $schema->{data}{'service-user.sh'}, slurp("$root/k8s/overlays/dev/service-user.sh"),
-           "$o: ... then service-user.sh (the service's user, with the role only)");
-        ok(!grep({ $_->{name} =~ /^MARIADB_(USER|PASSWORD)/ } @{ $dbc->{env} // [] }),
-           "$o: no MARIADB_USER (the image would grant it ALL on the database)");
-        my $redis = get(\@objs, 'Deployment', 'rbcs-redis');
-        my $argv = join ' ', map { $_ eq '' ? '""' : $_ } @{ $redis->{spec}{template}{spec}{containers}[0]{command} // [] };
-        like($argv, qr/--save ""/, "$o: Redis with save \"\"");
-        ok(get(\@objs, 'Service', $_), "$o: Service $_") for qw(rbcs-mysql rbcs-redis);
-    }
-}
 
 # ------------------------------------- the entrypoint and nginx -t --
 
@@ -384,7 +238,7 @@ my @broken = (
       qr{ServiceMonitor/rbcs .*unknown field /spec/endpoints/0/scrapeTimout} ],
     [ 'the keys Secret not mounted',
       sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s{mountPath: /etc/rbcs/keys}{mountPath: /etc/rbcs/api-keys} }) },
-      qr{/etc/rbcs/keys \(rbcs_auth_keys /etc/rbcs/keys/keys\) is not a Secret mounted read-only} ],
+      qr{/etc/rbcs/keys is not the Secret rbcs-keys mounted read-only, without subPath, giving /etc/rbcs/keys/keys} ],
     [ 'a writable root filesystem',
       sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/ }) },
       qr/readOnlyRootFilesystem is not true/ ],
@@ -406,6 +260,66 @@ my @broken = (
     [ 'an unknown kind',
       sub { edit("$_[0]/k8s/overlays/prod/servicemonitor.yaml", sub { s/kind: ServiceMonitor/kind: ServiceMonitr/ }) },
       qr/no Kubernetes schema for apiVersion monitoring\.coreos\.com\/v1 kind ServiceMonitr/ ],
+    [ 'a namespace that does not enforce the restricted Pod Security Standard',
+      sub { edit("$_[0]/k8s/overlays/prod/namespace.yaml", sub { s/enforce: restricted/enforce: baseline/ }) },
+      qr{prod: Namespace/rbcs: does not enforce the restricted Pod Security Standard} ],
+    [ 'a module to load (the image has it compiled in)',
+      sub { edit("$_[0]/k8s/base/nginx-conf.env", sub { s{^MODULE=$}{MODULE=load_module modules/ngx_rbcs_module.so;}m }) },
+      qr/MODULE is not empty/ ],
+    [ 'a user directive (the pod runs as uid 10001)',
+      sub { edit("$_[0]/k8s/base/nginx-conf.env", sub { s/^USER_DIRECTIVE=$/USER_DIRECTIVE=user nobody;/m }) },
+      qr/USER_DIRECTIVE is not empty/ ],
+    [ 'an operations port the image does not expose',
+      sub { edit("$_[0]/k8s/base/nginx-conf.env", sub { s/^OPS_PORT=9145$/OPS_PORT=9146/m }) },
+      qr/HTTP_PORT 8080 and OPS_PORT 9146 are not the ports the image exposes, 8080 and 9145/ ],
+    [ 'the image without a tag',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/image: rbcs:latest$/image: rbcs/m }) },
+      qr/dev: Deployment\/rbcs container rbcs: image rbcs is not the rbcs image with a tag/ ],
+    [ 'a container port beyond http and ops',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub {
+          s/^(( +)- name: ops\n +containerPort: 9145\n +protocol: TCP\n)/$1$2- name: debug\n$2  containerPort: 9999\n/m }) },
+      qr/ports are \{.*"debug":9999\}, not only http 8080 and ops 9145/ ],
+    [ 'the startup probe on /readyz',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s{(startupProbe:\n +httpGet:\n +path:) /healthz}{$1 /readyz} }) },
+      qr{startupProbe is not httpGet /healthz on the ops port 9145} ],
+    [ 'prod: a request that is not a limit',
+      sub { edit("$_[0]/k8s/overlays/prod/rbcs-patch.yaml", sub {
+          s/^( +)(requests:\n(?:\1  .*\n)+)/$1$2$1  ephemeral-storage: 1Gi\n/m }) },
+      qr/prod: .*requests are not equal to limits/ ],
+    [ 'the pod without runAsUser (the container\'s alone)',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/^ {8}runAsUser: 10001\n//m }) },
+      qr/does not run as uid 10001/ ],
+    [ 'the container without runAsNonRoot (the pod\'s alone)',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/^ {12}runAsNonRoot: true\n//m }) },
+      qr/runAsNonRoot is not true for the pod and the container/ ],
+    [ 'the pod without a seccompProfile (the container\'s alone)',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/^ {8}seccompProfile:\n {10}type: RuntimeDefault\n//m }) },
+      qr/seccompProfile is not RuntimeDefault for the pod and the container/ ],
+    [ 'capabilities dropped: not ["ALL"]',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/drop: \["ALL"\]/drop: ["ALL", "NET_RAW"]/ }) },
+      qr/capabilities do not drop \["ALL"\]/ ],
+    [ 'the database credentials from another Secret',
+      sub { edit("$_[0]/k8s/base/deployment.yaml", sub { s/secretName: rbcs-db$/secretName: rbcs-database/m }) },
+      qr{/etc/rbcs/db is not the Secret rbcs-db mounted read-only} ],
+    [ 'dev: an empty database user name',
+      sub { edit("$_[0]/k8s/overlays/dev/kustomization.yaml", sub { s/- username=rbcs$/- username=/m }) },
+      qr/Secret rbcs-db has no key username, or it is empty/ ],
+    [ 'the Service without its type',
+      sub { edit("$_[0]/k8s/base/service.yaml", sub { s/^  type: ClusterIP\n//m }) },
+      qr{Service/rbcs: is not a ClusterIP Service} ],
+    [ 'the Service exposing the operations port',
+      sub { edit("$_[0]/k8s/base/service.yaml", sub { $_ .= "    - name: ops\n      port: 9145\n      targetPort: ops\n" }) },
+      qr{Service/rbcs: ports are 80>http, 9145>ops, not only 80 to the container port http} ],
+    [ 'prod: the scrape annotation left on',
+      sub { edit("$_[0]/k8s/overlays/prod/rbcs-patch.yaml", sub { s/prometheus\.io\/scrape: "false"/prometheus.io\/scrape: "true"/ }) },
+      qr{prod: Deployment/rbcs: prometheus\.io/scrape is not "false"} ],
+    [ 'dev: the grants under a name that runs before the schema',
+      sub { edit("$_[0]/k8s/overlays/dev/kustomization.yaml", sub { s/- service-grants\.sql=grants\.sql/- grants.sql/ }) },
+      qr{not a ConfigMap holding conf/grants\.sql as service-grants\.sql} ],
+    [ 'dev: MariaDB told to make the service\'s user (MARIADB_USER)',
+      sub { edit("$_[0]/k8s/overlays/dev/mariadb.yaml", sub {
+          s/^( +)(- name: MARIADB_DATABASE\n)/$1- name: MARIADB_USER\n$1  value: rbcs\n$1$2/m }) },
+      qr/sets MARIADB_USER or MARIADB_PASSWORD/ ],
 );
 
 # the kubectl the real run used (not fetched again per copy); one kustomize
