@@ -117,6 +117,9 @@ LD_OPT="-Wl,-z,relro -Wl,-z,now -pie"
 if [ -n "${RBCS_STATIC_SANITIZE:-}" ]; then
     CC_OPT="${CC_OPT//-D_FORTIFY_SOURCE=2/} -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -DNGX_DEBUG_PALLOC=1"
     LD_OPT="$LD_OPT -fsanitize=address,undefined"
+    # as Debian's nginx, which the suite otherwise runs: debug logging
+    # (t/100-group-commit.t reads the write path's debug lines)
+    CONFIGURE_ARGS+=(--with-debug)
 fi
 
 log()  { printf '==> %s\n' "$*"; }
