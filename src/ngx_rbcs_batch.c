@@ -2394,6 +2394,14 @@ ngx_rbcs_batch_deliver(ngx_rbcs_batch_op_t *op)
         op->handler(op);
     }
 
+    /*
+     * The pool was made with the request's connection's log, which the
+     * handler may just have freed with the connection (or the client went
+     * before): a debug build logs while destroying a pool.
+     */
+
+    op->pool->log = ngx_cycle->log;
+
     ngx_destroy_pool(op->pool);
 }
 
