@@ -151,6 +151,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const u_char *data, size_t size);
 
 
+static void
+fuzz_unlink(void)
+{
+    (void) unlink(fuzz_keys_path);
+}
+
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -158,6 +165,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void) ngx_sprintf((u_char *) fuzz_keys_path,
                        "/tmp/rbcs-fuzz-keys-%P%Z", ngx_pid);
+    atexit(fuzz_unlink);
 
     fuzz_default = fuzz_keys(fuzz_cycle.pool,
                              (const u_char *) fuzz_default_keys,
