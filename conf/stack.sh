@@ -14,6 +14,14 @@
 #                            environment the tests need (eval-able)
 #   conf/stack.sh test-down  stop the test stack and everything tests left
 #   conf/stack.sh clean      stop everything, remove build/ and var/
+#   conf/stack.sh test-sanitize
+#                            deps + nginx with the module compiled in, both
+#                            under AddressSanitizer and UBSan (build/sanitize,
+#                            docker/build-static.sh) + sanitized unit tests +
+#                            test stack + prove; any sanitizer report fails
+#                            (conf/lsan.supp: the leaks it ignores)
+#   conf/stack.sh fuzz [-t SECONDS] [-j JOBS] [NAME...]
+#                            the libFuzzer harnesses (fuzz/run.sh)
 #   conf/stack.sh coverage   deps + gcov-instrumented module and unit tests
 #                            (build/coverage/) + test stack + prove, then the
 #                            gcovr report: build/coverage/html/index.html,
@@ -59,6 +67,9 @@ PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
           # docker/build-static.sh (t/180-static-build.t): nginx from Debian's
           # source (apt-get source) with the module compiled in
           build-essential dpkg-dev libssl-dev
+          # make test-sanitize and the fuzzers (fuzz/, t/250-fuzz.t): gcc's
+          # ASan/UBSan runtimes, clang 14 with libFuzzer
+          libasan8 libubsan1 clang libclang-rt-14-dev
           # k8s/check.sh; npm and kubectl from Debian unless a package of another
           # origin (which Debian's would conflict with) already provides them
           yamllint nodejs $([ -e /usr/bin/npm ] || echo npm) $([ -e /usr/bin/kubectl ] || echo kubernetes-client))
@@ -718,6 +729,76 @@ cmd_coverage() {
     [ $crc -eq 0 ] || die "line coverage below $COV_MIN% (or gcovr failed, exit $crc)"
 }
 
+# ---------------------------------------------------------- test-sanitize --
+# build/sanitize/: nginx-src (Debian's nginx source, objects with
+# -fsanitize=address,undefined), stage/usr/sbin/nginx (the unstripped
+# binary the tests start), unit/ (the unit tests, sanitized too).  Reports
+# go to each nginx instance's prefix (t/lib/RBCS/Test.pm) or, for an
+# nginx started otherwise (nginx -t by a test), to var/test/sanitizer/.
+
+SAN_DIR="$BUILD/sanitize"
+SAN_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer"
+
+cmd_test_sanitize() {
+    local t0=$SECONDS
+    cmd_deps
+    log "building nginx with the module under ASan and UBSan in ${SAN_DIR#"$ROOT"/} (docker/build-static.sh)"
+    RBCS_STATIC_DIR="$SAN_DIR" RBCS_STATIC_SANITIZE=1 "$ROOT/docker/build-static.sh" all ||
+        die "sanitized nginx build failed"
+    log "building the sanitized unit tests in ${SAN_DIR#"$ROOT"/}/unit"
+    rm -rf "$SAN_DIR/unit"
+    mkdir -p "$SAN_DIR/unit"
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -j"$JOBS" -f t/unit/Makefile \
+        OUT="$SAN_DIR/unit" CFLAGS="-std=gnu11 -O1 -Wall -Wextra -Werror $SAN_FLAGS" ||
+        die "unit test build failed (t/unit/Makefile)"
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f t/unit/Makefile.json \
+        JSON_TEST="$SAN_DIR/unit/test_json" \
+        JSON_CFLAGS="-std=gnu11 -O1 -Wall -Wextra -Werror -Isrc $SAN_FLAGS" ||
+        die "unit test build failed (t/unit/Makefile.json)"
+
+    mkdir -p "$ROOT/var"
+    trap 'mkdir -p "$TEST_VAR"; cmd_test_down >>"$TEST_VAR/teardown.log" 2>&1 || true' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    log "starting the test stack (MariaDB :$TEST_MYSQL_PORT, Redis :$TEST_REDIS_PORT) in ${TEST_VAR#"$ROOT"/}"
+    if ! "$ROOT/conf/stack.sh" _test-up >"$ROOT/var/test-up.log" 2>&1; then
+        cat "$ROOT/var/test-up.log" >&2
+        die "could not start the test stack"
+    fi
+    mv "$ROOT/var/test-up.log" "$TEST_VAR/up.log"
+
+    eval "$(test_env)"
+    local stray="$TEST_VAR/sanitizer"
+    mkdir -p "$stray"
+    chmod 0777 "$stray"
+    export RBCS_NGINX="$SAN_DIR/stage/usr/sbin/nginx" RBCS_MODULE='' RBCS_SANITIZE=1
+    export RBCS_UNIT_DIR="$SAN_DIR/unit"
+    # halt_on_error=0: a report is written and the process goes on, so that
+    # the test that caused it fails on the report rather than on a crash
+    # verify_asan_link_order=0: t/094-cache-clock.t preloads libfaketime
+    export ASAN_OPTIONS="log_path=$stray/asan:halt_on_error=0:detect_leaks=1:verify_asan_link_order=0"
+    export UBSAN_OPTIONS="log_path=$stray/ubsan:print_stacktrace=1:halt_on_error=0"
+    export LSAN_OPTIONS="suppressions=$ROOT/conf/lsan.supp:print_suppressions=0"
+    local tests=(t/)
+    [ -n "${TESTS:-}" ] && read -r -a tests <<<"$TESTS"
+    local extra=()
+    [ -n "${PROVE_ARGS:-}" ] && read -r -a extra <<<"$PROVE_ARGS"
+    log "RBCS_NGINX=${RBCS_NGINX#"$ROOT"/} prove -j${PROVE_JOBS:-2} ${extra[*]} -r -I t/lib ${tests[*]}"
+    local rc=0
+    prove -j"${PROVE_JOBS:-2}" "${extra[@]}" -r -I t/lib "${tests[@]}" || rc=$?
+
+    local f bad=0
+    for f in "$stray"/*; do
+        [ -s "$f" ] || continue
+        warn "sanitizer report of an nginx the harness did not start: ${f#"$ROOT"/}"
+        head -n 20 "$f" >&2
+        bad=1
+    done
+    log "sanitized run took $((SECONDS - t0))s"
+    [ $rc -eq 0 ] || die "the test suite failed under the sanitizers (prove exit $rc)"
+    [ $bad -eq 0 ] || die "sanitizer reports outside the tests' nginx instances (above)"
+}
+
 cmd_clean() {
     cmd_stop >/dev/null 2>&1 || true
     cmd_test_down >/dev/null 2>&1 || true
@@ -738,7 +819,9 @@ case "${1:-}" in
     test-env)  test_env ;;
     clean)     cmd_clean ;;
     coverage)  cmd_coverage ;;
+    test-sanitize) cmd_test_sanitize ;;
+    fuzz)      shift; exec "$ROOT/fuzz/run.sh" "$@" ;;
     _coverage-build)  coverage_build; coverage_reset ;;   # no tests, no report
     _coverage-report) coverage_report ;;                   # report of the last run
-    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|coverage" >&2; exit 2 ;;
+    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
 esac

@@ -38,6 +38,8 @@
 # Environment:
 #   RBCS_STATIC_DIR        work directory (build/static)
 #   RBCS_STATIC_JOBS       make -j (default: the CPUs, at most 2)
+#   RBCS_STATIC_SANITIZE   non-empty: compiled with -fsanitize=address,undefined
+#                          (make test-sanitize; use another RBCS_STATIC_DIR)
 #   RBCS_NGINX_VERSION     Debian source version to fetch, and only that one
 #                          (default: the installed nginx's version, else
 #                          another Debian revision of the same upstream
@@ -105,6 +107,20 @@ CONFIGURE_ARGS=(
 # compiled warning-free with them.
 CC_OPT="-g -O2 -fstack-protector-strong -Wformat -Werror=format-security -fPIE -Wdate-time -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror"
 LD_OPT="-Wl,-z,relro -Wl,-z,now -pie"
+# RBCS_STATIC_SANITIZE=1 (make test-sanitize, with its own RBCS_STATIC_DIR):
+# the same nginx and module under AddressSanitizer and UBSan.  -O1 and frame
+# pointers for readable stacks; no _FORTIFY_SOURCE (its checked string
+# functions bypass ASan's interceptors); NGX_DEBUG_PALLOC makes every pool
+# allocation its own malloc(), so that ASan sees the bounds of each one
+# instead of only those of the pools' 16k blocks.  The unstripped binary is
+# stage/usr/sbin/nginx (root/ has the stripped one).
+if [ -n "${RBCS_STATIC_SANITIZE:-}" ]; then
+    CC_OPT="${CC_OPT//-D_FORTIFY_SOURCE=2/} -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -DNGX_DEBUG_PALLOC=1"
+    LD_OPT="$LD_OPT -fsanitize=address,undefined"
+    # as Debian's nginx, which the suite otherwise runs: debug logging
+    # (t/100-group-commit.t reads the write path's debug lines)
+    CONFIGURE_ARGS+=(--with-debug)
+fi
 
 log()  { printf '==> %s\n' "$*"; }
 die()  { printf 'build-static.sh: ERROR: %s\n' "$*" >&2; exit 1; }

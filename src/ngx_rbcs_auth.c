@@ -1000,7 +1000,13 @@ ngx_rbcs_auth_verify(ngx_http_request_t *r, ngx_uint_t scope,
     *p++ = '\n';
     p = ngx_cpymem(p, path.data, path.len);
     *p++ = '\n';
-    p = ngx_cpymem(p, r->args.data, r->args.len);
+
+    /* no query: r->args is { 0, NULL }, and memcpy() wants no NULL */
+
+    if (r->args.len) {
+        p = ngx_cpymem(p, r->args.data, r->args.len);
+    }
+
     *p++ = '\n';
     p = ngx_cpymem(p, h[1].data, h[1].len);
     *p++ = '\n';

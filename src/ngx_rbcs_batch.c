@@ -1995,16 +1995,33 @@ ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
                       ngx_sprintf(p, "%uL", j->destination_version));
     }
 
-    row[NGX_RBCS_TX_ID] = op->id;
-    row[NGX_RBCS_TX_SOURCE] = op->source;
-    row[NGX_RBCS_TX_DESTINATION] = op->destination;
+    /*
+     * The operation's own texts are copied into the batch's pool: a replay
+     * later in the batch is answered with this row after this operation's
+     * pool is gone.
+     */
+
+    if (ngx_rbcs_batch_text(b->pool, &row[NGX_RBCS_TX_ID], op->id.data,
+                            op->id.len)
+        != NGX_OK
+        || ngx_rbcs_batch_text(b->pool, &row[NGX_RBCS_TX_SOURCE],
+                               op->source.data, op->source.len)
+           != NGX_OK
+        || ngx_rbcs_batch_text(b->pool, &row[NGX_RBCS_TX_DESTINATION],
+                               op->destination.data, op->destination.len)
+           != NGX_OK
+        || ngx_rbcs_batch_text(b->pool, &row[NGX_RBCS_TX_AMOUNT_TEXT],
+                               op->amount.data, op->amount.len)
+           != NGX_OK)
+    {
+        return NULL;
+    }
 
     if (j->has_amount) {
         NGX_RBCS_CELL(NGX_RBCS_TX_AMOUNT,
                       ngx_rbcs_batch_decimal(p, j->value));
     }
 
-    row[NGX_RBCS_TX_AMOUNT_TEXT] = op->amount;
     row[NGX_RBCS_TX_CURRENCY] = ngx_rbcs_batch_nstr(&j->record_currency);
 
     if (j->has_scale) {
@@ -2377,6 +2394,14 @@ ngx_rbcs_batch_deliver(ngx_rbcs_batch_op_t *op)
     if (op->handler) {
         op->handler(op);
     }
+
+    /*
+     * The pool was made with the request's connection's log, which the
+     * handler may just have freed with the connection (or the client went
+     * before): a debug build logs while destroying a pool.
+     */
+
+    op->pool->log = ngx_cycle->log;
 
     ngx_destroy_pool(op->pool);
 }

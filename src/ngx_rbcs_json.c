@@ -744,7 +744,11 @@ ngx_rbcs_json_end_map(void *ctx)
 
     mark = cx->mark[cx->depth];
 
-    if (ngx_rbcs_json_has_dup(cx->keys + mark, cx->nkeys - mark)) {
+    /* fewer than two keys: none to compare, and keys is NULL for "{}" */
+
+    if (cx->nkeys - mark > 1
+        && ngx_rbcs_json_has_dup(cx->keys + mark, cx->nkeys - mark))
+    {
         cx->err = "duplicate key";
         return 0;
     }

@@ -348,6 +348,14 @@ ngx_rbcs_mysql_exit_process(ngx_cycle_t *cycle)
     for (i = 0; i < pool->nconns; i++) {
         ngx_rbcs_mysql_close(&pool->conns[i],
                              pool->conns[i].state == NGX_RBCS_MC_IDLE);
+
+        /* the SQL buffer is ngx_alloc()'s, not the cycle pool's */
+
+        if (pool->conns[i].sql) {
+            ngx_free(pool->conns[i].sql);
+            pool->conns[i].sql = NULL;
+            pool->conns[i].sql_size = 0;
+        }
     }
 
     ngx_rbcs_mysql_pool = NULL;

@@ -137,10 +137,12 @@ sub new {
         tls         => $o{tls},                  # { ca => file }: API over TLS
     }, $class;
 
-    if (defined $o{nginx}) {
+    if (defined $o{nginx} || $MODULE eq '') {
         # a binary of the caller's (e.g. with the module compiled in): it
         # must be there, and needs no module file
-        croak "nginx binary $o{nginx} not found" unless -x $o{nginx};
+        # (RBCS_MODULE empty: RBCS_NGINX is such a binary, e.g. the
+        # sanitized one of `make test-sanitize`)
+        croak "nginx binary $self->{nginx} not found" unless -x $self->{nginx};
     } else {
         _skip_all("nginx binary $NGINX not found") unless -x $NGINX;
         _skip_all("module $MODULE not built (run `make test`, or `make build` "
@@ -518,6 +520,8 @@ sub _render_conf {
         %{ $self->{vars} },
     );
     $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "nginx template: unknown \@$1\@"/ge;
+    # a binary with the module compiled in loads none
+    $t =~ s/^[ \t]*load_module[ \t]*;[ \t]*\n//mg if $MODULE eq '';
 
     my $file = "$self->{prefix}/nginx.conf";
     open my $fh, '>', "$file.tmp" or croak "$file.tmp: $!";
@@ -536,6 +540,8 @@ sub _start_nginx {
         $self->_render_conf;
         unlink "$p/nginx.pid";
         local @ENV{ keys %{ $self->{env} } } = values %{ $self->{env} };
+        local @ENV{qw(ASAN_OPTIONS UBSAN_OPTIONS)} = _sanitizer_env($p)
+            if $ENV{RBCS_SANITIZE};
         my $out = _run_capture([ $self->{nginx}, '-p', "$p/", '-c', "$p/nginx.conf",
                                  '-e', "$p/error.log" ]);
         if ($out->{status} == 0) {
@@ -556,6 +562,41 @@ sub _start_nginx {
         last;
     }
     croak "nginx failed to start (prefix $p):\n$last";
+}
+
+# A sanitized nginx (make test-sanitize, RBCS_SANITIZE set) writes its
+# AddressSanitizer, LeakSanitizer and UBSan reports into the instance's
+# prefix, sanitizer/{asan,ubsan}.<pid>, one file per process that reports
+# (workers run as nobody under root: the directory is open to all); the
+# final check fails the test file for any of them.  The options of the
+# environment are kept, the log path replaced.
+sub _sanitizer_env {
+    my ($p) = @_;
+    my $dir = "$p/sanitizer";
+    make_path($dir);
+    chmod 0777, $dir;
+    my @v;
+    for my $which (qw(ASAN UBSAN)) {
+        my $opts = $ENV{"${which}_OPTIONS"} // '';
+        $opts =~ s/(?:^|:)log_path=[^:]*//g;
+        $opts =~ s/^://;
+        push @v, join ':', grep { length } $opts, "log_path=$dir/" . lc $which;
+    }
+    return @v;
+}
+
+sub _sanitizer_reports {
+    my ($p) = @_;
+    my @bad;
+    for my $f (sort glob("$p/sanitizer/*")) {
+        open my $fh, '<', $f or next;
+        local $/;
+        my $text = <$fh> // '';
+        next unless $text =~ /\S/;
+        my ($first) = grep { /ERROR|runtime error|SUMMARY/ } split /\n/, $text;
+        push @bad, "[alert] sanitizer report $f: " . ($first // 'see the file') . "\n";
+    }
+    return @bad;
 }
 
 sub _wait_ready {
@@ -727,6 +768,7 @@ sub _final_check {
             push @bad, "$line\n";
         }
     }
+    push @bad, _sanitizer_reports($_) for @LOG_PREFIXES;
     Test::More::unlike(join('', @bad), qr/\[(alert|emerg)\]|segfault|signal \d+/,
         'no alerts in error.log')
         or Test::More::diag('error logs: '
