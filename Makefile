@@ -10,7 +10,7 @@
 #                in, both under AddressSanitizer and UBSan (build/sanitize/);
 #                any sanitizer report fails the test that caused it.  Wipes
 #                and restarts var/test like make test: not alongside it
-#   make fuzz    the libFuzzer harnesses of the parsers (fuzz/), FUZZ_SECONDS
+#   make fuzz    the libFuzzer harnesses of the parsers (t/fuzz/), FUZZ_SECONDS
 #                (60) each, FUZZ_JOBS (1) at once; make test runs them for a
 #                few seconds each (t/250-fuzz.t)
 #   make coverage  the whole suite against a gcov-instrumented module and unit

@@ -21,7 +21,7 @@
 #                            test stack + prove; any sanitizer report fails
 #                            (conf/lsan.supp: the leaks it ignores)
 #   conf/stack.sh fuzz [-t SECONDS] [-j JOBS] [NAME...]
-#                            the libFuzzer harnesses (fuzz/run.sh)
+#                            the libFuzzer harnesses (t/fuzz/run.sh)
 #   conf/stack.sh coverage   deps + gcov-instrumented module and unit tests
 #                            (build/coverage/) + test stack + prove, then the
 #                            gcovr report: build/coverage/html/index.html,
@@ -820,7 +820,7 @@ case "${1:-}" in
     clean)     cmd_clean ;;
     coverage)  cmd_coverage ;;
     test-sanitize) cmd_test_sanitize ;;
-    fuzz)      shift; exec "$ROOT/fuzz/run.sh" "$@" ;;
+    fuzz)      shift; exec "$ROOT/t/fuzz/run.sh" "$@" ;;
     _coverage-build)  coverage_build; coverage_reset ;;   # no tests, no report
     _coverage-report) coverage_report ;;                   # report of the last run
     *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|coverage|test-sanitize|fuzz" >&2; exit 2 ;;

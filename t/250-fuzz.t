@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 
-# The libFuzzer harnesses of the parsers of outside input (fuzz/), a short
-# run of each: fuzz/run.sh builds it (clang, ASan, UBSan), runs every input
-# of its seed corpus fuzz/corpus/NAME once (the regression inputs of past
+# The libFuzzer harnesses of the parsers of outside input (t/fuzz/), a short
+# run of each: t/fuzz/run.sh builds it (clang, ASan, UBSan), runs every input
+# of its seed corpus t/fuzz/corpus/NAME once (the regression inputs of past
 # findings, regress-*, among them), then fuzzes for RBCS_FUZZ_SECONDS (5)
 # seconds.  Any crash, sanitizer report or failed check of a harness fails
 # its test, with the input left in build/fuzz/artifacts/.  The longer run
@@ -42,13 +42,13 @@ my @ngx  = qw(body auth redis);
 
 # every harness has seeds, and its Makefile target
 for my $n (@pure, @ngx) {
-    my @seeds = glob("$root/fuzz/corpus/$n/*");
-    ok(@seeds >= 3, "fuzz/corpus/$n has seeds (" . scalar(@seeds) . ')');
+    my @seeds = glob("$root/t/fuzz/corpus/$n/*");
+    ok(@seeds >= 3, "t/fuzz/corpus/$n has seeds (" . scalar(@seeds) . ')');
 }
 
 sub run_harness {
     my ($n) = @_;
-    my $out = `'$root/fuzz/run.sh' -t $secs $n 2>&1`;
+    my $out = `'$root/t/fuzz/run.sh' -t $secs $n 2>&1`;
     my $rc = $? >> 8;
     my ($line) = $out =~ /^(\Q$n\E\s+(?:ok|FAIL).*)$/m;
     ok($rc == 0, "fuzz_$n: seeds and ${secs}s of fuzzing, no finding"

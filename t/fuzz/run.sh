@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# fuzz/run.sh - build the libFuzzer harnesses and run them.
+# t/fuzz/run.sh - build the libFuzzer harnesses and run them.
 #
-#   fuzz/run.sh [-t SECONDS] [-j JOBS] [NAME...]
+#   t/fuzz/run.sh [-t SECONDS] [-j JOBS] [NAME...]
 #
 # NAME is amount, time, ledger, body, auth or redis (default: all six).
-# Each harness first runs every input of its seed corpus fuzz/corpus/NAME
+# Each harness first runs every input of its seed corpus t/fuzz/corpus/NAME
 # (the regression inputs of past findings among them), then fuzzes for
 # SECONDS (default 5) with build/fuzz/corpus/NAME as its working corpus
-# (seeded from fuzz/corpus/NAME; kept between runs).  JOBS harnesses run at
+# (seeded from t/fuzz/corpus/NAME; kept between runs).  JOBS harnesses run at
 # once (default 1).  A crash, a sanitizer report or a failed check stops
 # that harness: its input is written to build/fuzz/artifacts/ and the run
 # fails.  The summary gives, per harness, the executions and libFuzzer's
@@ -20,7 +20,7 @@
 
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 
 SECONDS_EACH=5
@@ -46,7 +46,7 @@ for n in "${NAMES[@]}"; do
     case $n in
         amount|time|ledger) ;;
         body|auth|redis) need_ngx=1 ;;
-        *) echo "fuzz/run.sh: unknown harness $n (${ALL[*]})" >&2; exit 2 ;;
+        *) echo "t/fuzz/run.sh: unknown harness $n (${ALL[*]})" >&2; exit 2 ;;
     esac
 done
 
@@ -57,14 +57,14 @@ fi
 
 targets=()
 for n in "${NAMES[@]}"; do targets+=("fuzz_$n"); done
-echo "==> building ${targets[*]} (make -f fuzz/Makefile)"
-env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -j2 -f fuzz/Makefile NGX="$NGX" "${targets[@]}"
+echo "==> building ${targets[*]} (make -f t/fuzz/Makefile)"
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -j2 -f t/fuzz/Makefile NGX="$NGX" "${targets[@]}"
 
 mkdir -p "$OUT/logs" "$OUT/artifacts"
 
 run_one() {   # name
     local n=$1 bin="$OUT/fuzz_$1" log="$OUT/logs/$1.log" work="$OUT/corpus/$1"
-    local seeds="$ROOT/fuzz/corpus/$n" rc=0
+    local seeds="$ROOT/t/fuzz/corpus/$n" rc=0
     mkdir -p "$work"
     : > "$log"
     # the seeds and regression inputs, each once

@@ -9,7 +9,7 @@
  * nginx worker has when the module's parsers run (page size, cached time,
  * module indexes, a cycle with a log and the module's main configuration)
  * and a fake request.  The harnesses link nginx's own objects (those of
- * build/static/nginx-src, see fuzz/Makefile); the log writes to /dev/null
+ * build/static/nginx-src, see t/fuzz/Makefile); the log writes to /dev/null
  * at level info, so every log line's formatting runs too.
  */
 
