@@ -48,8 +48,7 @@ fuzz_balance(ngx_rbcs_redis_balance_t *b)
 {
     ngx_rbcs_cache_entry_t  e;
 
-    FUZZ_CHECK(ngx_rbcs_redis_account_valid(b->account.data, b->account.len)
-               == NGX_OK);
+    FUZZ_CHECK(ngx_rbcs_valid_id(b->account.data, b->account.len));
     FUZZ_CHECK(ngx_rbcs_redis_text_valid(b->balance.data, b->balance.len, 1)
                == NGX_OK);
     FUZZ_CHECK(ngx_rbcs_redis_text_valid(b->currency.data, b->currency.len,
@@ -131,7 +130,7 @@ fuzz_reply(ngx_pool_t *pool, u_char flags, u_char *p, u_char *last)
 
     /* the balance route asks only for a valid account number */
 
-    if (ngx_rbcs_redis_account_valid(p, eol - p) != NGX_OK) {
+    if (!ngx_rbcs_valid_id(p, eol - p)) {
         return;
     }
 
