@@ -88,7 +88,9 @@ twin_render() {
         "MODULE=$PERF_ROOT/build/ngx_rbcs_module.so" "PREFIX=$TWIN" \
         "USER_DIRECTIVE=$user" "WORKERS=${WORKERS:-2}" "HTTP_PORT=$PERF_PORT" \
         "MYSQL_PORT=$MYSQL_PORT" "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" \
-        "REDIS_PREFIX=rbcs:" "HTTP_CONF=" "SERVER_CONF=$static"
+        "REDIS_PREFIX=rbcs:" "HTTP_CONF=" "SERVER_CONF=$static" \
+        "REDIS_PASSWORD_FILE=$PERF_ROOT/var/run/secrets/redis.password" \
+        "REDIS_HMAC_KEY_FILE=$PERF_ROOT/var/run/secrets/redis.hmac-key"
 }
 
 twin_master_pid() {

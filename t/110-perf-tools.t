@@ -360,6 +360,21 @@ for my $sh (qw(run-all.sh lib.sh gen-accounts.sh bench-balance.sh bench-accounts
     }
 }
 
+# the twin's nginx.conf (perf/lib.sh twin_render): every placeholder of the
+# template filled, the zone resized, the static routes in
+{
+    my $twin = "$tmp/twin";
+    my ($rc, $out) = run('bash', '-c',
+        ". '$perf/lib.sh' && TWIN='$twin' && twin_render 'location /static/ { return 204; }' 1m",
+        );
+    is($rc, 0, 'perf/lib.sh twin_render renders the twin\'s nginx.conf') or diag($out);
+    open my $fh, '<', "$twin/nginx.conf";
+    my $conf = $fh ? do { local $/; <$fh> } : '';
+    unlike($conf, qr/\@[A-Z_]+\@/, '... with no placeholder left');
+    like($conf, qr/rbcs_cache_zone\s+zone=\w+:1m\b/, '... its zone resized');
+    like($conf, qr{location /static/ \{ return 204; \}}, '... and the static routes in');
+}
+
 for my $sh (qw(bench-accounts.sh)) {
     open my $fh, '<', "$perf/$sh" or die;
     my $src = do { local $/; <$fh> };
