@@ -24,21 +24,6 @@ sub open_account {
     is($r->{status}, 201, "opened $n") or diag $r->{body};
 }
 
-sub transfer {
-    my ($t, $id, $s, $d, $amount) = @_;
-    return $t->post_json('/accounts/transactions', {
-        transactionId => $id, sourceAccountNumber => $s,
-        destinationAccountNumber => $d, amount => $amount });
-}
-
-sub read_balance {
-    my ($t, $n, $q) = @_;
-    my $r = $t->get("/accounts/$n/balance" . ($q // ''));
-    return undef unless $r->{status} == 200;
-    my $j = $r->json;
-    $j->{tier} = $r->{headers}{'x-rbcs-cache'};
-    return $j;
-}
 
 # run $n children, each $code->($k) returning lines; all lines back
 sub parallel {
@@ -69,12 +54,12 @@ sub parallel {
 # --- tiers --------------------------------------------------------------
 
 open_account($t, 'T1', '10.00');
-my $bb = read_balance($t, 'T1');
+my $bb = $t->balance('T1');
 is($bb->{tier}, 'zone', 'an account just opened on this pod is in the zone');
 is($bb->{balance}, '10.00', 'with its balance');
 is($bb->{version}, 1, 'and its version');
 
-$bb = read_balance($t, 'T1', '?consistency=strong');
+$bb = $t->balance('T1', '?consistency=strong');
 is($bb->{tier}, 'database', '?consistency=strong reads the database');
 is($bb->{balance}, '10.00', 'same balance');
 
@@ -86,11 +71,11 @@ $t->dbh->do(q{INSERT INTO accounts (account_number, currency, scale,
               UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))});
 $t->dbh->do(q{INSERT INTO entries VALUES ('T2', 7, 'OPENING', NULL, NULL,
               5.5, 5.5, UTC_TIMESTAMP(3))});
-$bb = read_balance($t, 'T2');
+$bb = $t->balance('T2');
 is($bb->{tier}, 'database', 'a miss everywhere goes to the database');
 is_deeply([ @$bb{qw(balance currency version)} ], [ '5.50', 'EUR', 7 ],
           'balance, currency and version from the database');
-$bb = read_balance($t, 'T2');
+$bb = $t->balance('T2');
 is($bb->{tier}, 'zone', 'the next read comes from the zone');
 is($bb->{balance}, '5.50', 'same answer');
 
@@ -101,11 +86,11 @@ ok(RBCS::Test::wait_for(5, sub {
        ($pod2->get('/metrics')->{body} // '')
            =~ /^rbcs_cache_generation_reads_total [1-9]/m }),
    'pod 2 has read the cache generation');
-$bb = read_balance($pod2, 'T2');
+$bb = $pod2->balance('T2');
 is($bb->{tier}, 'redis', 'another pod misses its zone and finds Redis');
 is_deeply([ @$bb{qw(balance currency version)} ], [ '5.50', 'EUR', 7 ],
           'with the same balance, currency and version');
-is(read_balance($pod2, 'T2')->{tier}, 'zone', 'then its own zone');
+is($pod2->balance('T2')->{tier}, 'zone', 'then its own zone');
 
 is($t->get('/accounts/NOPE/balance')->{status}, 404,
    'an unknown account is still 404');
@@ -122,7 +107,7 @@ my @lines = parallel(8, sub {
     my %last = (RA => 0, RB => 0);
     for my $i (1 .. 25) {
         my ($s, $d) = ($k + $i) % 2 ? qw(RA RB) : qw(RB RA);
-        my $r = transfer($t, "ryw-$k-$i", $s, $d, '1.00');
+        my $r = $t->transfer("ryw-$k-$i", $s, $d, '1.00');
         if ($r->{status} != 201) {
             push @out, "BAD transfer $r->{status}";
             next;
@@ -131,7 +116,7 @@ my @lines = parallel(8, sub {
         for my $acc ([ $s, $j->{sourceVersion} ],
                      [ $d, $j->{destinationVersion} ]) {
             my ($n, $v) = @$acc;
-            my $rb = read_balance($t, $n);
+            my $rb = $t->balance($n);
             if (!$rb) {
                 push @out, "BAD read $n";
                 next;
@@ -157,27 +142,27 @@ $tiers{ (split / /)[1] }++ for grep { /^TIER / } @lines;
 is($tiers{zone} // 0, 400, 'all 400 reads were answered by the zone')
     or diag explain \%tiers;
 
-my $ra = read_balance($t, 'RA', '?consistency=strong');
-my $rb = read_balance($t, 'RB', '?consistency=strong');
-is(read_balance($t, 'RA')->{version}, $ra->{version},
+my $ra = $t->balance('RA', '?consistency=strong');
+my $rb = $t->balance('RB', '?consistency=strong');
+is($t->balance('RA')->{version}, $ra->{version},
    'the zone holds the database version of RA');
-is(read_balance($t, 'RB')->{balance}, $rb->{balance},
+is($t->balance('RB')->{balance}, $rb->{balance},
    'and the database balance of RB');
 
 # --- the other pod sees a change within the bound -----------------------
 
 my $bound = 1.0;     # seconds; documented in README (measured far lower)
-is(read_balance($pod2, 'RA')->{version} > 0, 1, 'pod 2 has RA cached');
-is(read_balance($pod2, 'RB')->{version} > 0, 1, 'and RB');
+is($pod2->balance('RA')->{version} > 0, 1, 'pod 2 has RA cached');
+is($pod2->balance('RB')->{version} > 0, 1, 'and RB');
 my (@delays, $rb_version);
 for my $i (1 .. 10) {
-    my $r = transfer($t, "xpod-$i", 'RA', 'RB', '0.01');
+    my $r = $t->transfer("xpod-$i", 'RA', 'RB', '0.01');
     my $v = $r->json->{sourceVersion};
     $rb_version = $r->json->{destinationVersion};
     my $t0 = time;
     my $seen;
     while (time - $t0 < 5) {
-        my $x = read_balance($pod2, 'RA');
+        my $x = $pod2->balance('RA');
         if ($x && $x->{version} >= $v) { $seen = time - $t0; last }
         sleep 0.002;
     }
@@ -192,7 +177,7 @@ diag(sprintf 'cross-pod visibility: median %.1f ms, max %.1f ms',
 # a write batch publishes every account it changed in one message: the
 # destination's change reached pod 2 with the source's, into its zone
 my $rb2 = RBCS::Test::wait_for(5, sub {
-    my $x = read_balance($pod2, 'RB');
+    my $x = $pod2->balance('RB');
     $x && $x->{version} >= $rb_version ? $x : undef;
 });
 is($rb2 && $rb2->{version}, $rb_version,
@@ -215,7 +200,7 @@ for my $i (1 .. 100) {
     my $s = sprintf 'EV-%03d', 1 + ($i * 7) % 300;
     my $d = sprintf 'EV-%03d', 1 + ($i * 13 + 5) % 300;
     next if $s eq $d;
-    my $r = transfer($small, "ev-$i", $s, $d, '0.50');
+    my $r = $small->transfer("ev-$i", $s, $d, '0.50');
     next unless $r->{status} == 201;
     $want{$s} -= 50;
     $want{$d} += 50;
@@ -223,7 +208,7 @@ for my $i (1 .. 100) {
 my ($wrong, %etier) = (0);
 for my $round (1 .. 2) {
     for my $n (sort keys %want) {
-        my $x = read_balance($small, $n);
+        my $x = $small->balance($n);
         my $w = sprintf '%d.%02d', int($want{$n} / 100), $want{$n} % 100;
         $wrong++ unless $x && $x->{balance} eq $w;
         $etier{ $x ? $x->{tier} : 'error' }++;
@@ -257,10 +242,10 @@ if ($reloader == 0) {
     my ($k) = @_;
     my @out;
     for my $i (1 .. 30) {
-        my $r = transfer($t, "hup-$k-$i", $i % 2 ? 'HA' : 'HB',
+        my $r = $t->transfer("hup-$k-$i", $i % 2 ? 'HA' : 'HB',
                          $i % 2 ? 'HB' : 'HA', '1.00');
         push @out, "BAD transfer $r->{status}" unless $r->{status} == 201;
-        my $x = read_balance($t, 'HA');
+        my $x = $t->balance('HA');
         push @out, 'BAD read' unless $x;
         sleep 0.01;
     }
@@ -270,22 +255,22 @@ waitpid($reloader, 0);
 is(scalar(@lines), 0, 'transfers and reads during three reloads all succeed')
     or diag join "\n", @lines[0 .. ($#lines > 9 ? 9 : $#lines)];
 sleep 0.5;
-my $after = read_balance($t, 'HA');
+my $after = $t->balance('HA');
 is($after->{tier}, 'zone', 'after the reloads the zone still answers');
 is($after->{version},
-   read_balance($t, 'HA', '?consistency=strong')->{version},
+   $t->balance('HA', '?consistency=strong')->{version},
    'with the current version');
 my $sum = 0;
 for my $n (qw(HA HB)) {
-    my ($x) = read_balance($t, $n)->{balance} =~ /^(\d+)\.00$/;
+    my ($x) = $t->balance($n)->{balance} =~ /^(\d+)\.00$/;
     $sum += $x // 0;
 }
 is($sum, 1000, 'HA + HB still 1000.00');
 
 # the zone itself outlives a reload: T2 went in before it and is still there
 # (well within max_age, 2 s, so that the entry is still trusted)
-read_balance($t, 'T2', '?consistency=strong');
-is(read_balance($t, 'T2')->{tier}, 'zone', 'T2 is in the zone');
+$t->balance('T2', '?consistency=strong');
+is($t->balance('T2')->{tier}, 'zone', 'T2 is in the zone');
 my @old = $t->worker_pids;
 kill 'HUP', $t->master_pid;
 my $t0 = time;
@@ -293,7 +278,7 @@ sleep 0.1 while time - $t0 < 10 && grep { kill 0, $_ } @old;
 my @new = $t->worker_pids;
 ok(@new && !grep({ my $o = $_; grep { $_ == $o } @new } @old),
    'after a reload every worker is new');
-my $kept = read_balance($t, 'T2');
+my $kept = $t->balance('T2');
 is($kept->{tier}, 'zone', 'the new workers find T2 in the zone: it was kept');
 is($kept->{version}, 7, 'with its version');
 

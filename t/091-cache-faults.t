@@ -16,21 +16,6 @@ use RBCS::Test;
 my $dir = tempdir(CLEANUP => 1);
 my @ACC = map { "F$_" } 1 .. 4;
 
-sub transfer {
-    my ($t, $id, $s, $d, $amount) = @_;
-    return $t->post_json('/accounts/transactions', {
-        transactionId => $id, sourceAccountNumber => $s,
-        destinationAccountNumber => $d, amount => $amount });
-}
-
-sub read_balance {
-    my ($t, $n, $q) = @_;
-    my $r = eval { $t->get("/accounts/$n/balance" . ($q // '')) };
-    return undef unless $r && ($r->{status} // 0) == 200;
-    my $j = $r->json;
-    $j->{tier} = $r->{headers}{'x-rbcs-cache'};
-    return $j;
-}
 
 # Clients that transfer among @ACC and read back, until $stop exists.
 # A client retries a request whose connection broke, with the same id, as
@@ -54,7 +39,7 @@ sub load {
                 # retry with the same id; then a 200 replay is the answer
                 my ($r, $retried);
                 for my $try (1 .. 20) {
-                    $r = eval { transfer($t, "ld-$k-$i", $s, $d, '0.01') };
+                    $r = eval { $t->transfer("ld-$k-$i", $s, $d, '0.01') };
                     last if $r && $r->{status};
                     $retried = 1;
                     sleep 0.05;
@@ -70,7 +55,7 @@ sub load {
                 my $v = $r->json->{sourceVersion};
                 my $x;
                 for (1 .. 20) {
-                    $x = read_balance($t, $s);
+                    $x = $t->balance($s);
                     last if $x;
                     sleep 0.05;
                 }
@@ -118,8 +103,8 @@ sub agree_with_database {
     my $wrong = 0;
     for my $t (@pods) {
         for my $n (@ACC) {
-            my $strong = read_balance($t, $n, '?consistency=strong');
-            my $x = read_balance($t, $n);
+            my $strong = $t->balance($n, '?consistency=strong');
+            my $x = $t->balance($n);
             $wrong++ unless $strong && $x
                 && $x->{version} == $strong->{version}
                 && $x->{balance} eq $strong->{balance};
@@ -171,7 +156,7 @@ sleep 2.2;
 agree_with_database('after the Redis faults', $t, $pod2);
 
 my $total = 0;
-for my $x (map { read_balance($t, $_, '?consistency=strong') } @ACC) {
+for my $x (map { $t->balance($_, '?consistency=strong') } @ACC) {
     my ($i, $f) = $x->{balance} =~ /^(\d+)\.(\d\d)$/;
     $total += $i * 100 + $f;
 }
@@ -181,15 +166,15 @@ like($t->error_log . $pod2->error_log, qr/\[warn\].*redis/i,
 
 # A change made while the subscription is down never reaches the other
 # pod's zone by message: its entry stops being trusted after ttl (2 s).
-my $x = read_balance($pod2, 'F1');
+my $x = $pod2->balance('F1');
 ok($x, 'pod 2 has F1');
 $redis->signal('STOP');
 sleep 1.5;                         # the subscription is seen down
-my $r = transfer($t, 'while-down', 'F1', 'F2', '1.00');
+my $r = $t->transfer('while-down', 'F1', 'F2', '1.00');
 is($r->{status}, 201, 'a transfer on pod 1 while Redis is frozen');
 my $v = $r->json->{sourceVersion};
 sleep 2.2;
-$x = read_balance($pod2, 'F1');
+$x = $pod2->balance('F1');
 is($x && $x->{version}, $v,
    'after ttl pod 2 no longer trusts its entry and reads the change');
 $redis->signal('CONT');

@@ -41,34 +41,13 @@ my $p1 = RBCS::Test->new(workers => 2, redis_port => $relay_port, @quiet);
 my $p2 = RBCS::Test->new(workers => 2, redis_port => $redis->port,
                          pod_of => $p1, @quiet);
 
-sub balance {
-    my ($t, $n, $q) = @_;
-    my $r = $t->get("/accounts/$n/balance" . ($q // ''));
-    return undef unless ($r->{status} // 0) == 200;
-    my $j = $r->json;
-    $j->{tier} = $r->{headers}{'x-rbcs-cache'};
-    return $j;
-}
-
-sub metric {
-    my ($t, $name) = @_;
-    my $body = $t->get('/metrics')->{body} // '';
-    return $body =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
-}
-
-sub transfer {
-    my ($t, $id, $s, $d, $amount) = @_;
-    return $t->post_json('/accounts/transactions', {
-        transactionId => $id, sourceAccountNumber => $s,
-        destinationAccountNumber => $d, amount => $amount });
-}
 
 # wait until pod's read of $n has version $v; seconds taken, or undef
 sub visible {
     my ($t, $n, $v, $limit) = @_;
     my $t0 = time;
     while (time - $t0 < $limit) {
-        my $x = balance($t, $n);
+        my $x = $t->balance($n);
         return time - $t0 if $x && $x->{version} == $v;
         sleep 0.02;
     }
@@ -83,27 +62,27 @@ for my $n (qw(H1 H2)) {
 
 # both pods subscribed and reading the generation
 ok(RBCS::Test::wait_for(10, sub {
-       (metric($p1, 'rbcs_redis_connected') // 0) >= 2
-           && (metric($p2, 'rbcs_redis_connected') // 0) >= 2 }),
+       ($p1->metric('rbcs_redis_connected') // 0) >= 2
+           && ($p2->metric('rbcs_redis_connected') // 0) >= 2 }),
    'both pods are connected to Redis');
 
 # --- healthy: trusted without a timer, changes seen at once -------------
 
-my $x = balance($p2, 'H1');
+my $x = $p2->balance('H1');
 is($x && $x->{version}, 1, 'pod 2 reads H1');
-my $db0 = metric($p2, 'rbcs_database_balance_reads_total');
+my $db0 = $p2->metric('rbcs_database_balance_reads_total');
 my @tiers;
 for (1 .. 8) {                      # 4 s: twice ttl, four polls
     sleep 0.5;
-    my $y = balance($p2, 'H1');
+    my $y = $p2->balance('H1');
     push @tiers, $y ? $y->{tier} : 'error';
 }
 is_deeply(\@tiers, [ ('zone') x 8 ],
           'healthy: pod 2 answers H1 from its zone for 4 s (no refetch)');
-is(metric($p2, 'rbcs_database_balance_reads_total'), $db0,
+is($p2->metric('rbcs_database_balance_reads_total'), $db0,
    'healthy: no database read meanwhile');
 
-my $r = transfer($p1, 'ok-1', 'H1', 'H2', '1.00');
+my $r = $p1->transfer('ok-1', 'H1', 'H2', '1.00');
 is($r->{status}, 201, 'a transfer on pod 1');
 my $dt = visible($p2, 'H1', $r->json->{sourceVersion}, 1);
 ok(defined $dt, 'healthy: pod 2 sees the change');
@@ -116,7 +95,7 @@ my $dbh = $p1->dbh;
 my ($gen0) = $dbh->selectrow_array(
     'SELECT COALESCE(SUM(generation), 0) FROM cache_generation');
 
-$x = balance($p2, 'H1');
+$x = $p2->balance('H1');
 is($x && $x->{tier}, 'zone', 'pod 2 trusts its entry for H1');
 
 sub generation {
@@ -129,7 +108,7 @@ kill 'STOP', $relay;
 sleep 0.3;
 
 # pod 1's idle Redis connection looks fine: its put is sent, and lost
-$r = transfer($p1, 'cut-1', 'H1', 'H2', '2.00');
+$r = $p1->transfer('cut-1', 'H1', 'H2', '2.00');
 is($r->{status}, 201, 'pod 1 still commits while cut off from Redis');
 my $v = $r->json->{sourceVersion};
 ok(RBCS::Test::wait_for(1.5, sub { generation() > $gen0 }),
@@ -142,10 +121,10 @@ diag(sprintf 'unpublished change seen by pod 2 after %.2f s', $dt // -1);
 
 # now pod 1 knows Redis is away: the next transfer moves it itself
 ok(RBCS::Test::wait_for(5, sub {
-       (metric($p1, 'rbcs_redis_connected') // 2) < 2 }),
+       ($p1->metric('rbcs_redis_connected') // 2) < 2 }),
    'pod 1 sees Redis gone');
 my $gen1 = generation();
-$r = transfer($p1, 'cut-2', 'H1', 'H2', '3.00');
+$r = $p1->transfer('cut-2', 'H1', 'H2', '3.00');
 is($r->{status}, 201, 'pod 1 commits again');
 $v = $r->json->{sourceVersion};
 cmp_ok(generation(), '>', $gen1,
@@ -154,51 +133,51 @@ $dt = visible($p2, 'H1', $v, 5);
 ok(defined $dt, 'pod 2 sees that change too');
 cmp_ok($dt // 9, '<', 2.5, 'within the bound');
 diag(sprintf 'second unpublished change seen by pod 2 after %.2f s', $dt // -1);
-cmp_ok(metric($p2, 'rbcs_cache_generation_changes_total') // 0, '>=', 1,
+cmp_ok($p2->metric('rbcs_cache_generation_changes_total') // 0, '>=', 1,
        'pod 2 counted the generation move');
 
 # pod 2 answers H1 from the database, not from the old Redis value
-$x = balance($p2, 'H1');
+$x = $p2->balance('H1');
 is($x && $x->{version}, $v, 'pod 2 keeps the new version');
 
 kill 'CONT', $relay;
 ok(RBCS::Test::wait_for(10, sub {
-       (metric($p1, 'rbcs_redis_connected') // 0) >= 2 }),
+       ($p1->metric('rbcs_redis_connected') // 0) >= 2 }),
    'pod 1 reconnects to Redis');
 
 # --- a Redis value from before the move is not used ------------------------
 
 # H2 in Redis still says what pod 1 could not update; pod 2 has it only
 # from before the move, so it must go to the database for H2
-my $strong = balance($p2, 'H2', '?consistency=strong');
-$x = balance($p2, 'H2');
+my $strong = $p2->balance('H2', '?consistency=strong');
+$x = $p2->balance('H2');
 is($x && $x->{version}, $strong->{version}, 'pod 2 reads the current H2');
 isnt($x && $x->{tier}, 'redis', 'not the stale value Redis holds');
 
 # --- a gap in a writer's numbers -----------------------------------------
 
 sleep 0.3;
-$x = balance($p2, 'H2');
+$x = $p2->balance('H2');
 is($x && $x->{tier}, 'zone', 'pod 2 trusts H2 again');
 my $chan = $p1->redis_prefix . 'balances';
 my $pfx = $p1->redis_prefix;
 $redis->cli('PUBLISH', $chan, RBCS::Test::redis_header($pfx, 'elsewhere/0/1', 1, 0));
 $redis->cli('PUBLISH', $chan, RBCS::Test::redis_header($pfx, 'elsewhere/0/1', 3, 0));
 sleep 0.2;
-$x = balance($p2, 'H2');
+$x = $p2->balance('H2');
 isnt($x && $x->{tier}, 'zone', 'after a gap pod 2 refills H2');
 like($p2->error_log, qr/changes may have been missed/,
      'the gap is logged');
 
 # a message whose body cannot be read is as good as a missing one
 sleep 0.3;
-balance($p2, 'H2');
-$x = balance($p2, 'H2');
+$p2->balance('H2');
+$x = $p2->balance('H2');
 is($x && $x->{tier}, 'zone', 'pod 2 trusts H2 again');
 $redis->cli('PUBLISH', $chan,
             RBCS::Test::redis_header($pfx, 'elsewhere/0/2', 1, 0) . "\nnot a balance");
 sleep 0.2;
-$x = balance($p2, 'H2');
+$x = $p2->balance('H2');
 isnt($x && $x->{tier}, 'zone', 'after an unreadable message pod 2 refills H2');
 
 $p1->stop;
@@ -216,7 +195,7 @@ is($t->post_json('/accounts', { accountNumber => 'F1',
    201, 'opened F1');
 is($t->post_json('/accounts', { accountNumber => 'F2' })->{status}, 201,
    'opened F2');
-$x = balance($t, 'F1');
+$x = $t->balance('F1');
 is($x && $x->{balance}, '5.00', 'F1 read once');
 
 $m->signal('STOP');
@@ -230,7 +209,7 @@ cmp_ok($took, '<', 1.8, 'not the query timeout (5 s)');
 
 sleep 1.2;                          # F1's entry is past ttl: not trusted
 $t0 = time;
-$x = balance($t, 'F1');
+$x = $t->balance('F1');
 $took = time - $t0;
 is($x && $x->{balance}, '5.00', 'frozen database: the zone\'s F1 is served');
 is($x && $x->{tier}, 'zone-stale', 'marked zone-stale');

@@ -29,44 +29,24 @@ my $p2 = RBCS::Test->new(workers => 2, redis_port => $redis->port,
 my $pfx  = $p1->redis_prefix;
 my $chan = "${pfx}balances";
 
-sub balance {
-    my ($t, $n) = @_;
-    my $r = $t->get("/accounts/$n/balance");
-    return undef unless ($r->{status} // 0) == 200;
-    my $j = $r->json;
-    $j->{tier} = $r->{headers}{'x-rbcs-cache'};
-    return $j;
-}
 
 # every worker of a pod (requests spread over them): the answers seen
 sub balances {
     my ($t, $n) = @_;
     my %seen;
     for (1 .. 8) {
-        my $x = balance($t, $n) or return { error => 1 };
+        my $x = $t->balance($n) or return { error => 1 };
         $seen{"$x->{balance}/$x->{version}"}++;
     }
     return \%seen;
 }
 
-sub metric {
-    my ($t, $name) = @_;
-    my $body = $t->get('/metrics')->{body} // '';
-    return $body =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
-}
-
-sub transfer {
-    my ($t, $id, $s, $d, $amount) = @_;
-    return $t->post_json('/accounts/transactions', {
-        transactionId => $id, sourceAccountNumber => $s,
-        destinationAccountNumber => $d, amount => $amount });
-}
 
 sub visible {
     my ($t, $n, $v, $limit) = @_;
     my $t0 = time;
     while (time - $t0 < $limit) {
-        my $x = balance($t, $n);
+        my $x = $t->balance($n);
         return 1 if $x && $x->{version} == $v;
         sleep 0.02;
     }
@@ -89,7 +69,7 @@ sub stored {
 sub connected {   # every worker's command connection
     my ($t, $workers) = @_;
     return RBCS::Test::wait_for(10, sub {
-        (metric($t, 'rbcs_redis_connected') // 0) >= ($workers // 2) });
+        ($t->metric('rbcs_redis_connected') // 0) >= ($workers // 2) });
 }
 
 ok(connected($p1) && connected($p2), 'both pods log in to Redis as "rbcs"');
@@ -100,12 +80,12 @@ for my $n (qw(A1 A2 A3 A4 A5 A6)) {
        201, "opened $n");
 }
 
-my $r = transfer($p1, 'f-1', 'A1', 'A2', '10.00');
+my $r = $p1->transfer('f-1', 'A1', 'A2', '10.00');
 is($r->{status}, 201, 'a transfer');
 my $v1 = $r->json->{sourceVersion};
 
 for my $n (qw(A3 A4 A5)) {
-    is(transfer($p1, "f-$n", $n, 'A6', '1.00')->{status}, 201, "a transfer from $n");
+    is($p1->transfer("f-$n", $n, 'A6', '1.00')->{status}, 201, "a transfer from $n");
 }
 
 ok(RBCS::Test::wait_for(5, sub { my $h = stored('A1'); ($h->{v} // 0) == $v1 }),
@@ -139,26 +119,26 @@ my $p3 = RBCS::Test->new(workers => 1, redis_port => $redis->port,
 ok(connected($p3, 1), 'a third pod is up');
 # Redis is used once the pod has read the cache generation and subscribed
 ok(RBCS::Test::wait_for(10, sub {
-       (metric($p3, 'rbcs_cache_generation_reads_total') // 0) >= 1 }),
+       ($p3->metric('rbcs_cache_generation_reads_total') // 0) >= 1 }),
    '... and has read the cache generation');
 sleep 0.3;
 
-my $x = balance($p3, 'A5');
+my $x = $p3->balance('A5');
 is($x && $x->{tier}, 'redis', 'an authentic value in Redis is served (the path works)');
 is($x && $x->{balance}, '99.00', '... and it is the right one');
 
-$x = balance($p3, 'A1');
+$x = $p3->balance('A1');
 isnt($x && $x->{tier}, 'redis', 'the forged A1 is not served from Redis');
 is($x && $x->{balance}, '90.00', 'A1 is the database\'s balance');
 is($x && $x->{version}, $v1, '... at the database\'s version');
 like($p3->error_log, qr/redis value of "A1" fails its authentication tag: not used/,
      'the forgery is logged');
 
-$x = balance($p3, 'A3');
+$x = $p3->balance('A3');
 isnt($x && $x->{tier}, 'redis', 'a tagged value in an unknown currency is not served');
 is($x && $x->{currency}, 'EUR', 'A3 is in its own currency');
 
-$x = balance($p3, 'A4');
+$x = $p3->balance('A4');
 isnt($x && $x->{tier}, 'redis', 'a tagged value with an impossible version is not served');
 is($x && $x->{balance}, '99.00', 'A4 is the database\'s balance');
 
@@ -183,18 +163,18 @@ is_deeply(balances($p2, 'A1'), { "90.00/$v1" => 8 }, 'pod 2 never serves the for
 like($p2->error_log, qr/redis message on channel "\Q$chan\E" fails its authentication tag/,
      'forged messages are logged');
 
-$r = transfer($p1, 'f-2', 'A1', 'A2', '1.00');
+$r = $p1->transfer('f-2', 'A1', 'A2', '1.00');
 is($r->{status}, 201, 'a real transfer after the forgeries');
 ok(visible($p2, 'A1', $r->json->{sourceVersion}, 2),
    'pod 2 sees the real change: the forged version pinned nothing')
-    or diag(explain(balance($p2, 'A1')), $p2->error_log);
+    or diag(explain($p2->balance('A1')), $p2->error_log);
 ok(visible($p3, 'A1', $r->json->{sourceVersion}, 2), '... and so does pod 3');
 ok(RBCS::Test::wait_for(2, sub { (stored('A1')->{v} // 0) == $r->json->{sourceVersion} }),
    'Redis holds the real A1 again (the forged key was dropped when read)');
 
 # --- authentic messages that are not news --------------------------------
 
-my $a6 = balance($p2, 'A6');
+my $a6 = $p2->balance('A6');
 my $v6 = $a6->{version};
 sub a6_message {
     my ($pub, $seq, $ms, $version, $state, $currency) = @_;
@@ -214,14 +194,14 @@ like($p2->error_log, qr/is late by more than 60000 ms: not used/, 'the late one 
 # the same message again: a repetition is not used
 my $once = a6_message('rep/0/1', 1, undef, $v6 + 5, '3.00:0.00:0.00:S');
 $redis->cli('PUBLISH', $chan, $once);
-ok(RBCS::Test::wait_for(2, sub { (balance($p2, 'A6') // {})->{version} == $v6 + 5 }),
+ok(RBCS::Test::wait_for(2, sub { ($p2->balance('A6') // {})->{version} == $v6 + 5 }),
    'an authentic, current message is used (the path works)');
 $redis->cli('PUBLISH', $chan, a6_message('rep/0/1', 2, undef, $v6 + 6, '4.00:0.00:0.00:S'));
-ok(RBCS::Test::wait_for(2, sub { (balance($p2, 'A6') // {})->{version} == $v6 + 6 }),
+ok(RBCS::Test::wait_for(2, sub { ($p2->balance('A6') // {})->{version} == $v6 + 6 }),
    '... and its publisher\'s next one');
 $redis->cli('PUBLISH', $chan, a6_message('rep/0/1', 1, undef, $v6 + 7, '5.00:0.00:0.00:S'));
 sleep 0.3;
-is((balance($p2, 'A6') // {})->{version}, $v6 + 6, 'an earlier number of that publisher again: not used');
+is(($p2->balance('A6') // {})->{version}, $v6 + 6, 'an earlier number of that publisher again: not used');
 like($p2->error_log, qr/message 1 of "rep\/0\/1" on redis channel "\Q$chan\E" came again after 2: not used/,
      'the repetition is logged');
 
@@ -238,8 +218,8 @@ my $p4 = RBCS::Test->new(workers => 1, redis_port => $redis->port, pod_of => $p1
 ok(RBCS::Test::wait_for(5, sub { $p4->error_log =~ /AUTH refused: WRONGPASS/ }),
    'a wrong Redis password is refused, and logged');
 unlike($p4->error_log, qr/not-the-password/, '... without the password');
-is(metric($p4, 'rbcs_redis_connected'), 0, 'that pod is not connected to Redis');
-$x = balance($p4, 'A5');
+is($p4->metric('rbcs_redis_connected'), 0, 'that pod is not connected to Redis');
+$x = $p4->balance('A5');
 is($x && $x->{balance}, '99.00', 'its balances come from the database');
 $p4->stop;
 unlink $wrong;

@@ -817,6 +817,34 @@ sub _json_request {
     return $self->request($method, $path, %o, body => $body, headers => \%h);
 }
 
+# The routes the cache tests lean on:
+# $t->transfer($id, $source, $destination, $amount): the response;
+# $t->balance($account [, '?query']): the balance's JSON plus {tier}, the
+# tier that answered (X-RBCS-Cache), or undef unless 200 (also when the
+# request failed: a test may have stopped the server);
+# $t->metric($name): the value of that sample on /metrics, or undef.
+sub transfer {
+    my ($self, $id, $s, $d, $amount) = @_;
+    return $self->post_json('/accounts/transactions', {
+        transactionId => $id, sourceAccountNumber => $s,
+        destinationAccountNumber => $d, amount => $amount });
+}
+
+sub balance {
+    my ($self, $n, $q) = @_;
+    my $r = eval { $self->get("/accounts/$n/balance" . ($q // '')) };
+    return undef unless $r && ($r->{status} // 0) == 200;
+    my $j = eval { $r->json } or return undef;
+    $j->{tier} = $r->{headers}{'x-rbcs-cache'};
+    return $j;
+}
+
+sub metric {
+    my ($self, $name) = @_;
+    my $body = eval { $self->get('/metrics')->{body} } // '';
+    return $body =~ /^\Q$name\E (\S+)$/m ? $1 : undef;
+}
+
 # $t->raw_request($bytes | [$part, $part...], timeout => $s, delay => $s)
 # Sends exactly the bytes (parts separated by `delay` seconds), reads until
 # the server closes the connection and parses the response.  Dies when the
