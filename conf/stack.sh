@@ -591,13 +591,11 @@ cmd_test_up() {
     redis_start "$TEST_VAR" "$TEST_REDIS_PORT"
 }
 
-cmd_test() {
-    cmd_deps
-    cmd_build
-    cmd_unit
-
+# test_stack_for_run: the disposable test stack for a whole run, stopped
+# when the script exits (its output to a file: prove's summary stays the
+# last output), and the tests' environment exported
+test_stack_for_run() {
     mkdir -p "$ROOT/var"
-    # teardown output goes to a file: prove's summary stays the last output
     trap 'mkdir -p "$TEST_VAR"; cmd_test_down >>"$TEST_VAR/teardown.log" 2>&1 || true' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -607,15 +605,27 @@ cmd_test() {
         die "could not start the test stack"
     fi
     mv "$ROOT/var/test-up.log" "$TEST_VAR/up.log"
-
     eval "$(test_env)"
-    local tests=(t/)
+}
+
+# run_prove LOG_PREFIX: prove over TESTS (t/) with PROVE_JOBS and PROVE_ARGS;
+# its exit status
+run_prove() {
+    local tests=(t/) extra=()
     [ -n "${TESTS:-}" ] && read -r -a tests <<<"$TESTS"
-    local extra=()
     [ -n "${PROVE_ARGS:-}" ] && read -r -a extra <<<"$PROVE_ARGS"
-    log "prove -j${PROVE_JOBS:-2} ${extra[*]} -r -I t/lib ${tests[*]}"
+    log "$1prove -j${PROVE_JOBS:-2} ${extra[*]} -r -I t/lib ${tests[*]}"
+    prove -j"${PROVE_JOBS:-2}" "${extra[@]}" -r -I t/lib "${tests[@]}"
+}
+
+cmd_test() {
+    cmd_deps
+    cmd_build
+    cmd_unit
+
+    test_stack_for_run
     local rc=0
-    prove -j"${PROVE_JOBS:-2}" "${extra[@]}" -r -I t/lib "${tests[@]}" || rc=$?
+    run_prove "" || rc=$?
     exit $rc
 }
 
@@ -694,27 +704,11 @@ cmd_coverage() {
     coverage_build
     coverage_reset
 
-    mkdir -p "$ROOT/var"
-    trap 'mkdir -p "$TEST_VAR"; cmd_test_down >>"$TEST_VAR/teardown.log" 2>&1 || true' EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    log "starting the test stack (MariaDB :$TEST_MYSQL_PORT, Redis :$TEST_REDIS_PORT) in ${TEST_VAR#"$ROOT"/}"
-    if ! "$ROOT/conf/stack.sh" _test-up >"$ROOT/var/test-up.log" 2>&1; then
-        cat "$ROOT/var/test-up.log" >&2
-        die "could not start the test stack"
-    fi
-    mv "$ROOT/var/test-up.log" "$TEST_VAR/up.log"
-
-    eval "$(test_env)"
+    test_stack_for_run
     export RBCS_MODULE="$COV_DIR/ngx_rbcs_module.so"
     export RBCS_UNIT_DIR="$COV_DIR/unit"
-    local tests=(t/)
-    [ -n "${TESTS:-}" ] && read -r -a tests <<<"$TESTS"
-    local extra=()
-    [ -n "${PROVE_ARGS:-}" ] && read -r -a extra <<<"$PROVE_ARGS"
-    log "RBCS_MODULE=${RBCS_MODULE#"$ROOT"/} RBCS_UNIT_DIR=${RBCS_UNIT_DIR#"$ROOT"/} prove -j${PROVE_JOBS:-2} ${extra[*]} -r -I t/lib ${tests[*]}"
     local rc=0
-    prove -j"${PROVE_JOBS:-2}" "${extra[@]}" -r -I t/lib "${tests[@]}" || rc=$?
+    run_prove "RBCS_MODULE=${RBCS_MODULE#"$ROOT"/} RBCS_UNIT_DIR=${RBCS_UNIT_DIR#"$ROOT"/} " || rc=$?
 
     # graceful stop (QUIT) of every nginx left: exiting workers write their
     # counters; the report only reads them after that
@@ -756,18 +750,7 @@ cmd_test_sanitize() {
         JSON_CFLAGS="-std=gnu11 -O1 -Wall -Wextra -Werror -Isrc $SAN_FLAGS" ||
         die "unit test build failed (t/unit/Makefile.json)"
 
-    mkdir -p "$ROOT/var"
-    trap 'mkdir -p "$TEST_VAR"; cmd_test_down >>"$TEST_VAR/teardown.log" 2>&1 || true' EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    log "starting the test stack (MariaDB :$TEST_MYSQL_PORT, Redis :$TEST_REDIS_PORT) in ${TEST_VAR#"$ROOT"/}"
-    if ! "$ROOT/conf/stack.sh" _test-up >"$ROOT/var/test-up.log" 2>&1; then
-        cat "$ROOT/var/test-up.log" >&2
-        die "could not start the test stack"
-    fi
-    mv "$ROOT/var/test-up.log" "$TEST_VAR/up.log"
-
-    eval "$(test_env)"
+    test_stack_for_run
     local stray="$TEST_VAR/sanitizer"
     mkdir -p "$stray"
     chmod 0777 "$stray"
@@ -779,13 +762,8 @@ cmd_test_sanitize() {
     export ASAN_OPTIONS="log_path=$stray/asan:halt_on_error=0:detect_leaks=1:verify_asan_link_order=0"
     export UBSAN_OPTIONS="log_path=$stray/ubsan:print_stacktrace=1:halt_on_error=0"
     export LSAN_OPTIONS="suppressions=$ROOT/conf/lsan.supp:print_suppressions=0"
-    local tests=(t/)
-    [ -n "${TESTS:-}" ] && read -r -a tests <<<"$TESTS"
-    local extra=()
-    [ -n "${PROVE_ARGS:-}" ] && read -r -a extra <<<"$PROVE_ARGS"
-    log "RBCS_NGINX=${RBCS_NGINX#"$ROOT"/} prove -j${PROVE_JOBS:-2} ${extra[*]} -r -I t/lib ${tests[*]}"
     local rc=0
-    prove -j"${PROVE_JOBS:-2}" "${extra[@]}" -r -I t/lib "${tests[@]}" || rc=$?
+    run_prove "RBCS_NGINX=${RBCS_NGINX#"$ROOT"/} " || rc=$?
 
     local f bad=0
     for f in "$stray"/*; do
