@@ -1225,7 +1225,7 @@ ngx_int_t
 ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     uint64_t generation, ngx_uint_t commit)
 {
-    u_char            *buf, *p, *line;
+    u_char            *buf, *p, *q, *line;
     size_t            *lens, size;
     uint64_t           now;
     ngx_int_t          rc;
@@ -1332,15 +1332,19 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
         /* "<account> <version> <scale> <currency> <balance> <tag>" */
 
         line = p;
-        p = ngx_sprintf(p, "%V %uL %ui %V %V ", &b[i].account, b[i].version,
+        p = ngx_sprintf(p, "%V %uL %ui %V %V", &b[i].account, b[i].version,
                         b[i].scale, &b[i].currency, &b[i].balance);
 
-        if (ngx_rbcs_redis_balance_tag(redis, &b[i], generation, p)
-            != NGX_OK)
-        {
+        /* tagged with the generation after it, which the tag overwrites */
+
+        q = ngx_sprintf(p, " %uL", generation);
+
+        if (ngx_rbcs_redis_tag(redis, line, q - line, p + 1) != NGX_OK) {
             ngx_free(argv);
             return NGX_DECLINED;
         }
+
+        *p++ = ' ';
 
         /* the stored tag is the line's */
 
@@ -1893,7 +1897,10 @@ ngx_rbcs_redis_mac_init(ngx_rbcs_redis_t *redis)
 }
 
 
-/* hex of the first 16 bytes of HMAC-SHA256(key, "<prefix>\n<text>") */
+/*
+ * hex of the first 16 bytes of HMAC-SHA256(key, "<prefix>\n<text>"); hex
+ * may overlap text, which is all read before hex is written
+ */
 
 static ngx_int_t
 ngx_rbcs_redis_tag(ngx_rbcs_redis_t *redis, u_char *text, size_t len,
