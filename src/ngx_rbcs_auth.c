@@ -113,10 +113,6 @@ ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     buf = ngx_rbcs_auth_read(cf, &name, &size);
     if (buf == NULL) {
         return NGX_CONF_ERROR;
@@ -550,10 +546,6 @@ ngx_rbcs_conf_set_secret_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     buf = ngx_rbcs_auth_read(cf, &name, &size);
     if (buf == NULL) {
         return NGX_CONF_ERROR;
@@ -588,7 +580,10 @@ ngx_rbcs_conf_set_secret_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* the whole file, at configuration time only */
+/*
+ * The whole file, at configuration time only; *name, the directive's
+ * argument, becomes the full path (for the caller's messages).
+ */
 
 static u_char *
 ngx_rbcs_auth_read(ngx_conf_t *cf, ngx_str_t *name, size_t *size)
@@ -598,6 +593,10 @@ ngx_rbcs_auth_read(ngx_conf_t *cf, ngx_str_t *name, size_t *size)
     ssize_t           n;
     ngx_file_t        file;
     ngx_file_info_t   fi;
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
+        return NULL;
+    }
 
     buf = NULL;
 
