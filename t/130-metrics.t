@@ -193,8 +193,7 @@ SKIP: {
     my $dir = tempdir(CLEANUP => 1);
     # prometheus binds it itself; the queries below wait for it
     my $pport = RBCS::Test::free_port();
-    open my $fh, '>', "$dir/prometheus.yml" or die;
-    print $fh <<"YML";
+    my $pid = RBCS::Test::prometheus($prometheus, $dir, $pport, <<"YML");
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -203,29 +202,9 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:${\ $t->port }']
 YML
-    close $fh;
 
-    my $pid = fork // die;
-    if ($pid == 0) {
-        open STDOUT, '>', "$dir/prometheus.log";
-        open STDERR, '>&', \*STDOUT;
-        exec $prometheus, "--config.file=$dir/prometheus.yml",
-            "--storage.tsdb.path=$dir/data",
-            "--web.listen-address=127.0.0.1:$pport"
-            or POSIX::_exit(127);
-    }
-
-    my $query = sub {
-        my ($q) = @_;
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $pport, Timeout => 2)
-            or return undef;
-        $q =~ s/([^A-Za-z0-9_])/sprintf '%%%02X', ord $1/ge;
-        print $s "GET /api/v1/query?query=$q HTTP/1.0\r\n\r\n";
-        local $/;
-        my $raw = <$s> // '';
-        my ($body) = $raw =~ /\r\n\r\n(.*)\z/s or return undef;
-        my $j = eval { decode_json($body) } or return undef;
+    my $query = sub {   # the first sample's value, or undef
+        my $j = RBCS::Test::prometheus_api($pport, 'query', $_[0]) or return undef;
         my $res = $j->{data}{result} or return undef;
         return @$res ? $res->[0]{value}[1] : undef;
     };

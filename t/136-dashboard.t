@@ -237,8 +237,7 @@ SKIP: {
 
     my $dir = tempdir(CLEANUP => 1);
     my $pport = RBCS::Test::free_port();
-    open my $fh, '>', "$dir/prometheus.yml" or die;
-    print $fh <<"YML";
+    my $pid = RBCS::Test::prometheus($prometheus, $dir, $pport, <<"YML");
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -253,34 +252,9 @@ scrape_configs:
           namespace: rbcs-test
           pod: rbcs-test-0
 YML
-    close $fh;
 
-    my $pid = fork // die;
-    if ($pid == 0) {
-        open STDOUT, '>', "$dir/prometheus.log";
-        open STDERR, '>&', \*STDOUT;
-        exec $prometheus, "--config.file=$dir/prometheus.yml",
-            "--storage.tsdb.path=$dir/data",
-            "--web.listen-address=127.0.0.1:$pport"
-            or POSIX::_exit(127);
-    }
-
-    my $api = sub {   # GET /api/v1/PATH?query=Q: the decoded answer, or undef
-        my ($path, $q) = @_;
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $pport, Timeout => 5)
-            or return undef;
-        my $uri = "/api/v1/$path";
-        if (defined $q) {
-            $q =~ s/([^A-Za-z0-9_])/sprintf '%%%02X', ord $1/ge;
-            $uri .= "?query=$q";
-        }
-        print $s "GET $uri HTTP/1.0\r\n\r\n";
-        local $/;
-        my $raw = <$s> // '';
-        my ($body) = $raw =~ /\r\n\r\n(.*)\z/s or return undef;
-        return eval { decode_json($body) };
-    };
+    # GET /api/v1/PATH?query=Q: the decoded answer, or undef
+    my $api = sub { RBCS::Test::prometheus_api($pport, @_) };
 
     ok(RBCS::Test::wait_port($pport, 30), "Prometheus listens on 127.0.0.1:$pport")
         or diag(-s "$dir/prometheus.log"

@@ -407,6 +407,45 @@ sub wait_port {
     return 1;
 }
 
+# RBCS::Test::prometheus($prometheus, $dir, $port, $yml): a Prometheus of
+# the test's own, its configuration $yml written to $dir/prometheus.yml, its
+# data and prometheus.log in $dir, listening on 127.0.0.1:$port (binding it
+# itself: wait_port the caller); returns its pid.
+# RBCS::Test::prometheus_api($port, $path [, $query]): GET
+# /api/v1/$path?query=$query, the decoded answer, or undef.
+sub prometheus {
+    my ($bin, $dir, $port, $yml) = @_;
+    open my $fh, '>', "$dir/prometheus.yml" or croak "$dir/prometheus.yml: $!";
+    print $fh $yml;
+    close $fh;
+    my $pid = fork // croak "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', "$dir/prometheus.log";
+        open STDERR, '>&', \*STDOUT;
+        exec $bin, "--config.file=$dir/prometheus.yml", "--storage.tsdb.path=$dir/data",
+            "--web.listen-address=127.0.0.1:$port"
+            or POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+sub prometheus_api {
+    my ($port, $path, $q) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 5)
+        or return undef;
+    my $uri = "/api/v1/$path";
+    if (defined $q) {
+        $q =~ s/([^A-Za-z0-9_])/sprintf '%%%02X', ord $1/ge;
+        $uri .= "?query=$q";
+    }
+    print $s "GET $uri HTTP/1.0\r\n\r\n";
+    local $/;
+    my $raw = <$s> // '';
+    my ($body) = $raw =~ /\r\n\r\n(.*)\z/s or return undef;
+    return eval { $JSON->decode($body) };
+}
+
 # RBCS::Test::wait_for($timeout_s, sub { ... }, $interval_s): calls the sub
 # until it returns a true value and returns that, or undef after
 # $timeout_s.  For what a test must see happen before it goes on (a
