@@ -31,6 +31,8 @@ static u_char *ngx_rbcs_auth_read(ngx_conf_t *cf, ngx_str_t *name,
     size_t *size);
 static char *ngx_rbcs_auth_line(ngx_conf_t *cf, ngx_str_t *name,
     ngx_uint_t line, ngx_str_t *field, ngx_rbcs_auth_key_t *key);
+static ngx_uint_t ngx_rbcs_auth_fields(u_char *p, u_char *last,
+    ngx_str_t *field);
 static ngx_int_t ngx_rbcs_auth_cmp(const void *one, const void *two);
 static ngx_rbcs_auth_key_t *ngx_rbcs_auth_find(ngx_array_t *keys,
     ngx_str_t *id);
@@ -40,6 +42,8 @@ static ngx_int_t ngx_rbcs_auth_limit_take(ngx_http_request_t *r,
     ngx_rbcs_main_conf_t *rmcf, ngx_str_t *id);
 static ngx_int_t ngx_rbcs_auth_headers(ngx_http_request_t *r,
     ngx_str_t *value);
+static ngx_int_t ngx_rbcs_auth_mac(ngx_http_request_t *r, ngx_str_t *secret,
+    ngx_str_t *ts, u_char *body_hash, u_char *hex);
 static ngx_int_t ngx_rbcs_auth_verify(ngx_http_request_t *r,
     ngx_uint_t scope, u_char *body_hash);
 
@@ -99,10 +103,10 @@ ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_rbcs_main_conf_t *rmcf = conf;
 
-    u_char               *buf, *p, *q, *eol, *last;
+    u_char               *buf, *p, *eol, *last;
     size_t                size;
     ngx_str_t            *value, name, field[3];
-    ngx_uint_t            line, n, i;
+    ngx_uint_t            line, i;
     ngx_array_t          *keys;
     ngx_rbcs_auth_key_t  *key;
 
@@ -123,52 +127,26 @@ ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    p = buf;
     last = buf + size;
-    line = 0;
 
-    while (p < last) {
-        line++;
+    /* buf has a byte past its end, so eol + 1 may reach one past that */
+
+    for (p = buf, line = 1; p < last; p = eol + 1, line++) {
 
         eol = ngx_strlchr(p, last, '\n');
         if (eol == NULL) {
             eol = last;
         }
 
-        n = 0;
-        q = p;
+        switch (ngx_rbcs_auth_fields(p, eol, field)) {
 
-        for ( ;; ) {
-            while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) {
-                q++;
-            }
-
-            if (q == eol || (n == 0 && *q == '#')) {
-                break;
-            }
-
-            if (n == 3) {
-                n++;
-                break;
-            }
-
-            field[n].data = q;
-
-            while (q < eol && *q != ' ' && *q != '\t' && *q != '\r') {
-                q++;
-            }
-
-            field[n].len = q - field[n].data;
-            n++;
-        }
-
-        p = (eol < last) ? eol + 1 : last;
-
-        if (n == 0) {
+        case 0:
             continue;
-        }
 
-        if (n != 3) {
+        case 3:
+            break;
+
+        default:
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "%V:%ui: a key is \"KEY_ID SECRET SCOPES\"",
                                &name, line);
@@ -209,6 +187,41 @@ ngx_rbcs_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf->auth_keys = keys;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The fields of a line, separated by spaces or tabs: 0 for a blank line
+ * or a comment, 4 for more than three.
+ */
+
+static ngx_uint_t
+ngx_rbcs_auth_fields(u_char *p, u_char *last, ngx_str_t *field)
+{
+    ngx_uint_t  n;
+
+    for (n = 0; /* void */ ; n++) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == '\r')) {
+            p++;
+        }
+
+        if (p == last || (n == 0 && *p == '#')) {
+            return n;
+        }
+
+        if (n == 3) {
+            return 4;
+        }
+
+        field[n].data = p;
+
+        while (p < last && *p != ' ' && *p != '\t' && *p != '\r') {
+            p++;
+        }
+
+        field[n].len = p - field[n].data;
+    }
 }
 
 
@@ -393,34 +406,22 @@ ngx_rbcs_auth_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-/* NGX_OK, or NGX_HTTP_TOO_MANY_REQUESTS with Retry-After set */
+/*
+ * The key's slot, locked by the caller; NULL when the key starts afresh
+ * (a free or idle slot is claimed for it, its first request is free) or
+ * when every slot is busy, not a state the key count allows.
+ */
 
-static ngx_int_t
-ngx_rbcs_auth_limit_take(ngx_http_request_t *r, ngx_rbcs_main_conf_t *rmcf,
-    ngx_str_t *id)
+static ngx_rbcs_auth_slot_t *
+ngx_rbcs_auth_limit_slot(ngx_rbcs_auth_table_t *t, ngx_str_t *id,
+    ngx_msec_t now)
 {
-    ngx_int_t               excess;
-    ngx_msec_t              now, wait;
-    ngx_uint_t              i, n, h;
-    ngx_msec_int_t          ms;
-    ngx_slab_pool_t        *shpool;
-    ngx_table_elt_t        *header;
-    ngx_rbcs_auth_slot_t   *slot, *spare;
-    ngx_rbcs_auth_table_t  *t;
+    ngx_uint_t             i, n, h;
+    ngx_rbcs_auth_slot_t  *slot, *spare;
 
-    if (rmcf->auth_limit == NULL) {
-        return NGX_OK;
-    }
-
-    shpool = (ngx_slab_pool_t *) rmcf->auth_limit->shm.addr;
-    t = rmcf->auth_limit->data;
     n = t->nslots;
     h = ngx_crc32_short(id->data, id->len) % n;
-    now = ngx_current_msec;
     spare = NULL;
-    slot = NULL;
-
-    ngx_shmtx_lock(&shpool->mutex);
 
     for (i = 0; i < n; i++) {
         slot = &t->slots[(h + i) % n];
@@ -428,12 +429,12 @@ ngx_rbcs_auth_limit_take(ngx_http_request_t *r, ngx_rbcs_main_conf_t *rmcf,
         if (slot->id_len == id->len
             && ngx_memcmp(slot->id, id->data, id->len) == 0)
         {
-            break;
+            return slot;
         }
 
         if (slot->id_len == 0) {
-            slot = spare ? spare : slot;
-            goto fresh;
+            spare = spare ? spare : slot;
+            break;
         }
 
         /* a key gone from the file, or idle long enough to start afresh */
@@ -443,20 +444,46 @@ ngx_rbcs_auth_limit_take(ngx_http_request_t *r, ngx_rbcs_main_conf_t *rmcf,
         {
             spare = slot;
         }
-
-        slot = NULL;
     }
 
+    if (spare) {
+        spare->id_len = (u_char) id->len;
+        ngx_memcpy(spare->id, id->data, id->len);
+        spare->excess = 0;
+        spare->last = now;
+    }
+
+    return NULL;
+}
+
+
+/* NGX_OK, or NGX_HTTP_TOO_MANY_REQUESTS with Retry-After set */
+
+static ngx_int_t
+ngx_rbcs_auth_limit_take(ngx_http_request_t *r, ngx_rbcs_main_conf_t *rmcf,
+    ngx_str_t *id)
+{
+    u_char                 *p;
+    ngx_int_t               excess;
+    ngx_msec_t              now, wait;
+    ngx_msec_int_t          ms;
+    ngx_slab_pool_t        *shpool;
+    ngx_rbcs_auth_slot_t   *slot;
+
+    if (rmcf->auth_limit == NULL) {
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) rmcf->auth_limit->shm.addr;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    slot = ngx_rbcs_auth_limit_slot(rmcf->auth_limit->data, id, now);
+
     if (slot == NULL) {
-        slot = spare;
-
-        if (slot == NULL) {
-            /* every slot busy: not a state the key count allows */
-            ngx_shmtx_unlock(&shpool->mutex);
-            return NGX_OK;
-        }
-
-        goto fresh;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_OK;
     }
 
     ms = (ngx_msec_int_t) (now - slot->last);
@@ -475,53 +502,32 @@ ngx_rbcs_auth_limit_take(ngx_http_request_t *r, ngx_rbcs_main_conf_t *rmcf,
         excess = 0;
     }
 
-    if ((ngx_uint_t) excess > rmcf->auth_burst) {
+    if ((ngx_uint_t) excess <= rmcf->auth_burst) {
+        slot->excess = excess;
+        slot->last = now;
+
         ngx_shmtx_unlock(&shpool->mutex);
 
-        /* when a request fits again, in whole seconds */
-
-        wait = (ngx_msec_t) ((excess - rmcf->auth_burst) * 1000
-                             / rmcf->auth_rate);
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "rbcs: key \"%V\" over its rate limit", id);
-
-        header = ngx_list_push(&r->headers_out.headers);
-        if (header != NULL) {
-            header->hash = 1;
-            ngx_str_set(&header->key, "Retry-After");
-            header->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-
-            if (header->value.data == NULL) {
-                header->hash = 0;
-
-            } else {
-                header->value.len = ngx_sprintf(header->value.data, "%M",
-                                                wait / 1000 + 1)
-                                    - header->value.data;
-            }
-        }
-
-        return NGX_HTTP_TOO_MANY_REQUESTS;
+        return NGX_OK;
     }
 
-    slot->excess = excess;
-    slot->last = now;
-
     ngx_shmtx_unlock(&shpool->mutex);
 
-    return NGX_OK;
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "rbcs: key \"%V\" over its rate limit", id);
 
-fresh:
+    /* when a request fits again, in whole seconds */
 
-    slot->id_len = (u_char) id->len;
-    ngx_memcpy(slot->id, id->data, id->len);
-    slot->excess = 0;
-    slot->last = now;
+    wait = (ngx_msec_t) ((excess - rmcf->auth_burst) * 1000 / rmcf->auth_rate);
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
 
-    return NGX_OK;
+    if (p != NULL) {
+        (void) ngx_rbcs_http_header(r, "Retry-After", p,
+                                    ngx_sprintf(p, "%M", wait / 1000 + 1) - p);
+    }
+
+    return NGX_HTTP_TOO_MANY_REQUESTS;
 }
 
 
@@ -940,21 +946,76 @@ ngx_rbcs_auth_headers(ngx_http_request_t *r, ngx_str_t *value)
 }
 
 
+/*
+ * The lower-case hex HMAC-SHA256 of the string to sign:
+ * METHOD "\n" PATH "\n" QUERY "\n" TIMESTAMP "\n" hex(SHA-256(BODY)).
+ */
+
+static ngx_int_t
+ngx_rbcs_auth_mac(ngx_http_request_t *r, ngx_str_t *secret, ngx_str_t *ts,
+    u_char *body_hash, u_char *hex)
+{
+    u_char        *s, *p, *last;
+    ngx_str_t      path;
+    unsigned int   maclen;
+    u_char         mac[EVP_MAX_MD_SIZE];
+
+    /* the path and the query as sent, before any decoding */
+
+    path = r->unparsed_uri;
+    last = ngx_strlchr(path.data, path.data + path.len, '?');
+
+    if (last) {
+        path.len = last - path.data;
+    }
+
+    s = ngx_pnalloc(r->pool, r->method_name.len + path.len + r->args.len
+                             + ts->len + NGX_RBCS_AUTH_HEX_LEN + 4);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(s, r->method_name.data, r->method_name.len);
+    *p++ = '\n';
+    p = ngx_cpymem(p, path.data, path.len);
+    *p++ = '\n';
+
+    /* no query: r->args is { 0, NULL }, and memcpy() wants no NULL */
+
+    if (r->args.len) {
+        p = ngx_cpymem(p, r->args.data, r->args.len);
+    }
+
+    *p++ = '\n';
+    p = ngx_cpymem(p, ts->data, ts->len);
+    *p++ = '\n';
+    p = ngx_hex_dump(p, body_hash, SHA256_DIGEST_LENGTH);
+
+    if (HMAC(EVP_sha256(), secret->data, (int) secret->len, s, p - s, mac,
+             &maclen)
+        == NULL)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "rbcs: HMAC() failed");
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(hex, mac, SHA256_DIGEST_LENGTH);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_rbcs_auth_verify(ngx_http_request_t *r, ngx_uint_t scope,
     u_char *body_hash)
 {
-    u_char                 *s, *p, *last;
-    size_t                  len;
     time_t                  ts, now, window;
-    ngx_str_t               h[3], path;
-    ngx_uint_t              match;
+    ngx_str_t               h[3];
     const char             *fail;
-    unsigned int            maclen;
     ngx_rbcs_ctx_t         *ctx;
     ngx_rbcs_auth_key_t    *key;
     ngx_rbcs_main_conf_t   *rmcf;
-    u_char                  mac[EVP_MAX_MD_SIZE];
     u_char                  hex[NGX_RBCS_AUTH_HEX_LEN];
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
@@ -978,53 +1039,12 @@ ngx_rbcs_auth_verify(ngx_http_request_t *r, ngx_uint_t scope,
 
     key = ngx_rbcs_auth_find(rmcf->auth_keys, &h[0]);
 
-    /* the path and the query as sent, before any decoding */
-
-    path = r->unparsed_uri;
-    last = ngx_strlchr(path.data, path.data + path.len, '?');
-
-    if (last) {
-        path.len = last - path.data;
-    }
-
-    len = r->method_name.len + path.len + r->args.len + h[1].len
-          + NGX_RBCS_AUTH_HEX_LEN + 4;
-
-    s = ngx_pnalloc(r->pool, len);
-    if (s == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_cpymem(s, r->method_name.data, r->method_name.len);
-    *p++ = '\n';
-    p = ngx_cpymem(p, path.data, path.len);
-    *p++ = '\n';
-
-    /* no query: r->args is { 0, NULL }, and memcpy() wants no NULL */
-
-    if (r->args.len) {
-        p = ngx_cpymem(p, r->args.data, r->args.len);
-    }
-
-    *p++ = '\n';
-    p = ngx_cpymem(p, h[1].data, h[1].len);
-    *p++ = '\n';
-    p = ngx_hex_dump(p, body_hash, SHA256_DIGEST_LENGTH);
-
-    if (HMAC(EVP_sha256(),
-             key ? key->secret.data : ngx_rbcs_auth_nokey.secret.data,
-             (int) (key ? key->secret.len : ngx_rbcs_auth_nokey.secret.len),
-             s, p - s, mac, &maclen)
-        == NULL)
+    if (ngx_rbcs_auth_mac(r, key ? &key->secret : &ngx_rbcs_auth_nokey.secret,
+                          &h[1], body_hash, hex)
+        != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "rbcs: HMAC() failed");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_hex_dump(hex, mac, SHA256_DIGEST_LENGTH);
-
-    match = (CRYPTO_memcmp(hex, h[2].data, NGX_RBCS_AUTH_HEX_LEN) == 0);
 
     now = ngx_time();
     window = (time_t) (rmcf->auth_window / 1000);
@@ -1032,7 +1052,7 @@ ngx_rbcs_auth_verify(ngx_http_request_t *r, ngx_uint_t scope,
     if (key == NULL) {
         fail = "unknown key";
 
-    } else if (!match) {
+    } else if (CRYPTO_memcmp(hex, h[2].data, NGX_RBCS_AUTH_HEX_LEN) != 0) {
         fail = "wrong signature";
 
     } else if (ts < now - window || ts > now + window) {
@@ -1081,19 +1101,19 @@ ngx_rbcs_auth_verify(ngx_http_request_t *r, ngx_uint_t scope,
 ngx_int_t
 ngx_rbcs_auth_problem(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_table_elt_t  *h;
+    static ngx_str_t  ngx_rbcs_auth_challenge =
+                          ngx_string("RBCS-HMAC-SHA256 realm=\"rbcs\"");
 
     switch (rc) {
 
     case NGX_HTTP_UNAUTHORIZED:
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_rbcs_http_header(r, "WWW-Authenticate",
+                                 ngx_rbcs_auth_challenge.data,
+                                 ngx_rbcs_auth_challenge.len)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "WWW-Authenticate");
-        ngx_str_set(&h->value, "RBCS-HMAC-SHA256 realm=\"rbcs\"");
 
         return ngx_rbcs_http_problem(r, NGX_HTTP_UNAUTHORIZED,
                                      "unauthorized",

@@ -289,19 +289,15 @@ static ngx_int_t
 ngx_rbcs_balance_send(ngx_http_request_t *r, ngx_str_t *account,
     ngx_rbcs_cache_entry_t *e, const char *tier)
 {
-    u_char           *p, *last;
-    size_t            len;
-    ngx_table_elt_t  *h;
+    u_char  *p, *last;
+    size_t   len;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_rbcs_http_header(r, "X-RBCS-Cache", (u_char *) tier,
+                             ngx_strlen(tier))
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-RBCS-Cache");
-    h->value.data = (u_char *) tier;
-    h->value.len = ngx_strlen(tier);
 
     len = sizeof("{\"accountNumber\":\"\",\"currency\":\"\",\"version\":}")
           - 1 + account->len + e->currency_len + NGX_RBCS_PUBLISH_JSON_LEN

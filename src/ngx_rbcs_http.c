@@ -199,21 +199,39 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-/* 503: nothing is known to be applied, or the outcome is unknown */
+/* a response header; key and value outlive the request */
 
 ngx_int_t
-ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_uint_t unknown)
+ngx_rbcs_http_header(ngx_http_request_t *r, char *key, u_char *value,
+    size_t len)
 {
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
-    ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "1");
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value.data = value;
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+/* 503: nothing is known to be applied, or the outcome is unknown */
+
+ngx_int_t
+ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_uint_t unknown)
+{
+    if (ngx_rbcs_http_header(r, "Retry-After", (u_char *) "1", 1)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (unknown) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -231,17 +249,12 @@ ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_uint_t unknown)
 ngx_int_t
 ngx_rbcs_http_not_allowed(ngx_http_request_t *r, char *allow)
 {
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_rbcs_http_header(r, "Allow", (u_char *) allow,
+                             ngx_strlen(allow))
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Allow");
-    h->value.data = (u_char *) allow;
-    h->value.len = ngx_strlen(allow);
 
     return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_ALLOWED,
                                  "method_not_allowed",

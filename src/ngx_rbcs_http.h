@@ -78,6 +78,8 @@ ngx_int_t ngx_rbcs_http_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *detail);
 ngx_int_t ngx_rbcs_http_problem_str(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *code, ngx_str_t *detail);
+ngx_int_t ngx_rbcs_http_header(ngx_http_request_t *r, char *key,
+    u_char *value, size_t len);
 ngx_int_t ngx_rbcs_http_unavailable(ngx_http_request_t *r,
     ngx_uint_t unknown);
 ngx_rbcs_mysql_query_t *ngx_rbcs_http_query(ngx_http_request_t *r,
