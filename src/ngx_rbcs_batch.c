@@ -760,7 +760,10 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
 }
 
 
-/* round trip 1's rows into the judge's accounts and records */
+/*
+ * round trip 1's rows into the judge's accounts and records, by position:
+ * a UNION ALL answers the first SELECT's column names for every row
+ */
 
 static ngx_int_t
 ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)

@@ -939,6 +939,7 @@ ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc)
     ngx_uint_t                i, n, ncols, nrows;
     ngx_str_t                *cell;
     MYSQL_ROW                 row;
+    MYSQL_FIELD              *fields;
     unsigned long            *lengths;
     ngx_rbcs_mysql_query_t   *q;
     ngx_rbcs_mysql_result_t  *rs;
@@ -962,6 +963,24 @@ ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc)
     rs->cells = ngx_pcalloc(q->pool, sizeof(ngx_str_t) * (ncols * nrows + 1));
     if (rs->cells == NULL) {
         return NGX_ERROR;
+    }
+
+    rs->names = ngx_palloc(q->pool, sizeof(ngx_str_t) * (ncols + 1));
+    if (rs->names == NULL) {
+        return NGX_ERROR;
+    }
+
+    fields = mysql_fetch_fields(mc->res);
+
+    for (i = 0; i < ncols; i++) {
+        rs->names[i].len = fields[i].name_length;
+        rs->names[i].data = ngx_pnalloc(q->pool, fields[i].name_length + 1);
+        if (rs->names[i].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(rs->names[i].data, fields[i].name, fields[i].name_length);
+        rs->names[i].data[fields[i].name_length] = '\0';
     }
 
     n = 0;
@@ -1686,6 +1705,63 @@ bad:
     ngx_log_error(NGX_LOG_ALERT, q->log, 0,
                   "rbcs: a query answered rows of another shape than asked "
                   "for (a schema other than conf/schema.sql?): %V", &q->sql);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * The indexes in result set "set" of the columns named in "names" (ended
+ * by an empty name), looked up once per result set so that the reads of
+ * every row go by the names the SELECT gave, not by where it put them.
+ * NGX_ERROR, logged, when one is missing: the SELECT and its reader
+ * disagree, or the database is not the schema the module was built for.
+ */
+
+ngx_int_t
+ngx_rbcs_mysql_columns(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
+    ngx_str_t *names, ngx_uint_t *index)
+{
+    ngx_uint_t                i, k;
+    ngx_rbcs_mysql_result_t  *rs;
+
+    if (set >= q->results.nelts) {
+        goto bad;
+    }
+
+    rs = q->results.elts;
+    rs = &rs[set];
+
+    for (k = 0; names[k].len; k++) {
+
+        for (i = 0; i < rs->ncols; i++) {
+            if (rs->names[i].len == names[k].len
+                && ngx_strncasecmp(rs->names[i].data, names[k].data,
+                                   names[k].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == rs->ncols) {
+            ngx_log_error(NGX_LOG_ALERT, q->log, 0,
+                          "rbcs: a query answered no column \"%V\" in its "
+                          "result set %ui (a schema other than "
+                          "conf/schema.sql?): %V", &names[k], set, &q->sql);
+            return NGX_ERROR;
+        }
+
+        index[k] = i;
+    }
+
+    return NGX_OK;
+
+bad:
+
+    ngx_log_error(NGX_LOG_ALERT, q->log, 0,
+                  "rbcs: a query answered no result set %ui (a schema "
+                  "other than conf/schema.sql?): %V", set, &q->sql);
 
     return NGX_ERROR;
 }
