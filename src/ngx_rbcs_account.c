@@ -15,7 +15,10 @@
 #define NGX_RBCS_HISTORY_DEFAULT  50
 #define NGX_RBCS_HISTORY_MAX      500
 
-/* columns of a history entry */
+/*
+ * The columns each read looks up by name in its second result set, once:
+ * the macros index the lists below, not the SELECT.
+ */
 #define NGX_RBCS_ENT_TYPE         0
 #define NGX_RBCS_ENT_TXID         1
 #define NGX_RBCS_ENT_PEER         2
@@ -23,6 +26,19 @@
 #define NGX_RBCS_ENT_BALANCE      4
 #define NGX_RBCS_ENT_CREATED      5
 #define NGX_RBCS_ENT_VERSION      6
+#define NGX_RBCS_ENT_N            7
+
+#define NGX_RBCS_AT_BALANCE       0
+#define NGX_RBCS_AT_VERSION       1
+#define NGX_RBCS_AT_N             2
+
+#define NGX_RBCS_HOLD_ID          0
+#define NGX_RBCS_HOLD_SOURCE      1
+#define NGX_RBCS_HOLD_DESTINATION 2
+#define NGX_RBCS_HOLD_AMOUNT      3
+#define NGX_RBCS_HOLD_EXPIRES     4
+#define NGX_RBCS_HOLD_CREATED     5
+#define NGX_RBCS_HOLD_N           6
 
 
 typedef struct {
@@ -37,8 +53,8 @@ static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
 static ngx_uint_t ngx_rbcs_account_limit(ngx_http_request_t *r);
 static ngx_int_t ngx_rbcs_account_read(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q, ngx_uint_t ncols, const char *detail,
-    ngx_uint_t *scale, ngx_int_t *rc);
+    ngx_rbcs_mysql_query_t *q, ngx_str_t *names, ngx_uint_t *col,
+    const char *detail, ngx_uint_t *scale, ngx_int_t *rc);
 static void ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
@@ -48,6 +64,34 @@ static ngx_int_t ngx_rbcs_account_send(ngx_http_request_t *r,
     ngx_str_t *row, ngx_uint_t status);
 static ngx_int_t ngx_rbcs_account_query(ngx_http_request_t *r,
     ngx_str_t *sql, ngx_rbcs_mysql_handler_pt handler, void *ctx);
+
+
+static ngx_str_t  ngx_rbcs_account_entry_columns[] = {
+    ngx_string("type"),
+    ngx_string("transaction_id"),
+    ngx_string("counterparty"),
+    ngx_string("amount"),
+    ngx_string("balance_after"),
+    ngx_string("created_at"),
+    ngx_string("version"),
+    ngx_null_string
+};
+
+static ngx_str_t  ngx_rbcs_account_at_columns[] = {
+    ngx_string("balance_after"),
+    ngx_string("version"),
+    ngx_null_string
+};
+
+static ngx_str_t  ngx_rbcs_account_hold_columns[] = {
+    ngx_string("transaction_id"),
+    ngx_string("source_account"),
+    ngx_string("destination_account"),
+    ngx_string("amount"),
+    ngx_string("expires_at"),
+    ngx_string("created_at"),
+    ngx_null_string
+};
 
 
 static ngx_rbcs_field_spec_t  ngx_rbcs_account_fields[] = {
@@ -86,22 +130,27 @@ ngx_rbcs_account_limit(ngx_http_request_t *r)
 
 /*
  * The start of a read that answered the account's row (result set 0) and
- * rows of at least ncols columns about it (set 1): NGX_OK with the
- * account's scale, or NGX_ERROR with the answer in *rc (503, 500, or 404
- * with the detail given).
+ * rows with the named columns about it (set 1, their indexes into col):
+ * NGX_OK with the account's scale, or NGX_ERROR with the answer in *rc
+ * (503, 500, or 404 with the detail given).  The account's row is read by
+ * position: its SELECT list is NGX_RBCS_ACC_COLUMNS, the macro the
+ * NGX_RBCS_ACC_* indexes are kept with, and its width is checked here.
  */
 
 static ngx_int_t
 ngx_rbcs_account_read(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
-    ngx_uint_t ncols, const char *detail, ngx_uint_t *scale, ngx_int_t *rc)
+    ngx_str_t *names, ngx_uint_t *col, const char *detail, ngx_uint_t *scale,
+    ngx_int_t *rc)
 {
     if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
         *rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
         return NGX_ERROR;
     }
 
-    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N, ncols)
-        != NGX_OK)
+    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
+                             (ngx_uint_t) 0)
+           != NGX_OK
+        || ngx_rbcs_mysql_columns(q, 1, names, col) != NGX_OK)
     {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return NGX_ERROR;
@@ -545,7 +594,7 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t                rc;
     ngx_str_t               *c, *type, *version;
-    ngx_uint_t               i, n, scale;
+    ngx_uint_t               i, n, scale, col[NGX_RBCS_ENT_N];
     ngx_rbcs_out_t           out;
     ngx_http_request_t      *r;
     ngx_rbcs_account_ctx_t  *ctx;
@@ -553,7 +602,7 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
-    if (ngx_rbcs_account_read(r, q, NGX_RBCS_ENT_VERSION + 1,
+    if (ngx_rbcs_account_read(r, q, ngx_rbcs_account_entry_columns, col,
                               "the account does not exist", &scale, &rc)
         != NGX_OK)
     {
@@ -580,24 +629,24 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
     for (i = 0; i < n && i < ctx->limit; i++) {
         ngx_rbcs_out_cstr(&out, i ? ",{" : "{");
 
-        type = ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_TYPE);
+        type = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_TYPE]);
         ngx_rbcs_out_jstr(&out, "type", type->data, type->len);
 
-        c = ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_TXID);
+        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_TXID]);
         ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
 
-        c = ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_PEER);
+        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_PEER]);
         ngx_rbcs_out_jstr(&out, "counterpartyAccountNumber", c->data,
                           c->len);
 
-        ngx_rbcs_out_amount(&out, "amount",
-                            ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_AMOUNT),
-                            scale, 0);
-        ngx_rbcs_out_amount(&out, "balanceAfter",
-                           ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_BALANCE),
-                           scale, 0);
-        ngx_rbcs_out_datetime(&out, "createdAt",
-                           ngx_rbcs_mysql_cell(q, 1, i, NGX_RBCS_ENT_CREATED));
+        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_AMOUNT]);
+        ngx_rbcs_out_amount(&out, "amount", c, scale, 0);
+
+        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_BALANCE]);
+        ngx_rbcs_out_amount(&out, "balanceAfter", c, scale, 0);
+
+        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_CREATED]);
+        ngx_rbcs_out_datetime(&out, "createdAt", c);
 
         ngx_rbcs_out_cstr(&out, "}");
     }
@@ -606,7 +655,7 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
 
     if (n > ctx->limit) {
         version = ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1,
-                                      NGX_RBCS_ENT_VERSION);
+                                      col[NGX_RBCS_ENT_VERSION]);
         ngx_rbcs_out_jstr(&out, "next", version->data, version->len);
 
     } else {
@@ -696,7 +745,7 @@ ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t                rc;
     ngx_str_t               *c;
-    ngx_uint_t               scale;
+    ngx_uint_t               scale, col[NGX_RBCS_AT_N];
     ngx_rbcs_out_t           out;
     ngx_http_request_t      *r;
     ngx_rbcs_account_ctx_t  *ctx;
@@ -704,8 +753,9 @@ ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
-    if (ngx_rbcs_account_read(r, q, 2, "the account does not exist at that "
-                              "time", &scale, &rc)
+    if (ngx_rbcs_account_read(r, q, ngx_rbcs_account_at_columns, col,
+                              "the account does not exist at that time",
+                              &scale, &rc)
         != NGX_OK)
     {
         goto done;
@@ -732,9 +782,11 @@ ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
     c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY);
     ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
 
-    ngx_rbcs_out_amount(&out, "balance", ngx_rbcs_mysql_cell(q, 1, 0, 0),
+    ngx_rbcs_out_amount(&out, "balance",
+                        ngx_rbcs_mysql_cell(q, 1, 0, col[NGX_RBCS_AT_BALANCE]),
                         scale, 0);
-    ngx_rbcs_out_juint(&out, "version", ngx_rbcs_mysql_cell(q, 1, 0, 1));
+    ngx_rbcs_out_juint(&out, "version",
+                       ngx_rbcs_mysql_cell(q, 1, 0, col[NGX_RBCS_AT_VERSION]));
     ngx_rbcs_out_jstr(&out, "at", ctx->at, NGX_RBCS_TIME_LEN);
     ngx_rbcs_out_cstr(&out, "}");
 
@@ -876,7 +928,7 @@ ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
     int64_t                  ms;
     ngx_int_t                rc;
     ngx_str_t               *c, *row;
-    ngx_uint_t               i, n, scale;
+    ngx_uint_t               i, n, scale, col[NGX_RBCS_HOLD_N];
     ngx_rbcs_out_t           out;
     ngx_http_request_t      *r;
     ngx_rbcs_account_ctx_t  *ctx;
@@ -884,8 +936,8 @@ ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
 
-    if (ngx_rbcs_account_read(r, q, 6, "the account does not exist", &scale,
-                              &rc)
+    if (ngx_rbcs_account_read(r, q, ngx_rbcs_account_hold_columns, col,
+                              "the account does not exist", &scale, &rc)
         != NGX_OK)
     {
         goto done;
@@ -909,18 +961,27 @@ ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
         row = ngx_rbcs_mysql_cell(q, 1, i, 0);
 
         ngx_rbcs_out_cstr(&out, i ? ",{" : "{");
-        ngx_rbcs_out_jstr(&out, "transactionId", row[0].data, row[0].len);
-        ngx_rbcs_out_jstr(&out, "sourceAccountNumber", row[1].data,
-                          row[1].len);
-        ngx_rbcs_out_jstr(&out, "destinationAccountNumber", row[2].data,
-                          row[2].len);
-        ngx_rbcs_out_amount(&out, "amount", &row[3], scale, 0);
 
-        if (row[4].data) {
-            ngx_rbcs_out_datetime(&out, "expiresAt", &row[4]);
+        c = &row[col[NGX_RBCS_HOLD_ID]];
+        ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
+
+        c = &row[col[NGX_RBCS_HOLD_SOURCE]];
+        ngx_rbcs_out_jstr(&out, "sourceAccountNumber", c->data, c->len);
+
+        c = &row[col[NGX_RBCS_HOLD_DESTINATION]];
+        ngx_rbcs_out_jstr(&out, "destinationAccountNumber", c->data, c->len);
+
+        ngx_rbcs_out_amount(&out, "amount", &row[col[NGX_RBCS_HOLD_AMOUNT]],
+                            scale, 0);
+
+        c = &row[col[NGX_RBCS_HOLD_EXPIRES]];
+
+        if (c->data) {
+            ngx_rbcs_out_datetime(&out, "expiresAt", c);
         }
 
-        ngx_rbcs_out_datetime(&out, "createdAt", &row[5]);
+        ngx_rbcs_out_datetime(&out, "createdAt",
+                              &row[col[NGX_RBCS_HOLD_CREATED]]);
         ngx_rbcs_out_cstr(&out, "}");
     }
 
@@ -929,7 +990,9 @@ ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
     if (n > ctx->limit) {
         row = ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1, 0);
 
-        if (ngx_rbcs_time_from_datetime(buf, row[5].data, row[5].len) == 0
+        c = &row[col[NGX_RBCS_HOLD_CREATED]];
+
+        if (ngx_rbcs_time_from_datetime(buf, c->data, c->len) == 0
             || ngx_rbcs_time_parse_rfc3339(buf, NGX_RBCS_TIME_LEN, &ms) != 0)
         {
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -937,7 +1000,8 @@ ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
         }
 
         ngx_rbcs_out_jstr(&out, "next", cursor,
-                          ngx_sprintf(cursor, "%L_%V", ms, &row[0])
+                          ngx_sprintf(cursor, "%L_%V", ms,
+                                      &row[col[NGX_RBCS_HOLD_ID]])
                           - cursor);
 
     } else {

@@ -431,6 +431,7 @@ ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
                                    "the account does not exist");
 
     } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_N - 1) == NULL) {
+        /* a row too short for the NGX_RBCS_ACC_* indexes of its SELECT */
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {

@@ -159,6 +159,9 @@ static u_char *ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b,
     u_char *p);
 static u_char *ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b,
     u_char *p);
+static u_char *ngx_rbcs_batch_sql_held(ngx_rbcs_batch_t *b, u_char *p);
+static u_char *ngx_rbcs_batch_sql_excess(ngx_rbcs_batch_t *b, u_char *p,
+    ngx_uint_t limits);
 static void ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_batch_committed(ngx_rbcs_batch_t *b);
 static ngx_int_t ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b,
@@ -180,7 +183,8 @@ static void ngx_rbcs_batch_finish(ngx_rbcs_batch_t *b);
 static void ngx_rbcs_batch_deliver(ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_batch_op_timer(ngx_event_t *ev);
 static int ngx_libc_cdecl ngx_rbcs_batch_cmp(const void *a, const void *b);
-static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(ngx_rbcs_batch_t *b, ngx_str_t *number);
+static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(ngx_rbcs_batch_t *b,
+    ngx_str_t *number);
 static ngx_int_t ngx_rbcs_batch_record(ngx_rbcs_batch_t *b,
     ngx_str_t *id);
 static ngx_rbcs_ledger_str_t ngx_rbcs_batch_lstr(ngx_str_t *s);
@@ -760,7 +764,10 @@ ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q)
 }
 
 
-/* round trip 1's rows into the judge's accounts and records */
+/*
+ * round trip 1's rows into the judge's accounts and records, by position:
+ * a UNION ALL answers the first SELECT's column names for every row
+ */
 
 static ngx_int_t
 ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
@@ -1661,24 +1668,7 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
     /* before the excess below, which is computed from it */
 
     if (helds) {
-        p = ngx_cpymem(p, ", held_balance = held_balance + CASE"
-                       " account_number",
-                       sizeof(", held_balance = held_balance + CASE"
-                              " account_number") - 1);
-
-        for (i = 0; i < b->naccounts; i++) {
-            a = &b->accounts[i];
-
-            if (a->created || a->held_delta == 0) {
-                continue;
-            }
-
-            p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
-                            a->number.data);
-            p = ngx_rbcs_batch_decimal(p, a->held_delta);
-        }
-
-        p = ngx_cpymem(p, " ELSE 0 END", sizeof(" ELSE 0 END") - 1);
+        p = ngx_rbcs_batch_sql_held(b, p);
     }
 
     p = ngx_cpymem(p, ", version = version + CASE account_number",
@@ -1697,57 +1687,7 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
 
     p = ngx_cpymem(p, " END", 4);
 
-    if (limits) {
-        p = ngx_cpymem(p, ", overdraft_limit = CASE account_number",
-                       sizeof(", overdraft_limit = CASE account_number") - 1);
-
-        for (i = 0; i < b->naccounts; i++) {
-            a = &b->accounts[i];
-
-            if (a->created || !a->limit_set) {
-                continue;
-            }
-
-            p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
-                            a->number.data);
-            p = ngx_rbcs_batch_decimal(p, a->limit);
-        }
-
-        p = ngx_cpymem(p, " ELSE overdraft_limit END, overdraft_excess ="
-                       " IF(account_number IN (",
-                       sizeof(" ELSE overdraft_limit END, overdraft_excess ="
-                              " IF(account_number IN (") - 1);
-
-        n = 0;
-
-        for (i = 0; i < b->naccounts; i++) {
-            a = &b->accounts[i];
-
-            if (a->created || !a->limit_set) {
-                continue;
-            }
-
-            p = ngx_sprintf(p, "%s'%*s'", n++ ? "," : "", a->number.len,
-                            a->number.data);
-        }
-
-        p = ngx_cpymem(p, "), GREATEST(0, held_balance - balance -"
-                       " overdraft_limit), LEAST(overdraft_excess,"
-                       " GREATEST(0, held_balance - balance -"
-                       " overdraft_limit)))",
-                       sizeof("), GREATEST(0, held_balance - balance -"
-                              " overdraft_limit), LEAST(overdraft_excess,"
-                              " GREATEST(0, held_balance - balance -"
-                              " overdraft_limit)))") - 1);
-
-    } else {
-        p = ngx_cpymem(p, ", overdraft_excess = LEAST(overdraft_excess,"
-                       " GREATEST(0, held_balance - balance -"
-                       " overdraft_limit))",
-                       sizeof(", overdraft_excess = LEAST(overdraft_excess,"
-                              " GREATEST(0, held_balance - balance -"
-                              " overdraft_limit))") - 1);
-    }
+    p = ngx_rbcs_batch_sql_excess(b, p, limits);
 
     p = ngx_sprintf(p, ", updated_at = '%V' WHERE account_number IN (",
                     &b->now);
@@ -1766,6 +1706,99 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
     }
 
     return ngx_cpymem(p, ");", 2);
+}
+
+
+/* the update's change of held_balance, of the accounts whose holds moved */
+
+static u_char *
+ngx_rbcs_batch_sql_held(ngx_rbcs_batch_t *b, u_char *p)
+{
+    ngx_uint_t                  i;
+    ngx_rbcs_ledger_account_t  *a;
+
+    p = ngx_cpymem(p, ", held_balance = held_balance + CASE"
+                   " account_number",
+                   sizeof(", held_balance = held_balance + CASE"
+                          " account_number") - 1);
+
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
+
+        if (a->created || a->held_delta == 0) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
+                        a->number.data);
+        p = ngx_rbcs_batch_decimal(p, a->held_delta);
+    }
+
+    return ngx_cpymem(p, " ELSE 0 END", sizeof(" ELSE 0 END") - 1);
+}
+
+
+/*
+ * The update's overdraft_limit, where "limits" accounts set one, and
+ * overdraft_excess: recomputed where the limit changed, else only shrunk.
+ */
+
+static u_char *
+ngx_rbcs_batch_sql_excess(ngx_rbcs_batch_t *b, u_char *p, ngx_uint_t limits)
+{
+    ngx_uint_t                  i, n;
+    ngx_rbcs_ledger_account_t  *a;
+
+    if (limits == 0) {
+        return ngx_cpymem(p, ", overdraft_excess = LEAST(overdraft_excess,"
+                          " GREATEST(0, held_balance - balance -"
+                          " overdraft_limit))",
+                          sizeof(", overdraft_excess = LEAST("
+                                 "overdraft_excess, GREATEST(0, held_balance"
+                                 " - balance - overdraft_limit))") - 1);
+    }
+
+    p = ngx_cpymem(p, ", overdraft_limit = CASE account_number",
+                   sizeof(", overdraft_limit = CASE account_number") - 1);
+
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
+
+        if (a->created || !a->limit_set) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
+                        a->number.data);
+        p = ngx_rbcs_batch_decimal(p, a->limit);
+    }
+
+    p = ngx_cpymem(p, " ELSE overdraft_limit END, overdraft_excess ="
+                   " IF(account_number IN (",
+                   sizeof(" ELSE overdraft_limit END, overdraft_excess ="
+                          " IF(account_number IN (") - 1);
+
+    n = 0;
+
+    for (i = 0; i < b->naccounts; i++) {
+        a = &b->accounts[i];
+
+        if (a->created || !a->limit_set) {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s'%*s'", n++ ? "," : "", a->number.len,
+                        a->number.data);
+    }
+
+    return ngx_cpymem(p, "), GREATEST(0, held_balance - balance -"
+                      " overdraft_limit), LEAST(overdraft_excess,"
+                      " GREATEST(0, held_balance - balance -"
+                      " overdraft_limit)))",
+                      sizeof("), GREATEST(0, held_balance - balance -"
+                             " overdraft_limit), LEAST(overdraft_excess,"
+                             " GREATEST(0, held_balance - balance -"
+                             " overdraft_limit)))") - 1);
 }
 
 

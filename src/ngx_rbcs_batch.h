@@ -27,6 +27,14 @@
 #include "ngx_rbcs_ledger.h"
 
 
+/*
+ * Rows of transactions and accounts are read by position, not by name:
+ * every SELECT of them takes its list from NGX_RBCS_TX_COLUMNS or
+ * NGX_RBCS_ACC_COLUMNS, kept here beside the indexes, and every reader
+ * checks the width.  Round trip 1 could not go by name anyway: it is one
+ * UNION ALL result set whose column names are those of its first SELECT.
+ */
+
 /* columns of a transaction row (NGX_RBCS_TX_COLUMNS) */
 #define NGX_RBCS_TX_RESULT        0
 #define NGX_RBCS_TX_HTTP_STATUS   1

@@ -47,6 +47,12 @@ static ngx_int_t ngx_rbcs_generation_uint64(ngx_str_t *s, uint64_t *value);
 
 static ngx_rbcs_generation_t  ngx_rbcs_generation;
 
+static ngx_str_t  ngx_rbcs_generation_columns[] = {
+    ngx_string("publishers"),
+    ngx_string("generations"),
+    ngx_null_string
+};
+
 
 ngx_int_t
 ngx_rbcs_generation_init_process(ngx_cycle_t *cycle, ngx_uint_t poller)
@@ -305,8 +311,10 @@ ngx_rbcs_generation_poll_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_str_set(&q->sql, "SELECT COUNT(*), COALESCE(SUM(generation), 0) "
-                         "FROM cache_generation");
+    /* the names ngx_rbcs_generation_columns reads */
+    ngx_str_set(&q->sql, "SELECT COUNT(*) AS publishers,"
+                         " COALESCE(SUM(generation), 0) AS generations"
+                         " FROM cache_generation");
     q->idempotent = 1;
     q->handler = ngx_rbcs_generation_polled;
     q->data = g;
@@ -325,13 +333,22 @@ ngx_rbcs_generation_polled(ngx_rbcs_mysql_query_t *q)
 {
     uint64_t                count, sum;
     ngx_str_t              *c, *s;
+    ngx_uint_t              col[2];
     ngx_rbcs_generation_t  *g;
 
     g = q->data;
     g->polling = 0;
 
-    c = ngx_rbcs_mysql_cell(q, 0, 0, 0);
-    s = ngx_rbcs_mysql_cell(q, 0, 0, 1);
+    c = NULL;
+    s = NULL;
+
+    if (q->rc == NGX_RBCS_MYSQL_OK
+        && ngx_rbcs_mysql_columns(q, 0, ngx_rbcs_generation_columns, col)
+           == NGX_OK)
+    {
+        c = ngx_rbcs_mysql_cell(q, 0, 0, col[0]);
+        s = ngx_rbcs_mysql_cell(q, 0, 0, col[1]);
+    }
 
     if (q->rc != NGX_RBCS_MYSQL_OK || c == NULL || s == NULL
         || ngx_rbcs_generation_uint64(c, &count) != NGX_OK

@@ -93,6 +93,16 @@ static void ngx_rbcs_mysql_event_handler(ngx_event_t *ev);
 static void ngx_rbcs_mysql_timer_handler(ngx_event_t *ev);
 static void ngx_rbcs_mysql_kick_handler(ngx_event_t *ev);
 static void ngx_rbcs_mysql_process(ngx_rbcs_mysql_conn_t *mc, int status);
+static ngx_int_t ngx_rbcs_mysql_step_connect(ngx_rbcs_mysql_conn_t *mc,
+    int status);
+static ngx_int_t ngx_rbcs_mysql_step_query(ngx_rbcs_mysql_conn_t *mc,
+    int status);
+static ngx_int_t ngx_rbcs_mysql_step_store(ngx_rbcs_mysql_conn_t *mc,
+    int status);
+static ngx_int_t ngx_rbcs_mysql_step_next(ngx_rbcs_mysql_conn_t *mc,
+    int status);
+static ngx_int_t ngx_rbcs_mysql_step_rollback(ngx_rbcs_mysql_conn_t *mc,
+    int status);
 static ngx_int_t ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_query_failed(ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc,
@@ -760,174 +770,218 @@ ngx_rbcs_mysql_kick_handler(ngx_event_t *ev)
 /*
  * Start (status 0) or continue (status: the events that happened) the
  * operation of the connection's current state, and move on through the
- * states for as long as the library does not have to wait.
+ * states for as long as the library does not have to wait.  Each state's
+ * step answers NGX_OK when it moved to a state to start now, NGX_AGAIN
+ * when the library waits for the events in mc->wait, and NGX_DONE when
+ * the connection was handed on (idle, finished or broken).
  */
 
 static void
 ngx_rbcs_mysql_process(ngx_rbcs_mysql_conn_t *mc, int status)
 {
-    int     s;
-    MYSQL  *m;
-
-    m = mc->mysql;
+    ngx_int_t  rc;
 
     for ( ;; ) {
 
         switch (mc->state) {
 
         case NGX_RBCS_MC_CONNECTING:
-
-            if (status != -1) {
-                s = mysql_real_connect_cont(&mc->cret, m, status);
-                if (s) {
-                    goto wait;
-                }
-
-                mc->wait = 0;
-            }
-
-            if (mc->timer.timer_set) {
-                ngx_del_timer(&mc->timer);
-            }
-
-            if (mc->cret == NULL) {
-                ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
-                              "rbcs: mysql connect failed: %s",
-                              mysql_error(m));
-                ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
-                return;
-            }
-
-            if (ngx_rbcs_mysql_attach(mc) != NGX_OK) {
-                ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
-                return;
-            }
-
-            if (mc->failures) {
-                ngx_log_error(NGX_LOG_NOTICE, mc->pool->log, 0,
-                              "rbcs: mysql connection re-established");
-                ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RECONNECTS);
-            }
-
-            mc->failures = 0;
-            ngx_rbcs_mysql_set_idle(mc);
-            ngx_rbcs_mysql_dispatch(mc);
-            return;
+            rc = ngx_rbcs_mysql_step_connect(mc, status);
+            break;
 
         case NGX_RBCS_MC_QUERY:
-
-            s = status ? mysql_real_query_cont(&mc->iret, m, status)
-                       : mysql_real_query_start(&mc->iret, m,
-                                                (char *) mc->sql,
-                                                mc->sql_len);
-            if (s) {
-                goto wait;
-            }
-
-            mc->wait = 0;
-
-            if (mc->iret != 0) {
-                ngx_rbcs_mysql_query_failed(mc);
-                return;
-            }
-
-            mc->state = NGX_RBCS_MC_STORE;
-            status = 0;
-            continue;
+            rc = ngx_rbcs_mysql_step_query(mc, status);
+            break;
 
         case NGX_RBCS_MC_STORE:
-
-            s = status ? mysql_store_result_cont(&mc->res, m, status)
-                       : mysql_store_result_start(&mc->res, m);
-            if (s) {
-                goto wait;
-            }
-
-            mc->wait = 0;
-
-            if (mc->res == NULL && mysql_field_count(m) != 0) {
-                ngx_rbcs_mysql_query_failed(mc);
-                return;
-            }
-
-            if (mc->res) {
-                if (ngx_rbcs_mysql_copy_result(mc) != NGX_OK) {
-                    mc->rc = NGX_RBCS_MYSQL_ESQL;
-                }
-
-                mysql_free_result(mc->res);
-                mc->res = NULL;
-            }
-
-            if (!mysql_more_results(m)) {
-                ngx_rbcs_mysql_finish(mc, mc->rc, 0);
-                return;
-            }
-
-            mc->state = NGX_RBCS_MC_NEXT;
-            status = 0;
-            continue;
+            rc = ngx_rbcs_mysql_step_store(mc, status);
+            break;
 
         case NGX_RBCS_MC_NEXT:
-
-            s = status ? mysql_next_result_cont(&mc->iret, m, status)
-                       : mysql_next_result_start(&mc->iret, m);
-            if (s) {
-                goto wait;
-            }
-
-            mc->wait = 0;
-
-            if (mc->iret > 0) {
-                ngx_rbcs_mysql_query_failed(mc);
-                return;
-            }
-
-            if (mc->iret == -1) {
-                ngx_rbcs_mysql_finish(mc, mc->rc, 0);
-                return;
-            }
-
-            mc->state = NGX_RBCS_MC_STORE;
-            status = 0;
-            continue;
+            rc = ngx_rbcs_mysql_step_next(mc, status);
+            break;
 
         case NGX_RBCS_MC_ROLLBACK:
-
-            s = status ? mysql_real_query_cont(&mc->iret, m, status)
-                       : mysql_real_query_start(&mc->iret, m, "ROLLBACK",
-                                                sizeof("ROLLBACK") - 1);
-            if (s) {
-                goto wait;
-            }
-
-            mc->wait = 0;
-
-            if (mc->iret != 0) {
-                ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
-                              "rbcs: mysql ROLLBACK failed: %s",
-                              mysql_error(m));
-                ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_ESQL, mc->err);
-                return;
-            }
-
-            ngx_rbcs_mysql_finish(mc, NGX_RBCS_MYSQL_ESQL, mc->err);
-            return;
+            rc = ngx_rbcs_mysql_step_rollback(mc, status);
+            break;
 
         default:
             return;
         }
+
+        if (rc == NGX_DONE) {
+            return;
+        }
+
+        if (rc == NGX_AGAIN) {
+            break;
+        }
+
+        status = 0;
     }
-
-wait:
-
-    mc->wait = s;
 
     if (ngx_rbcs_mysql_attach(mc) != NGX_OK) {
         ngx_rbcs_mysql_broken(mc, mc->state == NGX_RBCS_MC_CONNECTING
                                   ? NGX_RBCS_MYSQL_EUNAVAIL
                                   : NGX_RBCS_MYSQL_EUNKNOWN, CR_SERVER_LOST);
     }
+}
+
+
+/* the connection came up (status -1: without waiting) or failed to */
+
+static ngx_int_t
+ngx_rbcs_mysql_step_connect(ngx_rbcs_mysql_conn_t *mc, int status)
+{
+    if (status != -1) {
+        mc->wait = mysql_real_connect_cont(&mc->cret, mc->mysql, status);
+        if (mc->wait) {
+            return NGX_AGAIN;
+        }
+    }
+
+    if (mc->timer.timer_set) {
+        ngx_del_timer(&mc->timer);
+    }
+
+    if (mc->cret == NULL) {
+        ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
+                      "rbcs: mysql connect failed: %s",
+                      mysql_error(mc->mysql));
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        return NGX_DONE;
+    }
+
+    if (ngx_rbcs_mysql_attach(mc) != NGX_OK) {
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_EUNAVAIL, 0);
+        return NGX_DONE;
+    }
+
+    if (mc->failures) {
+        ngx_log_error(NGX_LOG_NOTICE, mc->pool->log, 0,
+                      "rbcs: mysql connection re-established");
+        ngx_rbcs_metrics_inc(NGX_RBCS_M_MYSQL_RECONNECTS);
+    }
+
+    mc->failures = 0;
+    ngx_rbcs_mysql_set_idle(mc);
+    ngx_rbcs_mysql_dispatch(mc);
+
+    return NGX_DONE;
+}
+
+
+/* the query's text is sent and its first result announced */
+
+static ngx_int_t
+ngx_rbcs_mysql_step_query(ngx_rbcs_mysql_conn_t *mc, int status)
+{
+    mc->wait = status
+               ? mysql_real_query_cont(&mc->iret, mc->mysql, status)
+               : mysql_real_query_start(&mc->iret, mc->mysql,
+                                        (char *) mc->sql, mc->sql_len);
+    if (mc->wait) {
+        return NGX_AGAIN;
+    }
+
+    if (mc->iret != 0) {
+        ngx_rbcs_mysql_query_failed(mc);
+        return NGX_DONE;
+    }
+
+    mc->state = NGX_RBCS_MC_STORE;
+
+    return NGX_OK;
+}
+
+
+/* one result set is read and copied; the query ends after the last */
+
+static ngx_int_t
+ngx_rbcs_mysql_step_store(ngx_rbcs_mysql_conn_t *mc, int status)
+{
+    mc->wait = status ? mysql_store_result_cont(&mc->res, mc->mysql, status)
+                      : mysql_store_result_start(&mc->res, mc->mysql);
+    if (mc->wait) {
+        return NGX_AGAIN;
+    }
+
+    if (mc->res == NULL && mysql_field_count(mc->mysql) != 0) {
+        ngx_rbcs_mysql_query_failed(mc);
+        return NGX_DONE;
+    }
+
+    if (mc->res) {
+        if (ngx_rbcs_mysql_copy_result(mc) != NGX_OK) {
+            mc->rc = NGX_RBCS_MYSQL_ESQL;
+        }
+
+        mysql_free_result(mc->res);
+        mc->res = NULL;
+    }
+
+    if (!mysql_more_results(mc->mysql)) {
+        ngx_rbcs_mysql_finish(mc, mc->rc, 0);
+        return NGX_DONE;
+    }
+
+    mc->state = NGX_RBCS_MC_NEXT;
+
+    return NGX_OK;
+}
+
+
+/* the next statement's outcome, of a query of several */
+
+static ngx_int_t
+ngx_rbcs_mysql_step_next(ngx_rbcs_mysql_conn_t *mc, int status)
+{
+    mc->wait = status ? mysql_next_result_cont(&mc->iret, mc->mysql, status)
+                      : mysql_next_result_start(&mc->iret, mc->mysql);
+    if (mc->wait) {
+        return NGX_AGAIN;
+    }
+
+    if (mc->iret > 0) {
+        ngx_rbcs_mysql_query_failed(mc);
+        return NGX_DONE;
+    }
+
+    if (mc->iret == -1) {
+        ngx_rbcs_mysql_finish(mc, mc->rc, 0);
+        return NGX_DONE;
+    }
+
+    mc->state = NGX_RBCS_MC_STORE;
+
+    return NGX_OK;
+}
+
+
+/* the failed transaction is rolled back before the connection is reused */
+
+static ngx_int_t
+ngx_rbcs_mysql_step_rollback(ngx_rbcs_mysql_conn_t *mc, int status)
+{
+    mc->wait = status
+               ? mysql_real_query_cont(&mc->iret, mc->mysql, status)
+               : mysql_real_query_start(&mc->iret, mc->mysql, "ROLLBACK",
+                                        sizeof("ROLLBACK") - 1);
+    if (mc->wait) {
+        return NGX_AGAIN;
+    }
+
+    if (mc->iret != 0) {
+        ngx_log_error(NGX_LOG_WARN, mc->pool->log, 0,
+                      "rbcs: mysql ROLLBACK failed: %s",
+                      mysql_error(mc->mysql));
+        ngx_rbcs_mysql_broken(mc, NGX_RBCS_MYSQL_ESQL, mc->err);
+        return NGX_DONE;
+    }
+
+    ngx_rbcs_mysql_finish(mc, NGX_RBCS_MYSQL_ESQL, mc->err);
+
+    return NGX_DONE;
 }
 
 
@@ -939,6 +993,7 @@ ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc)
     ngx_uint_t                i, n, ncols, nrows;
     ngx_str_t                *cell;
     MYSQL_ROW                 row;
+    MYSQL_FIELD              *fields;
     unsigned long            *lengths;
     ngx_rbcs_mysql_query_t   *q;
     ngx_rbcs_mysql_result_t  *rs;
@@ -962,6 +1017,24 @@ ngx_rbcs_mysql_copy_result(ngx_rbcs_mysql_conn_t *mc)
     rs->cells = ngx_pcalloc(q->pool, sizeof(ngx_str_t) * (ncols * nrows + 1));
     if (rs->cells == NULL) {
         return NGX_ERROR;
+    }
+
+    rs->names = ngx_palloc(q->pool, sizeof(ngx_str_t) * (ncols + 1));
+    if (rs->names == NULL) {
+        return NGX_ERROR;
+    }
+
+    fields = mysql_fetch_fields(mc->res);
+
+    for (i = 0; i < ncols; i++) {
+        rs->names[i].len = fields[i].name_length;
+        rs->names[i].data = ngx_pnalloc(q->pool, fields[i].name_length + 1);
+        if (rs->names[i].data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(rs->names[i].data, fields[i].name, fields[i].name_length);
+        rs->names[i].data[fields[i].name_length] = '\0';
     }
 
     n = 0;
@@ -1686,6 +1759,63 @@ bad:
     ngx_log_error(NGX_LOG_ALERT, q->log, 0,
                   "rbcs: a query answered rows of another shape than asked "
                   "for (a schema other than conf/schema.sql?): %V", &q->sql);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * The indexes in result set "set" of the columns named in "names" (ended
+ * by an empty name), looked up once per result set so that the reads of
+ * every row go by the names the SELECT gave, not by where it put them.
+ * NGX_ERROR, logged, when one is missing: the SELECT and its reader
+ * disagree, or the database is not the schema the module was built for.
+ */
+
+ngx_int_t
+ngx_rbcs_mysql_columns(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
+    ngx_str_t *names, ngx_uint_t *index)
+{
+    ngx_uint_t                i, k;
+    ngx_rbcs_mysql_result_t  *rs;
+
+    if (set >= q->results.nelts) {
+        goto bad;
+    }
+
+    rs = q->results.elts;
+    rs = &rs[set];
+
+    for (k = 0; names[k].len; k++) {
+
+        for (i = 0; i < rs->ncols; i++) {
+            if (rs->names[i].len == names[k].len
+                && ngx_strncasecmp(rs->names[i].data, names[k].data,
+                                   names[k].len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == rs->ncols) {
+            ngx_log_error(NGX_LOG_ALERT, q->log, 0,
+                          "rbcs: a query answered no column \"%V\" in its "
+                          "result set %ui (a schema other than "
+                          "conf/schema.sql?): %V", &names[k], set, &q->sql);
+            return NGX_ERROR;
+        }
+
+        index[k] = i;
+    }
+
+    return NGX_OK;
+
+bad:
+
+    ngx_log_error(NGX_LOG_ALERT, q->log, 0,
+                  "rbcs: a query answered no result set %ui (a schema "
+                  "other than conf/schema.sql?): %V", set, &q->sql);
 
     return NGX_ERROR;
 }

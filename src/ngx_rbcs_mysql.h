@@ -36,6 +36,7 @@ typedef void (*ngx_rbcs_mysql_handler_pt)(ngx_rbcs_mysql_query_t *q);
 typedef struct {
     ngx_uint_t                 ncols;
     ngx_uint_t                 nrows;
+    ngx_str_t                 *names;    /* of the columns, as answered */
     ngx_str_t                 *cells;    /* row-major; data NULL for NULL */
 } ngx_rbcs_mysql_result_t;
 
@@ -86,6 +87,8 @@ void ngx_rbcs_mysql_cancel(ngx_rbcs_mysql_query_t *q);
 
 ngx_str_t *ngx_rbcs_mysql_cell(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
     ngx_uint_t row, ngx_uint_t col);
+ngx_int_t ngx_rbcs_mysql_columns(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
+    ngx_str_t *names, ngx_uint_t *index);
 ngx_uint_t ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set);
 ngx_int_t ngx_rbcs_mysql_shape(ngx_rbcs_mysql_query_t *q, ngx_uint_t nsets,
     ...);

@@ -29,6 +29,21 @@ static ngx_int_t ngx_rbcs_transfer_send(ngx_http_request_t *r,
     ngx_str_t *row, ngx_uint_t status);
 
 
+/* the columns the readers of a SELECT look up by name */
+static ngx_str_t  ngx_rbcs_transfer_resolve_columns[] = {
+    ngx_string("source_account"),
+    ngx_string("destination_account"),
+    ngx_null_string
+};
+
+static ngx_str_t  ngx_rbcs_transfer_expiry_columns[] = {
+    ngx_string("transaction_id"),
+    ngx_string("source_account"),
+    ngx_string("overdue_ms"),
+    ngx_null_string
+};
+
+
 static ngx_rbcs_field_spec_t  ngx_rbcs_transfer_fields[] = {
     { ngx_string("transactionId"), NGX_RBCS_FIELD_STRING, 1 },
     { ngx_string("sourceAccountNumber"), NGX_RBCS_FIELD_STRING, 1 },
@@ -289,6 +304,7 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
     ngx_rbcs_ctx(r)->transaction_id = *id;
     ngx_rbcs_ctx(r)->data = rs;
 
+    /* the columns of ngx_rbcs_transfer_resolve_columns */
     return ngx_rbcs_transfer_read(r, id, "source_account, destination_account",
                                   ngx_rbcs_transfer_resolve_read);
 }
@@ -298,7 +314,8 @@ static void
 ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t             rc;
-    ngx_str_t            *row, *actor;
+    ngx_str_t            *src, *dst, *actor;
+    ngx_uint_t            col[2];
     ngx_http_request_t   *r;
     ngx_rbcs_resolve_t   *rs;
     ngx_rbcs_batch_op_t  *op;
@@ -311,7 +328,9 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
         return;
     }
 
-    if (ngx_rbcs_mysql_shape(q, 1, (ngx_uint_t) 2) != NGX_OK) {
+    if (ngx_rbcs_mysql_columns(q, 0, ngx_rbcs_transfer_resolve_columns, col)
+        != NGX_OK)
+    {
         ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -323,9 +342,10 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
         return;
     }
 
-    row = ngx_rbcs_mysql_cell(q, 0, 0, 0);
+    src = ngx_rbcs_mysql_cell(q, 0, 0, col[0]);
+    dst = ngx_rbcs_mysql_cell(q, 0, 0, col[1]);
 
-    if (row == NULL || row[0].data == NULL || row[1].data == NULL) {
+    if (src->data == NULL || dst->data == NULL) {
         ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -341,8 +361,8 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
     op->kind = rs->kind;
 
     if ((op->id.data = ngx_pstrdup(op->pool, &rs->id)) == NULL
-        || (op->source.data = ngx_pstrdup(op->pool, &row[0])) == NULL
-        || (op->destination.data = ngx_pstrdup(op->pool, &row[1])) == NULL
+        || (op->source.data = ngx_pstrdup(op->pool, src)) == NULL
+        || (op->destination.data = ngx_pstrdup(op->pool, dst)) == NULL
         || (rs->amount.len
             && (op->amount.data = ngx_pstrdup(op->pool, &rs->amount))
                == NULL)
@@ -355,8 +375,8 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
     }
 
     op->id.len = rs->id.len;
-    op->source.len = row[0].len;
-    op->destination.len = row[1].len;
+    op->source.len = src->len;
+    op->destination.len = dst->len;
     op->amount.len = rs->amount.len;
     op->actor.len = actor ? actor->len : 0;
 
@@ -595,6 +615,11 @@ ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
                                    "the transaction does not exist");
 
     } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_N - 1) == NULL) {
+        /*
+         * by position: the SELECT's list is NGX_RBCS_TX_COLUMNS, the macro
+         * the NGX_RBCS_TX_* indexes are kept with, and a row too short for
+         * them is refused here
+         */
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {
@@ -688,7 +713,7 @@ ngx_rbcs_transfer_expiry_scan(ngx_event_t *ev)
     q->sql.len = ngx_sprintf(q->sql.data, "SELECT transaction_id,"
                              " source_account, TIMESTAMPDIFF(MICROSECOND,"
                              " expires_at, UTC_TIMESTAMP(3)) DIV 1000"
-                             " FROM holds WHERE expires_at <="
+                             " AS overdue_ms FROM holds WHERE expires_at <="
                              " UTC_TIMESTAMP(3) ORDER BY expires_at LIMIT %ui",
                              n)
                  - q->sql.data;
@@ -715,21 +740,24 @@ static void
 ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q)
 {
     off_t                 lag;
-    ngx_str_t            *row;
-    ngx_uint_t            i, n, answered;
+    ngx_str_t            *id, *source, *overdue;
+    ngx_uint_t            i, n, answered, col[3];
     ngx_pool_t           *pool;
     ngx_rbcs_batch_op_t  *op;
 
     pool = q->data;
     answered = (q->rc == NGX_RBCS_MYSQL_OK
-                && ngx_rbcs_mysql_shape(q, 1, (ngx_uint_t) 3) == NGX_OK);
+                && ngx_rbcs_mysql_columns(q, 0,
+                                          ngx_rbcs_transfer_expiry_columns,
+                                          col)
+                   == NGX_OK);
     n = answered ? ngx_rbcs_mysql_rows(q, 0) : 0;
 
     /* the first row is the oldest; a scan without an answer tells nothing */
 
     if (n) {
-        row = ngx_rbcs_mysql_cell(q, 0, 0, 0);
-        lag = (row && row[2].data) ? ngx_atoof(row[2].data, row[2].len) : 0;
+        overdue = ngx_rbcs_mysql_cell(q, 0, 0, col[2]);
+        lag = overdue->data ? ngx_atoof(overdue->data, overdue->len) : 0;
         ngx_rbcs_metrics_holds_overdue(1, lag > 0 ? (uint64_t) lag : 0);
 
     } else if (answered) {
@@ -737,9 +765,10 @@ ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q)
     }
 
     for (i = 0; i < n; i++) {
-        row = ngx_rbcs_mysql_cell(q, 0, i, 0);
+        id = ngx_rbcs_mysql_cell(q, 0, i, col[0]);
+        source = ngx_rbcs_mysql_cell(q, 0, i, col[1]);
 
-        if (row == NULL || row[0].data == NULL || row[1].data == NULL) {
+        if (id->data == NULL || source->data == NULL) {
             break;
         }
 
@@ -751,15 +780,15 @@ ngx_rbcs_transfer_expiry_found(ngx_rbcs_mysql_query_t *q)
         op->kind = NGX_RBCS_LEDGER_EXPIRE;
         op->handler = ngx_rbcs_transfer_expired;
 
-        if ((op->id.data = ngx_pstrdup(op->pool, &row[0])) == NULL
-            || (op->source.data = ngx_pstrdup(op->pool, &row[1])) == NULL)
+        if ((op->id.data = ngx_pstrdup(op->pool, id)) == NULL
+            || (op->source.data = ngx_pstrdup(op->pool, source)) == NULL)
         {
             ngx_rbcs_batch_cancel(op);
             break;
         }
 
-        op->id.len = row[0].len;
-        op->source.len = row[1].len;
+        op->id.len = id->len;
+        op->source.len = source->len;
 
         if (ngx_rbcs_batch_submit(op) != NGX_OK) {
             ngx_rbcs_batch_cancel(op);
