@@ -743,6 +743,12 @@ ngx_rbcs_out_name(ngx_rbcs_out_t *out, const char *name)
 }
 
 
+/*
+ * The texts written are ASCII (ids, currencies, the module's own texts,
+ * the ascii columns of the schema), so nginx's escaping of quotes,
+ * backslashes and control characters is all they need.
+ */
+
 void
 ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
     size_t len)
@@ -756,14 +762,14 @@ ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
 
     ngx_rbcs_out_name(out, name);
 
-    n = ngx_rbcs_json_escape_len(p, len);
+    n = len + ngx_escape_json(NULL, p, len);
 
     if (ngx_rbcs_out_grow(out, n + 2) != NGX_OK) {
         return;
     }
 
     *out->pos++ = '"';
-    out->pos = ngx_rbcs_json_escape(out->pos, p, len);
+    out->pos = (u_char *) ngx_escape_json(out->pos, p, len);
     *out->pos++ = '"';
 }
 

@@ -1,6 +1,6 @@
 
 /*
- * RBCS: strict JSON request body parsing (yajl 2) and JSON string escaping.
+ * RBCS: strict JSON request body parsing (yajl 2).
  *
  * This header is self-contained and does not depend on nginx headers,
  * so that the unit tests can be built without nginx.
@@ -64,33 +64,13 @@ typedef struct {
  * *err points to a short static English reason suitable for logs
  * (on success *err is set to NULL).
  *
- * The library itself never calls malloc(); yajl internally allocates
- * its parser state with its default malloc()/free(), which is always
- * released before returning.
+ * Besides alloc(), yajl allocates its parser state with malloc() and
+ * qsort() may take a temporary buffer (the duplicate member check); both
+ * are released before returning.
  */
 int ngx_rbcs_json_parse_object(const u_char *body, size_t len,
     ngx_rbcs_json_alloc_pt alloc, void *ctx,
     ngx_rbcs_json_field_t **fields, size_t *nfields, const char **err);
-
-/*
- * JSON string escaping (without the surrounding quotes): '"' and '\\'
- * are escaped, control characters become \b, \f, \n, \r, \t or \u00XX,
- * valid UTF-8 is copied as is, and every byte that is not part of a valid
- * UTF-8 sequence is replaced with "\ufffd", so the output is always valid
- * JSON string content.
- *
- * ngx_rbcs_json_escape_len() returns the exact number of bytes that
- * ngx_rbcs_json_escape() writes; ngx_rbcs_json_escape() returns the
- * pointer past the last byte written.
- */
-size_t ngx_rbcs_json_escape_len(const u_char *src, size_t len);
-u_char *ngx_rbcs_json_escape(u_char *dst, const u_char *src, size_t len);
-
-/*
- * Returns the length (1..4) of the strictly valid UTF-8 sequence at
- * p[0..n), n > 0, or 0 when it is invalid or truncated.
- */
-size_t ngx_rbcs_json_utf8_len(const u_char *p, size_t n);
 
 
 #endif /* _NGX_RBCS_JSON_H_INCLUDED_ */
