@@ -15,13 +15,26 @@
 #include "ngx_rbcs_metrics.h"
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_cache.h"
+#include "ngx_rbcs_problem.h"
 
 
 #define NGX_RBCS_MS_N        16    /* status codes kept apart */
-#define NGX_RBCS_MO_N        19    /* transfer outcomes */
 #define NGX_RBCS_MH_N        15    /* latency buckets, +Inf included */
 #define NGX_RBCS_MB_N        10    /* batch size buckets, +Inf included */
 #define NGX_RBCS_MW_N        64    /* worker slots */
+
+
+/* transfer outcomes: 201, 200, each code a transfer answers with, other */
+
+#define NGX_RBCS_MO_INDEX(code, title)  NGX_RBCS_MO_##code,
+
+enum {
+    NGX_RBCS_MO_COMPLETED = 0,
+    NGX_RBCS_MO_REPLAYED,
+    NGX_RBCS_PROBLEMS_TRANSFER(NGX_RBCS_MO_INDEX)
+    NGX_RBCS_MO_OTHER,
+    NGX_RBCS_MO_N
+};
 
 
 typedef struct {
@@ -85,13 +98,12 @@ static ngx_uint_t  ngx_rbcs_metrics_statuses[NGX_RBCS_MS_N - 1] = {
     503
 };
 
+#define NGX_RBCS_MO_LABEL(code, title)  #code,
+
 static const char  *ngx_rbcs_metrics_outcomes[NGX_RBCS_MO_N] = {
-    "completed", "replayed", "invalid_request", "unsupported_currency",
-    "invalid_amount", "same_account", "account_not_found",
-    "currency_mismatch", "insufficient_funds", "balance_overflow",
-    "transaction_id_conflict", "unauthorized", "forbidden",
-    "unsupported_media_type", "payload_too_large", "rate_limited",
-    "unavailable", "method_not_allowed", "other"
+    "completed", "replayed",
+    NGX_RBCS_PROBLEMS_TRANSFER(NGX_RBCS_MO_LABEL)
+    "other"
 };
 
 /* upper bounds of the latency buckets, in microseconds */
@@ -357,14 +369,14 @@ ngx_rbcs_metrics_outcome(ngx_uint_t status, ngx_str_t *code)
     ngx_uint_t  i;
 
     if (status == NGX_HTTP_CREATED) {
-        return 0;
+        return NGX_RBCS_MO_COMPLETED;
     }
 
     if (status == NGX_HTTP_OK) {
-        return 1;
+        return NGX_RBCS_MO_REPLAYED;
     }
 
-    for (i = 2; i < NGX_RBCS_MO_N - 1; i++) {
+    for (i = NGX_RBCS_MO_REPLAYED + 1; i < NGX_RBCS_MO_OTHER; i++) {
         if (code->len == ngx_strlen(ngx_rbcs_metrics_outcomes[i])
             && ngx_strncmp(code->data, ngx_rbcs_metrics_outcomes[i],
                            code->len)
@@ -374,7 +386,7 @@ ngx_rbcs_metrics_outcome(ngx_uint_t status, ngx_str_t *code)
         }
     }
 
-    return NGX_RBCS_MO_N - 1;
+    return NGX_RBCS_MO_OTHER;
 }
 
 
