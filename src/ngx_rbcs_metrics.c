@@ -52,7 +52,6 @@ typedef struct {
     ngx_atomic_t               write_queue;
     ngx_atomic_t               write_queue_limit;
     ngx_atomic_t               redis;
-    ngx_atomic_t               pid;
 } ngx_rbcs_metrics_worker_t;
 
 
@@ -293,7 +292,6 @@ ngx_rbcs_metrics_init_process(ngx_cycle_t *cycle)
     w->write_queue = 0;
     w->write_queue_limit = 0;
     w->redis = 0;
-    w->pid = ngx_pid;
 
     return NGX_OK;
 }
