@@ -23,6 +23,14 @@
 
 static void *ngx_rbcs_create_main_conf(ngx_conf_t *cf);
 static char *ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_rbcs_init_currencies(ngx_conf_t *cf,
+    ngx_rbcs_main_conf_t *rmcf);
+static ngx_int_t ngx_rbcs_init_mysql_conf(ngx_conf_t *cf,
+    ngx_rbcs_main_conf_t *rmcf);
+static ngx_int_t ngx_rbcs_init_redis_conf(ngx_conf_t *cf,
+    ngx_rbcs_main_conf_t *rmcf);
+static ngx_int_t ngx_rbcs_init_auth_conf(ngx_conf_t *cf,
+    ngx_rbcs_main_conf_t *rmcf);
 static void *ngx_rbcs_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_rbcs_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -451,6 +459,35 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_rbcs_main_conf_t *rmcf = conf;
 
+    if (ngx_rbcs_init_currencies(cf, rmcf) != NGX_OK
+        || ngx_rbcs_init_mysql_conf(cf, rmcf) != NGX_OK
+        || ngx_rbcs_init_redis_conf(cf, rmcf) != NGX_OK
+        || ngx_rbcs_init_auth_conf(cf, rmcf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->configured && ngx_rbcs_metrics_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rmcf->configured
+        && rmcf->mysql.host.data == NULL && rmcf->mysql.socket.data == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"rbcs\" needs \"rbcs_mysql_server\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the stock currencies not configured otherwise, and the default one */
+
+static ngx_int_t
+ngx_rbcs_init_currencies(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
+{
     ngx_str_t   code;
     ngx_uint_t  i;
 
@@ -463,7 +500,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
                                      ngx_rbcs_default_currencies[i].scale)
                != NGX_OK)
         {
-            return NGX_CONF_ERROR;
+            return NGX_ERROR;
         }
     }
 
@@ -478,9 +515,18 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "rbcs_default_currency \"%V\" is not a "
                            "configured currency", &rmcf->default_currency);
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
+    return NGX_OK;
+}
+
+
+/* the MariaDB pool's defaults */
+
+static ngx_int_t
+ngx_rbcs_init_mysql_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
+{
     ngx_conf_init_uint_value(rmcf->mysql.pool_size, 8);
     ngx_conf_init_uint_value(rmcf->mysql.queue_size, 1024);
     ngx_conf_init_uint_value(rmcf->mysql.retries, 3);
@@ -499,6 +545,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
     if (rmcf->mysql.writers > rmcf->mysql.pool_size) {
         rmcf->mysql.writers = rmcf->mysql.pool_size;
     }
+
     ngx_conf_init_msec_value(rmcf->mysql.connect_timeout, 2000);
     ngx_conf_init_msec_value(rmcf->mysql.query_timeout, 5000);
     ngx_conf_init_msec_value(rmcf->mysql.queue_timeout, 3000);
@@ -517,9 +564,18 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_rbcs_mysql_init_conf(cf, &rmcf->mysql) != NGX_OK) {
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
+    return NGX_OK;
+}
+
+
+/* the Redis tier's defaults, and what it needs to be trusted */
+
+static ngx_int_t
+ngx_rbcs_init_redis_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
+{
     ngx_conf_init_msec_value(rmcf->redis_conf.connect_timeout, 1000);
     ngx_conf_init_msec_value(rmcf->redis_conf.command_timeout, 200);
     ngx_conf_init_msec_value(rmcf->redis_conf.key_ttl, 3600000);
@@ -535,7 +591,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"rbcs_redis_user\" needs "
                            "\"rbcs_redis_password_file\"");
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     /* whoever can write to Redis must not be able to make a balance */
@@ -547,7 +603,7 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
                              "shorter than 32 bytes"
                            : "\"rbcs_redis_server\" needs "
                              "\"rbcs_redis_hmac_key_file\"");
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     if (rmcf->cache) {
@@ -556,6 +612,15 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
                              + rmcf->redis_conf.command_timeout;
     }
 
+    return NGX_OK;
+}
+
+
+/* request signing: what "rbcs_auth" needs */
+
+static ngx_int_t
+ngx_rbcs_init_auth_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
+{
     ngx_conf_init_value(rmcf->auth, 0);
     ngx_conf_init_value(rmcf->auth_off_beyond_loopback, 0);
     ngx_conf_init_msec_value(rmcf->auth_window, 300000);
@@ -563,32 +628,20 @@ ngx_rbcs_init_main_conf(ngx_conf_t *cf, void *conf)
     if (rmcf->auth && rmcf->auth_keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"rbcs_auth on\" needs \"rbcs_auth_keys\"");
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     if (rmcf->auth_limit && !rmcf->auth) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"rbcs_auth_limit\" needs \"rbcs_auth on\"");
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     if (ngx_rbcs_auth_limit_check_keys(cf, rmcf) != NGX_OK) {
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
-    if (rmcf->configured && ngx_rbcs_metrics_zone(cf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (rmcf->configured
-        && rmcf->mysql.host.data == NULL && rmcf->mysql.socket.data == NULL)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"rbcs\" needs \"rbcs_mysql_server\"");
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return NGX_OK;
 }
 
 

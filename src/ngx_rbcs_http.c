@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "ngx_rbcs_http.h"
+#include "ngx_rbcs_problem.h"
 #include "ngx_rbcs_amount.h"
 #include "ngx_rbcs_time.h"
 
@@ -35,30 +36,10 @@ static ngx_str_t  ngx_rbcs_problem_type =
     ngx_string("application/problem+json");
 
 
+#define NGX_RBCS_PROBLEM_TITLE(code, title)  { #code, title },
+
 static ngx_rbcs_problem_title_t  ngx_rbcs_problem_titles[] = {
-    { "invalid_request", "Invalid request" },
-    { "unsupported_currency", "Unsupported currency" },
-    { "invalid_amount", "Invalid amount" },
-    { "same_account", "Same account" },
-    { "unauthorized", "Unauthorized" },
-    { "forbidden", "Forbidden" },
-    { "account_not_found", "Account not found" },
-    { "transaction_not_found", "Transaction not found" },
-    { "not_found", "Not found" },
-    { "method_not_allowed", "Method not allowed" },
-    { "account_exists", "Account exists" },
-    { "transaction_id_conflict", "Transaction id conflict" },
-    { "payload_too_large", "Payload too large" },
-    { "unsupported_media_type", "Unsupported media type" },
-    { "insufficient_funds", "Insufficient funds" },
-    { "currency_mismatch", "Currency mismatch" },
-    { "balance_overflow", "Balance overflow" },
-    { "account_kind_conflict", "Account kind conflict" },
-    { "hold_not_pending", "Hold not pending" },
-    { "amount_exceeds_hold", "Amount exceeds hold" },
-    { "rate_limited", "Too many requests" },
-    { "unavailable", "Service unavailable" },
-    { "internal_error", "Internal error" },
+    NGX_RBCS_PROBLEMS(NGX_RBCS_PROBLEM_TITLE)
     { NULL, NULL }
 };
 

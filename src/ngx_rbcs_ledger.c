@@ -14,6 +14,15 @@ static void ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_open(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_limit(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op);
+static int ngx_rbcs_ledger_transfer_rejects(ngx_rbcs_ledger_op_t *op);
+static void ngx_rbcs_ledger_transfer_apply(ngx_rbcs_ledger_op_t *op);
+static int ngx_rbcs_ledger_resolve_settled(ngx_rbcs_ledger_op_t *op,
+    ngx_rbcs_int128_t v);
+static int ngx_rbcs_ledger_capture(ngx_rbcs_ledger_op_t *op,
+    ngx_rbcs_int128_t v);
+static int ngx_rbcs_ledger_amount(ngx_rbcs_ledger_op_t *op, unsigned scale,
+    ngx_rbcs_int128_t *value);
+static void ngx_rbcs_ledger_replay(ngx_rbcs_ledger_op_t *op);
 static void ngx_rbcs_ledger_change(ngx_rbcs_ledger_account_t *a,
     ngx_rbcs_int128_t balance, ngx_rbcs_int128_t held);
 static int ngx_rbcs_ledger_cmp(ngx_rbcs_ledger_str_t *a,
@@ -116,11 +125,8 @@ ngx_rbcs_ledger_judge(ngx_rbcs_ledger_op_t *ops, size_t n)
 static void
 ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
 {
-    int                         rc;
-    ngx_rbcs_uint128_t          units;
     ngx_rbcs_ledger_account_t  *src, *dst;
     ngx_rbcs_ledger_record_t   *rec;
-    char                        fmt[96];
 
     src = op->source;
     dst = op->destination;
@@ -143,23 +149,15 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
     }
 
     if (rec->found && !rec->has_scale && ngx_rbcs_ledger_replays(op)) {
-        op->outcome = NGX_RBCS_LEDGER_REPLAY;
-        op->status = 200;
+        ngx_rbcs_ledger_replay(op);
         return;
     }
 
     if (op->has_scale) {
-        rc = ngx_rbcs_amount_parse(op->amount.data, op->amount.len,
-                                   op->scale, 0, &units);
-        if (rc != NGX_RBCS_AMOUNT_OK) {
-            snprintf(fmt, sizeof(fmt), "amount must be a positive decimal "
-                     "with at most %u fractional digits", op->scale);
-            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
-                                "invalid_amount", fmt, NULL);
+        if (ngx_rbcs_ledger_amount(op, op->scale, &op->value) != 0) {
             return;
         }
 
-        op->value = ngx_rbcs_ledger_from_units(units, op->scale);
         op->has_amount = 1;
     }
 
@@ -172,8 +170,7 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
 
     if (rec->found) {
         if (ngx_rbcs_ledger_replays(op)) {
-            op->outcome = NGX_RBCS_LEDGER_REPLAY;
-            op->status = 200;
+            ngx_rbcs_ledger_replay(op);
             return;
         }
 
@@ -189,6 +186,25 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
                               ngx_rbcs_ledger_or(
                                   dst->exists ? &dst->currency : NULL,
                                   &op->currency));
+
+    if (ngx_rbcs_ledger_transfer_rejects(op) == 0) {
+        ngx_rbcs_ledger_transfer_apply(op);
+    }
+
+    ngx_rbcs_ledger_record(op);
+}
+
+
+/* the business rules of a new transfer or hold, in the contract's order;
+ * returns 1 after rejecting it */
+
+static int
+ngx_rbcs_ledger_transfer_rejects(ngx_rbcs_ledger_op_t *op)
+{
+    ngx_rbcs_ledger_account_t  *src, *dst;
+
+    src = op->source;
+    dst = op->destination;
 
     if (!src->exists) {
         ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_REJECTED, 404,
@@ -245,15 +261,30 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
                             "available balance beyond the largest balance",
                             &src->number);
 
-    } else if (op->hold) {
+    } else {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/* a hold sets the amount aside on the source; a transfer moves it */
+
+static void
+ngx_rbcs_ledger_transfer_apply(ngx_rbcs_ledger_op_t *op)
+{
+    ngx_rbcs_ledger_account_t  *src, *dst;
+
+    src = op->source;
+    dst = op->destination;
+
+    if (op->hold) {
         ngx_rbcs_ledger_change(src, 0, op->value);
 
         op->source_balance = src->balance;
         op->source_version = src->version;
         op->source_available = src->balance - src->held;
-
-        op->outcome = NGX_RBCS_LEDGER_APPLIED;
-        op->status = 201;
 
     } else {
         ngx_rbcs_ledger_change(src, -op->value, 0);
@@ -263,12 +294,10 @@ ngx_rbcs_ledger_transfer(ngx_rbcs_ledger_op_t *op)
         op->destination_balance = dst->balance;
         op->source_version = src->version;
         op->destination_version = dst->version;
-
-        op->outcome = NGX_RBCS_LEDGER_APPLIED;
-        op->status = 201;
     }
 
-    ngx_rbcs_ledger_record(op);
+    op->outcome = NGX_RBCS_LEDGER_APPLIED;
+    op->status = 201;
 }
 
 
@@ -414,10 +443,7 @@ ngx_rbcs_ledger_limit(ngx_rbcs_ledger_op_t *op)
 static void
 ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
 {
-    int                         replay, due;
-    char                        fmt[96];
     ngx_rbcs_int128_t           v, moved;
-    ngx_rbcs_uint128_t          units;
     ngx_rbcs_ledger_account_t  *src, *dst;
     ngx_rbcs_ledger_record_t   *rec;
 
@@ -437,20 +463,10 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
     /* the amount at the scale of the hold's source, if it is one */
 
     if (op->kind == NGX_RBCS_LEDGER_CAPTURE && op->amount.data
-        && src->exists)
+        && src->exists
+        && ngx_rbcs_ledger_amount(op, src->scale, &v) != 0)
     {
-        if (ngx_rbcs_amount_parse(op->amount.data, op->amount.len,
-                                  src->scale, 0, &units)
-            != NGX_RBCS_AMOUNT_OK)
-        {
-            snprintf(fmt, sizeof(fmt), "amount must be a positive decimal "
-                     "with at most %u fractional digits", src->scale);
-            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
-                                "invalid_amount", fmt, NULL);
-            return;
-        }
-
-        v = ngx_rbcs_ledger_from_units(units, src->scale);
+        return;
     }
 
     if (rec->hold_state == NGX_RBCS_LEDGER_NOT_HOLD
@@ -470,67 +486,17 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
     op->value = v;
     op->has_amount = 1;
 
-    if (rec->hold_state != NGX_RBCS_LEDGER_PENDING) {
-        replay = (op->kind == NGX_RBCS_LEDGER_CAPTURE
-                  && rec->hold_state == NGX_RBCS_LEDGER_CAPTURED
-                  && rec->captured == v)
-                 || (op->kind == NGX_RBCS_LEDGER_VOID
-                     && rec->hold_state == NGX_RBCS_LEDGER_VOIDED);
-
-        if (replay) {
-            op->outcome = NGX_RBCS_LEDGER_REPLAY;
-            op->status = 200;
-            return;
-        }
-
-        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
-                            "hold_not_pending",
-                            "the hold is no longer pending", NULL);
-        return;
-    }
-
-    due = (rec->expires.data != NULL
-           && ngx_rbcs_ledger_cmp(&op->now, &rec->expires) >= 0);
-
-    if (op->kind == NGX_RBCS_LEDGER_EXPIRE ? !due : due) {
-        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
-                            "hold_not_pending",
-                            due ? "the hold has expired"
-                                : "the hold is not due to expire", NULL);
+    if (ngx_rbcs_ledger_resolve_settled(op, v)) {
         return;
     }
 
     moved = 0;
 
     if (op->kind == NGX_RBCS_LEDGER_CAPTURE) {
-        if (v > rec->hold_amount) {
-            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
-                                "amount_exceeds_hold",
-                                "the amount is above the held amount", NULL);
+        if (ngx_rbcs_ledger_capture(op, v) != 0) {
             return;
         }
 
-        if (src->balance < v - NGX_RBCS_LEDGER_MAX) {
-            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
-                                "balance_overflow",
-                                "the debit would take account %s beyond the "
-                                "smallest balance", &src->number);
-            return;
-        }
-
-        if (dst->balance > NGX_RBCS_LEDGER_MAX - v) {
-            ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
-                                "balance_overflow",
-                                "the credit would take account %s beyond the "
-                                "largest balance", &dst->number);
-            return;
-        }
-
-        ngx_rbcs_ledger_change(dst, v, 0);
-
-        op->destination_balance = dst->balance;
-        op->destination_version = dst->version;
-        rec->captured = v;
         moved = v;
     }
 
@@ -555,6 +521,99 @@ ngx_rbcs_ledger_resolve(ngx_rbcs_ledger_op_t *op)
 
 
 /*
+ * A hold no longer pending (a replay of what settled it, or a conflict),
+ * or one this kind may not settle now (expired, or not due to expire):
+ * answers the operation and returns 1.
+ */
+
+static int
+ngx_rbcs_ledger_resolve_settled(ngx_rbcs_ledger_op_t *op,
+    ngx_rbcs_int128_t v)
+{
+    int                        replay, due;
+    ngx_rbcs_ledger_record_t  *rec;
+
+    rec = op->record;
+
+    if (rec->hold_state != NGX_RBCS_LEDGER_PENDING) {
+        replay = (op->kind == NGX_RBCS_LEDGER_CAPTURE
+                  && rec->hold_state == NGX_RBCS_LEDGER_CAPTURED
+                  && rec->captured == v)
+                 || (op->kind == NGX_RBCS_LEDGER_VOID
+                     && rec->hold_state == NGX_RBCS_LEDGER_VOIDED);
+
+        if (replay) {
+            ngx_rbcs_ledger_replay(op);
+            return 1;
+        }
+
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "hold_not_pending",
+                            "the hold is no longer pending", NULL);
+        return 1;
+    }
+
+    due = (rec->expires.data != NULL
+           && ngx_rbcs_ledger_cmp(&op->now, &rec->expires) >= 0);
+
+    if (op->kind == NGX_RBCS_LEDGER_EXPIRE ? !due : due) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 409,
+                            "hold_not_pending",
+                            due ? "the hold has expired"
+                                : "the hold is not due to expire", NULL);
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* a capture of v credits the destination; returns -1 after rejecting it */
+
+static int
+ngx_rbcs_ledger_capture(ngx_rbcs_ledger_op_t *op, ngx_rbcs_int128_t v)
+{
+    ngx_rbcs_ledger_account_t  *src, *dst;
+    ngx_rbcs_ledger_record_t   *rec;
+
+    src = op->source;
+    dst = op->destination;
+    rec = op->record;
+
+    if (v > rec->hold_amount) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
+                            "amount_exceeds_hold",
+                            "the amount is above the held amount", NULL);
+        return -1;
+    }
+
+    if (src->balance < v - NGX_RBCS_LEDGER_MAX) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
+                            "balance_overflow",
+                            "the debit would take account %s beyond the "
+                            "smallest balance", &src->number);
+        return -1;
+    }
+
+    if (dst->balance > NGX_RBCS_LEDGER_MAX - v) {
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_CONFLICT, 422,
+                            "balance_overflow",
+                            "the credit would take account %s beyond the "
+                            "largest balance", &dst->number);
+        return -1;
+    }
+
+    ngx_rbcs_ledger_change(dst, v, 0);
+
+    op->destination_balance = dst->balance;
+    op->destination_version = dst->version;
+    rec->captured = v;
+
+    return 0;
+}
+
+
+/*
  * One change of an account's state: its balance and held balance move,
  * its version by one; for a row that existed before the batch, the net
  * update learns the same (a row the batch opens is inserted as it ends).
@@ -573,6 +632,42 @@ ngx_rbcs_ledger_change(ngx_rbcs_ledger_account_t *a, ngx_rbcs_int128_t balance,
         a->held_delta += held;
         a->changes++;
     }
+}
+
+
+/* the operation's amount at a scale; returns -1 after rejecting it */
+
+static int
+ngx_rbcs_ledger_amount(ngx_rbcs_ledger_op_t *op, unsigned scale,
+    ngx_rbcs_int128_t *value)
+{
+    char                fmt[96];
+    ngx_rbcs_uint128_t  units;
+
+    if (ngx_rbcs_amount_parse(op->amount.data, op->amount.len, scale, 0,
+                              &units)
+        != NGX_RBCS_AMOUNT_OK)
+    {
+        snprintf(fmt, sizeof(fmt), "amount must be a positive decimal "
+                 "with at most %u fractional digits", scale);
+        ngx_rbcs_ledger_set(op, NGX_RBCS_LEDGER_INVALID, 400,
+                            "invalid_amount", fmt, NULL);
+        return -1;
+    }
+
+    *value = ngx_rbcs_ledger_from_units(units, scale);
+
+    return 0;
+}
+
+
+/* the operation repeats an applied one: answered as it was */
+
+static void
+ngx_rbcs_ledger_replay(ngx_rbcs_ledger_op_t *op)
+{
+    op->outcome = NGX_RBCS_LEDGER_REPLAY;
+    op->status = 200;
 }
 
 

@@ -15,13 +15,26 @@
 #include "ngx_rbcs_metrics.h"
 #include "ngx_rbcs_http.h"
 #include "ngx_rbcs_cache.h"
+#include "ngx_rbcs_problem.h"
 
 
 #define NGX_RBCS_MS_N        16    /* status codes kept apart */
-#define NGX_RBCS_MO_N        19    /* transfer outcomes */
 #define NGX_RBCS_MH_N        15    /* latency buckets, +Inf included */
 #define NGX_RBCS_MB_N        10    /* batch size buckets, +Inf included */
 #define NGX_RBCS_MW_N        64    /* worker slots */
+
+
+/* transfer outcomes: 201, 200, each code a transfer answers with, other */
+
+#define NGX_RBCS_MO_INDEX(code, title)  NGX_RBCS_MO_##code,
+
+enum {
+    NGX_RBCS_MO_COMPLETED = 0,
+    NGX_RBCS_MO_REPLAYED,
+    NGX_RBCS_PROBLEMS_TRANSFER(NGX_RBCS_MO_INDEX)
+    NGX_RBCS_MO_OTHER,
+    NGX_RBCS_MO_N
+};
 
 
 typedef struct {
@@ -39,8 +52,16 @@ typedef struct {
     ngx_atomic_t               write_queue;
     ngx_atomic_t               write_queue_limit;
     ngx_atomic_t               redis;
-    ngx_atomic_t               pid;
 } ngx_rbcs_metrics_worker_t;
+
+
+/* a sample, and the help and type of its family when it opens one */
+typedef struct {
+    const char                *name;
+    const char                *labels;
+    const char                *type;
+    const char                *help;
+} ngx_rbcs_metrics_sample_t;
 
 
 typedef struct {
@@ -69,6 +90,20 @@ static void ngx_rbcs_metrics_observe(ngx_rbcs_metrics_hist_t *h,
 static uint64_t ngx_rbcs_metrics_now_us(void);
 static void ngx_rbcs_metrics_render_hist(ngx_rbcs_out_t *out,
     const char *name, const char *help, ngx_rbcs_metrics_hist_t *h);
+static void ngx_rbcs_metrics_render_samples(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sample_t *s, ngx_uint_t *values, ngx_uint_t n);
+static void ngx_rbcs_metrics_render_requests(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m);
+static void ngx_rbcs_metrics_render_outcomes(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m);
+static void ngx_rbcs_metrics_render_batch(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m);
+static void ngx_rbcs_metrics_render_gauges(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m);
+static void ngx_rbcs_metrics_render_hold_lag(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m);
+static void ngx_rbcs_metrics_render_cache(ngx_rbcs_out_t *out,
+    ngx_rbcs_main_conf_t *rmcf);
 
 
 static ngx_rbcs_metrics_sh_t  *ngx_rbcs_metrics;
@@ -85,13 +120,12 @@ static ngx_uint_t  ngx_rbcs_metrics_statuses[NGX_RBCS_MS_N - 1] = {
     503
 };
 
+#define NGX_RBCS_MO_LABEL(code, title)  #code,
+
 static const char  *ngx_rbcs_metrics_outcomes[NGX_RBCS_MO_N] = {
-    "completed", "replayed", "invalid_request", "unsupported_currency",
-    "invalid_amount", "same_account", "account_not_found",
-    "currency_mismatch", "insufficient_funds", "balance_overflow",
-    "transaction_id_conflict", "unauthorized", "forbidden",
-    "unsupported_media_type", "payload_too_large", "rate_limited",
-    "unavailable", "method_not_allowed", "other"
+    "completed", "replayed",
+    NGX_RBCS_PROBLEMS_TRANSFER(NGX_RBCS_MO_LABEL)
+    "other"
 };
 
 /* upper bounds of the latency buckets, in microseconds */
@@ -109,49 +143,81 @@ static ngx_uint_t  ngx_rbcs_metrics_batch_bounds[NGX_RBCS_MB_N - 1] = {
     1, 2, 4, 8, 16, 32, 64, 128, 256
 };
 
-static const char  *ngx_rbcs_metrics_counter_names[NGX_RBCS_M_N][3] = {
-    { "rbcs_cache_hits_total", "tier=\"zone\"",
+static ngx_rbcs_metrics_sample_t  ngx_rbcs_metrics_counters[NGX_RBCS_M_N] = {
+    { "rbcs_cache_hits_total", "tier=\"zone\"", "counter",
       "Balance reads answered by a cache tier." },
-    { "rbcs_cache_hits_total", "tier=\"redis\"", NULL },
-    { "rbcs_cache_misses_total", "tier=\"zone\"",
+    { "rbcs_cache_hits_total", "tier=\"redis\"", "counter", NULL },
+    { "rbcs_cache_misses_total", "tier=\"zone\"", "counter",
       "Balance reads a cache tier could not answer." },
-    { "rbcs_cache_misses_total", "tier=\"redis\"", NULL },
-    { "rbcs_database_balance_reads_total", NULL,
+    { "rbcs_cache_misses_total", "tier=\"redis\"", "counter", NULL },
+    { "rbcs_database_balance_reads_total", NULL, "counter",
       "Balance reads answered by MariaDB." },
-    { "rbcs_mysql_errors_total", NULL,
+    { "rbcs_mysql_errors_total", NULL, "counter",
       "Statements MariaDB refused, lock conflicts included." },
-    { "rbcs_mysql_retries_total", NULL,
+    { "rbcs_mysql_retries_total", NULL, "counter",
       "Transactions run again after a lock conflict or a lost "
       "connection." },
-    { "rbcs_mysql_deadlocks_total", NULL, "Deadlocks (error 1213)." },
-    { "rbcs_mysql_lock_wait_timeouts_total", NULL,
+    { "rbcs_mysql_deadlocks_total", NULL, "counter", "Deadlocks (error 1213)." },
+    { "rbcs_mysql_lock_wait_timeouts_total", NULL, "counter",
       "Lock wait timeouts (error 1205)." },
-    { "rbcs_mysql_reconnects_total", NULL,
+    { "rbcs_mysql_reconnects_total", NULL, "counter",
       "Connections re-established after a failure." },
-    { "rbcs_mysql_timeouts_total", NULL,
+    { "rbcs_mysql_timeouts_total", NULL, "counter",
       "Round trips that outlived the query timeout." },
-    { "rbcs_mysql_connections_lost_total", NULL,
+    { "rbcs_mysql_connections_lost_total", NULL, "counter",
       "Connections lost during a round trip." },
-    { "rbcs_mysql_queue_full_total", NULL,
+    { "rbcs_mysql_queue_full_total", NULL, "counter",
       "Requests answered 503 at once: no connection and no room to "
       "wait." },
-    { "rbcs_cache_generation_moves_total", NULL,
+    { "rbcs_cache_generation_moves_total", NULL, "counter",
       "Moves of this pod's rows of the cache generation: committed "
       "balances that may not have reached Redis." },
-    { "rbcs_cache_generation_changes_total", NULL,
+    { "rbcs_cache_generation_changes_total", NULL, "counter",
       "Times the pod saw the cache generation move and stopped trusting "
       "what it had cached before." },
-    { "rbcs_balance_read_deadlines_total", NULL,
+    { "rbcs_balance_read_deadlines_total", NULL, "counter",
       "Balance reads answered when the read deadline passed, from the "
       "zone or 503, while a tier had not answered." },
-    { "rbcs_cache_generation_reads_total", NULL,
+    { "rbcs_cache_generation_reads_total", NULL, "counter",
       "Reads of the cache generation that got an answer (worker 0)." },
-    { "rbcs_redis_publishes_total", NULL,
+    { "rbcs_redis_publishes_total", NULL, "counter",
       "Write batches whose committed balances Redis stored and published "
       "to the other pods." },
-    { "rbcs_cache_evictions_total", NULL,
+    { "rbcs_cache_evictions_total", NULL, "counter",
       "Entries the full cache zone dropped, least recently used first, to "
       "make room." }
+};
+
+/* gauges of the pod's workers, in the order of ..._render_gauges() */
+static ngx_rbcs_metrics_sample_t  ngx_rbcs_metrics_gauge_samples[] = {
+    { "rbcs_mysql_connections", "state=\"in_use\"", "gauge",
+      "MariaDB connections of the pod's workers, by state." },
+    { "rbcs_mysql_connections", "state=\"idle\"", NULL, NULL },
+    { "rbcs_mysql_connections", "state=\"connecting\"", NULL, NULL },
+    { "rbcs_mysql_waiting", NULL, "gauge",
+      "Requests waiting for a MariaDB connection." },
+    { "rbcs_write_queue", NULL, "gauge",
+      "Operations waiting for their worker's next write batch." },
+    { "rbcs_write_queue_limit", NULL, "gauge",
+      "Operations the write queues of the pod's workers take at most "
+      "(rbcs_mysql_queue_size each)." },
+    { "rbcs_redis_connected", NULL, "gauge",
+      "Workers whose Redis connection is up." },
+    { "rbcs_workers", NULL, "gauge", "Worker processes of this pod." }
+};
+
+/* the cache zone's, in the order of ..._render_cache() */
+static ngx_rbcs_metrics_sample_t  ngx_rbcs_metrics_cache_samples[] = {
+    { "rbcs_cache_zone_size_bytes", NULL, "gauge",
+      "Bytes of the cache zone's pages." },
+    { "rbcs_cache_zone_free_bytes", NULL, "gauge",
+      "Bytes of the cache zone's pages that hold nothing yet." },
+    { "rbcs_cache_zone_emptied_total", NULL, "counter",
+      "Times a worker died changing the cache zone and the next one "
+      "emptied it." },
+    { "rbcs_redis_subscribed", NULL, "gauge",
+      "Whether the pod's subscription to the other pods' balance changes "
+      "is up and alive." }
 };
 
 
@@ -226,7 +292,6 @@ ngx_rbcs_metrics_init_process(ngx_cycle_t *cycle)
     w->write_queue = 0;
     w->write_queue_limit = 0;
     w->redis = 0;
-    w->pid = ngx_pid;
 
     return NGX_OK;
 }
@@ -357,14 +422,14 @@ ngx_rbcs_metrics_outcome(ngx_uint_t status, ngx_str_t *code)
     ngx_uint_t  i;
 
     if (status == NGX_HTTP_CREATED) {
-        return 0;
+        return NGX_RBCS_MO_COMPLETED;
     }
 
     if (status == NGX_HTTP_OK) {
-        return 1;
+        return NGX_RBCS_MO_REPLAYED;
     }
 
-    for (i = 2; i < NGX_RBCS_MO_N - 1; i++) {
+    for (i = NGX_RBCS_MO_REPLAYED + 1; i < NGX_RBCS_MO_OTHER; i++) {
         if (code->len == ngx_strlen(ngx_rbcs_metrics_outcomes[i])
             && ngx_strncmp(code->data, ngx_rbcs_metrics_outcomes[i],
                            code->len)
@@ -374,7 +439,7 @@ ngx_rbcs_metrics_outcome(ngx_uint_t status, ngx_str_t *code)
         }
     }
 
-    return NGX_RBCS_MO_N - 1;
+    return NGX_RBCS_MO_OTHER;
 }
 
 
@@ -485,21 +550,210 @@ ngx_rbcs_metrics_render_hist(ngx_rbcs_out_t *out, const char *name,
 }
 
 
+/* samples of a table, each family's help and type before its first */
+
+static void
+ngx_rbcs_metrics_render_samples(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sample_t *s, ngx_uint_t *values, ngx_uint_t n)
+{
+    u_char      buf[512];
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (s[i].help) {
+            ngx_rbcs_out_raw(out, buf, ngx_sprintf(buf,
+                "# HELP %s %s\n# TYPE %s %s\n", s[i].name, s[i].help,
+                s[i].name, s[i].type) - buf);
+        }
+
+        ngx_rbcs_out_raw(out, buf, ngx_sprintf(buf, "%s%s%s%s %ui\n",
+            s[i].name, s[i].labels ? "{" : "",
+            s[i].labels ? s[i].labels : "", s[i].labels ? "}" : "",
+            values[i]) - buf);
+    }
+}
+
+
+static void
+ngx_rbcs_metrics_render_requests(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m)
+{
+    u_char      buf[256], *p;
+    ngx_uint_t  i, j, v;
+
+    ngx_rbcs_out_cstr(out,
+        "# HELP rbcs_http_requests_total Requests answered, by route and "
+        "status.\n# TYPE rbcs_http_requests_total counter\n");
+
+    for (i = 0; i < NGX_RBCS_MR_N; i++) {
+        for (j = 0; j < NGX_RBCS_MS_N; j++) {
+            v = m->requests[i][j];
+            if (v == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(buf,
+                            "rbcs_http_requests_total{route=\"%s\",status=\"",
+                            ngx_rbcs_metrics_routes[i]);
+
+            if (j < NGX_RBCS_MS_N - 1) {
+                p = ngx_sprintf(p, "%ui", ngx_rbcs_metrics_statuses[j]);
+
+            } else {
+                p = ngx_cpymem(p, "other", sizeof("other") - 1);
+            }
+
+            p = ngx_sprintf(p, "\"} %ui\n", v);
+
+            ngx_rbcs_out_raw(out, buf, p - buf);
+        }
+    }
+}
+
+
+static void
+ngx_rbcs_metrics_render_outcomes(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m)
+{
+    u_char      buf[256];
+    ngx_uint_t  i;
+
+    ngx_rbcs_out_cstr(out,
+        "# HELP rbcs_transfers_total Transfer requests, by outcome: completed"
+        " (201), replayed (200) or the error code.\n"
+        "# TYPE rbcs_transfers_total counter\n");
+
+    for (i = 0; i < NGX_RBCS_MO_N; i++) {
+        ngx_rbcs_out_raw(out, buf, ngx_sprintf(buf,
+            "rbcs_transfers_total{outcome=\"%s\"} %ui\n",
+            ngx_rbcs_metrics_outcomes[i], (ngx_uint_t) m->outcomes[i]) - buf);
+    }
+}
+
+
+static void
+ngx_rbcs_metrics_render_batch(ngx_rbcs_out_t *out, ngx_rbcs_metrics_sh_t *m)
+{
+    u_char      buf[256], *p;
+    ngx_uint_t  i, cumulative;
+
+    ngx_rbcs_out_cstr(out,
+        "# HELP rbcs_mysql_batch_size Operations taken into one write batch "
+        "(one database transaction; 1 when sent alone).\n"
+        "# TYPE rbcs_mysql_batch_size histogram\n");
+
+    cumulative = 0;
+
+    for (i = 0; i < NGX_RBCS_MB_N; i++) {
+        cumulative += m->batch[i];
+
+        p = ngx_cpymem(buf, "rbcs_mysql_batch_size_bucket{le=\"",
+                       sizeof("rbcs_mysql_batch_size_bucket{le=\"") - 1);
+
+        if (i < NGX_RBCS_MB_N - 1) {
+            p = ngx_sprintf(p, "%ui", ngx_rbcs_metrics_batch_bounds[i]);
+
+        } else {
+            p = ngx_cpymem(p, "+Inf", sizeof("+Inf") - 1);
+        }
+
+        p = ngx_sprintf(p, "\"} %ui\n", cumulative);
+
+        ngx_rbcs_out_raw(out, buf, p - buf);
+    }
+
+    ngx_rbcs_out_raw(out, buf, ngx_sprintf(buf,
+        "rbcs_mysql_batch_size_sum %ui\nrbcs_mysql_batch_size_count %ui\n",
+        (ngx_uint_t) m->batch_sum, (ngx_uint_t) m->batch_count) - buf);
+}
+
+
+/* gauges summed over the workers this master runs now */
+
+static void
+ngx_rbcs_metrics_render_gauges(ngx_rbcs_out_t *out, ngx_rbcs_metrics_sh_t *m)
+{
+    ngx_uint_t                  i, v[8];
+    ngx_core_conf_t            *ccf;
+    ngx_rbcs_metrics_worker_t  *w;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+
+    ngx_memzero(v, sizeof(v));
+
+    for (i = 0; i < (ngx_uint_t) ccf->worker_processes
+                && i < NGX_RBCS_MW_N; i++)
+    {
+        w = &m->workers[i];
+        v[0] += w->busy;
+        v[1] += w->idle;
+        v[2] += w->connecting;
+        v[3] += w->waiting;
+        v[4] += w->write_queue;
+        v[5] += w->write_queue_limit;
+        v[6] += w->redis;
+    }
+
+    v[7] = ccf->worker_processes;
+
+    ngx_rbcs_metrics_render_samples(out, ngx_rbcs_metrics_gauge_samples, v,
+                                    8);
+}
+
+
+static void
+ngx_rbcs_metrics_render_hold_lag(ngx_rbcs_out_t *out,
+    ngx_rbcs_metrics_sh_t *m)
+{
+    u_char    buf[512];
+    uint64_t  due, now;
+
+    due = m->hold_due;
+    now = ngx_rbcs_metrics_now_us() / 1000;
+    due = (due && now > due) ? now - due : 0;
+
+    ngx_rbcs_out_raw(out, buf, ngx_sprintf(buf,
+        "# HELP rbcs_hold_expiry_lag_seconds How long the oldest pending "
+        "hold has been past its expiresAt, as the expiry scan last saw it "
+        "and growing until a scan sees it go; 0 when none.\n"
+        "# TYPE rbcs_hold_expiry_lag_seconds gauge\n"
+        "rbcs_hold_expiry_lag_seconds %uL.%03uL\n",
+        due / 1000, due % 1000) - buf);
+}
+
+
+static void
+ngx_rbcs_metrics_render_cache(ngx_rbcs_out_t *out,
+    ngx_rbcs_main_conf_t *rmcf)
+{
+    ngx_uint_t              v[4];
+    ngx_rbcs_cache_stats_t  st;
+
+    if (rmcf->cache == NULL) {
+        return;
+    }
+
+    ngx_rbcs_cache_stats(rmcf->cache, &st);
+
+    v[0] = st.size;
+    v[1] = st.free;
+    v[2] = st.emptied;
+    v[3] = st.subscribed;
+
+    /* the subscription is shown only where there is Redis to subscribe to */
+
+    ngx_rbcs_metrics_render_samples(out, ngx_rbcs_metrics_cache_samples, v,
+                                    rmcf->redis ? 4 : 3);
+}
+
+
 ngx_int_t
 ngx_rbcs_metrics_handler(ngx_http_request_t *r)
 {
-    u_char                      buf[512];
-    ngx_uint_t                  i, j, cumulative, v;
-    ngx_uint_t                  busy, idle, waiting, connecting, redis,
-                                queued, limit;
-    uint64_t                    due, now;
-    const char                 *last;
-    ngx_rbcs_out_t              out;
-    ngx_rbcs_main_conf_t       *rmcf;
-    ngx_rbcs_cache_stats_t      st;
-    ngx_rbcs_metrics_sh_t      *m;
-    ngx_core_conf_t            *ccf;
-    ngx_rbcs_metrics_worker_t  *w;
+    ngx_uint_t              i, v[NGX_RBCS_M_N];
+    ngx_rbcs_out_t          out;
+    ngx_rbcs_metrics_sh_t  *m;
 
     m = ngx_rbcs_metrics;
 
@@ -511,41 +765,8 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_rbcs_out_cstr(&out,
-        "# HELP rbcs_http_requests_total Requests answered, by route and "
-        "status.\n# TYPE rbcs_http_requests_total counter\n");
-
-    for (i = 0; i < NGX_RBCS_MR_N; i++) {
-        for (j = 0; j < NGX_RBCS_MS_N; j++) {
-            v = m->requests[i][j];
-            if (v == 0) {
-                continue;
-            }
-
-            if (j < NGX_RBCS_MS_N - 1) {
-                ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-                    "rbcs_http_requests_total{route=\"%s\",status=\"%ui\"}"
-                    " %ui\n", ngx_rbcs_metrics_routes[i],
-                    ngx_rbcs_metrics_statuses[j], v) - buf);
-
-            } else {
-                ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-                    "rbcs_http_requests_total{route=\"%s\",status=\"other\"}"
-                    " %ui\n", ngx_rbcs_metrics_routes[i], v) - buf);
-            }
-        }
-    }
-
-    ngx_rbcs_out_cstr(&out,
-        "# HELP rbcs_transfers_total Transfer requests, by outcome: completed"
-        " (201), replayed (200) or the error code.\n"
-        "# TYPE rbcs_transfers_total counter\n");
-
-    for (i = 0; i < NGX_RBCS_MO_N; i++) {
-        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-            "rbcs_transfers_total{outcome=\"%s\"} %ui\n",
-            ngx_rbcs_metrics_outcomes[i], (ngx_uint_t) m->outcomes[i]) - buf);
-    }
+    ngx_rbcs_metrics_render_requests(&out, m);
+    ngx_rbcs_metrics_render_outcomes(&out, m);
 
     ngx_rbcs_metrics_render_hist(&out, "rbcs_transfer_duration_seconds",
                                  "Time to answer a transfer.", &m->transfer);
@@ -553,145 +774,18 @@ ngx_rbcs_metrics_handler(ngx_http_request_t *r)
                                  "Time to answer a balance read.",
                                  &m->balance);
 
-    last = NULL;
-
     for (i = 0; i < NGX_RBCS_M_N; i++) {
-        const char  *name = ngx_rbcs_metrics_counter_names[i][0];
-        const char  *labels = ngx_rbcs_metrics_counter_names[i][1];
-        const char  *help = ngx_rbcs_metrics_counter_names[i][2];
-
-        if (help) {
-            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-                "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
-                - buf);
-        }
-
-        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf, "%s%s%s%s %ui\n",
-            name, labels ? "{" : "", labels ? labels : "",
-            labels ? "}" : "", (ngx_uint_t) m->counters[i]) - buf);
-
-        last = name;
+        v[i] = m->counters[i];
     }
 
-    (void) last;
+    ngx_rbcs_metrics_render_samples(&out, ngx_rbcs_metrics_counters, v,
+                                    NGX_RBCS_M_N);
 
-    ngx_rbcs_out_cstr(&out,
-        "# HELP rbcs_mysql_batch_size Operations taken into one write batch "
-        "(one database transaction; 1 when sent alone).\n"
-        "# TYPE rbcs_mysql_batch_size histogram\n");
-
-    cumulative = 0;
-
-    for (i = 0; i < NGX_RBCS_MB_N; i++) {
-        cumulative += m->batch[i];
-
-        if (i < NGX_RBCS_MB_N - 1) {
-            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-                "rbcs_mysql_batch_size_bucket{le=\"%ui\"} %ui\n",
-                ngx_rbcs_metrics_batch_bounds[i], cumulative) - buf);
-
-        } else {
-            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-                "rbcs_mysql_batch_size_bucket{le=\"+Inf\"} %ui\n",
-                cumulative) - buf);
-        }
-    }
-
-    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-        "rbcs_mysql_batch_size_sum %ui\nrbcs_mysql_batch_size_count %ui\n",
-        (ngx_uint_t) m->batch_sum, (ngx_uint_t) m->batch_count) - buf);
-
-    /* gauges of the workers this master runs now */
-
-    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
-                                           ngx_core_module);
-
-    busy = idle = waiting = connecting = redis = queued = limit = 0;
-
-    for (i = 0; i < (ngx_uint_t) ccf->worker_processes
-                && i < NGX_RBCS_MW_N; i++)
-    {
-        w = &m->workers[i];
-        busy += w->busy;
-        idle += w->idle;
-        waiting += w->waiting;
-        connecting += w->connecting;
-        queued += w->write_queue;
-        limit += w->write_queue_limit;
-        redis += w->redis;
-    }
-
-    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-        "# HELP rbcs_mysql_connections MariaDB connections of the pod's "
-        "workers, by state.\n# TYPE rbcs_mysql_connections gauge\n"
-        "rbcs_mysql_connections{state=\"in_use\"} %ui\n"
-        "rbcs_mysql_connections{state=\"idle\"} %ui\n"
-        "rbcs_mysql_connections{state=\"connecting\"} %ui\n",
-        busy, idle, connecting) - buf);
-
-    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-        "# HELP rbcs_mysql_waiting Requests waiting for a MariaDB "
-        "connection.\n# TYPE rbcs_mysql_waiting gauge\n"
-        "rbcs_mysql_waiting %ui\n", waiting) - buf);
-
-    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-        "# HELP rbcs_write_queue Operations waiting for their worker's next "
-        "write batch.\n# TYPE rbcs_write_queue gauge\n"
-        "rbcs_write_queue %ui\n", queued) - buf);
-
-    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-        "# HELP rbcs_write_queue_limit Operations the write queues of the "
-        "pod's workers take at most (rbcs_mysql_queue_size each).\n"
-        "# TYPE rbcs_write_queue_limit gauge\n"
-        "rbcs_write_queue_limit %ui\n", limit) - buf);
-
-    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-        "# HELP rbcs_redis_connected Workers whose Redis connection is up."
-        "\n# TYPE rbcs_redis_connected gauge\nrbcs_redis_connected %ui\n"
-        "# HELP rbcs_workers Worker processes of this pod.\n"
-        "# TYPE rbcs_workers gauge\nrbcs_workers %ui\n", redis,
-        (ngx_uint_t) ccf->worker_processes) - buf);
-
-    due = m->hold_due;
-    now = ngx_rbcs_metrics_now_us() / 1000;
-    due = (due && now > due) ? now - due : 0;
-
-    ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-        "# HELP rbcs_hold_expiry_lag_seconds How long the oldest pending "
-        "hold has been past its expiresAt, as the expiry scan last saw it "
-        "and growing until a scan sees it go; 0 when none.\n"
-        "# TYPE rbcs_hold_expiry_lag_seconds gauge\n"
-        "rbcs_hold_expiry_lag_seconds %uL.%03uL\n",
-        due / 1000, due % 1000) - buf);
-
-    rmcf = ngx_http_get_module_main_conf(r, ngx_rbcs_module);
-
-    if (rmcf->cache) {
-        ngx_rbcs_cache_stats(rmcf->cache, &st);
-
-        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-            "# HELP rbcs_cache_zone_size_bytes Bytes of the cache zone's "
-            "pages.\n# TYPE rbcs_cache_zone_size_bytes gauge\n"
-            "rbcs_cache_zone_size_bytes %uz\n"
-            "# HELP rbcs_cache_zone_free_bytes Bytes of the cache zone's "
-            "pages that hold nothing yet.\n"
-            "# TYPE rbcs_cache_zone_free_bytes gauge\n"
-            "rbcs_cache_zone_free_bytes %uz\n", st.size, st.free) - buf);
-
-        ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-            "# HELP rbcs_cache_zone_emptied_total Times a worker died "
-            "changing the cache zone and the next one emptied it.\n"
-            "# TYPE rbcs_cache_zone_emptied_total counter\n"
-            "rbcs_cache_zone_emptied_total %ui\n", st.emptied) - buf);
-
-        if (rmcf->redis) {
-            ngx_rbcs_out_raw(&out, buf, ngx_sprintf(buf,
-                "# HELP rbcs_redis_subscribed Whether the pod's "
-                "subscription to the other pods' balance changes is up and "
-                "alive.\n# TYPE rbcs_redis_subscribed gauge\n"
-                "rbcs_redis_subscribed %ui\n", st.subscribed) - buf);
-        }
-    }
+    ngx_rbcs_metrics_render_batch(&out, m);
+    ngx_rbcs_metrics_render_gauges(&out, m);
+    ngx_rbcs_metrics_render_hold_lag(&out, m);
+    ngx_rbcs_metrics_render_cache(&out,
+        ngx_http_get_module_main_conf(r, ngx_rbcs_module));
 
     if (out.failed) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
