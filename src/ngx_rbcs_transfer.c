@@ -19,6 +19,11 @@
 #define NGX_RBCS_AMOUNT_TEXT_MAX  512
 
 
+static ngx_int_t ngx_rbcs_transfer_expires_in(ngx_rbcs_field_t *f,
+    ngx_uint_t hold);
+static ngx_rbcs_batch_op_t *ngx_rbcs_transfer_op(ngx_http_request_t *r,
+    ngx_rbcs_field_t *f, ngx_uint_t hold, ngx_uint_t expires_in, int64_t ts,
+    ngx_rbcs_currency_t *currency);
 static ngx_int_t ngx_rbcs_transfer_written(ngx_http_request_t *r,
     ngx_rbcs_batch_op_t *op);
 static ngx_int_t ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
@@ -77,8 +82,9 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     size_t                   int_digits, frac_digits;
     int64_t                  ts;
     ngx_int_t                rc;
-    ngx_str_t               *amount, *actor;
-    ngx_uint_t               hold, expires_in;
+    ngx_str_t               *amount;
+    ngx_int_t                expires_in;
+    ngx_uint_t               hold;
     ngx_rbcs_field_t         f[NGX_RBCS_F_N];
     ngx_rbcs_batch_op_t     *op;
     ngx_rbcs_currency_t     *currency;
@@ -108,20 +114,14 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
 
     hold = f[NGX_RBCS_F_HOLD].present
            && f[NGX_RBCS_F_HOLD].value.data[0] == '1';
-    expires_in = 0;
+    expires_in = ngx_rbcs_transfer_expires_in(f, hold);
 
-    if (f[NGX_RBCS_F_EXPIRES_IN].present) {
-        expires_in = (ngx_uint_t) ngx_atoof(f[NGX_RBCS_F_EXPIRES_IN].value.data,
-                                         f[NGX_RBCS_F_EXPIRES_IN].value.len);
-
-        if (!hold || expires_in < 1 || expires_in > NGX_RBCS_HOLD_MAX_SECONDS)
-        {
-            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request",
-                                         "expiresIn is a whole number of "
-                                         "seconds from 1 to 31536000, and "
-                                         "only for a hold");
-        }
+    if (expires_in == NGX_ERROR) {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "expiresIn is a whole number of "
+                                     "seconds from 1 to 31536000, and "
+                                     "only for a hold");
     }
 
     ngx_rbcs_ctx(r)->transaction_id = f[NGX_RBCS_F_ID].value;
@@ -168,9 +168,53 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "within the currency's scale");
     }
 
-    op = ngx_rbcs_batch_op_create(r->connection->log);
+    op = ngx_rbcs_transfer_op(r, f, hold, (ngx_uint_t) expires_in, ts,
+                              currency);
     if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
+}
+
+
+/* a hold's expiresIn in seconds, 0 when not given; NGX_ERROR: not valid */
+
+static ngx_int_t
+ngx_rbcs_transfer_expires_in(ngx_rbcs_field_t *f, ngx_uint_t hold)
+{
+    ngx_uint_t  expires_in;
+
+    if (!f[NGX_RBCS_F_EXPIRES_IN].present) {
+        return 0;
+    }
+
+    expires_in = (ngx_uint_t) ngx_atoof(f[NGX_RBCS_F_EXPIRES_IN].value.data,
+                                        f[NGX_RBCS_F_EXPIRES_IN].value.len);
+
+    if (!hold || expires_in < 1 || expires_in > NGX_RBCS_HOLD_MAX_SECONDS) {
+        return NGX_ERROR;
+    }
+
+    return (ngx_int_t) expires_in;
+}
+
+
+/* the write operation of a checked transfer or hold; NULL: out of memory */
+
+static ngx_rbcs_batch_op_t *
+ngx_rbcs_transfer_op(ngx_http_request_t *r, ngx_rbcs_field_t *f,
+    ngx_uint_t hold, ngx_uint_t expires_in, int64_t ts,
+    ngx_rbcs_currency_t *currency)
+{
+    ngx_str_t            *amount, *actor;
+    ngx_rbcs_batch_op_t  *op;
+
+    amount = &f[NGX_RBCS_F_AMOUNT].value;
+
+    op = ngx_rbcs_batch_op_create(r->connection->log);
+    if (op == NULL) {
+        return NULL;
     }
 
     /* the operation outlives the request if it must: its own copies */
@@ -203,7 +247,7 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                      == NULL))
     {
         ngx_rbcs_batch_cancel(op);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     op->id.len = f[NGX_RBCS_F_ID].value.len;
@@ -225,7 +269,7 @@ ngx_rbcs_transfer_post(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                              - op->amount_key.data;
     }
 
-    return ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
+    return op;
 }
 
 
