@@ -44,11 +44,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER_DIR=$PWD   # relative paths given to `render`
 cd "$ROOT"
 
 PACKAGES=(nginx nginx-dev mariadb-server mariadb-client redis-server
           libmariadb-dev libhiredis-dev libyajl-dev libpcre2-dev zlib1g-dev
           libdbd-mariadb-perl libjson-pp-perl curl wrk gcc make
+          # the ${NAME} templates (conf/*.in) are rendered by envsubst
+          gettext-base
           # make coverage: gcov reports (HTML, text, JSON summary)
           gcovr
           # t/unit/: the C unit tests are written on cmocka
@@ -106,20 +109,22 @@ mariadbd_bin()  { echo "${RBCS_MARIADBD:-$(find_bin mariadbd /usr/sbin/mariadbd)
 
 # ---------------------------------------------------------------- helpers --
 
-# render TEMPLATE OUTPUT NAME=VALUE...: replace @NAME@ by VALUE (any text).
+# render TEMPLATE OUTPUT NAME=VALUE...: replace ${NAME} by VALUE (any text)
+# with envsubst, given the template's own names only so that nginx's
+# $variables stay; a placeholder without a value is an error, not "".
 render() {
-    local in=$1 out=$2; shift 2
+    local in=$1 out=$2 kv names n; shift 2
     [ -f "$in" ] || die "template $in is missing"
-    perl -e '
-        my ($in, $out, @kv) = @ARGV;
-        my %v = map { /^([^=]+)=(.*)\z/s ? ($1, $2) : die "bad $_\n" } @kv;
-        open my $fh, "<", $in or die "$in: $!\n";
-        local $/; my $t = <$fh>; close $fh;
-        $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : die "$in: no value for \@$1\@\n"/ge;
-        open $fh, ">", "$out.tmp" or die "$out.tmp: $!\n";
-        print $fh $t; close $fh or die "$out.tmp: $!\n";
-        rename "$out.tmp", $out or die "$out: $!\n";
-    ' "$in" "$out" "$@"
+    names=$(grep -o '\${[A-Z_][A-Z0-9_]*}' "$in" | sort -u) || true
+    for n in $names; do
+        n=${n#??}; n=${n%?}
+        for kv in "$@"; do
+            [ "${kv%%=*}" = "$n" ] && continue 2
+        done
+        die "$in: no value for \${$n}"
+    done
+    env -- "$@" envsubst "$names" <"$in" >"$out.tmp" \
+        && mv -f "$out.tmp" "$out" || die "$out: rendering failed"
 }
 
 pid_alive() {   # pid: exists and is not a zombie
@@ -796,10 +801,12 @@ case "${1:-}" in
     test-down) cmd_test_down ;;
     test-env)  test_env ;;
     clean)     cmd_clean ;;
+    render)    shift; [ $# -ge 2 ] || die "usage: $0 render TEMPLATE OUTPUT [NAME=VALUE...]"
+               cd "$CALLER_DIR" && render "$@" ;;
     coverage)  cmd_coverage ;;
     test-sanitize) cmd_test_sanitize ;;
     fuzz)      shift; exec "$ROOT/t/fuzz/run.sh" "$@" ;;
     _coverage-build)  coverage_build; coverage_reset ;;   # no tests, no report
     _coverage-report) coverage_report ;;                   # report of the last run
-    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
+    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|render|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
 esac

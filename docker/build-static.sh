@@ -70,7 +70,9 @@ fi
 # Build packages of a static nginx with the module (compiler, nginx's own
 # libraries, the module's, and dpkg-source for Debian's source package).
 BUILD_PACKAGES=(build-essential dpkg-dev libpcre2-dev zlib1g-dev libssl-dev
-                libmariadb-dev libhiredis-dev libyajl-dev)
+                libmariadb-dev libhiredis-dev libyajl-dev
+                # render-conf: conf/stack.sh render runs envsubst
+                gettext-base)
 
 # The image's layout.  nginx runs with prefix /var/lib/rbcs (k8s/rbcs-
 # entrypoint.sh: -p /var/lib/rbcs/ -c /var/lib/rbcs/nginx.conf -e stderr),
@@ -376,38 +378,27 @@ cmd_build() {
 
 # ------------------------------------------------------------ render-conf --
 
-# render-conf OUT [NAME=VALUE...]: every @NAME@ of conf/nginx.prod.conf.in
+# render-conf OUT [NAME=VALUE...]: every ${NAME} of conf/nginx.prod.conf.in
 # from NAME=VALUE, else from k8s/base/nginx-conf.env (the Kubernetes
 # ConfigMap's values: MODULE empty, prefix /var/lib/rbcs, the credentials
-# left as @MYSQL_USER@/@MYSQL_PASSWORD@ for the entrypoint).
+# left as @MYSQL_USER@/@MYSQL_PASSWORD@ for the entrypoint), rendered by
+# conf/stack.sh render.
 cmd_render_conf() {
     [ $# -ge 1 ] || die "usage: $SELF render-conf OUT [NAME=VALUE...]"
-    local out=$1; shift
+    local out=$1 env="$ROOT/k8s/base/nginx-conf.env" kv=() line a; shift
     mkdir -p "$(dirname "$out")"
-    perl -e '
-        use strict; use warnings;
-        my ($tpl, $env, $out, @kv) = @ARGV;
-        my %v;
-        open my $fh, "<", $env or die "$env: $!\n";
-        while (<$fh>) {
-            chomp;
-            next if /^\s*(#|$)/;
-            /^([A-Z_]+)=(.*)\z/ or die "$env:$.: not NAME=VALUE\n";
-            $v{$1} = $2;
-        }
-        close $fh;
-        for (@kv) {
-            /^([A-Z_]+)=(.*)\z/s or die "render-conf: $_ is not NAME=VALUE\n";
-            exists $v{$1} or die "render-conf: $1 is not a placeholder of $env\n";
-            $v{$1} = $2;
-        }
-        open $fh, "<", $tpl or die "$tpl: $!\n";
-        local $/; my $t = <$fh>; close $fh;
-        $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : die "$tpl: no value for \@$1\@\n"/ge;
-        open $fh, ">", "$out.tmp" or die "$out.tmp: $!\n";
-        print $fh $t; close $fh or die "$out.tmp: $!\n";
-        rename "$out.tmp", $out or die "$out: $!\n";
-    ' "$ROOT/conf/nginx.prod.conf.in" "$ROOT/k8s/base/nginx-conf.env" "$out" "$@"
+    while IFS= read -r line || [ -n "$line" ]; do
+        [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+        [[ $line =~ ^[A-Z_]+= ]] || die "$env: not NAME=VALUE: $line"
+        kv+=("$line")
+    done <"$env"
+    for a in "$@"; do
+        [[ $a =~ ^[A-Z_]+= ]] || die "render-conf: $a is not NAME=VALUE"
+        grep -q "^${a%%=*}=" "$env" \
+            || die "render-conf: ${a%%=*} is not a placeholder of $env"
+    done
+    "$ROOT/conf/stack.sh" render "$ROOT/conf/nginx.prod.conf.in" "$out" \
+        "${kv[@]}" "$@" || die "render-conf: $out not rendered"
     log "rendered conf/nginx.prod.conf.in into $out${*:+ ($*)}"
 }
 

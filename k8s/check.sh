@@ -54,25 +54,15 @@ fail=0
 bad()  { printf 'k8s/check.sh: FAIL: %s\n' "$*" >&2; fail=1; }
 
 # render_conf OUT: conf/nginx.prod.conf.in with the values of nginx-conf.env
-# (NAME=VALUE lines, the value taken as is); every @NAME@ must have one.
+# (NAME=VALUE lines, the value taken as is); every ${NAME} must have one.
 render_conf() {
-    perl -e '
-        my ($tpl, $env, $out) = @ARGV;
-        my %v;
-        open my $fh, "<", $env or die "$env: $!\n";
-        while (<$fh>) {
-            chomp;
-            next if /^\s*(#|$)/;
-            /^([A-Z_]+)=(.*)\z/ or die "$env:$.: not NAME=VALUE\n";
-            $v{$1} = $2;
-        }
-        close $fh;
-        open $fh, "<", $tpl or die "$tpl: $!\n";
-        local $/; my $t = <$fh>; close $fh;
-        $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : die "$tpl: no value for \@$1\@ in $env\n"/ge;
-        open $fh, ">", $out or die "$out: $!\n";
-        print $fh $t; close $fh or die "$out: $!\n";
-    ' "$TEMPLATE" "$CONF_ENV" "$1"
+    local kv=() line
+    while IFS= read -r line || [ -n "$line" ]; do
+        [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+        [[ $line =~ ^[A-Z_]+= ]] || { echo "$CONF_ENV: not NAME=VALUE: $line" >&2; return 1; }
+        kv+=("$line")
+    done <"$CONF_ENV"
+    "$ROOT/conf/stack.sh" render "$TEMPLATE" "$1" "${kv[@]}"
 }
 
 # render_rules OUT: the rules file as a PrometheusRule; its groups go under

@@ -74,23 +74,22 @@ twin_render() {
     [ "$(id -u)" = 0 ] && user="user nobody nogroup;"
     mkdir -p "$TWIN"
     chmod 755 "$PERF_ROOT/var" "$PERF_ROOT/var/perf" "$TWIN"
-    perl -e '
-        my ($in, $out, $zone, @kv) = @ARGV;
-        my %v = map { /^([^=]+)=(.*)\z/s ? ($1, $2) : die "bad $_\n" } @kv;
-        open my $fh, "<", $in or die "$in: $!\n";
-        local $/; my $t = <$fh>; close $fh;
-        $t =~ s/^\s*#.*\n//mg;    # comments name the placeholders
-        $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : die "no value for \@$1\@\n"/ge;
-        $t =~ s/^(\s*access_log)\s+[^;]+;/$1 off;/m or die "no access_log line\n";
-        $t =~ s/(rbcs_cache_zone\s+zone=[A-Za-z0-9_]+:)\S+/$1$zone/ or die "no rbcs_cache_zone line\n";
-        open $fh, ">", $out or die "$out: $!\n"; print $fh $t; close $fh;
-    ' "$PERF_ROOT/conf/nginx.local.conf.in" "$TWIN/nginx.conf" "$zone" \
+    "$PERF_ROOT/conf/stack.sh" render "$PERF_ROOT/conf/nginx.local.conf.in" \
+        "$TWIN/nginx.conf" \
         "MODULE=$PERF_ROOT/build/ngx_rbcs_module.so" "PREFIX=$TWIN" \
         "USER_DIRECTIVE=$user" "WORKERS=${WORKERS:-2}" "HTTP_PORT=$PERF_PORT" \
         "MYSQL_PORT=$MYSQL_PORT" "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" \
         "REDIS_PREFIX=rbcs:" "HTTP_CONF=" "SERVER_CONF=$static" \
         "REDIS_PASSWORD_FILE=$PERF_ROOT/var/run/secrets/redis.password" \
-        "REDIS_HMAC_KEY_FILE=$PERF_ROOT/var/run/secrets/redis.hmac-key"
+        "REDIS_HMAC_KEY_FILE=$PERF_ROOT/var/run/secrets/redis.hmac-key" \
+        || return 1
+    perl -0pi -e '
+        BEGIN { $zone = shift }
+        s/^\s*#.*\n//mg;    # comments
+        s/^(\s*access_log)\s+[^;]+;/$1 off;/m or die "no access_log line\n";
+        s/(rbcs_cache_zone\s+zone=[A-Za-z0-9_]+:)\S+/$1$zone/
+            or die "no rbcs_cache_zone line\n";
+    ' "$zone" "$TWIN/nginx.conf"
 }
 
 twin_master_pid() {

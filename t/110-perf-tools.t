@@ -370,9 +370,32 @@ for my $sh (qw(run-all.sh lib.sh gen-accounts.sh bench-balance.sh bench-accounts
     is($rc, 0, 'perf/lib.sh twin_render renders the twin\'s nginx.conf') or diag($out);
     open my $fh, '<', "$twin/nginx.conf";
     my $conf = $fh ? do { local $/; <$fh> } : '';
-    unlike($conf, qr/\@[A-Z_]+\@/, '... with no placeholder left');
+    unlike($conf, qr/\$\{[A-Z_]+\}/, '... with no placeholder left');
     like($conf, qr/rbcs_cache_zone\s+zone=\w+:1m\b/, '... its zone resized');
     like($conf, qr{location /static/ \{ return 204; \}}, '... and the static routes in');
+}
+
+# conf/stack.sh render, the one renderer of the scripts (twin_render, the
+# tests, k8s/check.sh, docker/build-static.sh): ${NAME} filled, nginx's own
+# $variables kept, and a placeholder without a value an error naming it
+{
+    my $tpl = "$tmp/render.in";
+    open my $fh, '>', $tpl or die "$tpl: $!";
+    print $fh "listen \${PORT};\nset \$a \$uri;\nroot \${ROOT_DIR}/x;\n";
+    close $fh;
+    my ($rc, $out) = run("$root/conf/stack.sh", 'render', $tpl, "$tmp/render.out",
+                         'PORT=8', 'ROOT_DIR=/srv');
+    is($rc, 0, 'stack.sh render fills a template') or diag($out);
+    open $fh, '<', "$tmp/render.out";
+    my $text = $fh ? do { local $/; <$fh> } : '';
+    is($text, "listen 8;\nset \$a \$uri;\nroot /srv/x;\n",
+       '... its placeholders, nginx variables untouched');
+    unlink "$tmp/render.out";
+    ($rc, $out) = run("$root/conf/stack.sh", 'render', $tpl, "$tmp/render.out",
+                      'PORT=8');
+    isnt($rc, 0, '... fails on a placeholder without a value');
+    like($out, qr/no value for \$\{ROOT_DIR\}/, '... naming it');
+    ok(!-e "$tmp/render.out", '... and writes no file');
 }
 
 for my $sh (qw(bench-accounts.sh)) {

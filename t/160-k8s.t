@@ -114,7 +114,7 @@ for (split /\n/, slurp("$root/k8s/base/nginx-conf.env")) {
     $val{$1} = $2;
 }
 (my $conf = slurp("$root/conf/nginx.prod.conf.in"))
-    =~ s/\@([A-Z_]+)\@/exists $val{$1} ? $val{$1} : die "no value for $1"/ge;
+    =~ s/\$\{([A-Z_]+)\}/exists $val{$1} ? $val{$1} : die "no value for $1"/ge;
 is(slurp("$root/k8s/base/nginx.conf"), $conf, 'k8s/base/nginx.conf = conf/nginx.prod.conf.in rendered');
 
 # ------------------------------------- the entrypoint and nginx -t --
@@ -200,8 +200,8 @@ sub copy_tree {
     my ($dir) = @_;
     mkdir $dir or die "$dir: $!";
     mkdir "$dir/conf" or die;
-    system('cp', '-p', "$root/conf/nginx.prod.conf.in", "$root/conf/schema.sql",
-           "$root/conf/grants.sql", "$dir/conf/") == 0 or die;
+    system('cp', '-p', "$root/conf/nginx.prod.conf.in", "$root/conf/stack.sh",
+           "$root/conf/schema.sql", "$root/conf/grants.sql", "$dir/conf/") == 0 or die;
     mkdir "$dir/k8s" or die;
     opendir my $dh, "$root/k8s" or die;
     for my $e (grep { !/^(\.|\.\.|node_modules|\.tools)$/ } readdir $dh) {

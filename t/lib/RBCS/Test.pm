@@ -538,7 +538,7 @@ sub _render_conf {
         $t =~ s/^(events\s*\{)/$env$1/m or croak "nginx template: no events {} for env";
     }
     if (defined $self->{log_level}) {
-        $t =~ s/^(\s*error_log\s+\@PREFIX\@\/error\.log)\s+\w+;/$1 $self->{log_level};/m;
+        $t =~ s/^(\s*error_log\s+\$\{PREFIX\}\/error\.log)\s+\w+;/$1 $self->{log_level};/m;
     }
 
     my %v = (
@@ -558,15 +558,9 @@ sub _render_conf {
         SERVER_CONF    => $self->{server_conf},
         %{ $self->{vars} },
     );
-    $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "nginx template: unknown \@$1\@"/ge;
     # a binary with the module compiled in loads none
-    $t =~ s/^[ \t]*load_module[ \t]*;[ \t]*\n//mg if $MODULE eq '';
-
-    my $file = "$self->{prefix}/nginx.conf";
-    open my $fh, '>', "$file.tmp" or croak "$file.tmp: $!";
-    print $fh $t;
-    close $fh or croak "$file.tmp: $!";
-    rename "$file.tmp", $file or croak "$file: $!";
+    $t =~ s/^[ \t]*load_module[ \t]*\$\{MODULE\};[ \t]*\n//mg if $MODULE eq '';
+    render_template($t, "$self->{prefix}/nginx.conf", %v);
 }
 
 sub _start_nginx {
@@ -1014,6 +1008,20 @@ sub _excerpt {
 
 # ---------------------------------------------------------------- helpers --
 
+# render_template(TEXT, OUT, NAME => VALUE...): TEXT, a template with
+# ${NAME} placeholders, rendered into OUT by conf/stack.sh render (the one
+# renderer of the scripts); a placeholder without a value croaks.
+sub render_template {
+    my ($t, $out, %v) = @_;
+    open my $fh, '>', "$out.in" or croak "$out.in: $!";
+    print $fh $t;
+    close $fh or croak "$out.in: $!";
+    my $r = _run_capture(["$ROOT/conf/stack.sh", 'render', "$out.in", $out,
+                          map { "$_=" . ($v{$_} // '') } sort keys %v]);
+    unlink "$out.in";
+    croak "rendering $out: $r->{output}" if $r->{status};
+}
+
 # _run_capture([cmd...], stdin => file): run, stdout+stderr captured
 sub _run_capture {
     my ($cmd, %o) = @_;
@@ -1134,16 +1142,13 @@ sub _write_cnf {
     open my $fh, '<', $in or croak "$in: $!";
     my $t = do { local $/; <$fh> };
     close $fh;
+    $t .= "\n[mariadbd]\n$self->{extra_cnf}\n" if defined $self->{extra_cnf};
     my %v = (MYSQL_PORT => $self->{port}, DATADIR => $self->{datadir},
              SOCKET => $self->{socket}, PIDFILE => $self->{pidfile},
              LOG_ERROR => $self->{log}, TMPDIR => "$self->{dir}/tmp",
              USER => $> == 0 ? 'user=root' : '',
              REDO_LOG_SIZE => '96M');
-    $t =~ s/\@([A-Z_]+)\@/exists $v{$1} ? $v{$1} : croak "$in: unknown \@$1\@"/ge;
-    $t .= "\n[mariadbd]\n$self->{extra_cnf}\n" if defined $self->{extra_cnf};
-    open $fh, '>', $self->{cnf} or croak "$self->{cnf}: $!";
-    print $fh $t;
-    close $fh;
+    RBCS::Test::render_template($t, $self->{cnf}, %v);
 }
 
 sub port    { $_[0]{port} }
