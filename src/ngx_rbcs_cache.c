@@ -480,12 +480,18 @@ ngx_rbcs_cache_get(ngx_rbcs_cache_t *cache, ngx_str_t *account,
 
     trusted = !cn->floor && ngx_rbcs_cache_trusted(cache, cn->fill, now);
 
-    /* the queue is the zone's own order, a read moves the entry up */
+    /*
+     * the queue is the zone's own order, a read moves the entry up; an
+     * entry already at the head (one hot account read by every worker)
+     * is left alone, so its reads write nothing but the mutex
+     */
 
-    sh->changing = 1;
-    ngx_queue_remove(&cn->queue);
-    ngx_queue_insert_head(&sh->queue, &cn->queue);
-    sh->changing = 0;
+    if (ngx_queue_head(&sh->queue) != &cn->queue) {
+        sh->changing = 1;
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&sh->queue, &cn->queue);
+        sh->changing = 0;
+    }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
