@@ -534,10 +534,12 @@ ngx_rbcs_json_end_map(void *ctx)
 
     /* duplicates sort next to each other: O(n log n) for any object */
 
-    k = cx->keys + cx->mark[cx->depth];
     n = cx->nkeys - cx->mark[cx->depth];
 
     if (n > 1) {
+        /* only here: cx->keys is NULL while no object had a key */
+        k = cx->keys + cx->mark[cx->depth];
+
         qsort(k, n, sizeof(ngx_rbcs_json_key_t), ngx_rbcs_json_key_cmp);
 
         for (i = 1; i < n; i++) {
