@@ -592,7 +592,7 @@ cmd_test_down() {
     for f in "$TEST_VAR"/nginx/*/nginx.pid; do
         [ -e "$f" ] && { nginx_stop_prefix "$(dirname "$f")" || true; }
     done
-    for f in "$TEST_VAR"/private-*/mariadbd.pid; do
+    for f in "$TEST_VAR"/private-*/mariadb/mariadbd.pid; do
         [ -e "$f" ] && { stop_pidfile "private mariadbd" "$f" mariadbd TERM 30 || true; }
     done
     if [ -d "$TEST_VAR" ]; then
