@@ -304,9 +304,13 @@ mysql_paths() {   # V
 
 mysql_user_line() { [ "$(id -u)" -eq 0 ] && echo "user=root" || echo ""; }
 
-# mysql_start V PORT [template-copy-dir]
-mysql_start() {
-    local v=$1 port=$2 template=${3:-} pid
+# mysql_launch V PORT [TEMPLATE [CNF]]: mariadbd started on V's layout,
+# unless it runs already.  A new data directory is a copy of TEMPLATE when
+# that holds one, else made by mariadb-install-db and, with TEMPLATE given,
+# copied there too (a pristine copy for the tests' private servers).  CNF's
+# lines go into V/my.cnf as a second [mariadbd] group, whose settings win.
+mysql_launch() {
+    local v=$1 port=$2 template=${3:-} cnf=${4:-} pid
     mysql_paths "$v"
     mkdir -p "$MY_DIR/tmp"
     [ ${#MY_SOCK} -lt 100 ] || die "socket path $MY_SOCK is too long for a unix socket; move the repository to a shorter path"
@@ -314,46 +318,56 @@ mysql_start() {
         "MYSQL_PORT=$port" "DATADIR=$MY_DATA" "SOCKET=$MY_SOCK" "PIDFILE=$MY_PID" \
         "LOG_ERROR=$MY_LOG" "TMPDIR=$MY_DIR/tmp" "USER=$(mysql_user_line)" \
         "REDO_LOG_SIZE=${REDO_LOG_SIZE:-96M}"
+    if [ -n "$cnf" ]; then
+        printf '\n[mariadbd]\n' >>"$MY_CNF" && cat "$cnf" >>"$MY_CNF" ||
+            die "$cnf: not added to $MY_CNF"
+    fi
 
     if pid=$(running_pid "$MY_PID" mariadbd); then
         log "MariaDB already running (pid $pid, port $(my_print_defaults --defaults-file="$MY_CNF" mariadbd | sed -n 's/^--port=//p'))"
-    else
-        check_port_free "$port" "MariaDB"
-        if [ ! -d "$MY_DATA/mysql" ]; then
-            log "initialising MariaDB data directory $MY_DATA"
-            rm -rf "$MY_DATA" "$MY_DATA.tmp"
-            local user_opt=()
-            [ "$(id -u)" -eq 0 ] && user_opt=(--user=root)
-            if ! mariadb-install-db --defaults-file="$MY_CNF" "${user_opt[@]}" \
-                    --datadir="$MY_DATA.tmp" --auth-root-authentication-method=socket \
-                    --skip-test-db >"$MY_DIR/install.log" 2>&1; then
-                tail -n 30 "$MY_DIR/install.log" >&2
-                die "mariadb-install-db failed, see $MY_DIR/install.log"
-            fi
-            mv "$MY_DATA.tmp" "$MY_DATA"
-            if [ -n "$template" ]; then   # pristine copy for private instances
-                rm -rf "$template"
-                cp -a "$MY_DATA" "$template"
-            fi
+        return 0
+    fi
+    check_port_free "$port" "MariaDB"
+    if [ ! -d "$MY_DATA/mysql" ] && [ -n "$template" ] && [ -d "$template/mysql" ]; then
+        rm -rf "$MY_DATA"
+        cp -a "$template" "$MY_DATA" || die "copying $template failed"
+    elif [ ! -d "$MY_DATA/mysql" ]; then
+        log "initialising MariaDB data directory $MY_DATA"
+        rm -rf "$MY_DATA" "$MY_DATA.tmp"
+        local user_opt=()
+        [ "$(id -u)" -eq 0 ] && user_opt=(--user=root)
+        if ! mariadb-install-db --defaults-file="$MY_CNF" "${user_opt[@]}" \
+                --datadir="$MY_DATA.tmp" --auth-root-authentication-method=socket \
+                --skip-test-db >"$MY_DIR/install.log" 2>&1; then
+            tail -n 30 "$MY_DIR/install.log" >&2
+            die "mariadb-install-db failed, see $MY_DIR/install.log"
         fi
-        log "starting mariadbd on 127.0.0.1:$port"
-        rm -f "$MY_PID"
-        start_bg "$MY_DIR/mariadbd.out" "$(mariadbd_bin)" --defaults-file="$MY_CNF"
-        local i ok=0
-        for ((i = 0; i < 300; i++)); do
-            if mariadb-admin --defaults-file="$MY_CNF" --connect-timeout=1 ping >/dev/null 2>&1; then
-                ok=1; break
-            fi
-            pid_alive "$BG_PID" || break
-            sleep 0.1
-        done
-        if [ $ok -ne 1 ]; then
-            tail -n 30 "$MY_LOG" >&2 2>/dev/null || true
-            pid_alive "$BG_PID" && kill -TERM "$BG_PID" 2>/dev/null
-            die "mariadbd did not come up within 30s, see $MY_LOG"
+        mv "$MY_DATA.tmp" "$MY_DATA"
+        if [ -n "$template" ]; then
+            rm -rf "$template"
+            cp -a "$MY_DATA" "$template"
         fi
     fi
+    log "starting mariadbd on 127.0.0.1:$port"
+    rm -f "$MY_PID"
+    start_bg "$MY_DIR/mariadbd.out" "$(mariadbd_bin)" --defaults-file="$MY_CNF"
+    local i
+    for ((i = 0; i < 300; i++)); do
+        mariadb-admin --defaults-file="$MY_CNF" --connect-timeout=1 ping >/dev/null 2>&1 &&
+            return 0
+        pid_alive "$BG_PID" || break
+        sleep 0.1
+    done
+    tail -n 30 "$MY_LOG" >&2 2>/dev/null || true
+    pid_alive "$BG_PID" || die "mariadbd exited at startup, see $MY_LOG"
+    kill -TERM "$BG_PID" 2>/dev/null
+    die "mariadbd did not come up within 30s, see $MY_LOG"
+}
 
+# mysql_start V PORT [TEMPLATE]: mariadbd up, with the database rbcs, its
+# schema and the service's user
+mysql_start() {
+    mysql_launch "$@"
     mariadb --defaults-file="$MY_CNF" -e 'CREATE DATABASE IF NOT EXISTS rbcs CHARACTER SET utf8mb4' ||
         die "creating database rbcs failed"
     if [ -f "$ROOT/conf/schema.sql" ]; then
@@ -578,7 +592,7 @@ cmd_test_down() {
     for f in "$TEST_VAR"/nginx/*/nginx.pid; do
         [ -e "$f" ] && { nginx_stop_prefix "$(dirname "$f")" || true; }
     done
-    for f in "$TEST_VAR"/private-*/mariadbd.pid; do
+    for f in "$TEST_VAR"/private-*/mariadb/mariadbd.pid; do
         [ -e "$f" ] && { stop_pidfile "private mariadbd" "$f" mariadbd TERM 30 || true; }
     done
     if [ -d "$TEST_VAR" ]; then
@@ -801,6 +815,8 @@ case "${1:-}" in
     test-down) cmd_test_down ;;
     test-env)  test_env ;;
     clean)     cmd_clean ;;
+    mariadb-up) shift; [ $# -ge 2 ] || die "usage: $0 mariadb-up DIR PORT [TEMPLATE [CNF]]"
+               mysql_launch "$@" ;;
     render)    shift; [ $# -ge 2 ] || die "usage: $0 render TEMPLATE OUTPUT [NAME=VALUE...]"
                cd "$CALLER_DIR" && render "$@" ;;
     coverage)  cmd_coverage ;;
@@ -808,5 +824,5 @@ case "${1:-}" in
     fuzz)      shift; exec "$ROOT/t/fuzz/run.sh" "$@" ;;
     _coverage-build)  coverage_build; coverage_reset ;;   # no tests, no report
     _coverage-report) coverage_report ;;                   # report of the last run
-    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|render|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
+    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|render|mariadb-up|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
 esac

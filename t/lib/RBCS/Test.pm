@@ -1085,8 +1085,6 @@ use strict;
 use warnings;
 use Carp qw(croak);
 use File::Path qw(make_path remove_tree);
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep time);
 
 my $PSEQ = 0;
 
@@ -1094,36 +1092,27 @@ sub new {
     my ($class, %o) = @_;
     my $dir = "$RBCS::Test::VAR/private-$$-" . ++$PSEQ;
     remove_tree($dir);
-    make_path("$dir/tmp");
+    make_path($dir);
+    # conf/stack.sh's layout of a stack directory
     my $self = bless { dir => $dir, port => RBCS::Test::_free_port(),
-                       socket => "$dir/mariadb.sock", pidfile => "$dir/mariadbd.pid",
-                       datadir => "$dir/data", log => "$dir/error.log",
-                       cnf => "$dir/my.cnf", extra_cnf => $o{cnf} }, $class;
-    croak "socket path $self->{socket} too long" if length $self->{socket} > 100;
-    $self->_write_cnf;
-
-    my $template = "$RBCS::Test::VAR/mariadb-template";
-    if (-d "$template/mysql") {
-        my $r = RBCS::Test::_run_capture([ 'cp', '-a', $template, $self->{datadir} ]);
-        croak "copying $template failed: $r->{output}" if $r->{status};
-    } else {
-        my @user = $> == 0 ? ('--user=root') : ();
-        my $r = RBCS::Test::_run_capture([ RBCS::Test::_which('mariadb-install-db',
-                '/usr/bin/mariadb-install-db'), "--defaults-file=$self->{cnf}", @user,
-                '--auth-root-authentication-method=socket', '--skip-test-db' ]);
-        croak "mariadb-install-db failed:\n$r->{output}" if $r->{status};
+                       socket => "$dir/mariadb/mariadb.sock",
+                       pidfile => "$dir/mariadb/mariadbd.pid",
+                       log => "$dir/mariadb/error.log" }, $class;
+    if (defined $o{cnf}) {
+        $self->{cnf} = "$dir/extra.cnf";
+        open my $fh, '>', $self->{cnf} or croak "$self->{cnf}: $!";
+        print $fh "$o{cnf}\n";
+        close $fh or croak "$self->{cnf}: $!";
     }
     # The port is free_port's: another process may bind it before mariadbd
-    # does.  mariadbd then exits at once (start says so), and another port
-    # is tried.
+    # does.  stack.sh then finds it taken, or mariadbd exits at once ("Bind
+    # on TCP/IP port ... Address already in use"), and another is tried.
     for my $attempt (1 .. 5) {
         last if eval { $self->start; 1 };
         my $err = $@;
-        croak $err unless $attempt < 5
-            && $self->error_log =~ /Address already in use|Bind on TCP\/IP port/;
+        croak $err unless $attempt < 5 && $err =~ /already in use/;
         unlink $self->{log};
         $self->{port} = RBCS::Test::_free_port();
-        $self->_write_cnf;
     }
 
     my $dbh = $self->admin_dbh;
@@ -1134,21 +1123,6 @@ sub new {
             "'rbcs'\@'127.0.0.1'", "'rbcs'\@'localhost'";
     $dbh->disconnect;
     return $self;
-}
-
-sub _write_cnf {
-    my ($self) = @_;
-    my $in = "$RBCS::Test::ROOT/conf/my.cnf.in";
-    open my $fh, '<', $in or croak "$in: $!";
-    my $t = do { local $/; <$fh> };
-    close $fh;
-    $t .= "\n[mariadbd]\n$self->{extra_cnf}\n" if defined $self->{extra_cnf};
-    my %v = (MYSQL_PORT => $self->{port}, DATADIR => $self->{datadir},
-             SOCKET => $self->{socket}, PIDFILE => $self->{pidfile},
-             LOG_ERROR => $self->{log}, TMPDIR => "$self->{dir}/tmp",
-             USER => $> == 0 ? 'user=root' : '',
-             REDO_LOG_SIZE => '96M');
-    RBCS::Test::render_template($t, $self->{cnf}, %v);
 }
 
 sub port    { $_[0]{port} }
@@ -1163,37 +1137,23 @@ sub error_log {
     return <$fh> // '';
 }
 
-# (re)start on the same datadir and port, e.g. after kill -9
+# (re)start on the same datadir and port, e.g. after kill -9.  conf/stack.sh
+# launches it (a new data directory is a copy of the test stack's pristine
+# one) in a session of its own: not a child of this process, so a killed
+# one is reaped by init, and _alive counts its zombie as gone.
 sub start {
     my ($self) = @_;
     croak "private mariadbd already running (pid $self->{pid})"
         if $self->{pid} && RBCS::Test::_alive($self->{pid});
-    waitpid($self->{pid}, WNOHANG) if $self->{pid};   # reap a killed one
-    unlink $self->{pidfile};
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        POSIX::setsid();
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$self->{dir}/mariadbd.out";
-        open STDERR, '>&', \*STDOUT;
-        exec { $RBCS::Test::MARIADBD } $RBCS::Test::MARIADBD, "--defaults-file=$self->{cnf}"
-            or POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
+    delete $self->{pid};
+    my $tpl = "$RBCS::Test::VAR/mariadb-template";
+    my $r = RBCS::Test::_run_capture([ "$RBCS::Test::ROOT/conf/stack.sh", 'mariadb-up',
+            $self->{dir}, $self->{port}, -d "$tpl/mysql" ? $tpl : '', $self->{cnf} // () ]);
+    croak "private mariadbd did not start:\n$r->{output}" if $r->{status};
+    $self->{pid} = RBCS::Test::_read_pidfile($self->{pidfile})
+        or croak "private mariadbd is up but $self->{pidfile} names no pid";
     $self->{owner} = $$;
-    my $deadline = time + 30;
-    while (time < $deadline) {
-        if (-S $self->{socket}) {
-            my $dbh = eval { $self->admin_dbh };
-            if ($dbh) { $dbh->disconnect; return $self }
-        }
-        if (waitpid($pid, WNOHANG) == $pid) {
-            delete $self->{pid};
-            croak "private mariadbd exited at startup:\n" . $self->error_log;
-        }
-        sleep 0.1;
-    }
-    croak "private mariadbd did not come up within 30s:\n" . $self->error_log;
+    return $self;
 }
 
 sub admin_dbh {
@@ -1212,10 +1172,7 @@ sub admin_dbh {
 sub signal {
     my ($self, $sig) = @_;
     kill $sig, $self->{pid} if $self->{pid};
-    if ($sig eq 'KILL' && $self->{pid}) {
-        RBCS::Test::_wait_gone($self->{pid}, 10);
-        waitpid($self->{pid}, WNOHANG);
-    }
+    RBCS::Test::_wait_gone($self->{pid}, 10) if $sig eq 'KILL' && $self->{pid};
     return $self;
 }
 
