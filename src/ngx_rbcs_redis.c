@@ -271,6 +271,8 @@ static void ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis,
     ngx_cycle_t *cycle);
 static ngx_int_t ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p,
     size_t len, uint64_t *generation);
+static ngx_int_t ngx_rbcs_redis_heard(ngx_rbcs_redis_t *redis, u_char *p,
+    size_t id_len, uint64_t seq);
 
 
 static ngx_rbcs_redis_t        *ngx_rbcs_redis;
@@ -2112,12 +2114,9 @@ static ngx_int_t
 ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
     uint64_t *generation)
 {
-    u_char                      *f[5], *last, *q, hex[NGX_RBCS_REDIS_TAG_LEN];
-    size_t                       id_len;
-    uint64_t                     seq, ms, now;
-    ngx_uint_t                   i, n;
-    ngx_time_t                  *tp;
-    ngx_rbcs_redis_publisher_t  *pub, *free, *oldest;
+    u_char      *f[5], *last, *q, hex[NGX_RBCS_REDIS_TAG_LEN];
+    uint64_t     seq, ms, now;
+    ngx_uint_t   n;
 
     last = p + len;
 
@@ -2155,8 +2154,7 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         return NGX_ERROR;
     }
 
-    tp = ngx_timeofday();
-    now = (uint64_t) tp->sec * 1000 + tp->msec;
+    now = ngx_rbcs_redis_now();
 
     if (ms + NGX_RBCS_REDIS_MSG_WINDOW < now
         || ms > now + NGX_RBCS_REDIS_MSG_WINDOW)
@@ -2174,8 +2172,22 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         return NGX_OK;
     }
 
-    p = f[0];
-    id_len = f[1] - f[0] - 1;
+    return ngx_rbcs_redis_heard(redis, f[0], f[1] - f[0] - 1, seq);
+}
+
+
+/*
+ * counts message seq of the publisher p as heard, and reports a gap before
+ * it; NGX_DECLINED: that number was heard already; NGX_OK: it is news
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_heard(ngx_rbcs_redis_t *redis, u_char *p, size_t id_len,
+    uint64_t seq)
+{
+    ngx_uint_t                   i;
+    ngx_rbcs_redis_publisher_t  *pub, *free, *oldest;
+
     free = NULL;
     oldest = NULL;
 
