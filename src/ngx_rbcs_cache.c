@@ -82,6 +82,26 @@ static void ngx_rbcs_cache_unlink(ngx_rbcs_cache_sh_t *sh,
     ngx_rbcs_cache_node_t *cn);
 static ngx_uint_t ngx_rbcs_cache_trusted(ngx_rbcs_cache_t *cache,
     ngx_msec_t known, ngx_msec_t now);
+static ngx_int_t ngx_rbcs_cache_zone_size(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_str_t *name, ssize_t *size);
+static ngx_int_t ngx_rbcs_cache_time(ngx_rbcs_cache_t *cache,
+    ngx_str_t *value);
+
+
+/* the time parameters of rbcs_cache_zone, and where each goes */
+
+typedef struct {
+    ngx_str_t                  name;
+    size_t                     offset;
+} ngx_rbcs_cache_param_t;
+
+
+static ngx_rbcs_cache_param_t  ngx_rbcs_cache_times[] = {
+    { ngx_string("ttl="), offsetof(ngx_rbcs_cache_t, ttl) },
+    { ngx_string("max_age="), offsetof(ngx_rbcs_cache_t, max_age) },
+    { ngx_string("poll="), offsetof(ngx_rbcs_cache_t, poll) },
+    { ngx_null_string, 0 }
+};
 
 
 char *
@@ -89,10 +109,9 @@ ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_rbcs_main_conf_t *rmcf = conf;
 
-    u_char            *p;
     ssize_t            size;
-    ngx_str_t         *value, name, s;
-    ngx_int_t          ms;
+    ngx_str_t         *value, name;
+    ngx_int_t          rc;
     ngx_uint_t         i;
     ngx_rbcs_cache_t  *cache;
 
@@ -116,70 +135,21 @@ ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 1; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
-            name.data = value[i].data + 5;
+            rc = ngx_rbcs_cache_zone_size(cf, &value[i], &name, &size);
 
-            p = (u_char *) ngx_strchr(name.data, ':');
-            if (p == NULL) {
-                goto invalid;
-            }
-
-            name.len = p - name.data;
-
-            s.data = p + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            size = ngx_parse_size(&s);
-            if (size == NGX_ERROR || name.len == 0) {
-                goto invalid;
-            }
-
-            if (size < (ssize_t) (8 * ngx_pagesize)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "zone \"%V\" is too small", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
+        } else {
+            rc = ngx_rbcs_cache_time(cache, &value[i]);
         }
 
-        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
-            s.data = value[i].data + 4;
-            s.len = value[i].len - 4;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == NGX_ERROR) {
-                goto invalid;
-            }
-
-            cache->ttl = ms;
-            continue;
+        if (rc == NGX_DECLINED) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
         }
 
-        if (ngx_strncmp(value[i].data, "max_age=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == NGX_ERROR) {
-                goto invalid;
-            }
-
-            cache->max_age = ms;
-            continue;
+        if (rc != NGX_OK) {
+            return NGX_CONF_ERROR;
         }
-
-        if (ngx_strncmp(value[i].data, "poll=", 5) == 0) {
-            s.data = value[i].data + 5;
-            s.len = value[i].len - 5;
-            ms = ngx_parse_time(&s, 0);
-            if (ms == NGX_ERROR) {
-                goto invalid;
-            }
-            cache->poll = ms;
-            continue;
-        }
-
-        goto invalid;
     }
 
     if (name.len == 0) {
@@ -206,13 +176,79 @@ ngx_rbcs_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rmcf->cache = cache;
 
     return NGX_CONF_OK;
+}
 
-invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
+/*
+ * "zone=name:size" into name and size; NGX_DECLINED: not of that form,
+ * NGX_ERROR: too small, logged
+ */
 
-    return NGX_CONF_ERROR;
+static ngx_int_t
+ngx_rbcs_cache_zone_size(ngx_conf_t *cf, ngx_str_t *value, ngx_str_t *name,
+    ssize_t *size)
+{
+    u_char     *p;
+    ngx_str_t   s;
+
+    name->data = value->data + 5;
+
+    p = (u_char *) ngx_strchr(name->data, ':');
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    name->len = p - name->data;
+
+    s.data = p + 1;
+    s.len = value->data + value->len - s.data;
+
+    *size = ngx_parse_size(&s);
+    if (*size == NGX_ERROR || name->len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (*size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small", value);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "ttl=", "max_age=" or "poll=" and a time; NGX_DECLINED: none of them */
+
+static ngx_int_t
+ngx_rbcs_cache_time(ngx_rbcs_cache_t *cache, ngx_str_t *value)
+{
+    ngx_str_t                s;
+    ngx_int_t                ms;
+    ngx_rbcs_cache_param_t  *param;
+
+    for (param = ngx_rbcs_cache_times; param->name.len; param++) {
+
+        if (ngx_strncmp(value->data, param->name.data, param->name.len)
+            != 0)
+        {
+            continue;
+        }
+
+        s.data = value->data + param->name.len;
+        s.len = value->len - param->name.len;
+
+        ms = ngx_parse_time(&s, 0);
+        if (ms == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        *(ngx_msec_t *) ((char *) cache + param->offset) = ms;
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 

@@ -135,6 +135,16 @@ struct ngx_rbcs_redis_get_s {
 };
 
 
+/* a command's arguments as they are made, in one allocation */
+
+typedef struct {
+    const char               **argv;
+    size_t                    *lens;
+    ngx_uint_t                 n;
+    u_char                    *p;         /* where the next text goes */
+} ngx_rbcs_redis_args_t;
+
+
 static void ngx_rbcs_redis_conn_init(ngx_rbcs_redis_t *redis,
     ngx_rbcs_redis_conn_t *conn, const char *name, ngx_uint_t subscriber);
 static void ngx_rbcs_redis_connect(ngx_rbcs_redis_conn_t *conn);
@@ -185,6 +195,17 @@ static void ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r,
     void *data);
 static ngx_int_t ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis,
     redisReply *reply, ngx_uint_t *restarted);
+static ngx_int_t ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_balance_t *b, ngx_uint_t n);
+static void ngx_rbcs_redis_arg(ngx_rbcs_redis_args_t *a, const void *s,
+    size_t len);
+static void ngx_rbcs_redis_arg_end(ngx_rbcs_redis_args_t *a, u_char *last);
+static ngx_int_t ngx_rbcs_redis_put_first(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_args_t *a, uint64_t generation);
+static ngx_int_t ngx_rbcs_redis_put_balance(ngx_rbcs_redis_t *redis,
+    ngx_rbcs_redis_args_t *a, ngx_rbcs_redis_balance_t *b,
+    uint64_t generation);
+static uint64_t ngx_rbcs_redis_now(void);
 static void ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r,
     void *data);
 static void ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r,
@@ -250,6 +271,8 @@ static void ngx_rbcs_redis_publisher_id(ngx_rbcs_redis_t *redis,
     ngx_cycle_t *cycle);
 static ngx_int_t ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p,
     size_t len, uint64_t *generation);
+static ngx_int_t ngx_rbcs_redis_heard(ngx_rbcs_redis_t *redis, u_char *p,
+    size_t id_len, uint64_t seq);
 
 
 static ngx_rbcs_redis_t        *ngx_rbcs_redis;
@@ -1225,14 +1248,13 @@ ngx_int_t
 ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     uint64_t generation, ngx_uint_t commit)
 {
-    u_char            *buf, *p, *q, *line;
-    size_t            *lens, size;
-    uint64_t           now;
-    ngx_int_t          rc;
-    ngx_uint_t         i, k, argc;
-    ngx_time_t        *tp;
-    const char       **argv;
-    ngx_rbcs_redis_t  *redis;
+    u_char                 *p;
+    size_t                  size;
+    ngx_int_t               rc;
+    ngx_uint_t              i, argc;
+    const char            **argv;
+    ngx_rbcs_redis_t       *redis;
+    ngx_rbcs_redis_args_t   a;
 
     redis = ngx_rbcs_redis;
 
@@ -1240,20 +1262,8 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
         return NGX_DECLINED;
     }
 
-    for (i = 0; i < n; i++) {
-        if (!ngx_rbcs_valid_id(b[i].account.data, b[i].account.len)
-            || ngx_rbcs_redis_text_valid(b[i].currency.data,
-                                         b[i].currency.len, 0)
-               != NGX_OK
-            || ngx_rbcs_redis_text_valid(b[i].balance.data,
-                                         b[i].balance.len, 1)
-               != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
-                          "rbcs: malformed balance of \"%V\" not sent to "
-                          "redis", &b[i].account);
-            return NGX_DECLINED;
-        }
+    if (ngx_rbcs_redis_put_valid(redis, b, n) != NGX_OK) {
+        return NGX_DECLINED;
     }
 
     /* EVAL script numkeys key... ttl run_id channel generation first-line */
@@ -1272,96 +1282,46 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
         return NGX_DECLINED;
     }
 
-    lens = (size_t *) (argv + argc);
-    buf = (u_char *) (lens + argc);
-    p = buf;
+    a.argv = argv;
+    a.lens = (size_t *) (argv + argc);
+    a.p = (u_char *) (a.lens + argc);
+    a.n = 0;
 
-#define NGX_RBCS_ARG(k, s, n)                                                 \
-    argv[k] = (const char *) (s); lens[k] = (n)
+    ngx_rbcs_redis_arg(&a, "EVAL", 4);
+    ngx_rbcs_redis_arg(&a, ngx_rbcs_redis_script,
+                       sizeof(ngx_rbcs_redis_script) - 1);
+    ngx_rbcs_redis_arg_end(&a, ngx_sprintf(a.p, "%ui", n));
 
-    NGX_RBCS_ARG(0, "EVAL", 4);
-    NGX_RBCS_ARG(1, ngx_rbcs_redis_script, sizeof(ngx_rbcs_redis_script) - 1);
-    NGX_RBCS_ARG(2, p, ngx_sprintf(p, "%ui", n) - p);
-    p += lens[2];
-
-    k = 3;
-
-    for (i = 0; i < n; i++, k++) {
-        NGX_RBCS_ARG(k, p, redis->key_len + b[i].account.len);
-        p = ngx_cpymem(p, redis->key, redis->key_len);
-        p = ngx_cpymem(p, b[i].account.data, b[i].account.len);
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(a.p, redis->key, redis->key_len);
+        ngx_rbcs_redis_arg_end(&a, ngx_cpymem(p, b[i].account.data,
+                                              b[i].account.len));
     }
 
-    NGX_RBCS_ARG(k, redis->ttl, redis->ttl_len);
-    k++;
-    NGX_RBCS_ARG(k, redis->run_id, redis->run_id_len);
-    k++;
-    NGX_RBCS_ARG(k, redis->channel.data, redis->channel.len);
-    k++;
-    NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", generation) - p);
-    p += lens[k++];
-    /* "#<publisher> <seq> <generation> <ms> <tag>" */
+    ngx_rbcs_redis_arg(&a, redis->ttl, redis->ttl_len);
+    ngx_rbcs_redis_arg(&a, redis->run_id, redis->run_id_len);
+    ngx_rbcs_redis_arg(&a, redis->channel.data, redis->channel.len);
+    ngx_rbcs_redis_arg_end(&a, ngx_sprintf(a.p, "%uL", generation));
 
-    tp = ngx_timeofday();
-    now = (uint64_t) tp->sec * 1000 + tp->msec;
-
-    line = p;
-    p = ngx_sprintf(p, "#%*s %uL %uL %uL", redis->publisher_len,
-                    redis->publisher, redis->seq + 1, generation, now);
-    *p = ' ';
-
-    if (ngx_rbcs_redis_tag(redis, line, p - line, p + 1) != NGX_OK) {
+    if (ngx_rbcs_redis_put_first(redis, &a, generation) != NGX_OK) {
         ngx_free(argv);
         return NGX_DECLINED;
     }
 
-    p += 1 + NGX_RBCS_REDIS_TAG_LEN;
-    NGX_RBCS_ARG(k, line, p - line);
-    k++;
-
     for (i = 0; i < n; i++) {
-        NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%uL", b[i].version) - p);
-        p += lens[k++];
-        NGX_RBCS_ARG(k, b[i].balance.data, b[i].balance.len);
-        k++;
-        NGX_RBCS_ARG(k, b[i].currency.data, b[i].currency.len);
-        k++;
-        NGX_RBCS_ARG(k, p, ngx_sprintf(p, "%ui", b[i].scale) - p);
-        p += lens[k++];
-
-        /* "<account> <version> <scale> <currency> <balance> <tag>" */
-
-        line = p;
-        p = ngx_sprintf(p, "%V %uL %ui %V %V", &b[i].account, b[i].version,
-                        b[i].scale, &b[i].currency, &b[i].balance);
-
-        /* tagged with the generation after it, which the tag overwrites */
-
-        q = ngx_sprintf(p, " %uL", generation);
-
-        if (ngx_rbcs_redis_tag(redis, line, q - line, p + 1) != NGX_OK) {
+        if (ngx_rbcs_redis_put_balance(redis, &a, &b[i], generation)
+            != NGX_OK)
+        {
             ngx_free(argv);
             return NGX_DECLINED;
         }
-
-        *p++ = ' ';
-
-        /* the stored tag is the line's */
-
-        NGX_RBCS_ARG(k, p, NGX_RBCS_REDIS_TAG_LEN);
-        k++;
-        p += NGX_RBCS_REDIS_TAG_LEN;
-        NGX_RBCS_ARG(k, line, p - line);
-        k++;
     }
-
-#undef NGX_RBCS_ARG
 
     /* hiredis copies the arguments into its output buffer */
 
     rc = redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb,
                                commit ? (void *) redis : NULL,
-                               (int) argc, argv, lens);
+                               (int) argc, argv, a.lens);
 
     ngx_free(argv);
 
@@ -1374,6 +1334,134 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     ngx_rbcs_redis_sent(&redis->cmd);
 
     return NGX_OK;
+}
+
+
+/* NGX_OK: every balance is fit to store; NGX_DECLINED: one is not, logged */
+
+static ngx_int_t
+ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_balance_t *b,
+    ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (!ngx_rbcs_valid_id(b[i].account.data, b[i].account.len)
+            || ngx_rbcs_redis_text_valid(b[i].currency.data,
+                                         b[i].currency.len, 0)
+               != NGX_OK
+            || ngx_rbcs_redis_text_valid(b[i].balance.data,
+                                         b[i].balance.len, 1)
+               != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
+                          "rbcs: malformed balance of \"%V\" not sent to "
+                          "redis", &b[i].account);
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the next argument: len bytes at s, which stay until the command is sent */
+
+static void
+ngx_rbcs_redis_arg(ngx_rbcs_redis_args_t *a, const void *s, size_t len)
+{
+    a->argv[a->n] = s;
+    a->lens[a->n++] = len;
+}
+
+
+/* the next argument: the text just written from a->p to last, kept there */
+
+static void
+ngx_rbcs_redis_arg_end(ngx_rbcs_redis_args_t *a, u_char *last)
+{
+    ngx_rbcs_redis_arg(a, a->p, last - a->p);
+    a->p = last;
+}
+
+
+/*
+ * the next argument: the message's first line, "#<publisher> <seq>
+ * <generation> <ms> <tag>"; NGX_ERROR: it could not be tagged
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_put_first(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_args_t *a,
+    uint64_t generation)
+{
+    u_char  *p;
+
+    p = ngx_sprintf(a->p, "#%*s %uL %uL %uL", redis->publisher_len,
+                    redis->publisher, redis->seq + 1, generation,
+                    ngx_rbcs_redis_now());
+    *p = ' ';
+
+    if (ngx_rbcs_redis_tag(redis, a->p, p - a->p, p + 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_redis_arg_end(a, p + 1 + NGX_RBCS_REDIS_TAG_LEN);
+
+    return NGX_OK;
+}
+
+
+/*
+ * the next arguments: a balance's version, balance, currency, scale, tag
+ * and message line; NGX_ERROR: it could not be tagged
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_put_balance(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_args_t *a,
+    ngx_rbcs_redis_balance_t *b, uint64_t generation)
+{
+    u_char  *p, *q, *line;
+
+    ngx_rbcs_redis_arg_end(a, ngx_sprintf(a->p, "%uL", b->version));
+    ngx_rbcs_redis_arg(a, b->balance.data, b->balance.len);
+    ngx_rbcs_redis_arg(a, b->currency.data, b->currency.len);
+    ngx_rbcs_redis_arg_end(a, ngx_sprintf(a->p, "%ui", b->scale));
+
+    /* "<account> <version> <scale> <currency> <balance> <tag>" */
+
+    line = a->p;
+    p = ngx_sprintf(line, "%V %uL %ui %V %V", &b->account, b->version,
+                    b->scale, &b->currency, &b->balance);
+
+    /* tagged with the generation after it, which the tag overwrites */
+
+    q = ngx_sprintf(p, " %uL", generation);
+
+    if (ngx_rbcs_redis_tag(redis, line, q - line, p + 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *p++ = ' ';
+
+    /* the stored tag is the line's */
+
+    ngx_rbcs_redis_arg(a, p, NGX_RBCS_REDIS_TAG_LEN);
+    ngx_rbcs_redis_arg_end(a, p + NGX_RBCS_REDIS_TAG_LEN);
+
+    return NGX_OK;
+}
+
+
+/* the wall clock in milliseconds, as messages carry it */
+
+static uint64_t
+ngx_rbcs_redis_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
 }
 
 
@@ -2026,12 +2114,9 @@ static ngx_int_t
 ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
     uint64_t *generation)
 {
-    u_char                      *f[5], *last, *q, hex[NGX_RBCS_REDIS_TAG_LEN];
-    size_t                       id_len;
-    uint64_t                     seq, ms, now;
-    ngx_uint_t                   i, n;
-    ngx_time_t                  *tp;
-    ngx_rbcs_redis_publisher_t  *pub, *free, *oldest;
+    u_char      *f[5], *last, *q, hex[NGX_RBCS_REDIS_TAG_LEN];
+    uint64_t     seq, ms, now;
+    ngx_uint_t   n;
 
     last = p + len;
 
@@ -2069,8 +2154,7 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         return NGX_ERROR;
     }
 
-    tp = ngx_timeofday();
-    now = (uint64_t) tp->sec * 1000 + tp->msec;
+    now = ngx_rbcs_redis_now();
 
     if (ms + NGX_RBCS_REDIS_MSG_WINDOW < now
         || ms > now + NGX_RBCS_REDIS_MSG_WINDOW)
@@ -2088,8 +2172,22 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         return NGX_OK;
     }
 
-    p = f[0];
-    id_len = f[1] - f[0] - 1;
+    return ngx_rbcs_redis_heard(redis, f[0], f[1] - f[0] - 1, seq);
+}
+
+
+/*
+ * counts message seq of the publisher p as heard, and reports a gap before
+ * it; NGX_DECLINED: that number was heard already; NGX_OK: it is news
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_heard(ngx_rbcs_redis_t *redis, u_char *p, size_t id_len,
+    uint64_t seq)
+{
+    ngx_uint_t                   i;
+    ngx_rbcs_redis_publisher_t  *pub, *free, *oldest;
+
     free = NULL;
     oldest = NULL;
 

@@ -27,6 +27,9 @@ typedef struct {
 
 static void ngx_rbcs_router_match(ngx_http_request_t *r,
     ngx_rbcs_route_t *rt);
+static void ngx_rbcs_router_discard(ngx_http_request_t *r);
+static ngx_int_t ngx_rbcs_router_get(ngx_http_request_t *r,
+    ngx_rbcs_route_t *rt);
 static void ngx_rbcs_router_body(ngx_http_request_t *r);
 
 
@@ -149,9 +152,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
     ctx->route = rt.route;
 
     if (rt.route == NGX_RBCS_ROUTE_NONE) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            r->keepalive = 0;
-        }
+        ngx_rbcs_router_discard(r);
 
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, "not_found",
                                      "no such route");
@@ -166,10 +167,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
                  && r->method == NGX_HTTP_PATCH))
     {
         if (post && r->method != NGX_HTTP_POST) {
-            if (ngx_http_discard_request_body(r) != NGX_OK) {
-                r->keepalive = 0;
-            }
-
+            ngx_rbcs_router_discard(r);
             return ngx_rbcs_http_not_allowed(r, "POST");
         }
 
@@ -185,9 +183,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            r->keepalive = 0;
-        }
+        ngx_rbcs_router_discard(r);
 
         return ngx_rbcs_http_not_allowed(r,
                                          rt.route == NGX_RBCS_ROUTE_ACCOUNT
@@ -211,7 +207,29 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         }
     }
 
-    switch (rt.route) {
+    return ngx_rbcs_router_get(r, &rt);
+}
+
+
+/* a refused request's body is thrown away, or its connection not kept */
+
+static void
+ngx_rbcs_router_discard(ngx_http_request_t *r)
+{
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+}
+
+
+/* answers a read route; NGX_DONE: the database answers later */
+
+static ngx_int_t
+ngx_rbcs_router_get(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
+{
+    ngx_int_t  rc;
+
+    switch (rt->route) {
 
     case NGX_RBCS_ROUTE_HEALTHZ:
         return ngx_rbcs_http_send(r, NGX_HTTP_OK,
@@ -227,23 +245,23 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         return ngx_rbcs_metrics_handler(r);
 
     case NGX_RBCS_ROUTE_ACCOUNT:
-        rc = ngx_rbcs_account_get(r, &rt.id);
+        rc = ngx_rbcs_account_get(r, &rt->id);
         break;
 
     case NGX_RBCS_ROUTE_BALANCE:
-        rc = ngx_rbcs_balance_get(r, &rt.id);
+        rc = ngx_rbcs_balance_get(r, &rt->id);
         break;
 
     case NGX_RBCS_ROUTE_HISTORY:
-        rc = ngx_rbcs_account_history(r, &rt.id);
+        rc = ngx_rbcs_account_history(r, &rt->id);
         break;
 
     case NGX_RBCS_ROUTE_HOLDS:
-        rc = ngx_rbcs_account_holds(r, &rt.id);
+        rc = ngx_rbcs_account_holds(r, &rt->id);
         break;
 
     default: /* NGX_RBCS_ROUTE_TRANSACTION */
-        rc = ngx_rbcs_transfer_get(r, &rt.id);
+        rc = ngx_rbcs_transfer_get(r, &rt->id);
         break;
     }
 
