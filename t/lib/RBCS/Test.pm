@@ -495,14 +495,13 @@ sub parallel {
 
 sub _render_conf {
     my ($self) = @_;
-    my $t;
-    if (defined $self->{conf}) {
-        $t = $self->{conf};
-    } else {
-        open my $fh, '<', $TEMPLATE or croak "$TEMPLATE: $!";
-        local $/;
-        $t = <$fh>;
-    }
+    my $t = $self->{conf};
+    # a test's own configuration is run as it is written
+    return $self->_write_conf($t) if defined $t;
+
+    open my $fh, '<', $TEMPLATE or croak "$TEMPLATE: $!";
+    $t = do { local $/; <$fh> };
+    close $fh;
 
     my %mysql = (server => "127.0.0.1:$self->{mysql_port}",
                  database => $self->{dbname}, %{ $self->{mysql} });
@@ -541,11 +540,20 @@ sub _render_conf {
         $t =~ s/^(\s*error_log\s+\$\{PREFIX\}\/error\.log)\s+\w+;/$1 $self->{log_level};/m;
     }
 
+    $t =~ s/\$\{WORKERS\}/$self->{workers}/g;
+    $t =~ s/\$\{HTTP_CONF\}/$self->{http_conf}/g;
+    $t =~ s/\$\{SERVER_CONF\}/$self->{server_conf}/g;
+    $self->_write_conf($t);
+}
+
+# _write_conf(TEXT): TEXT's ${NAME} placeholders filled with this
+# instance's values (and the caller's vars) into nginx.conf
+sub _write_conf {
+    my ($self, $t) = @_;
     my %v = (
         MODULE         => $MODULE,
         PREFIX         => $self->{prefix},
         USER_DIRECTIVE => $> == 0 ? 'user nobody nogroup;' : '',
-        WORKERS        => $self->{workers},
         HTTP_PORT      => $self->{port},
         MYSQL_PORT     => $self->{mysql_port},
         MYSQL_DATABASE => $self->{dbname},
@@ -554,8 +562,6 @@ sub _render_conf {
         REDIS_USER     => 'rbcs',
         REDIS_PASSWORD_FILE => $REDIS_PASSWORD_FILE,
         REDIS_HMAC_KEY_FILE => $REDIS_HMAC_KEY_FILE,
-        HTTP_CONF      => $self->{http_conf},
-        SERVER_CONF    => $self->{server_conf},
         %{ $self->{vars} },
     );
     # a binary with the module compiled in loads none
@@ -735,11 +741,20 @@ sub reload {
     while (time < $deadline) {
         my @new = grep { !$old{$_} } _children($m);
         my @still = grep { _alive($_) } @old;
-        last if @new >= $self->{workers} && !@still;
+        last if @new >= $self->_workers && !@still;
         sleep 0.05;
     }
     croak "reload: nginx master $m is gone\n" . $self->error_log unless _alive($m);
     return $self;
+}
+
+# worker_processes of the configuration running now
+sub _workers {
+    my ($self) = @_;
+    open my $fh, '<', $self->conf_file or croak $self->conf_file . ": $!";
+    my $text = do { local $/; <$fh> };
+    my ($n) = $text =~ /^\s*worker_processes\s+(\d+)\s*;/m;
+    return $n // 1;
 }
 
 # $t->stop: QUIT nginx (TERM/KILL after 10s), remember error.log for the
