@@ -100,10 +100,61 @@ out("nginx $versions{nginx}, MariaDB $versions{mariadb}, Redis $versions{redis},
 my @overload;
 for my $slow (qw(lock freeze)) {
     my ($pool, $queue) = (2, 8);
-    my $o = RBCS::Test->new(%common, workers => 2, name => "resilience_overload_$slow",
-        mysql => { pool_size => $pool, queue_size => $queue,
-                   queue_timeout => '2s', query_timeout => '3s',
-                   connect_timeout => '1s', lock_wait_timeout => '2s' });
+    my $o = RBCS::Test->new(%common, name => "resilience_overload_$slow",
+        vars => { POOL => $pool, QUEUE => $queue }, conf => <<~'EOF');
+        load_module ${MODULE};
+
+        ${USER_DIRECTIVE}
+        worker_processes 2;
+        worker_rlimit_nofile 16384;
+        error_log ${PREFIX}/error.log warn;
+        pid ${PREFIX}/nginx.pid;
+
+        events {
+            worker_connections 4096;
+        }
+
+        http {
+            access_log ${PREFIX}/access.log;
+
+            client_body_temp_path ${PREFIX}/client_body_temp;
+            proxy_temp_path       ${PREFIX}/proxy_temp;
+            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+            scgi_temp_path        ${PREFIX}/scgi_temp;
+
+            client_max_body_size    64k;
+            client_body_buffer_size 64k;
+
+            rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+            rbcs_mysql_user rbcs;
+            rbcs_mysql_password rbcs;
+            rbcs_mysql_database ${MYSQL_DATABASE};
+            rbcs_mysql_pool_size ${POOL};
+            rbcs_mysql_connect_timeout 1s;
+            rbcs_mysql_query_timeout 3s;
+            rbcs_mysql_queue_size ${QUEUE};
+            rbcs_mysql_queue_timeout 2s;
+            rbcs_mysql_lock_wait_timeout 2s;
+
+            rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+            rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+            rbcs_redis_prefix ${REDIS_PREFIX};
+            rbcs_redis_user rbcs;
+            rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+            rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+            rbcs_redis_key_ttl 1h;
+
+            server {
+                listen 127.0.0.1:${HTTP_PORT};
+
+                error_page 413 @rbcs_problem;
+                location @rbcs_problem { rbcs_problem; }
+
+                location / { rbcs; }
+            }
+        }
+        EOF
     out("overload ($slow): pool $pool, queue $queue, 2 workers; floods of "
         . "$O{FLOOD} x $O{FLOOD_ROUNDS}");
     my $r = RBCS::Resilience::overload(pod => $o, mariadb => $m, pool => $pool,
@@ -140,8 +191,60 @@ sub rss { join ' / ', map { $_->[0] // '?' } @{ $_[0] } }
 
 my @lifecycle;
 for my $sig (qw(HUP QUIT)) {
-    my $l = RBCS::Test->new(%common, workers => 2, name => "resilience_\L$sig",
-        mysql => { pool_size => 4, lock_wait_timeout => '3s' });
+    my $l = RBCS::Test->new(%common, name => "resilience_\L$sig", conf => <<~'EOF');
+        load_module ${MODULE};
+
+        ${USER_DIRECTIVE}
+        worker_processes 2;
+        worker_rlimit_nofile 16384;
+        error_log ${PREFIX}/error.log warn;
+        pid ${PREFIX}/nginx.pid;
+
+        events {
+            worker_connections 4096;
+        }
+
+        http {
+            access_log ${PREFIX}/access.log;
+
+            client_body_temp_path ${PREFIX}/client_body_temp;
+            proxy_temp_path       ${PREFIX}/proxy_temp;
+            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+            scgi_temp_path        ${PREFIX}/scgi_temp;
+
+            client_max_body_size    64k;
+            client_body_buffer_size 64k;
+
+            rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+            rbcs_mysql_user rbcs;
+            rbcs_mysql_password rbcs;
+            rbcs_mysql_database ${MYSQL_DATABASE};
+            rbcs_mysql_pool_size 4;
+            rbcs_mysql_connect_timeout 2s;
+            rbcs_mysql_query_timeout 5s;
+            rbcs_mysql_queue_size 1024;
+            rbcs_mysql_queue_timeout 3s;
+            rbcs_mysql_lock_wait_timeout 3s;
+
+            rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+            rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+            rbcs_redis_prefix ${REDIS_PREFIX};
+            rbcs_redis_user rbcs;
+            rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+            rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+            rbcs_redis_key_ttl 1h;
+
+            server {
+                listen 127.0.0.1:${HTTP_PORT};
+
+                error_page 413 @rbcs_problem;
+                location @rbcs_problem { rbcs_problem; }
+
+                location / { rbcs; }
+            }
+        }
+        EOF
     my $r = RBCS::Resilience::lifecycle(pod => $l, mariadb => $m, signal => $sig,
         n => 16, dir => $scratch, hold => 1.5, redis => $redis);
     out(sprintf '%s with %d transfers in flight (%d queries waiting in MariaDB): '
@@ -160,13 +263,65 @@ for my $sig (qw(HUP QUIT)) {
 
 # --- the fault sequence -------------------------------------------------------
 
-my %mysql = (query_timeout => '2s', connect_timeout => '1s', queue_timeout => '2s');
-my $hdr = 'add_header X-RBCS-Worker $pid always;';
+# each answer says which worker gave it
+my $faults_conf = <<'EOF';
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 2;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log warn;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 1s;
+    rbcs_mysql_query_timeout 2s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 2s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+
+        add_header X-RBCS-Worker $pid always;
+    }
+}
+EOF
 my @pods;
-push @pods, RBCS::Test->new(%common, workers => 2, name => 'resilience',
-                            server_conf => $hdr, mysql => \%mysql);
-push @pods, RBCS::Test->new(%common, workers => 2, pod_of => $pods[0],
-                            server_conf => $hdr, mysql => \%mysql);
+push @pods, RBCS::Test->new(%common, name => 'resilience', conf => $faults_conf);
+push @pods, RBCS::Test->new(%common, pod_of => $pods[0], conf => $faults_conf);
 
 my $r = RBCS::Resilience->new(dir => "$scratch/faults", pods => \@pods,
     mariadb => $m, redis => $redis, clients => $O{CLIENTS},
@@ -213,8 +368,61 @@ for my $p (@pods) { $p->stop }
 
 # --- one pod cut off from Redis, the other not ------------------------------
 
+# both pods of it (one worker each)
 my $part = RBCS::Resilience::redis_partition(redis => $redis, common => \%common,
-                                             secs => 8);
+                                             secs => 8, conf => <<'EOF');
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 1;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log info;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
 out('partition: pod A (its Redis relay cut) acknowledged version '
     . ($part->{acked_version} // '?') . ' (' . ($part->{transfer} // '?')
     . '); pod B (subscription ' . (!$part->{b_sub_up_before} ? 'NEVER came up'

@@ -15,7 +15,65 @@ use RBCS::Test;
 
 my $dir = tempdir(CLEANUP => 1);
 
-my $t = RBCS::Test->new(workers => 2);
+# a pod of WORKERS workers with the balance cache ZONE
+sub conf {
+    my ($workers, $zone) = @_;
+    return <<"EOF";
+load_module \${MODULE};
+
+\${USER_DIRECTIVE}
+worker_processes $workers;
+worker_rlimit_nofile 16384;
+error_log \${PREFIX}/error.log warn;
+pid \${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log \${PREFIX}/access.log;
+
+    client_body_temp_path \${PREFIX}/client_body_temp;
+    proxy_temp_path       \${PREFIX}/proxy_temp;
+    fastcgi_temp_path     \${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       \${PREFIX}/uwsgi_temp;
+    scgi_temp_path        \${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:\${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database \${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+
+    rbcs_cache_zone $zone;
+    rbcs_redis_server 127.0.0.1:\${REDIS_PORT};
+    rbcs_redis_prefix \${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file \${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file \${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:\${HTTP_PORT};
+
+        error_page 413 \@rbcs_problem;
+        location \@rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
+}
+
+my $t = RBCS::Test->new(conf => conf(2, 'zone=rbcs_balances:16m ttl=2s poll=1s'));
 
 sub open_account {
     my ($t, $n, $balance) = @_;
@@ -80,7 +138,8 @@ is($bb->{tier}, 'zone', 'the next read comes from the zone');
 is($bb->{balance}, '5.50', 'same answer');
 
 # a second pod: its zone is empty, Redis has what the first pod saw
-my $pod2 = RBCS::Test->new(workers => 1, pod_of => $t);
+my $pod2 = RBCS::Test->new(pod_of => $t,
+    conf => conf(1, 'zone=rbcs_balances:16m ttl=2s poll=1s'));
 # Redis is used once the pod has read the cache generation
 ok(RBCS::Test::wait_for(5, sub {
        ($pod2->get('/metrics')->{body} // '')
@@ -186,8 +245,7 @@ is($rb2 && $rb2->{tier}, 'zone', '... in its zone, by message');
 
 # --- eviction from a full zone ------------------------------------------
 
-my $small = RBCS::Test->new(workers => 2,
-                            cache_zone => 'zone=rbcs_small:32k ttl=2s');
+my $small = RBCS::Test->new(conf => conf(2, 'zone=rbcs_small:32k ttl=2s'));
 my %want;      # in cents
 for my $i (1 .. 300) {
     my $n = sprintf 'EV-%03d', $i;

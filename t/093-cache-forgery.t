@@ -22,9 +22,67 @@ use RBCS::Test;
 my $redis = RBCS::Test::private_redis();
 
 my @quiet = (allow_log => [ qr/authentication tag|not used|redis|changes may have been missed/i ]);
-my $p1 = RBCS::Test->new(workers => 2, redis_port => $redis->port, @quiet);
-my $p2 = RBCS::Test->new(workers => 2, redis_port => $redis->port,
-                         pod_of => $p1, @quiet);
+# a pod of WORKERS workers
+sub conf {
+    my ($workers) = @_;
+    return <<"EOF";
+load_module \${MODULE};
+
+\${USER_DIRECTIVE}
+worker_processes $workers;
+worker_rlimit_nofile 16384;
+error_log \${PREFIX}/error.log warn;
+pid \${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log \${PREFIX}/access.log;
+
+    client_body_temp_path \${PREFIX}/client_body_temp;
+    proxy_temp_path       \${PREFIX}/proxy_temp;
+    fastcgi_temp_path     \${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       \${PREFIX}/uwsgi_temp;
+    scgi_temp_path        \${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:\${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database \${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:\${REDIS_PORT};
+    rbcs_redis_prefix \${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file \${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file \${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:\${HTTP_PORT};
+
+        error_page 413 \@rbcs_problem;
+        location \@rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
+}
+
+my $p1 = RBCS::Test->new(redis_port => $redis->port, @quiet, conf => conf(2));
+my $p2 = RBCS::Test->new(redis_port => $redis->port,
+                         pod_of => $p1, @quiet, conf => conf(2));
 
 my $pfx  = $p1->redis_prefix;
 my $chan = "${pfx}balances";
@@ -114,8 +172,8 @@ $bad4{t} = sign(\%bad4, 'A4');
 $redis->cli('HSET', "${pfx}bal:A4", map { $_ => $bad4{$_} } qw(v b t));
 
 # A5 left as pod 1 wrote it: a pod that has it nowhere else serves it
-my $p3 = RBCS::Test->new(workers => 1, redis_port => $redis->port,
-                         pod_of => $p1, @quiet);
+my $p3 = RBCS::Test->new(redis_port => $redis->port,
+                         pod_of => $p1, @quiet, conf => conf(1));
 ok(connected($p3, 1), 'a third pod is up');
 # Redis is used once the pod has read the cache generation and subscribed
 ok(RBCS::Test::wait_for(10, sub {
@@ -213,8 +271,9 @@ my $wrong = "$RBCS::Test::VAR/wrong-redis-password-$$";
 open my $fh, '>', $wrong or die "$wrong: $!";
 print $fh "not-the-password\n";
 close $fh;
-my $p4 = RBCS::Test->new(workers => 1, redis_port => $redis->port, pod_of => $p1,
-                         vars => { REDIS_PASSWORD_FILE => $wrong }, @quiet);
+my $p4 = RBCS::Test->new(redis_port => $redis->port, pod_of => $p1,
+                         vars => { REDIS_PASSWORD_FILE => $wrong }, @quiet,
+                         conf => conf(1));
 ok(RBCS::Test::wait_for(5, sub { $p4->error_log =~ /AUTH refused: WRONGPASS/ }),
    'a wrong Redis password is refused, and logged');
 unlike($p4->error_log, qr/not-the-password/, '... without the password');

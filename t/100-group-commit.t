@@ -20,12 +20,60 @@ my $dir = tempdir(CLEANUP => 1);
 # one worker with one connection: anything sent while it is busy queues
 # (and stays queued until the test lets it go: queue_timeout well above
 # the time the test holds the connection, on a slow machine too)
-my $t = RBCS::Test->new(
-    workers   => 1,
-    log_level => 'debug',
-    mysql     => { pool_size => 1, queue_size => 20, query_timeout => '10s',
-                   lock_wait_timeout => '8s', queue_timeout => '10s' },
-);
+my $t = RBCS::Test->new(conf => <<'EOF');
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 1;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log debug;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 1;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 10s;
+    rbcs_mysql_queue_size 20;
+    rbcs_mysql_queue_timeout 10s;
+    rbcs_mysql_lock_wait_timeout 8s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
 
 sub open_account {
     my ($n, $balance) = @_;
@@ -213,9 +261,60 @@ is(scalar(grep { (result("q-$_"))[0] == 201 } 1 .. 30), 20,
 # with a duplicate key: that batch runs again and finds the id recorded
 # with other fields: 409, and nothing applied twice.
 
-my $pod2 = RBCS::Test->new(workers => 1, pod_of => $t, log_level => 'info',
-                           mysql => { pool_size => 1, query_timeout => '10s',
-                                      lock_wait_timeout => '8s' });
+my $pod2 = RBCS::Test->new(pod_of => $t, conf => <<'EOF');
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 1;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log info;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 1;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 10s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+    rbcs_mysql_lock_wait_timeout 8s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
 open_account($_, '10.00') for qw(D-A D-B D-C D-D);
 
 my $gap = DBI->connect('DBI:MariaDB:mariadb_socket='
@@ -269,8 +368,60 @@ $pod2->stop;
 # --- many workers, crossing transfers: no deadlock ----------------------
 
 # two batches in flight per worker as well: four at once
-my $x = RBCS::Test->new(workers => 2, mysql => { pool_size => 2,
-                                                 writers => 2 });
+my $x = RBCS::Test->new(conf => <<'EOF');
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 2;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log warn;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 2;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+    rbcs_mysql_writers 2;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
 for my $n (map { "X$_" } 1 .. 6) {
     $x->post_json('/accounts', { accountNumber => $n,
                                  initialBalance => '1000.00' });

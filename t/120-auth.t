@@ -50,15 +50,73 @@ write_keys(
     "opener  $SECRET{opener}  admin",
 );
 
-# one line each: the template also names its placeholders in a comment
-my $log_format = q{log_format rbcs_keys '$status "$rbcs_key_id" $request_method $uri';};
-my $http_conf = "rbcs_auth on; rbcs_auth_keys $keys_file; $log_format";
+# the configuration with the auth directives AUTH (one line: conf_test
+# below finds them there)
+sub conf {
+    my ($auth) = @_;
+    return <<"EOF";
+load_module \${MODULE};
 
-my $t = RBCS::Test->new(
-    http_conf   => $http_conf,
-    server_conf => "add_header X-Test-Key-Id \$rbcs_key_id always; "
-                 . "access_log $dir/keys.log rbcs_keys;",
-);
+\${USER_DIRECTIVE}
+worker_processes 2;
+worker_rlimit_nofile 16384;
+error_log \${PREFIX}/error.log warn;
+pid \${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log \${PREFIX}/access.log;
+
+    client_body_temp_path \${PREFIX}/client_body_temp;
+    proxy_temp_path       \${PREFIX}/proxy_temp;
+    fastcgi_temp_path     \${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       \${PREFIX}/uwsgi_temp;
+    scgi_temp_path        \${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:\${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database \${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:\${REDIS_PORT};
+    rbcs_redis_prefix \${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file \${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file \${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    $auth
+    log_format rbcs_keys '\$status "\$rbcs_key_id" \$request_method \$uri';
+
+    server {
+        listen 127.0.0.1:\${HTTP_PORT};
+
+        error_page 413 \@rbcs_problem;
+        location \@rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+
+        add_header X-Test-Key-Id \$rbcs_key_id always;
+        access_log $dir/keys.log rbcs_keys;
+    }
+}
+EOF
+}
+
+my $auth = "rbcs_auth on; rbcs_auth_keys $keys_file;";
+my $t = RBCS::Test->new(conf => conf($auth));
 
 $t->allow_log(qr/\[emerg\].*\Q$keys_file\E:3: a key is "KEY_ID SECRET SCOPES"/);
 
@@ -413,7 +471,7 @@ sub conf_test {
         local $/;
         <$fh>;
     };
-    $text =~ s/\Q$http_conf\E/$conf $log_format/g or die 'http_conf not found in nginx.conf';
+    $text =~ s/\Q$auth\E/$conf/ or die 'the auth directives not found in nginx.conf';
     my $file = $t->prefix . '/conf-test.conf';
     open my $fh, '>', $file or die "$file: $!";
     print $fh $text;
@@ -505,14 +563,14 @@ write_keys(
 
 # the window is configurable
 write_keys("reader $SECRET{reader} read");
-$t->reload(http_conf => "$http_conf rbcs_auth_window 10s;");
+$t->reload(conf => conf("$auth rbcs_auth_window 10s;"));
 is(sreq('reader', 'GET', '/accounts/A1', undef, sign => { ts => time - 5 })->{status},
    200, 'rbcs_auth_window 10s: 5 s old is accepted');
 is_401(sreq('reader', 'GET', '/accounts/A1', undef, sign => { ts => time - 30 }),
        'rbcs_auth_window 10s: 30 s old is refused');
 
 # off: nothing is checked
-$t->reload(http_conf => "rbcs_auth off; rbcs_auth_keys $keys_file; $log_format");
+$t->reload(conf => conf("rbcs_auth off; rbcs_auth_keys $keys_file;"));
 $r = $t->get('/accounts/A1');
 is($r->{status}, 200, 'rbcs_auth off: no signature needed');
 $r = $t->request('GET', '/accounts/A1', headers => { 'X-RBCS-Key-Id' => 'reader',

@@ -187,7 +187,59 @@ sub promql_names {
 
 # --- a running instance, and what it exports ------------------------------
 
-my $t = RBCS::Test->new(workers => 2);
+my $t = RBCS::Test->new(conf => <<'EOF');
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 2;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log warn;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
 
 $t->post_json('/accounts', { accountNumber => 'D1', initialBalance => '100.00' });
 $t->post_json('/accounts', { accountNumber => 'D2' });

@@ -61,6 +61,7 @@ my $t = RBCS::Test->new(
         ACCESS_LOG => "$dir/access.json",
         MYSQL_HOST => '127.0.0.1', MYSQL_USER => 'rbcs',
         MYSQL_PASSWORD => 'rbcs', REDIS_HOST => '127.0.0.1',
+        WORKERS => 2, HTTP_CONF => '', SERVER_CONF => '',
     },
     allow_log => [ qr/limiting (requests|connections)/, qr/over its rate limit/,
                    qr/client timed out/ ],

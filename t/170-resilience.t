@@ -61,10 +61,61 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
 
 {
     my ($pool, $queue) = (2, 8);
-    my $o = RBCS::Test->new(%common, workers => 2, name => 'resilience_overload',
-        mysql => { pool_size => $pool, queue_size => $queue,
-                   queue_timeout => '2s', query_timeout => '3s',
-                   lock_wait_timeout => '2s' });
+    my $o = RBCS::Test->new(%common, name => 'resilience_overload',
+        vars => { POOL => $pool, QUEUE => $queue }, conf => <<~'EOF');
+        load_module ${MODULE};
+
+        ${USER_DIRECTIVE}
+        worker_processes 2;
+        worker_rlimit_nofile 16384;
+        error_log ${PREFIX}/error.log warn;
+        pid ${PREFIX}/nginx.pid;
+
+        events {
+            worker_connections 4096;
+        }
+
+        http {
+            access_log ${PREFIX}/access.log;
+
+            client_body_temp_path ${PREFIX}/client_body_temp;
+            proxy_temp_path       ${PREFIX}/proxy_temp;
+            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+            scgi_temp_path        ${PREFIX}/scgi_temp;
+
+            client_max_body_size    64k;
+            client_body_buffer_size 64k;
+
+            rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+            rbcs_mysql_user rbcs;
+            rbcs_mysql_password rbcs;
+            rbcs_mysql_database ${MYSQL_DATABASE};
+            rbcs_mysql_pool_size ${POOL};
+            rbcs_mysql_connect_timeout 2s;
+            rbcs_mysql_query_timeout 3s;
+            rbcs_mysql_queue_size ${QUEUE};
+            rbcs_mysql_queue_timeout 2s;
+            rbcs_mysql_lock_wait_timeout 2s;
+
+            rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+            rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+            rbcs_redis_prefix ${REDIS_PREFIX};
+            rbcs_redis_user rbcs;
+            rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+            rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+            rbcs_redis_key_ttl 1h;
+
+            server {
+                listen 127.0.0.1:${HTTP_PORT};
+
+                error_page 413 @rbcs_problem;
+                location @rbcs_problem { rbcs_problem; }
+
+                location / { rbcs; }
+            }
+        }
+        EOF
     my $r = RBCS::Resilience::overload(pod => $o, mariadb => $m, pool => $pool,
         queue => $queue, workers => 2, at_once => 0.5, warm => 300,
         big => 1000, rounds => 2, procs => 3, big_procs => 5, dir => $dir,
@@ -122,8 +173,60 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
 # --- 2. graceful reload and stop with transfers in flight -----------------
 
 for my $sig (qw(HUP QUIT)) {
-    my $l = RBCS::Test->new(%common, workers => 2, name => "resilience_\L$sig",
-        mysql => { pool_size => 4, lock_wait_timeout => '3s' });
+    my $l = RBCS::Test->new(%common, name => "resilience_\L$sig", conf => <<~'EOF');
+        load_module ${MODULE};
+
+        ${USER_DIRECTIVE}
+        worker_processes 2;
+        worker_rlimit_nofile 16384;
+        error_log ${PREFIX}/error.log warn;
+        pid ${PREFIX}/nginx.pid;
+
+        events {
+            worker_connections 4096;
+        }
+
+        http {
+            access_log ${PREFIX}/access.log;
+
+            client_body_temp_path ${PREFIX}/client_body_temp;
+            proxy_temp_path       ${PREFIX}/proxy_temp;
+            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+            scgi_temp_path        ${PREFIX}/scgi_temp;
+
+            client_max_body_size    64k;
+            client_body_buffer_size 64k;
+
+            rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+            rbcs_mysql_user rbcs;
+            rbcs_mysql_password rbcs;
+            rbcs_mysql_database ${MYSQL_DATABASE};
+            rbcs_mysql_pool_size 4;
+            rbcs_mysql_connect_timeout 2s;
+            rbcs_mysql_query_timeout 5s;
+            rbcs_mysql_queue_size 1024;
+            rbcs_mysql_queue_timeout 3s;
+            rbcs_mysql_lock_wait_timeout 3s;
+
+            rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+            rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+            rbcs_redis_prefix ${REDIS_PREFIX};
+            rbcs_redis_user rbcs;
+            rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+            rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+            rbcs_redis_key_ttl 1h;
+
+            server {
+                listen 127.0.0.1:${HTTP_PORT};
+
+                error_page 413 @rbcs_problem;
+                location @rbcs_problem { rbcs_problem; }
+
+                location / { rbcs; }
+            }
+        }
+        EOF
     my $r = RBCS::Resilience::lifecycle(pod => $l, mariadb => $m, signal => $sig,
         n => 12, dir => $dir, hold => 1, redis => $redis);
     diag(sprintf '%s: %d transfers in flight at the signal; answers %s; old workers'
@@ -160,15 +263,65 @@ for my $sig (qw(HUP QUIT)) {
 
 # --- 3. faults under load, each followed by an audit ----------------------
 
+# each answer says which worker gave it
+my $faults_conf = <<'EOF';
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 2;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log warn;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 1s;
+    rbcs_mysql_query_timeout 2s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 2s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+
+        add_header X-RBCS-Worker $pid always;
+    }
+}
+EOF
 my @pods;
-push @pods, RBCS::Test->new(%common, workers => 2, name => 'resilience',
-    server_conf => 'add_header X-RBCS-Worker $pid always;',
-    mysql => { query_timeout => '2s', connect_timeout => '1s',
-               queue_timeout => '2s' });
-push @pods, RBCS::Test->new(%common, workers => 2, pod_of => $pods[0],
-    server_conf => 'add_header X-RBCS-Worker $pid always;',
-    mysql => { query_timeout => '2s', connect_timeout => '1s',
-               queue_timeout => '2s' });
+push @pods, RBCS::Test->new(%common, name => 'resilience', conf => $faults_conf);
+push @pods, RBCS::Test->new(%common, pod_of => $pods[0], conf => $faults_conf);
 
 my $r = RBCS::Resilience->new(dir => "$dir/faults", pods => \@pods,
     mariadb => $m, redis => $redis, clients => 6, accounts => 12,
@@ -271,8 +424,61 @@ $_->stop for @pods;
 # (1 s while B's subscription is up, ttl = 2 s while it is down).
 
 {
+    # both pods of it (one worker each)
     my $p = RBCS::Resilience::redis_partition(redis => $redis, common => \%common,
-                                              secs => 5);
+                                              secs => 5, conf => <<~'EOF');
+        load_module ${MODULE};
+
+        ${USER_DIRECTIVE}
+        worker_processes 1;
+        worker_rlimit_nofile 16384;
+        error_log ${PREFIX}/error.log info;
+        pid ${PREFIX}/nginx.pid;
+
+        events {
+            worker_connections 4096;
+        }
+
+        http {
+            access_log ${PREFIX}/access.log;
+
+            client_body_temp_path ${PREFIX}/client_body_temp;
+            proxy_temp_path       ${PREFIX}/proxy_temp;
+            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+            scgi_temp_path        ${PREFIX}/scgi_temp;
+
+            client_max_body_size    64k;
+            client_body_buffer_size 64k;
+
+            rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+            rbcs_mysql_user rbcs;
+            rbcs_mysql_password rbcs;
+            rbcs_mysql_database ${MYSQL_DATABASE};
+            rbcs_mysql_pool_size 8;
+            rbcs_mysql_connect_timeout 2s;
+            rbcs_mysql_query_timeout 5s;
+            rbcs_mysql_queue_size 1024;
+            rbcs_mysql_queue_timeout 3s;
+
+            rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+            rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+            rbcs_redis_prefix ${REDIS_PREFIX};
+            rbcs_redis_user rbcs;
+            rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+            rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+            rbcs_redis_key_ttl 1h;
+
+            server {
+                listen 127.0.0.1:${HTTP_PORT};
+
+                error_page 413 @rbcs_problem;
+                location @rbcs_problem { rbcs_problem; }
+
+                location / { rbcs; }
+            }
+        }
+        EOF
     diag('partition: pod A acknowledged version ' . ($p->{acked_version} // '?')
         . '; pod B read, every 0.5 s: ' . join(' ', map { sprintf '%.1fs:v%s(%s)',
             $_->[0], $_->[1] // '?', $_->[2] // '?' } @{ $p->{reads} // [] })

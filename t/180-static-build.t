@@ -554,6 +554,7 @@ my $t = RBCS::Test->new(
         MODULE => '', OPS_PORT => $ops, KEYS_FILE => "$tmp/keys", ACCESS_LOG => "$tmp/access.log",
         MYSQL_HOST => '127.0.0.1', MYSQL_USER => 'rbcs', MYSQL_PASSWORD => 'rbcs',
         REDIS_HOST => '127.0.0.1', TLS_CERT => $cert->{crt}, TLS_KEY => $cert->{key},
+        WORKERS => 2, HTTP_CONF => '', SERVER_CONF => '',
     },
     tls => { ca => $ca->{crt} },      # the API listener is TLS
 );

@@ -19,7 +19,60 @@ use JSON::PP ();
 use Time::HiRes qw(sleep);
 use RBCS::Test;
 
-my $t = RBCS::Test->new;
+my $pod_conf = <<'EOF';
+load_module ${MODULE};
+
+${USER_DIRECTIVE}
+worker_processes 2;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log warn;
+pid ${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    client_body_temp_path ${PREFIX}/client_body_temp;
+    proxy_temp_path       ${PREFIX}/proxy_temp;
+    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
+    scgi_temp_path        ${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
+my $t = RBCS::Test->new(conf => $pod_conf);
 
 # ------------------------------------------------ the service's user --
 
@@ -201,7 +254,8 @@ is_deeply(\%actions, { 'account.open' => 4, 'transfer' => 3, 'hold' => 4,
 # the cache generation: a pod that cannot publish moves its row on
 my $redis = RBCS::Test::private_redis();
 my $p = RBCS::Test->new(redis_port => $redis->port, pod_of => $t,
-                        allow_log => [ qr/redis|cache generation/i ]);
+                        allow_log => [ qr/redis|cache generation/i ],
+                        conf => $pod_conf);
 is($p->get('/accounts/A/balance')->{status}, 200, 'a second pod, with a Redis of its own');
 my $generation = sub {
     ($admin->selectrow_array('SELECT COALESCE(SUM(generation), 0) FROM cache_generation'))[0];

@@ -73,15 +73,73 @@ sub unavailable {
     is($t->get('/readyz')->{status}, 503, "$what: not ready");
 }
 
+# the configuration reaching MariaDB at HOST with the TLS directives SSL
+# (one line: conf_test below finds them there)
+sub conf {
+    my ($host, $ssl) = @_;
+    return <<"EOF";
+load_module \${MODULE};
+
+\${USER_DIRECTIVE}
+worker_processes 2;
+worker_rlimit_nofile 16384;
+error_log \${PREFIX}/error.log warn;
+pid \${PREFIX}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log \${PREFIX}/access.log;
+
+    client_body_temp_path \${PREFIX}/client_body_temp;
+    proxy_temp_path       \${PREFIX}/proxy_temp;
+    fastcgi_temp_path     \${PREFIX}/fastcgi_temp;
+    uwsgi_temp_path       \${PREFIX}/uwsgi_temp;
+    scgi_temp_path        \${PREFIX}/scgi_temp;
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server $host:\${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database \${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 8;
+    rbcs_mysql_connect_timeout 2s;
+    rbcs_mysql_query_timeout 5s;
+    rbcs_mysql_queue_size 1024;
+    rbcs_mysql_queue_timeout 3s;
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:\${REDIS_PORT};
+    rbcs_redis_prefix \${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file \${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file \${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    $ssl
+
+    server {
+        listen 127.0.0.1:\${HTTP_PORT};
+
+        error_page 413 \@rbcs_problem;
+        location \@rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+    }
+}
+EOF
+}
+
 # --- TLS, the right CA, the name verified --------------------------------
 
 my $before = ssl_accepts();
 my $t = RBCS::Test->new(
     mysql_port => $port,
-    http_conf  => <<"EOF",
-    rbcs_mysql_ssl on;
-    rbcs_mysql_ssl_ca $ca->{crt};
-EOF
+    conf       => conf('127.0.0.1', "rbcs_mysql_ssl on; rbcs_mysql_ssl_ca $ca->{crt};"),
 );
 open_and_transfer($t, 'TLS with the CA');
 cmp_ok(ssl_accepts() - $before, '>=', 1,
@@ -93,7 +151,7 @@ $t->stop;
 
 $t = RBCS::Test->new(
     mysql_port => $port,
-    http_conf  => "    rbcs_mysql_ssl off;\n",
+    conf       => conf('127.0.0.1', 'rbcs_mysql_ssl off;'),
     allow_log  => \@pool_log,
 );
 unavailable($t, 'without TLS');
@@ -107,10 +165,7 @@ $t->stop;
 
 $t = RBCS::Test->new(
     mysql_port => $port,
-    http_conf  => <<"EOF",
-    rbcs_mysql_ssl on;
-    rbcs_mysql_ssl_ca $other->{crt};
-EOF
+    conf       => conf('127.0.0.1', "rbcs_mysql_ssl on; rbcs_mysql_ssl_ca $other->{crt};"),
     allow_log  => \@pool_log,
 );
 unavailable($t, 'another CA');
@@ -125,12 +180,8 @@ $t->stop;
 
 $t = RBCS::Test->new(
     mysql_port => $port,
-    mysql      => { server => "127.0.0.2:$port" },
-    http_conf  => <<"EOF",
-    rbcs_mysql_ssl on;
-    rbcs_mysql_ssl_ca $ca->{crt};
-    rbcs_mysql_ssl_verify on;
-EOF
+    conf       => conf('127.0.0.2', "rbcs_mysql_ssl on; rbcs_mysql_ssl_ca $ca->{crt}; "
+                                    . 'rbcs_mysql_ssl_verify on;'),
     allow_log  => \@pool_log,
 );
 unavailable($t, 'another name, verified');
@@ -141,24 +192,16 @@ $t->stop;
 
 $t = RBCS::Test->new(
     mysql_port => $port,
-    mysql      => { server => "127.0.0.2:$port" },
-    http_conf  => <<"EOF",
-    rbcs_mysql_ssl on;
-    rbcs_mysql_ssl_ca $ca->{crt};
-    rbcs_mysql_ssl_verify off;
-EOF
+    conf       => conf('127.0.0.2', "rbcs_mysql_ssl on; rbcs_mysql_ssl_ca $ca->{crt}; "
+                                    . 'rbcs_mysql_ssl_verify off;'),
 );
 open_and_transfer($t, 'another name, rbcs_mysql_ssl_verify off');
 $t->stop;
 
 $t = RBCS::Test->new(
     mysql_port => $port,
-    mysql      => { server => "127.0.0.2:$port" },
-    http_conf  => <<"EOF",
-    rbcs_mysql_ssl on;
-    rbcs_mysql_ssl_ca $other->{crt};
-    rbcs_mysql_ssl_verify off;
-EOF
+    conf       => conf('127.0.0.2', "rbcs_mysql_ssl on; rbcs_mysql_ssl_ca $other->{crt}; "
+                                    . 'rbcs_mysql_ssl_verify off;'),
     allow_log  => \@pool_log,
 );
 unavailable($t, 'rbcs_mysql_ssl_verify off, another CA: the chain still counts');
@@ -166,11 +209,9 @@ $t->stop;
 
 # --- a server without TLS --------------------------------------------------
 
+my $ssl_on = "rbcs_mysql_ssl on; rbcs_mysql_ssl_ca $ca->{crt};";
 $t = RBCS::Test->new(       # the shared test server: no certificate
-    http_conf  => <<"EOF",
-    rbcs_mysql_ssl on;
-    rbcs_mysql_ssl_ca $ca->{crt};
-EOF
+    conf       => conf('127.0.0.1', $ssl_on),
     allow_log  => \@pool_log,
 );
 unavailable($t, 'a server without TLS');
@@ -180,7 +221,6 @@ like($t->error_log, qr/rbcs: mysql connect failed: .*SSL is required, but the se
 # --- configuration ---------------------------------------------------------
 
 # nginx -t on this instance's configuration with other TLS directives
-my $http_conf = "    rbcs_mysql_ssl on;\n    rbcs_mysql_ssl_ca $ca->{crt};\n";
 sub conf_test {
     my ($conf) = @_;
     my $text = do {
@@ -188,7 +228,7 @@ sub conf_test {
         local $/;
         <$fh>;
     };
-    $text =~ s/\Q$http_conf\E/$conf\n/ or die 'http_conf not found in nginx.conf';
+    $text =~ s/\Q$ssl_on\E/$conf/ or die 'the TLS directives not found in nginx.conf';
     my $file = $t->prefix . '/conf-test.conf';
     open my $fh, '>', $file or die "$file: $!";
     print $fh $text;

@@ -2037,10 +2037,10 @@ sub redis_partition {
     my ($rpid, $rport) = relay($redis->port);
     my %c = %{ $o{common} // {} };
     delete $c{redis_port};
-    my $b = RBCS::Test->new(%c, workers => 1, redis_port => $redis->port,
-                            name => 'resilience_partition', log_level => 'info');
-    my $a = RBCS::Test->new(%c, workers => 1, redis_port => $rport, pod_of => $b,
-                            log_level => 'info');
+    my $b = RBCS::Test->new(%c, redis_port => $redis->port,
+                            name => 'resilience_partition', conf => $o{conf});
+    my $a = RBCS::Test->new(%c, redis_port => $rport, pod_of => $b,
+                            conf => $o{conf});
     my $res = {};
     # both pods have Redis; pod B's subscription is up before it caches X
     # (an entry filled before the subscription came up is trusted for ttl

@@ -6,14 +6,10 @@ package RBCS::Test;
 #   use Test::More;
 #   use RBCS::Test;
 #
-#   my $t = RBCS::Test->new(
-#       http_conf   => 'rbcs_something on;',          # optional, in http {}
-#       env         => { NAME => value },             # optional, nginx's environment
-#       server_conf => 'location = /x { return 204; }',  # optional, in server {}
-#       mysql       => { query_timeout => '2s' },     # rbcs_mysql_<key> overrides
-#       mysql_port  => $private->port,                # optional other mariadbd
-#       workers     => 2,
-#   );
+#   my $t = RBCS::Test->new(conf => <<'EOF');   # the whole nginx.conf,
+#   load_module ${MODULE};                       # ${NAME}: filled here
+#   ...
+#   EOF
 #   my $res = $t->post_json('/accounts', { accountNumber => 'A1' });
 #   is($res->{status}, 201);
 #   is($res->json->{accountNumber}, 'A1');
@@ -57,7 +53,6 @@ our $MARIADBD    = $ENV{RBCS_MARIADBD}          // _which('mariadbd', '/usr/sbin
 our $MARIADB_CLI = _which('mariadb', '/usr/bin/mariadb');
 our $SCHEMA      = $ENV{RBCS_SCHEMA}            // "$ROOT/conf/schema.sql";
 our $GRANTS      = "$ROOT/conf/grants.sql";
-our $TEMPLATE    = "$ROOT/conf/nginx.local.conf.in";
 # Redis secrets of the test stack (conf/stack.sh redis_secrets): the
 # service's ACL user "rbcs", the admin ("default"), the pods' HMAC key
 our $REDIS_PASSWORD_FILE = "$VAR/secrets/redis.password";
@@ -114,28 +109,22 @@ sub new {
     my ($class, %o) = @_;
 
     my $self = bless {
-        http_conf   => $o{http_conf}   // '',
-        server_conf => $o{server_conf} // '',
-        mysql       => { %{ $o{mysql} // {} } },
-        workers     => $o{workers}     // 2,
-        log_level   => $o{log_level},
-        conf        => $o{conf},                 # full template override
-        env         => { %{ $o{env} // {} } },   # nginx's environment, kept
-                                                 # for the workers (env NAME;)
+        conf        => $o{conf},                 # nginx.conf, ${NAME} placeholders
+        env         => { %{ $o{env} // {} } },   # nginx's environment (the
+                                                 # conf keeps it: env NAME;)
         allow_log   => [ @{ $o{allow_log} // [] } ],
         wait_healthz => $o{wait_healthz} // 1,
         schema      => exists $o{schema} ? $o{schema} : $SCHEMA,
         mysql_port  => $o{mysql_port}  // $MYSQL_PORT,
         redis_port  => $o{redis_port}  // $REDIS_PORT,
-        redis       => $o{redis}       // 1,
         redis_prefix => $o{redis_prefix},
-        cache_zone  => $o{cache_zone},
         vars        => { %{ $o{vars} // {} } },
         mysql_socket => $o{mysql_socket},
         name        => $o{name},
         nginx       => $o{nginx} // $NGINX,      # another binary (static build)
         tls         => $o{tls},                  # { ca => file }: API over TLS
     }, $class;
+    croak 'RBCS::Test->new needs conf => the nginx.conf to run' unless defined $self->{conf};
 
     if (defined $o{nginx} || $MODULE eq '') {
         # a binary of the caller's (e.g. with the module compiled in): it
@@ -493,59 +482,15 @@ sub parallel {
     return @out;
 }
 
+# nginx.conf: the test's conf, its ${NAME} placeholders filled with this
+# instance's environment (and the caller's vars)
 sub _render_conf {
     my ($self) = @_;
-    my $t;
-    if (defined $self->{conf}) {
-        $t = $self->{conf};
-    } else {
-        open my $fh, '<', $TEMPLATE or croak "$TEMPLATE: $!";
-        local $/;
-        $t = <$fh>;
-    }
-
-    my %mysql = (server => "127.0.0.1:$self->{mysql_port}",
-                 database => $self->{dbname}, %{ $self->{mysql} });
-    for my $k (sort keys %mysql) {
-        my $v = $mysql{$k};
-        my $re = qr/^([ \t]*)rbcs_mysql_\Q$k\E\b[^;]*;[ \t]*\n/m;
-        if (!defined $v) {
-            $t =~ s/$re//;
-        } elsif ($t =~ /$re/) {
-            $t =~ s/$re/$1rbcs_mysql_$k $v;\n/;
-        } else {
-            # a directive the template lacks: after the last rbcs_mysql_ line,
-            # else at the top of http {}
-            my ($pos, $indent);
-            while ($t =~ /^([ \t]*)rbcs_mysql_\w+[^;]*;[ \t]*\n/mg) {
-                ($pos, $indent) = (pos($t), $1);
-            }
-            if (!defined $pos && $t =~ /^http\s*\{[ \t]*\n/mg) {
-                ($pos, $indent) = (pos($t), '    ');
-            }
-            croak "nginx template: no place for rbcs_mysql_$k" unless defined $pos;
-            substr($t, $pos, 0) = "${indent}rbcs_mysql_$k $v;\n";
-        }
-    }
-    # Redis is shared by every test: keys and channel get the test's prefix
-    $t =~ s/^[ \t]*rbcs_redis_server\b[^;]*;[ \t]*\n//m unless $self->{redis};
-    if (defined $self->{cache_zone}) {   # its parameters, or '' for none
-        my $z = $self->{cache_zone};
-        $t =~ s/^([ \t]*)rbcs_cache_zone\b[^;]*;/length $z ? "$1rbcs_cache_zone $z;" : ''/me;
-    }
-    if (%{ $self->{env} }) {   # main context: workers keep these variables
-        my $env = join '', map { "env $_;\n" } sort keys %{ $self->{env} };
-        $t =~ s/^(events\s*\{)/$env$1/m or croak "nginx template: no events {} for env";
-    }
-    if (defined $self->{log_level}) {
-        $t =~ s/^(\s*error_log\s+\$\{PREFIX\}\/error\.log)\s+\w+;/$1 $self->{log_level};/m;
-    }
-
+    my $t = $self->{conf};
     my %v = (
         MODULE         => $MODULE,
         PREFIX         => $self->{prefix},
         USER_DIRECTIVE => $> == 0 ? 'user nobody nogroup;' : '',
-        WORKERS        => $self->{workers},
         HTTP_PORT      => $self->{port},
         MYSQL_PORT     => $self->{mysql_port},
         MYSQL_DATABASE => $self->{dbname},
@@ -554,8 +499,6 @@ sub _render_conf {
         REDIS_USER     => 'rbcs',
         REDIS_PASSWORD_FILE => $REDIS_PASSWORD_FILE,
         REDIS_HMAC_KEY_FILE => $REDIS_HMAC_KEY_FILE,
-        HTTP_CONF      => $self->{http_conf},
-        SERVER_CONF    => $self->{server_conf},
         %{ $self->{vars} },
     );
     # a binary with the module compiled in loads none
@@ -717,15 +660,12 @@ sub worker_pids {
     return @w;
 }
 
-# $t->reload(%options): optionally change http_conf/server_conf/mysql/...,
-# rewrite nginx.conf (same port) and HUP; waits for the new workers and for
-# the old ones to exit (bounded).
+# $t->reload(conf => TEXT): optionally another configuration, rewrite
+# nginx.conf (same port) and HUP; waits for the new workers and for the old
+# ones to exit (bounded).
 sub reload {
     my ($self, %o) = @_;
-    for my $k (qw(http_conf server_conf workers log_level conf)) {
-        $self->{$k} = $o{$k} if exists $o{$k};
-    }
-    $self->{mysql} = { %{ $self->{mysql} }, %{ $o{mysql} } } if $o{mysql};
+    $self->{conf} = $o{conf} if defined $o{conf};
     $self->_render_conf;
     my ($m, @old) = $self->nginx_pids;
     croak "reload: nginx is not running" unless $m;
@@ -735,11 +675,20 @@ sub reload {
     while (time < $deadline) {
         my @new = grep { !$old{$_} } _children($m);
         my @still = grep { _alive($_) } @old;
-        last if @new >= $self->{workers} && !@still;
+        last if @new >= $self->_workers && !@still;
         sleep 0.05;
     }
     croak "reload: nginx master $m is gone\n" . $self->error_log unless _alive($m);
     return $self;
+}
+
+# worker_processes of the configuration running now
+sub _workers {
+    my ($self) = @_;
+    open my $fh, '<', $self->conf_file or croak $self->conf_file . ": $!";
+    my $text = do { local $/; <$fh> };
+    my ($n) = $text =~ /^\s*worker_processes\s+(\d+)\s*;/m;
+    return $n // 1;
 }
 
 # $t->stop: QUIT nginx (TERM/KILL after 10s), remember error.log for the
@@ -1403,7 +1352,16 @@ RBCS::Test - start nginx with the RBCS module against a throwaway database
     use Test::More;
     use RBCS::Test;
 
-    my $t = RBCS::Test->new(mysql => { query_timeout => '2s' });
+    # the whole nginx.conf (t/010-accounts.t has one in full)
+    my $t = RBCS::Test->new(conf => <<'EOF');
+    load_module ${MODULE};
+    ...
+        rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+        rbcs_mysql_database ${MYSQL_DATABASE};
+    ...
+            listen 127.0.0.1:${HTTP_PORT};
+    ...
+    EOF
     my $r = $t->post_json('/accounts', { accountNumber => 'A1' });
     is($r->{status}, 201, 'created');
     is($t->get('/accounts/A1')->json->{accountNumber}, 'A1');
@@ -1425,12 +1383,31 @@ Set by C<make test> (conf/stack.sh); the defaults match its layout.
 
 =head1 CONSTRUCTOR OPTIONS
 
-http_conf, server_conf (text inserted in http{} / server{}), mysql (hash of
-rbcs_mysql_<key> => value overrides; undef removes the directive), mysql_port
-(and mysql_socket, the administrator's way in, e.g. behind a relay's port) of
-another mariadbd, workers, log_level (error_log level),
-conf (a whole template text instead of conf/nginx.local.conf.in, same
-placeholders), allow_log (arrayref of regexes of error.log lines the final
+conf (required): the whole nginx.conf the instance runs, as the test
+writes it.  The harness fills its ${NAME} placeholders with the values
+that depend on the machine and the instance, and changes nothing else:
+
+    MODULE          build/ngx_rbcs_module.so (a load_module ${MODULE};
+                    line is dropped when RBCS_MODULE is empty: a binary
+                    with the module compiled in)
+    PREFIX          the instance's nginx prefix (pid, logs, temp dirs)
+    USER_DIRECTIVE  "user nobody nogroup;" when the tests run as root
+    HTTP_PORT       the API port, chosen free at start
+    MYSQL_PORT      mysql_port's (the shared test server by default)
+    MYSQL_DATABASE  the instance's database (rbcs_t_*)
+    REDIS_PORT      redis_port's (the shared test Redis by default)
+    REDIS_PREFIX    the instance's Redis prefix ("<dbname>:")
+    REDIS_USER      rbcs, the test stack's ACL user
+    REDIS_PASSWORD_FILE, REDIS_HMAC_KEY_FILE
+                    the test stack's Redis secrets
+
+vars => { NAME => value } fills other placeholders, or replaces these
+(e.g. a fake server's port, a production template's names).
+
+mysql_port (and mysql_socket, the administrator's way in, e.g. behind a
+relay's port) of another mariadbd, env => { NAME => value } (nginx's
+environment; the conf keeps it for the workers with env NAME;),
+allow_log (arrayref of regexes of error.log lines the final
 check ignores), wait_healthz (0: only wait for the port), schema (file, or
 undef for an empty database; after it, conf/grants.sql gives the service's
 user rbcs its tables through the role rbcs_service), name (database/prefix name part), nginx (the
@@ -1448,7 +1425,7 @@ connect(timeout =>, tls => { IO::Socket::SSL options }) (a socket to the
 API listener, TLS handshake done when the instance has tls);
 request(method, path, body =>, headers =>, timeout =>, http_version =>);
 get del post_json put_json patch_json; raw_request(bytes | [parts], delay =>,
-timeout =>); dbh; reload(%options); stop; error_log; nginx_pids; master_pid;
+timeout =>); dbh; reload(conf => text) (HUP, with the same or another configuration); stop; error_log; nginx_pids; master_pid;
 worker_pids; plan(n) (plans n + 1: the error.log check); allow_log(qr//...).
 
 Responses: $r->{status}, $r->{headers}{lc name}, $r->{body}, $r->{raw},
@@ -1488,13 +1465,9 @@ RBCS::Test::private_redis() returns an object with port, pid, dir, start
 cli(args), error_log.  Both are ready when they return: the server started
 there answers (another port is taken when its free port was lost).
 
-cache_zone => 'zone=name:64k ttl=1s' sets the cache zone's
-parameters ('' for no cache).  conf => text replaces the template (e.g.
-conf/nginx.prod.conf.in), vars => { NAME => value } fills its other
-placeholders.  pod_of => $t makes an instance that shares $t's database and
-Redis prefix: a second pod.  Pass its ->port as redis_port to new(); redis => 0 leaves
-rbcs_redis_server out; every instance's Redis keys and channel carry the
-prefix "<dbname>:" (redis_prefix to choose another, e.g. two instances that
+pod_of => $t makes an instance that shares $t's database and Redis
+prefix: a second pod.  A private_redis's ->port goes to new() as
+redis_port; every instance's Redis keys and channel carry the prefix "<dbname>:" (redis_prefix to choose another, e.g. two instances that
 stand for two pods of one deployment share one prefix and one database).
 
 =cut
