@@ -102,13 +102,10 @@ for my $slow (qw(lock freeze)) {
     my ($pool, $queue) = (2, 8);
     my $o = RBCS::Test->new(%common, name => "resilience_overload_$slow",
         vars => { POOL => $pool, QUEUE => $queue }, conf => <<~'EOF');
-        load_module ${MODULE};
-
-        ${USER_DIRECTIVE}
+        ${TEST_GLOBALS}
         worker_processes 2;
         worker_rlimit_nofile 16384;
         error_log ${PREFIX}/error.log warn;
-        pid ${PREFIX}/nginx.pid;
 
         events {
             worker_connections 4096;
@@ -117,11 +114,7 @@ for my $slow (qw(lock freeze)) {
         http {
             access_log ${PREFIX}/access.log;
 
-            client_body_temp_path ${PREFIX}/client_body_temp;
-            proxy_temp_path       ${PREFIX}/proxy_temp;
-            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-            scgi_temp_path        ${PREFIX}/scgi_temp;
+            ${TEST_GLOBALS_HTTP}
 
             client_max_body_size    64k;
             client_body_buffer_size 64k;
@@ -192,13 +185,10 @@ sub rss { join ' / ', map { $_->[0] // '?' } @{ $_[0] } }
 my @lifecycle;
 for my $sig (qw(HUP QUIT)) {
     my $l = RBCS::Test->new(%common, name => "resilience_\L$sig", conf => <<~'EOF');
-        load_module ${MODULE};
-
-        ${USER_DIRECTIVE}
+        ${TEST_GLOBALS}
         worker_processes 2;
         worker_rlimit_nofile 16384;
         error_log ${PREFIX}/error.log warn;
-        pid ${PREFIX}/nginx.pid;
 
         events {
             worker_connections 4096;
@@ -207,11 +197,7 @@ for my $sig (qw(HUP QUIT)) {
         http {
             access_log ${PREFIX}/access.log;
 
-            client_body_temp_path ${PREFIX}/client_body_temp;
-            proxy_temp_path       ${PREFIX}/proxy_temp;
-            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-            scgi_temp_path        ${PREFIX}/scgi_temp;
+            ${TEST_GLOBALS_HTTP}
 
             client_max_body_size    64k;
             client_body_buffer_size 64k;
@@ -265,13 +251,10 @@ for my $sig (qw(HUP QUIT)) {
 
 # each answer says which worker gave it
 my $faults_conf = <<'EOF';
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 2;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -280,11 +263,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;
@@ -371,13 +350,10 @@ for my $p (@pods) { $p->stop }
 # both pods of it (one worker each)
 my $part = RBCS::Resilience::redis_partition(redis => $redis, common => \%common,
                                              secs => 8, conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 1;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log info;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -386,11 +362,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;

@@ -19,13 +19,10 @@ use RBCS::Test;
 my $dir = tempdir(CLEANUP => 1);
 
 my $t = RBCS::Test->new(allow_log => [ qr/rbcs: mysql/ ], conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 1;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log info;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -34,11 +31,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;
@@ -257,13 +250,10 @@ my $t2 = RBCS::Test->new(
     mysql_socket => $RBCS::Test::MYSQL_SOCK,
     allow_log    => [ qr/rbcs: mysql/ ],
     conf         => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 1;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -272,11 +262,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;

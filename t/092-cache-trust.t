@@ -38,13 +38,10 @@ END { if ($relay) { local $?; kill 'CONT', $relay; kill 'TERM', $relay; waitpid(
 
 my @quiet = (allow_log => [ qr/redis|cache generation|changes may have been missed|unexpected message/i ]);
 my $conf = <<'EOF';
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 2;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -53,11 +50,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;
@@ -243,13 +236,10 @@ my $m = RBCS::Test::private_mariadb();
 my $t = RBCS::Test->new(mysql_port => $m->port,
     allow_log => [ qr/rbcs: (mysql|idle mysql)|past its deadline/ ],
     conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 2;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -258,11 +248,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;

@@ -21,13 +21,10 @@ my $dir = tempdir(CLEANUP => 1);
 # (and stays queued until the test lets it go: queue_timeout well above
 # the time the test holds the connection, on a slow machine too)
 my $t = RBCS::Test->new(conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 1;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log debug;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -36,11 +33,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;
@@ -262,13 +255,10 @@ is(scalar(grep { (result("q-$_"))[0] == 201 } 1 .. 30), 20,
 # with other fields: 409, and nothing applied twice.
 
 my $pod2 = RBCS::Test->new(pod_of => $t, conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 1;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log info;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -277,11 +267,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;
@@ -369,13 +355,10 @@ $pod2->stop;
 
 # two batches in flight per worker as well: four at once
 my $x = RBCS::Test->new(conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 2;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -384,11 +367,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;

@@ -11,13 +11,10 @@ use Test::More;
 use RBCS::Test;
 
 my $t = RBCS::Test->new(conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 2;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -26,11 +23,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;
@@ -118,13 +111,10 @@ is($at, 3, 'each transfer row has the time of the transfer it records');
 # Same transaction: a transfer rolled back leaves no audit row.  Hold the
 # source's lock past the lock wait timeout and every retry: 503, nothing.
 my $slow = RBCS::Test->new(allow_log => [ qr/rbcs: mysql/ ], conf => <<'EOF');
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 2;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -133,11 +123,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;

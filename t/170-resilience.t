@@ -63,13 +63,10 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
     my ($pool, $queue) = (2, 8);
     my $o = RBCS::Test->new(%common, name => 'resilience_overload',
         vars => { POOL => $pool, QUEUE => $queue }, conf => <<~'EOF');
-        load_module ${MODULE};
-
-        ${USER_DIRECTIVE}
+        ${TEST_GLOBALS}
         worker_processes 2;
         worker_rlimit_nofile 16384;
         error_log ${PREFIX}/error.log warn;
-        pid ${PREFIX}/nginx.pid;
 
         events {
             worker_connections 4096;
@@ -78,11 +75,7 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
         http {
             access_log ${PREFIX}/access.log;
 
-            client_body_temp_path ${PREFIX}/client_body_temp;
-            proxy_temp_path       ${PREFIX}/proxy_temp;
-            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-            scgi_temp_path        ${PREFIX}/scgi_temp;
+            ${TEST_GLOBALS_HTTP}
 
             client_max_body_size    64k;
             client_body_buffer_size 64k;
@@ -174,13 +167,10 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
 
 for my $sig (qw(HUP QUIT)) {
     my $l = RBCS::Test->new(%common, name => "resilience_\L$sig", conf => <<~'EOF');
-        load_module ${MODULE};
-
-        ${USER_DIRECTIVE}
+        ${TEST_GLOBALS}
         worker_processes 2;
         worker_rlimit_nofile 16384;
         error_log ${PREFIX}/error.log warn;
-        pid ${PREFIX}/nginx.pid;
 
         events {
             worker_connections 4096;
@@ -189,11 +179,7 @@ for my $sig (qw(HUP QUIT)) {
         http {
             access_log ${PREFIX}/access.log;
 
-            client_body_temp_path ${PREFIX}/client_body_temp;
-            proxy_temp_path       ${PREFIX}/proxy_temp;
-            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-            scgi_temp_path        ${PREFIX}/scgi_temp;
+            ${TEST_GLOBALS_HTTP}
 
             client_max_body_size    64k;
             client_body_buffer_size 64k;
@@ -265,13 +251,10 @@ for my $sig (qw(HUP QUIT)) {
 
 # each answer says which worker gave it
 my $faults_conf = <<'EOF';
-load_module ${MODULE};
-
-${USER_DIRECTIVE}
+${TEST_GLOBALS}
 worker_processes 2;
 worker_rlimit_nofile 16384;
 error_log ${PREFIX}/error.log warn;
-pid ${PREFIX}/nginx.pid;
 
 events {
     worker_connections 4096;
@@ -280,11 +263,7 @@ events {
 http {
     access_log ${PREFIX}/access.log;
 
-    client_body_temp_path ${PREFIX}/client_body_temp;
-    proxy_temp_path       ${PREFIX}/proxy_temp;
-    fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-    uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-    scgi_temp_path        ${PREFIX}/scgi_temp;
+    ${TEST_GLOBALS_HTTP}
 
     client_max_body_size    64k;
     client_body_buffer_size 64k;
@@ -427,13 +406,10 @@ $_->stop for @pods;
     # both pods of it (one worker each)
     my $p = RBCS::Resilience::redis_partition(redis => $redis, common => \%common,
                                               secs => 5, conf => <<~'EOF');
-        load_module ${MODULE};
-
-        ${USER_DIRECTIVE}
+        ${TEST_GLOBALS}
         worker_processes 1;
         worker_rlimit_nofile 16384;
         error_log ${PREFIX}/error.log info;
-        pid ${PREFIX}/nginx.pid;
 
         events {
             worker_connections 4096;
@@ -442,11 +418,7 @@ $_->stop for @pods;
         http {
             access_log ${PREFIX}/access.log;
 
-            client_body_temp_path ${PREFIX}/client_body_temp;
-            proxy_temp_path       ${PREFIX}/proxy_temp;
-            fastcgi_temp_path     ${PREFIX}/fastcgi_temp;
-            uwsgi_temp_path       ${PREFIX}/uwsgi_temp;
-            scgi_temp_path        ${PREFIX}/scgi_temp;
+            ${TEST_GLOBALS_HTTP}
 
             client_max_body_size    64k;
             client_body_buffer_size 64k;

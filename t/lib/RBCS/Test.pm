@@ -487,7 +487,14 @@ sub parallel {
 sub _render_conf {
     my ($self) = @_;
     my $t = $self->{conf};
+    my $p = $self->{prefix};
     my %v = (
+        # what every instance has, as nginx-tests' %%TEST_GLOBALS%%
+        TEST_GLOBALS   => join("\n", ($MODULE eq '' ? () : "load_module $MODULE;"),
+                               ($> == 0 ? 'user nobody nogroup;' : ()),
+                               "pid $p/nginx.pid;"),
+        TEST_GLOBALS_HTTP => join("\n", map { "${_}_temp_path $p/$_" . "_temp;" }
+                                  qw(client_body proxy fastcgi uwsgi scgi)),
         MODULE         => $MODULE,
         PREFIX         => $self->{prefix},
         USER_DIRECTIVE => $> == 0 ? 'user nobody nogroup;' : '',
@@ -1354,7 +1361,7 @@ RBCS::Test - start nginx with the RBCS module against a throwaway database
 
     # the whole nginx.conf (t/010-accounts.t has one in full)
     my $t = RBCS::Test->new(conf => <<'EOF');
-    load_module ${MODULE};
+    ${TEST_GLOBALS}
     ...
         rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
         rbcs_mysql_database ${MYSQL_DATABASE};
@@ -1387,6 +1394,11 @@ conf (required): the whole nginx.conf the instance runs, as the test
 writes it.  The harness fills its ${NAME} placeholders with the values
 that depend on the machine and the instance, and changes nothing else:
 
+    TEST_GLOBALS    the main context's lines every instance has: the
+                    module's load_module, "user nobody nogroup;" when the
+                    tests run as root, and the pid file the harness reads
+    TEST_GLOBALS_HTTP
+                    the http context's temp paths, under PREFIX
     MODULE          build/ngx_rbcs_module.so (a load_module ${MODULE};
                     line is dropped when RBCS_MODULE is empty: a binary
                     with the module compiled in)
