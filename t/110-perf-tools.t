@@ -62,13 +62,11 @@ sub run {   # run(CMD...): (exit status, output)
     my ($rc, $out) = run($^X, "$perf/check-jmx.pl");
     is($rc, 0, 'perf/check-jmx.pl: the JMeter plan matches the wrk scenarios')
         or diag($out);
-    like($out, qr/^ok - .*rbcs\.jmx/m, 'check-jmx.pl reports its checks');
 }
 
 # ------------------------------------------------------------- wrk scripts --
 
 my @lua = sort glob("$perf/wrk/*.lua");
-ok(@lua >= 7, 'perf/wrk has the scenario scripts and common.lua');
 
 my %scenario;
 for my $f (@lua) {
@@ -403,12 +401,12 @@ for my $sh (qw(bench-accounts.sh)) {
     my $src = do { local $/; <$fh> };
     close $fh;
     my ($report) = $src =~ /^perl - .*<<'PERL'\n(.*?)^PERL$/ms;
-    ok(defined $report, "$sh embeds its report generator");
     open my $o, '>', "$tmp/report.pl" or die;
     print $o $report // '';
     close $o;
     my ($rc, $out) = run($^X, '-c', "$tmp/report.pl");
-    is($rc, 0, "the report generator of $sh compiles") or diag($out);
+    ok(defined $report && $rc == 0, "the report generator of $sh compiles")
+        or diag($out);
 }
 
 SKIP: {
