@@ -221,7 +221,15 @@ echo "$GENB"
 meta baseline "$GENB"
 # does the data fit in the buffer pool (conf/my.cnf.in)?
 sql "ANALYZE TABLE accounts, entries, transactions, audit_log, rbcs_baseline.accounts, rbcs_baseline.transactions" > /dev/null
-meta data "$(sql "SELECT GROUP_CONCAT(CONCAT(s, ' ', mb, ' MB') SEPARATOR ', ') FROM (SELECT table_schema s, ROUND(SUM(data_length + index_length) / 1048576) mb FROM information_schema.tables WHERE table_schema IN ('rbcs', 'rbcs_baseline') GROUP BY table_schema) t") at the start (InnoDB's estimate), buffer pool $(sql "SELECT @@innodb_buffer_pool_size DIV 1048576") MB"
+DATA="$(sql "SELECT GROUP_CONCAT(CONCAT(s, ' ', mb, ' MB') SEPARATOR ', ') FROM (SELECT table_schema s, ROUND(SUM(data_length + index_length) / 1048576) mb FROM information_schema.tables WHERE table_schema IN ('rbcs', 'rbcs_baseline') GROUP BY table_schema) t") at the start (InnoDB's estimate), buffer pool $(sql "SELECT @@innodb_buffer_pool_size DIV 1048576") MB"
+# every run adds its ledger to the service's database, the baseline's
+# stays small: past the pool, transfers wait for page reads and the ratio
+# to the baseline measures the disk (perf/README.md, "Buffer pool")
+if [ "$(sql "SELECT SUM(data_length + index_length) > @@innodb_buffer_pool_size FROM information_schema.tables WHERE table_schema = 'rbcs'")" = 1 ]; then
+    DATA="$DATA; **the service's ledger is larger than the buffer pool**: its transfers read pages from disk, the lean baseline's do not (start from a fresh ledger: make stop; rm -r var/run/mariadb)"
+    plog "WARNING: the rbcs ledger is larger than the buffer pool; see perf/README.md, \"Buffer pool\""
+fi
+meta data "$DATA"
 
 # ------------------------------------------------------------- the twin --
 
