@@ -249,8 +249,9 @@ ngx_rbcs_batch_init_process(ngx_cycle_t *cycle, ngx_rbcs_mysql_conf_t *conf)
         b->accounts = ngx_pmemalign(cycle->pool,
                                    2 * n * sizeof(ngx_rbcs_ledger_account_t),
                                    _Alignof(ngx_rbcs_ledger_account_t));
-        b->records = ngx_pcalloc(cycle->pool,
-                                 n * sizeof(ngx_rbcs_ledger_record_t));
+        b->records = ngx_pmemalign(cycle->pool,
+                                   n * sizeof(ngx_rbcs_ledger_record_t),
+                                   _Alignof(ngx_rbcs_ledger_record_t));
         b->ids = ngx_pcalloc(cycle->pool, n * sizeof(ngx_str_t));
 
         if (b->ops == NULL || b->judged == NULL || b->accounts == NULL
@@ -445,15 +446,27 @@ ngx_rbcs_batch_kick(ngx_event_t *ev)
 }
 
 
-/* each free batch takes what queued, in order */
+/*
+ * each free batch takes what queued, in order; while one is in flight,
+ * another starts only for a quarter of a full batch or more: a batch has
+ * a fixed cost in the database (two round trips, a commit), and a second
+ * one started for a few operations takes them from the next batch, which
+ * would have carried them for less
+ */
 
 static void
 ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w)
 {
-    ngx_uint_t            k, n;
+    ngx_uint_t            k, n, busy;
     ngx_queue_t          *x;
     ngx_rbcs_batch_t     *b;
     ngx_rbcs_batch_op_t  *op;
+
+    busy = 0;
+
+    for (k = 0; k < w->nbatches; k++) {
+        busy += w->batches[k].busy;
+    }
 
     for (k = 0; k < w->nbatches && !ngx_queue_empty(&w->queue); k++) {
         b = &w->batches[k];
@@ -462,6 +475,11 @@ ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w)
             continue;
         }
 
+        if (busy && w->nqueued < ngx_max(w->conf->batch_size / 4, 1)) {
+            break;
+        }
+
+        busy++;
         n = 0;
 
         while (!ngx_queue_empty(&w->queue) && n < w->conf->batch_size) {
