@@ -540,7 +540,7 @@ ngx_rbcs_init_mysql_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
      * pool's connections, so that reads keep some.
      */
 
-    ngx_conf_init_uint_value(rmcf->mysql.writers, 1);
+    ngx_conf_init_uint_value(rmcf->mysql.writers, 2);
 
     if (rmcf->mysql.writers > rmcf->mysql.pool_size) {
         rmcf->mysql.writers = rmcf->mysql.pool_size;

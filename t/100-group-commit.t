@@ -439,4 +439,102 @@ for my $n (map { "X$_" } 1 .. 6) {
 }
 is($sum, 6000, 'the total is conserved');
 
+# --- a second batch in flight only for a quarter of a full one -----------
+#
+# Two writers, batches of at most 8: while one batch is in flight, another
+# starts once 2 operations wait, not for one alone (which the next batch
+# carries for less).
+
+my $w = RBCS::Test->new(conf => <<'EOF');
+${TEST_GLOBALS}
+worker_processes 1;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log debug;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    ${TEST_GLOBALS_HTTP}
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+    rbcs_mysql_pool_size 3;
+    rbcs_mysql_query_timeout 10s;
+    rbcs_mysql_queue_timeout 10s;
+    rbcs_mysql_lock_wait_timeout 8s;
+    rbcs_mysql_writers 2;
+    rbcs_mysql_batch_size 8;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        location / { rbcs; }
+    }
+}
+EOF
+for my $n (qw(W-BUSY W-A W-B W-C)) {
+    is($w->post_json('/accounts', { accountNumber => $n,
+                                    initialBalance => '10.00' })->{status},
+       201, "opened $n");
+}
+my $wsent = sub {
+    my ($name, $src, $dst) = @_;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $r = eval { $w->post_json('/accounts/transactions', {
+            transactionId => "w-$name", sourceAccountNumber => $src,
+            destinationAccountNumber => $dst, amount => '1.00' }) };
+        open my $fh, '>', "$dir/w-$name.tmp" or POSIX::_exit(1);
+        print $fh $r ? $r->{status} : 0;
+        close $fh;
+        rename "$dir/w-$name.tmp", "$dir/w-$name" or POSIX::_exit(1);
+        POSIX::_exit(0);
+    }
+    return $pid;
+};
+my $wqueued = sub {
+    my ($m) = $w->get('/metrics')->{body} =~ /^rbcs_write_queue (\d+)$/m;
+    return $m // -1;
+};
+my $wstatus = sub {
+    open my $fh, '<', "$dir/w-$_[0]" or return undef;
+    return scalar <$fh>;
+};
+
+my $wlock = DBI->connect('DBI:MariaDB:mariadb_socket='
+        . $RBCS::Test::MYSQL_SOCK . ';database=' . $w->dbname,
+        scalar(getpwuid($>)), '', { RaiseError => 1, AutoCommit => 0,
+        PrintError => 0 });
+$wlock->do(q{SELECT * FROM accounts WHERE account_number = 'W-BUSY'
+             FOR UPDATE});
+# W-BUSY sorts before W-C: the batch waits holding no other lock
+@pids = ($wsent->('busy', 'W-BUSY', 'W-C'));
+ok(RBCS::Test::wait_for(10, sub { $w->lock_waits >= 1 }),
+   'a batch is in flight, waiting for a lock');
+push @pids, $wsent->('one', 'W-A', 'W-B');
+ok(RBCS::Test::wait_for(10, sub { $wqueued->() == 1 }),
+   'one transfer on other accounts queues');
+sleep 1;
+ok($wqueued->() == 1 && !defined $wstatus->('one'),
+   'and stays queued while the free writer waits for more')
+    or diag('queued: ' . $wqueued->());
+push @pids, $wsent->('two', 'W-B', 'W-A');
+ok(RBCS::Test::wait_for(10, sub {
+       defined $wstatus->('one') && defined $wstatus->('two') }),
+   'a second one starts the second batch, the first still in flight');
+is(($wstatus->('one') // '') . ' ' . ($wstatus->('two') // ''), '201 201',
+   'both applied');
+ok(!defined $wstatus->('busy'), 'while the first batch still waits');
+like($w->error_log, qr/rbcs: write batch of 2 operations/,
+     'the two went as one batch');
+$wlock->commit;
+waitpid($_, 0) for @pids;
+is($wstatus->('busy'), 201, 'the first batch is applied once the lock goes');
+
 done_testing();
