@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # perf/run-all.sh - the whole benchmark suite, one command.
 #
-#   perf/run-all.sh                        # 10k accounts, 10 s per run, 8/32/128 connections
+#   perf/run-all.sh                        # 10k accounts, 10 s per run, 8/32/128/256 connections
 #   QUICK=1 perf/run-all.sh                # smoke run (about 2 minutes)
 #   ACCOUNTS=100000 DURATION=20s CONNECTIONS="16 64" perf/run-all.sh
 #
@@ -43,7 +43,7 @@
 #
 # Environment (defaults; QUICK=1 changes those marked *):
 #   ACCOUNTS 10000   PREFIX P          number and prefix of the accounts
-#   DURATION 10s*    CONNECTIONS "8 32 128"*   THREADS 2 (wrk -t)
+#   DURATION 10s*    CONNECTIONS "8 32 128 256"*   THREADS 2 (wrk -t)
 #   SCENARIOS "balance-uniform balance-hot transfer-uniform transfer-hot mix
 #              hold capture deposit card"
 #   HOT_KEYS 1       balance-hot's hot set
@@ -53,7 +53,7 @@
 #   DB_LEAN_THREADS "16 32 64"*   threads of the lean baseline (its best counts)
 #   DB_BATCHES "1 16 64"   DB_THREADS "4 16 64"*   the module's SQL: batch sizes, threads
 #   DB_DURATION 5*   seconds per dbclient run
-#   RATE_CONNS 32    RATE_DURATION 20s (QUICK: DURATION)   the half-peak run
+#   RATE_CONNS 64    RATE_DURATION 20s (QUICK: DURATION)   the half-peak run
 #   WARMUP 2s*       unmeasured run of a read scenario before it is measured
 #   ROUNDS 1         each scenario and its static twin this many times, in
 #                    alternation; the tables show the median round of each
@@ -81,7 +81,7 @@ cd "$ROOT"
 
 # the defaults of a full run (perf/check-jmx.pl checks the JMeter plan's)
 DEFAULT_DURATION=10s
-DEFAULT_CONNECTIONS="8 32 128"
+DEFAULT_CONNECTIONS="8 32 128 256"
 
 QUICK="${QUICK:-0}"
 if [ "$QUICK" = 1 ]; then
@@ -101,7 +101,7 @@ DB_BATCHES="${DB_BATCHES:-1 16 64}"
 THREADS="${THREADS:-2}"
 SCENARIOS="${SCENARIOS:-balance-uniform balance-hot transfer-uniform transfer-hot mix hold capture deposit card}"
 HOT_KEYS="${HOT_KEYS:-1}"
-RATE_CONNS="${RATE_CONNS:-32}"
+RATE_CONNS="${RATE_CONNS:-64}"
 if [ "$QUICK" = 1 ]; then
     RATE_DURATION="${RATE_DURATION:-$DURATION}"
     WARMUP="${WARMUP:-1s}"
