@@ -563,11 +563,7 @@ ngx_rbcs_init_mysql_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
         ngx_str_set(&rmcf->mysql.database, "rbcs");
     }
 
-    if (ngx_rbcs_mysql_init_conf(cf, &rmcf->mysql) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_rbcs_mysql_init_conf(cf, &rmcf->mysql);
 }
 
 
@@ -637,11 +633,7 @@ ngx_rbcs_init_auth_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
         return NGX_ERROR;
     }
 
-    if (ngx_rbcs_auth_limit_check_keys(cf, rmcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_rbcs_auth_limit_check_keys(cf, rmcf);
 }
 
 
@@ -868,11 +860,8 @@ ngx_rbcs_currency(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    if (ngx_rbcs_currency_add(cf, rmcf, &value[1], scale) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_rbcs_currency_add(cf, rmcf, &value[1], scale) == NGX_OK
+           ? NGX_CONF_OK : NGX_CONF_ERROR;
 
 invalid:
 
