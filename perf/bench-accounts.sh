@@ -73,11 +73,6 @@ for t in wrk curl mariadb perl; do
     command -v "$t" >/dev/null || pdie "$t is missing (make run installs it)"
 done
 
-secs_of() {   # 10s, 2m, 500ms, 10 -> whole seconds (at least 1)
-    perl -e '$_ = shift; /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/ or die "bad duration $_\n";
-             my %m = (ms => 0.001, s => 1, m => 60, h => 3600);
-             my $s = $1 * $m{$2 // "s"}; print $s < 1 ? 1 : int($s + 0.999), "\n"' "$1"
-}
 DUR_S=$(secs_of "$DURATION")
 WARM_S=$(secs_of "$WARMUP")
 

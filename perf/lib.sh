@@ -30,6 +30,12 @@ NGINX_BIN="${RBCS_NGINX:-/usr/sbin/nginx}"
 plog()  { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 pdie()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+secs_of() {   # 10s, 2m, 500ms, 10 -> whole seconds (at least 1)
+    perl -e '$_ = shift; /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/ or die "bad duration $_\n";
+             my %m = (ms => 0.001, s => 1, m => 60, h => 3600);
+             my $s = $1 * $m{$2 // "s"}; print $s < 1 ? 1 : int($s + 0.999), "\n"' "$1"
+}
+
 # sql 'STATEMENTS': run as root over the local stack's socket, batch output
 # without column names.
 sql() {

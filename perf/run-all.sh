@@ -121,11 +121,6 @@ RETRIES_USED=0
 STOP_STACK="${STOP_STACK:-0}"
 DBCLIENT="$ROOT/build/perf/dbclient"
 
-secs_of() {   # 10s, 2m, 500ms, 10 -> whole seconds (at least 1)
-    perl -e '$_ = shift; /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/ or die "bad duration $_\n";
-             my %m = (ms => 0.001, s => 1, m => 60, h => 3600);
-             my $s = $1 * $m{$2 // "s"}; print $s < 1 ? 1 : int($s + 0.999), "\n"' "$1"
-}
 DUR_S=$(secs_of "$DURATION")
 RATE_S=$(secs_of "$RATE_DURATION")
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || pdie "ROUNDS must be a positive number"
