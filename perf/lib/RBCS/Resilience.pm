@@ -209,6 +209,32 @@ sub _check_retry {
     }
 }
 
+# Send ($send->($pod): one attempt) until $final->($res, $n) says the
+# outcome (undef: not final yet), on pod $o{pod} or any; past give_up
+# seconds it stays UNKNOWN.  Writes an A line for each attempt (labelled
+# $label), P lines for unexpected answers.  Returns the last answer, the
+# outcome, the attempts, the start and whether an earlier attempt's
+# outcome was unknown.
+sub _until_final {
+    my ($self, $fh, $label, $send, $final, %o) = @_;
+    my $npods = @{ $self->{pods} };
+    my $start = time;
+    my $give_up = $o{give_up} // $self->{give_up};
+    my ($n, $uncertain) = (0, 0);
+    while (1) {
+        my $pod = $o{pod} // int rand $npods;
+        my $res = $send->($pod);
+        printf $fh "A\t%s\t%d\t%d\t%.4f\t%.4f\n", $label, $pod, $res->{status},
+            $res->{t0}, $res->{t1};
+        my $outcome = $final->($res, ++$n);
+        return ($res, $outcome, $n, $start, $uncertain) if defined $outcome;
+        _check_retry($fh, $label, $res);
+        $uncertain = 1;
+        return ($res, 'UNKNOWN', $n, $start, $uncertain) if time - $start > $give_up;
+        _retry_pause($res->{status});
+    }
+}
+
 # Send a transfer (or a hold: hold => 1, expires_in => N) until its outcome
 # is known, as a real client does: 201/200 COMPLETED (PENDING for a hold)
 # and 422/404 REJECTED are final; a 503 (Retry-After) or a connection that
@@ -218,19 +244,13 @@ sub _check_retry {
 # P lines.  kind: T transfer, D deposit, W withdrawal, H hold.
 sub transfer_final {
     my ($self, $fh, $id, $src, $dst, $amount, %o) = @_;
-    my $npods = @{ $self->{pods} };
-    my $start = time;
-    my $give_up = $o{give_up} // $self->{give_up};
     my %x = (hold => $o{hold}, expires_in => $o{hold} ? $o{expires_in} : undef);
     my $kind = $o{kind} // ($o{hold} ? 'H' : 'T');
-    my ($res, $outcome, $n) = (undef, undef, 0);
-    while (1) {
-        $n++;
-        my $pod = $o{pod} // int rand $npods;
-        $res = $self->attempt($pod, $id, $src, $dst, $amount, $o{timeout}, %x);
+    my ($res, $outcome, $n, $start) = $self->_until_final($fh, $id, sub {
+        $self->attempt($_[0], $id, $src, $dst, $amount, $o{timeout}, %x);
+    }, sub {
+        my ($res, $n) = @_;
         my $s = $res->{status};
-        printf $fh "A\t%s\t%d\t%d\t%.4f\t%.4f\n", $id, $pod, $s, $res->{t0},
-            $res->{t1};
         if ($s == 201 || $s == 200) {
             my $j = $res->{json} // {};
             if (($j->{transactionId} // '') ne $id
@@ -243,25 +263,13 @@ sub transfer_final {
             }
             print $fh "P\t$id: the first attempt of a fresh id answered 200"
                 . " (a replay)\n" if $s == 200 && $n == 1 && $o{fresh};
-            $outcome = 'COMPLETED';
-            last;
+            return 'COMPLETED';
         }
-        if ($s == 422 || $s == 404) {
-            $outcome = 'REJECTED';
-            last;
-        }
-        if ($s == 409) {
-            print $fh "P\t$id: 409 on a retry with the same fields: $res->{body}\n";
-            $outcome = 'CONFLICT';
-            last;
-        }
-        _check_retry($fh, $id, $res);
-        if (time - $start > $give_up) {
-            $outcome = 'UNKNOWN';
-            last;
-        }
-        _retry_pause($s);
-    }
+        return 'REJECTED' if $s == 422 || $s == 404;
+        return undef unless $s == 409;
+        print $fh "P\t$id: 409 on a retry with the same fields: $res->{body}\n";
+        return 'CONFLICT';
+    }, %o);
     my $exp = $outcome eq 'COMPLETED' && $o{hold}
         ? _epoch(($res->{json} // {})->{expiresAt}) : undef;
     printf $fh "F\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.4f\t%.4f\t%d\t%s\t%s\t%s\n", $id,
@@ -284,19 +292,14 @@ sub transfer_final {
 # hold's expiresAt (it cannot have expired).
 sub resolve_final {
     my ($self, $fh, $h, $action, $amount, %o) = @_;
-    my $npods = @{ $self->{pods} };
-    my $start = time;
-    my $give_up = $o{give_up} // $self->{give_up};
     my $id = $h->{id};
     my $expect = $action eq 'capture' ? $amount // $h->{amount} : '';
-    my ($res, $outcome, $n, $uncertain) = (undef, undef, 0, 0);
-    while (1) {
-        $n++;
-        my $pod = $o{pod} // int rand $npods;
-        $res = $self->resolve_attempt($pod, $id, $action, $amount, $o{timeout});
+    my ($res, $outcome, $n, $start, $uncertain) = $self->_until_final($fh,
+        "$id/$action", sub {
+        $self->resolve_attempt($_[0], $id, $action, $amount, $o{timeout});
+    }, sub {
+        my ($res) = @_;
         my $s = $res->{status};
-        printf $fh "A\t%s/%s\t%d\t%d\t%.4f\t%.4f\n", $id, $action, $pod, $s,
-            $res->{t0}, $res->{t1};
         if ($s == 200) {
             my $j = $res->{json} // {};
             if (($j->{transactionId} // '') ne $id
@@ -307,26 +310,13 @@ sub resolve_final {
                 print $fh "P\t$id/$action: 200 with an unexpected body: "
                     . substr($res->{body} // '', 0, 200) . "\n";
             }
-            $outcome = 'DONE';
-            last;
+            return 'DONE';
         }
-        if ($s == 409) {
-            $outcome = 'REFUSED';
-            last;
-        }
-        if ($s == 422 || $s == 404 || $s == 400) {
-            print $fh "P\t$id/$action: $s: " . substr($res->{body} // '', 0, 200) . "\n";
-            $outcome = 'ERROR';
-            last;
-        }
-        _check_retry($fh, "$id/$action", $res);
-        $uncertain = 1;
-        if (time - $start > $give_up) {
-            $outcome = 'UNKNOWN';
-            last;
-        }
-        _retry_pause($s);
-    }
+        return 'REFUSED' if $s == 409;
+        return undef unless $s == 422 || $s == 404 || $s == 400;
+        print $fh "P\t$id/$action: $s: " . substr($res->{body} // '', 0, 200) . "\n";
+        return 'ERROR';
+    }, %o);
     my $early = $outcome eq 'REFUSED'
         && (!defined $h->{expires_at} || $res->{t1} < $h->{expires_at} - 0.001) ? 1 : 0;
     printf $fh "C\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%.4f\t%.4f\t%d\t%d\t%d\n", $id,
@@ -417,19 +407,15 @@ sub _client {
                 : ($r -= $mix{deposit}) < $mix{withdrawal} ? 'withdrawal'
                 : 'hold';
             my $dst;
-            if ($what eq 'transfer') {
-                $src = $acc[int rand @acc];
-                # 4 % to an unknown account: a 404, recorded
-                $dst = rand() < 0.04 ? 'NO-SUCH-ACCOUNT' : $other->($src);
-                $f = $self->transfer_final($fh, $id, $src, $dst, $amount, fresh => 1);
-            } elsif ($what eq 'deposit') {
-                ($src, $dst) = ($ext, $acc[int rand @acc]);
-                $f = $self->transfer_final($fh, $id, $src, $dst, $amount,
-                                           fresh => 1, kind => 'D');
-            } elsif ($what eq 'withdrawal') {
-                ($src, $dst) = ($acc[int rand @acc], $ext);
-                $f = $self->transfer_final($fh, $id, $src, $dst, $amount,
-                                           fresh => 1, kind => 'W');
+            if ($what ne 'hold') {
+                # kind T, D or W; a transfer 4 % of the time to an unknown
+                # account: a 404, recorded
+                my $one = $acc[int rand @acc];
+                ($src, $dst) = $what eq 'deposit' ? ($ext, $one)
+                    : $what eq 'withdrawal' ? ($one, $ext)
+                    : ($one, rand() < 0.04 ? 'NO-SUCH-ACCOUNT' : $other->($one));
+                $f = $self->transfer_final($fh, $id, $src, $dst, $amount, fresh => 1,
+                                           kind => uc substr($what, 0, 1));
             } else {
                 # a hold between two STANDARD accounts, or from or to the
                 # EXTERNAL one (a deposit's or a withdrawal's authorisation)
@@ -1015,19 +1001,11 @@ sub _audit_snapshot {
          WHERE c.id IS NULL}) }) ];
 
     # counts
-    my (%by, %kind, %res);
-    for my $f (values %{ $recs->{final} }) {
-        $by{ $f->{outcome} }++;
-        $kind{ $f->{kind} }{ $f->{outcome} }++;
-    }
+    my %res;
+    (@$a{qw(by_outcome by_kind)}, undef, $res{'capture DONE partial'}) = tally($recs);
     $res{"$_->{action} $_->{outcome}"}++ for values %{ $recs->{resolutions} };
-    $res{'capture DONE partial'} = scalar grep {
-        $_->{action} eq 'capture' && $_->{outcome} eq 'DONE' && defined $_->{amount}
-    } values %{ $recs->{resolutions} };
     $res{"$_->{action} $_->{outcome} after an unknown attempt"}++
         for grep { $_->{uncertain} } values %{ $recs->{resolutions} };
-    $a->{by_outcome} = \%by;
-    $a->{by_kind} = \%kind;
     $a->{by_resolution} = \%res;
     ($a->{unknown_applied}) = $dbh->selectrow_array(q{
         SELECT COUNT(*) FROM resilience_outcomes c
@@ -1354,17 +1332,19 @@ sub mariadb_kill {
                                $t1 - $t0, $t2 - $t1) };
 }
 
-sub mariadb_freeze {
-    my ($self, %o) = @_;
-    my $m = $self->{mariadb};
+# SIGSTOP a server (MariaDB's or Redis's) for $secs seconds, then SIGCONT
+sub _freeze {
+    my ($server, $secs) = @_;
     my $t0 = time;
-    $m->signal('STOP');
-    sleep($o{secs} // 3);
-    $m->signal('CONT');
+    $server->signal('STOP');
+    sleep $secs;
+    $server->signal('CONT');
     my $t1 = time;
     return { inject => $t0, end => $t1,
              detail => sprintf('SIGSTOP for %.1f s, then SIGCONT', $t1 - $t0) };
 }
+
+sub mariadb_freeze { my ($self, %o) = @_; _freeze($self->{mariadb}, $o{secs} // 3) }
 
 sub redis_kill {
     my ($self, %o) = @_;
@@ -1379,17 +1359,7 @@ sub redis_kill {
              detail => sprintf('SIGKILL, restarted empty after %.1f s', $t1 - $t0) };
 }
 
-sub redis_freeze {
-    my ($self, %o) = @_;
-    my $r = $self->{redis};
-    my $t0 = time;
-    $r->signal('STOP');
-    sleep($o{secs} // 2.5);
-    $r->signal('CONT');
-    my $t1 = time;
-    return { inject => $t0, end => $t1,
-             detail => sprintf('SIGSTOP for %.1f s, then SIGCONT', $t1 - $t0) };
-}
+sub redis_freeze { my ($self, %o) = @_; _freeze($self->{redis}, $o{secs} // 2.5) }
 
 sub redis_stale {
     my ($self, %o) = @_;
@@ -1433,16 +1403,38 @@ sub client_aborts {
         push @holds, $f->{outcome} eq 'COMPLETED'
             ? { id => $id, src => 'XA', amount => '1.00' } : undef;
     }
-    # a capture (whole, or 0.40 of it) or a void: [ hold, action, amount ]
-    my $resolution = sub {
-        my ($i, $h) = @_;
-        return $i % 2 ? [ $h, 'void', undef ]
-                      : [ $h, 'capture', $i % 4 ? '0.40' : undef ];
+    my (@ids, @res, @socks);
+    # one request sent (midbody: only its headers and half its body) and
+    # recorded as aborted; aborted at once (race) or later (@socks)
+    my $send = sub {
+        my ($phase, $kind, $port, $label, $body, $path) = @_;
+        my $req = _post($body, $path);
+        $req = substr($req, 0, length($req) - int(length($body) / 2))
+            if $phase eq 'midbody';
+        my $s = _send_raw($port, $req);
+        print $fh "X\t$label\t$phase-$kind\n";
+        if ($phase eq 'race') { _abort($s, $kind) } else { push @socks, [ $s, $kind ] }
     };
-    my $resolve_req = sub {
-        my ($r) = @_;
-        return _post($JSON->encode(defined $r->[2] ? { amount => $r->[2] } : {}),
-                     "/accounts/transactions/$r->[0]{id}/$r->[1]");
+    # n transfers ($tr->($i): source, destination, amount), and the
+    # capture (whole, or 0.40 of it; midbody: 0.50) or void of the holds
+    # from the $off-th on
+    my $phase = sub {
+        my ($phase, $off, $tr) = @_;
+        for my $i (1 .. $n) {
+            my $kind = $i % 2 ? 'fin' : 'rst';
+            my $id = "ab$seq-$phase-$kind-$i";
+            my @t = $tr->($i);
+            $send->($phase, $kind, $pods[$i % @pods]->port, $id, transfer_body($id, @t));
+            push @ids, [ $id, @t, $phase ];
+            my $h = $holds[$off + $i - 1] // next;
+            my $r = $phase eq 'midbody' ? [ $h, 'capture', '0.50' ]
+                  : $i % 2 ? [ $h, 'void', undef ]
+                  : [ $h, 'capture', $i % 4 ? '0.40' : undef ];
+            $send->($phase, $kind, $pods[($i + 1) % @pods]->port, "$h->{id}/$r->[1]",
+                    $JSON->encode(defined $r->[2] ? { amount => $r->[2] } : {}),
+                    "/accounts/transactions/$h->{id}/$r->[1]");
+            push @res, [ @$r, $phase ];
+        }
     };
 
     my $dbh = $self->{mariadb}->admin_dbh($self->{pods}[0]->dbname);
@@ -1451,23 +1443,7 @@ sub client_aborts {
                FOR UPDATE});
     my $locked = time;
 
-    my (@ids, @res, @socks);
-    for my $i (1 .. $n) {
-        my $kind = $i % 2 ? 'fin' : 'rst';
-        my $id = "ab$seq-inflight-$kind-$i";
-        my $p = $i % @pods;
-        my $body = transfer_body($id, $i % 3 ? qw(XA XB) : qw(XB XA), '1.00');
-        my $s = _send_raw($pods[$p]->port, _post($body));
-        print $fh "X\t$id\tinflight-$kind\n";
-        push @socks, [ $s, $kind ];
-        push @ids, [ $id, $i % 3 ? qw(XA XB) : qw(XB XA), '1.00', 'inflight' ];
-        my $h = $holds[$i - 1] // next;
-        my $r = $resolution->($i, $h);
-        $s = _send_raw($pods[($i + 1) % @pods]->port, $resolve_req->($r));
-        print $fh "X\t$h->{id}/$r->[1]\tinflight-$kind\n";
-        push @socks, [ $s, $kind ];
-        push @res, [ @$r, 'inflight' ];
-    }
+    $phase->('inflight', 0, sub { ($_[0] % 3 ? qw(XA XB) : qw(XB XA)), '1.00' });
     # the transfers reach the database and wait for the lock: a worker's
     # write batch carries all of its transfers, the others queue behind it
     my $inflight = _wait_until(5, sub {
@@ -1478,53 +1454,16 @@ sub client_aborts {
         $c >= 1;
     });
     sleep 0.2;
-    _abort($_->[0], $_->[1]) for @socks;
-    @socks = ();
+    _abort(@$_) for splice @socks;
     # mid-body: the headers and half the body, then gone
-    for my $i (1 .. $n) {
-        my $kind = $i % 2 ? 'fin' : 'rst';
-        my $id = "ab$seq-midbody-$kind-$i";
-        my $p = $i % @pods;
-        my $body = transfer_body($id, qw(XA XB), '2.00');
-        my $req = _post($body);
-        my $s = _send_raw($pods[$p]->port,
-                          substr($req, 0, length($req) - int(length($body) / 2)));
-        print $fh "X\t$id\tmidbody-$kind\n";
-        push @socks, [ $s, $kind ];
-        push @ids, [ $id, qw(XA XB), '2.00', 'midbody' ];
-        my $h = $holds[$n + $i - 1] // next;
-        my $r = [ $h, 'capture', '0.50' ];
-        $body = $JSON->encode({ amount => '0.50' });
-        $req = $resolve_req->($r);
-        $s = _send_raw($pods[($i + 1) % @pods]->port,
-                       substr($req, 0, length($req) - int(length($body) / 2)));
-        print $fh "X\t$h->{id}/capture\tmidbody-$kind\n";
-        push @socks, [ $s, $kind ];
-        push @res, [ @$r, 'midbody' ];
-    }
+    $phase->('midbody', $n, sub { qw(XA XB 2.00) });
     sleep 0.2;
-    _abort($_->[0], $_->[1]) for @socks;
-    @socks = ();
+    _abort(@$_) for splice @socks;
     sleep 0.2;
     $dbh->commit;                       # the in-flight ones go on
     my $unlocked = time;
     # right after sending, no lock: the race between answer and close
-    for my $i (1 .. $n) {
-        my $kind = $i % 2 ? 'fin' : 'rst';
-        my $id = "ab$seq-race-$kind-$i";
-        my $p = $i % @pods;
-        my $body = transfer_body($id, qw(XB XA), '0.50');
-        my $s = _send_raw($pods[$p]->port, _post($body));
-        print $fh "X\t$id\trace-$kind\n";
-        _abort($s, $kind);
-        push @ids, [ $id, qw(XB XA), '0.50', 'race' ];
-        my $h = $holds[2 * $n + $i - 1] // next;
-        my $r = $resolution->($i, $h);
-        $s = _send_raw($pods[($i + 1) % @pods]->port, $resolve_req->($r));
-        print $fh "X\t$h->{id}/$r->[1]\trace-$kind\n";
-        _abort($s, $kind);
-        push @res, [ @$r, 'race' ];
-    }
+    $phase->('race', 2 * $n, sub { qw(XB XA 0.50) });
     sleep 1;
     # what the service did with the aborted requests
     my %applied = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(
