@@ -267,10 +267,7 @@ cmd_build() {
 
     # 3. compile (objs/Makefile tracks the sources and ngx_module_deps)
     log "compiling ngx_rbcs_module"
-    if ! (cd "$NGX_BUILD" &&
-          env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j"$JOBS" -f objs/Makefile modules); then
-        die "module build failed"
-    fi
+    (cd "$NGX_BUILD" && submake -j"$JOBS" -f objs/Makefile modules) || die "module build failed"
 
     # 4. install atomically (a running nginx keeps its mapping of the old file)
     cp "$NGX_BUILD/objs/ngx_rbcs_module.so" "$BUILD/.ngx_rbcs_module.so.new"
@@ -278,15 +275,31 @@ cmd_build() {
     log "built $MODULE"
 }
 
+# submake ARGS...: make, without the make variables of a calling make
+submake() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make "$@"; }
+
 cmd_unit() {
     local mk
     for mk in t/unit/Makefile t/unit/Makefile.json; do
         if [ -f "$mk" ]; then
             log "building unit tests: make -f $mk"
-            env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -j"$JOBS" -f "$mk" ||
-                die "unit test build failed ($mk)"
+            submake -j"$JOBS" -f "$mk" || die "unit test build failed ($mk)"
         fi
     done
+}
+
+# unit_build_into DIR FLAGS: the unit tests built afresh in DIR with FLAGS
+# added (their Makefiles do not track flags)
+unit_build_into() {
+    local out=$1 cflags="-std=gnu11 -Wall -Wextra -Werror"
+    rm -rf "$out"
+    mkdir -p "$out"
+    submake -s -j"$JOBS" -f t/unit/Makefile OUT="$out" CFLAGS="$cflags $2" ||
+        die "unit test build failed (t/unit/Makefile)"
+    if [ -f t/unit/Makefile.json ]; then
+        submake -s -f t/unit/Makefile.json JSON_TEST="$out/test_json" \
+            JSON_CFLAGS="$cflags -Isrc $2" || die "unit test build failed (t/unit/Makefile.json)"
+    fi
 }
 
 # ---------------------------------------------------------------- MariaDB --
@@ -667,19 +680,8 @@ coverage_build() {
         cmd_build
     )
 
-    # the unit tests, built afresh (their Makefiles do not track flags)
     log "building the instrumented unit tests in ${COV_DIR#"$ROOT"/}/unit"
-    rm -rf "$COV_DIR/unit"
-    mkdir -p "$COV_DIR/unit"
-    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -j"$JOBS" -f t/unit/Makefile \
-        OUT="$COV_DIR/unit" CFLAGS="-std=gnu11 -O0 -Wall -Wextra -Werror --coverage" ||
-        die "unit test build failed (t/unit/Makefile)"
-    if [ -f t/unit/Makefile.json ]; then
-        env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f t/unit/Makefile.json \
-            JSON_TEST="$COV_DIR/unit/test_json" \
-            JSON_CFLAGS="-std=gnu11 -O0 -Wall -Wextra -Werror -Isrc --coverage" ||
-            die "unit test build failed (t/unit/Makefile.json)"
-    fi
+    unit_build_into "$COV_DIR/unit" "-O0 --coverage"
 }
 
 # Zero the counters: every .gcda of the module becomes an empty file, mode
@@ -759,15 +761,7 @@ cmd_test_sanitize() {
     RBCS_STATIC_DIR="$SAN_DIR" RBCS_STATIC_SANITIZE=1 "$ROOT/docker/build-static.sh" all ||
         die "sanitized nginx build failed"
     log "building the sanitized unit tests in ${SAN_DIR#"$ROOT"/}/unit"
-    rm -rf "$SAN_DIR/unit"
-    mkdir -p "$SAN_DIR/unit"
-    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -j"$JOBS" -f t/unit/Makefile \
-        OUT="$SAN_DIR/unit" CFLAGS="-std=gnu11 -O1 -Wall -Wextra -Werror $SAN_FLAGS" ||
-        die "unit test build failed (t/unit/Makefile)"
-    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f t/unit/Makefile.json \
-        JSON_TEST="$SAN_DIR/unit/test_json" \
-        JSON_CFLAGS="-std=gnu11 -O1 -Wall -Wextra -Werror -Isrc $SAN_FLAGS" ||
-        die "unit test build failed (t/unit/Makefile.json)"
+    unit_build_into "$SAN_DIR/unit" "-O1 $SAN_FLAGS"
 
     test_stack_for_run
     local stray="$TEST_VAR/sanitizer"
