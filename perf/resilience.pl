@@ -144,6 +144,10 @@ for my $slow (qw(lock freeze)) {
                 error_page 413 @rbcs_problem;
                 location @rbcs_problem { rbcs_problem; }
 
+                # how long the service held each answer, whatever the
+                # client's scheduling on a loaded machine adds
+                add_header X-Request-Time $request_time always;
+
                 location / { rbcs; }
             }
         }

@@ -53,6 +53,12 @@ http {
     rbcs_redis_password_file \${REDIS_PASSWORD_FILE};
     rbcs_redis_hmac_key_file \${REDIS_HMAC_KEY_FILE};
     rbcs_redis_key_ttl 1h;
+    # the tiers under test, not Redis's timeouts (t/091): on a loaded
+    # machine a Redis command past the 200 ms default is a failed publish,
+    # which moves the cache generation, and every pod then rightly
+    # distrusts what it holds
+    rbcs_redis_command_timeout 5s;
+    rbcs_redis_read_timeout 2s;
 
     server {
         listen 127.0.0.1:\${HTTP_PORT};
@@ -133,13 +139,24 @@ is($bb->{balance}, '5.50', 'same answer');
 # a second pod: its zone is empty, Redis has what the first pod saw
 my $pod2 = RBCS::Test->new(pod_of => $t,
     conf => conf(1, 'zone=rbcs_balances:16m ttl=2s poll=1s'));
-# Redis is used once the pod has read the cache generation
-ok(RBCS::Test::wait_for(5, sub {
-       ($pod2->get('/metrics')->{body} // '')
-           =~ /^rbcs_cache_generation_reads_total [1-9]/m }),
-   'pod 2 has read the cache generation');
+# the cache's own figures, to say why a tier was not the one expected
+sub cache_metrics {
+    my ($pod) = @_;
+    return join "\n", grep { /^rbcs_(cache_generation|redis)_/ }
+        split /\n/, $pod->get('/metrics')->{body} // '';
+}
+
+# Redis is used once the pod has read the cache generation and its
+# connection to Redis is up
+ok(RBCS::Test::wait_for(10, sub {
+       my $m = $pod2->get('/metrics')->{body} // '';
+       $m =~ /^rbcs_cache_generation_reads_total [1-9]/m
+           && $m =~ /^rbcs_redis_connected 1\b/m }),
+   'pod 2 has read the cache generation and is connected to Redis')
+    or diag cache_metrics($pod2);
 $bb = $pod2->balance('T2');
-is($bb->{tier}, 'redis', 'another pod misses its zone and finds Redis');
+is($bb->{tier}, 'redis', 'another pod misses its zone and finds Redis')
+    or diag cache_metrics($pod2), "\n", cache_metrics($t);
 is_deeply([ @$bb{qw(balance currency version)} ], [ '5.50', 'EUR', 7 ],
           'with the same balance, currency and version');
 is($pod2->balance('T2')->{tier}, 'zone', 'then its own zone');
@@ -234,7 +251,8 @@ my $rb2 = RBCS::Test::wait_for(5, sub {
 });
 is($rb2 && $rb2->{version}, $rb_version,
    'pod 2 has the destination\'s last version too');
-is($rb2 && $rb2->{tier}, 'zone', '... in its zone, by message');
+is($rb2 && $rb2->{tier}, 'zone', '... in its zone, by message')
+    or diag cache_metrics($pod2), "\n", cache_metrics($t);
 
 # --- eviction from a full zone ------------------------------------------
 

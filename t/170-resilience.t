@@ -105,6 +105,10 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
                 error_page 413 @rbcs_problem;
                 location @rbcs_problem { rbcs_problem; }
 
+                # how long the service held each answer, whatever the
+                # client's scheduling on a loaded machine adds
+                add_header X-Request-Time $request_time always;
+
                 location / { rbcs; }
             }
         }
@@ -115,10 +119,11 @@ sub kb { join ' / ', map { defined $_->[0] ? "$_->[0] kB" : '?' } @{ $_[0] } }
         hold => 1.5);
     my ($w, $b) = @$r{qw(warm big)};
     diag(sprintf 'overload: %d concurrent transfers: %s in %.2f s; '
-        . '503 at once: %d (median %.3f s, max %.3f s)', $b->{n},
+        . '503 at once: %d (median %.3f s, max %.3f s); answers the client '
+        . 'waited 0.5 s or more for: %d', $b->{n},
         join(', ', map { "$_ x$b->{status}{$_}" } sort keys %{ $b->{status} }),
         $b->{took}, $b->{fast_503} // 0, $b->{fast_p50} // -1,
-        $b->{fast_max} // -1);
+        $b->{fast_max} // -1, $b->{client_slow} // 0);
     diag('overload: worker RSS before the large flood ' . kb($r->{mem_before})
         . ', after ' . kb($r->{mem_after}) . ', at the end ' . kb($r->{mem_end}));
     for my $f ($w, @{ $r->{rounds} }) {

@@ -1685,18 +1685,22 @@ sub overload {
         my $f = { n => $n, took => time - $t0 };
         for my $x (@r) {
             my $s = $x->{status} // 0;
+            # the time the service held the answer when the pod says it
+            # (X-Request-Time), else the time the client waited for it
+            my $held = $x->{headers}{'x-request-time'} // $x->{t} // 99;
             $f->{status}{$s}++;
+            $f->{client_slow}++ if ($x->{t} // 99) >= $o{at_once};
             if ($s == 503) {
                 $f->{unknown_503}++ if (($x->{json} // {})->{detail} // '') =~ /not known/;
                 $f->{no_retry_after}++ unless ($x->{headers}{'retry-after'} // '') =~ /^\d+$/;
-                if ($x->{t} < $o{at_once}) {
+                if ($held < $o{at_once}) {
                     $f->{fast_503}++;
-                    push @{ $f->{fast_t} }, $x->{t};
+                    push @{ $f->{fast_t} }, $held;
                 } else {
                     $f->{slow_503}++;
                 }
             }
-            $f->{slow}++ if ($x->{t} // 99) >= $o{at_once};
+            $f->{slow}++ if $held >= $o{at_once};
             $f->{other}++ unless $s == 503 || $s == 201;
         }
         my @ft = sort { $a <=> $b } @{ $f->{fast_t} // [] };
