@@ -44,7 +44,7 @@
  *                   is one transfer per transaction on the project's
  *                   schema.
  *
- * Sessions are set up as the module's pool sets them up: utf8mb4, READ
+ * Sessions are set up as the module's pool sets them up: ascii, READ
  * COMMITTED, innodb_lock_wait_timeout 2, CLIENT_MULTI_STATEMENTS |
  * CLIENT_MULTI_RESULTS, over TCP, autocommit on.  A deadlock (1213), a lock
  * wait timeout (1205) or a duplicate key (1062) is rolled back and the
@@ -566,7 +566,7 @@ connect_db(worker_t *w)
         return NULL;
     }
 
-    mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    mysql_options(m, MYSQL_SET_CHARSET_NAME, "ascii");
     mysql_options(m, MYSQL_INIT_COMMAND,
                   "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
     mysql_options(m, MYSQL_INIT_COMMAND,

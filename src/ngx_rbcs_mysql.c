@@ -410,7 +410,13 @@ ngx_rbcs_mysql_connect(ngx_rbcs_mysql_conn_t *mc)
 
     mysql_options(mc->mysql, MYSQL_OPT_NONBLOCK, 0);
     mysql_options(mc->mysql, MYSQL_OPT_RECONNECT, &off);
-    mysql_options(mc->mysql, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    /*
+     * The session speaks the schema's character set: every column is
+     * ascii, and what reaches a query (ids, currencies, amounts, codes) is
+     * checked to be ASCII first; a utf8mb4 session made the server convert
+     * each string it read or returned.
+     */
+    mysql_options(mc->mysql, MYSQL_SET_CHARSET_NAME, "ascii");
     mysql_options(mc->mysql, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 
     mysql_options(mc->mysql, MYSQL_INIT_COMMAND,
