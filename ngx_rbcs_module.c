@@ -533,11 +533,11 @@ ngx_rbcs_init_mysql_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
     ngx_conf_init_uint_value(rmcf->mysql.batch_size, 64);
 
     /*
-     * One batch in flight per worker by default: on a database short of
-     * CPU, fewer and larger batches cost it less per operation (measured
-     * with perf/run-all.sh, 1 against 2).  More let one batch wait for its
-     * COMMIT while the next is read and judged; never more than the
-     * pool's connections, so that reads keep some.
+     * Two writers per worker by default: one batch waits for its COMMIT
+     * while the next is read and judged, and the second starts only for a
+     * quarter of a full batch (src/ngx_rbcs_batch.c), since on a database
+     * short of CPU fewer and larger batches cost it less per operation.
+     * Never more than the pool's connections, so that reads keep some.
      */
 
     ngx_conf_init_uint_value(rmcf->mysql.writers, 2);
