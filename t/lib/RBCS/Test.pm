@@ -638,6 +638,25 @@ sub _wait_gone {
     return 1;
 }
 
+# signal a private server: after KILL, until it is gone (at most $secs);
+# after STOP, until every thread of it is stopped, so that what the caller
+# does next finds the server frozen, not finishing what it had begun
+sub _signal {
+    my ($server, $sig, $secs) = @_;
+    my $pid = $server->{pid} or return $server;
+    kill $sig, $pid;
+    _wait_gone($pid, $secs) if $sig eq 'KILL';
+    wait_for($secs, sub {
+        opendir my $dh, "/proc/$pid/task" or return 1;
+        for my $task (grep { /^\d+$/ } readdir $dh) {
+            open my $fh, '<', "/proc/$pid/task/$task/stat" or next;
+            return 0 unless (<$fh> // '') =~ /\)\s+[tT]\s/;
+        }
+        return 1;
+    }, 0.005) if $sig eq 'STOP';
+    return $server;
+}
+
 sub master_pid { _read_pidfile("$_[0]{prefix}/nginx.pid") }
 
 sub _children {
@@ -1125,12 +1144,7 @@ sub admin_dbh {
 # process is gone (at most 10 s): its connections are broken and its port
 # and socket closed, which is what a test of a killed database goes on to
 # rely on.
-sub signal {
-    my ($self, $sig) = @_;
-    kill $sig, $self->{pid} if $self->{pid};
-    RBCS::Test::_wait_gone($self->{pid}, 10) if $sig eq 'KILL' && $self->{pid};
-    return $self;
-}
+sub signal { RBCS::Test::_signal($_[0], $_[1], 10) }
 
 # TERM (after CONT, in case it is stopped) and wait; KILL after 30s
 sub stop { RBCS::Test::_stop_server($_[0], 30) }
@@ -1259,15 +1273,7 @@ sub cli_as_service {
 
 sub save { $_[0]->cli('SAVE') }
 
-sub signal {
-    my ($self, $sig) = @_;
-    kill $sig, $self->{pid} if $self->{pid};
-    if ($sig eq 'KILL' && $self->{pid}) {
-        RBCS::Test::_wait_gone($self->{pid}, 5);
-        waitpid($self->{pid}, WNOHANG);
-    }
-    return $self;
-}
+sub signal { RBCS::Test::_signal($_[0], $_[1], 5) }
 
 sub stop { RBCS::Test::_stop_server($_[0], 10) }
 
