@@ -219,6 +219,11 @@ static void ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis,
     redisReply *msg);
 static ngx_int_t ngx_rbcs_redis_parse_message(u_char *p, size_t len,
     ngx_rbcs_redis_balance_t *b, ngx_str_t *tag);
+static ngx_int_t ngx_rbcs_redis_split(u_char *p, u_char *last, ngx_str_t *f,
+    ngx_uint_t n);
+static ngx_int_t ngx_rbcs_redis_fields(ngx_rbcs_redis_balance_t *b,
+    ngx_str_t *version, ngx_str_t *scale, ngx_str_t *currency,
+    ngx_str_t *balance);
 static void ngx_rbcs_redis_alive(ngx_rbcs_redis_t *redis, ngx_uint_t force);
 static void ngx_rbcs_redis_command_done(ngx_rbcs_redis_t *redis,
     redisReply *reply);
@@ -1672,9 +1677,8 @@ static ngx_int_t
 ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
     ngx_rbcs_redis_get_t *g, ngx_rbcs_redis_balance_t *b)
 {
-    ngx_int_t     scale;
-    ngx_uint_t    i;
-    redisReply  **e;
+    ngx_str_t    f[7];
+    ngx_uint_t   i;
 
     ngx_rbcs_redis_command_done(redis, reply);
 
@@ -1682,53 +1686,29 @@ ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
         return NGX_ERROR;
     }
 
-    e = reply->element;
-
     for (i = 0; i < 7; i++) {
-        if (e[i]->type != REDIS_REPLY_STRING) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
             return NGX_DECLINED;
         }
+
+        f[i].data = (u_char *) reply->element[i]->str;
+        f[i].len = reply->element[i]->len;
     }
 
-    if (e[4]->len != redis->run_id_len
-        || ngx_memcmp(e[4]->str, redis->run_id, redis->run_id_len) != 0)
-    {
-        return NGX_DECLINED;
-    }
+    b->account.data = g->account;
+    b->account.len = g->account_len;
 
-    if (ngx_rbcs_redis_parse_uint64((u_char *) e[0]->str, e[0]->len,
-                                    &b->version)
-        != NGX_OK
-        || ngx_rbcs_redis_text_valid((u_char *) e[1]->str, e[1]->len, 1)
-           != NGX_OK
-        || ngx_rbcs_redis_text_valid((u_char *) e[2]->str, e[2]->len, 0)
+    if (f[4].len != redis->run_id_len
+        || ngx_memcmp(f[4].data, redis->run_id, redis->run_id_len) != 0
+        || ngx_rbcs_redis_fields(b, &f[0], &f[3], &f[2], &f[1]) != NGX_OK
+        || ngx_rbcs_redis_parse_uint64(f[5].data, f[5].len, &b->generation)
            != NGX_OK)
     {
         return NGX_DECLINED;
     }
 
-    scale = ngx_atoi((u_char *) e[3]->str, e[3]->len);
-    if (scale == NGX_ERROR) {
-        return NGX_DECLINED;
-    }
-
-    b->account.data = g->account;
-    b->account.len = g->account_len;
-    b->balance.data = (u_char *) e[1]->str;
-    b->balance.len = e[1]->len;
-    b->currency.data = (u_char *) e[2]->str;
-    b->currency.len = e[2]->len;
-    b->scale = scale;
-
-    if (ngx_rbcs_redis_parse_uint64((u_char *) e[5]->str, e[5]->len,
-                                    &b->generation)
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (ngx_rbcs_redis_tag_valid(redis, b, b->generation, (u_char *) e[6]->str,
-                                 e[6]->len)
+    if (ngx_rbcs_redis_tag_valid(redis, b, b->generation, f[6].data,
+                                 f[6].len)
         != NGX_OK)
     {
         ngx_rbcs_redis_forged(redis, "value of", &b->account);
@@ -2114,41 +2094,29 @@ static ngx_int_t
 ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
     uint64_t *generation)
 {
-    u_char      *f[5], *last, *q, hex[NGX_RBCS_REDIS_TAG_LEN];
+    u_char      *last, hex[NGX_RBCS_REDIS_TAG_LEN];
     uint64_t     seq, ms, now;
-    ngx_uint_t   n;
+    ngx_str_t    f[5];
 
     last = p + len;
 
-    if (len < 2 || *p != '#') {
-        return NGX_ERROR;
-    }
+    /* "#" left out of the first field */
 
-    /* f[i]: the start of field i, "#" left out of the first */
-
-    f[0] = p + 1;
-    n = 1;
-
-    for (q = f[0]; q < last && n < 5; q++) {
-        if (*q == ' ') {
-            f[n++] = q + 1;
-        }
-    }
-
-    if (n != 5 || ngx_strlchr(f[4], last, ' ') != NULL
-        || f[1] - f[0] - 1 == 0
-        || (size_t) (f[1] - f[0] - 1) > NGX_RBCS_REDIS_PUBLISHER_LEN
-        || (size_t) (last - f[4]) != NGX_RBCS_REDIS_TAG_LEN
-        || ngx_rbcs_redis_parse_uint64(f[1], f[2] - f[1] - 1, &seq) != NGX_OK
-        || ngx_rbcs_redis_parse_uint64(f[2], f[3] - f[2] - 1, generation)
+    if (len < 2 || *p != '#'
+        || ngx_rbcs_redis_split(p + 1, last, f, 5) != NGX_OK
+        || ngx_strlchr(f[4].data, last, ' ') != NULL
+        || f[0].len == 0 || f[0].len > NGX_RBCS_REDIS_PUBLISHER_LEN
+        || f[4].len != NGX_RBCS_REDIS_TAG_LEN
+        || ngx_rbcs_redis_parse_uint64(f[1].data, f[1].len, &seq) != NGX_OK
+        || ngx_rbcs_redis_parse_uint64(f[2].data, f[2].len, generation)
            != NGX_OK
-        || ngx_rbcs_redis_parse_uint64(f[3], f[4] - f[3] - 1, &ms) != NGX_OK)
+        || ngx_rbcs_redis_parse_uint64(f[3].data, f[3].len, &ms) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (ngx_rbcs_redis_tag(redis, p, f[4] - 1 - p, hex) != NGX_OK
-        || CRYPTO_memcmp(hex, f[4], NGX_RBCS_REDIS_TAG_LEN) != 0)
+    if (ngx_rbcs_redis_tag(redis, p, f[4].data - 1 - p, hex) != NGX_OK
+        || CRYPTO_memcmp(hex, f[4].data, NGX_RBCS_REDIS_TAG_LEN) != 0)
     {
         ngx_rbcs_redis_forged(redis, "message on channel", &redis->channel);
         return NGX_ERROR;
@@ -2160,10 +2128,9 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         || ms > now + NGX_RBCS_REDIS_MSG_WINDOW)
     {
         ngx_log_error(NGX_LOG_WARN, redis->log, 0,
-                      "rbcs: message %uL of \"%*s\" on redis channel "
+                      "rbcs: message %uL of \"%V\" on redis channel "
                       "\"%V\" is %s by more than %d ms: not used", seq,
-                      f[1] - f[0] - 1, f[0], &redis->channel,
-                      ms < now ? "late" : "early",
+                      &f[0], &redis->channel, ms < now ? "late" : "early",
                       NGX_RBCS_REDIS_MSG_WINDOW);
         return NGX_DECLINED;
     }
@@ -2172,7 +2139,7 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         return NGX_OK;
     }
 
-    return ngx_rbcs_redis_heard(redis, f[0], f[1] - f[0] - 1, seq);
+    return ngx_rbcs_redis_heard(redis, f[0].data, f[0].len, seq);
 }
 
 
@@ -2255,61 +2222,73 @@ static ngx_int_t
 ngx_rbcs_redis_parse_message(u_char *p, size_t len,
     ngx_rbcs_redis_balance_t *b, ngx_str_t *tag)
 {
-    u_char     *last, *q;
-    ngx_int_t   scale;
+    ngx_str_t  f[6];
 
-    last = p + len;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL || !ngx_rbcs_valid_id(p, q - p)) {
-        return NGX_ERROR;
-    }
-
-    b->account.data = p;
-    b->account.len = q - p;
-    p = q + 1;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL
-        || ngx_rbcs_redis_parse_uint64(p, q - p, &b->version) != NGX_OK)
+    if (ngx_rbcs_redis_split(p, p + len, f, 6) != NGX_OK
+        || !ngx_rbcs_valid_id(f[0].data, f[0].len)
+        || ngx_rbcs_redis_fields(b, &f[1], &f[2], &f[3], &f[4]) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    p = q + 1;
+    b->account = f[0];
+    *tag = f[5];
 
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL) {
+    return NGX_OK;
+}
+
+
+/* n fields, split at the first n - 1 spaces: the last one is the rest */
+
+static ngx_int_t
+ngx_rbcs_redis_split(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
+{
+    u_char      *q;
+    ngx_uint_t   i;
+
+    for (i = 0; i < n - 1; i++) {
+        q = ngx_strlchr(p, last, ' ');
+        if (q == NULL) {
+            return NGX_ERROR;
+        }
+
+        f[i].data = p;
+        f[i].len = q - p;
+        p = q + 1;
+    }
+
+    f[i].data = p;
+    f[i].len = last - p;
+
+    return NGX_OK;
+}
+
+
+/* a balance's fields, stored or in a message, as their texts allow */
+
+static ngx_int_t
+ngx_rbcs_redis_fields(ngx_rbcs_redis_balance_t *b, ngx_str_t *version,
+    ngx_str_t *scale, ngx_str_t *currency, ngx_str_t *balance)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(scale->data, scale->len);
+
+    if (n == NGX_ERROR
+        || ngx_rbcs_redis_parse_uint64(version->data, version->len,
+                                       &b->version)
+           != NGX_OK
+        || ngx_rbcs_redis_text_valid(currency->data, currency->len, 0)
+           != NGX_OK
+        || ngx_rbcs_redis_text_valid(balance->data, balance->len, 1)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    scale = ngx_atoi(p, q - p);
-    if (scale == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    b->scale = scale;
-    p = q + 1;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL || ngx_rbcs_redis_text_valid(p, q - p, 0) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    b->currency.data = p;
-    b->currency.len = q - p;
-    p = q + 1;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL || ngx_rbcs_redis_text_valid(p, q - p, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    b->balance.data = p;
-    b->balance.len = q - p;
-
-    tag->data = q + 1;
-    tag->len = last - tag->data;
+    b->scale = n;
+    b->currency = *currency;
+    b->balance = *balance;
 
     return NGX_OK;
 }
