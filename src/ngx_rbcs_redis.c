@@ -51,6 +51,7 @@
 #define NGX_RBCS_REDIS_TEXT_MAX      128  /* a currency or balance text */
 
 #define NGX_RBCS_REDIS_TAG_LEN       32   /* hex of 16 bytes of HMAC */
+#define NGX_RBCS_REDIS_LINE_LEN      512  /* a line of a message, at most */
 #define NGX_RBCS_REDIS_MSG_WINDOW    60000  /* ms a message stays news */
 
 
@@ -102,8 +103,7 @@ struct ngx_rbcs_redis_s {
     ngx_rbcs_redis_sub_pt      on_sub;
 
     ngx_str_t                  channel;   /* <prefix>balances */
-    u_char                    *key;       /* <prefix>bal:, then room */
-    size_t                     key_len;
+    ngx_str_t                  key;       /* <prefix>bal: */
     u_char                     ttl[NGX_INT64_LEN];
     size_t                     ttl_len;
 
@@ -135,16 +135,6 @@ struct ngx_rbcs_redis_get_s {
 };
 
 
-/* a command's arguments as they are made, in one allocation */
-
-typedef struct {
-    const char               **argv;
-    size_t                    *lens;
-    ngx_uint_t                 n;
-    u_char                    *p;         /* where the next text goes */
-} ngx_rbcs_redis_args_t;
-
-
 static void ngx_rbcs_redis_conn_init(ngx_rbcs_redis_t *redis,
     ngx_rbcs_redis_conn_t *conn, const char *name, ngx_uint_t subscriber);
 static void ngx_rbcs_redis_connect(ngx_rbcs_redis_conn_t *conn);
@@ -173,6 +163,8 @@ static void ngx_rbcs_redis_drop(ngx_rbcs_redis_conn_t *conn,
 static void ngx_rbcs_redis_backoff(ngx_rbcs_redis_conn_t *conn);
 static ngx_uint_t ngx_rbcs_redis_exiting(ngx_rbcs_redis_t *redis);
 static const char *ngx_rbcs_redis_errstr(const redisAsyncContext *ac);
+static ngx_int_t ngx_rbcs_redis_command(ngx_rbcs_redis_conn_t *conn,
+    redisCallbackFn *fn, void *data, const char *fmt, ...);
 static void ngx_rbcs_redis_sent(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn);
 static ngx_int_t ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn);
@@ -195,16 +187,10 @@ static void ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r,
     void *data);
 static ngx_int_t ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis,
     redisReply *reply, ngx_uint_t *restarted);
-static ngx_int_t ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis,
-    ngx_rbcs_redis_balance_t *b, ngx_uint_t n);
-static void ngx_rbcs_redis_arg(ngx_rbcs_redis_args_t *a, const void *s,
-    size_t len);
-static void ngx_rbcs_redis_arg_end(ngx_rbcs_redis_args_t *a, u_char *last);
-static ngx_int_t ngx_rbcs_redis_put_first(ngx_rbcs_redis_t *redis,
-    ngx_rbcs_redis_args_t *a, uint64_t generation);
-static ngx_int_t ngx_rbcs_redis_put_balance(ngx_rbcs_redis_t *redis,
-    ngx_rbcs_redis_args_t *a, ngx_rbcs_redis_balance_t *b,
-    uint64_t generation);
+static u_char *ngx_rbcs_redis_put_args(ngx_rbcs_redis_t *redis, u_char *p,
+    ngx_rbcs_redis_balance_t *b, ngx_uint_t n, uint64_t generation);
+static u_char *ngx_rbcs_redis_bulk(u_char *p, const void *s, size_t len);
+static u_char *ngx_rbcs_redis_number(u_char *p, uint64_t n);
 static uint64_t ngx_rbcs_redis_now(void);
 static void ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r,
     void *data);
@@ -354,14 +340,13 @@ ngx_rbcs_redis_init_process(ngx_cycle_t *cycle, ngx_rbcs_redis_conf_t *conf,
         }
     }
 
-    redis->key_len = conf->prefix.len + sizeof("bal:") - 1;
-    redis->key = ngx_pnalloc(cycle->pool,
-                             redis->key_len + NGX_RBCS_ID_MAX_LEN);
-    if (redis->key == NULL) {
+    redis->key.len = conf->prefix.len + sizeof("bal:") - 1;
+    redis->key.data = ngx_pnalloc(cycle->pool, redis->key.len);
+    if (redis->key.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(redis->key, "%Vbal:", &conf->prefix);
+    ngx_sprintf(redis->key.data, "%Vbal:", &conf->prefix);
 
     redis->ttl_len = ngx_sprintf(redis->ttl, "%M", conf->key_ttl)
                      - redis->ttl;
@@ -772,15 +757,9 @@ ngx_rbcs_redis_connect_cb(const redisAsyncContext *ac, int status)
     } else if (conn->subscriber) {
         rc = ngx_rbcs_redis_subscribe(conn);
 
-    } else if (redisAsyncCommand(conn->ac, ngx_rbcs_redis_info_cb, conn,
-                                 "INFO server")
-               == REDIS_OK)
-    {
-        ngx_rbcs_redis_sent(conn);
-        rc = NGX_OK;
-
     } else {
-        rc = NGX_ERROR;
+        rc = ngx_rbcs_redis_command(conn, ngx_rbcs_redis_info_cb, conn,
+                                    "INFO server");
     }
 
     if (rc != NGX_OK) {
@@ -1030,6 +1009,29 @@ ngx_rbcs_redis_errstr(const redisAsyncContext *ac)
 }
 
 
+/* a command, formatted as redisAsyncCommand() does: sent, and watched */
+
+static ngx_int_t
+ngx_rbcs_redis_command(ngx_rbcs_redis_conn_t *conn, redisCallbackFn *fn,
+    void *data, const char *fmt, ...)
+{
+    int      rc;
+    va_list  args;
+
+    va_start(args, fmt);
+    rc = redisvAsyncCommand(conn->ac, fn, data, fmt, args);
+    va_end(args);
+
+    if (rc != REDIS_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_redis_sent(conn);
+
+    return NGX_OK;
+}
+
+
 /* a command went out: watch for its reply */
 
 static void
@@ -1072,27 +1074,13 @@ ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn)
 static ngx_int_t
 ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn)
 {
-    size_t             lens[2];
-    const char        *argv[2];
-    ngx_rbcs_redis_t  *redis;
+    ngx_str_t  *channel;
 
-    redis = conn->redis;
+    channel = &conn->redis->channel;
 
-    argv[0] = "SUBSCRIBE";
-    lens[0] = sizeof("SUBSCRIBE") - 1;
-    argv[1] = (const char *) redis->channel.data;
-    lens[1] = redis->channel.len;
-
-    if (redisAsyncCommandArgv(conn->ac, ngx_rbcs_redis_sub_cb, conn, 2, argv,
-                              lens)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_rbcs_redis_sent(conn);
-
-    return NGX_OK;
+    return ngx_rbcs_redis_command(conn, ngx_rbcs_redis_sub_cb, conn,
+                                  "SUBSCRIBE %b", channel->data,
+                                  channel->len);
 }
 
 
@@ -1101,35 +1089,20 @@ ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn)
 static ngx_int_t
 ngx_rbcs_redis_auth(ngx_rbcs_redis_conn_t *conn)
 {
-    int                     argc;
-    size_t                  lens[3];
-    const char             *argv[3];
     ngx_rbcs_redis_conf_t  *conf;
 
     conf = conn->redis->conf;
 
-    argc = 0;
-    argv[argc] = "AUTH";
-    lens[argc++] = sizeof("AUTH") - 1;
-
     if (conf->user.len) {
-        argv[argc] = (const char *) conf->user.data;
-        lens[argc++] = conf->user.len;
+        return ngx_rbcs_redis_command(conn, ngx_rbcs_redis_auth_cb, conn,
+                                      "AUTH %b %b", conf->user.data,
+                                      conf->user.len, conf->password.data,
+                                      conf->password.len);
     }
 
-    argv[argc] = (const char *) conf->password.data;
-    lens[argc++] = conf->password.len;
-
-    if (redisAsyncCommandArgv(conn->ac, ngx_rbcs_redis_auth_cb, conn, argc,
-                              argv, lens)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_rbcs_redis_sent(conn);
-
-    return NGX_OK;
+    return ngx_rbcs_redis_command(conn, ngx_rbcs_redis_auth_cb, conn,
+                                  "AUTH %b", conf->password.data,
+                                  conf->password.len);
 }
 
 
@@ -1253,13 +1226,9 @@ ngx_int_t
 ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     uint64_t generation, ngx_uint_t commit)
 {
-    u_char                 *p;
-    size_t                  size;
-    ngx_int_t               rc;
-    ngx_uint_t              i, argc;
-    const char            **argv;
-    ngx_rbcs_redis_t       *redis;
-    ngx_rbcs_redis_args_t   a;
+    u_char            *cmd, *p;
+    size_t             size;
+    ngx_rbcs_redis_t  *redis;
 
     redis = ngx_rbcs_redis;
 
@@ -1267,72 +1236,41 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
         return NGX_DECLINED;
     }
 
-    if (ngx_rbcs_redis_put_valid(redis, b, n) != NGX_OK) {
+    /*
+     * EVAL script numkeys key... ttl run_id channel generation first-line
+     * and six arguments a balance, in the protocol's form (as hiredis
+     * would make it of an argument vector): "$<len>\r\n<text>\r\n" each
+     */
+
+    size = sizeof("*\r\n") + NGX_INT_T_LEN
+           + (8 + 7 * n) * (sizeof("$\r\n\r\n") + NGX_SIZE_T_LEN)
+           + sizeof("EVAL") + sizeof(ngx_rbcs_redis_script) + NGX_INT_T_LEN
+           + redis->ttl_len + redis->run_id_len + redis->channel.len
+           + NGX_INT64_LEN + NGX_RBCS_REDIS_LINE_LEN
+           + n * (redis->key.len + NGX_RBCS_ID_MAX_LEN + NGX_INT64_LEN
+                  + 2 * NGX_RBCS_REDIS_TEXT_MAX + NGX_INT_T_LEN
+                  + NGX_RBCS_REDIS_TAG_LEN + NGX_RBCS_REDIS_LINE_LEN);
+
+    cmd = ngx_alloc(size, redis->log);
+    if (cmd == NULL) {
         return NGX_DECLINED;
     }
 
-    /* EVAL script numkeys key... ttl run_id channel generation first-line */
+    p = ngx_rbcs_redis_put_args(redis, cmd, b, n, generation);
 
-    argc = 8 + 7 * n;
-    size = argc * (sizeof(char *) + sizeof(size_t))
-           + n * (redis->key_len + NGX_RBCS_ID_MAX_LEN
-                  + 2 * (NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
-                         + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4)
-                  + NGX_RBCS_REDIS_TAG_LEN + 1)
-           + NGX_INT_T_LEN + 5 * NGX_INT64_LEN + redis->publisher_len
-           + NGX_RBCS_REDIS_TAG_LEN + 6;
+    /* hiredis copies the command into its output buffer */
 
-    argv = ngx_alloc(size, redis->log);
-    if (argv == NULL) {
+    if (p == NULL
+        || redisAsyncFormattedCommand(redis->cmd.ac, ngx_rbcs_redis_put_cb,
+                                      commit ? (void *) redis : NULL,
+                                      (char *) cmd, p - cmd)
+           != REDIS_OK)
+    {
+        ngx_free(cmd);
         return NGX_DECLINED;
     }
 
-    a.argv = argv;
-    a.lens = (size_t *) (argv + argc);
-    a.p = (u_char *) (a.lens + argc);
-    a.n = 0;
-
-    ngx_rbcs_redis_arg(&a, "EVAL", 4);
-    ngx_rbcs_redis_arg(&a, ngx_rbcs_redis_script,
-                       sizeof(ngx_rbcs_redis_script) - 1);
-    ngx_rbcs_redis_arg_end(&a, ngx_sprintf(a.p, "%ui", n));
-
-    for (i = 0; i < n; i++) {
-        p = ngx_cpymem(a.p, redis->key, redis->key_len);
-        ngx_rbcs_redis_arg_end(&a, ngx_cpymem(p, b[i].account.data,
-                                              b[i].account.len));
-    }
-
-    ngx_rbcs_redis_arg(&a, redis->ttl, redis->ttl_len);
-    ngx_rbcs_redis_arg(&a, redis->run_id, redis->run_id_len);
-    ngx_rbcs_redis_arg(&a, redis->channel.data, redis->channel.len);
-    ngx_rbcs_redis_arg_end(&a, ngx_sprintf(a.p, "%uL", generation));
-
-    if (ngx_rbcs_redis_put_first(redis, &a, generation) != NGX_OK) {
-        ngx_free(argv);
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (ngx_rbcs_redis_put_balance(redis, &a, &b[i], generation)
-            != NGX_OK)
-        {
-            ngx_free(argv);
-            return NGX_DECLINED;
-        }
-    }
-
-    /* hiredis copies the arguments into its output buffer */
-
-    rc = redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb,
-                               commit ? (void *) redis : NULL,
-                               (int) argc, argv, a.lens);
-
-    ngx_free(argv);
-
-    if (rc != REDIS_OK) {
-        return NGX_DECLINED;
-    }
+    ngx_free(cmd);
 
     redis->seq++;
 
@@ -1342,13 +1280,23 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
 }
 
 
-/* NGX_OK: every balance is fit to store; NGX_DECLINED: one is not, logged */
+/*
+ * The put's command, at p.  NULL: a balance is not fit to store (logged),
+ * or could not be tagged.
+ */
 
-static ngx_int_t
-ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_balance_t *b,
-    ngx_uint_t n)
+static u_char *
+ngx_rbcs_redis_put_args(ngx_rbcs_redis_t *redis, u_char *p,
+    ngx_rbcs_redis_balance_t *b, ngx_uint_t n, uint64_t generation)
 {
-    ngx_uint_t  i;
+    u_char      *q, line[NGX_RBCS_REDIS_LINE_LEN];
+    ngx_uint_t   i;
+
+    p = ngx_sprintf(p, "*%ui\r\n", 8 + 7 * n);
+    p = ngx_rbcs_redis_bulk(p, "EVAL", sizeof("EVAL") - 1);
+    p = ngx_rbcs_redis_bulk(p, ngx_rbcs_redis_script,
+                            sizeof(ngx_rbcs_redis_script) - 1);
+    p = ngx_rbcs_redis_number(p, n);
 
     for (i = 0; i < n; i++) {
         if (!ngx_rbcs_valid_id(b[i].account.data, b[i].account.len)
@@ -1362,98 +1310,75 @@ ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_balance_t *b,
             ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
                           "rbcs: malformed balance of \"%V\" not sent to "
                           "redis", &b[i].account);
-            return NGX_DECLINED;
+            return NULL;
         }
+
+        p = ngx_sprintf(p, "$%uz\r\n%V%V\r\n",
+                        redis->key.len + b[i].account.len, &redis->key,
+                        &b[i].account);
     }
 
-    return NGX_OK;
-}
+    p = ngx_rbcs_redis_bulk(p, redis->ttl, redis->ttl_len);
+    p = ngx_rbcs_redis_bulk(p, redis->run_id, redis->run_id_len);
+    p = ngx_rbcs_redis_bulk(p, redis->channel.data, redis->channel.len);
+    p = ngx_rbcs_redis_number(p, generation);
 
+    /* the message's first line, "#<publisher> <seq> <generation> <ms> <tag>" */
 
-/* the next argument: len bytes at s, which stay until the command is sent */
-
-static void
-ngx_rbcs_redis_arg(ngx_rbcs_redis_args_t *a, const void *s, size_t len)
-{
-    a->argv[a->n] = s;
-    a->lens[a->n++] = len;
-}
-
-
-/* the next argument: the text just written from a->p to last, kept there */
-
-static void
-ngx_rbcs_redis_arg_end(ngx_rbcs_redis_args_t *a, u_char *last)
-{
-    ngx_rbcs_redis_arg(a, a->p, last - a->p);
-    a->p = last;
-}
-
-
-/*
- * the next argument: the message's first line, "#<publisher> <seq>
- * <generation> <ms> <tag>"; NGX_ERROR: it could not be tagged
- */
-
-static ngx_int_t
-ngx_rbcs_redis_put_first(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_args_t *a,
-    uint64_t generation)
-{
-    u_char  *p;
-
-    p = ngx_sprintf(a->p, "#%*s %uL %uL %uL", redis->publisher_len,
+    q = ngx_sprintf(line, "#%*s %uL %uL %uL", redis->publisher_len,
                     redis->publisher, redis->seq + 1, generation,
                     ngx_rbcs_redis_now());
-    *p = ' ';
+    *q++ = ' ';
 
-    if (ngx_rbcs_redis_tag(redis, a->p, p - a->p, p + 1) != NGX_OK) {
-        return NGX_ERROR;
+    if (ngx_rbcs_redis_tag(redis, line, q - 1 - line, q) != NGX_OK) {
+        return NULL;
     }
 
-    ngx_rbcs_redis_arg_end(a, p + 1 + NGX_RBCS_REDIS_TAG_LEN);
+    p = ngx_rbcs_redis_bulk(p, line, q + NGX_RBCS_REDIS_TAG_LEN - line);
 
-    return NGX_OK;
+    /*
+     * each balance's version, balance, currency, scale, tag and message
+     * line, "<account> <version> <scale> <currency> <balance> <tag>"
+     */
+
+    for (i = 0; i < n; i++) {
+        q = ngx_sprintf(line, "%V %uL %ui %V %V ", &b[i].account,
+                        b[i].version, b[i].scale, &b[i].currency,
+                        &b[i].balance);
+
+        if (ngx_rbcs_redis_balance_tag(redis, &b[i], generation, q)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+
+        p = ngx_rbcs_redis_number(p, b[i].version);
+        p = ngx_rbcs_redis_bulk(p, b[i].balance.data, b[i].balance.len);
+        p = ngx_rbcs_redis_bulk(p, b[i].currency.data, b[i].currency.len);
+        p = ngx_rbcs_redis_number(p, b[i].scale);
+        p = ngx_rbcs_redis_bulk(p, q, NGX_RBCS_REDIS_TAG_LEN);
+        p = ngx_rbcs_redis_bulk(p, line, q + NGX_RBCS_REDIS_TAG_LEN - line);
+    }
+
+    return p;
 }
 
 
-/*
- * the next arguments: a balance's version, balance, currency, scale, tag
- * and message line; NGX_ERROR: it could not be tagged
- */
+/* an argument of a command in the protocol's form */
 
-static ngx_int_t
-ngx_rbcs_redis_put_balance(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_args_t *a,
-    ngx_rbcs_redis_balance_t *b, uint64_t generation)
+static u_char *
+ngx_rbcs_redis_bulk(u_char *p, const void *s, size_t len)
 {
-    u_char  *p, *q, *line;
+    return ngx_sprintf(p, "$%uz\r\n%*s\r\n", len, len, s);
+}
 
-    ngx_rbcs_redis_arg_end(a, ngx_sprintf(a->p, "%uL", b->version));
-    ngx_rbcs_redis_arg(a, b->balance.data, b->balance.len);
-    ngx_rbcs_redis_arg(a, b->currency.data, b->currency.len);
-    ngx_rbcs_redis_arg_end(a, ngx_sprintf(a->p, "%ui", b->scale));
 
-    /* "<account> <version> <scale> <currency> <balance> <tag>" */
+static u_char *
+ngx_rbcs_redis_number(u_char *p, uint64_t n)
+{
+    u_char  text[NGX_INT64_LEN];
 
-    line = a->p;
-    p = ngx_sprintf(line, "%V %uL %ui %V %V", &b->account, b->version,
-                    b->scale, &b->currency, &b->balance);
-
-    /* tagged with the generation after it, which the tag overwrites */
-
-    q = ngx_sprintf(p, " %uL", generation);
-
-    if (ngx_rbcs_redis_tag(redis, line, q - line, p + 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    *p++ = ' ';
-
-    /* the stored tag is the line's */
-
-    ngx_rbcs_redis_arg(a, p, NGX_RBCS_REDIS_TAG_LEN);
-    ngx_rbcs_redis_arg_end(a, p + NGX_RBCS_REDIS_TAG_LEN);
-
-    return NGX_OK;
+    return ngx_rbcs_redis_bulk(p, text, ngx_sprintf(text, "%uL", n) - text);
 }
 
 
@@ -1525,8 +1450,6 @@ ngx_rbcs_redis_get_t *
 ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     ngx_rbcs_redis_get_pt handler, void *data, ngx_log_t *log)
 {
-    size_t                 lens[9];
-    const char            *argv[9];
     ngx_rbcs_redis_t      *redis;
     ngx_rbcs_redis_get_t  *g;
 
@@ -1553,32 +1476,16 @@ ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     g->account_len = account->len;
     ngx_memcpy(g->account, account->data, account->len);
 
-    ngx_memcpy(redis->key + redis->key_len, account->data, account->len);
-
-    argv[0] = "HMGET";
-    lens[0] = sizeof("HMGET") - 1;
-    argv[1] = (const char *) redis->key;
-    lens[1] = redis->key_len + account->len;
-    argv[2] = "v";
-    argv[3] = "b";
-    argv[4] = "c";
-    argv[5] = "s";
-    argv[6] = "r";
-    argv[7] = "g";
-    argv[8] = "t";
-    lens[2] = lens[3] = lens[4] = lens[5] = lens[6] = lens[7] = lens[8] = 1;
-
     /* g now belongs to hiredis until its callback, reply or not */
 
-    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_get_cb, g,
-                              9, argv, lens)
-        != REDIS_OK)
+    if (ngx_rbcs_redis_command(&redis->cmd, ngx_rbcs_redis_get_cb, g,
+                               "HMGET %b%b v b c s r g t", redis->key.data,
+                               redis->key.len, account->data, account->len)
+        != NGX_OK)
     {
         ngx_free(g);
         return NULL;
     }
-
-    ngx_rbcs_redis_sent(&redis->cmd);
 
     ngx_add_timer(&g->timer, timeout);
 
@@ -1884,25 +1791,11 @@ gap:
 static void
 ngx_rbcs_redis_unlink(ngx_rbcs_redis_t *redis, ngx_str_t *account)
 {
-    size_t       lens[2];
-    const char  *argv[2];
-
-    if (redis->cmd.state != NGX_RBCS_RS_READY) {
-        return;
-    }
-
-    ngx_memcpy(redis->key + redis->key_len, account->data, account->len);
-
-    argv[0] = "UNLINK";
-    lens[0] = sizeof("UNLINK") - 1;
-    argv[1] = (const char *) redis->key;
-    lens[1] = redis->key_len + account->len;
-
-    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb, NULL, 2,
-                              argv, lens)
-        == REDIS_OK)
-    {
-        ngx_rbcs_redis_sent(&redis->cmd);
+    if (redis->cmd.state == NGX_RBCS_RS_READY) {
+        (void) ngx_rbcs_redis_command(&redis->cmd, ngx_rbcs_redis_put_cb, NULL,
+                                      "UNLINK %b%b", redis->key.data,
+                                      redis->key.len, account->data,
+                                      account->len);
     }
 }
 
