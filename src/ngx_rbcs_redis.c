@@ -142,10 +142,13 @@ static ngx_int_t ngx_rbcs_redis_attach(ngx_rbcs_redis_conn_t *conn,
     redisAsyncContext *ac);
 static void ngx_rbcs_redis_add_read(void *data);
 static void ngx_rbcs_redis_del_read(void *data);
-static void ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event);
+static void ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t flags);
 static void ngx_rbcs_redis_add_write(void *data);
 static void ngx_rbcs_redis_del_write(void *data);
 static void ngx_rbcs_redis_cleanup(void *data);
+static void ngx_rbcs_redis_timer(ngx_rbcs_redis_conn_t *conn,
+    ngx_msec_t ms);
 static void ngx_rbcs_redis_drop_later(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_read_handler(ngx_event_t *ev);
 static void ngx_rbcs_redis_write_handler(ngx_event_t *ev);
@@ -167,6 +170,8 @@ static ngx_int_t ngx_rbcs_redis_command(ngx_rbcs_redis_conn_t *conn,
     redisCallbackFn *fn, void *data, const char *fmt, ...);
 static void ngx_rbcs_redis_sent(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn);
+static ngx_int_t ngx_rbcs_redis_reply(ngx_rbcs_redis_conn_t *conn,
+    redisAsyncContext *ac, void *reply);
 static ngx_int_t ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn);
 static ngx_int_t ngx_rbcs_redis_auth(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_auth_cb(redisAsyncContext *ac, void *r,
@@ -394,9 +399,7 @@ ngx_rbcs_redis_exit_process(ngx_cycle_t *cycle)
     for (i = 0; i < 2; i++) {
         conn = conns[i];
 
-        if (conn->timer.timer_set) {
-            ngx_del_timer(&conn->timer);
-        }
+        ngx_rbcs_redis_timer(conn, 0);
 
         ac = conn->ac;
         conn->ac = NULL;
@@ -550,7 +553,7 @@ ngx_rbcs_redis_del_read(void *data)
     ngx_rbcs_redis_conn_t *conn = data;
 
     if (conn->c) {
-        ngx_rbcs_redis_del_event(conn->c->read, NGX_READ_EVENT);
+        ngx_rbcs_redis_del_event(conn->c->read, NGX_READ_EVENT, 0);
     }
 }
 
@@ -558,14 +561,14 @@ ngx_rbcs_redis_del_read(void *data)
 /* hiredis no longer waits for this event: neither reported nor pending */
 
 static void
-ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event)
+ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event, ngx_uint_t flags)
 {
     if (ev->posted) {
         ngx_delete_posted_event(ev);
     }
 
     if (ev->active) {
-        (void) ngx_del_event(ev, event, 0);
+        (void) ngx_del_event(ev, event, flags);
     }
 }
 
@@ -616,7 +619,7 @@ ngx_rbcs_redis_del_write(void *data)
     ngx_rbcs_redis_conn_t *conn = data;
 
     if (conn->c) {
-        ngx_rbcs_redis_del_event(conn->c->write, NGX_WRITE_EVENT);
+        ngx_rbcs_redis_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
     }
 }
 
@@ -642,24 +645,29 @@ ngx_rbcs_redis_cleanup(void *data)
 
     conn->c = NULL;
 
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
+    ngx_rbcs_redis_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    ngx_rbcs_redis_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
 
     ngx_free_connection(c);
     c->fd = (ngx_socket_t) -1;
+}
+
+
+/*
+ * The connection's one timer, set anew to ms from now (0: stopped): not
+ * left at an earlier setting, as ngx_add_timer() may leave one close by.
+ */
+
+static void
+ngx_rbcs_redis_timer(ngx_rbcs_redis_conn_t *conn, ngx_msec_t ms)
+{
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (ms) {
+        ngx_add_timer(&conn->timer, ms);
+    }
 }
 
 
@@ -673,11 +681,7 @@ ngx_rbcs_redis_drop_later(ngx_rbcs_redis_conn_t *conn)
 {
     conn->broken = 1;
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
-
-    ngx_add_timer(&conn->timer, 1);
+    ngx_rbcs_redis_timer(conn, 1);
 }
 
 
@@ -741,9 +745,7 @@ ngx_rbcs_redis_connect_cb(const redisAsyncContext *ac, int status)
         return;
     }
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
+    ngx_rbcs_redis_timer(conn, 0);
 
     conn->state = NGX_RBCS_RS_HANDSHAKE;
 
@@ -857,9 +859,7 @@ ngx_rbcs_redis_ready(ngx_rbcs_redis_conn_t *conn, ngx_uint_t restarted)
 
     redis = conn->redis;
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
+    ngx_rbcs_redis_timer(conn, 0);
 
     conn->state = NGX_RBCS_RS_READY;
     conn->failures = 0;
@@ -904,9 +904,7 @@ ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
 
     redis = conn->redis;
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
+    ngx_rbcs_redis_timer(conn, 0);
 
     if (!conn->down && !ngx_rbcs_redis_exiting(redis)) {
         ngx_log_error(NGX_LOG_WARN, redis->log, 0,
@@ -1064,6 +1062,29 @@ ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn)
 
 
 /*
+ * A command's callback: NGX_OK with a reply, which is counted; NGX_ERROR
+ * without one, the context being gone (reported lost if still ours).
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_reply(ngx_rbcs_redis_conn_t *conn, redisAsyncContext *ac,
+    void *reply)
+{
+    if (reply == NULL) {
+        if (conn->ac == ac) {
+            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        }
+
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_redis_replied(conn);
+
+    return NGX_OK;
+}
+
+
+/*
  * SUBSCRIBE is also the heartbeat: with hiredis 0.14 a PING on a
  * subscribed context never reaches its callback, and its callback record
  * stays queued until the context is freed (one leak per heartbeat).
@@ -1116,17 +1137,9 @@ ngx_rbcs_redis_auth_cb(redisAsyncContext *ac, void *r, void *data)
 
     reply = r;
 
-    if (reply == NULL) {
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
-        return;
-    }
-
-    ngx_rbcs_redis_replied(conn);
-
-    if (conn->ac != ac || reply->type != REDIS_REPLY_ERROR) {
+    if (ngx_rbcs_redis_reply(conn, ac, r) != NGX_OK || conn->ac != ac
+        || reply->type != REDIS_REPLY_ERROR)
+    {
         return;
     }
 
@@ -1151,17 +1164,9 @@ ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r, void *data)
 
     reply = r;
 
-    if (reply == NULL) {
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
-        return;
-    }
-
-    ngx_rbcs_redis_replied(conn);
-
-    if (conn->ac != ac || conn->state != NGX_RBCS_RS_HANDSHAKE) {
+    if (ngx_rbcs_redis_reply(conn, ac, r) != NGX_OK || conn->ac != ac
+        || conn->state != NGX_RBCS_RS_HANDSHAKE)
+    {
         return;
     }
 
@@ -1429,11 +1434,7 @@ ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r, void *data)
         }
     }
 
-    if (r == NULL) {
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
+    if (ngx_rbcs_redis_reply(conn, ac, r) != NGX_OK) {
         return;
     }
 
@@ -1441,7 +1442,6 @@ ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r, void *data)
         ngx_rbcs_metrics_inc(NGX_RBCS_M_PUBLISHES);
     }
 
-    ngx_rbcs_redis_replied(conn);
     ngx_rbcs_redis_command_done(conn->redis, r);
 }
 
@@ -1528,20 +1528,10 @@ ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r, void *data)
         ngx_del_timer(&g->timer);
     }
 
-    if (r == NULL) {
+    /* a connection gone is reported before any handler can call in */
 
-        /* the connection is gone: say so before any handler can call in */
-
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
-        rc = NGX_ERROR;
-
-    } else {
-        ngx_rbcs_redis_replied(conn);
-        rc = ngx_rbcs_redis_get_reply(redis, r, g, &b);
-    }
+    rc = ngx_rbcs_redis_reply(conn, ac, r) == NGX_OK
+         ? ngx_rbcs_redis_get_reply(redis, r, g, &b) : NGX_ERROR;
 
     handler = g->handler;
     g->handler = NULL;
@@ -1695,11 +1685,7 @@ ngx_rbcs_redis_sub_cb(redisAsyncContext *ac, void *r, void *data)
     /* a heartbeat came back */
 
     if (conn->pending == 0) {
-        if (conn->timer.timer_set) {
-            ngx_del_timer(&conn->timer);
-        }
-
-        ngx_add_timer(&conn->timer, redis->conf->heartbeat);
+        ngx_rbcs_redis_timer(conn, redis->conf->heartbeat);
     }
 
     ngx_rbcs_redis_alive(redis, 1);
