@@ -869,19 +869,15 @@ ngx_rbcs_redis_ready(ngx_rbcs_redis_conn_t *conn, ngx_uint_t restarted)
 
     level = conn->down ? NGX_LOG_WARN : NGX_LOG_INFO;
 
-    if (conn->subscriber) {
-        ngx_log_error(level, redis->log, 0,
-                      "rbcs: redis %s connection to %V is %s",
-                      conn->name, &redis->addr, conn->down ? "back" : "up");
+    /* the command connection's also says which redis process it is */
 
-    } else {
-        ngx_log_error(level, redis->log, 0,
-                      "rbcs: redis %s connection to %V is %s, run_id %*s%s",
-                      conn->name, &redis->addr, conn->down ? "back" : "up",
-                      redis->run_id_len, redis->run_id,
-                      restarted ? " (a new redis process: values stored "
-                                  "by the old one are not trusted)" : "");
-    }
+    ngx_log_error(level, redis->log, 0,
+                  "rbcs: redis %s connection to %V is %s%s%*s%s",
+                  conn->name, &redis->addr, conn->down ? "back" : "up",
+                  conn->subscriber ? "" : ", run_id ",
+                  conn->subscriber ? 0 : redis->run_id_len, redis->run_id,
+                  restarted ? " (a new redis process: values stored "
+                              "by the old one are not trusted)" : "");
 
     conn->down = 0;
 
@@ -926,11 +922,10 @@ ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
         ngx_rbcs_metrics_redis(0);
     }
 
+    /* connect() starts pending and broken anew; backoff() sets state */
+
     conn->ac = NULL;
     conn->up = 0;
-    conn->pending = 0;
-    conn->broken = 0;
-    conn->state = NGX_RBCS_RS_CLOSED;
 
     ngx_rbcs_redis_backoff(conn);
 
@@ -1518,7 +1513,6 @@ ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r, void *data)
     ngx_int_t                 rc;
     ngx_rbcs_redis_t         *redis;
     ngx_rbcs_redis_conn_t    *conn;
-    ngx_rbcs_redis_get_pt     handler;
     ngx_rbcs_redis_balance_t  b;
 
     conn = ac->data;
@@ -1533,11 +1527,8 @@ ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r, void *data)
     rc = ngx_rbcs_redis_reply(conn, ac, r) == NGX_OK
          ? ngx_rbcs_redis_get_reply(redis, r, g, &b) : NGX_ERROR;
 
-    handler = g->handler;
-    g->handler = NULL;
-
-    if (handler && !redis->exiting) {
-        handler(g->data, rc, rc == NGX_OK ? &b : NULL);
+    if (g->handler && !redis->exiting) {
+        g->handler(g->data, rc, rc == NGX_OK ? &b : NULL);
     }
 
     ngx_free(g);
