@@ -51,6 +51,7 @@
 #define NGX_RBCS_REDIS_TEXT_MAX      128  /* a currency or balance text */
 
 #define NGX_RBCS_REDIS_TAG_LEN       32   /* hex of 16 bytes of HMAC */
+#define NGX_RBCS_REDIS_LINE_LEN      512  /* a line of a message, at most */
 #define NGX_RBCS_REDIS_MSG_WINDOW    60000  /* ms a message stays news */
 
 
@@ -102,8 +103,7 @@ struct ngx_rbcs_redis_s {
     ngx_rbcs_redis_sub_pt      on_sub;
 
     ngx_str_t                  channel;   /* <prefix>balances */
-    u_char                    *key;       /* <prefix>bal:, then room */
-    size_t                     key_len;
+    ngx_str_t                  key;       /* <prefix>bal: */
     u_char                     ttl[NGX_INT64_LEN];
     size_t                     ttl_len;
 
@@ -135,16 +135,6 @@ struct ngx_rbcs_redis_get_s {
 };
 
 
-/* a command's arguments as they are made, in one allocation */
-
-typedef struct {
-    const char               **argv;
-    size_t                    *lens;
-    ngx_uint_t                 n;
-    u_char                    *p;         /* where the next text goes */
-} ngx_rbcs_redis_args_t;
-
-
 static void ngx_rbcs_redis_conn_init(ngx_rbcs_redis_t *redis,
     ngx_rbcs_redis_conn_t *conn, const char *name, ngx_uint_t subscriber);
 static void ngx_rbcs_redis_connect(ngx_rbcs_redis_conn_t *conn);
@@ -152,10 +142,13 @@ static ngx_int_t ngx_rbcs_redis_attach(ngx_rbcs_redis_conn_t *conn,
     redisAsyncContext *ac);
 static void ngx_rbcs_redis_add_read(void *data);
 static void ngx_rbcs_redis_del_read(void *data);
-static void ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event);
+static void ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t flags);
 static void ngx_rbcs_redis_add_write(void *data);
 static void ngx_rbcs_redis_del_write(void *data);
 static void ngx_rbcs_redis_cleanup(void *data);
+static void ngx_rbcs_redis_timer(ngx_rbcs_redis_conn_t *conn,
+    ngx_msec_t ms);
 static void ngx_rbcs_redis_drop_later(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_read_handler(ngx_event_t *ev);
 static void ngx_rbcs_redis_write_handler(ngx_event_t *ev);
@@ -173,8 +166,12 @@ static void ngx_rbcs_redis_drop(ngx_rbcs_redis_conn_t *conn,
 static void ngx_rbcs_redis_backoff(ngx_rbcs_redis_conn_t *conn);
 static ngx_uint_t ngx_rbcs_redis_exiting(ngx_rbcs_redis_t *redis);
 static const char *ngx_rbcs_redis_errstr(const redisAsyncContext *ac);
+static ngx_int_t ngx_rbcs_redis_command(ngx_rbcs_redis_conn_t *conn,
+    redisCallbackFn *fn, void *data, const char *fmt, ...);
 static void ngx_rbcs_redis_sent(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn);
+static ngx_int_t ngx_rbcs_redis_reply(ngx_rbcs_redis_conn_t *conn,
+    redisAsyncContext *ac, void *reply);
 static ngx_int_t ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn);
 static ngx_int_t ngx_rbcs_redis_auth(ngx_rbcs_redis_conn_t *conn);
 static void ngx_rbcs_redis_auth_cb(redisAsyncContext *ac, void *r,
@@ -195,16 +192,10 @@ static void ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r,
     void *data);
 static ngx_int_t ngx_rbcs_redis_run_id(ngx_rbcs_redis_t *redis,
     redisReply *reply, ngx_uint_t *restarted);
-static ngx_int_t ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis,
-    ngx_rbcs_redis_balance_t *b, ngx_uint_t n);
-static void ngx_rbcs_redis_arg(ngx_rbcs_redis_args_t *a, const void *s,
-    size_t len);
-static void ngx_rbcs_redis_arg_end(ngx_rbcs_redis_args_t *a, u_char *last);
-static ngx_int_t ngx_rbcs_redis_put_first(ngx_rbcs_redis_t *redis,
-    ngx_rbcs_redis_args_t *a, uint64_t generation);
-static ngx_int_t ngx_rbcs_redis_put_balance(ngx_rbcs_redis_t *redis,
-    ngx_rbcs_redis_args_t *a, ngx_rbcs_redis_balance_t *b,
-    uint64_t generation);
+static u_char *ngx_rbcs_redis_put_args(ngx_rbcs_redis_t *redis, u_char *p,
+    ngx_rbcs_redis_balance_t *b, ngx_uint_t n, uint64_t generation);
+static u_char *ngx_rbcs_redis_bulk(u_char *p, const void *s, size_t len);
+static u_char *ngx_rbcs_redis_number(u_char *p, uint64_t n);
 static uint64_t ngx_rbcs_redis_now(void);
 static void ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r,
     void *data);
@@ -219,6 +210,11 @@ static void ngx_rbcs_redis_message(ngx_rbcs_redis_t *redis,
     redisReply *msg);
 static ngx_int_t ngx_rbcs_redis_parse_message(u_char *p, size_t len,
     ngx_rbcs_redis_balance_t *b, ngx_str_t *tag);
+static ngx_int_t ngx_rbcs_redis_split(u_char *p, u_char *last, ngx_str_t *f,
+    ngx_uint_t n);
+static ngx_int_t ngx_rbcs_redis_fields(ngx_rbcs_redis_balance_t *b,
+    ngx_str_t *version, ngx_str_t *scale, ngx_str_t *currency,
+    ngx_str_t *balance);
 static void ngx_rbcs_redis_alive(ngx_rbcs_redis_t *redis, ngx_uint_t force);
 static void ngx_rbcs_redis_command_done(ngx_rbcs_redis_t *redis,
     redisReply *reply);
@@ -349,14 +345,13 @@ ngx_rbcs_redis_init_process(ngx_cycle_t *cycle, ngx_rbcs_redis_conf_t *conf,
         }
     }
 
-    redis->key_len = conf->prefix.len + sizeof("bal:") - 1;
-    redis->key = ngx_pnalloc(cycle->pool,
-                             redis->key_len + NGX_RBCS_ID_MAX_LEN);
-    if (redis->key == NULL) {
+    redis->key.len = conf->prefix.len + sizeof("bal:") - 1;
+    redis->key.data = ngx_pnalloc(cycle->pool, redis->key.len);
+    if (redis->key.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(redis->key, "%Vbal:", &conf->prefix);
+    ngx_sprintf(redis->key.data, "%Vbal:", &conf->prefix);
 
     redis->ttl_len = ngx_sprintf(redis->ttl, "%M", conf->key_ttl)
                      - redis->ttl;
@@ -404,9 +399,7 @@ ngx_rbcs_redis_exit_process(ngx_cycle_t *cycle)
     for (i = 0; i < 2; i++) {
         conn = conns[i];
 
-        if (conn->timer.timer_set) {
-            ngx_del_timer(&conn->timer);
-        }
+        ngx_rbcs_redis_timer(conn, 0);
 
         ac = conn->ac;
         conn->ac = NULL;
@@ -560,7 +553,7 @@ ngx_rbcs_redis_del_read(void *data)
     ngx_rbcs_redis_conn_t *conn = data;
 
     if (conn->c) {
-        ngx_rbcs_redis_del_event(conn->c->read, NGX_READ_EVENT);
+        ngx_rbcs_redis_del_event(conn->c->read, NGX_READ_EVENT, 0);
     }
 }
 
@@ -568,14 +561,14 @@ ngx_rbcs_redis_del_read(void *data)
 /* hiredis no longer waits for this event: neither reported nor pending */
 
 static void
-ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event)
+ngx_rbcs_redis_del_event(ngx_event_t *ev, ngx_int_t event, ngx_uint_t flags)
 {
     if (ev->posted) {
         ngx_delete_posted_event(ev);
     }
 
     if (ev->active) {
-        (void) ngx_del_event(ev, event, 0);
+        (void) ngx_del_event(ev, event, flags);
     }
 }
 
@@ -626,7 +619,7 @@ ngx_rbcs_redis_del_write(void *data)
     ngx_rbcs_redis_conn_t *conn = data;
 
     if (conn->c) {
-        ngx_rbcs_redis_del_event(conn->c->write, NGX_WRITE_EVENT);
+        ngx_rbcs_redis_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
     }
 }
 
@@ -652,24 +645,29 @@ ngx_rbcs_redis_cleanup(void *data)
 
     conn->c = NULL;
 
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
+    ngx_rbcs_redis_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    ngx_rbcs_redis_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
 
     ngx_free_connection(c);
     c->fd = (ngx_socket_t) -1;
+}
+
+
+/*
+ * The connection's one timer, set anew to ms from now (0: stopped): not
+ * left at an earlier setting, as ngx_add_timer() may leave one close by.
+ */
+
+static void
+ngx_rbcs_redis_timer(ngx_rbcs_redis_conn_t *conn, ngx_msec_t ms)
+{
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (ms) {
+        ngx_add_timer(&conn->timer, ms);
+    }
 }
 
 
@@ -683,11 +681,7 @@ ngx_rbcs_redis_drop_later(ngx_rbcs_redis_conn_t *conn)
 {
     conn->broken = 1;
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
-
-    ngx_add_timer(&conn->timer, 1);
+    ngx_rbcs_redis_timer(conn, 1);
 }
 
 
@@ -751,9 +745,7 @@ ngx_rbcs_redis_connect_cb(const redisAsyncContext *ac, int status)
         return;
     }
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
+    ngx_rbcs_redis_timer(conn, 0);
 
     conn->state = NGX_RBCS_RS_HANDSHAKE;
 
@@ -767,15 +759,9 @@ ngx_rbcs_redis_connect_cb(const redisAsyncContext *ac, int status)
     } else if (conn->subscriber) {
         rc = ngx_rbcs_redis_subscribe(conn);
 
-    } else if (redisAsyncCommand(conn->ac, ngx_rbcs_redis_info_cb, conn,
-                                 "INFO server")
-               == REDIS_OK)
-    {
-        ngx_rbcs_redis_sent(conn);
-        rc = NGX_OK;
-
     } else {
-        rc = NGX_ERROR;
+        rc = ngx_rbcs_redis_command(conn, ngx_rbcs_redis_info_cb, conn,
+                                    "INFO server");
     }
 
     if (rc != NGX_OK) {
@@ -873,9 +859,7 @@ ngx_rbcs_redis_ready(ngx_rbcs_redis_conn_t *conn, ngx_uint_t restarted)
 
     redis = conn->redis;
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
+    ngx_rbcs_redis_timer(conn, 0);
 
     conn->state = NGX_RBCS_RS_READY;
     conn->failures = 0;
@@ -885,19 +869,15 @@ ngx_rbcs_redis_ready(ngx_rbcs_redis_conn_t *conn, ngx_uint_t restarted)
 
     level = conn->down ? NGX_LOG_WARN : NGX_LOG_INFO;
 
-    if (conn->subscriber) {
-        ngx_log_error(level, redis->log, 0,
-                      "rbcs: redis %s connection to %V is %s",
-                      conn->name, &redis->addr, conn->down ? "back" : "up");
+    /* the command connection's also says which redis process it is */
 
-    } else {
-        ngx_log_error(level, redis->log, 0,
-                      "rbcs: redis %s connection to %V is %s, run_id %*s%s",
-                      conn->name, &redis->addr, conn->down ? "back" : "up",
-                      redis->run_id_len, redis->run_id,
-                      restarted ? " (a new redis process: values stored "
-                                  "by the old one are not trusted)" : "");
-    }
+    ngx_log_error(level, redis->log, 0,
+                  "rbcs: redis %s connection to %V is %s%s%*s%s",
+                  conn->name, &redis->addr, conn->down ? "back" : "up",
+                  conn->subscriber ? "" : ", run_id ",
+                  conn->subscriber ? 0 : redis->run_id_len, redis->run_id,
+                  restarted ? " (a new redis process: values stored "
+                              "by the old one are not trusted)" : "");
 
     conn->down = 0;
 
@@ -920,9 +900,7 @@ ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
 
     redis = conn->redis;
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
+    ngx_rbcs_redis_timer(conn, 0);
 
     if (!conn->down && !ngx_rbcs_redis_exiting(redis)) {
         ngx_log_error(NGX_LOG_WARN, redis->log, 0,
@@ -944,11 +922,10 @@ ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
         ngx_rbcs_metrics_redis(0);
     }
 
+    /* connect() starts pending and broken anew; backoff() sets state */
+
     conn->ac = NULL;
     conn->up = 0;
-    conn->pending = 0;
-    conn->broken = 0;
-    conn->state = NGX_RBCS_RS_CLOSED;
 
     ngx_rbcs_redis_backoff(conn);
 
@@ -1025,6 +1002,29 @@ ngx_rbcs_redis_errstr(const redisAsyncContext *ac)
 }
 
 
+/* a command, formatted as redisAsyncCommand() does: sent, and watched */
+
+static ngx_int_t
+ngx_rbcs_redis_command(ngx_rbcs_redis_conn_t *conn, redisCallbackFn *fn,
+    void *data, const char *fmt, ...)
+{
+    int      rc;
+    va_list  args;
+
+    va_start(args, fmt);
+    rc = redisvAsyncCommand(conn->ac, fn, data, fmt, args);
+    va_end(args);
+
+    if (rc != REDIS_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_redis_sent(conn);
+
+    return NGX_OK;
+}
+
+
 /* a command went out: watch for its reply */
 
 static void
@@ -1057,6 +1057,29 @@ ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn)
 
 
 /*
+ * A command's callback: NGX_OK with a reply, which is counted; NGX_ERROR
+ * without one, the context being gone (reported lost if still ours).
+ */
+
+static ngx_int_t
+ngx_rbcs_redis_reply(ngx_rbcs_redis_conn_t *conn, redisAsyncContext *ac,
+    void *reply)
+{
+    if (reply == NULL) {
+        if (conn->ac == ac) {
+            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
+        }
+
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_redis_replied(conn);
+
+    return NGX_OK;
+}
+
+
+/*
  * SUBSCRIBE is also the heartbeat: with hiredis 0.14 a PING on a
  * subscribed context never reaches its callback, and its callback record
  * stays queued until the context is freed (one leak per heartbeat).
@@ -1067,27 +1090,13 @@ ngx_rbcs_redis_replied(ngx_rbcs_redis_conn_t *conn)
 static ngx_int_t
 ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn)
 {
-    size_t             lens[2];
-    const char        *argv[2];
-    ngx_rbcs_redis_t  *redis;
+    ngx_str_t  *channel;
 
-    redis = conn->redis;
+    channel = &conn->redis->channel;
 
-    argv[0] = "SUBSCRIBE";
-    lens[0] = sizeof("SUBSCRIBE") - 1;
-    argv[1] = (const char *) redis->channel.data;
-    lens[1] = redis->channel.len;
-
-    if (redisAsyncCommandArgv(conn->ac, ngx_rbcs_redis_sub_cb, conn, 2, argv,
-                              lens)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_rbcs_redis_sent(conn);
-
-    return NGX_OK;
+    return ngx_rbcs_redis_command(conn, ngx_rbcs_redis_sub_cb, conn,
+                                  "SUBSCRIBE %b", channel->data,
+                                  channel->len);
 }
 
 
@@ -1096,35 +1105,20 @@ ngx_rbcs_redis_subscribe(ngx_rbcs_redis_conn_t *conn)
 static ngx_int_t
 ngx_rbcs_redis_auth(ngx_rbcs_redis_conn_t *conn)
 {
-    int                     argc;
-    size_t                  lens[3];
-    const char             *argv[3];
     ngx_rbcs_redis_conf_t  *conf;
 
     conf = conn->redis->conf;
 
-    argc = 0;
-    argv[argc] = "AUTH";
-    lens[argc++] = sizeof("AUTH") - 1;
-
     if (conf->user.len) {
-        argv[argc] = (const char *) conf->user.data;
-        lens[argc++] = conf->user.len;
+        return ngx_rbcs_redis_command(conn, ngx_rbcs_redis_auth_cb, conn,
+                                      "AUTH %b %b", conf->user.data,
+                                      conf->user.len, conf->password.data,
+                                      conf->password.len);
     }
 
-    argv[argc] = (const char *) conf->password.data;
-    lens[argc++] = conf->password.len;
-
-    if (redisAsyncCommandArgv(conn->ac, ngx_rbcs_redis_auth_cb, conn, argc,
-                              argv, lens)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_rbcs_redis_sent(conn);
-
-    return NGX_OK;
+    return ngx_rbcs_redis_command(conn, ngx_rbcs_redis_auth_cb, conn,
+                                  "AUTH %b", conf->password.data,
+                                  conf->password.len);
 }
 
 
@@ -1138,17 +1132,9 @@ ngx_rbcs_redis_auth_cb(redisAsyncContext *ac, void *r, void *data)
 
     reply = r;
 
-    if (reply == NULL) {
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
-        return;
-    }
-
-    ngx_rbcs_redis_replied(conn);
-
-    if (conn->ac != ac || reply->type != REDIS_REPLY_ERROR) {
+    if (ngx_rbcs_redis_reply(conn, ac, r) != NGX_OK || conn->ac != ac
+        || reply->type != REDIS_REPLY_ERROR)
+    {
         return;
     }
 
@@ -1173,17 +1159,9 @@ ngx_rbcs_redis_info_cb(redisAsyncContext *ac, void *r, void *data)
 
     reply = r;
 
-    if (reply == NULL) {
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
-        return;
-    }
-
-    ngx_rbcs_redis_replied(conn);
-
-    if (conn->ac != ac || conn->state != NGX_RBCS_RS_HANDSHAKE) {
+    if (ngx_rbcs_redis_reply(conn, ac, r) != NGX_OK || conn->ac != ac
+        || conn->state != NGX_RBCS_RS_HANDSHAKE)
+    {
         return;
     }
 
@@ -1248,13 +1226,9 @@ ngx_int_t
 ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
     uint64_t generation, ngx_uint_t commit)
 {
-    u_char                 *p;
-    size_t                  size;
-    ngx_int_t               rc;
-    ngx_uint_t              i, argc;
-    const char            **argv;
-    ngx_rbcs_redis_t       *redis;
-    ngx_rbcs_redis_args_t   a;
+    u_char            *cmd, *p;
+    size_t             size;
+    ngx_rbcs_redis_t  *redis;
 
     redis = ngx_rbcs_redis;
 
@@ -1262,72 +1236,41 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
         return NGX_DECLINED;
     }
 
-    if (ngx_rbcs_redis_put_valid(redis, b, n) != NGX_OK) {
+    /*
+     * EVAL script numkeys key... ttl run_id channel generation first-line
+     * and six arguments a balance, in the protocol's form (as hiredis
+     * would make it of an argument vector): "$<len>\r\n<text>\r\n" each
+     */
+
+    size = sizeof("*\r\n") + NGX_INT_T_LEN
+           + (8 + 7 * n) * (sizeof("$\r\n\r\n") + NGX_SIZE_T_LEN)
+           + sizeof("EVAL") + sizeof(ngx_rbcs_redis_script) + NGX_INT_T_LEN
+           + redis->ttl_len + redis->run_id_len + redis->channel.len
+           + NGX_INT64_LEN + NGX_RBCS_REDIS_LINE_LEN
+           + n * (redis->key.len + NGX_RBCS_ID_MAX_LEN + NGX_INT64_LEN
+                  + 2 * NGX_RBCS_REDIS_TEXT_MAX + NGX_INT_T_LEN
+                  + NGX_RBCS_REDIS_TAG_LEN + NGX_RBCS_REDIS_LINE_LEN);
+
+    cmd = ngx_alloc(size, redis->log);
+    if (cmd == NULL) {
         return NGX_DECLINED;
     }
 
-    /* EVAL script numkeys key... ttl run_id channel generation first-line */
+    p = ngx_rbcs_redis_put_args(redis, cmd, b, n, generation);
 
-    argc = 8 + 7 * n;
-    size = argc * (sizeof(char *) + sizeof(size_t))
-           + n * (redis->key_len + NGX_RBCS_ID_MAX_LEN
-                  + 2 * (NGX_RBCS_ID_MAX_LEN + 2 * NGX_INT64_LEN
-                         + 2 * NGX_RBCS_REDIS_TEXT_MAX + 4)
-                  + NGX_RBCS_REDIS_TAG_LEN + 1)
-           + NGX_INT_T_LEN + 5 * NGX_INT64_LEN + redis->publisher_len
-           + NGX_RBCS_REDIS_TAG_LEN + 6;
+    /* hiredis copies the command into its output buffer */
 
-    argv = ngx_alloc(size, redis->log);
-    if (argv == NULL) {
+    if (p == NULL
+        || redisAsyncFormattedCommand(redis->cmd.ac, ngx_rbcs_redis_put_cb,
+                                      commit ? (void *) redis : NULL,
+                                      (char *) cmd, p - cmd)
+           != REDIS_OK)
+    {
+        ngx_free(cmd);
         return NGX_DECLINED;
     }
 
-    a.argv = argv;
-    a.lens = (size_t *) (argv + argc);
-    a.p = (u_char *) (a.lens + argc);
-    a.n = 0;
-
-    ngx_rbcs_redis_arg(&a, "EVAL", 4);
-    ngx_rbcs_redis_arg(&a, ngx_rbcs_redis_script,
-                       sizeof(ngx_rbcs_redis_script) - 1);
-    ngx_rbcs_redis_arg_end(&a, ngx_sprintf(a.p, "%ui", n));
-
-    for (i = 0; i < n; i++) {
-        p = ngx_cpymem(a.p, redis->key, redis->key_len);
-        ngx_rbcs_redis_arg_end(&a, ngx_cpymem(p, b[i].account.data,
-                                              b[i].account.len));
-    }
-
-    ngx_rbcs_redis_arg(&a, redis->ttl, redis->ttl_len);
-    ngx_rbcs_redis_arg(&a, redis->run_id, redis->run_id_len);
-    ngx_rbcs_redis_arg(&a, redis->channel.data, redis->channel.len);
-    ngx_rbcs_redis_arg_end(&a, ngx_sprintf(a.p, "%uL", generation));
-
-    if (ngx_rbcs_redis_put_first(redis, &a, generation) != NGX_OK) {
-        ngx_free(argv);
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (ngx_rbcs_redis_put_balance(redis, &a, &b[i], generation)
-            != NGX_OK)
-        {
-            ngx_free(argv);
-            return NGX_DECLINED;
-        }
-    }
-
-    /* hiredis copies the arguments into its output buffer */
-
-    rc = redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb,
-                               commit ? (void *) redis : NULL,
-                               (int) argc, argv, a.lens);
-
-    ngx_free(argv);
-
-    if (rc != REDIS_OK) {
-        return NGX_DECLINED;
-    }
+    ngx_free(cmd);
 
     redis->seq++;
 
@@ -1337,13 +1280,23 @@ ngx_rbcs_redis_put(ngx_rbcs_redis_balance_t *b, ngx_uint_t n,
 }
 
 
-/* NGX_OK: every balance is fit to store; NGX_DECLINED: one is not, logged */
+/*
+ * The put's command, at p.  NULL: a balance is not fit to store (logged),
+ * or could not be tagged.
+ */
 
-static ngx_int_t
-ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_balance_t *b,
-    ngx_uint_t n)
+static u_char *
+ngx_rbcs_redis_put_args(ngx_rbcs_redis_t *redis, u_char *p,
+    ngx_rbcs_redis_balance_t *b, ngx_uint_t n, uint64_t generation)
 {
-    ngx_uint_t  i;
+    u_char      *q, line[NGX_RBCS_REDIS_LINE_LEN];
+    ngx_uint_t   i;
+
+    p = ngx_sprintf(p, "*%ui\r\n", 8 + 7 * n);
+    p = ngx_rbcs_redis_bulk(p, "EVAL", sizeof("EVAL") - 1);
+    p = ngx_rbcs_redis_bulk(p, ngx_rbcs_redis_script,
+                            sizeof(ngx_rbcs_redis_script) - 1);
+    p = ngx_rbcs_redis_number(p, n);
 
     for (i = 0; i < n; i++) {
         if (!ngx_rbcs_valid_id(b[i].account.data, b[i].account.len)
@@ -1357,98 +1310,75 @@ ngx_rbcs_redis_put_valid(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_balance_t *b,
             ngx_log_error(NGX_LOG_ALERT, redis->log, 0,
                           "rbcs: malformed balance of \"%V\" not sent to "
                           "redis", &b[i].account);
-            return NGX_DECLINED;
+            return NULL;
         }
+
+        p = ngx_sprintf(p, "$%uz\r\n%V%V\r\n",
+                        redis->key.len + b[i].account.len, &redis->key,
+                        &b[i].account);
     }
 
-    return NGX_OK;
-}
+    p = ngx_rbcs_redis_bulk(p, redis->ttl, redis->ttl_len);
+    p = ngx_rbcs_redis_bulk(p, redis->run_id, redis->run_id_len);
+    p = ngx_rbcs_redis_bulk(p, redis->channel.data, redis->channel.len);
+    p = ngx_rbcs_redis_number(p, generation);
 
+    /* the message's first line, "#<publisher> <seq> <generation> <ms> <tag>" */
 
-/* the next argument: len bytes at s, which stay until the command is sent */
-
-static void
-ngx_rbcs_redis_arg(ngx_rbcs_redis_args_t *a, const void *s, size_t len)
-{
-    a->argv[a->n] = s;
-    a->lens[a->n++] = len;
-}
-
-
-/* the next argument: the text just written from a->p to last, kept there */
-
-static void
-ngx_rbcs_redis_arg_end(ngx_rbcs_redis_args_t *a, u_char *last)
-{
-    ngx_rbcs_redis_arg(a, a->p, last - a->p);
-    a->p = last;
-}
-
-
-/*
- * the next argument: the message's first line, "#<publisher> <seq>
- * <generation> <ms> <tag>"; NGX_ERROR: it could not be tagged
- */
-
-static ngx_int_t
-ngx_rbcs_redis_put_first(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_args_t *a,
-    uint64_t generation)
-{
-    u_char  *p;
-
-    p = ngx_sprintf(a->p, "#%*s %uL %uL %uL", redis->publisher_len,
+    q = ngx_sprintf(line, "#%*s %uL %uL %uL", redis->publisher_len,
                     redis->publisher, redis->seq + 1, generation,
                     ngx_rbcs_redis_now());
-    *p = ' ';
+    *q++ = ' ';
 
-    if (ngx_rbcs_redis_tag(redis, a->p, p - a->p, p + 1) != NGX_OK) {
-        return NGX_ERROR;
+    if (ngx_rbcs_redis_tag(redis, line, q - 1 - line, q) != NGX_OK) {
+        return NULL;
     }
 
-    ngx_rbcs_redis_arg_end(a, p + 1 + NGX_RBCS_REDIS_TAG_LEN);
+    p = ngx_rbcs_redis_bulk(p, line, q + NGX_RBCS_REDIS_TAG_LEN - line);
 
-    return NGX_OK;
+    /*
+     * each balance's version, balance, currency, scale, tag and message
+     * line, "<account> <version> <scale> <currency> <balance> <tag>"
+     */
+
+    for (i = 0; i < n; i++) {
+        q = ngx_sprintf(line, "%V %uL %ui %V %V ", &b[i].account,
+                        b[i].version, b[i].scale, &b[i].currency,
+                        &b[i].balance);
+
+        if (ngx_rbcs_redis_balance_tag(redis, &b[i], generation, q)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+
+        p = ngx_rbcs_redis_number(p, b[i].version);
+        p = ngx_rbcs_redis_bulk(p, b[i].balance.data, b[i].balance.len);
+        p = ngx_rbcs_redis_bulk(p, b[i].currency.data, b[i].currency.len);
+        p = ngx_rbcs_redis_number(p, b[i].scale);
+        p = ngx_rbcs_redis_bulk(p, q, NGX_RBCS_REDIS_TAG_LEN);
+        p = ngx_rbcs_redis_bulk(p, line, q + NGX_RBCS_REDIS_TAG_LEN - line);
+    }
+
+    return p;
 }
 
 
-/*
- * the next arguments: a balance's version, balance, currency, scale, tag
- * and message line; NGX_ERROR: it could not be tagged
- */
+/* an argument of a command in the protocol's form */
 
-static ngx_int_t
-ngx_rbcs_redis_put_balance(ngx_rbcs_redis_t *redis, ngx_rbcs_redis_args_t *a,
-    ngx_rbcs_redis_balance_t *b, uint64_t generation)
+static u_char *
+ngx_rbcs_redis_bulk(u_char *p, const void *s, size_t len)
 {
-    u_char  *p, *q, *line;
+    return ngx_sprintf(p, "$%uz\r\n%*s\r\n", len, len, s);
+}
 
-    ngx_rbcs_redis_arg_end(a, ngx_sprintf(a->p, "%uL", b->version));
-    ngx_rbcs_redis_arg(a, b->balance.data, b->balance.len);
-    ngx_rbcs_redis_arg(a, b->currency.data, b->currency.len);
-    ngx_rbcs_redis_arg_end(a, ngx_sprintf(a->p, "%ui", b->scale));
 
-    /* "<account> <version> <scale> <currency> <balance> <tag>" */
+static u_char *
+ngx_rbcs_redis_number(u_char *p, uint64_t n)
+{
+    u_char  text[NGX_INT64_LEN];
 
-    line = a->p;
-    p = ngx_sprintf(line, "%V %uL %ui %V %V", &b->account, b->version,
-                    b->scale, &b->currency, &b->balance);
-
-    /* tagged with the generation after it, which the tag overwrites */
-
-    q = ngx_sprintf(p, " %uL", generation);
-
-    if (ngx_rbcs_redis_tag(redis, line, q - line, p + 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    *p++ = ' ';
-
-    /* the stored tag is the line's */
-
-    ngx_rbcs_redis_arg(a, p, NGX_RBCS_REDIS_TAG_LEN);
-    ngx_rbcs_redis_arg_end(a, p + NGX_RBCS_REDIS_TAG_LEN);
-
-    return NGX_OK;
+    return ngx_rbcs_redis_bulk(p, text, ngx_sprintf(text, "%uL", n) - text);
 }
 
 
@@ -1499,11 +1429,7 @@ ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r, void *data)
         }
     }
 
-    if (r == NULL) {
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
+    if (ngx_rbcs_redis_reply(conn, ac, r) != NGX_OK) {
         return;
     }
 
@@ -1511,7 +1437,6 @@ ngx_rbcs_redis_put_cb(redisAsyncContext *ac, void *r, void *data)
         ngx_rbcs_metrics_inc(NGX_RBCS_M_PUBLISHES);
     }
 
-    ngx_rbcs_redis_replied(conn);
     ngx_rbcs_redis_command_done(conn->redis, r);
 }
 
@@ -1520,8 +1445,6 @@ ngx_rbcs_redis_get_t *
 ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     ngx_rbcs_redis_get_pt handler, void *data, ngx_log_t *log)
 {
-    size_t                 lens[9];
-    const char            *argv[9];
     ngx_rbcs_redis_t      *redis;
     ngx_rbcs_redis_get_t  *g;
 
@@ -1548,32 +1471,16 @@ ngx_rbcs_redis_get(ngx_str_t *account, ngx_msec_t timeout,
     g->account_len = account->len;
     ngx_memcpy(g->account, account->data, account->len);
 
-    ngx_memcpy(redis->key + redis->key_len, account->data, account->len);
-
-    argv[0] = "HMGET";
-    lens[0] = sizeof("HMGET") - 1;
-    argv[1] = (const char *) redis->key;
-    lens[1] = redis->key_len + account->len;
-    argv[2] = "v";
-    argv[3] = "b";
-    argv[4] = "c";
-    argv[5] = "s";
-    argv[6] = "r";
-    argv[7] = "g";
-    argv[8] = "t";
-    lens[2] = lens[3] = lens[4] = lens[5] = lens[6] = lens[7] = lens[8] = 1;
-
     /* g now belongs to hiredis until its callback, reply or not */
 
-    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_get_cb, g,
-                              9, argv, lens)
-        != REDIS_OK)
+    if (ngx_rbcs_redis_command(&redis->cmd, ngx_rbcs_redis_get_cb, g,
+                               "HMGET %b%b v b c s r g t", redis->key.data,
+                               redis->key.len, account->data, account->len)
+        != NGX_OK)
     {
         ngx_free(g);
         return NULL;
     }
-
-    ngx_rbcs_redis_sent(&redis->cmd);
 
     ngx_add_timer(&g->timer, timeout);
 
@@ -1606,7 +1513,6 @@ ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r, void *data)
     ngx_int_t                 rc;
     ngx_rbcs_redis_t         *redis;
     ngx_rbcs_redis_conn_t    *conn;
-    ngx_rbcs_redis_get_pt     handler;
     ngx_rbcs_redis_balance_t  b;
 
     conn = ac->data;
@@ -1616,26 +1522,13 @@ ngx_rbcs_redis_get_cb(redisAsyncContext *ac, void *r, void *data)
         ngx_del_timer(&g->timer);
     }
 
-    if (r == NULL) {
+    /* a connection gone is reported before any handler can call in */
 
-        /* the connection is gone: say so before any handler can call in */
+    rc = ngx_rbcs_redis_reply(conn, ac, r) == NGX_OK
+         ? ngx_rbcs_redis_get_reply(redis, r, g, &b) : NGX_ERROR;
 
-        if (conn->ac == ac) {
-            ngx_rbcs_redis_lost(conn, ngx_rbcs_redis_errstr(ac));
-        }
-
-        rc = NGX_ERROR;
-
-    } else {
-        ngx_rbcs_redis_replied(conn);
-        rc = ngx_rbcs_redis_get_reply(redis, r, g, &b);
-    }
-
-    handler = g->handler;
-    g->handler = NULL;
-
-    if (handler && !redis->exiting) {
-        handler(g->data, rc, rc == NGX_OK ? &b : NULL);
+    if (g->handler && !redis->exiting) {
+        g->handler(g->data, rc, rc == NGX_OK ? &b : NULL);
     }
 
     ngx_free(g);
@@ -1672,9 +1565,8 @@ static ngx_int_t
 ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
     ngx_rbcs_redis_get_t *g, ngx_rbcs_redis_balance_t *b)
 {
-    ngx_int_t     scale;
-    ngx_uint_t    i;
-    redisReply  **e;
+    ngx_str_t    f[7];
+    ngx_uint_t   i;
 
     ngx_rbcs_redis_command_done(redis, reply);
 
@@ -1682,53 +1574,29 @@ ngx_rbcs_redis_get_reply(ngx_rbcs_redis_t *redis, redisReply *reply,
         return NGX_ERROR;
     }
 
-    e = reply->element;
-
     for (i = 0; i < 7; i++) {
-        if (e[i]->type != REDIS_REPLY_STRING) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
             return NGX_DECLINED;
         }
+
+        f[i].data = (u_char *) reply->element[i]->str;
+        f[i].len = reply->element[i]->len;
     }
 
-    if (e[4]->len != redis->run_id_len
-        || ngx_memcmp(e[4]->str, redis->run_id, redis->run_id_len) != 0)
-    {
-        return NGX_DECLINED;
-    }
+    b->account.data = g->account;
+    b->account.len = g->account_len;
 
-    if (ngx_rbcs_redis_parse_uint64((u_char *) e[0]->str, e[0]->len,
-                                    &b->version)
-        != NGX_OK
-        || ngx_rbcs_redis_text_valid((u_char *) e[1]->str, e[1]->len, 1)
-           != NGX_OK
-        || ngx_rbcs_redis_text_valid((u_char *) e[2]->str, e[2]->len, 0)
+    if (f[4].len != redis->run_id_len
+        || ngx_memcmp(f[4].data, redis->run_id, redis->run_id_len) != 0
+        || ngx_rbcs_redis_fields(b, &f[0], &f[3], &f[2], &f[1]) != NGX_OK
+        || ngx_rbcs_redis_parse_uint64(f[5].data, f[5].len, &b->generation)
            != NGX_OK)
     {
         return NGX_DECLINED;
     }
 
-    scale = ngx_atoi((u_char *) e[3]->str, e[3]->len);
-    if (scale == NGX_ERROR) {
-        return NGX_DECLINED;
-    }
-
-    b->account.data = g->account;
-    b->account.len = g->account_len;
-    b->balance.data = (u_char *) e[1]->str;
-    b->balance.len = e[1]->len;
-    b->currency.data = (u_char *) e[2]->str;
-    b->currency.len = e[2]->len;
-    b->scale = scale;
-
-    if (ngx_rbcs_redis_parse_uint64((u_char *) e[5]->str, e[5]->len,
-                                    &b->generation)
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (ngx_rbcs_redis_tag_valid(redis, b, b->generation, (u_char *) e[6]->str,
-                                 e[6]->len)
+    if (ngx_rbcs_redis_tag_valid(redis, b, b->generation, f[6].data,
+                                 f[6].len)
         != NGX_OK)
     {
         ngx_rbcs_redis_forged(redis, "value of", &b->account);
@@ -1808,11 +1676,7 @@ ngx_rbcs_redis_sub_cb(redisAsyncContext *ac, void *r, void *data)
     /* a heartbeat came back */
 
     if (conn->pending == 0) {
-        if (conn->timer.timer_set) {
-            ngx_del_timer(&conn->timer);
-        }
-
-        ngx_add_timer(&conn->timer, redis->conf->heartbeat);
+        ngx_rbcs_redis_timer(conn, redis->conf->heartbeat);
     }
 
     ngx_rbcs_redis_alive(redis, 1);
@@ -1904,25 +1768,11 @@ gap:
 static void
 ngx_rbcs_redis_unlink(ngx_rbcs_redis_t *redis, ngx_str_t *account)
 {
-    size_t       lens[2];
-    const char  *argv[2];
-
-    if (redis->cmd.state != NGX_RBCS_RS_READY) {
-        return;
-    }
-
-    ngx_memcpy(redis->key + redis->key_len, account->data, account->len);
-
-    argv[0] = "UNLINK";
-    lens[0] = sizeof("UNLINK") - 1;
-    argv[1] = (const char *) redis->key;
-    lens[1] = redis->key_len + account->len;
-
-    if (redisAsyncCommandArgv(redis->cmd.ac, ngx_rbcs_redis_put_cb, NULL, 2,
-                              argv, lens)
-        == REDIS_OK)
-    {
-        ngx_rbcs_redis_sent(&redis->cmd);
+    if (redis->cmd.state == NGX_RBCS_RS_READY) {
+        (void) ngx_rbcs_redis_command(&redis->cmd, ngx_rbcs_redis_put_cb, NULL,
+                                      "UNLINK %b%b", redis->key.data,
+                                      redis->key.len, account->data,
+                                      account->len);
     }
 }
 
@@ -2114,41 +1964,29 @@ static ngx_int_t
 ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
     uint64_t *generation)
 {
-    u_char      *f[5], *last, *q, hex[NGX_RBCS_REDIS_TAG_LEN];
+    u_char      *last, hex[NGX_RBCS_REDIS_TAG_LEN];
     uint64_t     seq, ms, now;
-    ngx_uint_t   n;
+    ngx_str_t    f[5];
 
     last = p + len;
 
-    if (len < 2 || *p != '#') {
-        return NGX_ERROR;
-    }
+    /* "#" left out of the first field */
 
-    /* f[i]: the start of field i, "#" left out of the first */
-
-    f[0] = p + 1;
-    n = 1;
-
-    for (q = f[0]; q < last && n < 5; q++) {
-        if (*q == ' ') {
-            f[n++] = q + 1;
-        }
-    }
-
-    if (n != 5 || ngx_strlchr(f[4], last, ' ') != NULL
-        || f[1] - f[0] - 1 == 0
-        || (size_t) (f[1] - f[0] - 1) > NGX_RBCS_REDIS_PUBLISHER_LEN
-        || (size_t) (last - f[4]) != NGX_RBCS_REDIS_TAG_LEN
-        || ngx_rbcs_redis_parse_uint64(f[1], f[2] - f[1] - 1, &seq) != NGX_OK
-        || ngx_rbcs_redis_parse_uint64(f[2], f[3] - f[2] - 1, generation)
+    if (len < 2 || *p != '#'
+        || ngx_rbcs_redis_split(p + 1, last, f, 5) != NGX_OK
+        || ngx_strlchr(f[4].data, last, ' ') != NULL
+        || f[0].len == 0 || f[0].len > NGX_RBCS_REDIS_PUBLISHER_LEN
+        || f[4].len != NGX_RBCS_REDIS_TAG_LEN
+        || ngx_rbcs_redis_parse_uint64(f[1].data, f[1].len, &seq) != NGX_OK
+        || ngx_rbcs_redis_parse_uint64(f[2].data, f[2].len, generation)
            != NGX_OK
-        || ngx_rbcs_redis_parse_uint64(f[3], f[4] - f[3] - 1, &ms) != NGX_OK)
+        || ngx_rbcs_redis_parse_uint64(f[3].data, f[3].len, &ms) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (ngx_rbcs_redis_tag(redis, p, f[4] - 1 - p, hex) != NGX_OK
-        || CRYPTO_memcmp(hex, f[4], NGX_RBCS_REDIS_TAG_LEN) != 0)
+    if (ngx_rbcs_redis_tag(redis, p, f[4].data - 1 - p, hex) != NGX_OK
+        || CRYPTO_memcmp(hex, f[4].data, NGX_RBCS_REDIS_TAG_LEN) != 0)
     {
         ngx_rbcs_redis_forged(redis, "message on channel", &redis->channel);
         return NGX_ERROR;
@@ -2160,10 +1998,9 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         || ms > now + NGX_RBCS_REDIS_MSG_WINDOW)
     {
         ngx_log_error(NGX_LOG_WARN, redis->log, 0,
-                      "rbcs: message %uL of \"%*s\" on redis channel "
+                      "rbcs: message %uL of \"%V\" on redis channel "
                       "\"%V\" is %s by more than %d ms: not used", seq,
-                      f[1] - f[0] - 1, f[0], &redis->channel,
-                      ms < now ? "late" : "early",
+                      &f[0], &redis->channel, ms < now ? "late" : "early",
                       NGX_RBCS_REDIS_MSG_WINDOW);
         return NGX_DECLINED;
     }
@@ -2172,7 +2009,7 @@ ngx_rbcs_redis_header(ngx_rbcs_redis_t *redis, u_char *p, size_t len,
         return NGX_OK;
     }
 
-    return ngx_rbcs_redis_heard(redis, f[0], f[1] - f[0] - 1, seq);
+    return ngx_rbcs_redis_heard(redis, f[0].data, f[0].len, seq);
 }
 
 
@@ -2255,61 +2092,73 @@ static ngx_int_t
 ngx_rbcs_redis_parse_message(u_char *p, size_t len,
     ngx_rbcs_redis_balance_t *b, ngx_str_t *tag)
 {
-    u_char     *last, *q;
-    ngx_int_t   scale;
+    ngx_str_t  f[6];
 
-    last = p + len;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL || !ngx_rbcs_valid_id(p, q - p)) {
-        return NGX_ERROR;
-    }
-
-    b->account.data = p;
-    b->account.len = q - p;
-    p = q + 1;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL
-        || ngx_rbcs_redis_parse_uint64(p, q - p, &b->version) != NGX_OK)
+    if (ngx_rbcs_redis_split(p, p + len, f, 6) != NGX_OK
+        || !ngx_rbcs_valid_id(f[0].data, f[0].len)
+        || ngx_rbcs_redis_fields(b, &f[1], &f[2], &f[3], &f[4]) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    p = q + 1;
+    b->account = f[0];
+    *tag = f[5];
 
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL) {
+    return NGX_OK;
+}
+
+
+/* n fields, split at the first n - 1 spaces: the last one is the rest */
+
+static ngx_int_t
+ngx_rbcs_redis_split(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
+{
+    u_char      *q;
+    ngx_uint_t   i;
+
+    for (i = 0; i < n - 1; i++) {
+        q = ngx_strlchr(p, last, ' ');
+        if (q == NULL) {
+            return NGX_ERROR;
+        }
+
+        f[i].data = p;
+        f[i].len = q - p;
+        p = q + 1;
+    }
+
+    f[i].data = p;
+    f[i].len = last - p;
+
+    return NGX_OK;
+}
+
+
+/* a balance's fields, stored or in a message, as their texts allow */
+
+static ngx_int_t
+ngx_rbcs_redis_fields(ngx_rbcs_redis_balance_t *b, ngx_str_t *version,
+    ngx_str_t *scale, ngx_str_t *currency, ngx_str_t *balance)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(scale->data, scale->len);
+
+    if (n == NGX_ERROR
+        || ngx_rbcs_redis_parse_uint64(version->data, version->len,
+                                       &b->version)
+           != NGX_OK
+        || ngx_rbcs_redis_text_valid(currency->data, currency->len, 0)
+           != NGX_OK
+        || ngx_rbcs_redis_text_valid(balance->data, balance->len, 1)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    scale = ngx_atoi(p, q - p);
-    if (scale == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    b->scale = scale;
-    p = q + 1;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL || ngx_rbcs_redis_text_valid(p, q - p, 0) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    b->currency.data = p;
-    b->currency.len = q - p;
-    p = q + 1;
-
-    q = ngx_strlchr(p, last, ' ');
-    if (q == NULL || ngx_rbcs_redis_text_valid(p, q - p, 1) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    b->balance.data = p;
-    b->balance.len = q - p;
-
-    tag->data = q + 1;
-    tag->len = last - tag->data;
+    b->scale = n;
+    b->currency = *currency;
+    b->balance = *balance;
 
     return NGX_OK;
 }
