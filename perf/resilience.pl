@@ -351,6 +351,14 @@ sub statuses {
 }
 
 sub write_doc {
+    open my $fh, '>', $O{DOC} or die "$O{DOC}: $!";
+    print $fh doc_summary(), doc_how(), doc_faults(), doc_pods(),
+        doc_partition(), doc_problems();
+    close $fh;
+}
+
+# the title, the run and the summary table
+sub doc_summary {
     my $d = '';
     $d .= "# Resilience test results\n\n";
     $d .= "Written by `perf/resilience.pl` on $started ($cpus CPUs, nginx "
@@ -406,9 +414,12 @@ sub write_doc {
             . '**' . ($reads_ok && !$part->{stale_late} ? ''
                      : '; but **a pod can serve a stale balance past the documented cross-pod bound** (see Problems found)')
                   : '**PROBLEMS FOUND: see below**') . " |\n\n";
+    return $d;
+}
 
-    $d .= "## How the suite works\n\n";
-    $d .= <<'EOT';
+# what the suite does, as the reader of the figures needs it
+sub doc_how {
+    return "## How the suite works\n\n" . <<'EOT';
 - **Real processes on loopback**: a private `mariadbd` and `redis-server`
   (so that they can be killed and frozen without touching anything else),
   two nginx "pods" of 2 workers each sharing the database and Redis
@@ -490,6 +501,11 @@ sub write_doc {
   the fault to the audit, by answer, and the longest time without any
   acknowledgement (from the last one before the fault).
 EOT
+}
+
+# the faults, the audits after them, the clients that went away
+sub doc_faults {
+    my $d = '';
     $d .= "\n## Faults\n\n";
     $d .= "| # | fault | what was done | recovery | requests from the fault to the audit | longest time without an acknowledgement | holds due in the window: released at most after `expiresAt` | audit |\n";
     $d .= "|---|---|---|---|---|---|---|---|\n";
@@ -570,7 +586,12 @@ EOT
             . "or void applied while its client was away is answered 200 with the "
             . "same resolution when the client asks again.\n";
     }
+    return $d;
+}
 
+# backpressure, graceful reload and stop
+sub doc_pods {
+    my $d = '';
     $d .= "\n## Backpressure\n\n";
     for my $o (@overload) {
         my $how = $o->{slow} eq 'lock'
@@ -627,7 +648,12 @@ EOT
         s3($quit->{master_exited_after_release}),
         $hup->{aborted_clients_before}, $hup->{aborted_clients_after},
         $quit->{aborted_clients_before}, $quit->{aborted_clients_after};
+    return $d;
+}
 
+# one pod cut off from Redis
+sub doc_partition {
+    my $d = '';
     $d .= "\n## One pod cut off from Redis\n\n";
     $d .= "Two more pods (1 worker each) share a database and the Redis channel; "
         . "pod B reaches Redis directly, pod A through a TCP relay. Pod B reads "
@@ -657,7 +683,12 @@ EOT
            : "Pod B saw the change within the bound: its entry for X is not trusted "
              . "beyond `max_age` (the reads marked `database` come every 2 s), so the "
              . "change pod A could not publish still reached it.\n");
+    return $d;
+}
 
+# the service's counters, its error.log, the problems found
+sub doc_problems {
+    my $d = '';
     $d .= "\n## What the service counted\n\n| metric | pod1 | pod2 |\n|---|---|---|\n";
     $d .= "| `$_` | $metrics{$_}[0] | $metrics{$_}[1] |\n" for sort keys %metrics;
     $d .= "\n## error.log (warn and above, both pods, numbers blanked)\n\n| count | line |\n|---|---|\n";
@@ -711,8 +742,5 @@ EOT
             if $l->{aborted_clients_after} != $l->{aborted_clients_before};
     }
     $d .= @p ? join('', map { "- $_\n" } @p) : "None in this run.\n";
-
-    open my $fh, '>', $O{DOC} or die "$O{DOC}: $!";
-    print $fh $d;
-    close $fh;
+    return $d;
 }
