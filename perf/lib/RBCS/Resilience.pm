@@ -608,6 +608,250 @@ sub records {
 
 # ------------------------------------------------------------------- audits --
 
+# The audit's checks in SQL, on one snapshot, in the order of its report:
+# each a query whose rows are what is wrong (at most 10 reported), and
+# what the failure says.
+my @CHECKS = (
+    # no STANDARD account's available balance below minus its limit (an
+    # EXTERNAL account has no floor)
+    [ below_limit => 'STANDARD accounts whose available balance is below '
+        . 'minus their overdraft limit', q{
+        SELECT account_number, CAST(balance - held_balance AS DECIMAL(38,2)),
+               CAST(overdraft_limit AS DECIMAL(38,2))
+          FROM accounts
+         WHERE kind = 'STANDARD' AND balance - held_balance < -overdraft_limit} ],
+
+    # every balance is what its ledger entries add up to (the last entry's
+    # balance_after too); its version counts the entries and the changes
+    # of its held balance (each hold it is the source of, and each void or
+    # expiry of one: a capture is an entry)
+    [ ledger_bad => 'ledger disagrees with balances or versions', q{
+        SELECT a.account_number FROM accounts a
+          LEFT JOIN (SELECT account_number, SUM(amount) s, COUNT(*) n,
+                            MAX(version) v, MIN(version) v0
+                       FROM entries GROUP BY account_number) e
+            ON e.account_number = a.account_number
+          LEFT JOIN entries l
+            ON l.account_number = a.account_number AND l.version = e.v
+          LEFT JOIN (SELECT source_account,
+                            SUM(status <> 'REJECTED')
+                            + SUM(status IN ('VOIDED', 'EXPIRED')) k
+                       FROM transactions WHERE hold = 1
+                      GROUP BY source_account) h
+            ON h.source_account = a.account_number
+         WHERE e.n IS NULL OR a.balance <> e.s OR a.balance <> l.balance_after
+            OR e.v0 <> 1 OR e.v > a.version
+            OR a.version <> e.n + COALESCE(h.k, 0)} ],
+
+    # the held balance is the sum of the account's pending holds; the
+    # holds table lists the pending holds, and only those
+    [ held_bad => 'held balances disagree with the pending holds', q{
+        SELECT a.account_number, 'held', CAST(a.held_balance AS DECIMAL(38,2)),
+               'pending', CAST(COALESCE(h.s, 0) AS DECIMAL(38,2))
+          FROM accounts a
+          LEFT JOIN (SELECT source_account, SUM(amount) s FROM holds
+                      GROUP BY source_account) h
+            ON h.source_account = a.account_number
+         WHERE a.held_balance <> COALESCE(h.s, 0) OR a.held_balance < 0
+        UNION ALL
+        SELECT h.transaction_id, 'in holds, transaction', COALESCE(t.status, 'missing'),
+               t.hold, NULL
+          FROM holds h
+          LEFT JOIN transactions t ON t.transaction_id = h.transaction_id
+         WHERE t.transaction_id IS NULL OR t.hold <> 1 OR t.status <> 'PENDING'
+            OR t.amount <> h.amount OR t.source_account <> h.source_account
+            OR t.destination_account <> h.destination_account
+            OR NOT (t.expires_at <=> h.expires_at)
+        UNION ALL
+        SELECT t.transaction_id, t.status, 'hold', t.hold,
+               IF(h.transaction_id IS NULL, 'not in holds', 'in holds')
+          FROM transactions t
+          LEFT JOIN holds h ON h.transaction_id = t.transaction_id
+         WHERE (t.status = 'PENDING' AND h.transaction_id IS NULL)
+            OR (t.status IN ('PENDING', 'VOIDED', 'EXPIRED') AND t.hold <> 1)} ],
+
+    # a completed transfer has exactly its two entries, from its source to
+    # its destination, of its amount (a captured hold: of the captured
+    # amount); any other transaction none (a hold pending, voided or
+    # expired moved nothing); no entry without its transaction
+    [ entries_bad => 'transactions whose entries are wrong', q{
+        SELECT t.transaction_id, t.status FROM transactions t
+          LEFT JOIN (SELECT transaction_id, COUNT(*) n, SUM(amount) s,
+                            MAX(amount) mx,
+                            SUM(account_number = counterparty) self,
+                            MAX(IF(amount < 0, account_number, NULL)) src,
+                            MAX(IF(amount > 0, account_number, NULL)) dst
+                       FROM entries WHERE type = 'TRANSFER'
+                      GROUP BY transaction_id) e
+            ON e.transaction_id = t.transaction_id
+         WHERE (t.status = 'COMPLETED'
+                AND (e.n IS NULL OR e.n <> 2 OR e.s <> 0 OR e.self <> 0
+                     OR NOT (e.mx <=> IF(t.hold = 1, t.captured_amount, t.amount))
+                     OR NOT (e.src <=> t.source_account)
+                     OR NOT (e.dst <=> t.destination_account)))
+            OR (t.status <> 'COMPLETED' AND e.n IS NOT NULL)
+        UNION ALL
+        SELECT e.transaction_id, 'entry without a transaction' FROM entries e
+          LEFT JOIN transactions t ON t.transaction_id = e.transaction_id
+         WHERE e.type = 'TRANSFER' AND t.transaction_id IS NULL} ],
+
+    # no hold captured above its amount; captured_amount only on a
+    # completed hold, and always there
+    [ captured_bad => 'holds captured wrongly (above their amount, or '
+        . 'not as a completed hold)', q{
+        SELECT transaction_id, status, hold, CAST(amount AS DECIMAL(38,2)),
+               CAST(captured_amount AS DECIMAL(38,2))
+          FROM transactions
+         WHERE (captured_amount IS NOT NULL
+                AND (hold <> 1 OR status <> 'COMPLETED' OR captured_amount <= 0
+                     OR captured_amount > amount))
+            OR (hold = 1 AND status = 'COMPLETED' AND captured_amount IS NULL)} ],
+
+    # every resolved hold has exactly one resolution row in audit_log, the
+    # one of its state; a pending or refused hold none; no resolution row
+    # of anything but a hold
+    [ resolved_log_bad => 'holds whose resolution is not recorded exactly '
+        . 'once in audit_log', q{
+        SELECT t.transaction_id, t.status, COALESCE(l.acts, 'no resolution row')
+          FROM transactions t
+          LEFT JOIN (SELECT subject, GROUP_CONCAT(action ORDER BY id) acts
+                       FROM audit_log
+                      WHERE action IN ('hold.capture', 'hold.void', 'hold.expire')
+                      GROUP BY subject) l
+            ON l.subject = t.transaction_id
+         WHERE t.hold = 1
+           AND NOT (COALESCE(l.acts, '') <=> CASE t.status
+                     WHEN 'COMPLETED' THEN 'hold.capture'
+                     WHEN 'VOIDED' THEN 'hold.void'
+                     WHEN 'EXPIRED' THEN 'hold.expire' ELSE '' END)
+        UNION ALL
+        SELECT l.subject, l.action, 'of no hold' FROM audit_log l
+          LEFT JOIN transactions t
+            ON t.transaction_id = l.subject AND t.hold = 1
+         WHERE l.action IN ('hold.capture', 'hold.void', 'hold.expire')
+           AND t.transaction_id IS NULL} ],
+
+    # expiries: nothing pending 3 s past its expiresAt (the service
+    # releases within 1 s; the audit came after the recovery), nothing
+    # released before it, nothing captured or voided at or after it
+    [ expiry_bad => 'expiries wrong', q{
+        SELECT transaction_id, 'still pending',
+               TIMESTAMPDIFF(MICROSECOND, expires_at, UTC_TIMESTAMP(6)) / 1e6,
+               's after expiresAt', expires_at
+          FROM holds WHERE expires_at < UTC_TIMESTAMP(3) - INTERVAL 3 SECOND
+        UNION ALL
+        SELECT transaction_id, status, 'resolved at', resolved_at,
+               CONCAT('expiresAt ', COALESCE(expires_at, 'none'))
+          FROM transactions
+         WHERE hold = 1
+           AND ((status = 'EXPIRED' AND (expires_at IS NULL OR resolved_at IS NULL
+                                         OR resolved_at < expires_at))
+                OR (status IN ('COMPLETED', 'VOIDED')
+                    AND (resolved_at IS NULL OR resolved_at >= expires_at)))} ],
+
+    # every acknowledged transfer (deposits and withdrawals included)
+    # applied exactly once, as acknowledged
+    [ ack_bad => 'acknowledged but not applied exactly once', q{
+        SELECT c.id, CONCAT('(', COALESCE(t.status, 'missing'), ')')
+          FROM resilience_outcomes c
+          LEFT JOIN transactions t ON t.transaction_id = c.id
+          LEFT JOIN (SELECT transaction_id, COUNT(*) n FROM entries
+                      WHERE type = 'TRANSFER' GROUP BY transaction_id) e
+            ON e.transaction_id = c.id
+         WHERE c.outcome = 'COMPLETED' AND c.kind <> 'H'
+           AND (t.status IS NULL OR t.status <> 'COMPLETED' OR t.hold <> 0
+                OR t.amount <> c.amount OR t.source_account <> c.src
+                OR t.destination_account <> c.dst
+                OR e.n IS NULL OR e.n <> 2)} ],
+
+    # every acknowledged hold is a hold of the acknowledged accounts,
+    # amount and expiry, pending or resolved (expired only with an expiry)
+    [ hold_bad => 'holds acknowledged but not recorded as such', q{
+        SELECT c.id, COALESCE(t.status, 'missing') FROM resilience_outcomes c
+          LEFT JOIN transactions t ON t.transaction_id = c.id
+         WHERE c.outcome = 'COMPLETED' AND c.kind = 'H'
+           AND (t.status IS NULL OR t.hold <> 1
+                OR t.status NOT IN ('PENDING', 'COMPLETED', 'VOIDED', 'EXPIRED')
+                OR t.amount <> c.amount OR t.source_account <> c.src
+                OR t.destination_account <> c.dst
+                OR (c.expires_in IS NULL) <> (t.expires_at IS NULL)
+                OR TIMESTAMPDIFF(MICROSECOND, t.created_at, t.expires_at)
+                   <> c.expires_in * 1000000
+                OR (t.status = 'EXPIRED' AND c.expires_in IS NULL))} ],
+
+    # every capture or void the clients saw acknowledged (200) is the
+    # hold's final state, with the captured amount; a refusal (409) is of
+    # a hold that had expired, answered at or after its expiresAt (only
+    # the client that made a hold resolves it: nothing else can have),
+    # released since or about to be (the release follows within a second);
+    # a 409 on the retry of a capture whose earlier attempt had applied
+    # would be a replay answered wrongly
+    [ res_bad => 'captures and voids whose answer is not the hold\'s state', q{
+        SELECT r.id, r.action, r.outcome,
+               CASE WHEN r.outcome = 'REFUSED' AND r.early = 1
+                         THEN 'answered before expiresAt'
+                    WHEN r.outcome = 'REFUSED' AND r.uncertain = 1
+                         AND t.status = IF(r.action = 'capture', 'COMPLETED', 'VOIDED')
+                         AND (r.action = 'void' OR t.captured_amount = r.expect)
+                         THEN 'on a retry, but the earlier attempt had applied'
+                    ELSE '' END,
+               'hold', COALESCE(t.status, 'missing'),
+               CAST(t.captured_amount AS DECIMAL(38,2))
+          FROM resilience_resolutions r
+          LEFT JOIN transactions t ON t.transaction_id = r.id
+         WHERE r.outcome = 'ERROR'
+            OR (r.outcome = 'DONE' AND r.action = 'capture'
+                AND (t.status IS NULL OR t.status <> 'COMPLETED'
+                     OR NOT (t.captured_amount <=> r.expect)))
+            OR (r.outcome = 'DONE' AND r.action = 'void'
+                AND (t.status IS NULL OR t.status <> 'VOIDED'))
+            OR (r.outcome = 'REFUSED'
+                AND (t.status IS NULL OR r.early = 1
+                     OR NOT (t.status = 'EXPIRED'
+                             OR (t.status = 'PENDING'
+                                 AND t.expires_at <= UTC_TIMESTAMP(3)))))} ],
+
+    # no hold captured or voided that no client asked to, nor captured of
+    # another amount
+    [ res_phantom => 'holds resolved as no client asked', q{
+        SELECT t.transaction_id, t.status, CAST(t.captured_amount AS DECIMAL(38,2)),
+               'asked', COALESCE(r.action, 'nothing'), CAST(r.expect AS DECIMAL(38,2))
+          FROM transactions t
+          LEFT JOIN resilience_resolutions r ON r.id = t.transaction_id
+         WHERE t.hold = 1
+           AND ((t.status = 'COMPLETED'
+                 AND (r.id IS NULL OR r.action <> 'capture'
+                      OR NOT (r.expect <=> t.captured_amount)))
+                OR (t.status = 'VOIDED' AND (r.id IS NULL OR r.action <> 'void')))} ],
+
+    # nothing applied that was reported rejected (no entries, no hold);
+    # the rejection recorded
+    [ rej_applied => 'reported rejected but applied', q{
+        SELECT c.id FROM resilience_outcomes c
+          JOIN transactions t ON t.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED' AND t.status <> 'REJECTED'
+        UNION ALL
+        SELECT c.id FROM resilience_outcomes c
+          JOIN entries e ON e.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED'
+        UNION ALL
+        SELECT c.id FROM resilience_outcomes c
+          JOIN holds h ON h.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED'} ],
+
+    [ rej_unrecorded => 'reported rejected but not recorded', q{
+        SELECT c.id FROM resilience_outcomes c
+          LEFT JOIN transactions t ON t.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED' AND t.transaction_id IS NULL} ],
+
+    # a transaction (a transfer or a hold) for which no process of the
+    # suite has an outcome
+    [ phantom => 'applied but never sent by the suite', q{
+        SELECT t.transaction_id FROM transactions t
+          LEFT JOIN resilience_outcomes c ON c.id = t.transaction_id
+         WHERE c.id IS NULL} ],
+);
+
 sub dbh { $_[0]{pods}[0]->dbh }
 
 # The audit, with the clients paused (the service's expiries go on), in
@@ -641,23 +885,7 @@ sub audit {
     };
     push @fail, "total $a->{total} != $a->{initial_total}"
         if $a->{total} ne $a->{initial_total};
-    $list->('below_limit', 'STANDARD accounts whose available balance is below '
-        . 'minus their overdraft limit');
-    $list->('ledger_bad', 'ledger disagrees with balances or versions');
-    $list->('held_bad', 'held balances disagree with the pending holds');
-    $list->('entries_bad', 'transactions whose entries are wrong');
-    $list->('captured_bad', 'holds captured wrongly (above their amount, or '
-        . 'not as a completed hold)');
-    $list->('resolved_log_bad', 'holds whose resolution is not recorded exactly '
-        . 'once in audit_log');
-    $list->('expiry_bad', 'expiries wrong');
-    $list->('ack_bad', 'acknowledged but not applied exactly once');
-    $list->('hold_bad', 'holds acknowledged but not recorded as such');
-    $list->('res_bad', 'captures and voids whose answer is not the hold\'s state');
-    $list->('res_phantom', 'holds resolved as no client asked');
-    $list->('rej_applied', 'reported rejected but applied');
-    $list->('rej_unrecorded', 'reported rejected but not recorded');
-    $list->('phantom', 'applied but never sent by the suite');
+    $list->(@$_[0, 1]) for @CHECKS;
     push @fail, "outcome changed: @{ $recs->{dup} }" if @{ $recs->{dup} };
     $list->('replay_bad', 'replay differs');
     push @fail, "reads differ from the database after $a->{read_bound} s: "
@@ -765,240 +993,7 @@ sub _audit_snapshot {
     @$a{qw(total initial_total naccounts overdrawn below_limit_n external_balance)}
         = ($total, $initial, $naccounts, $overdrawn + 0, $below + 0, $external);
 
-    # no STANDARD account's available balance below minus its limit (an
-    # EXTERNAL account has no floor)
-    $a->{below_limit} = _rows($dbh, q{
-        SELECT account_number, CAST(balance - held_balance AS DECIMAL(38,2)),
-               CAST(overdraft_limit AS DECIMAL(38,2))
-          FROM accounts
-         WHERE kind = 'STANDARD' AND balance - held_balance < -overdraft_limit});
-
-    # every balance is what its ledger entries add up to (the last entry's
-    # balance_after too); its version counts the entries and the changes
-    # of its held balance (each hold it is the source of, and each void or
-    # expiry of one: a capture is an entry)
-    $a->{ledger_bad} = _rows($dbh, q{
-        SELECT a.account_number FROM accounts a
-          LEFT JOIN (SELECT account_number, SUM(amount) s, COUNT(*) n,
-                            MAX(version) v, MIN(version) v0
-                       FROM entries GROUP BY account_number) e
-            ON e.account_number = a.account_number
-          LEFT JOIN entries l
-            ON l.account_number = a.account_number AND l.version = e.v
-          LEFT JOIN (SELECT source_account,
-                            SUM(status <> 'REJECTED')
-                            + SUM(status IN ('VOIDED', 'EXPIRED')) k
-                       FROM transactions WHERE hold = 1
-                      GROUP BY source_account) h
-            ON h.source_account = a.account_number
-         WHERE e.n IS NULL OR a.balance <> e.s OR a.balance <> l.balance_after
-            OR e.v0 <> 1 OR e.v > a.version
-            OR a.version <> e.n + COALESCE(h.k, 0)});
-
-    # the held balance is the sum of the account's pending holds; the
-    # holds table lists the pending holds, and only those
-    $a->{held_bad} = _rows($dbh, q{
-        SELECT a.account_number, 'held', CAST(a.held_balance AS DECIMAL(38,2)),
-               'pending', CAST(COALESCE(h.s, 0) AS DECIMAL(38,2))
-          FROM accounts a
-          LEFT JOIN (SELECT source_account, SUM(amount) s FROM holds
-                      GROUP BY source_account) h
-            ON h.source_account = a.account_number
-         WHERE a.held_balance <> COALESCE(h.s, 0) OR a.held_balance < 0
-        UNION ALL
-        SELECT h.transaction_id, 'in holds, transaction', COALESCE(t.status, 'missing'),
-               t.hold, NULL
-          FROM holds h
-          LEFT JOIN transactions t ON t.transaction_id = h.transaction_id
-         WHERE t.transaction_id IS NULL OR t.hold <> 1 OR t.status <> 'PENDING'
-            OR t.amount <> h.amount OR t.source_account <> h.source_account
-            OR t.destination_account <> h.destination_account
-            OR NOT (t.expires_at <=> h.expires_at)
-        UNION ALL
-        SELECT t.transaction_id, t.status, 'hold', t.hold,
-               IF(h.transaction_id IS NULL, 'not in holds', 'in holds')
-          FROM transactions t
-          LEFT JOIN holds h ON h.transaction_id = t.transaction_id
-         WHERE (t.status = 'PENDING' AND h.transaction_id IS NULL)
-            OR (t.status IN ('PENDING', 'VOIDED', 'EXPIRED') AND t.hold <> 1)});
-
-    # a completed transfer has exactly its two entries, from its source to
-    # its destination, of its amount (a captured hold: of the captured
-    # amount); any other transaction none (a hold pending, voided or
-    # expired moved nothing); no entry without its transaction
-    $a->{entries_bad} = _rows($dbh, q{
-        SELECT t.transaction_id, t.status FROM transactions t
-          LEFT JOIN (SELECT transaction_id, COUNT(*) n, SUM(amount) s,
-                            MAX(amount) mx,
-                            SUM(account_number = counterparty) self,
-                            MAX(IF(amount < 0, account_number, NULL)) src,
-                            MAX(IF(amount > 0, account_number, NULL)) dst
-                       FROM entries WHERE type = 'TRANSFER'
-                      GROUP BY transaction_id) e
-            ON e.transaction_id = t.transaction_id
-         WHERE (t.status = 'COMPLETED'
-                AND (e.n IS NULL OR e.n <> 2 OR e.s <> 0 OR e.self <> 0
-                     OR NOT (e.mx <=> IF(t.hold = 1, t.captured_amount, t.amount))
-                     OR NOT (e.src <=> t.source_account)
-                     OR NOT (e.dst <=> t.destination_account)))
-            OR (t.status <> 'COMPLETED' AND e.n IS NOT NULL)
-        UNION ALL
-        SELECT e.transaction_id, 'entry without a transaction' FROM entries e
-          LEFT JOIN transactions t ON t.transaction_id = e.transaction_id
-         WHERE e.type = 'TRANSFER' AND t.transaction_id IS NULL});
-
-    # no hold captured above its amount; captured_amount only on a
-    # completed hold, and always there
-    $a->{captured_bad} = _rows($dbh, q{
-        SELECT transaction_id, status, hold, CAST(amount AS DECIMAL(38,2)),
-               CAST(captured_amount AS DECIMAL(38,2))
-          FROM transactions
-         WHERE (captured_amount IS NOT NULL
-                AND (hold <> 1 OR status <> 'COMPLETED' OR captured_amount <= 0
-                     OR captured_amount > amount))
-            OR (hold = 1 AND status = 'COMPLETED' AND captured_amount IS NULL)});
-
-    # every resolved hold has exactly one resolution row in audit_log, the
-    # one of its state; a pending or refused hold none; no resolution row
-    # of anything but a hold
-    $a->{resolved_log_bad} = _rows($dbh, q{
-        SELECT t.transaction_id, t.status, COALESCE(l.acts, 'no resolution row')
-          FROM transactions t
-          LEFT JOIN (SELECT subject, GROUP_CONCAT(action ORDER BY id) acts
-                       FROM audit_log
-                      WHERE action IN ('hold.capture', 'hold.void', 'hold.expire')
-                      GROUP BY subject) l
-            ON l.subject = t.transaction_id
-         WHERE t.hold = 1
-           AND NOT (COALESCE(l.acts, '') <=> CASE t.status
-                     WHEN 'COMPLETED' THEN 'hold.capture'
-                     WHEN 'VOIDED' THEN 'hold.void'
-                     WHEN 'EXPIRED' THEN 'hold.expire' ELSE '' END)
-        UNION ALL
-        SELECT l.subject, l.action, 'of no hold' FROM audit_log l
-          LEFT JOIN transactions t
-            ON t.transaction_id = l.subject AND t.hold = 1
-         WHERE l.action IN ('hold.capture', 'hold.void', 'hold.expire')
-           AND t.transaction_id IS NULL});
-
-    # expiries: nothing pending 3 s past its expiresAt (the service
-    # releases within 1 s; the audit came after the recovery), nothing
-    # released before it, nothing captured or voided at or after it
-    $a->{expiry_bad} = _rows($dbh, q{
-        SELECT transaction_id, 'still pending',
-               TIMESTAMPDIFF(MICROSECOND, expires_at, UTC_TIMESTAMP(6)) / 1e6,
-               's after expiresAt', expires_at
-          FROM holds WHERE expires_at < UTC_TIMESTAMP(3) - INTERVAL 3 SECOND
-        UNION ALL
-        SELECT transaction_id, status, 'resolved at', resolved_at,
-               CONCAT('expiresAt ', COALESCE(expires_at, 'none'))
-          FROM transactions
-         WHERE hold = 1
-           AND ((status = 'EXPIRED' AND (expires_at IS NULL OR resolved_at IS NULL
-                                         OR resolved_at < expires_at))
-                OR (status IN ('COMPLETED', 'VOIDED')
-                    AND (resolved_at IS NULL OR resolved_at >= expires_at)))});
-
-    # every acknowledged transfer (deposits and withdrawals included)
-    # applied exactly once, as acknowledged
-    $a->{ack_bad} = [ _first(10, map { "$_->[0] ($_->[1])" } @{ $dbh->selectall_arrayref(q{
-        SELECT c.id, COALESCE(t.status, 'missing')
-          FROM resilience_outcomes c
-          LEFT JOIN transactions t ON t.transaction_id = c.id
-          LEFT JOIN (SELECT transaction_id, COUNT(*) n FROM entries
-                      WHERE type = 'TRANSFER' GROUP BY transaction_id) e
-            ON e.transaction_id = c.id
-         WHERE c.outcome = 'COMPLETED' AND c.kind <> 'H'
-           AND (t.status IS NULL OR t.status <> 'COMPLETED' OR t.hold <> 0
-                OR t.amount <> c.amount OR t.source_account <> c.src
-                OR t.destination_account <> c.dst
-                OR e.n IS NULL OR e.n <> 2)}) }) ];
-
-    # every acknowledged hold is a hold of the acknowledged accounts,
-    # amount and expiry, pending or resolved (expired only with an expiry)
-    $a->{hold_bad} = _rows($dbh, q{
-        SELECT c.id, COALESCE(t.status, 'missing') FROM resilience_outcomes c
-          LEFT JOIN transactions t ON t.transaction_id = c.id
-         WHERE c.outcome = 'COMPLETED' AND c.kind = 'H'
-           AND (t.status IS NULL OR t.hold <> 1
-                OR t.status NOT IN ('PENDING', 'COMPLETED', 'VOIDED', 'EXPIRED')
-                OR t.amount <> c.amount OR t.source_account <> c.src
-                OR t.destination_account <> c.dst
-                OR (c.expires_in IS NULL) <> (t.expires_at IS NULL)
-                OR TIMESTAMPDIFF(MICROSECOND, t.created_at, t.expires_at)
-                   <> c.expires_in * 1000000
-                OR (t.status = 'EXPIRED' AND c.expires_in IS NULL))});
-
-    # every capture or void the clients saw acknowledged (200) is the
-    # hold's final state, with the captured amount; a refusal (409) is of
-    # a hold that had expired, answered at or after its expiresAt (only
-    # the client that made a hold resolves it: nothing else can have),
-    # released since or about to be (the release follows within a second);
-    # a 409 on the retry of a capture whose earlier attempt had applied
-    # would be a replay answered wrongly
-    $a->{res_bad} = _rows($dbh, q{
-        SELECT r.id, r.action, r.outcome,
-               CASE WHEN r.outcome = 'REFUSED' AND r.early = 1
-                         THEN 'answered before expiresAt'
-                    WHEN r.outcome = 'REFUSED' AND r.uncertain = 1
-                         AND t.status = IF(r.action = 'capture', 'COMPLETED', 'VOIDED')
-                         AND (r.action = 'void' OR t.captured_amount = r.expect)
-                         THEN 'on a retry, but the earlier attempt had applied'
-                    ELSE '' END,
-               'hold', COALESCE(t.status, 'missing'),
-               CAST(t.captured_amount AS DECIMAL(38,2))
-          FROM resilience_resolutions r
-          LEFT JOIN transactions t ON t.transaction_id = r.id
-         WHERE r.outcome = 'ERROR'
-            OR (r.outcome = 'DONE' AND r.action = 'capture'
-                AND (t.status IS NULL OR t.status <> 'COMPLETED'
-                     OR NOT (t.captured_amount <=> r.expect)))
-            OR (r.outcome = 'DONE' AND r.action = 'void'
-                AND (t.status IS NULL OR t.status <> 'VOIDED'))
-            OR (r.outcome = 'REFUSED'
-                AND (t.status IS NULL OR r.early = 1
-                     OR NOT (t.status = 'EXPIRED'
-                             OR (t.status = 'PENDING'
-                                 AND t.expires_at <= UTC_TIMESTAMP(3)))))});
-
-    # no hold captured or voided that no client asked to, nor captured of
-    # another amount
-    $a->{res_phantom} = _rows($dbh, q{
-        SELECT t.transaction_id, t.status, CAST(t.captured_amount AS DECIMAL(38,2)),
-               'asked', COALESCE(r.action, 'nothing'), CAST(r.expect AS DECIMAL(38,2))
-          FROM transactions t
-          LEFT JOIN resilience_resolutions r ON r.id = t.transaction_id
-         WHERE t.hold = 1
-           AND ((t.status = 'COMPLETED'
-                 AND (r.id IS NULL OR r.action <> 'capture'
-                      OR NOT (r.expect <=> t.captured_amount)))
-                OR (t.status = 'VOIDED' AND (r.id IS NULL OR r.action <> 'void')))});
-
-    # nothing applied that was reported rejected (no entries, no hold);
-    # the rejection recorded
-    $a->{rej_applied} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
-        SELECT c.id FROM resilience_outcomes c
-          JOIN transactions t ON t.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED' AND t.status <> 'REJECTED'
-        UNION ALL
-        SELECT c.id FROM resilience_outcomes c
-          JOIN entries e ON e.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED'
-        UNION ALL
-        SELECT c.id FROM resilience_outcomes c
-          JOIN holds h ON h.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED'}) }) ];
-    $a->{rej_unrecorded} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
-        SELECT c.id FROM resilience_outcomes c
-          LEFT JOIN transactions t ON t.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED' AND t.transaction_id IS NULL}) }) ];
-
-    # a transaction (a transfer or a hold) for which no process of the
-    # suite has an outcome
-    $a->{phantom} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
-        SELECT t.transaction_id FROM transactions t
-          LEFT JOIN resilience_outcomes c ON c.id = t.transaction_id
-         WHERE c.id IS NULL}) }) ];
+    $a->{ $_->[0] } = _rows($dbh, $_->[2]) for @CHECKS;
 
     # counts
     my %res;
