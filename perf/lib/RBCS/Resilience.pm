@@ -553,6 +553,14 @@ sub tally {
     return (\%by, \%kind, \%res, $partial);
 }
 
+# the fields of the F (transfer or hold) and C (capture or void) lines,
+# as transfer_final and resolve_final write them (empty ones undef)
+my %FIELDS = (
+    F => [qw(id src dst amount outcome status attempts t0 t1 pod kind
+             expires_in expires_at)],
+    C => [qw(id action amount expect outcome status attempts t0 t1 pod
+             uncertain early)]);
+
 sub records {
     my ($self) = @_;
     my (%final, %resol, @attempts, @problems, @dup, %reads, %aborted);
@@ -563,35 +571,21 @@ sub records {
             my @f = split /\t/, $l, -1;
             if ($f[0] eq 'A') {
                 push @attempts, [ $f[5], $f[3], $f[2], $f[1] ];
-            } elsif ($f[0] eq 'F') {
-                my $rec = { id => $f[1], src => $f[2], dst => $f[3],
-                            amount => $f[4], outcome => $f[5],
-                            status => $f[6], attempts => $f[7],
-                            t0 => $f[8], t1 => $f[9], pod => $f[10],
-                            kind => $f[11] || 'T',
-                            expires_in => length($f[12] // '') ? $f[12] : undef,
-                            expires_at => length($f[13] // '') ? $f[13] : undef };
-                if (my $old = $final{ $f[1] }) {
-                    push @dup, "$f[1]: reported $old->{outcome} ($old->{status})"
-                        . " and then $f[5] ($f[6])"
-                        if $old->{outcome} ne $f[5];
+            } elsif (my $cols = $FIELDS{ $f[0] }) {
+                # the first outcome of an id counts; another one is a dup
+                my %rec;
+                @rec{@$cols} = map { length($_ // '') ? $_ : undef } @f[1 .. $#f];
+                $rec{kind} //= 'T' if $f[0] eq 'F';
+                my $seen = $f[0] eq 'F' ? \%final : \%resol;
+                if (my $old = $seen->{ $rec{id} }) {
+                    push @dup, ($f[0] eq 'F' ? $rec{id} : "$rec{id}/$rec{action}")
+                        . ": reported $old->{outcome} ($old->{status})"
+                        . " and then $rec{outcome} ($rec{status})"
+                        if $old->{outcome} ne $rec{outcome}
+                        || ($old->{action} // '') ne ($rec{action} // '');
                     next;
                 }
-                $final{ $f[1] } = $rec;
-            } elsif ($f[0] eq 'C') {
-                my $rec = { id => $f[1], action => $f[2],
-                            amount => length $f[3] ? $f[3] : undef,
-                            expect => length $f[4] ? $f[4] : undef,
-                            outcome => $f[5], status => $f[6], attempts => $f[7],
-                            t0 => $f[8], t1 => $f[9], pod => $f[10],
-                            uncertain => $f[11], early => $f[12] };
-                if (my $old = $resol{ $f[1] }) {
-                    push @dup, "$f[1]/$f[2]: reported $old->{outcome} ($old->{status})"
-                        . " and then $f[5] ($f[6])"
-                        if $old->{outcome} ne $f[5] || $old->{action} ne $f[2];
-                    next;
-                }
-                $resol{ $f[1] } = $rec;
+                $seen->{ $rec{id} } = \%rec;
             } elsif ($f[0] eq 'P') {
                 push @problems, $f[1];
             } elsif ($f[0] eq 'R') {
