@@ -1633,6 +1633,66 @@ sub hold_lock {
     return $pid;
 }
 
+# A flood's answers (@r, from burst) counted into $f: by status, the 503s
+# answered at once (in less than $at_once seconds) and their times, the
+# answers held longer, the 503s without Retry-After or of an unknown
+# outcome
+sub _flood_stats {
+    my ($f, $at_once, @r) = @_;
+    my @ft;
+    for my $x (@r) {
+        my $s = $x->{status} // 0;
+        # the time the service held the answer when the pod says it
+        # (X-Request-Time), else the time the client waited for it
+        my $held = $x->{headers}{'x-request-time'} // $x->{t} // 99;
+        $f->{status}{$s}++;
+        $f->{client_slow}++ if ($x->{t} // 99) >= $at_once;
+        if ($s == 503) {
+            $f->{unknown_503}++ if (($x->{json} // {})->{detail} // '') =~ /not known/;
+            $f->{no_retry_after}++ unless ($x->{headers}{'retry-after'} // '') =~ /^\d+$/;
+            if ($held < $at_once) {
+                $f->{fast_503}++;
+                push @ft, $held;
+            } else {
+                $f->{slow_503}++;
+            }
+        }
+        $f->{slow}++ if $held >= $at_once;
+        $f->{other}++ unless $s == 503 || $s == 201;
+    }
+    @ft = sort { $a <=> $b } @ft;
+    $f->{fast_max} = @ft ? $ft[-1] : undef;
+    $f->{fast_p50} = @ft ? $ft[ int($#ft / 2) ] : undef;
+    return $f;
+}
+
+# The flood over (at $release): the time until the pod accepts a transfer
+# again, then 20 in a row and a burst of 1 + queue; the transfers' ids
+# numbered on from $$seq
+sub _serves_again {
+    my ($t, $res, $queue, $release, $seq) = @_;
+    my $back = _wait_until(30, sub {
+        my $r = eval { $t->transfer('ov-after-' . ++$$seq, qw(O1 O2 0.01)) };
+        $r && ($r->{status} // 0) == 201;
+    });
+    $res->{recovered} = defined $back ? $back - $release : undef;
+    my ($ok, $slowest) = (0, 0);
+    for my $i (1 .. 20) {
+        my $t0 = time;
+        my $r = $t->transfer('ov-seq-' . ++$$seq, qw(O2 O1 0.01));
+        $slowest = max($slowest, time - $t0);
+        $ok++ if ($r->{status} // 0) == 201;
+    }
+    $res->{after_sequential_ok} = $ok;
+    $res->{after_slowest} = $slowest;
+    # a burst within one worker's bound (the batch in flight and a full
+    # queue behind it), all accepted
+    my @req = map { _post(transfer_body('ov-burst-' . ++$$seq, 'O1', 'O2', '0.01')) }
+              1 .. 1 + $queue;
+    my @r = burst($t->port, \@req, procs => 2);
+    $res->{after_burst} = { n => scalar @r, ok => scalar grep { ($_->{status} // 0) == 201 } @r };
+}
+
 # A pod with a small pool and queue, its accounts held by a lock (a slow
 # database): floods of concurrent transfers.  Returns the measurements.
 sub overload {
@@ -1659,32 +1719,7 @@ sub overload {
         my @req = map { _post(transfer_body('ov-' . ++$seq, 'O1', 'O2', '0.01')) } 1 .. $n;
         my $t0 = time;
         my @r = burst($t->port, \@req, procs => $procs, timeout => 30);
-        my $f = { n => $n, took => time - $t0 };
-        for my $x (@r) {
-            my $s = $x->{status} // 0;
-            # the time the service held the answer when the pod says it
-            # (X-Request-Time), else the time the client waited for it
-            my $held = $x->{headers}{'x-request-time'} // $x->{t} // 99;
-            $f->{status}{$s}++;
-            $f->{client_slow}++ if ($x->{t} // 99) >= $o{at_once};
-            if ($s == 503) {
-                $f->{unknown_503}++ if (($x->{json} // {})->{detail} // '') =~ /not known/;
-                $f->{no_retry_after}++ unless ($x->{headers}{'retry-after'} // '') =~ /^\d+$/;
-                if ($held < $o{at_once}) {
-                    $f->{fast_503}++;
-                    push @{ $f->{fast_t} }, $held;
-                } else {
-                    $f->{slow_503}++;
-                }
-            }
-            $f->{slow}++ if $held >= $o{at_once};
-            $f->{other}++ unless $s == 503 || $s == 201;
-        }
-        my @ft = sort { $a <=> $b } @{ $f->{fast_t} // [] };
-        $f->{fast_max} = @ft ? $ft[-1] : undef;
-        $f->{fast_p50} = @ft ? $ft[ int($#ft / 2) ] : undef;
-        delete $f->{fast_t};
-        return $f;
+        return _flood_stats({ n => $n, took => time - $t0 }, $o{at_once}, @r);
     };
 
     # warm-up flood, then the measure of memory, then the large flood; the
@@ -1720,27 +1755,7 @@ sub overload {
     my $release = time;
     $res->{mem_after} = $mem->();
 
-    # the load stops: the pod serves again by itself
-    my $back = _wait_until(30, sub {
-        my $r = eval { $t->transfer('ov-after-' . ++$seq, qw(O1 O2 0.01)) };
-        $r && ($r->{status} // 0) == 201;
-    });
-    $res->{recovered} = defined $back ? $back - $release : undef;
-    my ($ok, $slowest) = (0, 0);
-    for my $i (1 .. 20) {
-        my $t0 = time;
-        my $r = $t->transfer('ov-seq-' . ++$seq, qw(O2 O1 0.01));
-        $slowest = max($slowest, time - $t0);
-        $ok++ if ($r->{status} // 0) == 201;
-    }
-    $res->{after_sequential_ok} = $ok;
-    $res->{after_slowest} = $slowest;
-    # a burst within one worker's bound (the batch in flight and a full
-    # queue behind it), all accepted
-    my @req = map { _post(transfer_body('ov-burst-' . ++$seq, 'O1', 'O2', '0.01')) }
-              1 .. 1 + $queue;
-    my @r = burst($t->port, \@req, procs => 2);
-    $res->{after_burst} = { n => scalar @r, ok => scalar grep { ($_->{status} // 0) == 201 } @r };
+    _serves_again($t, $res, $queue, $release, \$seq);
     $res->{mem_end} = $mem->();
     $res->{workers_after} = [ $t->worker_pids ];
 
