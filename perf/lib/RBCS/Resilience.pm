@@ -1794,17 +1794,14 @@ sub lifecycle {
         $t->post_json('/accounts', { accountNumber => $a, initialBalance => '1000.00' });
     }
     my $adm = $m->admin_dbh;
-    my $status = sub {
-        my ($v) = $adm->selectrow_array(
-            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?",
-            undef, uc $_[0]);
-        return $v;
-    };
     my $lock = $m->admin_dbh($db);
     $lock->{AutoCommit} = 0;
+    # the sessions of the database but the lock's (running a query only:
+    # $_[0] true)
     my $conns = sub {
-        my ($c) = $adm->selectrow_array(q{SELECT COUNT(*) FROM information_schema.processlist
-            WHERE db = ? AND id <> ?}, undef, $db, $lock->{mariadb_thread_id});
+        my ($c) = $adm->selectrow_array('SELECT COUNT(*) FROM information_schema.processlist
+            WHERE db = ? AND id <> ?' . ($_[0] ? " AND command = 'Query'" : ''), undef,
+            $db, $lock->{mariadb_thread_id});
         return $c;
     };
     my ($master, @old) = $t->nginx_pids;
@@ -1820,13 +1817,8 @@ sub lifecycle {
     # every worker's pool connected: what its metrics count is in the server
     _wait_until(10, sub { defined $pool->() });
     $res->{conns_before} = $conns->();
-    $res->{aborted_clients_before} = $status->('Aborted_clients');
-    # Redis connections (without redis-cli's own)
-    my $redis_conns = sub {
-        return undef unless $o{redis};
-        my $l = $o{redis}->cli('CLIENT', 'LIST') // return undef;
-        return scalar grep { !/cmd=client/ } split /\n/, $l;
-    };
+    $res->{aborted_clients_before} = _aborted_clients($adm);
+    my $redis_conns = sub { _redis_conns($o{redis}) };
     # each worker's command connection and worker 0's subscription
     my $redis_want = @old + 1;
     _wait_until(5, sub { ($redis_conns->() // 0) == $redis_want }) if $o{redis};
@@ -1834,25 +1826,13 @@ sub lifecycle {
 
     $lock->do(q{SELECT * FROM accounts WHERE account_number IN ('L1', 'L2') FOR UPDATE});
     my @req = map { _post(transfer_body("$tag-$_", 'L1', 'L2', '1.00')) } 1 .. $n;
-    my $dir = $o{dir};
-    my $kid = fork // croak "fork: $!";
-    if ($kid == 0) {
-        my @r = burst($t->port, \@req, procs => 2, timeout => 30, tmp => $dir);
-        open my $fh, '>', "$dir/lifecycle-$tag" or POSIX::_exit(1);
-        print $fh $JSON->encode([ map { { status => $_->{status}, t => $_->{t},
-                                          err => $_->{err} } } @r ]);
-        close $fh;
-        POSIX::_exit(0);
-    }
+    my $file = "$o{dir}/lifecycle-$tag";
+    my $kid = _burst_child($t->port, \@req, $o{dir}, $file);
     # every transfer held: a worker's write batch waits for the lock in the
     # database, the worker's other transfers wait in its write queue
     my $in_flight = sub {
-        my ($c) = $adm->selectrow_array(q{SELECT COUNT(*) FROM information_schema.processlist
-            WHERE db = ? AND command = 'Query' AND id <> ?}, undef, $db,
-            $lock->{mariadb_thread_id});
-        my $m = eval { $t->get('/metrics', timeout => 3)->{body} } // '';
-        my ($q) = $m =~ /^rbcs_write_queue (\d+)$/m;
-        return ($c, $c + ($q // 0));
+        my $c = $conns->('query');
+        return ($c, $c + ($t->metric('rbcs_write_queue') // 0));
     };
     my $busy = _wait_until(5, sub {
         my ($c, $all) = $in_flight->();
@@ -1863,21 +1843,11 @@ sub lifecycle {
     my $t0 = time;
     kill $sig, $master;
     sleep($o{hold} // 1);
-    $res->{old_alive_while_held} = scalar grep { RBCS::Test::_alive($_) } @old;
-    $res->{master_alive_while_held} = RBCS::Test::_alive($master) ? 1 : 0;
-    if ($sig eq 'HUP') {
-        my %old = map { $_ => 1 } @old;
-        $res->{new_workers} = scalar grep { !$old{$_} } RBCS::Test::_children($master);
-        # a new request is served by the new workers meanwhile
-        my $r = eval { $t->get('/healthz', timeout => 3) };
-        $res->{served_during} = $r ? $r->{status} : 0;
-    } else {
-        $res->{listener_closed} = RBCS::Test::_can_connect($t->port) ? 0 : 1;
-    }
+    _while_held($t, $res, $master, @old);
     my $released = time;
     $lock->commit;
     waitpid($kid, 0);
-    my $answers = $JSON->decode(_slurp("$dir/lifecycle-$tag") // '[]');
+    my $answers = $JSON->decode(_slurp($file) // '[]');
     $res->{answered} = {};
     $res->{answered}{ $_->{status} // 'none' }++ for @$answers;
     $res->{answer_after_release} = max(map { $_->{t} // 0 } @$answers) - ($released - $t0);
@@ -1899,21 +1869,68 @@ sub lifecycle {
     $res->{conns_expected} = 0 if $sig eq 'QUIT';
     $res->{conns_after} = $conns->();
     $res->{conns_settled} = defined $settled ? $settled - $released : undef;
-    $res->{aborted_clients_after} = $status->('Aborted_clients');
+    $res->{aborted_clients_after} = _aborted_clients($adm);
     if ($o{redis}) {
         my $want_r = $sig eq 'QUIT' ? 0 : $redis_want;
         _wait_until(5, sub { ($redis_conns->() // 0) == $want_r });
         $res->{redis_after} = $redis_conns->();
     }
-    my ($applied) = $lock->selectrow_array(q{SELECT COUNT(*) FROM transactions
-        WHERE transaction_id LIKE ? AND status = 'COMPLETED'}, undef, "$tag-%");
-    my ($entries) = $lock->selectrow_array(q{SELECT COUNT(*) FROM entries
-        WHERE transaction_id LIKE ?}, undef, "$tag-%");
-    $res->{applied} = $applied;
-    $res->{entries} = $entries;
+    @$res{qw(applied entries)} = $lock->selectrow_array(q{SELECT
+        (SELECT COUNT(*) FROM transactions
+          WHERE transaction_id LIKE ? AND status = 'COMPLETED'),
+        (SELECT COUNT(*) FROM entries WHERE transaction_id LIKE ?)},
+        undef, ("$tag-%") x 2);
     $lock->disconnect;
     $adm->disconnect;
     return $res;
+}
+
+# The burst of @$req in a child (the caller goes on meanwhile), its
+# answers' status, time and error written to $file as JSON (the burst's
+# own files in $tmp).  The pid.
+sub _burst_child {
+    my ($port, $req, $tmp, $file) = @_;
+    my $kid = fork // croak "fork: $!";
+    return $kid if $kid;
+    my @r = burst($port, $req, procs => 2, timeout => 30, tmp => $tmp);
+    open my $fh, '>', $file or POSIX::_exit(1);
+    print $fh $JSON->encode([ map { { status => $_->{status}, t => $_->{t},
+                                      err => $_->{err} } } @r ]);
+    close $fh;
+    POSIX::_exit(0);
+}
+
+# the connections MariaDB closed without COM_QUIT
+sub _aborted_clients {
+    my ($adm) = @_;
+    my ($v) = $adm->selectrow_array(q{SELECT VARIABLE_VALUE
+        FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'ABORTED_CLIENTS'});
+    return $v;
+}
+
+# Redis's connections (without redis-cli's own)
+sub _redis_conns {
+    my ($redis) = @_;
+    my $l = $redis ? $redis->cli('CLIENT', 'LIST') : undef;
+    return defined $l ? scalar grep { !/cmd=client/ } split /\n/, $l : undef;
+}
+
+# While lifecycle's transfers are held after the signal: the old workers
+# alive; after HUP the new workers and whether they serve meanwhile, after
+# QUIT whether the listener is closed
+sub _while_held {
+    my ($t, $res, $master, @old) = @_;
+    $res->{old_alive_while_held} = scalar grep { RBCS::Test::_alive($_) } @old;
+    $res->{master_alive_while_held} = RBCS::Test::_alive($master) ? 1 : 0;
+    if ($res->{signal} eq 'HUP') {
+        my %old = map { $_ => 1 } @old;
+        $res->{new_workers} = scalar grep { !$old{$_} } RBCS::Test::_children($master);
+        # a new request is served by the new workers meanwhile
+        my $r = eval { $t->get('/healthz', timeout => 3) };
+        $res->{served_during} = $r ? $r->{status} : 0;
+    } else {
+        $res->{listener_closed} = RBCS::Test::_can_connect($t->port) ? 0 : 1;
+    }
 }
 
 # ------------------------------------------------------- Redis partition --
