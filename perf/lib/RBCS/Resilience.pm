@@ -425,52 +425,57 @@ sub _client {
                 if ($f->{outcome} eq 'COMPLETED') {
                     my $h = { id => $id, src => $src, amount => $amount,
                               expires_at => $f->{expires_at} };
-                    my $p = rand;
-                    my @a;
-                    if (defined $ein) {
-                        # half left to expire; the others captured or voided
-                        # before or after expiresAt (then refused: 409)
-                        @a = $p < 0.5 ? () : $p < 0.65 ? ('capture')
-                           : $p < 0.8 ? ('capture', _cents(1 + int rand $c))
-                           : ('void');
-                        push @a, time + rand($ein + 0.5) if @a;
-                    } else {
-                        @a = $p < 0.4 ? ('capture') : $p < 0.7
-                           ? ('capture', $c > 1 ? _cents(1 + int rand($c - 1)) : undef)
-                           : ('void');
-                        push @a, time + rand $self->{resolve_within};
-                    }
-                    if (@a) {
-                        my $due = pop @a;
-                        @plan = sort { $a->[0] <=> $b->[0] } @plan,
-                            [ $due, $h, $a[0], $a[1] ];
-                    }
+                    @plan = sort { $a->[0] <=> $b->[0] } @plan,
+                        $self->_resolution($h, $c, $ein);
                 }
             }
             next unless $f->{outcome} eq 'COMPLETED';
         }
-        next if ++$acks % $self->{read_every};
-        # read-your-writes: a balance read on the pod that acknowledged
-        # never shows an older version of the source account
-        my $res = $f->{res};
-        my $v = $res->{json}{sourceVersion} // next;
-        my $t = $self->{pods}[ $res->{pod} ];
-        for (1 .. 10) {
-            my $r = eval { $t->get("/accounts/$src/balance", timeout => 5) };
-            if ($r && ($r->{status} // 0) == 200) {
-                my $j = eval { $JSON->decode($r->{body}) } // {};
-                print $fh "P\tread $src on pod" . ($res->{pod} + 1)
-                    . ": version $j->{version} < acknowledged $v ("
-                    . ($r->{headers}{'x-rbcs-cache'} // '?') . ")\n"
-                    if ($j->{version} // 0) < $v;
-                print $fh "R\tok\n";
-                last;
-            }
-            print $fh "R\tunavailable\n" if $_ == 10;
-            sleep 0.1;
-        }
+        $self->_read_own_write($fh, $f->{res}, $src)
+            unless ++$acks % $self->{read_every};
     }
     close $fh;
+}
+
+# What becomes of a client's acknowledged hold $h of $c cents (expiresIn
+# $ein or none): [ when, $h, capture or void, the amount captured (undef:
+# the whole) ], or nothing when it is left to expire
+sub _resolution {
+    my ($self, $h, $c, $ein) = @_;
+    my $p = rand;
+    if (defined $ein) {
+        # half left to expire; the others captured or voided before or
+        # after expiresAt (then refused: 409)
+        my @a = $p < 0.5 ? () : $p < 0.65 ? ('capture')
+              : $p < 0.8 ? ('capture', _cents(1 + int rand $c)) : ('void');
+        return @a ? [ time + rand($ein + 0.5), $h, @a ] : ();
+    }
+    my @a = $p < 0.4 ? ('capture') : $p < 0.7
+          ? ('capture', $c > 1 ? _cents(1 + int rand($c - 1)) : undef)
+          : ('void');
+    return [ time + rand $self->{resolve_within}, $h, @a ];
+}
+
+# read-your-writes: a balance read on the pod that acknowledged ($res)
+# never shows an older version of the source account
+sub _read_own_write {
+    my ($self, $fh, $res, $src) = @_;
+    my $v = $res->{json}{sourceVersion} // return;
+    my $t = $self->{pods}[ $res->{pod} ];
+    for (1 .. 10) {
+        my $r = eval { $t->get("/accounts/$src/balance", timeout => 5) };
+        if ($r && ($r->{status} // 0) == 200) {
+            my $j = eval { $JSON->decode($r->{body}) } // {};
+            print $fh "P\tread $src on pod" . ($res->{pod} + 1)
+                . ": version $j->{version} < acknowledged $v ("
+                . ($r->{headers}{'x-rbcs-cache'} // '?') . ")\n"
+                if ($j->{version} // 0) < $v;
+            print $fh "R\tok\n";
+            return;
+        }
+        print $fh "R\tunavailable\n" if $_ == 10;
+        sleep 0.1;
+    }
 }
 
 sub _slurp {
@@ -1442,54 +1447,54 @@ sub client_aborts {
     # right after sending, no lock: the race between answer and close
     $phase->('race', 2 * $n, sub { qw(XB XA 0.50) });
     sleep 1;
-    # what the service did with the aborted requests
-    my %applied = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(
-        q{SELECT transaction_id, status FROM transactions
-           WHERE transaction_id LIKE ?}, undef, "ab$seq-%") };
-    $dbh->disconnect;
-    my %kinds;
-    for my $x (@ids) {
-        $kinds{ $x->[4] }{sent}++;
-        $kinds{ $x->[4] }{applied_before_retry}++ if $applied{ $x->[0] };
-    }
-    for my $x (@res) {
-        my $k = "$x->[3] capture/void";
-        $kinds{$k}{sent}++;
-        $kinds{$k}{applied_before_retry}++
-            if ($applied{ $x->[0]{id} } // 'PENDING') ne 'PENDING';
-    }
-    # the same requests again, by a client that waits for the answer
-    my %retry;
-    for my $x (@ids) {
-        my $f = $self->transfer_final($fh, @$x[0 .. 3]);
-        $retry{ $x->[4] }{ $f->{res}{status} }++;
-    }
-    for my $x (@res) {
-        my $f = $self->resolve_final($fh, @$x[0 .. 2]);
-        $retry{"$x->[3] capture/void"}{ $f->{res}{status} }++;
-    }
+    my ($kinds, $retry) = $self->_aborts_retried($dbh, $seq, @ids, @res);
     my @crashed;
     for my $p (0 .. $#pods) {
         my %now = map { $_ => 1 } $pods[$p]->worker_pids;
         push @crashed, grep { !$now{$_} } @{ $workers[$p] };
     }
-    my @k = grep { $kinds{$_} } map { ($_, "$_ capture/void") } qw(inflight midbody race);
+    my @k = grep { $kinds->{$_} } map { ($_, "$_ capture/void") } qw(inflight midbody race);
     my $detail = join '; ', map {
         my $k = $_;
         sprintf '%s: %d sent and aborted, %d applied before the retry, retry answered %s',
-            $k, $kinds{$k}{sent}, $kinds{$k}{applied_before_retry} // 0,
-            join(' ', map { "$_ x$retry{$k}{$_}" } sort keys %{ $retry{$k} })
+            $k, $kinds->{$k}{sent}, $kinds->{$k}{applied_before_retry} // 0,
+            join(' ', map { "$_ x$retry->{$k}{$_}" } sort keys %{ $retry->{$k} })
     } @k;
-    return { inject => $t0, end => time, kinds => \%kinds, retry => \%retry,
+    return { inject => $t0, end => time, kinds => $kinds, retry => $retry,
              inflight_seen => defined $inflight, crashed => \@crashed,
              inflight_after => defined $inflight ? $inflight - $locked : undef,
              locked_for => $unlocked - $locked,
-             midbody_applied => ($kinds{midbody}{applied_before_retry} // 0)
-                 + ($kinds{'midbody capture/void'}{applied_before_retry} // 0),
+             midbody_applied => ($kinds->{midbody}{applied_before_retry} // 0)
+                 + ($kinds->{'midbody capture/void'}{applied_before_retry} // 0),
              detail => $detail . sprintf('; XA/XB locked for %.2f s, the in-flight '
                  . 'ones seen in MariaDB after %s', $unlocked - $locked,
                  defined $inflight ? sprintf('%.2f s', $inflight - $locked) : 'never')
                  . (@crashed ? "; workers gone: @crashed" : '') };
+}
+
+# What the service did with the aborted requests (@x: transfers [ id,
+# source, destination, amount, phase ] and captures or voids [ hold,
+# action, amount, phase ]), by kind: sent, applied before the retry; then
+# each one again, by a client that waits for the answer: the answers
+sub _aborts_retried {
+    my ($self, $dbh, $seq, @x) = @_;
+    my %applied = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(
+        q{SELECT transaction_id, status FROM transactions
+           WHERE transaction_id LIKE ?}, undef, "ab$seq-%") };
+    $dbh->disconnect;
+    my (%kinds, %retry);
+    # (a transfer is never PENDING: it is there, it was applied)
+    for my $x (@x) {
+        my $tr = !ref $x->[0];
+        my $k = $tr ? $x->[4] : "$x->[3] capture/void";
+        $kinds{$k}{sent}++;
+        $kinds{$k}{applied_before_retry}++
+            if ($applied{ $tr ? $x->[0] : $x->[0]{id} } // 'PENDING') ne 'PENDING';
+        my $f = $tr ? $self->transfer_final($self->ctl_fh, @$x[0 .. 3])
+                    : $self->resolve_final($self->ctl_fh, @$x[0 .. 2]);
+        $retry{$k}{ $f->{res}{status} }++;
+    }
+    return (\%kinds, \%retry);
 }
 
 sub _post {
