@@ -359,8 +359,7 @@ sub write_doc {
 
 # the title, the run and the summary table
 sub doc_summary {
-    my $d = '';
-    $d .= "# Resilience test results\n\n";
+    my $d = "# Resilience test results\n\n";
     $d .= "Written by `perf/resilience.pl` on $started ($cpus CPUs, nginx "
         . "$versions{nginx}, MariaDB $versions{mariadb}, Redis $versions{redis}); "
         . "the raw log is [perf/results/resilience.txt](../perf/results/resilience.txt). "
@@ -505,8 +504,7 @@ EOT
 
 # the faults, the audits after them, the clients that went away
 sub doc_faults {
-    my $d = '';
-    $d .= "\n## Faults\n\n";
+    my $d = "\n## Faults\n\n";
     $d .= "| # | fault | what was done | recovery | requests from the fault to the audit | longest time without an acknowledgement | holds due in the window: released at most after `expiresAt` | audit |\n";
     $d .= "|---|---|---|---|---|---|---|---|\n";
     my $i = 0;
@@ -591,8 +589,7 @@ sub doc_faults {
 
 # backpressure, graceful reload and stop
 sub doc_pods {
-    my $d = '';
-    $d .= "\n## Backpressure\n\n";
+    my $d = "\n## Backpressure\n\n";
     for my $o (@overload) {
         my $how = $o->{slow} eq 'lock'
             ? 'its two accounts held by `SELECT … FOR UPDATE` for 1.5 s during each flood (a slow database)'
@@ -653,8 +650,7 @@ sub doc_pods {
 
 # one pod cut off from Redis
 sub doc_partition {
-    my $d = '';
-    $d .= "\n## One pod cut off from Redis\n\n";
+    my $d = "\n## One pod cut off from Redis\n\n";
     $d .= "Two more pods (1 worker each) share a database and the Redis channel; "
         . "pod B reaches Redis directly, pod A through a TCP relay. Pod B reads "
         . "account X (version $part->{before}[0], from its zone); the relay is "
@@ -688,8 +684,7 @@ sub doc_partition {
 
 # the service's counters, its error.log, the problems found
 sub doc_problems {
-    my $d = '';
-    $d .= "\n## What the service counted\n\n| metric | pod1 | pod2 |\n|---|---|---|\n";
+    my $d = "\n## What the service counted\n\n| metric | pod1 | pod2 |\n|---|---|---|\n";
     $d .= "| `$_` | $metrics{$_}[0] | $metrics{$_}[1] |\n" for sort keys %metrics;
     $d .= "\n## error.log (warn and above, both pods, numbers blanked)\n\n| count | line |\n|---|---|\n";
     for my $k (sort { $logs->{$b} <=> $logs->{$a} } keys %$logs) {

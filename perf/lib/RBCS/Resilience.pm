@@ -1032,28 +1032,23 @@ sub _audit_replays {
     @res = (shuffle(@res))[0 .. min(5, $#res)];
     my @bad;
     my $npods = @{ $self->{pods} };
-    for my $rec (@ids) {
-        my $hold = $rec->{kind} eq 'H';
-        my $res = $self->attempt(int rand $npods, $rec->{id}, $rec->{src},
-            $rec->{dst}, $rec->{amount}, 5, hold => $hold,
-            expires_in => $rec->{expires_in});
-        my $s = $res->{status};
-        my $ok = $rec->{outcome} eq 'COMPLETED'
-            ? $s == 200 && ($res->{json}{status} // '') eq ($hold ? 'PENDING' : 'COMPLETED')
-            : ($s == 422 || $s == 404);
-        push @bad, "$rec->{id} was $rec->{outcome}, now $s "
-            . substr($res->{body} // '', 0, 120) unless $ok;
-    }
-    for my $rec (@res) {
-        my $res = $self->resolve_attempt(int rand $npods, $rec->{id}, $rec->{action},
-            $rec->{amount}, 5);
+    for my $rec (@ids, @res) {
+        my $act = $rec->{action};       # a capture or void; else a transfer
+        my $hold = !$act && $rec->{kind} eq 'H';
+        my $res = $act
+            ? $self->resolve_attempt(int rand $npods, $rec->{id}, $act, $rec->{amount}, 5)
+            : $self->attempt(int rand $npods, $rec->{id}, $rec->{src}, $rec->{dst},
+                $rec->{amount}, 5, hold => $hold, expires_in => $rec->{expires_in});
         my $s = $res->{status};
         my $j = $res->{json} // {};
-        my $ok = $rec->{outcome} eq 'DONE'
-            ? $s == 200 && ($j->{status} // '') eq ($rec->{action} eq 'capture' ? 'COMPLETED' : 'VOIDED')
-              && ($rec->{action} ne 'capture' || ($j->{capturedAmount} // '') eq $rec->{expect})
+        my $ok = !$act ? ($rec->{outcome} eq 'COMPLETED'
+            ? $s == 200 && ($j->{status} // '') eq ($hold ? 'PENDING' : 'COMPLETED')
+            : ($s == 422 || $s == 404))
+          : $rec->{outcome} eq 'DONE'
+            ? $s == 200 && ($j->{status} // '') eq ($act eq 'capture' ? 'COMPLETED' : 'VOIDED')
+              && ($act ne 'capture' || ($j->{capturedAmount} // '') eq $rec->{expect})
             : $s == 409;
-        push @bad, "$rec->{id}/$rec->{action} was $rec->{outcome}, now $s "
+        push @bad, $rec->{id} . ($act ? "/$act" : '') . " was $rec->{outcome}, now $s "
             . substr($res->{body} // '', 0, 120) unless $ok;
     }
     $a->{replays} = @ids + @res;
@@ -1299,16 +1294,22 @@ sub reload_pod {
                  map { defined $_ ? sprintf('%.3f s', $_ - $t0) : 'NEVER' } $new, $gone) };
 }
 
+# SIGKILL a server (MariaDB's or Redis's: its signal returns once it is
+# gone), $down seconds later start it again on its data directory: the
+# times of the kill, of the start and of the server back
+sub _kill_start {
+    my ($server, $down) = @_;
+    my $t0 = time;
+    $server->signal('KILL');
+    sleep $down;
+    my $t1 = time;
+    $server->start;
+    return ($t0, $t1, time);
+}
+
 sub mariadb_kill {
     my ($self, %o) = @_;
-    my $m = $self->{mariadb};
-    my $t0 = time;
-    kill 'KILL', $m->pid;
-    RBCS::Test::_wait_gone($m->pid, 10);
-    sleep($o{down} // 1);
-    my $t1 = time;
-    $m->start;
-    my $t2 = time;
+    my ($t0, $t1, $t2) = _kill_start($self->{mariadb}, $o{down} // 1);
     return { inject => $t0, end => $t2, restart => $t2 - $t1,
              detail => sprintf('down %.1f s, restart (crash recovery) took %.2f s',
                                $t1 - $t0, $t2 - $t1) };
@@ -1332,11 +1333,7 @@ sub redis_kill {
     my ($self, %o) = @_;
     my $r = $self->{redis};
     unlink $r->dir . '/dump.rdb';        # restarted empty
-    my $t0 = time;
-    $r->signal('KILL');
-    sleep($o{down} // 1);
-    $r->start;
-    my $t1 = time;
+    my ($t0, undef, $t1) = _kill_start($r, $o{down} // 1);
     return { inject => $t0, end => $t1,
              detail => sprintf('SIGKILL, restarted empty after %.1f s', $t1 - $t0) };
 }
@@ -1349,10 +1346,7 @@ sub redis_stale {
     my $ts = time;
     $r->save;
     sleep($o{age} // 1.5);               # the snapshot goes stale
-    my $t0 = time;
-    $r->signal('KILL');
-    $r->start;                           # loads the old snapshot
-    my $t1 = time;
+    my ($t0, undef, $t1) = _kill_start($r, 0);     # loads the old snapshot
     my $keys = $r->cli('DBSIZE') // '?';
     $keys =~ s/\s+//g;
     return { inject => $t0, end => $t1,
@@ -2004,24 +1998,20 @@ sub redis_partition {
     sleep 0.2;
     $b->post_json('/accounts', { accountNumber => 'X', initialBalance => '100.00' });
     $b->post_json('/accounts', { accountNumber => 'Y' });
-    my $r = $b->get('/accounts/X/balance');
-    $res->{before} = [ (eval { $r->json } // {})->{version}, $r->{headers}{'x-rbcs-cache'} ];
+    $res->{before} = [ @{ $b->balance('X') // {} }{qw(version tier)} ];
     kill 'KILL', $rpid;                       # pod A loses Redis, B does not
     waitpid($rpid, 0);
     sleep 1.5;
-    $r = $a->transfer('part-1', qw(X Y 1.00));
+    my $r = $a->transfer('part-1', qw(X Y 1.00));
     $res->{transfer} = $r->{status};
     $res->{acked_version} = (eval { $r->json } // {})->{sourceVersion};
     my $t0 = time;
     my $secs = $o{secs} // 6;
     while (time - $t0 < $secs) {
         sleep 0.5;
-        my $x = $b->get('/accounts/X/balance');
-        push @{ $res->{reads} }, [ time - $t0, (eval { $x->json } // {})->{version},
-                                   $x->{headers}{'x-rbcs-cache'} ];
+        push @{ $res->{reads} }, [ time - $t0, @{ $b->balance('X') // {} }{qw(version tier)} ];
     }
-    my $s = $b->get('/accounts/X/balance?consistency=strong');
-    $res->{strong_version} = (eval { $s->json } // {})->{version};
+    $res->{strong_version} = ($b->balance('X', '?consistency=strong') // {})->{version};
     my @stale = grep { ($_->[1] // 0) < ($res->{acked_version} // 0) } @{ $res->{reads} };
     $res->{stale_reads} = scalar @stale;
     $res->{last_stale} = @stale ? $stale[-1][0] : undef;
@@ -2041,8 +2031,7 @@ sub log_summary {
     my %c;
     for my $log (@logs) {
         for my $l (split /\n/, $log) {
-            next unless $l =~ /\[(\w+)\]\s+\d+#\d+:\s+(?:\*\d+\s+)?(.*)$/
-                || $l =~ /\[(\w+)\]\s+\d+#\d+:\s+(.*)$/;
+            next unless $l =~ /\[(\w+)\]\s+\d+#\d+:\s+(?:\*\d+\s+)?(.*)$/;
             my ($lvl, $msg) = ($1, $2);
             next if $lvl eq 'notice' || $lvl eq 'info' || $lvl eq 'debug';
             $msg =~ s/, client: .*//;
