@@ -95,63 +95,78 @@ my %versions = (
 my $cpus = () = `cat /proc/cpuinfo` =~ /^processor/mg;
 out("nginx $versions{nginx}, MariaDB $versions{mariadb}, Redis $versions{redis}, $cpus CPUs");
 
+# nginx.conf of the suite's pods: they differ in the number of workers,
+# the error_log level, the pool's directives (rbcs_mysql_NAME => VALUE;
+# unless given: pool 8, queue 1024, 2 s to connect, 5 s a query, 3 s in
+# the queue) and lines of their own in the server block
+sub pod_conf {
+    my (%o) = @_;
+    my %fill = (WORKERS => delete $o{workers} // 2,
+                LEVEL => delete $o{log} // 'warn',
+                SERVER => delete $o{server} // '');
+    my %mysql = (pool_size => 8, connect_timeout => '2s', query_timeout => '5s',
+                 queue_size => 1024, queue_timeout => '3s', %o);
+    $fill{MYSQL} = join '', map { "    rbcs_mysql_$_ $mysql{$_};\n" } sort keys %mysql;
+    $fill{SERVER} =~ s/^(?=.)/        /mg;
+    (my $conf = <<'EOF') =~ s/\@(\w+)\@\n?/$fill{$1}/g;
+${TEST_GLOBALS}
+worker_processes @WORKERS@;
+worker_rlimit_nofile 16384;
+error_log ${PREFIX}/error.log @LEVEL@;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log ${PREFIX}/access.log;
+
+    ${TEST_GLOBALS_HTTP}
+
+    client_max_body_size    64k;
+    client_body_buffer_size 64k;
+
+    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
+    rbcs_mysql_user rbcs;
+    rbcs_mysql_password rbcs;
+    rbcs_mysql_database ${MYSQL_DATABASE};
+@MYSQL@
+
+    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
+    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
+    rbcs_redis_prefix ${REDIS_PREFIX};
+    rbcs_redis_user rbcs;
+    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
+    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
+    rbcs_redis_key_ttl 1h;
+
+    server {
+        listen 127.0.0.1:${HTTP_PORT};
+
+        error_page 413 @rbcs_problem;
+        location @rbcs_problem { rbcs_problem; }
+
+        location / { rbcs; }
+@SERVER@
+    }
+}
+EOF
+    return $conf;
+}
+
 # --- backpressure -----------------------------------------------------------
 
 my @overload;
 for my $slow (qw(lock freeze)) {
     my ($pool, $queue) = (2, 8);
     my $o = RBCS::Test->new(%common, name => "resilience_overload_$slow",
-        vars => { POOL => $pool, QUEUE => $queue }, conf => <<~'EOF');
-        ${TEST_GLOBALS}
-        worker_processes 2;
-        worker_rlimit_nofile 16384;
-        error_log ${PREFIX}/error.log warn;
-
-        events {
-            worker_connections 4096;
-        }
-
-        http {
-            access_log ${PREFIX}/access.log;
-
-            ${TEST_GLOBALS_HTTP}
-
-            client_max_body_size    64k;
-            client_body_buffer_size 64k;
-
-            rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
-            rbcs_mysql_user rbcs;
-            rbcs_mysql_password rbcs;
-            rbcs_mysql_database ${MYSQL_DATABASE};
-            rbcs_mysql_pool_size ${POOL};
-            rbcs_mysql_connect_timeout 1s;
-            rbcs_mysql_query_timeout 3s;
-            rbcs_mysql_queue_size ${QUEUE};
-            rbcs_mysql_queue_timeout 2s;
-            rbcs_mysql_lock_wait_timeout 2s;
-
-            rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
-            rbcs_redis_server 127.0.0.1:${REDIS_PORT};
-            rbcs_redis_prefix ${REDIS_PREFIX};
-            rbcs_redis_user rbcs;
-            rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
-            rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
-            rbcs_redis_key_ttl 1h;
-
-            server {
-                listen 127.0.0.1:${HTTP_PORT};
-
-                error_page 413 @rbcs_problem;
-                location @rbcs_problem { rbcs_problem; }
-
-                # how long the service held each answer, whatever the
-                # client's scheduling on a loaded machine adds
-                add_header X-Request-Time $request_time always;
-
-                location / { rbcs; }
-            }
-        }
-        EOF
+        conf => pod_conf(pool_size => $pool, queue_size => $queue,
+            connect_timeout => '1s', query_timeout => '3s',
+            queue_timeout => '2s', lock_wait_timeout => '2s', server => <<~'EOF'));
+            # how long the service held each answer, whatever the
+            # client's scheduling on a loaded machine adds
+            add_header X-Request-Time $request_time always;
+            EOF
     out("overload ($slow): pool $pool, queue $queue, 2 workers; floods of "
         . "$O{FLOOD} x $O{FLOOD_ROUNDS}");
     my $r = RBCS::Resilience::overload(pod => $o, mariadb => $m, pool => $pool,
@@ -188,53 +203,8 @@ sub rss { join ' / ', map { $_->[0] // '?' } @{ $_[0] } }
 
 my @lifecycle;
 for my $sig (qw(HUP QUIT)) {
-    my $l = RBCS::Test->new(%common, name => "resilience_\L$sig", conf => <<~'EOF');
-        ${TEST_GLOBALS}
-        worker_processes 2;
-        worker_rlimit_nofile 16384;
-        error_log ${PREFIX}/error.log warn;
-
-        events {
-            worker_connections 4096;
-        }
-
-        http {
-            access_log ${PREFIX}/access.log;
-
-            ${TEST_GLOBALS_HTTP}
-
-            client_max_body_size    64k;
-            client_body_buffer_size 64k;
-
-            rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
-            rbcs_mysql_user rbcs;
-            rbcs_mysql_password rbcs;
-            rbcs_mysql_database ${MYSQL_DATABASE};
-            rbcs_mysql_pool_size 4;
-            rbcs_mysql_connect_timeout 2s;
-            rbcs_mysql_query_timeout 5s;
-            rbcs_mysql_queue_size 1024;
-            rbcs_mysql_queue_timeout 3s;
-            rbcs_mysql_lock_wait_timeout 3s;
-
-            rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
-            rbcs_redis_server 127.0.0.1:${REDIS_PORT};
-            rbcs_redis_prefix ${REDIS_PREFIX};
-            rbcs_redis_user rbcs;
-            rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
-            rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
-            rbcs_redis_key_ttl 1h;
-
-            server {
-                listen 127.0.0.1:${HTTP_PORT};
-
-                error_page 413 @rbcs_problem;
-                location @rbcs_problem { rbcs_problem; }
-
-                location / { rbcs; }
-            }
-        }
-        EOF
+    my $l = RBCS::Test->new(%common, name => "resilience_\L$sig",
+        conf => pod_conf(pool_size => 4, lock_wait_timeout => '3s'));
     my $r = RBCS::Resilience::lifecycle(pod => $l, mariadb => $m, signal => $sig,
         n => 16, dir => $scratch, hold => 1.5, redis => $redis);
     out(sprintf '%s with %d transfers in flight (%d queries waiting in MariaDB): '
@@ -254,54 +224,8 @@ for my $sig (qw(HUP QUIT)) {
 # --- the fault sequence -------------------------------------------------------
 
 # each answer says which worker gave it
-my $faults_conf = <<'EOF';
-${TEST_GLOBALS}
-worker_processes 2;
-worker_rlimit_nofile 16384;
-error_log ${PREFIX}/error.log warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    access_log ${PREFIX}/access.log;
-
-    ${TEST_GLOBALS_HTTP}
-
-    client_max_body_size    64k;
-    client_body_buffer_size 64k;
-
-    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
-    rbcs_mysql_user rbcs;
-    rbcs_mysql_password rbcs;
-    rbcs_mysql_database ${MYSQL_DATABASE};
-    rbcs_mysql_pool_size 8;
-    rbcs_mysql_connect_timeout 1s;
-    rbcs_mysql_query_timeout 2s;
-    rbcs_mysql_queue_size 1024;
-    rbcs_mysql_queue_timeout 2s;
-
-    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
-    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
-    rbcs_redis_prefix ${REDIS_PREFIX};
-    rbcs_redis_user rbcs;
-    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
-    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
-    rbcs_redis_key_ttl 1h;
-
-    server {
-        listen 127.0.0.1:${HTTP_PORT};
-
-        error_page 413 @rbcs_problem;
-        location @rbcs_problem { rbcs_problem; }
-
-        location / { rbcs; }
-
-        add_header X-RBCS-Worker $pid always;
-    }
-}
-EOF
+my $faults_conf = pod_conf(connect_timeout => '1s', query_timeout => '2s',
+    queue_timeout => '2s', server => "add_header X-RBCS-Worker \$pid always;\n");
 my @pods;
 push @pods, RBCS::Test->new(%common, name => 'resilience', conf => $faults_conf);
 push @pods, RBCS::Test->new(%common, pod_of => $pods[0], conf => $faults_conf);
@@ -353,52 +277,8 @@ for my $p (@pods) { $p->stop }
 
 # both pods of it (one worker each)
 my $part = RBCS::Resilience::redis_partition(redis => $redis, common => \%common,
-                                             secs => 8, conf => <<'EOF');
-${TEST_GLOBALS}
-worker_processes 1;
-worker_rlimit_nofile 16384;
-error_log ${PREFIX}/error.log info;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    access_log ${PREFIX}/access.log;
-
-    ${TEST_GLOBALS_HTTP}
-
-    client_max_body_size    64k;
-    client_body_buffer_size 64k;
-
-    rbcs_mysql_server 127.0.0.1:${MYSQL_PORT};
-    rbcs_mysql_user rbcs;
-    rbcs_mysql_password rbcs;
-    rbcs_mysql_database ${MYSQL_DATABASE};
-    rbcs_mysql_pool_size 8;
-    rbcs_mysql_connect_timeout 2s;
-    rbcs_mysql_query_timeout 5s;
-    rbcs_mysql_queue_size 1024;
-    rbcs_mysql_queue_timeout 3s;
-
-    rbcs_cache_zone zone=rbcs_balances:16m ttl=2s poll=1s;
-    rbcs_redis_server 127.0.0.1:${REDIS_PORT};
-    rbcs_redis_prefix ${REDIS_PREFIX};
-    rbcs_redis_user rbcs;
-    rbcs_redis_password_file ${REDIS_PASSWORD_FILE};
-    rbcs_redis_hmac_key_file ${REDIS_HMAC_KEY_FILE};
-    rbcs_redis_key_ttl 1h;
-
-    server {
-        listen 127.0.0.1:${HTTP_PORT};
-
-        error_page 413 @rbcs_problem;
-        location @rbcs_problem { rbcs_problem; }
-
-        location / { rbcs; }
-    }
-}
-EOF
+                                             secs => 8,
+                                             conf => pod_conf(workers => 1, log => 'info'));
 out('partition: pod A (its Redis relay cut) acknowledged version '
     . ($part->{acked_version} // '?') . ' (' . ($part->{transfer} // '?')
     . '); pod B (subscription ' . (!$part->{b_sub_up_before} ? 'NEVER came up'
@@ -471,8 +351,15 @@ sub statuses {
 }
 
 sub write_doc {
-    my $d = '';
-    $d .= "# Resilience test results\n\n";
+    open my $fh, '>', $O{DOC} or die "$O{DOC}: $!";
+    print $fh doc_summary(), doc_how(), doc_faults(), doc_pods(),
+        doc_partition(), doc_problems();
+    close $fh;
+}
+
+# the title, the run and the summary table
+sub doc_summary {
+    my $d = "# Resilience test results\n\n";
     $d .= "Written by `perf/resilience.pl` on $started ($cpus CPUs, nginx "
         . "$versions{nginx}, MariaDB $versions{mariadb}, Redis $versions{redis}); "
         . "the raw log is [perf/results/resilience.txt](../perf/results/resilience.txt). "
@@ -526,9 +413,12 @@ sub write_doc {
             . '**' . ($reads_ok && !$part->{stale_late} ? ''
                      : '; but **a pod can serve a stale balance past the documented cross-pod bound** (see Problems found)')
                   : '**PROBLEMS FOUND: see below**') . " |\n\n";
+    return $d;
+}
 
-    $d .= "## How the suite works\n\n";
-    $d .= <<'EOT';
+# what the suite does, as the reader of the figures needs it
+sub doc_how {
+    return "## How the suite works\n\n" . <<'EOT';
 - **Real processes on loopback**: a private `mariadbd` and `redis-server`
   (so that they can be killed and frozen without touching anything else),
   two nginx "pods" of 2 workers each sharing the database and Redis
@@ -610,7 +500,11 @@ sub write_doc {
   the fault to the audit, by answer, and the longest time without any
   acknowledgement (from the last one before the fault).
 EOT
-    $d .= "\n## Faults\n\n";
+}
+
+# the faults, the audits after them, the clients that went away
+sub doc_faults {
+    my $d = "\n## Faults\n\n";
     $d .= "| # | fault | what was done | recovery | requests from the fault to the audit | longest time without an acknowledgement | holds due in the window: released at most after `expiresAt` | audit |\n";
     $d .= "|---|---|---|---|---|---|---|---|\n";
     my $i = 0;
@@ -690,8 +584,12 @@ EOT
             . "or void applied while its client was away is answered 200 with the "
             . "same resolution when the client asks again.\n";
     }
+    return $d;
+}
 
-    $d .= "\n## Backpressure\n\n";
+# backpressure, graceful reload and stop
+sub doc_pods {
+    my $d = "\n## Backpressure\n\n";
     for my $o (@overload) {
         my $how = $o->{slow} eq 'lock'
             ? 'its two accounts held by `SELECT … FOR UPDATE` for 1.5 s during each flood (a slow database)'
@@ -747,8 +645,12 @@ EOT
         s3($quit->{master_exited_after_release}),
         $hup->{aborted_clients_before}, $hup->{aborted_clients_after},
         $quit->{aborted_clients_before}, $quit->{aborted_clients_after};
+    return $d;
+}
 
-    $d .= "\n## One pod cut off from Redis\n\n";
+# one pod cut off from Redis
+sub doc_partition {
+    my $d = "\n## One pod cut off from Redis\n\n";
     $d .= "Two more pods (1 worker each) share a database and the Redis channel; "
         . "pod B reaches Redis directly, pod A through a TCP relay. Pod B reads "
         . "account X (version $part->{before}[0], from its zone); the relay is "
@@ -777,8 +679,12 @@ EOT
            : "Pod B saw the change within the bound: its entry for X is not trusted "
              . "beyond `max_age` (the reads marked `database` come every 2 s), so the "
              . "change pod A could not publish still reached it.\n");
+    return $d;
+}
 
-    $d .= "\n## What the service counted\n\n| metric | pod1 | pod2 |\n|---|---|---|\n";
+# the service's counters, its error.log, the problems found
+sub doc_problems {
+    my $d = "\n## What the service counted\n\n| metric | pod1 | pod2 |\n|---|---|---|\n";
     $d .= "| `$_` | $metrics{$_}[0] | $metrics{$_}[1] |\n" for sort keys %metrics;
     $d .= "\n## error.log (warn and above, both pods, numbers blanked)\n\n| count | line |\n|---|---|\n";
     for my $k (sort { $logs->{$b} <=> $logs->{$a} } keys %$logs) {
@@ -831,8 +737,5 @@ EOT
             if $l->{aborted_clients_after} != $l->{aborted_clients_before};
     }
     $d .= @p ? join('', map { "- $_\n" } @p) : "None in this run.\n";
-
-    open my $fh, '>', $O{DOC} or die "$O{DOC}: $!";
-    print $fh $d;
-    close $fh;
+    return $d;
 }

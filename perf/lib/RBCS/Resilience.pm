@@ -74,7 +74,6 @@ sub new {
         external   => $o{external} // 'EXT',
         log        => $o{log} // sub { print STDERR @_, "\n" },
         faults     => [],
-        audits     => [],
         probe_seq  => 0,
         gen        => 0,
     }, $class;
@@ -84,12 +83,8 @@ sub new {
     return $self;
 }
 
-sub dir      { $_[0]{dir} }
-sub pods     { @{ $_[0]{pods} } }
 sub faults   { @{ $_[0]{faults} } }
-sub audits   { @{ $_[0]{audits} } }
 sub accounts { @{ $_[0]{accounts} } }
-sub external { $_[0]{external} }
 
 # the overdraft limit of a STANDARD account of the clients ('0.00': none)
 sub limit_of {
@@ -430,52 +425,57 @@ sub _client {
                 if ($f->{outcome} eq 'COMPLETED') {
                     my $h = { id => $id, src => $src, amount => $amount,
                               expires_at => $f->{expires_at} };
-                    my $p = rand;
-                    my @a;
-                    if (defined $ein) {
-                        # half left to expire; the others captured or voided
-                        # before or after expiresAt (then refused: 409)
-                        @a = $p < 0.5 ? () : $p < 0.65 ? ('capture')
-                           : $p < 0.8 ? ('capture', _cents(1 + int rand $c))
-                           : ('void');
-                        push @a, time + rand($ein + 0.5) if @a;
-                    } else {
-                        @a = $p < 0.4 ? ('capture') : $p < 0.7
-                           ? ('capture', $c > 1 ? _cents(1 + int rand($c - 1)) : undef)
-                           : ('void');
-                        push @a, time + rand $self->{resolve_within};
-                    }
-                    if (@a) {
-                        my $due = pop @a;
-                        @plan = sort { $a->[0] <=> $b->[0] } @plan,
-                            [ $due, $h, $a[0], $a[1] ];
-                    }
+                    @plan = sort { $a->[0] <=> $b->[0] } @plan,
+                        $self->_resolution($h, $c, $ein);
                 }
             }
             next unless $f->{outcome} eq 'COMPLETED';
         }
-        next if ++$acks % $self->{read_every};
-        # read-your-writes: a balance read on the pod that acknowledged
-        # never shows an older version of the source account
-        my $res = $f->{res};
-        my $v = $res->{json}{sourceVersion} // next;
-        my $t = $self->{pods}[ $res->{pod} ];
-        for (1 .. 10) {
-            my $r = eval { $t->get("/accounts/$src/balance", timeout => 5) };
-            if ($r && ($r->{status} // 0) == 200) {
-                my $j = eval { $JSON->decode($r->{body}) } // {};
-                print $fh "P\tread $src on pod" . ($res->{pod} + 1)
-                    . ": version $j->{version} < acknowledged $v ("
-                    . ($r->{headers}{'x-rbcs-cache'} // '?') . ")\n"
-                    if ($j->{version} // 0) < $v;
-                print $fh "R\tok\n";
-                last;
-            }
-            print $fh "R\tunavailable\n" if $_ == 10;
-            sleep 0.1;
-        }
+        $self->_read_own_write($fh, $f->{res}, $src)
+            unless ++$acks % $self->{read_every};
     }
     close $fh;
+}
+
+# What becomes of a client's acknowledged hold $h of $c cents (expiresIn
+# $ein or none): [ when, $h, capture or void, the amount captured (undef:
+# the whole) ], or nothing when it is left to expire
+sub _resolution {
+    my ($self, $h, $c, $ein) = @_;
+    my $p = rand;
+    if (defined $ein) {
+        # half left to expire; the others captured or voided before or
+        # after expiresAt (then refused: 409)
+        my @a = $p < 0.5 ? () : $p < 0.65 ? ('capture')
+              : $p < 0.8 ? ('capture', _cents(1 + int rand $c)) : ('void');
+        return @a ? [ time + rand($ein + 0.5), $h, @a ] : ();
+    }
+    my @a = $p < 0.4 ? ('capture') : $p < 0.7
+          ? ('capture', $c > 1 ? _cents(1 + int rand($c - 1)) : undef)
+          : ('void');
+    return [ time + rand $self->{resolve_within}, $h, @a ];
+}
+
+# read-your-writes: a balance read on the pod that acknowledged ($res)
+# never shows an older version of the source account
+sub _read_own_write {
+    my ($self, $fh, $res, $src) = @_;
+    my $v = $res->{json}{sourceVersion} // return;
+    my $t = $self->{pods}[ $res->{pod} ];
+    for (1 .. 10) {
+        my $r = eval { $t->get("/accounts/$src/balance", timeout => 5) };
+        if ($r && ($r->{status} // 0) == 200) {
+            my $j = eval { $JSON->decode($r->{body}) } // {};
+            print $fh "P\tread $src on pod" . ($res->{pod} + 1)
+                . ": version $j->{version} < acknowledged $v ("
+                . ($r->{headers}{'x-rbcs-cache'} // '?') . ")\n"
+                if ($j->{version} // 0) < $v;
+            print $fh "R\tok\n";
+            return;
+        }
+        print $fh "R\tunavailable\n" if $_ == 10;
+        sleep 0.1;
+    }
 }
 
 sub _slurp {
@@ -553,9 +553,17 @@ sub tally {
     return (\%by, \%kind, \%res, $partial);
 }
 
+# the fields of the F (transfer or hold) and C (capture or void) lines,
+# as transfer_final and resolve_final write them (empty ones undef)
+my %FIELDS = (
+    F => [qw(id src dst amount outcome status attempts t0 t1 pod kind
+             expires_in expires_at)],
+    C => [qw(id action amount expect outcome status attempts t0 t1 pod
+             uncertain early)]);
+
 sub records {
     my ($self) = @_;
-    my (%final, %resol, @attempts, @problems, @dup, %reads, %aborted);
+    my (%final, %resol, @attempts, @problems, @dup);
     for my $file (sort glob "$self->{dir}/rec.*") {
         open my $fh, '<', $file or next;
         while (my $l = <$fh>) {
@@ -563,50 +571,275 @@ sub records {
             my @f = split /\t/, $l, -1;
             if ($f[0] eq 'A') {
                 push @attempts, [ $f[5], $f[3], $f[2], $f[1] ];
-            } elsif ($f[0] eq 'F') {
-                my $rec = { id => $f[1], src => $f[2], dst => $f[3],
-                            amount => $f[4], outcome => $f[5],
-                            status => $f[6], attempts => $f[7],
-                            t0 => $f[8], t1 => $f[9], pod => $f[10],
-                            kind => $f[11] || 'T',
-                            expires_in => length($f[12] // '') ? $f[12] : undef,
-                            expires_at => length($f[13] // '') ? $f[13] : undef };
-                if (my $old = $final{ $f[1] }) {
-                    push @dup, "$f[1]: reported $old->{outcome} ($old->{status})"
-                        . " and then $f[5] ($f[6])"
-                        if $old->{outcome} ne $f[5];
+            } elsif (my $cols = $FIELDS{ $f[0] }) {
+                # the first outcome of an id counts; another one is a dup
+                my %rec;
+                @rec{@$cols} = map { length($_ // '') ? $_ : undef } @f[1 .. $#f];
+                $rec{kind} //= 'T' if $f[0] eq 'F';
+                my $seen = $f[0] eq 'F' ? \%final : \%resol;
+                if (my $old = $seen->{ $rec{id} }) {
+                    push @dup, ($f[0] eq 'F' ? $rec{id} : "$rec{id}/$rec{action}")
+                        . ": reported $old->{outcome} ($old->{status})"
+                        . " and then $rec{outcome} ($rec{status})"
+                        if $old->{outcome} ne $rec{outcome}
+                        || ($old->{action} // '') ne ($rec{action} // '');
                     next;
                 }
-                $final{ $f[1] } = $rec;
-            } elsif ($f[0] eq 'C') {
-                my $rec = { id => $f[1], action => $f[2],
-                            amount => length $f[3] ? $f[3] : undef,
-                            expect => length $f[4] ? $f[4] : undef,
-                            outcome => $f[5], status => $f[6], attempts => $f[7],
-                            t0 => $f[8], t1 => $f[9], pod => $f[10],
-                            uncertain => $f[11], early => $f[12] };
-                if (my $old = $resol{ $f[1] }) {
-                    push @dup, "$f[1]/$f[2]: reported $old->{outcome} ($old->{status})"
-                        . " and then $f[5] ($f[6])"
-                        if $old->{outcome} ne $f[5] || $old->{action} ne $f[2];
-                    next;
-                }
-                $resol{ $f[1] } = $rec;
+                $seen->{ $rec{id} } = \%rec;
             } elsif ($f[0] eq 'P') {
                 push @problems, $f[1];
-            } elsif ($f[0] eq 'R') {
-                $reads{ $f[1] }++;
-            } elsif ($f[0] eq 'X') {
-                $aborted{ $f[1] } = $f[2];
             }
         }
     }
     return { final => \%final, resolutions => \%resol, attempts => \@attempts,
-             problems => \@problems, dup => \@dup, reads => \%reads,
-             aborted => \%aborted };
+             problems => \@problems, dup => \@dup };
 }
 
 # ------------------------------------------------------------------- audits --
+
+# The audit's checks in SQL, on one snapshot, in the order of its report:
+# each a query whose rows are what is wrong (at most 10 reported), and
+# what the failure says.
+my @CHECKS = (
+    # no STANDARD account's available balance below minus its limit (an
+    # EXTERNAL account has no floor)
+    [ below_limit => 'STANDARD accounts whose available balance is below '
+        . 'minus their overdraft limit', q{
+        SELECT account_number, CAST(balance - held_balance AS DECIMAL(38,2)),
+               CAST(overdraft_limit AS DECIMAL(38,2))
+          FROM accounts
+         WHERE kind = 'STANDARD' AND balance - held_balance < -overdraft_limit} ],
+
+    # every balance is what its ledger entries add up to (the last entry's
+    # balance_after too); its version counts the entries and the changes
+    # of its held balance (each hold it is the source of, and each void or
+    # expiry of one: a capture is an entry)
+    [ ledger_bad => 'ledger disagrees with balances or versions', q{
+        SELECT a.account_number FROM accounts a
+          LEFT JOIN (SELECT account_number, SUM(amount) s, COUNT(*) n,
+                            MAX(version) v, MIN(version) v0
+                       FROM entries GROUP BY account_number) e
+            ON e.account_number = a.account_number
+          LEFT JOIN entries l
+            ON l.account_number = a.account_number AND l.version = e.v
+          LEFT JOIN (SELECT source_account,
+                            SUM(status <> 'REJECTED')
+                            + SUM(status IN ('VOIDED', 'EXPIRED')) k
+                       FROM transactions WHERE hold = 1
+                      GROUP BY source_account) h
+            ON h.source_account = a.account_number
+         WHERE e.n IS NULL OR a.balance <> e.s OR a.balance <> l.balance_after
+            OR e.v0 <> 1 OR e.v > a.version
+            OR a.version <> e.n + COALESCE(h.k, 0)} ],
+
+    # the held balance is the sum of the account's pending holds; the
+    # holds table lists the pending holds, and only those
+    [ held_bad => 'held balances disagree with the pending holds', q{
+        SELECT a.account_number, 'held', CAST(a.held_balance AS DECIMAL(38,2)),
+               'pending', CAST(COALESCE(h.s, 0) AS DECIMAL(38,2))
+          FROM accounts a
+          LEFT JOIN (SELECT source_account, SUM(amount) s FROM holds
+                      GROUP BY source_account) h
+            ON h.source_account = a.account_number
+         WHERE a.held_balance <> COALESCE(h.s, 0) OR a.held_balance < 0
+        UNION ALL
+        SELECT h.transaction_id, 'in holds, transaction', COALESCE(t.status, 'missing'),
+               t.hold, NULL
+          FROM holds h
+          LEFT JOIN transactions t ON t.transaction_id = h.transaction_id
+         WHERE t.transaction_id IS NULL OR t.hold <> 1 OR t.status <> 'PENDING'
+            OR t.amount <> h.amount OR t.source_account <> h.source_account
+            OR t.destination_account <> h.destination_account
+            OR NOT (t.expires_at <=> h.expires_at)
+        UNION ALL
+        SELECT t.transaction_id, t.status, 'hold', t.hold,
+               IF(h.transaction_id IS NULL, 'not in holds', 'in holds')
+          FROM transactions t
+          LEFT JOIN holds h ON h.transaction_id = t.transaction_id
+         WHERE (t.status = 'PENDING' AND h.transaction_id IS NULL)
+            OR (t.status IN ('PENDING', 'VOIDED', 'EXPIRED') AND t.hold <> 1)} ],
+
+    # a completed transfer has exactly its two entries, from its source to
+    # its destination, of its amount (a captured hold: of the captured
+    # amount); any other transaction none (a hold pending, voided or
+    # expired moved nothing); no entry without its transaction
+    [ entries_bad => 'transactions whose entries are wrong', q{
+        SELECT t.transaction_id, t.status FROM transactions t
+          LEFT JOIN (SELECT transaction_id, COUNT(*) n, SUM(amount) s,
+                            MAX(amount) mx,
+                            SUM(account_number = counterparty) self,
+                            MAX(IF(amount < 0, account_number, NULL)) src,
+                            MAX(IF(amount > 0, account_number, NULL)) dst
+                       FROM entries WHERE type = 'TRANSFER'
+                      GROUP BY transaction_id) e
+            ON e.transaction_id = t.transaction_id
+         WHERE (t.status = 'COMPLETED'
+                AND (e.n IS NULL OR e.n <> 2 OR e.s <> 0 OR e.self <> 0
+                     OR NOT (e.mx <=> IF(t.hold = 1, t.captured_amount, t.amount))
+                     OR NOT (e.src <=> t.source_account)
+                     OR NOT (e.dst <=> t.destination_account)))
+            OR (t.status <> 'COMPLETED' AND e.n IS NOT NULL)
+        UNION ALL
+        SELECT e.transaction_id, 'entry without a transaction' FROM entries e
+          LEFT JOIN transactions t ON t.transaction_id = e.transaction_id
+         WHERE e.type = 'TRANSFER' AND t.transaction_id IS NULL} ],
+
+    # no hold captured above its amount; captured_amount only on a
+    # completed hold, and always there
+    [ captured_bad => 'holds captured wrongly (above their amount, or '
+        . 'not as a completed hold)', q{
+        SELECT transaction_id, status, hold, CAST(amount AS DECIMAL(38,2)),
+               CAST(captured_amount AS DECIMAL(38,2))
+          FROM transactions
+         WHERE (captured_amount IS NOT NULL
+                AND (hold <> 1 OR status <> 'COMPLETED' OR captured_amount <= 0
+                     OR captured_amount > amount))
+            OR (hold = 1 AND status = 'COMPLETED' AND captured_amount IS NULL)} ],
+
+    # every resolved hold has exactly one resolution row in audit_log, the
+    # one of its state; a pending or refused hold none; no resolution row
+    # of anything but a hold
+    [ resolved_log_bad => 'holds whose resolution is not recorded exactly '
+        . 'once in audit_log', q{
+        SELECT t.transaction_id, t.status, COALESCE(l.acts, 'no resolution row')
+          FROM transactions t
+          LEFT JOIN (SELECT subject, GROUP_CONCAT(action ORDER BY id) acts
+                       FROM audit_log
+                      WHERE action IN ('hold.capture', 'hold.void', 'hold.expire')
+                      GROUP BY subject) l
+            ON l.subject = t.transaction_id
+         WHERE t.hold = 1
+           AND NOT (COALESCE(l.acts, '') <=> CASE t.status
+                     WHEN 'COMPLETED' THEN 'hold.capture'
+                     WHEN 'VOIDED' THEN 'hold.void'
+                     WHEN 'EXPIRED' THEN 'hold.expire' ELSE '' END)
+        UNION ALL
+        SELECT l.subject, l.action, 'of no hold' FROM audit_log l
+          LEFT JOIN transactions t
+            ON t.transaction_id = l.subject AND t.hold = 1
+         WHERE l.action IN ('hold.capture', 'hold.void', 'hold.expire')
+           AND t.transaction_id IS NULL} ],
+
+    # expiries: nothing pending 3 s past its expiresAt (the service
+    # releases within 1 s; the audit came after the recovery), nothing
+    # released before it, nothing captured or voided at or after it
+    [ expiry_bad => 'expiries wrong', q{
+        SELECT transaction_id, 'still pending',
+               TIMESTAMPDIFF(MICROSECOND, expires_at, UTC_TIMESTAMP(6)) / 1e6,
+               's after expiresAt', expires_at
+          FROM holds WHERE expires_at < UTC_TIMESTAMP(3) - INTERVAL 3 SECOND
+        UNION ALL
+        SELECT transaction_id, status, 'resolved at', resolved_at,
+               CONCAT('expiresAt ', COALESCE(expires_at, 'none'))
+          FROM transactions
+         WHERE hold = 1
+           AND ((status = 'EXPIRED' AND (expires_at IS NULL OR resolved_at IS NULL
+                                         OR resolved_at < expires_at))
+                OR (status IN ('COMPLETED', 'VOIDED')
+                    AND (resolved_at IS NULL OR resolved_at >= expires_at)))} ],
+
+    # every acknowledged transfer (deposits and withdrawals included)
+    # applied exactly once, as acknowledged
+    [ ack_bad => 'acknowledged but not applied exactly once', q{
+        SELECT c.id, CONCAT('(', COALESCE(t.status, 'missing'), ')')
+          FROM resilience_outcomes c
+          LEFT JOIN transactions t ON t.transaction_id = c.id
+          LEFT JOIN (SELECT transaction_id, COUNT(*) n FROM entries
+                      WHERE type = 'TRANSFER' GROUP BY transaction_id) e
+            ON e.transaction_id = c.id
+         WHERE c.outcome = 'COMPLETED' AND c.kind <> 'H'
+           AND (t.status IS NULL OR t.status <> 'COMPLETED' OR t.hold <> 0
+                OR t.amount <> c.amount OR t.source_account <> c.src
+                OR t.destination_account <> c.dst
+                OR e.n IS NULL OR e.n <> 2)} ],
+
+    # every acknowledged hold is a hold of the acknowledged accounts,
+    # amount and expiry, pending or resolved (expired only with an expiry)
+    [ hold_bad => 'holds acknowledged but not recorded as such', q{
+        SELECT c.id, COALESCE(t.status, 'missing') FROM resilience_outcomes c
+          LEFT JOIN transactions t ON t.transaction_id = c.id
+         WHERE c.outcome = 'COMPLETED' AND c.kind = 'H'
+           AND (t.status IS NULL OR t.hold <> 1
+                OR t.status NOT IN ('PENDING', 'COMPLETED', 'VOIDED', 'EXPIRED')
+                OR t.amount <> c.amount OR t.source_account <> c.src
+                OR t.destination_account <> c.dst
+                OR (c.expires_in IS NULL) <> (t.expires_at IS NULL)
+                OR TIMESTAMPDIFF(MICROSECOND, t.created_at, t.expires_at)
+                   <> c.expires_in * 1000000
+                OR (t.status = 'EXPIRED' AND c.expires_in IS NULL))} ],
+
+    # every capture or void the clients saw acknowledged (200) is the
+    # hold's final state, with the captured amount; a refusal (409) is of
+    # a hold that had expired, answered at or after its expiresAt (only
+    # the client that made a hold resolves it: nothing else can have),
+    # released since or about to be (the release follows within a second);
+    # a 409 on the retry of a capture whose earlier attempt had applied
+    # would be a replay answered wrongly
+    [ res_bad => 'captures and voids whose answer is not the hold\'s state', q{
+        SELECT r.id, r.action, r.outcome,
+               CASE WHEN r.outcome = 'REFUSED' AND r.early = 1
+                         THEN 'answered before expiresAt'
+                    WHEN r.outcome = 'REFUSED' AND r.uncertain = 1
+                         AND t.status = IF(r.action = 'capture', 'COMPLETED', 'VOIDED')
+                         AND (r.action = 'void' OR t.captured_amount = r.expect)
+                         THEN 'on a retry, but the earlier attempt had applied'
+                    ELSE '' END,
+               'hold', COALESCE(t.status, 'missing'),
+               CAST(t.captured_amount AS DECIMAL(38,2))
+          FROM resilience_resolutions r
+          LEFT JOIN transactions t ON t.transaction_id = r.id
+         WHERE r.outcome = 'ERROR'
+            OR (r.outcome = 'DONE' AND r.action = 'capture'
+                AND (t.status IS NULL OR t.status <> 'COMPLETED'
+                     OR NOT (t.captured_amount <=> r.expect)))
+            OR (r.outcome = 'DONE' AND r.action = 'void'
+                AND (t.status IS NULL OR t.status <> 'VOIDED'))
+            OR (r.outcome = 'REFUSED'
+                AND (t.status IS NULL OR r.early = 1
+                     OR NOT (t.status = 'EXPIRED'
+                             OR (t.status = 'PENDING'
+                                 AND t.expires_at <= UTC_TIMESTAMP(3)))))} ],
+
+    # no hold captured or voided that no client asked to, nor captured of
+    # another amount
+    [ res_phantom => 'holds resolved as no client asked', q{
+        SELECT t.transaction_id, t.status, CAST(t.captured_amount AS DECIMAL(38,2)),
+               'asked', COALESCE(r.action, 'nothing'), CAST(r.expect AS DECIMAL(38,2))
+          FROM transactions t
+          LEFT JOIN resilience_resolutions r ON r.id = t.transaction_id
+         WHERE t.hold = 1
+           AND ((t.status = 'COMPLETED'
+                 AND (r.id IS NULL OR r.action <> 'capture'
+                      OR NOT (r.expect <=> t.captured_amount)))
+                OR (t.status = 'VOIDED' AND (r.id IS NULL OR r.action <> 'void')))} ],
+
+    # nothing applied that was reported rejected (no entries, no hold);
+    # the rejection recorded
+    [ rej_applied => 'reported rejected but applied', q{
+        SELECT c.id FROM resilience_outcomes c
+          JOIN transactions t ON t.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED' AND t.status <> 'REJECTED'
+        UNION ALL
+        SELECT c.id FROM resilience_outcomes c
+          JOIN entries e ON e.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED'
+        UNION ALL
+        SELECT c.id FROM resilience_outcomes c
+          JOIN holds h ON h.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED'} ],
+
+    [ rej_unrecorded => 'reported rejected but not recorded', q{
+        SELECT c.id FROM resilience_outcomes c
+          LEFT JOIN transactions t ON t.transaction_id = c.id
+         WHERE c.outcome = 'REJECTED' AND t.transaction_id IS NULL} ],
+
+    # a transaction (a transfer or a hold) for which no process of the
+    # suite has an outcome
+    [ phantom => 'applied but never sent by the suite', q{
+        SELECT t.transaction_id FROM transactions t
+          LEFT JOIN resilience_outcomes c ON c.id = t.transaction_id
+         WHERE c.id IS NULL} ],
+);
 
 sub dbh { $_[0]{pods}[0]->dbh }
 
@@ -633,7 +866,7 @@ sub audit {
     $self->_audit_replays($a, $recs) unless $o{no_replays};
     $self->_audit_reads($a);
     $a->{took} = time - $t0;
-    $self->resume unless $o{keep_paused};
+    $self->resume;
     my @fail;
     my $list = sub {
         my ($key, $what) = @_;
@@ -641,23 +874,7 @@ sub audit {
     };
     push @fail, "total $a->{total} != $a->{initial_total}"
         if $a->{total} ne $a->{initial_total};
-    $list->('below_limit', 'STANDARD accounts whose available balance is below '
-        . 'minus their overdraft limit');
-    $list->('ledger_bad', 'ledger disagrees with balances or versions');
-    $list->('held_bad', 'held balances disagree with the pending holds');
-    $list->('entries_bad', 'transactions whose entries are wrong');
-    $list->('captured_bad', 'holds captured wrongly (above their amount, or '
-        . 'not as a completed hold)');
-    $list->('resolved_log_bad', 'holds whose resolution is not recorded exactly '
-        . 'once in audit_log');
-    $list->('expiry_bad', 'expiries wrong');
-    $list->('ack_bad', 'acknowledged but not applied exactly once');
-    $list->('hold_bad', 'holds acknowledged but not recorded as such');
-    $list->('res_bad', 'captures and voids whose answer is not the hold\'s state');
-    $list->('res_phantom', 'holds resolved as no client asked');
-    $list->('rej_applied', 'reported rejected but applied');
-    $list->('rej_unrecorded', 'reported rejected but not recorded');
-    $list->('phantom', 'applied but never sent by the suite');
+    $list->(@$_[0, 1]) for @CHECKS;
     push @fail, "outcome changed: @{ $recs->{dup} }" if @{ $recs->{dup} };
     $list->('replay_bad', 'replay differs');
     push @fail, "reads differ from the database after $a->{read_bound} s: "
@@ -665,7 +882,6 @@ sub audit {
     $list->('unreached', 'workers never reached by the reads');
     $a->{fail} = \@fail;
     $a->{ok} = !@fail;
-    push @{ $self->{audits} }, $a;
     return $a;
 }
 
@@ -765,240 +981,7 @@ sub _audit_snapshot {
     @$a{qw(total initial_total naccounts overdrawn below_limit_n external_balance)}
         = ($total, $initial, $naccounts, $overdrawn + 0, $below + 0, $external);
 
-    # no STANDARD account's available balance below minus its limit (an
-    # EXTERNAL account has no floor)
-    $a->{below_limit} = _rows($dbh, q{
-        SELECT account_number, CAST(balance - held_balance AS DECIMAL(38,2)),
-               CAST(overdraft_limit AS DECIMAL(38,2))
-          FROM accounts
-         WHERE kind = 'STANDARD' AND balance - held_balance < -overdraft_limit});
-
-    # every balance is what its ledger entries add up to (the last entry's
-    # balance_after too); its version counts the entries and the changes
-    # of its held balance (each hold it is the source of, and each void or
-    # expiry of one: a capture is an entry)
-    $a->{ledger_bad} = _rows($dbh, q{
-        SELECT a.account_number FROM accounts a
-          LEFT JOIN (SELECT account_number, SUM(amount) s, COUNT(*) n,
-                            MAX(version) v, MIN(version) v0
-                       FROM entries GROUP BY account_number) e
-            ON e.account_number = a.account_number
-          LEFT JOIN entries l
-            ON l.account_number = a.account_number AND l.version = e.v
-          LEFT JOIN (SELECT source_account,
-                            SUM(status <> 'REJECTED')
-                            + SUM(status IN ('VOIDED', 'EXPIRED')) k
-                       FROM transactions WHERE hold = 1
-                      GROUP BY source_account) h
-            ON h.source_account = a.account_number
-         WHERE e.n IS NULL OR a.balance <> e.s OR a.balance <> l.balance_after
-            OR e.v0 <> 1 OR e.v > a.version
-            OR a.version <> e.n + COALESCE(h.k, 0)});
-
-    # the held balance is the sum of the account's pending holds; the
-    # holds table lists the pending holds, and only those
-    $a->{held_bad} = _rows($dbh, q{
-        SELECT a.account_number, 'held', CAST(a.held_balance AS DECIMAL(38,2)),
-               'pending', CAST(COALESCE(h.s, 0) AS DECIMAL(38,2))
-          FROM accounts a
-          LEFT JOIN (SELECT source_account, SUM(amount) s FROM holds
-                      GROUP BY source_account) h
-            ON h.source_account = a.account_number
-         WHERE a.held_balance <> COALESCE(h.s, 0) OR a.held_balance < 0
-        UNION ALL
-        SELECT h.transaction_id, 'in holds, transaction', COALESCE(t.status, 'missing'),
-               t.hold, NULL
-          FROM holds h
-          LEFT JOIN transactions t ON t.transaction_id = h.transaction_id
-         WHERE t.transaction_id IS NULL OR t.hold <> 1 OR t.status <> 'PENDING'
-            OR t.amount <> h.amount OR t.source_account <> h.source_account
-            OR t.destination_account <> h.destination_account
-            OR NOT (t.expires_at <=> h.expires_at)
-        UNION ALL
-        SELECT t.transaction_id, t.status, 'hold', t.hold,
-               IF(h.transaction_id IS NULL, 'not in holds', 'in holds')
-          FROM transactions t
-          LEFT JOIN holds h ON h.transaction_id = t.transaction_id
-         WHERE (t.status = 'PENDING' AND h.transaction_id IS NULL)
-            OR (t.status IN ('PENDING', 'VOIDED', 'EXPIRED') AND t.hold <> 1)});
-
-    # a completed transfer has exactly its two entries, from its source to
-    # its destination, of its amount (a captured hold: of the captured
-    # amount); any other transaction none (a hold pending, voided or
-    # expired moved nothing); no entry without its transaction
-    $a->{entries_bad} = _rows($dbh, q{
-        SELECT t.transaction_id, t.status FROM transactions t
-          LEFT JOIN (SELECT transaction_id, COUNT(*) n, SUM(amount) s,
-                            MAX(amount) mx,
-                            SUM(account_number = counterparty) self,
-                            MAX(IF(amount < 0, account_number, NULL)) src,
-                            MAX(IF(amount > 0, account_number, NULL)) dst
-                       FROM entries WHERE type = 'TRANSFER'
-                      GROUP BY transaction_id) e
-            ON e.transaction_id = t.transaction_id
-         WHERE (t.status = 'COMPLETED'
-                AND (e.n IS NULL OR e.n <> 2 OR e.s <> 0 OR e.self <> 0
-                     OR NOT (e.mx <=> IF(t.hold = 1, t.captured_amount, t.amount))
-                     OR NOT (e.src <=> t.source_account)
-                     OR NOT (e.dst <=> t.destination_account)))
-            OR (t.status <> 'COMPLETED' AND e.n IS NOT NULL)
-        UNION ALL
-        SELECT e.transaction_id, 'entry without a transaction' FROM entries e
-          LEFT JOIN transactions t ON t.transaction_id = e.transaction_id
-         WHERE e.type = 'TRANSFER' AND t.transaction_id IS NULL});
-
-    # no hold captured above its amount; captured_amount only on a
-    # completed hold, and always there
-    $a->{captured_bad} = _rows($dbh, q{
-        SELECT transaction_id, status, hold, CAST(amount AS DECIMAL(38,2)),
-               CAST(captured_amount AS DECIMAL(38,2))
-          FROM transactions
-         WHERE (captured_amount IS NOT NULL
-                AND (hold <> 1 OR status <> 'COMPLETED' OR captured_amount <= 0
-                     OR captured_amount > amount))
-            OR (hold = 1 AND status = 'COMPLETED' AND captured_amount IS NULL)});
-
-    # every resolved hold has exactly one resolution row in audit_log, the
-    # one of its state; a pending or refused hold none; no resolution row
-    # of anything but a hold
-    $a->{resolved_log_bad} = _rows($dbh, q{
-        SELECT t.transaction_id, t.status, COALESCE(l.acts, 'no resolution row')
-          FROM transactions t
-          LEFT JOIN (SELECT subject, GROUP_CONCAT(action ORDER BY id) acts
-                       FROM audit_log
-                      WHERE action IN ('hold.capture', 'hold.void', 'hold.expire')
-                      GROUP BY subject) l
-            ON l.subject = t.transaction_id
-         WHERE t.hold = 1
-           AND NOT (COALESCE(l.acts, '') <=> CASE t.status
-                     WHEN 'COMPLETED' THEN 'hold.capture'
-                     WHEN 'VOIDED' THEN 'hold.void'
-                     WHEN 'EXPIRED' THEN 'hold.expire' ELSE '' END)
-        UNION ALL
-        SELECT l.subject, l.action, 'of no hold' FROM audit_log l
-          LEFT JOIN transactions t
-            ON t.transaction_id = l.subject AND t.hold = 1
-         WHERE l.action IN ('hold.capture', 'hold.void', 'hold.expire')
-           AND t.transaction_id IS NULL});
-
-    # expiries: nothing pending 3 s past its expiresAt (the service
-    # releases within 1 s; the audit came after the recovery), nothing
-    # released before it, nothing captured or voided at or after it
-    $a->{expiry_bad} = _rows($dbh, q{
-        SELECT transaction_id, 'still pending',
-               TIMESTAMPDIFF(MICROSECOND, expires_at, UTC_TIMESTAMP(6)) / 1e6,
-               's after expiresAt', expires_at
-          FROM holds WHERE expires_at < UTC_TIMESTAMP(3) - INTERVAL 3 SECOND
-        UNION ALL
-        SELECT transaction_id, status, 'resolved at', resolved_at,
-               CONCAT('expiresAt ', COALESCE(expires_at, 'none'))
-          FROM transactions
-         WHERE hold = 1
-           AND ((status = 'EXPIRED' AND (expires_at IS NULL OR resolved_at IS NULL
-                                         OR resolved_at < expires_at))
-                OR (status IN ('COMPLETED', 'VOIDED')
-                    AND (resolved_at IS NULL OR resolved_at >= expires_at)))});
-
-    # every acknowledged transfer (deposits and withdrawals included)
-    # applied exactly once, as acknowledged
-    $a->{ack_bad} = [ _first(10, map { "$_->[0] ($_->[1])" } @{ $dbh->selectall_arrayref(q{
-        SELECT c.id, COALESCE(t.status, 'missing')
-          FROM resilience_outcomes c
-          LEFT JOIN transactions t ON t.transaction_id = c.id
-          LEFT JOIN (SELECT transaction_id, COUNT(*) n FROM entries
-                      WHERE type = 'TRANSFER' GROUP BY transaction_id) e
-            ON e.transaction_id = c.id
-         WHERE c.outcome = 'COMPLETED' AND c.kind <> 'H'
-           AND (t.status IS NULL OR t.status <> 'COMPLETED' OR t.hold <> 0
-                OR t.amount <> c.amount OR t.source_account <> c.src
-                OR t.destination_account <> c.dst
-                OR e.n IS NULL OR e.n <> 2)}) }) ];
-
-    # every acknowledged hold is a hold of the acknowledged accounts,
-    # amount and expiry, pending or resolved (expired only with an expiry)
-    $a->{hold_bad} = _rows($dbh, q{
-        SELECT c.id, COALESCE(t.status, 'missing') FROM resilience_outcomes c
-          LEFT JOIN transactions t ON t.transaction_id = c.id
-         WHERE c.outcome = 'COMPLETED' AND c.kind = 'H'
-           AND (t.status IS NULL OR t.hold <> 1
-                OR t.status NOT IN ('PENDING', 'COMPLETED', 'VOIDED', 'EXPIRED')
-                OR t.amount <> c.amount OR t.source_account <> c.src
-                OR t.destination_account <> c.dst
-                OR (c.expires_in IS NULL) <> (t.expires_at IS NULL)
-                OR TIMESTAMPDIFF(MICROSECOND, t.created_at, t.expires_at)
-                   <> c.expires_in * 1000000
-                OR (t.status = 'EXPIRED' AND c.expires_in IS NULL))});
-
-    # every capture or void the clients saw acknowledged (200) is the
-    # hold's final state, with the captured amount; a refusal (409) is of
-    # a hold that had expired, answered at or after its expiresAt (only
-    # the client that made a hold resolves it: nothing else can have),
-    # released since or about to be (the release follows within a second);
-    # a 409 on the retry of a capture whose earlier attempt had applied
-    # would be a replay answered wrongly
-    $a->{res_bad} = _rows($dbh, q{
-        SELECT r.id, r.action, r.outcome,
-               CASE WHEN r.outcome = 'REFUSED' AND r.early = 1
-                         THEN 'answered before expiresAt'
-                    WHEN r.outcome = 'REFUSED' AND r.uncertain = 1
-                         AND t.status = IF(r.action = 'capture', 'COMPLETED', 'VOIDED')
-                         AND (r.action = 'void' OR t.captured_amount = r.expect)
-                         THEN 'on a retry, but the earlier attempt had applied'
-                    ELSE '' END,
-               'hold', COALESCE(t.status, 'missing'),
-               CAST(t.captured_amount AS DECIMAL(38,2))
-          FROM resilience_resolutions r
-          LEFT JOIN transactions t ON t.transaction_id = r.id
-         WHERE r.outcome = 'ERROR'
-            OR (r.outcome = 'DONE' AND r.action = 'capture'
-                AND (t.status IS NULL OR t.status <> 'COMPLETED'
-                     OR NOT (t.captured_amount <=> r.expect)))
-            OR (r.outcome = 'DONE' AND r.action = 'void'
-                AND (t.status IS NULL OR t.status <> 'VOIDED'))
-            OR (r.outcome = 'REFUSED'
-                AND (t.status IS NULL OR r.early = 1
-                     OR NOT (t.status = 'EXPIRED'
-                             OR (t.status = 'PENDING'
-                                 AND t.expires_at <= UTC_TIMESTAMP(3)))))});
-
-    # no hold captured or voided that no client asked to, nor captured of
-    # another amount
-    $a->{res_phantom} = _rows($dbh, q{
-        SELECT t.transaction_id, t.status, CAST(t.captured_amount AS DECIMAL(38,2)),
-               'asked', COALESCE(r.action, 'nothing'), CAST(r.expect AS DECIMAL(38,2))
-          FROM transactions t
-          LEFT JOIN resilience_resolutions r ON r.id = t.transaction_id
-         WHERE t.hold = 1
-           AND ((t.status = 'COMPLETED'
-                 AND (r.id IS NULL OR r.action <> 'capture'
-                      OR NOT (r.expect <=> t.captured_amount)))
-                OR (t.status = 'VOIDED' AND (r.id IS NULL OR r.action <> 'void')))});
-
-    # nothing applied that was reported rejected (no entries, no hold);
-    # the rejection recorded
-    $a->{rej_applied} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
-        SELECT c.id FROM resilience_outcomes c
-          JOIN transactions t ON t.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED' AND t.status <> 'REJECTED'
-        UNION ALL
-        SELECT c.id FROM resilience_outcomes c
-          JOIN entries e ON e.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED'
-        UNION ALL
-        SELECT c.id FROM resilience_outcomes c
-          JOIN holds h ON h.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED'}) }) ];
-    $a->{rej_unrecorded} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
-        SELECT c.id FROM resilience_outcomes c
-          LEFT JOIN transactions t ON t.transaction_id = c.id
-         WHERE c.outcome = 'REJECTED' AND t.transaction_id IS NULL}) }) ];
-
-    # a transaction (a transfer or a hold) for which no process of the
-    # suite has an outcome
-    $a->{phantom} = [ _first(10, map { $_->[0] } @{ $dbh->selectall_arrayref(q{
-        SELECT t.transaction_id FROM transactions t
-          LEFT JOIN resilience_outcomes c ON c.id = t.transaction_id
-         WHERE c.id IS NULL}) }) ];
+    $a->{ $_->[0] } = _rows($dbh, $_->[2]) for @CHECKS;
 
     # counts
     my %res;
@@ -1049,28 +1032,23 @@ sub _audit_replays {
     @res = (shuffle(@res))[0 .. min(5, $#res)];
     my @bad;
     my $npods = @{ $self->{pods} };
-    for my $rec (@ids) {
-        my $hold = $rec->{kind} eq 'H';
-        my $res = $self->attempt(int rand $npods, $rec->{id}, $rec->{src},
-            $rec->{dst}, $rec->{amount}, 5, hold => $hold,
-            expires_in => $rec->{expires_in});
-        my $s = $res->{status};
-        my $ok = $rec->{outcome} eq 'COMPLETED'
-            ? $s == 200 && ($res->{json}{status} // '') eq ($hold ? 'PENDING' : 'COMPLETED')
-            : ($s == 422 || $s == 404);
-        push @bad, "$rec->{id} was $rec->{outcome}, now $s "
-            . substr($res->{body} // '', 0, 120) unless $ok;
-    }
-    for my $rec (@res) {
-        my $res = $self->resolve_attempt(int rand $npods, $rec->{id}, $rec->{action},
-            $rec->{amount}, 5);
+    for my $rec (@ids, @res) {
+        my $act = $rec->{action};       # a capture or void; else a transfer
+        my $hold = !$act && $rec->{kind} eq 'H';
+        my $res = $act
+            ? $self->resolve_attempt(int rand $npods, $rec->{id}, $act, $rec->{amount}, 5)
+            : $self->attempt(int rand $npods, $rec->{id}, $rec->{src}, $rec->{dst},
+                $rec->{amount}, 5, hold => $hold, expires_in => $rec->{expires_in});
         my $s = $res->{status};
         my $j = $res->{json} // {};
-        my $ok = $rec->{outcome} eq 'DONE'
-            ? $s == 200 && ($j->{status} // '') eq ($rec->{action} eq 'capture' ? 'COMPLETED' : 'VOIDED')
-              && ($rec->{action} ne 'capture' || ($j->{capturedAmount} // '') eq $rec->{expect})
+        my $ok = !$act ? ($rec->{outcome} eq 'COMPLETED'
+            ? $s == 200 && ($j->{status} // '') eq ($hold ? 'PENDING' : 'COMPLETED')
+            : ($s == 422 || $s == 404))
+          : $rec->{outcome} eq 'DONE'
+            ? $s == 200 && ($j->{status} // '') eq ($act eq 'capture' ? 'COMPLETED' : 'VOIDED')
+              && ($act ne 'capture' || ($j->{capturedAmount} // '') eq $rec->{expect})
             : $s == 409;
-        push @bad, "$rec->{id}/$rec->{action} was $rec->{outcome}, now $s "
+        push @bad, $rec->{id} . ($act ? "/$act" : '') . " was $rec->{outcome}, now $s "
             . substr($res->{body} // '', 0, 120) unless $ok;
     }
     $a->{replays} = @ids + @res;
@@ -1176,8 +1154,7 @@ sub probe {
             my $id = 'probe-' . $$ . '-' . ++$self->{probe_seq};
             my @dir = $self->{probe_seq} % 2 ? qw(PA PB) : qw(PB PA);
             my $f = $self->transfer_final($fh, $id, @dir, '0.01', pod => $p,
-                timeout => 4, give_up => $limit - (time - $since), fresh => 1,
-                first_ok => 1);
+                timeout => 4, give_up => $limit - (time - $since), fresh => 1);
             if ($f->{outcome} eq 'COMPLETED') {
                 $ok = $f->{res}{t1};
                 last;
@@ -1317,16 +1294,22 @@ sub reload_pod {
                  map { defined $_ ? sprintf('%.3f s', $_ - $t0) : 'NEVER' } $new, $gone) };
 }
 
+# SIGKILL a server (MariaDB's or Redis's: its signal returns once it is
+# gone), $down seconds later start it again on its data directory: the
+# times of the kill, of the start and of the server back
+sub _kill_start {
+    my ($server, $down) = @_;
+    my $t0 = time;
+    $server->signal('KILL');
+    sleep $down;
+    my $t1 = time;
+    $server->start;
+    return ($t0, $t1, time);
+}
+
 sub mariadb_kill {
     my ($self, %o) = @_;
-    my $m = $self->{mariadb};
-    my $t0 = time;
-    kill 'KILL', $m->pid;
-    RBCS::Test::_wait_gone($m->pid, 10);
-    sleep($o{down} // 1);
-    my $t1 = time;
-    $m->start;
-    my $t2 = time;
+    my ($t0, $t1, $t2) = _kill_start($self->{mariadb}, $o{down} // 1);
     return { inject => $t0, end => $t2, restart => $t2 - $t1,
              detail => sprintf('down %.1f s, restart (crash recovery) took %.2f s',
                                $t1 - $t0, $t2 - $t1) };
@@ -1350,11 +1333,7 @@ sub redis_kill {
     my ($self, %o) = @_;
     my $r = $self->{redis};
     unlink $r->dir . '/dump.rdb';        # restarted empty
-    my $t0 = time;
-    $r->signal('KILL');
-    sleep($o{down} // 1);
-    $r->start;
-    my $t1 = time;
+    my ($t0, undef, $t1) = _kill_start($r, $o{down} // 1);
     return { inject => $t0, end => $t1,
              detail => sprintf('SIGKILL, restarted empty after %.1f s', $t1 - $t0) };
 }
@@ -1367,10 +1346,7 @@ sub redis_stale {
     my $ts = time;
     $r->save;
     sleep($o{age} // 1.5);               # the snapshot goes stale
-    my $t0 = time;
-    $r->signal('KILL');
-    $r->start;                           # loads the old snapshot
-    my $t1 = time;
+    my ($t0, undef, $t1) = _kill_start($r, 0);     # loads the old snapshot
     my $keys = $r->cli('DBSIZE') // '?';
     $keys =~ s/\s+//g;
     return { inject => $t0, end => $t1,
@@ -1465,54 +1441,54 @@ sub client_aborts {
     # right after sending, no lock: the race between answer and close
     $phase->('race', 2 * $n, sub { qw(XB XA 0.50) });
     sleep 1;
-    # what the service did with the aborted requests
-    my %applied = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(
-        q{SELECT transaction_id, status FROM transactions
-           WHERE transaction_id LIKE ?}, undef, "ab$seq-%") };
-    $dbh->disconnect;
-    my %kinds;
-    for my $x (@ids) {
-        $kinds{ $x->[4] }{sent}++;
-        $kinds{ $x->[4] }{applied_before_retry}++ if $applied{ $x->[0] };
-    }
-    for my $x (@res) {
-        my $k = "$x->[3] capture/void";
-        $kinds{$k}{sent}++;
-        $kinds{$k}{applied_before_retry}++
-            if ($applied{ $x->[0]{id} } // 'PENDING') ne 'PENDING';
-    }
-    # the same requests again, by a client that waits for the answer
-    my %retry;
-    for my $x (@ids) {
-        my $f = $self->transfer_final($fh, @$x[0 .. 3]);
-        $retry{ $x->[4] }{ $f->{res}{status} }++;
-    }
-    for my $x (@res) {
-        my $f = $self->resolve_final($fh, @$x[0 .. 2]);
-        $retry{"$x->[3] capture/void"}{ $f->{res}{status} }++;
-    }
+    my ($kinds, $retry) = $self->_aborts_retried($dbh, $seq, @ids, @res);
     my @crashed;
     for my $p (0 .. $#pods) {
         my %now = map { $_ => 1 } $pods[$p]->worker_pids;
         push @crashed, grep { !$now{$_} } @{ $workers[$p] };
     }
-    my @k = grep { $kinds{$_} } map { ($_, "$_ capture/void") } qw(inflight midbody race);
+    my @k = grep { $kinds->{$_} } map { ($_, "$_ capture/void") } qw(inflight midbody race);
     my $detail = join '; ', map {
         my $k = $_;
         sprintf '%s: %d sent and aborted, %d applied before the retry, retry answered %s',
-            $k, $kinds{$k}{sent}, $kinds{$k}{applied_before_retry} // 0,
-            join(' ', map { "$_ x$retry{$k}{$_}" } sort keys %{ $retry{$k} })
+            $k, $kinds->{$k}{sent}, $kinds->{$k}{applied_before_retry} // 0,
+            join(' ', map { "$_ x$retry->{$k}{$_}" } sort keys %{ $retry->{$k} })
     } @k;
-    return { inject => $t0, end => time, kinds => \%kinds, retry => \%retry,
+    return { inject => $t0, end => time, kinds => $kinds, retry => $retry,
              inflight_seen => defined $inflight, crashed => \@crashed,
              inflight_after => defined $inflight ? $inflight - $locked : undef,
              locked_for => $unlocked - $locked,
-             midbody_applied => ($kinds{midbody}{applied_before_retry} // 0)
-                 + ($kinds{'midbody capture/void'}{applied_before_retry} // 0),
+             midbody_applied => ($kinds->{midbody}{applied_before_retry} // 0)
+                 + ($kinds->{'midbody capture/void'}{applied_before_retry} // 0),
              detail => $detail . sprintf('; XA/XB locked for %.2f s, the in-flight '
                  . 'ones seen in MariaDB after %s', $unlocked - $locked,
                  defined $inflight ? sprintf('%.2f s', $inflight - $locked) : 'never')
                  . (@crashed ? "; workers gone: @crashed" : '') };
+}
+
+# What the service did with the aborted requests (@x: transfers [ id,
+# source, destination, amount, phase ] and captures or voids [ hold,
+# action, amount, phase ]), by kind: sent, applied before the retry; then
+# each one again, by a client that waits for the answer: the answers
+sub _aborts_retried {
+    my ($self, $dbh, $seq, @x) = @_;
+    my %applied = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(
+        q{SELECT transaction_id, status FROM transactions
+           WHERE transaction_id LIKE ?}, undef, "ab$seq-%") };
+    $dbh->disconnect;
+    my (%kinds, %retry);
+    # (a transfer is never PENDING: it is there, it was applied)
+    for my $x (@x) {
+        my $tr = !ref $x->[0];
+        my $k = $tr ? $x->[4] : "$x->[3] capture/void";
+        $kinds{$k}{sent}++;
+        $kinds{$k}{applied_before_retry}++
+            if ($applied{ $tr ? $x->[0] : $x->[0]{id} } // 'PENDING') ne 'PENDING';
+        my $f = $tr ? $self->transfer_final($self->ctl_fh, @$x[0 .. 3])
+                    : $self->resolve_final($self->ctl_fh, @$x[0 .. 2]);
+        $retry{$k}{ $f->{res}{status} }++;
+    }
+    return (\%kinds, \%retry);
 }
 
 sub _post {
@@ -1656,6 +1632,66 @@ sub hold_lock {
     return $pid;
 }
 
+# A flood's answers (@r, from burst) counted into $f: by status, the 503s
+# answered at once (in less than $at_once seconds) and their times, the
+# answers held longer, the 503s without Retry-After or of an unknown
+# outcome
+sub _flood_stats {
+    my ($f, $at_once, @r) = @_;
+    my @ft;
+    for my $x (@r) {
+        my $s = $x->{status} // 0;
+        # the time the service held the answer when the pod says it
+        # (X-Request-Time), else the time the client waited for it
+        my $held = $x->{headers}{'x-request-time'} // $x->{t} // 99;
+        $f->{status}{$s}++;
+        $f->{client_slow}++ if ($x->{t} // 99) >= $at_once;
+        if ($s == 503) {
+            $f->{unknown_503}++ if (($x->{json} // {})->{detail} // '') =~ /not known/;
+            $f->{no_retry_after}++ unless ($x->{headers}{'retry-after'} // '') =~ /^\d+$/;
+            if ($held < $at_once) {
+                $f->{fast_503}++;
+                push @ft, $held;
+            } else {
+                $f->{slow_503}++;
+            }
+        }
+        $f->{slow}++ if $held >= $at_once;
+        $f->{other}++ unless $s == 503 || $s == 201;
+    }
+    @ft = sort { $a <=> $b } @ft;
+    $f->{fast_max} = @ft ? $ft[-1] : undef;
+    $f->{fast_p50} = @ft ? $ft[ int($#ft / 2) ] : undef;
+    return $f;
+}
+
+# The flood over (at $release): the time until the pod accepts a transfer
+# again, then 20 in a row and a burst of 1 + queue; the transfers' ids
+# numbered on from $$seq
+sub _serves_again {
+    my ($t, $res, $queue, $release, $seq) = @_;
+    my $back = _wait_until(30, sub {
+        my $r = eval { $t->transfer('ov-after-' . ++$$seq, qw(O1 O2 0.01)) };
+        $r && ($r->{status} // 0) == 201;
+    });
+    $res->{recovered} = defined $back ? $back - $release : undef;
+    my ($ok, $slowest) = (0, 0);
+    for my $i (1 .. 20) {
+        my $t0 = time;
+        my $r = $t->transfer('ov-seq-' . ++$$seq, qw(O2 O1 0.01));
+        $slowest = max($slowest, time - $t0);
+        $ok++ if ($r->{status} // 0) == 201;
+    }
+    $res->{after_sequential_ok} = $ok;
+    $res->{after_slowest} = $slowest;
+    # a burst within one worker's bound (the batch in flight and a full
+    # queue behind it), all accepted
+    my @req = map { _post(transfer_body('ov-burst-' . ++$$seq, 'O1', 'O2', '0.01')) }
+              1 .. 1 + $queue;
+    my @r = burst($t->port, \@req, procs => 2);
+    $res->{after_burst} = { n => scalar @r, ok => scalar grep { ($_->{status} // 0) == 201 } @r };
+}
+
 # A pod with a small pool and queue, its accounts held by a lock (a slow
 # database): floods of concurrent transfers.  Returns the measurements.
 sub overload {
@@ -1682,32 +1718,7 @@ sub overload {
         my @req = map { _post(transfer_body('ov-' . ++$seq, 'O1', 'O2', '0.01')) } 1 .. $n;
         my $t0 = time;
         my @r = burst($t->port, \@req, procs => $procs, timeout => 30);
-        my $f = { n => $n, took => time - $t0 };
-        for my $x (@r) {
-            my $s = $x->{status} // 0;
-            # the time the service held the answer when the pod says it
-            # (X-Request-Time), else the time the client waited for it
-            my $held = $x->{headers}{'x-request-time'} // $x->{t} // 99;
-            $f->{status}{$s}++;
-            $f->{client_slow}++ if ($x->{t} // 99) >= $o{at_once};
-            if ($s == 503) {
-                $f->{unknown_503}++ if (($x->{json} // {})->{detail} // '') =~ /not known/;
-                $f->{no_retry_after}++ unless ($x->{headers}{'retry-after'} // '') =~ /^\d+$/;
-                if ($held < $o{at_once}) {
-                    $f->{fast_503}++;
-                    push @{ $f->{fast_t} }, $held;
-                } else {
-                    $f->{slow_503}++;
-                }
-            }
-            $f->{slow}++ if $held >= $o{at_once};
-            $f->{other}++ unless $s == 503 || $s == 201;
-        }
-        my @ft = sort { $a <=> $b } @{ $f->{fast_t} // [] };
-        $f->{fast_max} = @ft ? $ft[-1] : undef;
-        $f->{fast_p50} = @ft ? $ft[ int($#ft / 2) ] : undef;
-        delete $f->{fast_t};
-        return $f;
+        return _flood_stats({ n => $n, took => time - $t0 }, $o{at_once}, @r);
     };
 
     # warm-up flood, then the measure of memory, then the large flood; the
@@ -1743,31 +1754,7 @@ sub overload {
     my $release = time;
     $res->{mem_after} = $mem->();
 
-    # the load stops: the pod serves again by itself
-    my $back = _wait_until(30, sub {
-        my $r = eval { $t->post_json('/accounts/transactions', {
-            transactionId => 'ov-after-' . ++$seq, sourceAccountNumber => 'O1',
-            destinationAccountNumber => 'O2', amount => '0.01' }) };
-        $r && ($r->{status} // 0) == 201;
-    });
-    $res->{recovered} = defined $back ? $back - $release : undef;
-    my ($ok, $slowest) = (0, 0);
-    for my $i (1 .. 20) {
-        my $t0 = time;
-        my $r = $t->post_json('/accounts/transactions', {
-            transactionId => 'ov-seq-' . ++$seq, sourceAccountNumber => 'O2',
-            destinationAccountNumber => 'O1', amount => '0.01' });
-        $slowest = max($slowest, time - $t0);
-        $ok++ if ($r->{status} // 0) == 201;
-    }
-    $res->{after_sequential_ok} = $ok;
-    $res->{after_slowest} = $slowest;
-    # a burst within one worker's bound (the batch in flight and a full
-    # queue behind it), all accepted
-    my @req = map { _post(transfer_body('ov-burst-' . ++$seq, 'O1', 'O2', '0.01')) }
-              1 .. 1 + $queue;
-    my @r = burst($t->port, \@req, procs => 2);
-    $res->{after_burst} = { n => scalar @r, ok => scalar grep { ($_->{status} // 0) == 201 } @r };
+    _serves_again($t, $res, $queue, $release, \$seq);
     $res->{mem_end} = $mem->();
     $res->{workers_after} = [ $t->worker_pids ];
 
@@ -1783,8 +1770,7 @@ sub overload {
     my ($sum, $init) = $dbh->selectrow_array(q{SELECT SUM(balance), SUM(initial_balance)
         FROM accounts WHERE account_number IN ('O1','O2')});
     $res->{conserved} = $sum == $init;
-    my $metrics = eval { $t->get('/metrics')->{body} } // '';
-    ($res->{queue_full_total}) = $metrics =~ /^rbcs_mysql_queue_full_total\s+(\d+)/m;
+    $res->{queue_full_total} = $t->metric('rbcs_mysql_queue_full_total');
     $dbh->disconnect;
     return $res;
 }
@@ -1807,17 +1793,14 @@ sub lifecycle {
         $t->post_json('/accounts', { accountNumber => $a, initialBalance => '1000.00' });
     }
     my $adm = $m->admin_dbh;
-    my $status = sub {
-        my ($v) = $adm->selectrow_array(
-            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?",
-            undef, uc $_[0]);
-        return $v;
-    };
     my $lock = $m->admin_dbh($db);
     $lock->{AutoCommit} = 0;
+    # the sessions of the database but the lock's (running a query only:
+    # $_[0] true)
     my $conns = sub {
-        my ($c) = $adm->selectrow_array(q{SELECT COUNT(*) FROM information_schema.processlist
-            WHERE db = ? AND id <> ?}, undef, $db, $lock->{mariadb_thread_id});
+        my ($c) = $adm->selectrow_array('SELECT COUNT(*) FROM information_schema.processlist
+            WHERE db = ? AND id <> ?' . ($_[0] ? " AND command = 'Query'" : ''), undef,
+            $db, $lock->{mariadb_thread_id});
         return $c;
     };
     my ($master, @old) = $t->nginx_pids;
@@ -1833,13 +1816,8 @@ sub lifecycle {
     # every worker's pool connected: what its metrics count is in the server
     _wait_until(10, sub { defined $pool->() });
     $res->{conns_before} = $conns->();
-    $res->{aborted_clients_before} = $status->('Aborted_clients');
-    # Redis connections (without redis-cli's own)
-    my $redis_conns = sub {
-        return undef unless $o{redis};
-        my $l = $o{redis}->cli('CLIENT', 'LIST') // return undef;
-        return scalar grep { !/cmd=client/ } split /\n/, $l;
-    };
+    $res->{aborted_clients_before} = _aborted_clients($adm);
+    my $redis_conns = sub { _redis_conns($o{redis}) };
     # each worker's command connection and worker 0's subscription
     my $redis_want = @old + 1;
     _wait_until(5, sub { ($redis_conns->() // 0) == $redis_want }) if $o{redis};
@@ -1847,50 +1825,28 @@ sub lifecycle {
 
     $lock->do(q{SELECT * FROM accounts WHERE account_number IN ('L1', 'L2') FOR UPDATE});
     my @req = map { _post(transfer_body("$tag-$_", 'L1', 'L2', '1.00')) } 1 .. $n;
-    my $dir = $o{dir};
-    my $kid = fork // croak "fork: $!";
-    if ($kid == 0) {
-        my @r = burst($t->port, \@req, procs => 2, timeout => 30, tmp => $dir);
-        open my $fh, '>', "$dir/lifecycle-$tag" or POSIX::_exit(1);
-        print $fh $JSON->encode([ map { { status => $_->{status}, t => $_->{t},
-                                          err => $_->{err} } } @r ]);
-        close $fh;
-        POSIX::_exit(0);
-    }
+    my $file = "$o{dir}/lifecycle-$tag";
+    my $kid = _burst_child($t->port, \@req, $o{dir}, $file);
     # every transfer held: a worker's write batch waits for the lock in the
     # database, the worker's other transfers wait in its write queue
     my $in_flight = sub {
-        my ($c) = $adm->selectrow_array(q{SELECT COUNT(*) FROM information_schema.processlist
-            WHERE db = ? AND command = 'Query' AND id <> ?}, undef, $db,
-            $lock->{mariadb_thread_id});
-        my $m = eval { $t->get('/metrics', timeout => 3)->{body} } // '';
-        my ($q) = $m =~ /^rbcs_write_queue (\d+)$/m;
-        return ($c, $c + ($q // 0));
+        my $c = $conns->('query');
+        return ($c, $c + ($t->metric('rbcs_write_queue') // 0));
     };
     my $busy = _wait_until(5, sub {
         my ($c, $all) = $in_flight->();
-        $c >= 1 && $all >= ($o{expect_busy} // 2);
+        $c >= 1 && $all >= 2;
     });
     sleep 0.3;
     (undef, $res->{in_flight}) = $in_flight->();
     my $t0 = time;
     kill $sig, $master;
     sleep($o{hold} // 1);
-    $res->{old_alive_while_held} = scalar grep { RBCS::Test::_alive($_) } @old;
-    $res->{master_alive_while_held} = RBCS::Test::_alive($master) ? 1 : 0;
-    if ($sig eq 'HUP') {
-        my %old = map { $_ => 1 } @old;
-        $res->{new_workers} = scalar grep { !$old{$_} } RBCS::Test::_children($master);
-        # a new request is served by the new workers meanwhile
-        my $r = eval { $t->get('/healthz', timeout => 3) };
-        $res->{served_during} = $r ? $r->{status} : 0;
-    } else {
-        $res->{listener_closed} = RBCS::Test::_can_connect($t->port) ? 0 : 1;
-    }
+    _while_held($t, $res, $master, @old);
     my $released = time;
     $lock->commit;
     waitpid($kid, 0);
-    my $answers = $JSON->decode(_slurp("$dir/lifecycle-$tag") // '[]');
+    my $answers = $JSON->decode(_slurp($file) // '[]');
     $res->{answered} = {};
     $res->{answered}{ $_->{status} // 'none' }++ for @$answers;
     $res->{answer_after_release} = max(map { $_->{t} // 0 } @$answers) - ($released - $t0);
@@ -1912,21 +1868,68 @@ sub lifecycle {
     $res->{conns_expected} = 0 if $sig eq 'QUIT';
     $res->{conns_after} = $conns->();
     $res->{conns_settled} = defined $settled ? $settled - $released : undef;
-    $res->{aborted_clients_after} = $status->('Aborted_clients');
+    $res->{aborted_clients_after} = _aborted_clients($adm);
     if ($o{redis}) {
         my $want_r = $sig eq 'QUIT' ? 0 : $redis_want;
         _wait_until(5, sub { ($redis_conns->() // 0) == $want_r });
         $res->{redis_after} = $redis_conns->();
     }
-    my ($applied) = $lock->selectrow_array(q{SELECT COUNT(*) FROM transactions
-        WHERE transaction_id LIKE ? AND status = 'COMPLETED'}, undef, "$tag-%");
-    my ($entries) = $lock->selectrow_array(q{SELECT COUNT(*) FROM entries
-        WHERE transaction_id LIKE ?}, undef, "$tag-%");
-    $res->{applied} = $applied;
-    $res->{entries} = $entries;
+    @$res{qw(applied entries)} = $lock->selectrow_array(q{SELECT
+        (SELECT COUNT(*) FROM transactions
+          WHERE transaction_id LIKE ? AND status = 'COMPLETED'),
+        (SELECT COUNT(*) FROM entries WHERE transaction_id LIKE ?)},
+        undef, ("$tag-%") x 2);
     $lock->disconnect;
     $adm->disconnect;
     return $res;
+}
+
+# The burst of @$req in a child (the caller goes on meanwhile), its
+# answers' status, time and error written to $file as JSON (the burst's
+# own files in $tmp).  The pid.
+sub _burst_child {
+    my ($port, $req, $tmp, $file) = @_;
+    my $kid = fork // croak "fork: $!";
+    return $kid if $kid;
+    my @r = burst($port, $req, procs => 2, timeout => 30, tmp => $tmp);
+    open my $fh, '>', $file or POSIX::_exit(1);
+    print $fh $JSON->encode([ map { { status => $_->{status}, t => $_->{t},
+                                      err => $_->{err} } } @r ]);
+    close $fh;
+    POSIX::_exit(0);
+}
+
+# the connections MariaDB closed without COM_QUIT
+sub _aborted_clients {
+    my ($adm) = @_;
+    my ($v) = $adm->selectrow_array(q{SELECT VARIABLE_VALUE
+        FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'ABORTED_CLIENTS'});
+    return $v;
+}
+
+# Redis's connections (without redis-cli's own)
+sub _redis_conns {
+    my ($redis) = @_;
+    my $l = $redis ? $redis->cli('CLIENT', 'LIST') : undef;
+    return defined $l ? scalar grep { !/cmd=client/ } split /\n/, $l : undef;
+}
+
+# While lifecycle's transfers are held after the signal: the old workers
+# alive; after HUP the new workers and whether they serve meanwhile, after
+# QUIT whether the listener is closed
+sub _while_held {
+    my ($t, $res, $master, @old) = @_;
+    $res->{old_alive_while_held} = scalar grep { RBCS::Test::_alive($_) } @old;
+    $res->{master_alive_while_held} = RBCS::Test::_alive($master) ? 1 : 0;
+    if ($res->{signal} eq 'HUP') {
+        my %old = map { $_ => 1 } @old;
+        $res->{new_workers} = scalar grep { !$old{$_} } RBCS::Test::_children($master);
+        # a new request is served by the new workers meanwhile
+        my $r = eval { $t->get('/healthz', timeout => 3) };
+        $res->{served_during} = $r ? $r->{status} : 0;
+    } else {
+        $res->{listener_closed} = RBCS::Test::_can_connect($t->port) ? 0 : 1;
+    }
 }
 
 # ------------------------------------------------------- Redis partition --
@@ -1995,26 +1998,20 @@ sub redis_partition {
     sleep 0.2;
     $b->post_json('/accounts', { accountNumber => 'X', initialBalance => '100.00' });
     $b->post_json('/accounts', { accountNumber => 'Y' });
-    my $r = $b->get('/accounts/X/balance');
-    $res->{before} = [ (eval { $r->json } // {})->{version}, $r->{headers}{'x-rbcs-cache'} ];
+    $res->{before} = [ @{ $b->balance('X') // {} }{qw(version tier)} ];
     kill 'KILL', $rpid;                       # pod A loses Redis, B does not
     waitpid($rpid, 0);
     sleep 1.5;
-    $r = $a->post_json('/accounts/transactions', { transactionId => 'part-1',
-        sourceAccountNumber => 'X', destinationAccountNumber => 'Y',
-        amount => '1.00' });
+    my $r = $a->transfer('part-1', qw(X Y 1.00));
     $res->{transfer} = $r->{status};
     $res->{acked_version} = (eval { $r->json } // {})->{sourceVersion};
     my $t0 = time;
     my $secs = $o{secs} // 6;
     while (time - $t0 < $secs) {
         sleep 0.5;
-        my $x = $b->get('/accounts/X/balance');
-        push @{ $res->{reads} }, [ time - $t0, (eval { $x->json } // {})->{version},
-                                   $x->{headers}{'x-rbcs-cache'} ];
+        push @{ $res->{reads} }, [ time - $t0, @{ $b->balance('X') // {} }{qw(version tier)} ];
     }
-    my $s = $b->get('/accounts/X/balance?consistency=strong');
-    $res->{strong_version} = (eval { $s->json } // {})->{version};
+    $res->{strong_version} = ($b->balance('X', '?consistency=strong') // {})->{version};
     my @stale = grep { ($_->[1] // 0) < ($res->{acked_version} // 0) } @{ $res->{reads} };
     $res->{stale_reads} = scalar @stale;
     $res->{last_stale} = @stale ? $stale[-1][0] : undef;
@@ -2034,8 +2031,7 @@ sub log_summary {
     my %c;
     for my $log (@logs) {
         for my $l (split /\n/, $log) {
-            next unless $l =~ /\[(\w+)\]\s+\d+#\d+:\s+(?:\*\d+\s+)?(.*)$/
-                || $l =~ /\[(\w+)\]\s+\d+#\d+:\s+(.*)$/;
+            next unless $l =~ /\[(\w+)\]\s+\d+#\d+:\s+(?:\*\d+\s+)?(.*)$/;
             my ($lvl, $msg) = ($1, $2);
             next if $lvl eq 'notice' || $lvl eq 'info' || $lvl eq 'debug';
             $msg =~ s/, client: .*//;
