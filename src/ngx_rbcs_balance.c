@@ -358,46 +358,13 @@ ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_rbcs_balance_ctx_t *ctx)
 static ngx_int_t
 ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_rbcs_balance_ctx_t *bctx)
 {
-    ngx_str_t               *number;
-    ngx_rbcs_ctx_t          *ctx;
-    ngx_rbcs_mysql_query_t  *q;
-
-    ctx = ngx_rbcs_ctx(r);
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->data = bctx;
-    number = &bctx->account;
-
-    q = ngx_rbcs_http_query(r, ngx_rbcs_balance_db_done);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT " NGX_RBCS_ACC_COLUMNS
-                                              " FROM accounts WHERE "
-                                              "account_number = ''")
-                                       + number->len);
-    if (q->sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.len = ngx_sprintf(q->sql.data, "SELECT " NGX_RBCS_ACC_COLUMNS
-                             " FROM accounts WHERE account_number = '%V'",
-                             number)
-                 - q->sql.data;
-    q->idempotent = 1;
-
     bctx->known = ngx_rbcs_cache_now();
 
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, 0);
-    }
-
-    bctx->query = q;
-
-    return NGX_DONE;
+    return ngx_rbcs_http_read(r, ngx_rbcs_balance_db_done, bctx,
+                              &bctx->query,
+                              sizeof(NGX_RBCS_ACC_SELECT)
+                              + bctx->account.len,
+                              NGX_RBCS_ACC_SELECT, &bctx->account);
 }
 
 
@@ -405,6 +372,7 @@ static void
 ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t                rc;
+    ngx_str_t               *row;
     ngx_http_request_t      *r;
     ngx_rbcs_balance_ctx_t  *bctx;
 
@@ -414,29 +382,17 @@ ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
     bctx->query = NULL;
     ngx_rbcs_balance_finish(bctx);
 
-    if (q->rc != NGX_RBCS_MYSQL_OK) {
+    /* the database is away: a balance the zone holds is still served */
 
-        /* the database is away: a balance the zone holds is still served */
+    rc = (q->rc != NGX_RBCS_MYSQL_OK) ? ngx_rbcs_balance_stale(r, bctx)
+                                      : NGX_DECLINED;
 
-        rc = ngx_rbcs_balance_stale(r, bctx);
-
-        if (rc == NGX_DECLINED) {
-            rc = ngx_rbcs_http_unavailable(r,
-                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+    if (rc == NGX_DECLINED) {
+        row = ngx_rbcs_http_row(r, q, NGX_RBCS_ACC_N, "account_not_found",
+                                "the account does not exist", &rc);
+        if (row) {
+            rc = ngx_rbcs_balance_send_row(r, row, bctx->known);
         }
-
-    } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "account_not_found",
-                                   "the account does not exist");
-
-    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_N - 1) == NULL) {
-        /* a row too short for the NGX_RBCS_ACC_* indexes of its SELECT */
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else {
-        rc = ngx_rbcs_balance_send_row(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
-                                       bctx->known);
     }
 
     ngx_rbcs_http_done(r, rc);

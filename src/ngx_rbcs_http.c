@@ -756,6 +756,13 @@ ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
 
 
 void
+ngx_rbcs_out_jstrv(ngx_rbcs_out_t *out, const char *name, ngx_str_t *s)
+{
+    ngx_rbcs_out_jstr(out, name, s->data, s->len);
+}
+
+
+void
 ngx_rbcs_out_jnull(ngx_rbcs_out_t *out, const char *name)
 {
     ngx_rbcs_out_name(out, name);
@@ -929,6 +936,91 @@ ngx_rbcs_http_query_cleanup(void *data)
 }
 
 
+/*
+ * A read for a request: the SQL printed from fmt within size bytes, data
+ * the route's own state (when not NULL).  NGX_DONE, with the query in *qp
+ * when asked for, or the status to finalize with.
+ */
+
+ngx_int_t
+ngx_rbcs_http_read(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler,
+    void *data, ngx_rbcs_mysql_query_t **qp, size_t size, const char *fmt,
+    ...)
+{
+    va_list                  args;
+    ngx_rbcs_ctx_t          *ctx;
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ngx_rbcs_http_query(r, handler);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql.data = ngx_pnalloc(r->pool, size);
+    if (q->sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    va_start(args, fmt);
+    q->sql.len = ngx_vslprintf(q->sql.data, q->sql.data + size, fmt, args)
+                 - q->sql.data;
+    va_end(args);
+
+    q->idempotent = 1;
+
+    if (data) {
+        ctx = ngx_rbcs_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->data = data;
+    }
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        return ngx_rbcs_http_unavailable(r, 0);
+    }
+
+    if (qp) {
+        *qp = q;
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The one row a read by key answered, read by position: the SELECT's list
+ * is the macro its indexes are kept with (NGX_RBCS_ACC_COLUMNS,
+ * NGX_RBCS_TX_COLUMNS), and a row too short for them, narrower than n,
+ * is refused here.  NULL with the answer in *rc: 503 when the database
+ * did not answer, 404 with the code and detail given when there is no
+ * such row, 500 for a row too short.
+ */
+
+ngx_str_t *
+ngx_rbcs_http_row(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+    ngx_uint_t n, const char *code, const char *detail, ngx_int_t *rc)
+{
+    if (q->rc != NGX_RBCS_MYSQL_OK) {
+        *rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        return NULL;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, code, detail);
+        return NULL;
+    }
+
+    if (ngx_rbcs_mysql_cell(q, 0, 0, n - 1) == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    return ngx_rbcs_mysql_cell(q, 0, 0, 0);
+}
+
+
 /* the request a query's handler answers, its database time counted */
 
 ngx_http_request_t *
@@ -953,6 +1045,56 @@ ngx_rbcs_http_db_time(ngx_http_request_t *r, ngx_msec_t ms)
     if (ctx) {
         ctx->db_time += ms;
     }
+}
+
+
+/*
+ * A request's state change, with the actor of its audit log.  The
+ * operation outlives the request if it must: its texts are its own copies
+ * (ngx_rbcs_http_copy()).  NULL: out of memory.
+ */
+
+ngx_rbcs_batch_op_t *
+ngx_rbcs_http_op(ngx_http_request_t *r, ngx_uint_t kind)
+{
+    ngx_str_t            *actor;
+    ngx_rbcs_batch_op_t  *op;
+
+    op = ngx_rbcs_batch_op_create(r->connection->log);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->kind = kind;
+
+    actor = ngx_rbcs_http_actor(r);
+
+    if (actor && ngx_rbcs_http_copy(op, &op->actor, actor) != NGX_OK) {
+        ngx_rbcs_batch_cancel(op);
+        return NULL;
+    }
+
+    return op;
+}
+
+
+/* an operation's own copy of a text; an empty one stays unset */
+
+ngx_int_t
+ngx_rbcs_http_copy(ngx_rbcs_batch_op_t *op, ngx_str_t *dst, ngx_str_t *src)
+{
+    if (src->len == 0) {
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pstrdup(op->pool, src);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->len = src->len;
+
+    return NGX_OK;
 }
 
 

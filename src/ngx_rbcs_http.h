@@ -84,7 +84,17 @@ ngx_int_t ngx_rbcs_http_unavailable(ngx_http_request_t *r,
     ngx_uint_t unknown);
 ngx_rbcs_mysql_query_t *ngx_rbcs_http_query(ngx_http_request_t *r,
     ngx_rbcs_mysql_handler_pt handler);
+ngx_int_t ngx_rbcs_http_read(ngx_http_request_t *r,
+    ngx_rbcs_mysql_handler_pt handler, void *data,
+    ngx_rbcs_mysql_query_t **qp, size_t size, const char *fmt, ...);
+ngx_str_t *ngx_rbcs_http_row(ngx_http_request_t *r,
+    ngx_rbcs_mysql_query_t *q, ngx_uint_t n, const char *code,
+    const char *detail, ngx_int_t *rc);
 ngx_http_request_t *ngx_rbcs_http_query_request(ngx_rbcs_mysql_query_t *q);
+ngx_rbcs_batch_op_t *ngx_rbcs_http_op(ngx_http_request_t *r,
+    ngx_uint_t kind);
+ngx_int_t ngx_rbcs_http_copy(ngx_rbcs_batch_op_t *op, ngx_str_t *dst,
+    ngx_str_t *src);
 ngx_int_t ngx_rbcs_http_write(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op,
     ngx_rbcs_http_write_pt handler);
 void ngx_rbcs_http_done(ngx_http_request_t *r, ngx_int_t rc);
@@ -106,6 +116,8 @@ void ngx_rbcs_out_raw(ngx_rbcs_out_t *out, u_char *p, size_t len);
 void ngx_rbcs_out_cstr(ngx_rbcs_out_t *out, const char *s);
 void ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
     size_t len);
+void ngx_rbcs_out_jstrv(ngx_rbcs_out_t *out, const char *name,
+    ngx_str_t *s);
 void ngx_rbcs_out_jnull(ngx_rbcs_out_t *out, const char *name);
 void ngx_rbcs_out_juint(ngx_rbcs_out_t *out, const char *name,
     ngx_str_t *digits);

@@ -27,7 +27,7 @@ static ngx_rbcs_batch_op_t *ngx_rbcs_transfer_op(ngx_http_request_t *r,
 static ngx_int_t ngx_rbcs_transfer_written(ngx_http_request_t *r,
     ngx_rbcs_batch_op_t *op);
 static ngx_int_t ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
-    const char *columns, ngx_rbcs_mysql_handler_pt handler);
+    const char *columns, ngx_rbcs_mysql_handler_pt handler, void *data);
 static void ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_transfer_send(ngx_http_request_t *r,
@@ -207,21 +207,16 @@ ngx_rbcs_transfer_op(ngx_http_request_t *r, ngx_rbcs_field_t *f,
     ngx_uint_t hold, ngx_uint_t expires_in, int64_t ts,
     ngx_rbcs_currency_t *currency)
 {
-    ngx_str_t            *amount, *actor;
+    ngx_str_t            *amount;
     ngx_rbcs_batch_op_t  *op;
 
     amount = &f[NGX_RBCS_F_AMOUNT].value;
 
-    op = ngx_rbcs_batch_op_create(r->connection->log);
+    op = ngx_rbcs_http_op(r, NGX_RBCS_LEDGER_TRANSFER);
     if (op == NULL) {
         return NULL;
     }
 
-    /* the operation outlives the request if it must: its own copies */
-
-    actor = ngx_rbcs_http_actor(r);
-
-    op->kind = NGX_RBCS_LEDGER_TRANSFER;
     op->currency = currency;
     op->client_ts = ts;
     op->has_ts = f[NGX_RBCS_F_TIMESTAMP].present;
@@ -234,27 +229,18 @@ ngx_rbcs_transfer_op(ngx_http_request_t *r, ngx_rbcs_field_t *f,
                                       amount->len + 3 + NGX_INT_T_LEN);
 
     if (op->amount_key.data == NULL
-        || (op->id.data = ngx_pstrdup(op->pool, &f[NGX_RBCS_F_ID].value))
-           == NULL
-        || (op->source.data = ngx_pstrdup(op->pool,
-                                          &f[NGX_RBCS_F_SOURCE].value))
-           == NULL
-        || (op->destination.data = ngx_pstrdup(op->pool,
-                                       &f[NGX_RBCS_F_DESTINATION].value))
-           == NULL
-        || (op->amount.data = ngx_pstrdup(op->pool, amount)) == NULL
-        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
-                     == NULL))
+        || ngx_rbcs_http_copy(op, &op->id, &f[NGX_RBCS_F_ID].value) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->source, &f[NGX_RBCS_F_SOURCE].value)
+           != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->destination,
+                              &f[NGX_RBCS_F_DESTINATION].value)
+           != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->amount, amount) != NGX_OK)
     {
         ngx_rbcs_batch_cancel(op);
         return NULL;
     }
 
-    op->id.len = f[NGX_RBCS_F_ID].value.len;
-    op->source.len = f[NGX_RBCS_F_SOURCE].value.len;
-    op->destination.len = f[NGX_RBCS_F_DESTINATION].value.len;
-    op->amount.len = amount->len;
-    op->actor.len = actor ? actor->len : 0;
     op->amount_key.len = ngx_rbcs_amount_normalize(op->amount_key.data,
                                                    amount->data,
                                                    amount->len);
@@ -346,11 +332,10 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
     }
 
     ngx_rbcs_ctx(r)->transaction_id = *id;
-    ngx_rbcs_ctx(r)->data = rs;
 
     /* the columns of ngx_rbcs_transfer_resolve_columns */
     return ngx_rbcs_transfer_read(r, id, "source_account, destination_account",
-                                  ngx_rbcs_transfer_resolve_read);
+                                  ngx_rbcs_transfer_resolve_read, rs);
 }
 
 
@@ -358,7 +343,7 @@ static void
 ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t             rc;
-    ngx_str_t            *src, *dst, *actor;
+    ngx_str_t            *src, *dst;
     ngx_uint_t            col[2];
     ngx_http_request_t   *r;
     ngx_rbcs_resolve_t   *rs;
@@ -394,35 +379,21 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
         return;
     }
 
-    op = ngx_rbcs_batch_op_create(r->connection->log);
+    op = ngx_rbcs_http_op(r, rs->kind);
     if (op == NULL) {
         ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    actor = ngx_rbcs_http_actor(r);
-
-    op->kind = rs->kind;
-
-    if ((op->id.data = ngx_pstrdup(op->pool, &rs->id)) == NULL
-        || (op->source.data = ngx_pstrdup(op->pool, src)) == NULL
-        || (op->destination.data = ngx_pstrdup(op->pool, dst)) == NULL
-        || (rs->amount.len
-            && (op->amount.data = ngx_pstrdup(op->pool, &rs->amount))
-               == NULL)
-        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
-                     == NULL))
+    if (ngx_rbcs_http_copy(op, &op->id, &rs->id) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->source, src) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->destination, dst) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->amount, &rs->amount) != NGX_OK)
     {
         ngx_rbcs_batch_cancel(op);
         ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
-
-    op->id.len = rs->id.len;
-    op->source.len = src->len;
-    op->destination.len = dst->len;
-    op->amount.len = rs->amount.len;
-    op->actor.len = actor ? actor->len : 0;
 
     rc = ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
 
@@ -604,7 +575,7 @@ ngx_rbcs_transfer_get(ngx_http_request_t *r, ngx_str_t *id)
     }
 
     return ngx_rbcs_transfer_read(r, id, NGX_RBCS_TX_COLUMNS,
-                                  ngx_rbcs_transfer_get_done);
+                                  ngx_rbcs_transfer_get_done, NULL);
 }
 
 
@@ -612,32 +583,14 @@ ngx_rbcs_transfer_get(ngx_http_request_t *r, ngx_str_t *id)
 
 static ngx_int_t
 ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
-    const char *columns, ngx_rbcs_mysql_handler_pt handler)
+    const char *columns, ngx_rbcs_mysql_handler_pt handler, void *data)
 {
-    ngx_rbcs_mysql_query_t  *q;
-
-    q = ngx_rbcs_http_query(r, handler);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT  FROM transactions "
-                                              "WHERE transaction_id = ''")
-                                       + ngx_strlen(columns) + id->len);
-    if (q->sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.len = ngx_sprintf(q->sql.data, "SELECT %s FROM transactions "
-                             "WHERE transaction_id = '%V'", columns, id)
-                 - q->sql.data;
-    q->idempotent = 1;
-
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, 0);
-    }
-
-    return NGX_DONE;
+    return ngx_rbcs_http_read(r, handler, data, NULL,
+                              sizeof("SELECT  FROM transactions "
+                                     "WHERE transaction_id = ''")
+                              + ngx_strlen(columns) + id->len,
+                              "SELECT %s FROM transactions "
+                              "WHERE transaction_id = '%V'", columns, id);
 }
 
 
@@ -645,30 +598,15 @@ static void
 ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t            rc;
+    ngx_str_t           *row;
     ngx_http_request_t  *r;
 
     r = ngx_rbcs_http_query_request(q);
 
-    if (q->rc != NGX_RBCS_MYSQL_OK) {
-        rc = ngx_rbcs_http_unavailable(r,
-                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-
-    } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "transaction_not_found",
-                                   "the transaction does not exist");
-
-    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_N - 1) == NULL) {
-        /*
-         * by position: the SELECT's list is NGX_RBCS_TX_COLUMNS, the macro
-         * the NGX_RBCS_TX_* indexes are kept with, and a row too short for
-         * them is refused here
-         */
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else {
-        rc = ngx_rbcs_transfer_send(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
-                                    NGX_HTTP_OK);
+    row = ngx_rbcs_http_row(r, q, NGX_RBCS_TX_N, "transaction_not_found",
+                            "the transaction does not exist", &rc);
+    if (row) {
+        rc = ngx_rbcs_transfer_send(r, row, NGX_HTTP_OK);
     }
 
     ngx_rbcs_http_done(r, rc);
