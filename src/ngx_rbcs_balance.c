@@ -41,7 +41,6 @@ static ngx_int_t ngx_rbcs_balance_send(ngx_http_request_t *r,
     ngx_str_t *account, ngx_rbcs_cache_entry_t *e, const char *tier);
 static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     ngx_rbcs_redis_balance_t *b);
-static void ngx_rbcs_balance_cleanup(void *data);
 static void ngx_rbcs_balance_deadline(ngx_event_t *ev);
 static ngx_int_t ngx_rbcs_balance_db(ngx_http_request_t *r,
     ngx_rbcs_balance_ctx_t *ctx);
@@ -50,7 +49,7 @@ static ngx_int_t ngx_rbcs_balance_stale(ngx_http_request_t *r,
     ngx_rbcs_balance_ctx_t *ctx);
 static ngx_int_t ngx_rbcs_balance_send_row(ngx_http_request_t *r,
     ngx_str_t *row, ngx_msec_t known);
-static void ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx);
+static void ngx_rbcs_balance_finish(void *data);
 static ngx_int_t ngx_rbcs_balance_wait(ngx_rbcs_balance_ctx_t *ctx,
     ngx_int_t rc);
 
@@ -134,7 +133,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = ngx_rbcs_balance_cleanup;
+    cln->handler = ngx_rbcs_balance_finish;
     cln->data = ctx;
 
     ctx->deadline.handler = ngx_rbcs_balance_deadline;
@@ -257,11 +256,13 @@ ngx_rbcs_balance_wait(ngx_rbcs_balance_ctx_t *ctx, ngx_int_t rc)
 }
 
 
-/* the read is answered: no tier is waited for any more */
+/* the read is answered (or its request gone): no tier is waited for */
 
 static void
-ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx)
+ngx_rbcs_balance_finish(void *data)
 {
+    ngx_rbcs_balance_ctx_t *ctx = data;
+
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }
@@ -275,13 +276,6 @@ ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx)
         ngx_rbcs_mysql_cancel(ctx->query);
         ctx->query = NULL;
     }
-}
-
-
-static void
-ngx_rbcs_balance_cleanup(void *data)
-{
-    ngx_rbcs_balance_finish(data);
 }
 
 

@@ -28,12 +28,34 @@ static ngx_int_t ngx_rbcs_out_grow(ngx_rbcs_out_t *out, size_t need);
 static void ngx_rbcs_out_name(ngx_rbcs_out_t *out, const char *name);
 static void *ngx_rbcs_http_alloc(void *ctx, size_t size);
 static ngx_uint_t ngx_rbcs_http_json_type(ngx_http_request_t *r);
-static const char *ngx_rbcs_http_status_code(ngx_uint_t status);
 
 
 static ngx_str_t  ngx_rbcs_json_type = ngx_string("application/json");
 static ngx_str_t  ngx_rbcs_problem_type =
     ngx_string("application/problem+json");
+
+
+/* the problems of the errors nginx raises; the last one is any other's */
+
+typedef struct {
+    ngx_uint_t                 status;
+    const char                *code;
+    const char                *detail;
+} ngx_rbcs_status_problem_t;
+
+
+static ngx_rbcs_status_problem_t  ngx_rbcs_status_problems[] = {
+    { NGX_HTTP_BAD_REQUEST, "invalid_request", "the request is malformed" },
+    { NGX_HTTP_NOT_FOUND, "not_found", NULL },
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed", NULL },
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
+      "the request body is larger than the configured limit" },
+    { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL },
+    { 429, "rate_limited", "the request rate is over the configured limit" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+      "the service is unavailable; retry later" },
+    { 0, "internal_error", NULL }
+};
 
 
 #define NGX_RBCS_PROBLEM_TITLE(code, title)  { #code, title },
@@ -243,38 +265,14 @@ ngx_rbcs_http_not_allowed(ngx_http_request_t *r, char *allow)
 }
 
 
-static const char *
-ngx_rbcs_http_status_code(ngx_uint_t status)
-{
-    switch (status) {
-    case NGX_HTTP_BAD_REQUEST:
-        return "invalid_request";
-    case NGX_HTTP_NOT_FOUND:
-        return "not_found";
-    case NGX_HTTP_NOT_ALLOWED:
-        return "method_not_allowed";
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        return "payload_too_large";
-    case NGX_HTTP_UNSUPPORTED_MEDIA_TYPE:
-        return "unsupported_media_type";
-    case 429:
-        return "rate_limited";
-    case NGX_HTTP_SERVICE_UNAVAILABLE:
-        return "unavailable";
-    default:
-        return "internal_error";
-    }
-}
-
-
 /* error_page target: the error nginx itself raised, as problem details */
 
 ngx_int_t
 ngx_rbcs_http_problem_handler(ngx_http_request_t *r)
 {
-    ngx_int_t    rc;
-    ngx_uint_t   status;
-    const char  *code, *detail;
+    ngx_int_t                   rc;
+    ngx_uint_t                  status;
+    ngx_rbcs_status_problem_t  *p;
 
     status = r->err_status ? r->err_status : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
@@ -283,27 +281,16 @@ ngx_rbcs_http_problem_handler(ngx_http_request_t *r)
         r->keepalive = 0;
     }
 
-    code = ngx_rbcs_http_status_code(status);
-
-    switch (status) {
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        detail = "the request body is larger than the configured limit";
-        break;
-    case 429:
-        detail = "the request rate is over the configured limit";
-        break;
-    case NGX_HTTP_SERVICE_UNAVAILABLE:
-        detail = "the service is unavailable; retry later";
-        break;
-    case NGX_HTTP_BAD_REQUEST:
-        detail = "the request is malformed";
-        break;
-    default:
-        detail = "the request could not be processed";
-        break;
+    for (p = ngx_rbcs_status_problems; p->status; p++) {
+        if (p->status == status) {
+            break;
+        }
     }
 
-    return ngx_rbcs_http_problem(r, status, code, detail);
+    return ngx_rbcs_http_problem(r, status, p->code,
+                                 p->detail ? p->detail
+                                           : "the request could not be "
+                                             "processed");
 }
 
 

@@ -16,22 +16,6 @@
 #include "ngx_rbcs_metrics.h"
 
 
-/* the routes, as the request context and the metrics know them */
-#define NGX_RBCS_ROUTE_NONE         NGX_RBCS_MR_NONE
-#define NGX_RBCS_ROUTE_HEALTHZ      NGX_RBCS_MR_HEALTHZ
-#define NGX_RBCS_ROUTE_READYZ       NGX_RBCS_MR_READYZ
-#define NGX_RBCS_ROUTE_METRICS      NGX_RBCS_MR_METRICS
-#define NGX_RBCS_ROUTE_ACCOUNTS     NGX_RBCS_MR_OPEN
-#define NGX_RBCS_ROUTE_ACCOUNT      NGX_RBCS_MR_ACCOUNT
-#define NGX_RBCS_ROUTE_BALANCE      NGX_RBCS_MR_BALANCE
-#define NGX_RBCS_ROUTE_HISTORY      NGX_RBCS_MR_HISTORY
-#define NGX_RBCS_ROUTE_TRANSFERS    NGX_RBCS_MR_TRANSFER
-#define NGX_RBCS_ROUTE_TRANSACTION  NGX_RBCS_MR_TRANSACTION
-#define NGX_RBCS_ROUTE_CAPTURE      NGX_RBCS_MR_CAPTURE
-#define NGX_RBCS_ROUTE_VOID         NGX_RBCS_MR_VOID
-#define NGX_RBCS_ROUTE_HOLDS        NGX_RBCS_MR_HOLDS
-
-
 /* field kinds for ngx_rbcs_http_fields() */
 #define NGX_RBCS_FIELD_STRING   0
 #define NGX_RBCS_FIELD_AMOUNT   1   /* a JSON string or number */

@@ -25,6 +25,40 @@ typedef struct {
 } ngx_rbcs_route_t;
 
 
+/* a path segment's route */
+typedef struct {
+    const char                *name;
+    ngx_uint_t                 route;
+} ngx_rbcs_router_seg_t;
+
+
+/* /{name} */
+static ngx_rbcs_router_seg_t  ngx_rbcs_router_top[] = {
+    { "healthz", NGX_RBCS_MR_HEALTHZ },
+    { "readyz", NGX_RBCS_MR_READYZ },
+    { "metrics", NGX_RBCS_MR_METRICS },
+    { "accounts", NGX_RBCS_MR_OPEN },
+    { NULL, NGX_RBCS_MR_NONE }
+};
+
+/* /accounts/{n}/{name} */
+static ngx_rbcs_router_seg_t  ngx_rbcs_router_account[] = {
+    { "balance", NGX_RBCS_MR_BALANCE },
+    { "transactions", NGX_RBCS_MR_HISTORY },
+    { "holds", NGX_RBCS_MR_HOLDS },
+    { NULL, NGX_RBCS_MR_NONE }
+};
+
+/* /accounts/transactions/{id}/{name} */
+static ngx_rbcs_router_seg_t  ngx_rbcs_router_hold[] = {
+    { "capture", NGX_RBCS_MR_CAPTURE },
+    { "void", NGX_RBCS_MR_VOID },
+    { NULL, NGX_RBCS_MR_NONE }
+};
+
+
+static ngx_uint_t ngx_rbcs_router_find(ngx_rbcs_router_seg_t *t,
+    ngx_str_t *seg);
 static void ngx_rbcs_router_match(ngx_http_request_t *r,
     ngx_rbcs_route_t *rt);
 static void ngx_rbcs_router_discard(ngx_http_request_t *r);
@@ -34,7 +68,20 @@ static void ngx_rbcs_router_body(ngx_http_request_t *r);
 
 
 #define ngx_rbcs_seg_is(s, lit)                                              \
-    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
+    ((s)->len == ngx_strlen(lit) && ngx_strncmp((s)->data, lit, (s)->len) == 0)
+
+
+static ngx_uint_t
+ngx_rbcs_router_find(ngx_rbcs_router_seg_t *t, ngx_str_t *seg)
+{
+    for ( /* void */ ; t->name; t++) {
+        if (ngx_rbcs_seg_is(seg, t->name)) {
+            return t->route;
+        }
+    }
+
+    return NGX_RBCS_MR_NONE;
+}
 
 
 static void
@@ -44,7 +91,7 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     ngx_str_t    seg[4];
     ngx_uint_t   n;
 
-    rt->route = NGX_RBCS_ROUTE_NONE;
+    rt->route = NGX_RBCS_MR_NONE;
     ngx_str_null(&rt->id);
 
     p = r->uri.data;
@@ -74,19 +121,7 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     }
 
     if (n == 1) {
-        if (ngx_rbcs_seg_is(&seg[0], "healthz")) {
-            rt->route = NGX_RBCS_ROUTE_HEALTHZ;
-
-        } else if (ngx_rbcs_seg_is(&seg[0], "readyz")) {
-            rt->route = NGX_RBCS_ROUTE_READYZ;
-
-        } else if (ngx_rbcs_seg_is(&seg[0], "metrics")) {
-            rt->route = NGX_RBCS_ROUTE_METRICS;
-
-        } else if (ngx_rbcs_seg_is(&seg[0], "accounts")) {
-            rt->route = NGX_RBCS_ROUTE_ACCOUNTS;
-        }
-
+        rt->route = ngx_rbcs_router_find(ngx_rbcs_router_top, &seg[0]);
         return;
     }
 
@@ -96,22 +131,13 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
 
     if (ngx_rbcs_seg_is(&seg[1], "transactions")) {
         if (n == 2) {
-            rt->route = NGX_RBCS_ROUTE_TRANSFERS;
+            rt->route = NGX_RBCS_MR_TRANSFER;
 
-        } else if (n == 3 && seg[2].len) {
-            rt->route = NGX_RBCS_ROUTE_TRANSACTION;
+        } else if (seg[2].len) {
             rt->id = seg[2];
-
-        } else if (n == 4 && seg[2].len
-                   && ngx_rbcs_seg_is(&seg[3], "capture"))
-        {
-            rt->route = NGX_RBCS_ROUTE_CAPTURE;
-            rt->id = seg[2];
-
-        } else if (n == 4 && seg[2].len && ngx_rbcs_seg_is(&seg[3], "void"))
-        {
-            rt->route = NGX_RBCS_ROUTE_VOID;
-            rt->id = seg[2];
+            rt->route = (n == 3) ? NGX_RBCS_MR_TRANSACTION
+                                 : ngx_rbcs_router_find(ngx_rbcs_router_hold,
+                                                        &seg[3]);
         }
 
         return;
@@ -120,16 +146,10 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     rt->id = seg[1];
 
     if (n == 2) {
-        rt->route = NGX_RBCS_ROUTE_ACCOUNT;
+        rt->route = NGX_RBCS_MR_ACCOUNT;
 
-    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "balance")) {
-        rt->route = NGX_RBCS_ROUTE_BALANCE;
-
-    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "transactions")) {
-        rt->route = NGX_RBCS_ROUTE_HISTORY;
-
-    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "holds")) {
-        rt->route = NGX_RBCS_ROUTE_HOLDS;
+    } else if (n == 3) {
+        rt->route = ngx_rbcs_router_find(ngx_rbcs_router_account, &seg[2]);
     }
 }
 
@@ -151,19 +171,19 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
 
     ctx->route = rt.route;
 
-    if (rt.route == NGX_RBCS_ROUTE_NONE) {
+    if (rt.route == NGX_RBCS_MR_NONE) {
         ngx_rbcs_router_discard(r);
 
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, "not_found",
                                      "no such route");
     }
 
-    post = (rt.route == NGX_RBCS_ROUTE_ACCOUNTS
-            || rt.route == NGX_RBCS_ROUTE_TRANSFERS
-            || rt.route == NGX_RBCS_ROUTE_CAPTURE
-            || rt.route == NGX_RBCS_ROUTE_VOID);
+    post = (rt.route == NGX_RBCS_MR_OPEN
+            || rt.route == NGX_RBCS_MR_TRANSFER
+            || rt.route == NGX_RBCS_MR_CAPTURE
+            || rt.route == NGX_RBCS_MR_VOID);
 
-    if (post || (rt.route == NGX_RBCS_ROUTE_ACCOUNT
+    if (post || (rt.route == NGX_RBCS_MR_ACCOUNT
                  && r->method == NGX_HTTP_PATCH))
     {
         if (post && r->method != NGX_HTTP_POST) {
@@ -186,7 +206,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         ngx_rbcs_router_discard(r);
 
         return ngx_rbcs_http_not_allowed(r,
-                                         rt.route == NGX_RBCS_ROUTE_ACCOUNT
+                                         rt.route == NGX_RBCS_MR_ACCOUNT
                                          ? "GET, HEAD, PATCH" : "GET, HEAD");
     }
 
@@ -197,9 +217,9 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
 
     /* after the 405; operations routes are open to probes and scrapers */
 
-    if (rt.route != NGX_RBCS_ROUTE_HEALTHZ
-        && rt.route != NGX_RBCS_ROUTE_READYZ
-        && rt.route != NGX_RBCS_ROUTE_METRICS)
+    if (rt.route != NGX_RBCS_MR_HEALTHZ
+        && rt.route != NGX_RBCS_MR_READYZ
+        && rt.route != NGX_RBCS_MR_METRICS)
     {
         rc = ngx_rbcs_auth_check(r, NGX_RBCS_AUTH_READ, NULL, 0);
         if (rc != NGX_OK) {
@@ -231,36 +251,36 @@ ngx_rbcs_router_get(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
 
     switch (rt->route) {
 
-    case NGX_RBCS_ROUTE_HEALTHZ:
+    case NGX_RBCS_MR_HEALTHZ:
         return ngx_rbcs_http_send(r, NGX_HTTP_OK,
                                   &(ngx_str_t) ngx_string("application/json"),
                                   (u_char *) "{\"status\":\"ok\"}",
                                   sizeof("{\"status\":\"ok\"}") - 1);
 
-    case NGX_RBCS_ROUTE_READYZ:
+    case NGX_RBCS_MR_READYZ:
         rc = ngx_rbcs_account_ready(r);
         break;
 
-    case NGX_RBCS_ROUTE_METRICS:
+    case NGX_RBCS_MR_METRICS:
         return ngx_rbcs_metrics_handler(r);
 
-    case NGX_RBCS_ROUTE_ACCOUNT:
+    case NGX_RBCS_MR_ACCOUNT:
         rc = ngx_rbcs_account_get(r, &rt->id);
         break;
 
-    case NGX_RBCS_ROUTE_BALANCE:
+    case NGX_RBCS_MR_BALANCE:
         rc = ngx_rbcs_balance_get(r, &rt->id);
         break;
 
-    case NGX_RBCS_ROUTE_HISTORY:
+    case NGX_RBCS_MR_HISTORY:
         rc = ngx_rbcs_account_history(r, &rt->id);
         break;
 
-    case NGX_RBCS_ROUTE_HOLDS:
+    case NGX_RBCS_MR_HOLDS:
         rc = ngx_rbcs_account_holds(r, &rt->id);
         break;
 
-    default: /* NGX_RBCS_ROUTE_TRANSACTION */
+    default: /* NGX_RBCS_MR_TRANSACTION */
         rc = ngx_rbcs_transfer_get(r, &rt->id);
         break;
     }
@@ -287,9 +307,9 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
 
     /* before the media type and the JSON: 401/403 win over 415/400 */
 
-    rc = ngx_rbcs_auth_check_body(r, (route == NGX_RBCS_ROUTE_TRANSFERS
-                                      || route == NGX_RBCS_ROUTE_CAPTURE
-                                      || route == NGX_RBCS_ROUTE_VOID)
+    rc = ngx_rbcs_auth_check_body(r, (route == NGX_RBCS_MR_TRANSFER
+                                      || route == NGX_RBCS_MR_CAPTURE
+                                      || route == NGX_RBCS_MR_VOID)
                                      ? NGX_RBCS_AUTH_TRANSFER
                                      : NGX_RBCS_AUTH_ADMIN);
     if (rc != NGX_OK) {
@@ -298,19 +318,19 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     }
 
     if (ngx_rbcs_http_body(r, &fields, &nfields, &rc) == NGX_OK) {
-        if (route == NGX_RBCS_ROUTE_ACCOUNTS) {
+        if (route == NGX_RBCS_MR_OPEN) {
             rc = ngx_rbcs_account_open(r, fields, nfields);
 
-        } else if (route == NGX_RBCS_ROUTE_ACCOUNT) {
+        } else if (route == NGX_RBCS_MR_ACCOUNT) {
             ngx_rbcs_router_match(r, &rt);
             rc = ngx_rbcs_account_patch(r, &rt.id, fields, nfields);
 
-        } else if (route == NGX_RBCS_ROUTE_CAPTURE
-                   || route == NGX_RBCS_ROUTE_VOID)
+        } else if (route == NGX_RBCS_MR_CAPTURE
+                   || route == NGX_RBCS_MR_VOID)
         {
             ngx_rbcs_router_match(r, &rt);
             rc = ngx_rbcs_transfer_resolve(r, &rt.id,
-                                           route == NGX_RBCS_ROUTE_CAPTURE,
+                                           route == NGX_RBCS_MR_CAPTURE,
                                            fields, nfields);
 
         } else {
@@ -340,7 +360,7 @@ ngx_rbcs_problem_handler(ngx_http_request_t *r)
 
     ctx = ngx_rbcs_ctx(r);
     if (ctx) {
-        ctx->route = rt.route != NGX_RBCS_ROUTE_NONE ? rt.route
+        ctx->route = rt.route != NGX_RBCS_MR_NONE ? rt.route
                                                      : NGX_RBCS_MR_PROBLEM;
     }
 

@@ -207,6 +207,7 @@ ngx_rbcs_transfer_op(ngx_http_request_t *r, ngx_rbcs_field_t *f,
     ngx_uint_t hold, ngx_uint_t expires_in, int64_t ts,
     ngx_rbcs_currency_t *currency)
 {
+    u_char               *p;
     ngx_str_t            *amount;
     ngx_rbcs_batch_op_t  *op;
 
@@ -246,13 +247,13 @@ ngx_rbcs_transfer_op(ngx_http_request_t *r, ngx_rbcs_field_t *f,
                                                    amount->len);
 
     if (hold) {
-        op->amount_key.len = (expires_in
-                              ? ngx_sprintf(op->amount_key.data
-                                            + op->amount_key.len, "|H%ui",
-                                            expires_in)
-                              : ngx_sprintf(op->amount_key.data
-                                            + op->amount_key.len, "|H"))
-                             - op->amount_key.data;
+        p = ngx_sprintf(op->amount_key.data + op->amount_key.len, "|H");
+
+        if (expires_in) {
+            p = ngx_sprintf(p, "%ui", expires_in);
+        }
+
+        op->amount_key.len = p - op->amount_key.data;
     }
 
     return op;
@@ -352,37 +353,36 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     rs = ngx_rbcs_ctx(r)->data;
 
+    rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
     if (q->rc != NGX_RBCS_MYSQL_OK) {
-        ngx_rbcs_http_done(r, ngx_rbcs_http_unavailable(r, 0));
-        return;
+        rc = ngx_rbcs_http_unavailable(r, 0);
+        goto done;
     }
 
     if (ngx_rbcs_mysql_columns(q, 0, ngx_rbcs_transfer_resolve_columns, col)
         != NGX_OK)
     {
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
 
     if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        ngx_rbcs_http_done(r, ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                  "transaction_not_found",
-                                  "the transaction does not exist"));
-        return;
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                   "transaction_not_found",
+                                   "the transaction does not exist");
+        goto done;
     }
 
     src = ngx_rbcs_mysql_cell(q, 0, 0, col[0]);
     dst = ngx_rbcs_mysql_cell(q, 0, 0, col[1]);
 
     if (src->data == NULL || dst->data == NULL) {
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
 
     op = ngx_rbcs_http_op(r, rs->kind);
     if (op == NULL) {
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
 
     if (ngx_rbcs_http_copy(op, &op->id, &rs->id) != NGX_OK
@@ -391,15 +391,18 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
         || ngx_rbcs_http_copy(op, &op->amount, &rs->amount) != NGX_OK)
     {
         ngx_rbcs_batch_cancel(op);
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
 
     rc = ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
 
-    if (rc != NGX_DONE) {
-        ngx_rbcs_http_done(r, rc);
+    if (rc == NGX_DONE) {
+        return;
     }
+
+done:
+
+    ngx_rbcs_http_done(r, rc);
 }
 
 
@@ -467,33 +470,24 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
 
     ngx_rbcs_out_cstr(&out, "{");
 
-    c = &row[NGX_RBCS_TX_ID];
-    ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
-
-    c = &row[NGX_RBCS_TX_SOURCE];
-    ngx_rbcs_out_jstr(&out, "sourceAccountNumber", c->data, c->len);
-
-    c = &row[NGX_RBCS_TX_DESTINATION];
-    ngx_rbcs_out_jstr(&out, "destinationAccountNumber", c->data, c->len);
+    ngx_rbcs_out_jstrv(&out, "transactionId", &row[NGX_RBCS_TX_ID]);
+    ngx_rbcs_out_jstrv(&out, "sourceAccountNumber", &row[NGX_RBCS_TX_SOURCE]);
+    ngx_rbcs_out_jstrv(&out, "destinationAccountNumber",
+                       &row[NGX_RBCS_TX_DESTINATION]);
 
     if (has_scale) {
-        ngx_rbcs_out_amount(&out, "amount",
-                            &row[NGX_RBCS_TX_AMOUNT],
-                            scale, 0);
+        ngx_rbcs_out_amount(&out, "amount", &row[NGX_RBCS_TX_AMOUNT], scale,
+                            0);
 
     } else {
-        c = &row[NGX_RBCS_TX_AMOUNT_TEXT];
-        ngx_rbcs_out_jstr(&out, "amount", c->data, c->len);
+        ngx_rbcs_out_jstrv(&out, "amount", &row[NGX_RBCS_TX_AMOUNT_TEXT]);
     }
 
-    c = &row[NGX_RBCS_TX_CURRENCY];
-    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
-
-    ngx_rbcs_out_jstr(&out, "status", st->data, st->len);
+    ngx_rbcs_out_jstrv(&out, "currency", &row[NGX_RBCS_TX_CURRENCY]);
+    ngx_rbcs_out_jstrv(&out, "status", st);
 
     if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
-        c = &row[NGX_RBCS_TX_CODE];
-        ngx_rbcs_out_jstr(&out, "code", c->data, c->len);
+        ngx_rbcs_out_jstrv(&out, "code", &row[NGX_RBCS_TX_CODE]);
     }
 
     c = &row[NGX_RBCS_TX_CLIENT_TS];
