@@ -75,8 +75,6 @@ struct ngx_rbcs_account_ctx_s {
 };
 
 
-static ngx_int_t ngx_rbcs_account_written(ngx_http_request_t *r,
-    ngx_rbcs_batch_op_t *op);
 static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
 static ngx_rbcs_account_ctx_t *ngx_rbcs_account_paged(ngx_http_request_t *r,
     ngx_str_t *number, ngx_rbcs_account_read_t *rd, ngx_int_t *rc);
@@ -257,7 +255,7 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_written);
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_send);
 }
 
 
@@ -298,8 +296,7 @@ ngx_rbcs_account_patch(ngx_http_request_t *r, ngx_str_t *number,
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
+                                     NGX_RBCS_NO_ACCOUNT);
     }
 
     op = ngx_rbcs_http_op(r, NGX_RBCS_LEDGER_LIMIT);
@@ -314,21 +311,7 @@ ngx_rbcs_account_patch(ngx_http_request_t *r, ngx_str_t *number,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_written);
-}
-
-
-/* created 201, repeated 200 (201 when its own lost answer), or 409 */
-
-static ngx_int_t
-ngx_rbcs_account_written(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op)
-{
-    if (op->row == NULL) {
-        return ngx_rbcs_http_problem_str(r, op->status, &op->code,
-                                         &op->detail);
-    }
-
-    return ngx_rbcs_account_send(r, op->row, op->status);
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_send);
 }
 
 
@@ -337,8 +320,7 @@ ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number)
 {
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
+                                     NGX_RBCS_NO_ACCOUNT);
     }
 
     return ngx_rbcs_http_read(r, ngx_rbcs_account_get_done, NULL, NULL,
@@ -356,8 +338,7 @@ ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
 
     r = ngx_rbcs_http_query_request(q);
 
-    row = ngx_rbcs_http_row(r, q, NGX_RBCS_ACC_N, "account_not_found",
-                            "the account does not exist", &rc);
+    row = ngx_rbcs_http_row(r, q, NGX_RBCS_ACC_N, NGX_RBCS_NO_ACCOUNT, &rc);
     if (row) {
         rc = ngx_rbcs_account_spread(r, row, q->start);
 
@@ -392,7 +373,10 @@ ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row,
 }
 
 
-/* the account resource from an account row */
+/*
+ * The account resource from an account row: read, or written (created
+ * 201, repeated 200, 201 when its own lost answer; a 409 has no row)
+ */
 
 static ngx_int_t
 ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
@@ -454,9 +438,7 @@ ngx_rbcs_account_paged(ngx_http_request_t *r, ngx_str_t *number,
     ngx_rbcs_account_ctx_t  *ctx;
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
-        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                    "account_not_found",
-                                    "the account does not exist");
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, NGX_RBCS_NO_ACCOUNT);
         return NULL;
     }
 

@@ -19,6 +19,9 @@
 #define NGX_RBCS_ACC_SELECT                                                  \
     "SELECT " NGX_RBCS_ACC_COLUMNS " FROM accounts WHERE account_number = '%V'"
 
+/* the code and detail of the problem of an account that does not exist */
+#define NGX_RBCS_NO_ACCOUNT  "account_not_found", "the account does not exist"
+
 
 ngx_int_t ngx_rbcs_account_open(ngx_http_request_t *r,
     ngx_rbcs_json_field_t *fields, size_t nfields);

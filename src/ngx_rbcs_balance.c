@@ -66,8 +66,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
+                                     NGX_RBCS_NO_ACCOUNT);
     }
 
     strong = 0;
@@ -142,22 +141,21 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     ngx_add_timer(&ctx->deadline, rmcf->read_timeout);
 
-    if (strong || rmcf->cache == NULL || rmcf->redis == NULL
-        || ngx_rbcs_cache_emptied_recently(rmcf->cache))
+    if (!strong && rmcf->cache && rmcf->redis
+        && !ngx_rbcs_cache_emptied_recently(rmcf->cache))
     {
-        return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
-    }
+        ctx->known = ngx_rbcs_cache_now();
+        ctx->redis = ngx_rbcs_redis_get(number, rmcf->redis_read_timeout,
+                                        ngx_rbcs_balance_redis_done, ctx,
+                                        r->connection->log);
+        if (ctx->redis) {
+            return NGX_DONE;
+        }
 
-    ctx->known = ngx_rbcs_cache_now();
-    ctx->redis = ngx_rbcs_redis_get(number, rmcf->redis_read_timeout,
-                                    ngx_rbcs_balance_redis_done, ctx,
-                                    r->connection->log);
-    if (ctx->redis == NULL) {
         /* Redis is away: straight to the database */
-        return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
     }
 
-    return NGX_DONE;
+    return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
 }
 
 
@@ -382,8 +380,8 @@ ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
                                       : NGX_DECLINED;
 
     if (rc == NGX_DECLINED) {
-        row = ngx_rbcs_http_row(r, q, NGX_RBCS_ACC_N, "account_not_found",
-                                "the account does not exist", &rc);
+        row = ngx_rbcs_http_row(r, q, NGX_RBCS_ACC_N, NGX_RBCS_NO_ACCOUNT,
+                                &rc);
         if (row) {
             rc = ngx_rbcs_balance_send_row(r, row, bctx->known);
         }

@@ -145,9 +145,8 @@ ngx_int_t
 ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *code, ngx_str_t *detail)
 {
-    u_char                    *p;
+    u_char                     p[NGX_INT_T_LEN];
     const char                *title;
-    ngx_uint_t                 i;
     ngx_rbcs_ctx_t            *ctx;
     ngx_rbcs_out_t             out;
     ngx_rbcs_problem_title_t  *t;
@@ -180,17 +179,11 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
     ngx_rbcs_out_cstr(&out, "\"");
     ngx_rbcs_out_jstr(&out, "title", (u_char *) title, ngx_strlen(title));
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    i = ngx_sprintf(p, "%ui", status) - p;
     ngx_rbcs_out_name(&out, "status");
-    ngx_rbcs_out_raw(&out, p, i);
+    ngx_rbcs_out_raw(&out, p, ngx_sprintf(p, "%ui", status) - p);
 
-    ngx_rbcs_out_jstr(&out, "detail", detail->data, detail->len);
-    ngx_rbcs_out_jstr(&out, "code", code->data, code->len);
+    ngx_rbcs_out_jstrv(&out, "detail", detail);
+    ngx_rbcs_out_jstrv(&out, "code", code);
     ngx_rbcs_out_cstr(&out, "}");
 
     if (out.failed) {
@@ -236,16 +229,11 @@ ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_uint_t unknown)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (unknown) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                   "unavailable",
-                   "the outcome is not known yet; retrying with the same "
-                   "transactionId is safe");
-    }
-
     return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                 "unavailable",
-                                 "the database is unavailable; retry later");
+               "unavailable",
+               unknown ? "the outcome is not known yet; retrying with the "
+                         "same transactionId is safe"
+                       : "the database is unavailable; retry later");
 }
 
 
@@ -885,37 +873,6 @@ ngx_rbcs_http_db_time_variable(ngx_http_request_t *r,
 }
 
 
-/*
- * A database query for a request: its results in the request's pool, and
- * forgotten by the pool if the request goes away first.
- */
-
-ngx_rbcs_mysql_query_t *
-ngx_rbcs_http_query(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler)
-{
-    ngx_http_cleanup_t      *cln;
-    ngx_rbcs_mysql_query_t  *q;
-
-    q = ngx_rbcs_mysql_create(r->pool, r->connection->log);
-    if (q == NULL) {
-        return NULL;
-    }
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    cln->handler = ngx_rbcs_http_query_cleanup;
-    cln->data = q;
-
-    q->handler = handler;
-    q->data = r;
-
-    return q;
-}
-
-
 static void
 ngx_rbcs_http_query_cleanup(void *data)
 {
@@ -925,8 +882,10 @@ ngx_rbcs_http_query_cleanup(void *data)
 
 /*
  * A read for a request: the SQL printed from fmt within size bytes, data
- * the route's own state (when not NULL).  NGX_DONE, with the query in *qp
- * when asked for, or the status to finalize with.
+ * the route's own state (when not NULL).  Its results are in the
+ * request's pool, and forgotten by the pool if the request goes away
+ * first.  NGX_DONE, with the query in *qp when asked for, or the status
+ * to finalize with.
  */
 
 ngx_int_t
@@ -936,12 +895,20 @@ ngx_rbcs_http_read(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler,
 {
     va_list                  args;
     ngx_rbcs_ctx_t          *ctx;
+    ngx_http_cleanup_t      *cln;
     ngx_rbcs_mysql_query_t  *q;
 
-    q = ngx_rbcs_http_query(r, handler);
-    if (q == NULL) {
+    q = ngx_rbcs_mysql_create(r->pool, r->connection->log);
+    cln = ngx_http_cleanup_add(r, 0);
+    if (q == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    cln->handler = ngx_rbcs_http_query_cleanup;
+    cln->data = q;
+
+    q->handler = handler;
+    q->data = r;
 
     q->sql.data = ngx_pnalloc(r->pool, size);
     if (q->sql.data == NULL) {
@@ -1087,8 +1054,9 @@ ngx_rbcs_http_copy(ngx_rbcs_batch_op_t *op, ngx_str_t *dst, ngx_str_t *src)
 
 /*
  * A request's state change, queued on the write path.  NGX_DONE: the
- * handler answers later; otherwise the status to finalize with (503 when
- * the write path cannot take it).  A request that goes away leaves the
+ * handler answers later from the operation's row (a problem without one
+ * is answered here); otherwise the status to finalize with (503 when the
+ * write path cannot take it).  A request that goes away leaves the
  * operation to be written without an answer.
  */
 
@@ -1150,8 +1118,14 @@ ngx_rbcs_http_write_done(ngx_rbcs_batch_op_t *op)
              ? NGX_HTTP_INTERNAL_SERVER_ERROR
              : ngx_rbcs_http_unavailable(r, op->rc
                                             == NGX_RBCS_MYSQL_EUNKNOWN);
+
+    } else if (op->row == NULL) {
+        /* a problem the judge decided: it has no row to show */
+        rc = ngx_rbcs_http_problem_str(r, op->status, &op->code,
+                                       &op->detail);
+
     } else {
-        rc = wr->handler(r, op);
+        rc = wr->handler(r, op->row, op->status);
     }
 
     ngx_rbcs_http_done(r, rc);

@@ -27,8 +27,9 @@
 #define NGX_RBCS_INVALID_AMOUNT   2
 
 
+/* the answer of a written operation from its row, with its status */
 typedef ngx_int_t (*ngx_rbcs_http_write_pt)(ngx_http_request_t *r,
-    ngx_rbcs_batch_op_t *op);
+    ngx_str_t *row, ngx_uint_t status);
 
 
 typedef struct {
@@ -66,8 +67,6 @@ ngx_int_t ngx_rbcs_http_header(ngx_http_request_t *r, char *key,
     u_char *value, size_t len);
 ngx_int_t ngx_rbcs_http_unavailable(ngx_http_request_t *r,
     ngx_uint_t unknown);
-ngx_rbcs_mysql_query_t *ngx_rbcs_http_query(ngx_http_request_t *r,
-    ngx_rbcs_mysql_handler_pt handler);
 ngx_int_t ngx_rbcs_http_read(ngx_http_request_t *r,
     ngx_rbcs_mysql_handler_pt handler, void *data,
     ngx_rbcs_mysql_query_t **qp, size_t size, const char *fmt, ...);

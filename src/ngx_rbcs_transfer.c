@@ -25,7 +25,7 @@ static ngx_rbcs_batch_op_t *ngx_rbcs_transfer_op(ngx_http_request_t *r,
     ngx_rbcs_field_t *f, ngx_uint_t hold, ngx_uint_t expires_in, int64_t ts,
     ngx_rbcs_currency_t *currency);
 static ngx_int_t ngx_rbcs_transfer_written(ngx_http_request_t *r,
-    ngx_rbcs_batch_op_t *op);
+    ngx_str_t *row, ngx_uint_t status);
 static ngx_int_t ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
     const char *columns, ngx_rbcs_mysql_handler_pt handler, void *data);
 static void ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q);
@@ -69,6 +69,10 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_transfer_fields[] = {
 #define NGX_RBCS_F_HOLD         6
 #define NGX_RBCS_F_EXPIRES_IN   7
 #define NGX_RBCS_F_N            8
+
+/* the code and detail of the problem of a transaction that does not exist */
+#define NGX_RBCS_NO_TRANSACTION                                              \
+    "transaction_not_found", "the transaction does not exist"
 
 /* a year: the longest a hold may wait for its capture */
 #define NGX_RBCS_HOLD_MAX_SECONDS  31536000
@@ -316,8 +320,7 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
 
     if (!ngx_rbcs_valid_id(id->data, id->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "transaction_not_found",
-                                     "the transaction does not exist");
+                                     NGX_RBCS_NO_TRANSACTION);
     }
 
     rs = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_resolve_t));
@@ -368,8 +371,7 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
 
     if (ngx_rbcs_mysql_rows(q, 0) == 0) {
         rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "transaction_not_found",
-                                   "the transaction does not exist");
+                                   NGX_RBCS_NO_TRANSACTION);
         goto done;
     }
 
@@ -407,40 +409,37 @@ done:
 
 
 /*
- * The judged transfer: a problem, a recorded rejection (the same document
- * every time it is reported), or the transaction resource (201 applied,
- * 200 replayed; 201 when this very request's earlier attempt applied it
- * and its answer was lost).
+ * The judged transfer with its row (a problem without one is answered by
+ * ngx_rbcs_http_write()): a recorded rejection (the same document every
+ * time it is reported), or the transaction resource (201 applied, 200
+ * replayed; 201 when this very request's earlier attempt applied it and
+ * its answer was lost).
  */
 
 static ngx_int_t
-ngx_rbcs_transfer_written(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op)
+ngx_rbcs_transfer_written(ngx_http_request_t *r, ngx_str_t *row,
+    ngx_uint_t status)
 {
-    ngx_str_t   *row, *st;
-    ngx_uint_t   status;
-
-    row = op->row;
-
-    if (row == NULL) {
-        return ngx_rbcs_http_problem_str(r, op->status, &op->code,
-                                         &op->detail);
-    }
+    ngx_str_t   *st;
+    ngx_uint_t   recorded;
 
     st = &row[NGX_RBCS_TX_STATUS];
 
     if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
-        if (ngx_rbcs_atoui(&row[NGX_RBCS_TX_HTTP_STATUS], &status) != NGX_OK
+        if (ngx_rbcs_atoui(&row[NGX_RBCS_TX_HTTP_STATUS], &recorded)
+            != NGX_OK
             || row[NGX_RBCS_TX_CODE].data == NULL
             || row[NGX_RBCS_TX_DETAIL].data == NULL)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_rbcs_http_problem_str(r, status, &row[NGX_RBCS_TX_CODE],
+        return ngx_rbcs_http_problem_str(r, recorded,
+                                         &row[NGX_RBCS_TX_CODE],
                                          &row[NGX_RBCS_TX_DETAIL]);
     }
 
-    return ngx_rbcs_transfer_send(r, row, op->status);
+    return ngx_rbcs_transfer_send(r, row, status);
 }
 
 
@@ -564,8 +563,7 @@ ngx_rbcs_transfer_get(ngx_http_request_t *r, ngx_str_t *id)
 {
     if (!ngx_rbcs_valid_id(id->data, id->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "transaction_not_found",
-                                     "the transaction does not exist");
+                                     NGX_RBCS_NO_TRANSACTION);
     }
 
     return ngx_rbcs_transfer_read(r, id, NGX_RBCS_TX_COLUMNS,
@@ -597,8 +595,7 @@ ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
 
     r = ngx_rbcs_http_query_request(q);
 
-    row = ngx_rbcs_http_row(r, q, NGX_RBCS_TX_N, "transaction_not_found",
-                            "the transaction does not exist", &rc);
+    row = ngx_rbcs_http_row(r, q, NGX_RBCS_TX_N, NGX_RBCS_NO_TRANSACTION, &rc);
     if (row) {
         rc = ngx_rbcs_transfer_send(r, row, NGX_HTTP_OK);
     }
