@@ -188,22 +188,14 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "no other field is known");
     }
 
-    external = 0;
+    external = f[3].present && ngx_rbcs_str_is(&f[3].value, "EXTERNAL");
 
-    if (f[3].present) {
-        if (f[3].value.len == sizeof("EXTERNAL") - 1
-            && ngx_strncmp(f[3].value.data, "EXTERNAL", f[3].value.len) == 0)
-        {
-            external = 1;
-
-        } else if (!(f[3].value.len == sizeof("STANDARD") - 1
-                     && ngx_strncmp(f[3].value.data, "STANDARD",
-                                    f[3].value.len) == 0))
-        {
-            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request",
-                                         "kind must be STANDARD or EXTERNAL");
-        }
+    if (f[3].present && !external
+        && !ngx_rbcs_str_is(&f[3].value, "STANDARD"))
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "kind must be STANDARD or EXTERNAL");
     }
 
     if (external && f[4].present) {

@@ -75,11 +75,9 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
                      &value)
         == NGX_OK)
     {
-        strong = (value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0);
+        strong = ngx_rbcs_str_is(&value, "strong");
 
-        if (!strong
-            && !(value.len == 8 && ngx_strncmp(value.data, "eventual", 8) == 0))
-        {
+        if (!strong && !ngx_rbcs_str_is(&value, "eventual")) {
             return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
                                          "invalid_request",
                                          "consistency must be strong or "
@@ -198,10 +196,9 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
 
     ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_MISS);
 
-    rrc = ngx_rbcs_balance_db(r, ctx);
+    rrc = ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
 
     if (rrc != NGX_DONE) {
-        ngx_rbcs_balance_finish(ctx);
         ngx_rbcs_http_done(r, rrc);
     }
 }

@@ -16,6 +16,12 @@
 #include "ngx_rbcs_metrics.h"
 
 
+/* whether an ngx_str_t * is the text of a C string */
+#define ngx_rbcs_str_is(s, text)                                             \
+    ((s)->len == ngx_strlen(text)                                            \
+     && ngx_strncmp((s)->data, text, (s)->len) == 0)
+
+
 /* field kinds for ngx_rbcs_http_fields() */
 #define NGX_RBCS_FIELD_STRING   0
 #define NGX_RBCS_FIELD_AMOUNT   1   /* a JSON string or number */

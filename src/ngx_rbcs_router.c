@@ -67,15 +67,11 @@ static ngx_int_t ngx_rbcs_router_get(ngx_http_request_t *r,
 static void ngx_rbcs_router_body(ngx_http_request_t *r);
 
 
-#define ngx_rbcs_seg_is(s, lit)                                              \
-    ((s)->len == ngx_strlen(lit) && ngx_strncmp((s)->data, lit, (s)->len) == 0)
-
-
 static ngx_uint_t
 ngx_rbcs_router_find(ngx_rbcs_router_seg_t *t, ngx_str_t *seg)
 {
     for ( /* void */ ; t->name; t++) {
-        if (ngx_rbcs_seg_is(seg, t->name)) {
+        if (ngx_rbcs_str_is(seg, t->name)) {
             return t->route;
         }
     }
@@ -125,11 +121,11 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
         return;
     }
 
-    if (!ngx_rbcs_seg_is(&seg[0], "accounts") || seg[1].len == 0) {
+    if (!ngx_rbcs_str_is(&seg[0], "accounts") || seg[1].len == 0) {
         return;
     }
 
-    if (ngx_rbcs_seg_is(&seg[1], "transactions")) {
+    if (ngx_rbcs_str_is(&seg[1], "transactions")) {
         if (n == 2) {
             rt->route = NGX_RBCS_MR_TRANSFER;
 

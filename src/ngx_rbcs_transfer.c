@@ -425,7 +425,7 @@ ngx_rbcs_transfer_written(ngx_http_request_t *r, ngx_str_t *row,
 
     st = &row[NGX_RBCS_TX_STATUS];
 
-    if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
+    if (ngx_rbcs_str_is(st, "REJECTED")) {
         if (ngx_rbcs_atoui(&row[NGX_RBCS_TX_HTTP_STATUS], &recorded)
             != NGX_OK
             || row[NGX_RBCS_TX_CODE].data == NULL
@@ -465,7 +465,7 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
                  == NGX_OK);
 
     st = &row[NGX_RBCS_TX_STATUS];
-    completed = (st->len == 9 && ngx_strncmp(st->data, "COMPLETED", 9) == 0);
+    completed = ngx_rbcs_str_is(st, "COMPLETED");
 
     ngx_rbcs_out_cstr(&out, "{");
 
@@ -485,7 +485,7 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
     ngx_rbcs_out_jstrv(&out, "currency", &row[NGX_RBCS_TX_CURRENCY]);
     ngx_rbcs_out_jstrv(&out, "status", st);
 
-    if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
+    if (ngx_rbcs_str_is(st, "REJECTED")) {
         ngx_rbcs_out_jstrv(&out, "code", &row[NGX_RBCS_TX_CODE]);
     }
 
