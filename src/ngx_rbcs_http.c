@@ -162,9 +162,7 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     for (t = ngx_rbcs_problem_titles; t->code; t++) {
-        if (ngx_strlen(t->code) == code->len
-            && ngx_strncmp(t->code, code->data, code->len) == 0)
-        {
+        if (ngx_rbcs_str_is(code, t->code)) {
             title = t->title;
             break;
         }
@@ -832,16 +830,10 @@ ngx_rbcs_http_ctx_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
 
-    if (ctx == NULL) {
-        v->len = 0;
-        v->data = (u_char *) "";
-        return NGX_OK;
-    }
+    s = ctx ? (ngx_str_t *) ((u_char *) ctx + data) : NULL;
 
-    s = (ngx_str_t *) ((u_char *) ctx + data);
-
-    v->len = s->len;
-    v->data = s->len ? s->data : (u_char *) "";
+    v->len = s ? s->len : 0;
+    v->data = v->len ? s->data : (u_char *) "";
 
     return NGX_OK;
 }

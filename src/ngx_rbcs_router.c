@@ -25,59 +25,12 @@ typedef struct {
 } ngx_rbcs_route_t;
 
 
-/* a path segment's route */
-typedef struct {
-    const char                *name;
-    ngx_uint_t                 route;
-} ngx_rbcs_router_seg_t;
-
-
-/* /{name} */
-static ngx_rbcs_router_seg_t  ngx_rbcs_router_top[] = {
-    { "healthz", NGX_RBCS_MR_HEALTHZ },
-    { "readyz", NGX_RBCS_MR_READYZ },
-    { "metrics", NGX_RBCS_MR_METRICS },
-    { "accounts", NGX_RBCS_MR_OPEN },
-    { NULL, NGX_RBCS_MR_NONE }
-};
-
-/* /accounts/{n}/{name} */
-static ngx_rbcs_router_seg_t  ngx_rbcs_router_account[] = {
-    { "balance", NGX_RBCS_MR_BALANCE },
-    { "transactions", NGX_RBCS_MR_HISTORY },
-    { "holds", NGX_RBCS_MR_HOLDS },
-    { NULL, NGX_RBCS_MR_NONE }
-};
-
-/* /accounts/transactions/{id}/{name} */
-static ngx_rbcs_router_seg_t  ngx_rbcs_router_hold[] = {
-    { "capture", NGX_RBCS_MR_CAPTURE },
-    { "void", NGX_RBCS_MR_VOID },
-    { NULL, NGX_RBCS_MR_NONE }
-};
-
-
-static ngx_uint_t ngx_rbcs_router_find(ngx_rbcs_router_seg_t *t,
-    ngx_str_t *seg);
 static void ngx_rbcs_router_match(ngx_http_request_t *r,
     ngx_rbcs_route_t *rt);
 static void ngx_rbcs_router_discard(ngx_http_request_t *r);
 static ngx_int_t ngx_rbcs_router_get(ngx_http_request_t *r,
     ngx_rbcs_route_t *rt);
 static void ngx_rbcs_router_body(ngx_http_request_t *r);
-
-
-static ngx_uint_t
-ngx_rbcs_router_find(ngx_rbcs_router_seg_t *t, ngx_str_t *seg)
-{
-    for ( /* void */ ; t->name; t++) {
-        if (ngx_rbcs_str_is(seg, t->name)) {
-            return t->route;
-        }
-    }
-
-    return NGX_RBCS_MR_NONE;
-}
 
 
 static void
@@ -117,7 +70,19 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     }
 
     if (n == 1) {
-        rt->route = ngx_rbcs_router_find(ngx_rbcs_router_top, &seg[0]);
+        if (ngx_rbcs_str_is(&seg[0], "healthz")) {
+            rt->route = NGX_RBCS_MR_HEALTHZ;
+
+        } else if (ngx_rbcs_str_is(&seg[0], "readyz")) {
+            rt->route = NGX_RBCS_MR_READYZ;
+
+        } else if (ngx_rbcs_str_is(&seg[0], "metrics")) {
+            rt->route = NGX_RBCS_MR_METRICS;
+
+        } else if (ngx_rbcs_str_is(&seg[0], "accounts")) {
+            rt->route = NGX_RBCS_MR_OPEN;
+        }
+
         return;
     }
 
@@ -131,9 +96,16 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
 
         } else if (seg[2].len) {
             rt->id = seg[2];
-            rt->route = (n == 3) ? NGX_RBCS_MR_TRANSACTION
-                                 : ngx_rbcs_router_find(ngx_rbcs_router_hold,
-                                                        &seg[3]);
+
+            if (n == 3) {
+                rt->route = NGX_RBCS_MR_TRANSACTION;
+
+            } else if (ngx_rbcs_str_is(&seg[3], "capture")) {
+                rt->route = NGX_RBCS_MR_CAPTURE;
+
+            } else if (ngx_rbcs_str_is(&seg[3], "void")) {
+                rt->route = NGX_RBCS_MR_VOID;
+            }
         }
 
         return;
@@ -144,8 +116,14 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     if (n == 2) {
         rt->route = NGX_RBCS_MR_ACCOUNT;
 
-    } else if (n == 3) {
-        rt->route = ngx_rbcs_router_find(ngx_rbcs_router_account, &seg[2]);
+    } else if (n == 3 && ngx_rbcs_str_is(&seg[2], "balance")) {
+        rt->route = NGX_RBCS_MR_BALANCE;
+
+    } else if (n == 3 && ngx_rbcs_str_is(&seg[2], "transactions")) {
+        rt->route = NGX_RBCS_MR_HISTORY;
+
+    } else if (n == 3 && ngx_rbcs_str_is(&seg[2], "holds")) {
+        rt->route = NGX_RBCS_MR_HOLDS;
     }
 }
 
@@ -299,7 +277,8 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     ngx_rbcs_route_t        rt;
     ngx_rbcs_json_field_t  *fields;
 
-    route = ngx_rbcs_ctx(r)->route;
+    ngx_rbcs_router_match(r, &rt);
+    route = rt.route;
 
     /* before the media type and the JSON: 401/403 win over 415/400 */
 
@@ -318,13 +297,11 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
             rc = ngx_rbcs_account_open(r, fields, nfields);
 
         } else if (route == NGX_RBCS_MR_ACCOUNT) {
-            ngx_rbcs_router_match(r, &rt);
             rc = ngx_rbcs_account_patch(r, &rt.id, fields, nfields);
 
         } else if (route == NGX_RBCS_MR_CAPTURE
                    || route == NGX_RBCS_MR_VOID)
         {
-            ngx_rbcs_router_match(r, &rt);
             rc = ngx_rbcs_transfer_resolve(r, &rt.id,
                                            route == NGX_RBCS_MR_CAPTURE,
                                            fields, nfields);

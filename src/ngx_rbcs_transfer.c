@@ -542,14 +542,13 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
     if (completed) {
         ngx_rbcs_out_amount(&out, "sourceBalance", sb, scale, 0);
         ngx_rbcs_out_amount(&out, "destinationBalance",
-                        &row[NGX_RBCS_TX_DST_BALANCE],
-                        scale, 0);
+                            &row[NGX_RBCS_TX_DST_BALANCE], scale, 0);
 
         /* the accounts' versions after it: what read-your-writes means */
 
         ngx_rbcs_out_juint(&out, "sourceVersion", sv);
         ngx_rbcs_out_juint(&out, "destinationVersion",
-                        &row[NGX_RBCS_TX_DST_VERSION]);
+                           &row[NGX_RBCS_TX_DST_VERSION]);
     }
 
     ngx_rbcs_out_cstr(&out, "}");
