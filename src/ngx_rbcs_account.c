@@ -12,6 +12,8 @@
 #include "ngx_rbcs_time.h"
 
 
+#define NGX_RBCS_READY            "{\"status\":\"ready\"}"
+
 #define NGX_RBCS_HISTORY_DEFAULT  50
 #define NGX_RBCS_HISTORY_MAX      500
 
@@ -94,7 +96,6 @@ static ngx_int_t ngx_rbcs_account_hold(ngx_rbcs_out_t *out,
     ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
 static ngx_int_t ngx_rbcs_account_hold_next(ngx_rbcs_out_t *out,
     ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
-static ngx_int_t ngx_rbcs_account_send_ready(ngx_http_request_t *r);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_account_spread(ngx_http_request_t *r,
     ngx_str_t *row, ngx_msec_t known);
@@ -904,7 +905,7 @@ ngx_int_t
 ngx_rbcs_account_ready(ngx_http_request_t *r)
 {
     if (ngx_rbcs_mysql_answered_within(1000)) {
-        return ngx_rbcs_account_send_ready(r);
+        return ngx_rbcs_http_send_json(r, NGX_RBCS_READY);
     }
 
     return ngx_rbcs_http_read(r, ngx_rbcs_account_ready_done, NULL, NULL,
@@ -924,18 +925,8 @@ ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q)
         rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
 
     } else {
-        rc = ngx_rbcs_account_send_ready(r);
+        rc = ngx_rbcs_http_send_json(r, NGX_RBCS_READY);
     }
 
     ngx_rbcs_http_done(r, rc);
-}
-
-
-static ngx_int_t
-ngx_rbcs_account_send_ready(ngx_http_request_t *r)
-{
-    return ngx_rbcs_http_send(r, NGX_HTTP_OK,
-                              &(ngx_str_t) ngx_string("application/json"),
-                              (u_char *) "{\"status\":\"ready\"}",
-                              sizeof("{\"status\":\"ready\"}") - 1);
 }

@@ -130,14 +130,9 @@ ngx_int_t
 ngx_rbcs_http_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *detail)
 {
-    ngx_str_t  c, d;
-
-    c.data = (u_char *) code;
-    c.len = ngx_strlen(code);
-    d.data = (u_char *) detail;
-    d.len = ngx_strlen(detail);
-
-    return ngx_rbcs_http_problem_str(r, status, &c, &d);
+    return ngx_rbcs_http_problem_str(r, status,
+               &(ngx_str_t) { ngx_strlen(code), (u_char *) code },
+               &(ngx_str_t) { ngx_strlen(detail), (u_char *) detail });
 }
 
 
@@ -865,35 +860,21 @@ ngx_rbcs_http_db_time_variable(ngx_http_request_t *r,
 }
 
 
-static void
-ngx_rbcs_http_query_cleanup(void *data)
-{
-    ngx_rbcs_mysql_cancel(data);
-}
-
-
 /*
- * A read for a request: the SQL printed from fmt within size bytes, data
- * the route's own state (when not NULL).  Its results are in the
- * request's pool, and forgotten by the pool if the request goes away
- * first.  NGX_DONE, with the query in *qp when asked for, or the status
- * to finalize with.
+ * A database query for a request: its results in the request's pool, and
+ * forgotten by the pool if the request goes away first.
  */
 
-ngx_int_t
-ngx_rbcs_http_read(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler,
-    void *data, ngx_rbcs_mysql_query_t **qp, size_t size, const char *fmt,
-    ...)
+ngx_rbcs_mysql_query_t *
+ngx_rbcs_http_query(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler)
 {
-    va_list                  args;
-    ngx_rbcs_ctx_t          *ctx;
     ngx_http_cleanup_t      *cln;
     ngx_rbcs_mysql_query_t  *q;
 
     q = ngx_rbcs_mysql_create(r->pool, r->connection->log);
     cln = ngx_http_cleanup_add(r, 0);
     if (q == NULL || cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     cln->handler = ngx_rbcs_http_query_cleanup;
@@ -902,36 +883,14 @@ ngx_rbcs_http_read(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler,
     q->handler = handler;
     q->data = r;
 
-    q->sql.data = ngx_pnalloc(r->pool, size);
-    if (q->sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    return q;
+}
 
-    va_start(args, fmt);
-    q->sql.len = ngx_vslprintf(q->sql.data, q->sql.data + size, fmt, args)
-                 - q->sql.data;
-    va_end(args);
 
-    q->idempotent = 1;
-
-    if (data) {
-        ctx = ngx_rbcs_ctx(r);
-        if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->data = data;
-    }
-
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, 0);
-    }
-
-    if (qp) {
-        *qp = q;
-    }
-
-    return NGX_DONE;
+static void
+ngx_rbcs_http_query_cleanup(void *data)
+{
+    ngx_rbcs_mysql_cancel(data);
 }
 
 

@@ -22,6 +22,13 @@
      && ngx_strncmp((s)->data, text, (s)->len) == 0)
 
 
+/* a 200 of a constant JSON text */
+#define ngx_rbcs_http_send_json(r, text)                                     \
+    ngx_rbcs_http_send(r, NGX_HTTP_OK,                                       \
+                       &(ngx_str_t) ngx_string("application/json"),          \
+                       (u_char *) text, sizeof(text) - 1)
+
+
 /* field kinds for ngx_rbcs_http_fields() */
 #define NGX_RBCS_FIELD_STRING   0
 #define NGX_RBCS_FIELD_AMOUNT   1   /* a JSON string or number */
@@ -73,9 +80,8 @@ ngx_int_t ngx_rbcs_http_header(ngx_http_request_t *r, char *key,
     u_char *value, size_t len);
 ngx_int_t ngx_rbcs_http_unavailable(ngx_http_request_t *r,
     ngx_uint_t unknown);
-ngx_int_t ngx_rbcs_http_read(ngx_http_request_t *r,
-    ngx_rbcs_mysql_handler_pt handler, void *data,
-    ngx_rbcs_mysql_query_t **qp, size_t size, const char *fmt, ...);
+ngx_rbcs_mysql_query_t *ngx_rbcs_http_query(ngx_http_request_t *r,
+    ngx_rbcs_mysql_handler_pt handler);
 ngx_str_t *ngx_rbcs_http_row(ngx_http_request_t *r,
     ngx_rbcs_mysql_query_t *q, ngx_uint_t n, const char *code,
     const char *detail, ngx_int_t *rc);
@@ -122,6 +128,61 @@ ngx_int_t ngx_rbcs_http_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_rbcs_http_db_time_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+
+
+/*
+ * A read for a request: the SQL printed from fmt within size bytes, data
+ * the route's own state (when not NULL).  NGX_DONE, with the query in *qp
+ * when asked for, or the status to finalize with.  Inline: where the
+ * routes' sources are compiled into the fuzz harness of request bodies
+ * (t/fuzz/fuzz_body.c), the query and its run are the harness's own.
+ */
+
+static ngx_inline ngx_int_t
+ngx_rbcs_http_read(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler,
+    void *data, ngx_rbcs_mysql_query_t **qp, size_t size, const char *fmt,
+    ...)
+{
+    va_list                  args;
+    ngx_rbcs_ctx_t          *ctx;
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ngx_rbcs_http_query(r, handler);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql.data = ngx_pnalloc(r->pool, size);
+    if (q->sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    va_start(args, fmt);
+    q->sql.len = ngx_vslprintf(q->sql.data, q->sql.data + size, fmt, args)
+                 - q->sql.data;
+    va_end(args);
+
+    q->idempotent = 1;
+
+    if (data) {
+        ctx = ngx_rbcs_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->data = data;
+    }
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        return ngx_rbcs_http_unavailable(r, 0);
+    }
+
+    if (qp) {
+        *qp = q;
+    }
+
+    return NGX_DONE;
+}
 
 
 #endif /* _NGX_RBCS_HTTP_H_INCLUDED_ */

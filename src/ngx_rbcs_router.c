@@ -226,10 +226,7 @@ ngx_rbcs_router_get(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     switch (rt->route) {
 
     case NGX_RBCS_MR_HEALTHZ:
-        return ngx_rbcs_http_send(r, NGX_HTTP_OK,
-                                  &(ngx_str_t) ngx_string("application/json"),
-                                  (u_char *) "{\"status\":\"ok\"}",
-                                  sizeof("{\"status\":\"ok\"}") - 1);
+        return ngx_rbcs_http_send_json(r, "{\"status\":\"ok\"}");
 
     case NGX_RBCS_MR_READYZ:
         rc = ngx_rbcs_account_ready(r);
