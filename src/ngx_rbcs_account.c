@@ -12,6 +12,8 @@
 #include "ngx_rbcs_time.h"
 
 
+#define NGX_RBCS_READY            "{\"status\":\"ready\"}"
+
 #define NGX_RBCS_HISTORY_DEFAULT  50
 #define NGX_RBCS_HISTORY_MAX      500
 
@@ -41,29 +43,64 @@
 #define NGX_RBCS_HOLD_N           6
 
 
+typedef struct ngx_rbcs_account_ctx_s  ngx_rbcs_account_ctx_t;
+
+/* a part of a read's answer, from a row of its set 1; NGX_ERROR: 500 */
+typedef ngx_int_t (*ngx_rbcs_account_write_pt)(ngx_rbcs_out_t *out,
+    ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
+
+
+/*
+ * A read that answered the account's row (result set 0) and rows with the
+ * named columns about it (set 1): a page of them, as the array list with
+ * the cursor next writes, or (list NULL) the one row item writes, its
+ * absence a 404 as the account's is.
+ */
+
 typedef struct {
-    ngx_uint_t                 limit;
-    u_char                     at[NGX_RBCS_TIME_LEN];
-} ngx_rbcs_account_ctx_t;
+    ngx_str_t                   *columns;
+    const char                  *detail;     /* of the 404 */
+    ngx_uint_t                   currency;   /* the answer names it */
+    size_t                       room;       /* the answer's, per row */
+    const char                  *list;
+    ngx_rbcs_account_write_pt    item;
+    ngx_rbcs_account_write_pt    next;
+} ngx_rbcs_account_read_t;
 
 
-static ngx_int_t ngx_rbcs_account_written(ngx_http_request_t *r,
-    ngx_rbcs_batch_op_t *op);
+struct ngx_rbcs_account_ctx_s {
+    ngx_rbcs_account_read_t     *read;
+    ngx_uint_t                   limit;
+    ngx_uint_t                   scale;
+    ngx_uint_t                   col[NGX_RBCS_ENT_N];    /* the most */
+    u_char                       at[NGX_RBCS_TIME_LEN];
+};
+
+
 static void ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q);
-static void ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q);
-static ngx_uint_t ngx_rbcs_account_limit(ngx_http_request_t *r);
+static ngx_rbcs_account_ctx_t *ngx_rbcs_account_paged(ngx_http_request_t *r,
+    ngx_str_t *number, ngx_rbcs_account_read_t *rd, ngx_int_t *rc);
 static ngx_int_t ngx_rbcs_account_read(ngx_http_request_t *r,
-    ngx_rbcs_mysql_query_t *q, ngx_str_t *names, ngx_uint_t *col,
-    const char *detail, ngx_uint_t *scale, ngx_int_t *rc);
-static void ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q);
-static void ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q);
+    ngx_rbcs_mysql_query_t *q, ngx_rbcs_account_ctx_t *ctx,
+    ngx_rbcs_out_t *out, ngx_int_t *rc);
+static void ngx_rbcs_account_read_done(ngx_rbcs_mysql_query_t *q);
+static void ngx_rbcs_account_head(ngx_rbcs_out_t *out, ngx_str_t *row,
+    ngx_uint_t currency);
+static ngx_int_t ngx_rbcs_account_entry(ngx_rbcs_out_t *out,
+    ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
+static ngx_int_t ngx_rbcs_account_entry_next(ngx_rbcs_out_t *out,
+    ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
+static ngx_int_t ngx_rbcs_account_at(ngx_rbcs_out_t *out,
+    ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
+static ngx_int_t ngx_rbcs_account_hold(ngx_rbcs_out_t *out,
+    ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
+static ngx_int_t ngx_rbcs_account_hold_next(ngx_rbcs_out_t *out,
+    ngx_str_t *row, ngx_rbcs_account_ctx_t *ctx);
 static void ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_account_spread(ngx_http_request_t *r,
     ngx_str_t *row, ngx_msec_t known);
 static ngx_int_t ngx_rbcs_account_send(ngx_http_request_t *r,
     ngx_str_t *row, ngx_uint_t status);
-static ngx_int_t ngx_rbcs_account_query(ngx_http_request_t *r,
-    ngx_str_t *sql, ngx_rbcs_mysql_handler_pt handler, void *ctx);
 
 
 static ngx_str_t  ngx_rbcs_account_entry_columns[] = {
@@ -94,6 +131,22 @@ static ngx_str_t  ngx_rbcs_account_hold_columns[] = {
 };
 
 
+static ngx_rbcs_account_read_t  ngx_rbcs_account_history_read = {
+    ngx_rbcs_account_entry_columns, "the account does not exist", 1, 256,
+    ",\"entries\":[", ngx_rbcs_account_entry, ngx_rbcs_account_entry_next
+};
+
+static ngx_rbcs_account_read_t  ngx_rbcs_account_at_read = {
+    ngx_rbcs_account_at_columns, "the account does not exist at that time",
+    1, 64, NULL, ngx_rbcs_account_at, NULL
+};
+
+static ngx_rbcs_account_read_t  ngx_rbcs_account_holds_read = {
+    ngx_rbcs_account_hold_columns, "the account does not exist", 0, 320,
+    ",\"holds\":[", ngx_rbcs_account_hold, ngx_rbcs_account_hold_next
+};
+
+
 static ngx_rbcs_field_spec_t  ngx_rbcs_account_fields[] = {
     { ngx_string("accountNumber"), NGX_RBCS_FIELD_STRING, 1 },
     { ngx_string("currency"), NGX_RBCS_FIELD_STRING, 0 },
@@ -108,112 +161,12 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_account_patch_fields[] = {
 };
 
 
-/* ?limit= of a paged listing: 1..500, 50 when absent; 0 when invalid */
-
-static ngx_uint_t
-ngx_rbcs_account_limit(ngx_http_request_t *r)
-{
-    ngx_int_t  n;
-    ngx_str_t  value;
-
-    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) != NGX_OK) {
-        return NGX_RBCS_HISTORY_DEFAULT;
-    }
-
-    n = (value.len > 0 && value.len <= 3 && value.data[0] != '0')
-        ? ngx_atoi(value.data, value.len) : NGX_ERROR;
-
-    return (n == NGX_ERROR || n < 1 || n > NGX_RBCS_HISTORY_MAX)
-           ? 0 : (ngx_uint_t) n;
-}
-
-
-/*
- * The start of a read that answered the account's row (result set 0) and
- * rows with the named columns about it (set 1, their indexes into col):
- * NGX_OK with the account's scale, or NGX_ERROR with the answer in *rc
- * (503, 500, or 404 with the detail given).  The account's row is read by
- * position: its SELECT list is NGX_RBCS_ACC_COLUMNS, the macro the
- * NGX_RBCS_ACC_* indexes are kept with, and its width is checked here.
- */
-
-static ngx_int_t
-ngx_rbcs_account_read(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
-    ngx_str_t *names, ngx_uint_t *col, const char *detail, ngx_uint_t *scale,
-    ngx_int_t *rc)
-{
-    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
-        *rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-        return NGX_ERROR;
-    }
-
-    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
-                             (ngx_uint_t) 0)
-           != NGX_OK
-        || ngx_rbcs_mysql_columns(q, 1, names, col) != NGX_OK)
-    {
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NGX_ERROR;
-    }
-
-    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                    "account_not_found", detail);
-        return NGX_ERROR;
-    }
-
-    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
-                       scale)
-        != NGX_OK)
-    {
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* run a query for a request; NGX_DONE, or the status to finalize with */
-
-static ngx_int_t
-ngx_rbcs_account_query(ngx_http_request_t *r, ngx_str_t *sql,
-    ngx_rbcs_mysql_handler_pt handler, void *ctx)
-{
-    ngx_rbcs_ctx_t          *rctx;
-    ngx_rbcs_mysql_query_t  *q;
-
-    q = ngx_rbcs_http_query(r, handler);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql = *sql;
-    q->idempotent = 1;
-
-    if (ctx) {
-        rctx = ngx_rbcs_ctx(r);
-        if (rctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rctx->data = ctx;
-    }
-
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, 0);
-    }
-
-    return NGX_DONE;
-}
-
-
 ngx_int_t
 ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
     size_t nfields)
 {
     ngx_int_t              rc;
-    ngx_str_t             *cur, *init, *limit, *actor;
+    ngx_str_t             *cur, *init, *limit;
     ngx_uint_t             external;
     ngx_rbcs_field_t       f[5];
     ngx_rbcs_batch_op_t   *op;
@@ -236,22 +189,14 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "no other field is known");
     }
 
-    external = 0;
+    external = f[3].present && ngx_rbcs_str_is(&f[3].value, "EXTERNAL");
 
-    if (f[3].present) {
-        if (f[3].value.len == sizeof("EXTERNAL") - 1
-            && ngx_strncmp(f[3].value.data, "EXTERNAL", f[3].value.len) == 0)
-        {
-            external = 1;
-
-        } else if (!(f[3].value.len == sizeof("STANDARD") - 1
-                     && ngx_strncmp(f[3].value.data, "STANDARD",
-                                    f[3].value.len) == 0))
-        {
-            return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_request",
-                                         "kind must be STANDARD or EXTERNAL");
-        }
+    if (f[3].present && !external
+        && !ngx_rbcs_str_is(&f[3].value, "STANDARD"))
+    {
+        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_request",
+                                     "kind must be STANDARD or EXTERNAL");
     }
 
     if (external && f[4].present) {
@@ -287,33 +232,23 @@ ngx_rbcs_account_open(ngx_http_request_t *r, ngx_rbcs_json_field_t *fields,
                    "decimals within the currency's scale");
     }
 
-    op = ngx_rbcs_batch_op_create(r->connection->log);
+    op = ngx_rbcs_http_op(r, NGX_RBCS_LEDGER_OPEN);
     if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    actor = ngx_rbcs_http_actor(r);
-
-    op->kind = NGX_RBCS_LEDGER_OPEN;
     op->currency = currency;
     op->external = external;
 
-    if ((op->source.data = ngx_pstrdup(op->pool, &f[0].value)) == NULL
-        || (op->initial.data = ngx_pstrdup(op->pool, init)) == NULL
-        || (op->limit.data = ngx_pstrdup(op->pool, limit)) == NULL
-        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
-                     == NULL))
+    if (ngx_rbcs_http_copy(op, &op->source, &f[0].value) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->initial, init) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->limit, limit) != NGX_OK)
     {
         ngx_rbcs_batch_cancel(op);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    op->source.len = f[0].value.len;
-    op->initial.len = init->len;
-    op->limit.len = limit->len;
-    op->actor.len = actor ? actor->len : 0;
-
-    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_written);
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_send);
 }
 
 
@@ -328,7 +263,6 @@ ngx_rbcs_account_patch(ngx_http_request_t *r, ngx_str_t *number,
     ngx_rbcs_json_field_t *fields, size_t nfields)
 {
     ngx_int_t              rc;
-    ngx_str_t             *actor;
     ngx_rbcs_field_t       f[1];
     ngx_rbcs_batch_op_t   *op;
 
@@ -355,76 +289,36 @@ ngx_rbcs_account_patch(ngx_http_request_t *r, ngx_str_t *number,
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
+                                     NGX_RBCS_NO_ACCOUNT);
     }
 
-    op = ngx_rbcs_batch_op_create(r->connection->log);
+    op = ngx_rbcs_http_op(r, NGX_RBCS_LEDGER_LIMIT);
     if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    actor = ngx_rbcs_http_actor(r);
-
-    op->kind = NGX_RBCS_LEDGER_LIMIT;
-
-    if ((op->source.data = ngx_pstrdup(op->pool, number)) == NULL
-        || (op->limit.data = ngx_pstrdup(op->pool, &f[0].value)) == NULL
-        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
-                     == NULL))
+    if (ngx_rbcs_http_copy(op, &op->source, number) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->limit, &f[0].value) != NGX_OK)
     {
         ngx_rbcs_batch_cancel(op);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    op->source.len = number->len;
-    op->limit.len = f[0].value.len;
-    op->actor.len = actor ? actor->len : 0;
-
-    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_written);
-}
-
-
-/* created 201, repeated 200 (201 when its own lost answer), or 409 */
-
-static ngx_int_t
-ngx_rbcs_account_written(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op)
-{
-    if (op->row == NULL) {
-        return ngx_rbcs_http_problem_str(r, op->status, &op->code,
-                                         &op->detail);
-    }
-
-    return ngx_rbcs_account_send(r, op->row, op->status);
+    return ngx_rbcs_http_write(r, op, ngx_rbcs_account_send);
 }
 
 
 ngx_int_t
 ngx_rbcs_account_get(ngx_http_request_t *r, ngx_str_t *number)
 {
-    ngx_str_t  sql;
-
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
+                                     NGX_RBCS_NO_ACCOUNT);
     }
 
-    sql.data = ngx_pnalloc(r->pool, sizeof("SELECT " NGX_RBCS_ACC_COLUMNS
-                                          " FROM accounts WHERE "
-                                          "account_number = ''")
-                                   + number->len);
-    if (sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sql.len = ngx_sprintf(sql.data,
-                          "SELECT " NGX_RBCS_ACC_COLUMNS
-                          " FROM accounts WHERE account_number = '%V'",
-                          number)
-              - sql.data;
-
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_get_done, NULL);
+    return ngx_rbcs_http_read(r, ngx_rbcs_account_get_done, NULL, NULL,
+                              sizeof(NGX_RBCS_ACC_SELECT) + number->len,
+                              NGX_RBCS_ACC_SELECT, number);
 }
 
 
@@ -432,28 +326,17 @@ static void
 ngx_rbcs_account_get_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t            rc;
+    ngx_str_t           *row;
     ngx_http_request_t  *r;
 
     r = ngx_rbcs_http_query_request(q);
 
-    if (q->rc != NGX_RBCS_MYSQL_OK) {
-        rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-
-    } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "account_not_found",
-                                   "the account does not exist");
-
-    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_N - 1) == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else {
-        rc = ngx_rbcs_account_spread(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
-                                     q->start);
+    row = ngx_rbcs_http_row(r, q, NGX_RBCS_ACC_N, NGX_RBCS_NO_ACCOUNT, &rc);
+    if (row) {
+        rc = ngx_rbcs_account_spread(r, row, q->start);
 
         if (rc == NGX_OK) {
-            rc = ngx_rbcs_account_send(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
-                                       NGX_HTTP_OK);
+            rc = ngx_rbcs_account_send(r, row, NGX_HTTP_OK);
         }
     }
 
@@ -483,13 +366,15 @@ ngx_rbcs_account_spread(ngx_http_request_t *r, ngx_str_t *row,
 }
 
 
-/* the account resource from an account row */
+/*
+ * The account resource from an account row: read, or written (created
+ * 201, repeated 200, 201 when its own lost answer; a 409 has no row)
+ */
 
 static ngx_int_t
 ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
     ngx_uint_t status)
 {
-    ngx_str_t               *c;
     ngx_rbcs_out_t           out;
     ngx_rbcs_cache_entry_t   e;
 
@@ -500,13 +385,7 @@ ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_rbcs_out_cstr(&out, "{");
-
-    c = &row[NGX_RBCS_ACC_NUMBER];
-    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
-
-    c = &row[NGX_RBCS_ACC_CURRENCY];
-    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
+    ngx_rbcs_account_head(&out, row, 1);
 
     /* the state members, in the room the buffer was made with */
     out.pos = ngx_rbcs_publish_json(out.pos, &e);
@@ -521,6 +400,69 @@ ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
 }
 
 
+
+/* the start of an answer about an account, from its row */
+
+static void
+ngx_rbcs_account_head(ngx_rbcs_out_t *out, ngx_str_t *row,
+    ngx_uint_t currency)
+{
+    ngx_rbcs_out_cstr(out, "{");
+    ngx_rbcs_out_jstrv(out, "accountNumber", &row[NGX_RBCS_ACC_NUMBER]);
+
+    if (currency) {
+        ngx_rbcs_out_jstrv(out, "currency", &row[NGX_RBCS_ACC_CURRENCY]);
+    }
+}
+
+
+/*
+ * The state of a paged listing of an account; NULL with the answer in
+ * *rc: 404 for a number no account can have, 400 for a ?limit= not in
+ * 1..500 (50 when absent).
+ */
+
+static ngx_rbcs_account_ctx_t *
+ngx_rbcs_account_paged(ngx_http_request_t *r, ngx_str_t *number,
+    ngx_rbcs_account_read_t *rd, ngx_int_t *rc)
+{
+    ngx_int_t                n;
+    ngx_str_t                value;
+    ngx_rbcs_account_ctx_t  *ctx;
+
+    if (!ngx_rbcs_valid_account(number->data, number->len)) {
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, NGX_RBCS_NO_ACCOUNT);
+        return NULL;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
+    if (ctx == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    ctx->read = rd;
+    ctx->limit = NGX_RBCS_HISTORY_DEFAULT;
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &value) == NGX_OK) {
+        n = (value.len > 0 && value.len <= 3 && value.data[0] != '0')
+            ? ngx_atoi(value.data, value.len) : NGX_ERROR;
+
+        if (n == NGX_ERROR || n < 1 || n > NGX_RBCS_HISTORY_MAX) {
+            *rc = ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
+                                        "invalid_request",
+                                        "limit must be an integer from 1 "
+                                        "to 500");
+            return NULL;
+        }
+
+        ctx->limit = (ngx_uint_t) n;
+    }
+
+    return ctx;
+}
+
+
 /*
  * The history walks entries by the account's version, newest first; the
  * cursor is the version of the last entry given, so new transfers (higher
@@ -530,42 +472,20 @@ ngx_rbcs_account_send(ngx_http_request_t *r, ngx_str_t *row,
 ngx_int_t
 ngx_rbcs_account_history(ngx_http_request_t *r, ngx_str_t *number)
 {
-    u_char                  *p;
-    ngx_str_t                sql, value;
-    ngx_int_t                n;
+    u_char                   before[sizeof(" AND version < ")
+                                    + NGX_INT_T_LEN];
+    size_t                   blen;
+    ngx_str_t                value;
+    ngx_int_t                n, rc;
     ngx_rbcs_account_ctx_t  *ctx;
 
-    if (!ngx_rbcs_valid_account(number->data, number->len)) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
+    ctx = ngx_rbcs_account_paged(r, number, &ngx_rbcs_account_history_read,
+                                 &rc);
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return rc;
     }
 
-    ctx->limit = ngx_rbcs_account_limit(r);
-
-    if (ctx->limit == 0) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_request",
-                                     "limit must be an integer from 1 to "
-                                     "500");
-    }
-
-    sql.data = ngx_pnalloc(r->pool, 1024);
-    if (sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(sql.data,
-                    "SELECT " NGX_RBCS_ACC_COLUMNS
-                    " FROM accounts WHERE account_number = '%V';"
-                    "SELECT type, transaction_id, counterparty, amount, "
-                    "balance_after, created_at, version FROM entries "
-                    "WHERE account_number = '%V'", number, number);
+    blen = 0;
 
     if (ngx_http_arg(r, (u_char *) "before", 6, &value) == NGX_OK) {
         n = (value.len > 0 && value.len <= 18 && value.data[0] != '0')
@@ -577,89 +497,132 @@ ngx_rbcs_account_history(ngx_http_request_t *r, ngx_str_t *number)
                                          "the cursor is not valid");
         }
 
-        p = ngx_sprintf(p, " AND version < %i", n);
+        blen = ngx_sprintf(before, " AND version < %i", n) - before;
     }
 
-    p = ngx_sprintf(p, " ORDER BY version DESC LIMIT %ui", ctx->limit + 1);
+    return ngx_rbcs_http_read(r, ngx_rbcs_account_read_done, ctx, NULL, 1024,
+                              NGX_RBCS_ACC_SELECT ";"
+                              "SELECT type, transaction_id, counterparty, "
+                              "amount, balance_after, created_at, version "
+                              "FROM entries WHERE account_number = '%V'%*s"
+                              " ORDER BY version DESC LIMIT %ui",
+                              number, number, blen, before, ctx->limit + 1);
+}
 
-    sql.len = p - sql.data;
 
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_history_done,
-                                  ctx);
+/*
+ * The checks of a read's answer, and its start: NGX_OK, or NGX_ERROR with
+ * the answer in *rc (503, 500, or 404 with the read's detail).  The
+ * account's row is read by position: its SELECT list is
+ * NGX_RBCS_ACC_COLUMNS, the macro the NGX_RBCS_ACC_* indexes are kept
+ * with, and its width is checked here.
+ */
+
+static ngx_int_t
+ngx_rbcs_account_read(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+    ngx_rbcs_account_ctx_t *ctx, ngx_rbcs_out_t *out, ngx_int_t *rc)
+{
+    ngx_rbcs_account_read_t  *rd;
+
+    rd = ctx->read;
+
+    if (q->rc != NGX_RBCS_MYSQL_OK || q->results.nelts != 2) {
+        *rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        return NGX_ERROR;
+    }
+
+    *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (ngx_rbcs_mysql_shape(q, 2, (ngx_uint_t) NGX_RBCS_ACC_N,
+                             (ngx_uint_t) 0)
+           != NGX_OK
+        || ngx_rbcs_mysql_columns(q, 1, rd->columns, ctx->col) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        goto not_found;
+    }
+
+    if (ngx_rbcs_atoui(ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_SCALE),
+                       &ctx->scale)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (rd->list == NULL && ngx_rbcs_mysql_rows(q, 1) == 0) {
+        goto not_found;
+    }
+
+    if (ngx_rbcs_out_init(out, r->pool,
+                          256 + ngx_rbcs_mysql_rows(q, 1) * rd->room)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_rbcs_account_head(out, ngx_rbcs_mysql_cell(q, 0, 0, 0),
+                          rd->currency);
+
+    return NGX_OK;
+
+not_found:
+
+    *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, "account_not_found",
+                                rd->detail);
+    return NGX_ERROR;
 }
 
 
 static void
-ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
+ngx_rbcs_account_read_done(ngx_rbcs_mysql_query_t *q)
 {
-    ngx_int_t                rc;
-    ngx_str_t               *c, *type, *version;
-    ngx_uint_t               i, n, scale, col[NGX_RBCS_ENT_N];
-    ngx_rbcs_out_t           out;
-    ngx_http_request_t      *r;
-    ngx_rbcs_account_ctx_t  *ctx;
+    ngx_int_t                 rc;
+    ngx_uint_t                i, n;
+    ngx_rbcs_out_t            out;
+    ngx_http_request_t       *r;
+    ngx_rbcs_account_ctx_t   *ctx;
+    ngx_rbcs_account_read_t  *rd;
 
     r = ngx_rbcs_http_query_request(q);
     ctx = ngx_rbcs_ctx(r)->data;
+    rd = ctx->read;
 
-    if (ngx_rbcs_account_read(r, q, ngx_rbcs_account_entry_columns, col,
-                              "the account does not exist", &scale, &rc)
-        != NGX_OK)
-    {
+    if (ngx_rbcs_account_read(r, q, ctx, &out, &rc) != NGX_OK) {
         goto done;
     }
 
     n = ngx_rbcs_mysql_rows(q, 1);
 
-    if (ngx_rbcs_out_init(&out, r->pool, 256 + n * 256) != NGX_OK) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    ngx_rbcs_out_cstr(&out, "{");
-
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
-    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
-
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY);
-    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
-
-    ngx_rbcs_out_cstr(&out, ",\"entries\":[");
-
-    for (i = 0; i < n && i < ctx->limit; i++) {
-        ngx_rbcs_out_cstr(&out, i ? ",{" : "{");
-
-        type = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_TYPE]);
-        ngx_rbcs_out_jstr(&out, "type", type->data, type->len);
-
-        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_TXID]);
-        ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
-
-        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_PEER]);
-        ngx_rbcs_out_jstr(&out, "counterpartyAccountNumber", c->data,
-                          c->len);
-
-        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_AMOUNT]);
-        ngx_rbcs_out_amount(&out, "amount", c, scale, 0);
-
-        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_BALANCE]);
-        ngx_rbcs_out_amount(&out, "balanceAfter", c, scale, 0);
-
-        c = ngx_rbcs_mysql_cell(q, 1, i, col[NGX_RBCS_ENT_CREATED]);
-        ngx_rbcs_out_datetime(&out, "createdAt", c);
-
-        ngx_rbcs_out_cstr(&out, "}");
-    }
-
-    ngx_rbcs_out_cstr(&out, "]");
-
-    if (n > ctx->limit) {
-        version = ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1,
-                                      col[NGX_RBCS_ENT_VERSION]);
-        ngx_rbcs_out_jstr(&out, "next", version->data, version->len);
+    if (rd->list == NULL) {
+        rc = rd->item(&out, ngx_rbcs_mysql_cell(q, 1, 0, 0), ctx);
 
     } else {
-        ngx_rbcs_out_jnull(&out, "next");
+        ngx_rbcs_out_cstr(&out, rd->list);
+
+        for (i = 0; i < n && i < ctx->limit; i++) {
+            ngx_rbcs_out_cstr(&out, i ? ",{" : "{");
+            (void) rd->item(&out, ngx_rbcs_mysql_cell(q, 1, i, 0), ctx);
+            ngx_rbcs_out_cstr(&out, "}");
+        }
+
+        ngx_rbcs_out_cstr(&out, "]");
+
+        if (n > ctx->limit) {
+            rc = rd->next(&out, ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1, 0),
+                          ctx);
+
+        } else {
+            ngx_rbcs_out_jnull(&out, "next");
+            rc = NGX_OK;
+        }
+    }
+
+    if (rc != NGX_OK) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
     }
 
     ngx_rbcs_out_cstr(&out, "}");
@@ -669,6 +632,38 @@ ngx_rbcs_account_history_done(ngx_rbcs_mysql_query_t *q)
 done:
 
     ngx_rbcs_http_done(r, rc);
+}
+
+
+static ngx_int_t
+ngx_rbcs_account_entry(ngx_rbcs_out_t *out, ngx_str_t *row,
+    ngx_rbcs_account_ctx_t *ctx)
+{
+    ngx_uint_t  *col;
+
+    col = ctx->col;
+
+    ngx_rbcs_out_jstrv(out, "type", &row[col[NGX_RBCS_ENT_TYPE]]);
+    ngx_rbcs_out_jstrv(out, "transactionId", &row[col[NGX_RBCS_ENT_TXID]]);
+    ngx_rbcs_out_jstrv(out, "counterpartyAccountNumber",
+                       &row[col[NGX_RBCS_ENT_PEER]]);
+    ngx_rbcs_out_amount(out, "amount", &row[col[NGX_RBCS_ENT_AMOUNT]],
+                        ctx->scale, 0);
+    ngx_rbcs_out_amount(out, "balanceAfter", &row[col[NGX_RBCS_ENT_BALANCE]],
+                        ctx->scale, 0);
+    ngx_rbcs_out_datetime(out, "createdAt", &row[col[NGX_RBCS_ENT_CREATED]]);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_account_entry_next(ngx_rbcs_out_t *out, ngx_str_t *row,
+    ngx_rbcs_account_ctx_t *ctx)
+{
+    ngx_rbcs_out_jstrv(out, "next", &row[ctx->col[NGX_RBCS_ENT_VERSION]]);
+
+    return NGX_OK;
 }
 
 
@@ -684,7 +679,7 @@ ngx_rbcs_account_balance_at(ngx_http_request_t *r, ngx_str_t *number,
 {
     u_char                  *p, *dst, buf[NGX_RBCS_TIME_LEN];
     int64_t                  ms, now;
-    ngx_str_t                sql, text;
+    ngx_str_t                text;
     ngx_time_t              *tp;
     ngx_rbcs_account_ctx_t  *ctx;
 
@@ -716,85 +711,36 @@ ngx_rbcs_account_balance_at(ngx_http_request_t *r, ngx_str_t *number,
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
-    sql.data = ngx_pnalloc(r->pool, 512 + 2 * number->len);
-    if (ctx == NULL || sql.data == NULL) {
+    if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->read = &ngx_rbcs_account_at_read;
     ngx_memcpy(ctx->at, buf, NGX_RBCS_TIME_LEN);
     buf[10] = ' ';
 
-    p = ngx_sprintf(sql.data,
-                    "SELECT " NGX_RBCS_ACC_COLUMNS
-                    " FROM accounts WHERE account_number = '%V';"
-                    "SELECT balance_after, version FROM entries"
-                    " WHERE account_number = '%V' AND created_at <= '%*s'"
-                    " ORDER BY created_at DESC, version DESC LIMIT 1",
-                    number, number,
-                    (size_t) (NGX_RBCS_TIME_LEN - 1), buf);
-
-    sql.len = p - sql.data;
-
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_balance_at_done,
-                                  ctx);
+    return ngx_rbcs_http_read(r, ngx_rbcs_account_read_done, ctx, NULL,
+                              512 + 2 * number->len,
+                              NGX_RBCS_ACC_SELECT ";"
+                              "SELECT balance_after, version FROM entries"
+                              " WHERE account_number = '%V' AND created_at"
+                              " <= '%*s' ORDER BY created_at DESC,"
+                              " version DESC LIMIT 1",
+                              number, number,
+                              (size_t) (NGX_RBCS_TIME_LEN - 1), buf);
 }
 
 
-static void
-ngx_rbcs_account_balance_at_done(ngx_rbcs_mysql_query_t *q)
+static ngx_int_t
+ngx_rbcs_account_at(ngx_rbcs_out_t *out, ngx_str_t *row,
+    ngx_rbcs_account_ctx_t *ctx)
 {
-    ngx_int_t                rc;
-    ngx_str_t               *c;
-    ngx_uint_t               scale, col[NGX_RBCS_AT_N];
-    ngx_rbcs_out_t           out;
-    ngx_http_request_t      *r;
-    ngx_rbcs_account_ctx_t  *ctx;
+    ngx_rbcs_out_amount(out, "balance", &row[ctx->col[NGX_RBCS_AT_BALANCE]],
+                        ctx->scale, 0);
+    ngx_rbcs_out_juint(out, "version", &row[ctx->col[NGX_RBCS_AT_VERSION]]);
+    ngx_rbcs_out_jstr(out, "at", ctx->at, NGX_RBCS_TIME_LEN);
 
-    r = ngx_rbcs_http_query_request(q);
-    ctx = ngx_rbcs_ctx(r)->data;
-
-    if (ngx_rbcs_account_read(r, q, ngx_rbcs_account_at_columns, col,
-                              "the account does not exist at that time",
-                              &scale, &rc)
-        != NGX_OK)
-    {
-        goto done;
-    }
-
-    if (ngx_rbcs_mysql_rows(q, 1) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "account_not_found",
-                                   "the account does not exist at that "
-                                   "time");
-        goto done;
-    }
-
-    if (ngx_rbcs_out_init(&out, r->pool, 320) != NGX_OK) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    ngx_rbcs_out_cstr(&out, "{");
-
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
-    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
-
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_CURRENCY);
-    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
-
-    ngx_rbcs_out_amount(&out, "balance",
-                        ngx_rbcs_mysql_cell(q, 1, 0, col[NGX_RBCS_AT_BALANCE]),
-                        scale, 0);
-    ngx_rbcs_out_juint(&out, "version",
-                       ngx_rbcs_mysql_cell(q, 1, 0, col[NGX_RBCS_AT_VERSION]));
-    ngx_rbcs_out_jstr(&out, "at", ctx->at, NGX_RBCS_TIME_LEN);
-    ngx_rbcs_out_cstr(&out, "}");
-
-    rc = ngx_rbcs_http_send_out(r, NGX_HTTP_OK, &out);
-
-done:
-
-    ngx_rbcs_http_done(r, rc);
+    return NGX_OK;
 }
 
 
@@ -809,18 +755,20 @@ done:
     " AND (created_at < '%*s' OR (created_at = '%*s' AND transaction_id"       \
     " < '%V'))"
 
-#define NGX_RBCS_HOLD_FIELDS                                                 \
-    "transaction_id, source_account, destination_account, amount, "           \
-    "expires_at, created_at"
+/* the holds of one side of the account, after the cursor (%*s) */
+#define NGX_RBCS_HOLDS_OF(side)                                              \
+    "(SELECT transaction_id, source_account, destination_account, amount, "  \
+    "expires_at, created_at FROM holds WHERE " side " = '%V'%*s ORDER BY"     \
+    " created_at DESC, transaction_id DESC LIMIT %ui)"
 
 ngx_int_t
 ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
 {
     u_char                  *p, *sep, buf[NGX_RBCS_TIME_LEN];
     int64_t                  ms;
-    ngx_str_t                sql, value, id;
-    ngx_int_t                n;
-    ngx_uint_t               k;
+    ngx_str_t                value, id;
+    ngx_int_t                n, rc;
+    ngx_uint_t               m;
     ngx_rbcs_account_ctx_t  *ctx;
     u_char                   after[sizeof(NGX_RBCS_HOLDS_AFTER)
                                    + 2 * NGX_RBCS_TIME_LEN
@@ -828,24 +776,10 @@ ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
     u_char                  *src;
     size_t                   alen;
 
-    if (!ngx_rbcs_valid_account(number->data, number->len)) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_account_ctx_t));
+    ctx = ngx_rbcs_account_paged(r, number, &ngx_rbcs_account_holds_read,
+                                 &rc);
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->limit = ngx_rbcs_account_limit(r);
-
-    if (ctx->limit == 0) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_request",
-                                     "limit must be an integer from 1 to "
-                                     "500");
+        return rc;
     }
 
     alen = 0;
@@ -891,130 +825,71 @@ ngx_rbcs_account_holds(ngx_http_request_t *r, ngx_str_t *number)
                - after;
     }
 
-    sql.data = ngx_pnalloc(r->pool, 1536);
-    if (sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    m = ctx->limit + 1;
 
-    p = ngx_sprintf(sql.data,
-                    "SELECT " NGX_RBCS_ACC_COLUMNS
-                    " FROM accounts WHERE account_number = '%V';"
-                    "SELECT * FROM (", number);
-
-    for (k = 0; k < 2; k++) {
-        p = ngx_sprintf(p, "%s(SELECT " NGX_RBCS_HOLD_FIELDS " FROM holds"
-                        " WHERE %s = '%V'%*s ORDER BY created_at DESC,"
-                        " transaction_id DESC LIMIT %ui)",
-                        k ? " UNION " : "",
-                        k ? "destination_account" : "source_account",
-                        number, alen, after, ctx->limit + 1);
-    }
-
-    p = ngx_sprintf(p, ") h ORDER BY created_at DESC, transaction_id DESC"
-                    " LIMIT %ui", ctx->limit + 1);
-
-    sql.len = p - sql.data;
-
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_holds_done, ctx);
+    return ngx_rbcs_http_read(r, ngx_rbcs_account_read_done, ctx, NULL, 1536,
+                              NGX_RBCS_ACC_SELECT ";SELECT * FROM ("
+                              NGX_RBCS_HOLDS_OF("source_account") " UNION "
+                              NGX_RBCS_HOLDS_OF("destination_account")
+                              ") h ORDER BY created_at DESC,"
+                              " transaction_id DESC LIMIT %ui",
+                              number, number, alen, after, m,
+                              number, alen, after, m, m);
 }
 
 
-static void
-ngx_rbcs_account_holds_done(ngx_rbcs_mysql_query_t *q)
+static ngx_int_t
+ngx_rbcs_account_hold(ngx_rbcs_out_t *out, ngx_str_t *row,
+    ngx_rbcs_account_ctx_t *ctx)
 {
-    u_char                   buf[NGX_RBCS_TIME_LEN];
-    u_char                   cursor[NGX_INT64_LEN + 2
-                                    + NGX_RBCS_ID_MAX_LEN];
-    int64_t                  ms;
-    ngx_int_t                rc;
-    ngx_str_t               *c, *row;
-    ngx_uint_t               i, n, scale, col[NGX_RBCS_HOLD_N];
-    ngx_rbcs_out_t           out;
-    ngx_http_request_t      *r;
-    ngx_rbcs_account_ctx_t  *ctx;
+    ngx_str_t   *c;
+    ngx_uint_t  *col;
 
-    r = ngx_rbcs_http_query_request(q);
-    ctx = ngx_rbcs_ctx(r)->data;
+    col = ctx->col;
 
-    if (ngx_rbcs_account_read(r, q, ngx_rbcs_account_hold_columns, col,
-                              "the account does not exist", &scale, &rc)
-        != NGX_OK)
+    ngx_rbcs_out_jstrv(out, "transactionId", &row[col[NGX_RBCS_HOLD_ID]]);
+    ngx_rbcs_out_jstrv(out, "sourceAccountNumber",
+                       &row[col[NGX_RBCS_HOLD_SOURCE]]);
+    ngx_rbcs_out_jstrv(out, "destinationAccountNumber",
+                       &row[col[NGX_RBCS_HOLD_DESTINATION]]);
+    ngx_rbcs_out_amount(out, "amount", &row[col[NGX_RBCS_HOLD_AMOUNT]],
+                        ctx->scale, 0);
+
+    c = &row[col[NGX_RBCS_HOLD_EXPIRES]];
+
+    if (c->data) {
+        ngx_rbcs_out_datetime(out, "expiresAt", c);
+    }
+
+    ngx_rbcs_out_datetime(out, "createdAt", &row[col[NGX_RBCS_HOLD_CREATED]]);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_rbcs_account_hold_next(ngx_rbcs_out_t *out, ngx_str_t *row,
+    ngx_rbcs_account_ctx_t *ctx)
+{
+    u_char      buf[NGX_RBCS_TIME_LEN];
+    u_char      cursor[NGX_INT64_LEN + 2 + NGX_RBCS_ID_MAX_LEN];
+    int64_t     ms;
+    ngx_str_t  *c;
+
+    c = &row[ctx->col[NGX_RBCS_HOLD_CREATED]];
+
+    if (ngx_rbcs_time_from_datetime(buf, c->data, c->len) == 0
+        || ngx_rbcs_time_parse_rfc3339(buf, NGX_RBCS_TIME_LEN, &ms) != 0)
     {
-        goto done;
+        return NGX_ERROR;
     }
 
-    n = ngx_rbcs_mysql_rows(q, 1);
+    ngx_rbcs_out_jstr(out, "next", cursor,
+                      ngx_sprintf(cursor, "%L_%V", ms,
+                                  &row[ctx->col[NGX_RBCS_HOLD_ID]])
+                      - cursor);
 
-    if (ngx_rbcs_out_init(&out, r->pool, 256 + n * 320) != NGX_OK) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    ngx_rbcs_out_cstr(&out, "{");
-
-    c = ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_NUMBER);
-    ngx_rbcs_out_jstr(&out, "accountNumber", c->data, c->len);
-
-    ngx_rbcs_out_cstr(&out, ",\"holds\":[");
-
-    for (i = 0; i < n && i < ctx->limit; i++) {
-        row = ngx_rbcs_mysql_cell(q, 1, i, 0);
-
-        ngx_rbcs_out_cstr(&out, i ? ",{" : "{");
-
-        c = &row[col[NGX_RBCS_HOLD_ID]];
-        ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
-
-        c = &row[col[NGX_RBCS_HOLD_SOURCE]];
-        ngx_rbcs_out_jstr(&out, "sourceAccountNumber", c->data, c->len);
-
-        c = &row[col[NGX_RBCS_HOLD_DESTINATION]];
-        ngx_rbcs_out_jstr(&out, "destinationAccountNumber", c->data, c->len);
-
-        ngx_rbcs_out_amount(&out, "amount", &row[col[NGX_RBCS_HOLD_AMOUNT]],
-                            scale, 0);
-
-        c = &row[col[NGX_RBCS_HOLD_EXPIRES]];
-
-        if (c->data) {
-            ngx_rbcs_out_datetime(&out, "expiresAt", c);
-        }
-
-        ngx_rbcs_out_datetime(&out, "createdAt",
-                              &row[col[NGX_RBCS_HOLD_CREATED]]);
-        ngx_rbcs_out_cstr(&out, "}");
-    }
-
-    ngx_rbcs_out_cstr(&out, "]");
-
-    if (n > ctx->limit) {
-        row = ngx_rbcs_mysql_cell(q, 1, ctx->limit - 1, 0);
-
-        c = &row[col[NGX_RBCS_HOLD_CREATED]];
-
-        if (ngx_rbcs_time_from_datetime(buf, c->data, c->len) == 0
-            || ngx_rbcs_time_parse_rfc3339(buf, NGX_RBCS_TIME_LEN, &ms) != 0)
-        {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            goto done;
-        }
-
-        ngx_rbcs_out_jstr(&out, "next", cursor,
-                          ngx_sprintf(cursor, "%L_%V", ms,
-                                      &row[col[NGX_RBCS_HOLD_ID]])
-                          - cursor);
-
-    } else {
-        ngx_rbcs_out_jnull(&out, "next");
-    }
-
-    ngx_rbcs_out_cstr(&out, "}");
-
-    rc = ngx_rbcs_http_send_out(r, NGX_HTTP_OK, &out);
-
-done:
-
-    ngx_rbcs_http_done(r, rc);
+    return NGX_OK;
 }
 
 
@@ -1029,17 +904,12 @@ done:
 ngx_int_t
 ngx_rbcs_account_ready(ngx_http_request_t *r)
 {
-    ngx_str_t  sql = ngx_string("DO 1");
-
     if (ngx_rbcs_mysql_answered_within(1000)) {
-        return ngx_rbcs_http_send(r, NGX_HTTP_OK,
-                                  &(ngx_str_t) ngx_string("application/json"),
-                                  (u_char *) "{\"status\":\"ready\"}",
-                                  sizeof("{\"status\":\"ready\"}") - 1);
+        return ngx_rbcs_http_send_json(r, NGX_RBCS_READY);
     }
 
-    return ngx_rbcs_account_query(r, &sql, ngx_rbcs_account_ready_done,
-                                  NULL);
+    return ngx_rbcs_http_read(r, ngx_rbcs_account_ready_done, NULL, NULL,
+                              sizeof("DO 1"), "DO 1");
 }
 
 
@@ -1055,10 +925,7 @@ ngx_rbcs_account_ready_done(ngx_rbcs_mysql_query_t *q)
         rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
 
     } else {
-        rc = ngx_rbcs_http_send(r, NGX_HTTP_OK,
-                                &(ngx_str_t) ngx_string("application/json"),
-                                (u_char *) "{\"status\":\"ready\"}",
-                                sizeof("{\"status\":\"ready\"}") - 1);
+        rc = ngx_rbcs_http_send_json(r, NGX_RBCS_READY);
     }
 
     ngx_rbcs_http_done(r, rc);

@@ -41,7 +41,6 @@ static ngx_int_t ngx_rbcs_balance_send(ngx_http_request_t *r,
     ngx_str_t *account, ngx_rbcs_cache_entry_t *e, const char *tier);
 static void ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
     ngx_rbcs_redis_balance_t *b);
-static void ngx_rbcs_balance_cleanup(void *data);
 static void ngx_rbcs_balance_deadline(ngx_event_t *ev);
 static ngx_int_t ngx_rbcs_balance_db(ngx_http_request_t *r,
     ngx_rbcs_balance_ctx_t *ctx);
@@ -50,7 +49,7 @@ static ngx_int_t ngx_rbcs_balance_stale(ngx_http_request_t *r,
     ngx_rbcs_balance_ctx_t *ctx);
 static ngx_int_t ngx_rbcs_balance_send_row(ngx_http_request_t *r,
     ngx_str_t *row, ngx_msec_t known);
-static void ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx);
+static void ngx_rbcs_balance_finish(void *data);
 static ngx_int_t ngx_rbcs_balance_wait(ngx_rbcs_balance_ctx_t *ctx,
     ngx_int_t rc);
 
@@ -67,8 +66,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     if (!ngx_rbcs_valid_account(number->data, number->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "account_not_found",
-                                     "the account does not exist");
+                                     NGX_RBCS_NO_ACCOUNT);
     }
 
     strong = 0;
@@ -77,11 +75,9 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
                      &value)
         == NGX_OK)
     {
-        strong = (value.len == 6 && ngx_strncmp(value.data, "strong", 6) == 0);
+        strong = ngx_rbcs_str_is(&value, "strong");
 
-        if (!strong
-            && !(value.len == 8 && ngx_strncmp(value.data, "eventual", 8) == 0))
-        {
+        if (!strong && !ngx_rbcs_str_is(&value, "eventual")) {
             return ngx_rbcs_http_problem(r, NGX_HTTP_BAD_REQUEST,
                                          "invalid_request",
                                          "consistency must be strong or "
@@ -134,7 +130,7 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = ngx_rbcs_balance_cleanup;
+    cln->handler = ngx_rbcs_balance_finish;
     cln->data = ctx;
 
     ctx->deadline.handler = ngx_rbcs_balance_deadline;
@@ -143,22 +139,21 @@ ngx_rbcs_balance_get(ngx_http_request_t *r, ngx_str_t *number)
 
     ngx_add_timer(&ctx->deadline, rmcf->read_timeout);
 
-    if (strong || rmcf->cache == NULL || rmcf->redis == NULL
-        || ngx_rbcs_cache_emptied_recently(rmcf->cache))
+    if (!strong && rmcf->cache && rmcf->redis
+        && !ngx_rbcs_cache_emptied_recently(rmcf->cache))
     {
-        return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
-    }
+        ctx->known = ngx_rbcs_cache_now();
+        ctx->redis = ngx_rbcs_redis_get(number, rmcf->redis_read_timeout,
+                                        ngx_rbcs_balance_redis_done, ctx,
+                                        r->connection->log);
+        if (ctx->redis) {
+            return NGX_DONE;
+        }
 
-    ctx->known = ngx_rbcs_cache_now();
-    ctx->redis = ngx_rbcs_redis_get(number, rmcf->redis_read_timeout,
-                                    ngx_rbcs_balance_redis_done, ctx,
-                                    r->connection->log);
-    if (ctx->redis == NULL) {
         /* Redis is away: straight to the database */
-        return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
     }
 
-    return NGX_DONE;
+    return ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
 }
 
 
@@ -201,10 +196,9 @@ ngx_rbcs_balance_redis_done(void *data, ngx_int_t rc,
 
     ngx_rbcs_metrics_inc(NGX_RBCS_M_REDIS_MISS);
 
-    rrc = ngx_rbcs_balance_db(r, ctx);
+    rrc = ngx_rbcs_balance_wait(ctx, ngx_rbcs_balance_db(r, ctx));
 
     if (rrc != NGX_DONE) {
-        ngx_rbcs_balance_finish(ctx);
         ngx_rbcs_http_done(r, rrc);
     }
 }
@@ -257,11 +251,13 @@ ngx_rbcs_balance_wait(ngx_rbcs_balance_ctx_t *ctx, ngx_int_t rc)
 }
 
 
-/* the read is answered: no tier is waited for any more */
+/* the read is answered (or its request gone): no tier is waited for */
 
 static void
-ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx)
+ngx_rbcs_balance_finish(void *data)
 {
+    ngx_rbcs_balance_ctx_t *ctx = data;
+
     if (ctx->deadline.timer_set) {
         ngx_del_timer(&ctx->deadline);
     }
@@ -275,13 +271,6 @@ ngx_rbcs_balance_finish(ngx_rbcs_balance_ctx_t *ctx)
         ngx_rbcs_mysql_cancel(ctx->query);
         ctx->query = NULL;
     }
-}
-
-
-static void
-ngx_rbcs_balance_cleanup(void *data)
-{
-    ngx_rbcs_balance_finish(data);
 }
 
 
@@ -358,46 +347,13 @@ ngx_rbcs_balance_stale(ngx_http_request_t *r, ngx_rbcs_balance_ctx_t *ctx)
 static ngx_int_t
 ngx_rbcs_balance_db(ngx_http_request_t *r, ngx_rbcs_balance_ctx_t *bctx)
 {
-    ngx_str_t               *number;
-    ngx_rbcs_ctx_t          *ctx;
-    ngx_rbcs_mysql_query_t  *q;
-
-    ctx = ngx_rbcs_ctx(r);
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->data = bctx;
-    number = &bctx->account;
-
-    q = ngx_rbcs_http_query(r, ngx_rbcs_balance_db_done);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT " NGX_RBCS_ACC_COLUMNS
-                                              " FROM accounts WHERE "
-                                              "account_number = ''")
-                                       + number->len);
-    if (q->sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.len = ngx_sprintf(q->sql.data, "SELECT " NGX_RBCS_ACC_COLUMNS
-                             " FROM accounts WHERE account_number = '%V'",
-                             number)
-                 - q->sql.data;
-    q->idempotent = 1;
-
     bctx->known = ngx_rbcs_cache_now();
 
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, 0);
-    }
-
-    bctx->query = q;
-
-    return NGX_DONE;
+    return ngx_rbcs_http_read(r, ngx_rbcs_balance_db_done, bctx,
+                              &bctx->query,
+                              sizeof(NGX_RBCS_ACC_SELECT)
+                              + bctx->account.len,
+                              NGX_RBCS_ACC_SELECT, &bctx->account);
 }
 
 
@@ -405,6 +361,7 @@ static void
 ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t                rc;
+    ngx_str_t               *row;
     ngx_http_request_t      *r;
     ngx_rbcs_balance_ctx_t  *bctx;
 
@@ -414,29 +371,17 @@ ngx_rbcs_balance_db_done(ngx_rbcs_mysql_query_t *q)
     bctx->query = NULL;
     ngx_rbcs_balance_finish(bctx);
 
-    if (q->rc != NGX_RBCS_MYSQL_OK) {
+    /* the database is away: a balance the zone holds is still served */
 
-        /* the database is away: a balance the zone holds is still served */
+    rc = (q->rc != NGX_RBCS_MYSQL_OK) ? ngx_rbcs_balance_stale(r, bctx)
+                                      : NGX_DECLINED;
 
-        rc = ngx_rbcs_balance_stale(r, bctx);
-
-        if (rc == NGX_DECLINED) {
-            rc = ngx_rbcs_http_unavailable(r,
-                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+    if (rc == NGX_DECLINED) {
+        row = ngx_rbcs_http_row(r, q, NGX_RBCS_ACC_N, NGX_RBCS_NO_ACCOUNT,
+                                &rc);
+        if (row) {
+            rc = ngx_rbcs_balance_send_row(r, row, bctx->known);
         }
-
-    } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "account_not_found",
-                                   "the account does not exist");
-
-    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_ACC_N - 1) == NULL) {
-        /* a row too short for the NGX_RBCS_ACC_* indexes of its SELECT */
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else {
-        rc = ngx_rbcs_balance_send_row(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
-                                       bctx->known);
     }
 
     ngx_rbcs_http_done(r, rc);

@@ -28,12 +28,34 @@ static ngx_int_t ngx_rbcs_out_grow(ngx_rbcs_out_t *out, size_t need);
 static void ngx_rbcs_out_name(ngx_rbcs_out_t *out, const char *name);
 static void *ngx_rbcs_http_alloc(void *ctx, size_t size);
 static ngx_uint_t ngx_rbcs_http_json_type(ngx_http_request_t *r);
-static const char *ngx_rbcs_http_status_code(ngx_uint_t status);
 
 
 static ngx_str_t  ngx_rbcs_json_type = ngx_string("application/json");
 static ngx_str_t  ngx_rbcs_problem_type =
     ngx_string("application/problem+json");
+
+
+/* the problems of the errors nginx raises; the last one is any other's */
+
+typedef struct {
+    ngx_uint_t                 status;
+    const char                *code;
+    const char                *detail;
+} ngx_rbcs_status_problem_t;
+
+
+static ngx_rbcs_status_problem_t  ngx_rbcs_status_problems[] = {
+    { NGX_HTTP_BAD_REQUEST, "invalid_request", "the request is malformed" },
+    { NGX_HTTP_NOT_FOUND, "not_found", NULL },
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed", NULL },
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "payload_too_large",
+      "the request body is larger than the configured limit" },
+    { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL },
+    { 429, "rate_limited", "the request rate is over the configured limit" },
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+      "the service is unavailable; retry later" },
+    { 0, "internal_error", NULL }
+};
 
 
 #define NGX_RBCS_PROBLEM_TITLE(code, title)  { #code, title },
@@ -108,14 +130,9 @@ ngx_int_t
 ngx_rbcs_http_problem(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *detail)
 {
-    ngx_str_t  c, d;
-
-    c.data = (u_char *) code;
-    c.len = ngx_strlen(code);
-    d.data = (u_char *) detail;
-    d.len = ngx_strlen(detail);
-
-    return ngx_rbcs_http_problem_str(r, status, &c, &d);
+    return ngx_rbcs_http_problem_str(r, status,
+               &(ngx_str_t) { ngx_strlen(code), (u_char *) code },
+               &(ngx_str_t) { ngx_strlen(detail), (u_char *) detail });
 }
 
 
@@ -123,9 +140,8 @@ ngx_int_t
 ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *code, ngx_str_t *detail)
 {
-    u_char                    *p;
+    u_char                     p[NGX_INT_T_LEN];
     const char                *title;
-    ngx_uint_t                 i;
     ngx_rbcs_ctx_t            *ctx;
     ngx_rbcs_out_t             out;
     ngx_rbcs_problem_title_t  *t;
@@ -141,9 +157,7 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     for (t = ngx_rbcs_problem_titles; t->code; t++) {
-        if (ngx_strlen(t->code) == code->len
-            && ngx_strncmp(t->code, code->data, code->len) == 0)
-        {
+        if (ngx_rbcs_str_is(code, t->code)) {
             title = t->title;
             break;
         }
@@ -158,17 +172,11 @@ ngx_rbcs_http_problem_str(ngx_http_request_t *r, ngx_uint_t status,
     ngx_rbcs_out_cstr(&out, "\"");
     ngx_rbcs_out_jstr(&out, "title", (u_char *) title, ngx_strlen(title));
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    i = ngx_sprintf(p, "%ui", status) - p;
     ngx_rbcs_out_name(&out, "status");
-    ngx_rbcs_out_raw(&out, p, i);
+    ngx_rbcs_out_raw(&out, p, ngx_sprintf(p, "%ui", status) - p);
 
-    ngx_rbcs_out_jstr(&out, "detail", detail->data, detail->len);
-    ngx_rbcs_out_jstr(&out, "code", code->data, code->len);
+    ngx_rbcs_out_jstrv(&out, "detail", detail);
+    ngx_rbcs_out_jstrv(&out, "code", code);
     ngx_rbcs_out_cstr(&out, "}");
 
     if (out.failed) {
@@ -214,16 +222,11 @@ ngx_rbcs_http_unavailable(ngx_http_request_t *r, ngx_uint_t unknown)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (unknown) {
-        return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                   "unavailable",
-                   "the outcome is not known yet; retrying with the same "
-                   "transactionId is safe");
-    }
-
     return ngx_rbcs_http_problem(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                 "unavailable",
-                                 "the database is unavailable; retry later");
+               "unavailable",
+               unknown ? "the outcome is not known yet; retrying with the "
+                         "same transactionId is safe"
+                       : "the database is unavailable; retry later");
 }
 
 
@@ -243,38 +246,14 @@ ngx_rbcs_http_not_allowed(ngx_http_request_t *r, char *allow)
 }
 
 
-static const char *
-ngx_rbcs_http_status_code(ngx_uint_t status)
-{
-    switch (status) {
-    case NGX_HTTP_BAD_REQUEST:
-        return "invalid_request";
-    case NGX_HTTP_NOT_FOUND:
-        return "not_found";
-    case NGX_HTTP_NOT_ALLOWED:
-        return "method_not_allowed";
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        return "payload_too_large";
-    case NGX_HTTP_UNSUPPORTED_MEDIA_TYPE:
-        return "unsupported_media_type";
-    case 429:
-        return "rate_limited";
-    case NGX_HTTP_SERVICE_UNAVAILABLE:
-        return "unavailable";
-    default:
-        return "internal_error";
-    }
-}
-
-
 /* error_page target: the error nginx itself raised, as problem details */
 
 ngx_int_t
 ngx_rbcs_http_problem_handler(ngx_http_request_t *r)
 {
-    ngx_int_t    rc;
-    ngx_uint_t   status;
-    const char  *code, *detail;
+    ngx_int_t                   rc;
+    ngx_uint_t                  status;
+    ngx_rbcs_status_problem_t  *p;
 
     status = r->err_status ? r->err_status : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
@@ -283,27 +262,16 @@ ngx_rbcs_http_problem_handler(ngx_http_request_t *r)
         r->keepalive = 0;
     }
 
-    code = ngx_rbcs_http_status_code(status);
-
-    switch (status) {
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        detail = "the request body is larger than the configured limit";
-        break;
-    case 429:
-        detail = "the request rate is over the configured limit";
-        break;
-    case NGX_HTTP_SERVICE_UNAVAILABLE:
-        detail = "the service is unavailable; retry later";
-        break;
-    case NGX_HTTP_BAD_REQUEST:
-        detail = "the request is malformed";
-        break;
-    default:
-        detail = "the request could not be processed";
-        break;
+    for (p = ngx_rbcs_status_problems; p->status; p++) {
+        if (p->status == status) {
+            break;
+        }
     }
 
-    return ngx_rbcs_http_problem(r, status, code, detail);
+    return ngx_rbcs_http_problem(r, status, p->code,
+                                 p->detail ? p->detail
+                                           : "the request could not be "
+                                             "processed");
 }
 
 
@@ -756,6 +724,13 @@ ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
 
 
 void
+ngx_rbcs_out_jstrv(ngx_rbcs_out_t *out, const char *name, ngx_str_t *s)
+{
+    ngx_rbcs_out_jstr(out, name, s->data, s->len);
+}
+
+
+void
 ngx_rbcs_out_jnull(ngx_rbcs_out_t *out, const char *name)
 {
     ngx_rbcs_out_name(out, name);
@@ -850,16 +825,10 @@ ngx_rbcs_http_ctx_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
 
-    if (ctx == NULL) {
-        v->len = 0;
-        v->data = (u_char *) "";
-        return NGX_OK;
-    }
+    s = ctx ? (ngx_str_t *) ((u_char *) ctx + data) : NULL;
 
-    s = (ngx_str_t *) ((u_char *) ctx + data);
-
-    v->len = s->len;
-    v->data = s->len ? s->data : (u_char *) "";
+    v->len = s ? s->len : 0;
+    v->data = v->len ? s->data : (u_char *) "";
 
     return NGX_OK;
 }
@@ -903,12 +872,8 @@ ngx_rbcs_http_query(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler)
     ngx_rbcs_mysql_query_t  *q;
 
     q = ngx_rbcs_mysql_create(r->pool, r->connection->log);
-    if (q == NULL) {
-        return NULL;
-    }
-
     cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
+    if (q == NULL || cln == NULL) {
         return NULL;
     }
 
@@ -926,6 +891,38 @@ static void
 ngx_rbcs_http_query_cleanup(void *data)
 {
     ngx_rbcs_mysql_cancel(data);
+}
+
+
+/*
+ * The one row a read by key answered, read by position: the SELECT's list
+ * is the macro its indexes are kept with (NGX_RBCS_ACC_COLUMNS,
+ * NGX_RBCS_TX_COLUMNS), and a row too short for them, narrower than n,
+ * is refused here.  NULL with the answer in *rc: 503 when the database
+ * did not answer, 404 with the code and detail given when there is no
+ * such row, 500 for a row too short.
+ */
+
+ngx_str_t *
+ngx_rbcs_http_row(ngx_http_request_t *r, ngx_rbcs_mysql_query_t *q,
+    ngx_uint_t n, const char *code, const char *detail, ngx_int_t *rc)
+{
+    if (q->rc != NGX_RBCS_MYSQL_OK) {
+        *rc = ngx_rbcs_http_unavailable(r, q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
+        return NULL;
+    }
+
+    if (ngx_rbcs_mysql_rows(q, 0) == 0) {
+        *rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, code, detail);
+        return NULL;
+    }
+
+    if (ngx_rbcs_mysql_cell(q, 0, 0, n - 1) == NULL) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
+    }
+
+    return ngx_rbcs_mysql_cell(q, 0, 0, 0);
 }
 
 
@@ -957,9 +954,60 @@ ngx_rbcs_http_db_time(ngx_http_request_t *r, ngx_msec_t ms)
 
 
 /*
+ * A request's state change, with the actor of its audit log.  The
+ * operation outlives the request if it must: its texts are its own copies
+ * (ngx_rbcs_http_copy()).  NULL: out of memory.
+ */
+
+ngx_rbcs_batch_op_t *
+ngx_rbcs_http_op(ngx_http_request_t *r, ngx_uint_t kind)
+{
+    ngx_str_t            *actor;
+    ngx_rbcs_batch_op_t  *op;
+
+    op = ngx_rbcs_batch_op_create(r->connection->log);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->kind = kind;
+
+    actor = ngx_rbcs_http_actor(r);
+
+    if (actor && ngx_rbcs_http_copy(op, &op->actor, actor) != NGX_OK) {
+        ngx_rbcs_batch_cancel(op);
+        return NULL;
+    }
+
+    return op;
+}
+
+
+/* an operation's own copy of a text; an empty one stays unset */
+
+ngx_int_t
+ngx_rbcs_http_copy(ngx_rbcs_batch_op_t *op, ngx_str_t *dst, ngx_str_t *src)
+{
+    if (src->len == 0) {
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pstrdup(op->pool, src);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->len = src->len;
+
+    return NGX_OK;
+}
+
+
+/*
  * A request's state change, queued on the write path.  NGX_DONE: the
- * handler answers later; otherwise the status to finalize with (503 when
- * the write path cannot take it).  A request that goes away leaves the
+ * handler answers later from the operation's row (a problem without one
+ * is answered here); otherwise the status to finalize with (503 when the
+ * write path cannot take it).  A request that goes away leaves the
  * operation to be written without an answer.
  */
 
@@ -1021,8 +1069,14 @@ ngx_rbcs_http_write_done(ngx_rbcs_batch_op_t *op)
              ? NGX_HTTP_INTERNAL_SERVER_ERROR
              : ngx_rbcs_http_unavailable(r, op->rc
                                             == NGX_RBCS_MYSQL_EUNKNOWN);
+
+    } else if (op->row == NULL) {
+        /* a problem the judge decided: it has no row to show */
+        rc = ngx_rbcs_http_problem_str(r, op->status, &op->code,
+                                       &op->detail);
+
     } else {
-        rc = wr->handler(r, op);
+        rc = wr->handler(r, op->row, op->status);
     }
 
     ngx_rbcs_http_done(r, rc);

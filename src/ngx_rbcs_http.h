@@ -16,20 +16,17 @@
 #include "ngx_rbcs_metrics.h"
 
 
-/* the routes, as the request context and the metrics know them */
-#define NGX_RBCS_ROUTE_NONE         NGX_RBCS_MR_NONE
-#define NGX_RBCS_ROUTE_HEALTHZ      NGX_RBCS_MR_HEALTHZ
-#define NGX_RBCS_ROUTE_READYZ       NGX_RBCS_MR_READYZ
-#define NGX_RBCS_ROUTE_METRICS      NGX_RBCS_MR_METRICS
-#define NGX_RBCS_ROUTE_ACCOUNTS     NGX_RBCS_MR_OPEN
-#define NGX_RBCS_ROUTE_ACCOUNT      NGX_RBCS_MR_ACCOUNT
-#define NGX_RBCS_ROUTE_BALANCE      NGX_RBCS_MR_BALANCE
-#define NGX_RBCS_ROUTE_HISTORY      NGX_RBCS_MR_HISTORY
-#define NGX_RBCS_ROUTE_TRANSFERS    NGX_RBCS_MR_TRANSFER
-#define NGX_RBCS_ROUTE_TRANSACTION  NGX_RBCS_MR_TRANSACTION
-#define NGX_RBCS_ROUTE_CAPTURE      NGX_RBCS_MR_CAPTURE
-#define NGX_RBCS_ROUTE_VOID         NGX_RBCS_MR_VOID
-#define NGX_RBCS_ROUTE_HOLDS        NGX_RBCS_MR_HOLDS
+/* whether an ngx_str_t * is the text of a C string */
+#define ngx_rbcs_str_is(s, text)                                             \
+    ((s)->len == ngx_strlen(text)                                            \
+     && ngx_strncmp((s)->data, text, (s)->len) == 0)
+
+
+/* a 200 of a constant JSON text */
+#define ngx_rbcs_http_send_json(r, text)                                     \
+    ngx_rbcs_http_send(r, NGX_HTTP_OK,                                       \
+                       &(ngx_str_t) ngx_string("application/json"),          \
+                       (u_char *) text, sizeof(text) - 1)
 
 
 /* field kinds for ngx_rbcs_http_fields() */
@@ -43,8 +40,9 @@
 #define NGX_RBCS_INVALID_AMOUNT   2
 
 
+/* the answer of a written operation from its row, with its status */
 typedef ngx_int_t (*ngx_rbcs_http_write_pt)(ngx_http_request_t *r,
-    ngx_rbcs_batch_op_t *op);
+    ngx_str_t *row, ngx_uint_t status);
 
 
 typedef struct {
@@ -84,7 +82,14 @@ ngx_int_t ngx_rbcs_http_unavailable(ngx_http_request_t *r,
     ngx_uint_t unknown);
 ngx_rbcs_mysql_query_t *ngx_rbcs_http_query(ngx_http_request_t *r,
     ngx_rbcs_mysql_handler_pt handler);
+ngx_str_t *ngx_rbcs_http_row(ngx_http_request_t *r,
+    ngx_rbcs_mysql_query_t *q, ngx_uint_t n, const char *code,
+    const char *detail, ngx_int_t *rc);
 ngx_http_request_t *ngx_rbcs_http_query_request(ngx_rbcs_mysql_query_t *q);
+ngx_rbcs_batch_op_t *ngx_rbcs_http_op(ngx_http_request_t *r,
+    ngx_uint_t kind);
+ngx_int_t ngx_rbcs_http_copy(ngx_rbcs_batch_op_t *op, ngx_str_t *dst,
+    ngx_str_t *src);
 ngx_int_t ngx_rbcs_http_write(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op,
     ngx_rbcs_http_write_pt handler);
 void ngx_rbcs_http_done(ngx_http_request_t *r, ngx_int_t rc);
@@ -106,6 +111,8 @@ void ngx_rbcs_out_raw(ngx_rbcs_out_t *out, u_char *p, size_t len);
 void ngx_rbcs_out_cstr(ngx_rbcs_out_t *out, const char *s);
 void ngx_rbcs_out_jstr(ngx_rbcs_out_t *out, const char *name, u_char *p,
     size_t len);
+void ngx_rbcs_out_jstrv(ngx_rbcs_out_t *out, const char *name,
+    ngx_str_t *s);
 void ngx_rbcs_out_jnull(ngx_rbcs_out_t *out, const char *name);
 void ngx_rbcs_out_juint(ngx_rbcs_out_t *out, const char *name,
     ngx_str_t *digits);
@@ -121,6 +128,61 @@ ngx_int_t ngx_rbcs_http_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_rbcs_http_db_time_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+
+
+/*
+ * A read for a request: the SQL printed from fmt within size bytes, data
+ * the route's own state (when not NULL).  NGX_DONE, with the query in *qp
+ * when asked for, or the status to finalize with.  Inline: where the
+ * routes' sources are compiled into the fuzz harness of request bodies
+ * (t/fuzz/fuzz_body.c), the query and its run are the harness's own.
+ */
+
+static ngx_inline ngx_int_t
+ngx_rbcs_http_read(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler,
+    void *data, ngx_rbcs_mysql_query_t **qp, size_t size, const char *fmt,
+    ...)
+{
+    va_list                  args;
+    ngx_rbcs_ctx_t          *ctx;
+    ngx_rbcs_mysql_query_t  *q;
+
+    q = ngx_rbcs_http_query(r, handler);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->sql.data = ngx_pnalloc(r->pool, size);
+    if (q->sql.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    va_start(args, fmt);
+    q->sql.len = ngx_vslprintf(q->sql.data, q->sql.data + size, fmt, args)
+                 - q->sql.data;
+    va_end(args);
+
+    q->idempotent = 1;
+
+    if (data) {
+        ctx = ngx_rbcs_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->data = data;
+    }
+
+    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
+        return ngx_rbcs_http_unavailable(r, 0);
+    }
+
+    if (qp) {
+        *qp = q;
+    }
+
+    return NGX_DONE;
+}
 
 
 #endif /* _NGX_RBCS_HTTP_H_INCLUDED_ */

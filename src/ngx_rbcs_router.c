@@ -33,10 +33,6 @@ static ngx_int_t ngx_rbcs_router_get(ngx_http_request_t *r,
 static void ngx_rbcs_router_body(ngx_http_request_t *r);
 
 
-#define ngx_rbcs_seg_is(s, lit)                                              \
-    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
-
-
 static void
 ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
 {
@@ -44,7 +40,7 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     ngx_str_t    seg[4];
     ngx_uint_t   n;
 
-    rt->route = NGX_RBCS_ROUTE_NONE;
+    rt->route = NGX_RBCS_MR_NONE;
     ngx_str_null(&rt->id);
 
     p = r->uri.data;
@@ -74,44 +70,42 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     }
 
     if (n == 1) {
-        if (ngx_rbcs_seg_is(&seg[0], "healthz")) {
-            rt->route = NGX_RBCS_ROUTE_HEALTHZ;
+        if (ngx_rbcs_str_is(&seg[0], "healthz")) {
+            rt->route = NGX_RBCS_MR_HEALTHZ;
 
-        } else if (ngx_rbcs_seg_is(&seg[0], "readyz")) {
-            rt->route = NGX_RBCS_ROUTE_READYZ;
+        } else if (ngx_rbcs_str_is(&seg[0], "readyz")) {
+            rt->route = NGX_RBCS_MR_READYZ;
 
-        } else if (ngx_rbcs_seg_is(&seg[0], "metrics")) {
-            rt->route = NGX_RBCS_ROUTE_METRICS;
+        } else if (ngx_rbcs_str_is(&seg[0], "metrics")) {
+            rt->route = NGX_RBCS_MR_METRICS;
 
-        } else if (ngx_rbcs_seg_is(&seg[0], "accounts")) {
-            rt->route = NGX_RBCS_ROUTE_ACCOUNTS;
+        } else if (ngx_rbcs_str_is(&seg[0], "accounts")) {
+            rt->route = NGX_RBCS_MR_OPEN;
         }
 
         return;
     }
 
-    if (!ngx_rbcs_seg_is(&seg[0], "accounts") || seg[1].len == 0) {
+    if (!ngx_rbcs_str_is(&seg[0], "accounts") || seg[1].len == 0) {
         return;
     }
 
-    if (ngx_rbcs_seg_is(&seg[1], "transactions")) {
+    if (ngx_rbcs_str_is(&seg[1], "transactions")) {
         if (n == 2) {
-            rt->route = NGX_RBCS_ROUTE_TRANSFERS;
+            rt->route = NGX_RBCS_MR_TRANSFER;
 
-        } else if (n == 3 && seg[2].len) {
-            rt->route = NGX_RBCS_ROUTE_TRANSACTION;
+        } else if (seg[2].len) {
             rt->id = seg[2];
 
-        } else if (n == 4 && seg[2].len
-                   && ngx_rbcs_seg_is(&seg[3], "capture"))
-        {
-            rt->route = NGX_RBCS_ROUTE_CAPTURE;
-            rt->id = seg[2];
+            if (n == 3) {
+                rt->route = NGX_RBCS_MR_TRANSACTION;
 
-        } else if (n == 4 && seg[2].len && ngx_rbcs_seg_is(&seg[3], "void"))
-        {
-            rt->route = NGX_RBCS_ROUTE_VOID;
-            rt->id = seg[2];
+            } else if (ngx_rbcs_str_is(&seg[3], "capture")) {
+                rt->route = NGX_RBCS_MR_CAPTURE;
+
+            } else if (ngx_rbcs_str_is(&seg[3], "void")) {
+                rt->route = NGX_RBCS_MR_VOID;
+            }
         }
 
         return;
@@ -120,16 +114,16 @@ ngx_rbcs_router_match(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
     rt->id = seg[1];
 
     if (n == 2) {
-        rt->route = NGX_RBCS_ROUTE_ACCOUNT;
+        rt->route = NGX_RBCS_MR_ACCOUNT;
 
-    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "balance")) {
-        rt->route = NGX_RBCS_ROUTE_BALANCE;
+    } else if (n == 3 && ngx_rbcs_str_is(&seg[2], "balance")) {
+        rt->route = NGX_RBCS_MR_BALANCE;
 
-    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "transactions")) {
-        rt->route = NGX_RBCS_ROUTE_HISTORY;
+    } else if (n == 3 && ngx_rbcs_str_is(&seg[2], "transactions")) {
+        rt->route = NGX_RBCS_MR_HISTORY;
 
-    } else if (n == 3 && ngx_rbcs_seg_is(&seg[2], "holds")) {
-        rt->route = NGX_RBCS_ROUTE_HOLDS;
+    } else if (n == 3 && ngx_rbcs_str_is(&seg[2], "holds")) {
+        rt->route = NGX_RBCS_MR_HOLDS;
     }
 }
 
@@ -151,19 +145,19 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
 
     ctx->route = rt.route;
 
-    if (rt.route == NGX_RBCS_ROUTE_NONE) {
+    if (rt.route == NGX_RBCS_MR_NONE) {
         ngx_rbcs_router_discard(r);
 
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND, "not_found",
                                      "no such route");
     }
 
-    post = (rt.route == NGX_RBCS_ROUTE_ACCOUNTS
-            || rt.route == NGX_RBCS_ROUTE_TRANSFERS
-            || rt.route == NGX_RBCS_ROUTE_CAPTURE
-            || rt.route == NGX_RBCS_ROUTE_VOID);
+    post = (rt.route == NGX_RBCS_MR_OPEN
+            || rt.route == NGX_RBCS_MR_TRANSFER
+            || rt.route == NGX_RBCS_MR_CAPTURE
+            || rt.route == NGX_RBCS_MR_VOID);
 
-    if (post || (rt.route == NGX_RBCS_ROUTE_ACCOUNT
+    if (post || (rt.route == NGX_RBCS_MR_ACCOUNT
                  && r->method == NGX_HTTP_PATCH))
     {
         if (post && r->method != NGX_HTTP_POST) {
@@ -186,7 +180,7 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
         ngx_rbcs_router_discard(r);
 
         return ngx_rbcs_http_not_allowed(r,
-                                         rt.route == NGX_RBCS_ROUTE_ACCOUNT
+                                         rt.route == NGX_RBCS_MR_ACCOUNT
                                          ? "GET, HEAD, PATCH" : "GET, HEAD");
     }
 
@@ -197,9 +191,9 @@ ngx_rbcs_router_handler(ngx_http_request_t *r)
 
     /* after the 405; operations routes are open to probes and scrapers */
 
-    if (rt.route != NGX_RBCS_ROUTE_HEALTHZ
-        && rt.route != NGX_RBCS_ROUTE_READYZ
-        && rt.route != NGX_RBCS_ROUTE_METRICS)
+    if (rt.route != NGX_RBCS_MR_HEALTHZ
+        && rt.route != NGX_RBCS_MR_READYZ
+        && rt.route != NGX_RBCS_MR_METRICS)
     {
         rc = ngx_rbcs_auth_check(r, NGX_RBCS_AUTH_READ, NULL, 0);
         if (rc != NGX_OK) {
@@ -231,36 +225,33 @@ ngx_rbcs_router_get(ngx_http_request_t *r, ngx_rbcs_route_t *rt)
 
     switch (rt->route) {
 
-    case NGX_RBCS_ROUTE_HEALTHZ:
-        return ngx_rbcs_http_send(r, NGX_HTTP_OK,
-                                  &(ngx_str_t) ngx_string("application/json"),
-                                  (u_char *) "{\"status\":\"ok\"}",
-                                  sizeof("{\"status\":\"ok\"}") - 1);
+    case NGX_RBCS_MR_HEALTHZ:
+        return ngx_rbcs_http_send_json(r, "{\"status\":\"ok\"}");
 
-    case NGX_RBCS_ROUTE_READYZ:
+    case NGX_RBCS_MR_READYZ:
         rc = ngx_rbcs_account_ready(r);
         break;
 
-    case NGX_RBCS_ROUTE_METRICS:
+    case NGX_RBCS_MR_METRICS:
         return ngx_rbcs_metrics_handler(r);
 
-    case NGX_RBCS_ROUTE_ACCOUNT:
+    case NGX_RBCS_MR_ACCOUNT:
         rc = ngx_rbcs_account_get(r, &rt->id);
         break;
 
-    case NGX_RBCS_ROUTE_BALANCE:
+    case NGX_RBCS_MR_BALANCE:
         rc = ngx_rbcs_balance_get(r, &rt->id);
         break;
 
-    case NGX_RBCS_ROUTE_HISTORY:
+    case NGX_RBCS_MR_HISTORY:
         rc = ngx_rbcs_account_history(r, &rt->id);
         break;
 
-    case NGX_RBCS_ROUTE_HOLDS:
+    case NGX_RBCS_MR_HOLDS:
         rc = ngx_rbcs_account_holds(r, &rt->id);
         break;
 
-    default: /* NGX_RBCS_ROUTE_TRANSACTION */
+    default: /* NGX_RBCS_MR_TRANSACTION */
         rc = ngx_rbcs_transfer_get(r, &rt->id);
         break;
     }
@@ -283,13 +274,14 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     ngx_rbcs_route_t        rt;
     ngx_rbcs_json_field_t  *fields;
 
-    route = ngx_rbcs_ctx(r)->route;
+    ngx_rbcs_router_match(r, &rt);
+    route = rt.route;
 
     /* before the media type and the JSON: 401/403 win over 415/400 */
 
-    rc = ngx_rbcs_auth_check_body(r, (route == NGX_RBCS_ROUTE_TRANSFERS
-                                      || route == NGX_RBCS_ROUTE_CAPTURE
-                                      || route == NGX_RBCS_ROUTE_VOID)
+    rc = ngx_rbcs_auth_check_body(r, (route == NGX_RBCS_MR_TRANSFER
+                                      || route == NGX_RBCS_MR_CAPTURE
+                                      || route == NGX_RBCS_MR_VOID)
                                      ? NGX_RBCS_AUTH_TRANSFER
                                      : NGX_RBCS_AUTH_ADMIN);
     if (rc != NGX_OK) {
@@ -298,19 +290,17 @@ ngx_rbcs_router_body(ngx_http_request_t *r)
     }
 
     if (ngx_rbcs_http_body(r, &fields, &nfields, &rc) == NGX_OK) {
-        if (route == NGX_RBCS_ROUTE_ACCOUNTS) {
+        if (route == NGX_RBCS_MR_OPEN) {
             rc = ngx_rbcs_account_open(r, fields, nfields);
 
-        } else if (route == NGX_RBCS_ROUTE_ACCOUNT) {
-            ngx_rbcs_router_match(r, &rt);
+        } else if (route == NGX_RBCS_MR_ACCOUNT) {
             rc = ngx_rbcs_account_patch(r, &rt.id, fields, nfields);
 
-        } else if (route == NGX_RBCS_ROUTE_CAPTURE
-                   || route == NGX_RBCS_ROUTE_VOID)
+        } else if (route == NGX_RBCS_MR_CAPTURE
+                   || route == NGX_RBCS_MR_VOID)
         {
-            ngx_rbcs_router_match(r, &rt);
             rc = ngx_rbcs_transfer_resolve(r, &rt.id,
-                                           route == NGX_RBCS_ROUTE_CAPTURE,
+                                           route == NGX_RBCS_MR_CAPTURE,
                                            fields, nfields);
 
         } else {
@@ -340,7 +330,7 @@ ngx_rbcs_problem_handler(ngx_http_request_t *r)
 
     ctx = ngx_rbcs_ctx(r);
     if (ctx) {
-        ctx->route = rt.route != NGX_RBCS_ROUTE_NONE ? rt.route
+        ctx->route = rt.route != NGX_RBCS_MR_NONE ? rt.route
                                                      : NGX_RBCS_MR_PROBLEM;
     }
 

@@ -25,9 +25,9 @@ static ngx_rbcs_batch_op_t *ngx_rbcs_transfer_op(ngx_http_request_t *r,
     ngx_rbcs_field_t *f, ngx_uint_t hold, ngx_uint_t expires_in, int64_t ts,
     ngx_rbcs_currency_t *currency);
 static ngx_int_t ngx_rbcs_transfer_written(ngx_http_request_t *r,
-    ngx_rbcs_batch_op_t *op);
+    ngx_str_t *row, ngx_uint_t status);
 static ngx_int_t ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
-    const char *columns, ngx_rbcs_mysql_handler_pt handler);
+    const char *columns, ngx_rbcs_mysql_handler_pt handler, void *data);
 static void ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q);
 static ngx_int_t ngx_rbcs_transfer_send(ngx_http_request_t *r,
@@ -69,6 +69,10 @@ static ngx_rbcs_field_spec_t  ngx_rbcs_transfer_fields[] = {
 #define NGX_RBCS_F_HOLD         6
 #define NGX_RBCS_F_EXPIRES_IN   7
 #define NGX_RBCS_F_N            8
+
+/* the code and detail of the problem of a transaction that does not exist */
+#define NGX_RBCS_NO_TRANSACTION                                              \
+    "transaction_not_found", "the transaction does not exist"
 
 /* a year: the longest a hold may wait for its capture */
 #define NGX_RBCS_HOLD_MAX_SECONDS  31536000
@@ -207,21 +211,17 @@ ngx_rbcs_transfer_op(ngx_http_request_t *r, ngx_rbcs_field_t *f,
     ngx_uint_t hold, ngx_uint_t expires_in, int64_t ts,
     ngx_rbcs_currency_t *currency)
 {
-    ngx_str_t            *amount, *actor;
+    u_char               *p;
+    ngx_str_t            *amount;
     ngx_rbcs_batch_op_t  *op;
 
     amount = &f[NGX_RBCS_F_AMOUNT].value;
 
-    op = ngx_rbcs_batch_op_create(r->connection->log);
+    op = ngx_rbcs_http_op(r, NGX_RBCS_LEDGER_TRANSFER);
     if (op == NULL) {
         return NULL;
     }
 
-    /* the operation outlives the request if it must: its own copies */
-
-    actor = ngx_rbcs_http_actor(r);
-
-    op->kind = NGX_RBCS_LEDGER_TRANSFER;
     op->currency = currency;
     op->client_ts = ts;
     op->has_ts = f[NGX_RBCS_F_TIMESTAMP].present;
@@ -234,39 +234,30 @@ ngx_rbcs_transfer_op(ngx_http_request_t *r, ngx_rbcs_field_t *f,
                                       amount->len + 3 + NGX_INT_T_LEN);
 
     if (op->amount_key.data == NULL
-        || (op->id.data = ngx_pstrdup(op->pool, &f[NGX_RBCS_F_ID].value))
-           == NULL
-        || (op->source.data = ngx_pstrdup(op->pool,
-                                          &f[NGX_RBCS_F_SOURCE].value))
-           == NULL
-        || (op->destination.data = ngx_pstrdup(op->pool,
-                                       &f[NGX_RBCS_F_DESTINATION].value))
-           == NULL
-        || (op->amount.data = ngx_pstrdup(op->pool, amount)) == NULL
-        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
-                     == NULL))
+        || ngx_rbcs_http_copy(op, &op->id, &f[NGX_RBCS_F_ID].value) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->source, &f[NGX_RBCS_F_SOURCE].value)
+           != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->destination,
+                              &f[NGX_RBCS_F_DESTINATION].value)
+           != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->amount, amount) != NGX_OK)
     {
         ngx_rbcs_batch_cancel(op);
         return NULL;
     }
 
-    op->id.len = f[NGX_RBCS_F_ID].value.len;
-    op->source.len = f[NGX_RBCS_F_SOURCE].value.len;
-    op->destination.len = f[NGX_RBCS_F_DESTINATION].value.len;
-    op->amount.len = amount->len;
-    op->actor.len = actor ? actor->len : 0;
     op->amount_key.len = ngx_rbcs_amount_normalize(op->amount_key.data,
                                                    amount->data,
                                                    amount->len);
 
     if (hold) {
-        op->amount_key.len = (expires_in
-                              ? ngx_sprintf(op->amount_key.data
-                                            + op->amount_key.len, "|H%ui",
-                                            expires_in)
-                              : ngx_sprintf(op->amount_key.data
-                                            + op->amount_key.len, "|H"))
-                             - op->amount_key.data;
+        p = ngx_sprintf(op->amount_key.data + op->amount_key.len, "|H");
+
+        if (expires_in) {
+            p = ngx_sprintf(p, "%ui", expires_in);
+        }
+
+        op->amount_key.len = p - op->amount_key.data;
     }
 
     return op;
@@ -329,8 +320,7 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
 
     if (!ngx_rbcs_valid_id(id->data, id->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "transaction_not_found",
-                                     "the transaction does not exist");
+                                     NGX_RBCS_NO_TRANSACTION);
     }
 
     rs = ngx_pcalloc(r->pool, sizeof(ngx_rbcs_resolve_t));
@@ -346,11 +336,10 @@ ngx_rbcs_transfer_resolve(ngx_http_request_t *r, ngx_str_t *id,
     }
 
     ngx_rbcs_ctx(r)->transaction_id = *id;
-    ngx_rbcs_ctx(r)->data = rs;
 
     /* the columns of ngx_rbcs_transfer_resolve_columns */
     return ngx_rbcs_transfer_read(r, id, "source_account, destination_account",
-                                  ngx_rbcs_transfer_resolve_read);
+                                  ngx_rbcs_transfer_resolve_read, rs);
 }
 
 
@@ -358,7 +347,7 @@ static void
 ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t             rc;
-    ngx_str_t            *src, *dst, *actor;
+    ngx_str_t            *src, *dst;
     ngx_uint_t            col[2];
     ngx_http_request_t   *r;
     ngx_rbcs_resolve_t   *rs;
@@ -367,106 +356,90 @@ ngx_rbcs_transfer_resolve_read(ngx_rbcs_mysql_query_t *q)
     r = ngx_rbcs_http_query_request(q);
     rs = ngx_rbcs_ctx(r)->data;
 
+    rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
     if (q->rc != NGX_RBCS_MYSQL_OK) {
-        ngx_rbcs_http_done(r, ngx_rbcs_http_unavailable(r, 0));
-        return;
+        rc = ngx_rbcs_http_unavailable(r, 0);
+        goto done;
     }
 
     if (ngx_rbcs_mysql_columns(q, 0, ngx_rbcs_transfer_resolve_columns, col)
         != NGX_OK)
     {
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
 
     if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        ngx_rbcs_http_done(r, ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                  "transaction_not_found",
-                                  "the transaction does not exist"));
-        return;
+        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
+                                   NGX_RBCS_NO_TRANSACTION);
+        goto done;
     }
 
     src = ngx_rbcs_mysql_cell(q, 0, 0, col[0]);
     dst = ngx_rbcs_mysql_cell(q, 0, 0, col[1]);
 
     if (src->data == NULL || dst->data == NULL) {
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
 
-    op = ngx_rbcs_batch_op_create(r->connection->log);
+    op = ngx_rbcs_http_op(r, rs->kind);
     if (op == NULL) {
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
 
-    actor = ngx_rbcs_http_actor(r);
-
-    op->kind = rs->kind;
-
-    if ((op->id.data = ngx_pstrdup(op->pool, &rs->id)) == NULL
-        || (op->source.data = ngx_pstrdup(op->pool, src)) == NULL
-        || (op->destination.data = ngx_pstrdup(op->pool, dst)) == NULL
-        || (rs->amount.len
-            && (op->amount.data = ngx_pstrdup(op->pool, &rs->amount))
-               == NULL)
-        || (actor && (op->actor.data = ngx_pstrdup(op->pool, actor))
-                     == NULL))
+    if (ngx_rbcs_http_copy(op, &op->id, &rs->id) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->source, src) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->destination, dst) != NGX_OK
+        || ngx_rbcs_http_copy(op, &op->amount, &rs->amount) != NGX_OK)
     {
         ngx_rbcs_batch_cancel(op);
-        ngx_rbcs_http_done(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        goto done;
     }
-
-    op->id.len = rs->id.len;
-    op->source.len = src->len;
-    op->destination.len = dst->len;
-    op->amount.len = rs->amount.len;
-    op->actor.len = actor ? actor->len : 0;
 
     rc = ngx_rbcs_http_write(r, op, ngx_rbcs_transfer_written);
 
-    if (rc != NGX_DONE) {
-        ngx_rbcs_http_done(r, rc);
+    if (rc == NGX_DONE) {
+        return;
     }
+
+done:
+
+    ngx_rbcs_http_done(r, rc);
 }
 
 
 /*
- * The judged transfer: a problem, a recorded rejection (the same document
- * every time it is reported), or the transaction resource (201 applied,
- * 200 replayed; 201 when this very request's earlier attempt applied it
- * and its answer was lost).
+ * The judged transfer with its row (a problem without one is answered by
+ * ngx_rbcs_http_write()): a recorded rejection (the same document every
+ * time it is reported), or the transaction resource (201 applied, 200
+ * replayed; 201 when this very request's earlier attempt applied it and
+ * its answer was lost).
  */
 
 static ngx_int_t
-ngx_rbcs_transfer_written(ngx_http_request_t *r, ngx_rbcs_batch_op_t *op)
+ngx_rbcs_transfer_written(ngx_http_request_t *r, ngx_str_t *row,
+    ngx_uint_t status)
 {
-    ngx_str_t   *row, *st;
-    ngx_uint_t   status;
-
-    row = op->row;
-
-    if (row == NULL) {
-        return ngx_rbcs_http_problem_str(r, op->status, &op->code,
-                                         &op->detail);
-    }
+    ngx_str_t   *st;
+    ngx_uint_t   recorded;
 
     st = &row[NGX_RBCS_TX_STATUS];
 
-    if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
-        if (ngx_rbcs_atoui(&row[NGX_RBCS_TX_HTTP_STATUS], &status) != NGX_OK
+    if (ngx_rbcs_str_is(st, "REJECTED")) {
+        if (ngx_rbcs_atoui(&row[NGX_RBCS_TX_HTTP_STATUS], &recorded)
+            != NGX_OK
             || row[NGX_RBCS_TX_CODE].data == NULL
             || row[NGX_RBCS_TX_DETAIL].data == NULL)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_rbcs_http_problem_str(r, status, &row[NGX_RBCS_TX_CODE],
+        return ngx_rbcs_http_problem_str(r, recorded,
+                                         &row[NGX_RBCS_TX_CODE],
                                          &row[NGX_RBCS_TX_DETAIL]);
     }
 
-    return ngx_rbcs_transfer_send(r, row, op->status);
+    return ngx_rbcs_transfer_send(r, row, status);
 }
 
 
@@ -492,37 +465,28 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
                  == NGX_OK);
 
     st = &row[NGX_RBCS_TX_STATUS];
-    completed = (st->len == 9 && ngx_strncmp(st->data, "COMPLETED", 9) == 0);
+    completed = ngx_rbcs_str_is(st, "COMPLETED");
 
     ngx_rbcs_out_cstr(&out, "{");
 
-    c = &row[NGX_RBCS_TX_ID];
-    ngx_rbcs_out_jstr(&out, "transactionId", c->data, c->len);
-
-    c = &row[NGX_RBCS_TX_SOURCE];
-    ngx_rbcs_out_jstr(&out, "sourceAccountNumber", c->data, c->len);
-
-    c = &row[NGX_RBCS_TX_DESTINATION];
-    ngx_rbcs_out_jstr(&out, "destinationAccountNumber", c->data, c->len);
+    ngx_rbcs_out_jstrv(&out, "transactionId", &row[NGX_RBCS_TX_ID]);
+    ngx_rbcs_out_jstrv(&out, "sourceAccountNumber", &row[NGX_RBCS_TX_SOURCE]);
+    ngx_rbcs_out_jstrv(&out, "destinationAccountNumber",
+                       &row[NGX_RBCS_TX_DESTINATION]);
 
     if (has_scale) {
-        ngx_rbcs_out_amount(&out, "amount",
-                            &row[NGX_RBCS_TX_AMOUNT],
-                            scale, 0);
+        ngx_rbcs_out_amount(&out, "amount", &row[NGX_RBCS_TX_AMOUNT], scale,
+                            0);
 
     } else {
-        c = &row[NGX_RBCS_TX_AMOUNT_TEXT];
-        ngx_rbcs_out_jstr(&out, "amount", c->data, c->len);
+        ngx_rbcs_out_jstrv(&out, "amount", &row[NGX_RBCS_TX_AMOUNT_TEXT]);
     }
 
-    c = &row[NGX_RBCS_TX_CURRENCY];
-    ngx_rbcs_out_jstr(&out, "currency", c->data, c->len);
+    ngx_rbcs_out_jstrv(&out, "currency", &row[NGX_RBCS_TX_CURRENCY]);
+    ngx_rbcs_out_jstrv(&out, "status", st);
 
-    ngx_rbcs_out_jstr(&out, "status", st->data, st->len);
-
-    if (st->len == 8 && ngx_strncmp(st->data, "REJECTED", 8) == 0) {
-        c = &row[NGX_RBCS_TX_CODE];
-        ngx_rbcs_out_jstr(&out, "code", c->data, c->len);
+    if (ngx_rbcs_str_is(st, "REJECTED")) {
+        ngx_rbcs_out_jstrv(&out, "code", &row[NGX_RBCS_TX_CODE]);
     }
 
     c = &row[NGX_RBCS_TX_CLIENT_TS];
@@ -578,14 +542,13 @@ ngx_rbcs_transfer_send(ngx_http_request_t *r, ngx_str_t *row,
     if (completed) {
         ngx_rbcs_out_amount(&out, "sourceBalance", sb, scale, 0);
         ngx_rbcs_out_amount(&out, "destinationBalance",
-                        &row[NGX_RBCS_TX_DST_BALANCE],
-                        scale, 0);
+                            &row[NGX_RBCS_TX_DST_BALANCE], scale, 0);
 
         /* the accounts' versions after it: what read-your-writes means */
 
         ngx_rbcs_out_juint(&out, "sourceVersion", sv);
         ngx_rbcs_out_juint(&out, "destinationVersion",
-                        &row[NGX_RBCS_TX_DST_VERSION]);
+                           &row[NGX_RBCS_TX_DST_VERSION]);
     }
 
     ngx_rbcs_out_cstr(&out, "}");
@@ -599,12 +562,11 @@ ngx_rbcs_transfer_get(ngx_http_request_t *r, ngx_str_t *id)
 {
     if (!ngx_rbcs_valid_id(id->data, id->len)) {
         return ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                     "transaction_not_found",
-                                     "the transaction does not exist");
+                                     NGX_RBCS_NO_TRANSACTION);
     }
 
     return ngx_rbcs_transfer_read(r, id, NGX_RBCS_TX_COLUMNS,
-                                  ngx_rbcs_transfer_get_done);
+                                  ngx_rbcs_transfer_get_done, NULL);
 }
 
 
@@ -612,32 +574,14 @@ ngx_rbcs_transfer_get(ngx_http_request_t *r, ngx_str_t *id)
 
 static ngx_int_t
 ngx_rbcs_transfer_read(ngx_http_request_t *r, ngx_str_t *id,
-    const char *columns, ngx_rbcs_mysql_handler_pt handler)
+    const char *columns, ngx_rbcs_mysql_handler_pt handler, void *data)
 {
-    ngx_rbcs_mysql_query_t  *q;
-
-    q = ngx_rbcs_http_query(r, handler);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.data = ngx_pnalloc(r->pool, sizeof("SELECT  FROM transactions "
-                                              "WHERE transaction_id = ''")
-                                       + ngx_strlen(columns) + id->len);
-    if (q->sql.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    q->sql.len = ngx_sprintf(q->sql.data, "SELECT %s FROM transactions "
-                             "WHERE transaction_id = '%V'", columns, id)
-                 - q->sql.data;
-    q->idempotent = 1;
-
-    if (ngx_rbcs_mysql_run(q) != NGX_OK) {
-        return ngx_rbcs_http_unavailable(r, 0);
-    }
-
-    return NGX_DONE;
+    return ngx_rbcs_http_read(r, handler, data, NULL,
+                              sizeof("SELECT  FROM transactions "
+                                     "WHERE transaction_id = ''")
+                              + ngx_strlen(columns) + id->len,
+                              "SELECT %s FROM transactions "
+                              "WHERE transaction_id = '%V'", columns, id);
 }
 
 
@@ -645,30 +589,14 @@ static void
 ngx_rbcs_transfer_get_done(ngx_rbcs_mysql_query_t *q)
 {
     ngx_int_t            rc;
+    ngx_str_t           *row;
     ngx_http_request_t  *r;
 
     r = ngx_rbcs_http_query_request(q);
 
-    if (q->rc != NGX_RBCS_MYSQL_OK) {
-        rc = ngx_rbcs_http_unavailable(r,
-                                       q->rc == NGX_RBCS_MYSQL_EUNKNOWN);
-
-    } else if (ngx_rbcs_mysql_rows(q, 0) == 0) {
-        rc = ngx_rbcs_http_problem(r, NGX_HTTP_NOT_FOUND,
-                                   "transaction_not_found",
-                                   "the transaction does not exist");
-
-    } else if (ngx_rbcs_mysql_cell(q, 0, 0, NGX_RBCS_TX_N - 1) == NULL) {
-        /*
-         * by position: the SELECT's list is NGX_RBCS_TX_COLUMNS, the macro
-         * the NGX_RBCS_TX_* indexes are kept with, and a row too short for
-         * them is refused here
-         */
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    } else {
-        rc = ngx_rbcs_transfer_send(r, ngx_rbcs_mysql_cell(q, 0, 0, 0),
-                                    NGX_HTTP_OK);
+    row = ngx_rbcs_http_row(r, q, NGX_RBCS_TX_N, NGX_RBCS_NO_TRANSACTION, &rc);
+    if (row) {
+        rc = ngx_rbcs_transfer_send(r, row, NGX_HTTP_OK);
     }
 
     ngx_rbcs_http_done(r, rc);
