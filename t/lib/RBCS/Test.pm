@@ -108,7 +108,9 @@ sub new {
     my ($class, %o) = @_;
 
     my $self = bless {
-        conf        => $o{conf},                 # nginx.conf, ${NAME} placeholders
+        # as given: conf (nginx.conf, ${NAME} placeholders), tls ({ ca =>
+        # file }: API over TLS), redis_prefix, mysql_socket, name
+        (map { $_ => $o{$_} } qw(conf tls redis_prefix mysql_socket name)),
         env         => { %{ $o{env} // {} } },   # nginx's environment (the
                                                  # conf keeps it: env NAME;)
         allow_log   => [ @{ $o{allow_log} // [] } ],
@@ -116,12 +118,8 @@ sub new {
         schema      => exists $o{schema} ? $o{schema} : $SCHEMA,
         mysql_port  => $o{mysql_port}  // $MYSQL_PORT,
         redis_port  => $o{redis_port}  // $REDIS_PORT,
-        redis_prefix => $o{redis_prefix},
         vars        => { %{ $o{vars} // {} } },
-        mysql_socket => $o{mysql_socket},
-        name        => $o{name},
         nginx       => $o{nginx} // $NGINX,      # another binary (static build)
-        tls         => $o{tls},                  # { ca => file }: API over TLS
     }, $class;
     croak 'RBCS::Test->new needs conf => the nginx.conf to run' unless defined $self->{conf};
 
@@ -236,23 +234,16 @@ sub allow_log {   # $t->allow_log(qr/.../, ...): lines the final check ignores
 # apply no schema and, on purpose, not do what tests do to inject faults.
 sub _admin_connect {
     my ($port, $socket) = @_;
-    my @err;
-
-    if (defined $socket && -S $socket) {
-        my $dbh = eval { _admin_dbi("mariadb_socket=$socket") };
-        if ($dbh) {
-            my ($p) = $dbh->selectrow_array('SELECT @@port');
-            return { dbh => $dbh, dsn => "mariadb_socket=$socket",
-                     cli => [ "--socket=$socket", "--user=" . _os_user() ] }
-                if !defined $port || $p == $port;
-            $dbh->disconnect;
-            push @err, "$socket serves port $p, not $port";
-        } else {
-            push @err, "socket $socket: " . ($DBI::errstr // $@);
-        }
-    }
-    push @err, "no unix socket of the server on port " . ($port // '?') unless @err;
-    die join('; ', @err) . "\n";
+    die "no unix socket of the server on port " . ($port // '?') . "\n"
+        unless defined $socket && -S $socket;
+    my $dbh = eval { _admin_dbi("mariadb_socket=$socket") }
+        or die "socket $socket: " . ($DBI::errstr // $@) . "\n";
+    my ($p) = $dbh->selectrow_array('SELECT @@port');
+    return { dbh => $dbh, dsn => "mariadb_socket=$socket",
+             cli => [ "--socket=$socket", "--user=" . _os_user() ] }
+        if !defined $port || $p == $port;
+    $dbh->disconnect;
+    die "$socket serves port $p, not $port\n";
 }
 
 sub _os_user { getpwuid($>) // 'root' }
@@ -281,9 +272,9 @@ sub redis_secret {
 # redis_line($prefix, $generation, $account, $version, $scale, $currency,
 # $state) (a message's balance line; its last field is the stored 't').
 sub redis_tag {
-    my ($prefix, $text, $key) = @_;
+    my ($prefix, $text) = @_;
     return substr(Digest::SHA::hmac_sha256_hex("$prefix\n$text",
-                                               $key // redis_secret('hmac-key')), 0, 32);
+                                               redis_secret('hmac-key')), 0, 32);
 }
 
 sub redis_header {
@@ -308,14 +299,13 @@ sub _apply_schema {
     }
     my @cmd = ($MARIADB_CLI, '--no-defaults', @{ $self->{admin}{cli} },
                "--database=$self->{dbname}");
-    my $out = _run_capture(\@cmd, stdin => $schema);
-    croak "applying $schema to $self->{dbname} failed (exit $out->{status}):\n$out->{output}"
-        if $out->{status} != 0;
-
-    # the service's user gets this database's tables through its role
-    $out = _run_capture(\@cmd, stdin => $GRANTS);
-    croak "applying $GRANTS to $self->{dbname} failed (exit $out->{status}):\n$out->{output}"
-        if $out->{status} != 0;
+    # after the schema, the grants: the service's user gets this
+    # database's tables through its role
+    for my $file ($schema, $GRANTS) {
+        my $out = _run_capture(\@cmd, stdin => $file);
+        croak "applying $file to $self->{dbname} failed "
+            . "(exit $out->{status}):\n$out->{output}" if $out->{status} != 0;
+    }
 }
 
 # RBCS::Test::drop_database($admin_dbh, $name): the database and the role
@@ -396,9 +386,7 @@ sub wait_port {
 # /api/v1/$path?query=$query, the decoded answer, or undef.
 sub prometheus {
     my ($bin, $dir, $port, $yml) = @_;
-    open my $fh, '>', "$dir/prometheus.yml" or croak "$dir/prometheus.yml: $!";
-    print $fh $yml;
-    close $fh;
+    _write("$dir/prometheus.yml", $yml);
     return _spawn([ $bin, "--config.file=$dir/prometheus.yml",
                     "--storage.tsdb.path=$dir/data",
                     "--web.listen-address=127.0.0.1:$port" ],
@@ -417,9 +405,7 @@ sub prometheus_api {
     }
     print $s "GET $uri HTTP/1.0\r\n\r\n";
     local $/;
-    my $raw = <$s> // '';
-    my ($body) = $raw =~ /\r\n\r\n(.*)\z/s or return undef;
-    return eval { $JSON->decode($body) };
+    return eval { RBCS::Test::Response->parse(<$s> // '')->json };
 }
 
 # RBCS::Test::wait_for($timeout_s, sub { ... }, $interval_s): calls the sub
@@ -452,10 +438,7 @@ sub parallel {
         if ($pid == 0) {
             sleep($go - time) if $go > time;
             my $out = eval { $code->($k) } // "ERROR $@";
-            open my $fh, '>', "$dir/out.$k" or POSIX::_exit(1);
-            print $fh $out;
-            close $fh;
-            POSIX::_exit(0);
+            POSIX::_exit(eval { _write("$dir/out.$k", $out); 1 } ? 0 : 1);
         }
         push @pids, $pid;
     }
@@ -498,10 +481,8 @@ sub _render_conf {
 sub _start_nginx {
     my ($self) = @_;
     my $p = $self->{prefix};
-    my $last = '';
 
-    for my $attempt (1 .. 5) {
-        $self->{port} = free_port();
+    _on_free_port($self, "$p/error.log", sub {
         $self->_render_conf;
         unlink "$p/nginx.pid";
         local @ENV{ keys %{ $self->{env} } } = values %{ $self->{env} };
@@ -509,23 +490,28 @@ sub _start_nginx {
             if $ENV{RBCS_SANITIZE};
         my $out = _run_capture([ $self->{nginx}, '-p', "$p/", '-c', "$p/nginx.conf",
                                  '-e', "$p/error.log" ]);
-        if ($out->{status} == 0) {
-            wait_for(10, sub { -s "$p/nginx.pid" }, 0.02)
-                or croak "nginx started but wrote no pid file $p/nginx.pid\n"
-                    . $self->error_log;
-            $STARTED++;
-            $self->{running} = 1;
-            $self->_wait_ready;
-            return;
-        }
-        $last = $out->{output};
-        if ($last =~ /Address already in use/) {   # lost the race for the port
-            unlink "$p/error.log";
-            next;
-        }
-        last;
+        croak "nginx failed to start (prefix $p):\n$out->{output}" if $out->{status};
+    });
+    wait_for(10, sub { -s "$p/nginx.pid" }, 0.02)
+        or croak "nginx started but wrote no pid file $p/nginx.pid\n" . $self->error_log;
+    $STARTED++;
+    $self->{running} = 1;
+    $self->_wait_ready;
+}
+
+# _on_free_port($obj, $log, $start): $start->() with $obj->{port} a port
+# of free_port's.  Another process may bind it first: when $start dies
+# saying so ("Address already in use"), $log is removed and another port
+# tried (5 in all).
+sub _on_free_port {
+    my ($obj, $log, $start) = @_;
+    for my $attempt (1 .. 5) {
+        $obj->{port} = free_port();
+        return $obj if eval { $start->(); 1 };
+        my $err = $@;
+        croak $err unless $attempt < 5 && $err =~ /already in use/;
+        unlink $log;
     }
-    croak "nginx failed to start (prefix $p):\n$last";
 }
 
 # A sanitized nginx (make test-sanitize, RBCS_SANITIZE set) writes its
@@ -599,6 +585,14 @@ sub _slurp {
     return <$fh> // '';
 }
 
+# _write($file, TEXT...): croaks when it cannot
+sub _write {
+    my ($file, @text) = @_;
+    open my $fh, '>', $file or croak "$file: $!";
+    print $fh @text;
+    close $fh or croak "$file: $!";
+}
+
 # _proc_stat($stat_file): (state, parent pid) of /proc/PID[/task/TID]/stat,
 # () when it is gone
 sub _proc_stat { _slurp($_[0]) =~ /\)\s+(\S)\s+(\d+)/ }
@@ -613,6 +607,17 @@ sub _wait_gone {
     my ($pid, $secs) = @_;
     return wait_for($secs, sub { waitpid($pid, WNOHANG); !_alive($pid) },
                     0.02) ? 1 : 0;
+}
+
+# _kill_until_gone($pid, SIG => $secs, ...): each signal in turn, until
+# the process is gone (waiting up to $secs after each)
+sub _kill_until_gone {
+    my ($pid, @steps) = @_;
+    while (my ($sig, $secs) = splice @steps, 0, 2) {
+        kill $sig, $pid;
+        return 1 if _wait_gone($pid, $secs);
+    }
+    return 0;
 }
 
 sub master_pid { _read_pidfile("$_[0]{prefix}/nginx.pid") }
@@ -636,11 +641,7 @@ sub nginx_pids {
     return ($m, _children($m));
 }
 
-sub worker_pids {
-    my ($self) = @_;
-    my ($m, @w) = $self->nginx_pids;
-    return @w;
-}
+sub worker_pids { my (undef, @w) = $_[0]->nginx_pids; return @w }
 
 # $t->reload(conf => TEXT): optionally another configuration, rewrite
 # nginx.conf (same port) and HUP; waits for the new workers and for the old
@@ -676,13 +677,7 @@ sub stop {
     return $self unless $self->{running};
     $self->{running} = 0;
     my $m = $self->master_pid;
-    if ($m && _alive($m)) {
-        kill 'QUIT', $m;
-        unless (_wait_gone($m, 10)) {
-            kill 'TERM', $m;
-            _wait_gone($m, 5) or kill 'KILL', $m;
-        }
-    }
+    _kill_until_gone($m, QUIT => 10, TERM => 5, KILL => 0) if $m && _alive($m);
     push @LOG_PROBLEMS, [ $self->error_log, $self->{allow_log} ];
     push @LOG_PREFIXES, $self->{prefix};
     # the database is kept for inspection when the test file is failing
@@ -877,11 +872,12 @@ sub connect {
 # RBCS::Test::tls_ca($dir, $name): a certificate authority of the test's
 # own, made by the openssl command (Debian: openssl): $dir/$name.crt and
 # $dir/$name.key.  Returns { crt, key }.
+my @EC_KEY = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes');
+
 sub tls_ca {
     my ($dir, $name) = @_;
     my %ca = (crt => "$dir/$name.crt", key => "$dir/$name.key");
-    _openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-             '-nodes', '-keyout', $ca{key}, '-out', $ca{crt}, '-days', 2,
+    _openssl('req', '-x509', @EC_KEY, '-keyout', $ca{key}, '-out', $ca{crt}, '-days', 2,
              '-subj', "/CN=RBCS test CA $name",
              '-addext', 'basicConstraints=critical,CA:TRUE',
              '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
@@ -898,14 +894,11 @@ sub tls_cert {
     my ($ca, $dir, $name, @san) = @_;
     my %c = (crt => "$dir/$name.crt", key => "$dir/$name.key");
     my ($cn) = map { /^\w+:(.*)/ } @san;
-    _openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-             '-nodes', '-keyout', $c{key}, '-out', "$dir/$name.csr",
+    _openssl('req', '-new', @EC_KEY, '-keyout', $c{key}, '-out', "$dir/$name.csr",
              '-subj', "/CN=" . ($cn // $name));
-    open my $fh, '>', "$dir/$name.ext" or croak "$dir/$name.ext: $!";
-    print $fh "basicConstraints=CA:FALSE\n",
-              "extendedKeyUsage=serverAuth\n",
-              (@san ? 'subjectAltName=' . join(',', @san) . "\n" : '');
-    close $fh;
+    _write("$dir/$name.ext", "basicConstraints=CA:FALSE\n",
+           "extendedKeyUsage=serverAuth\n",
+           (@san ? 'subjectAltName=' . join(',', @san) . "\n" : ''));
     _openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', $ca->{crt},
              '-CAkey', $ca->{key}, '-CAcreateserial', '-days', 2,
              '-extfile', "$dir/$name.ext", '-out', $c{crt});
@@ -933,9 +926,7 @@ sub _excerpt {
 # renderer of the scripts); a placeholder without a value croaks.
 sub render_template {
     my ($t, $out, %v) = @_;
-    open my $fh, '>', "$out.in" or croak "$out.in: $!";
-    print $fh $t;
-    close $fh or croak "$out.in: $!";
+    _write("$out.in", $t);
     my $r = _run_capture(["$ROOT/conf/stack.sh", 'render', "$out.in", $out,
                           map { "$_=" . ($v{$_} // '') } sort keys %v]);
     unlink "$out.in";
@@ -1021,18 +1012,10 @@ sub _create {
                    map { $_ => "$dir/$in_dir{$_}" } keys %in_dir }, $class;
 }
 
-# The port is free_port's: another process may bind it before the server
-# does.  start then fails saying so ("Address already in use"), and
-# another port is tried.
+# start on a port of free_port's, another one when that one was lost
 sub _start_on_free_port {
     my ($self) = @_;
-    for my $attempt (1 .. 5) {
-        $self->{port} = RBCS::Test::free_port();
-        return $self if eval { $self->start; 1 };
-        my $err = $@;
-        croak $err unless $attempt < 5 && $err =~ /already in use/;
-        unlink $self->{log};
-    }
+    return RBCS::Test::_on_free_port($self, $self->{log}, sub { $self->start });
 }
 
 # start's first step: croaks when the server runs already
@@ -1075,11 +1058,7 @@ sub stop {
     return $self unless ($self->{owner} // 0) == $$;
     if (RBCS::Test::_alive($pid)) {
         kill 'CONT', $pid;
-        kill 'TERM', $pid;
-        RBCS::Test::_wait_gone($pid, $self->{stop_secs}) or do {
-            kill 'KILL', $pid;
-            RBCS::Test::_wait_gone($pid, 5);
-        };
+        RBCS::Test::_kill_until_gone($pid, TERM => $self->{stop_secs}, KILL => 5);
     }
     waitpid($pid, WNOHANG);
     return $self;
@@ -1109,9 +1088,7 @@ sub new {
                                log => 'mariadb/error.log');
     if (defined $o{cnf}) {
         $self->{cnf} = "$self->{dir}/extra.cnf";
-        open my $fh, '>', $self->{cnf} or croak "$self->{cnf}: $!";
-        print $fh "$o{cnf}\n";
-        close $fh or croak "$self->{cnf}: $!";
+        RBCS::Test::_write($self->{cnf}, "$o{cnf}\n");
     }
     # a port lost: stack.sh finds it taken, or mariadbd exits at once
     # ("Bind on TCP/IP port ... Address already in use")
