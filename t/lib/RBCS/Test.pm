@@ -24,7 +24,6 @@ use Carp qw(croak);
 use Cwd qw(abs_path);
 use Digest::SHA ();
 use Errno ();
-use Fcntl qw(:flock);
 use File::Basename qw(basename dirname);
 use File::Path qw(make_path remove_tree);
 use IO::Select;
@@ -32,7 +31,6 @@ use IO::Socket::INET;
 use JSON::PP ();
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
-use Socket qw(SOL_SOCKET SO_REUSEADDR);
 use Test::More ();
 use Time::HiRes qw(sleep time);
 use File::Temp ();
@@ -54,9 +52,9 @@ our $MARIADB_CLI = _which('mariadb', '/usr/bin/mariadb');
 our $SCHEMA      = $ENV{RBCS_SCHEMA}            // "$ROOT/conf/schema.sql";
 our $GRANTS      = "$ROOT/conf/grants.sql";
 # Redis secrets of the test stack (conf/stack.sh redis_secrets): the
-# service's ACL user "rbcs", the admin ("default"), the pods' HMAC key
+# service's ACL user "rbcs" and the pods' HMAC key (the admin's is
+# redis_secret('admin'))
 our $REDIS_PASSWORD_FILE = "$VAR/secrets/redis.password";
-our $REDIS_ADMIN_FILE    = "$VAR/secrets/redis.admin";
 our $REDIS_HMAC_KEY_FILE = "$VAR/secrets/redis.hmac-key";
 our $KEEP        = $ENV{RBCS_TEST_KEEP};        # keep databases of passed tests
 our $TIMEOUT     = 10;                          # default request timeout, s
@@ -74,8 +72,9 @@ my $RUNSEQ = 0;
 my $MAIN_PID = $$;
 
 # Stop nginx and private servers on Ctrl-C / TERM too (END blocks run on exit).
-for my $sig (qw(INT TERM HUP)) {
-    $SIG{$sig} = sub { exit 128 + ($sig eq 'INT' ? 2 : $sig eq 'TERM' ? 15 : 1) }
+my %SIGNO = (INT => 2, TERM => 15, HUP => 1);
+for my $sig (keys %SIGNO) {
+    $SIG{$sig} = sub { exit 128 + $SIGNO{$sig} }
         if !defined $SIG{$sig} || $SIG{$sig} eq '' || $SIG{$sig} eq 'DEFAULT';
 }
 
@@ -109,7 +108,9 @@ sub new {
     my ($class, %o) = @_;
 
     my $self = bless {
-        conf        => $o{conf},                 # nginx.conf, ${NAME} placeholders
+        # as given: conf (nginx.conf, ${NAME} placeholders), tls ({ ca =>
+        # file }: API over TLS), redis_prefix, mysql_socket, name
+        (map { $_ => $o{$_} } qw(conf tls redis_prefix mysql_socket name)),
         env         => { %{ $o{env} // {} } },   # nginx's environment (the
                                                  # conf keeps it: env NAME;)
         allow_log   => [ @{ $o{allow_log} // [] } ],
@@ -117,12 +118,8 @@ sub new {
         schema      => exists $o{schema} ? $o{schema} : $SCHEMA,
         mysql_port  => $o{mysql_port}  // $MYSQL_PORT,
         redis_port  => $o{redis_port}  // $REDIS_PORT,
-        redis_prefix => $o{redis_prefix},
         vars        => { %{ $o{vars} // {} } },
-        mysql_socket => $o{mysql_socket},
-        name        => $o{name},
         nginx       => $o{nginx} // $NGINX,      # another binary (static build)
-        tls         => $o{tls},                  # { ca => file }: API over TLS
     }, $class;
     croak 'RBCS::Test->new needs conf => the nginx.conf to run' unless defined $self->{conf};
 
@@ -194,6 +191,13 @@ sub new {
     return $self;
 }
 
+# _accessors(NAME...): a read accessor of the caller's class for each field
+sub _accessors {
+    my $class = caller;
+    no strict 'refs';
+    for my $f (@_) { *{"${class}::$f"} = sub { $_[0]{$f} } }
+}
+
 sub _skip_all {
     my ($why) = @_;
     Test::More::plan(skip_all => $why);
@@ -202,11 +206,7 @@ sub _skip_all {
 
 # ------------------------------------------------------------- accessors --
 
-sub port       { $_[0]{port} }
-sub prefix     { $_[0]{prefix} }
-sub dbname     { $_[0]{dbname} }
-sub mysql_port { $_[0]{mysql_port} }
-sub redis_port { $_[0]{redis_port} }
+_accessors(qw(port prefix dbname mysql_port redis_port));
 sub redis_prefix { $_[0]{redis_prefix} // "$_[0]{dbname}:" }
 sub conf_file  { "$_[0]{prefix}/nginx.conf" }
 sub url {
@@ -233,39 +233,35 @@ sub allow_log {   # $t->allow_log(qr/.../, ...): lines the final check ignores
 # lets it in).  Never the service's user rbcs: it may create no database,
 # apply no schema and, on purpose, not do what tests do to inject faults.
 sub _admin_connect {
-    my ($port, $socket, $db) = @_;
-    my @err;
-    my $user = getpwuid($>) // 'root';
-    my %attr = (RaiseError => 1, PrintError => 0, AutoCommit => 1,
-                mariadb_auto_reconnect => 0);
-    my $dbpart = defined $db ? ";database=$db" : '';
+    my ($port, $socket) = @_;
+    die "no unix socket of the server on port " . ($port // '?') . "\n"
+        unless defined $socket && -S $socket;
+    my $dbh = eval { _admin_dbi("mariadb_socket=$socket") }
+        or die "socket $socket: " . ($DBI::errstr // $@) . "\n";
+    my ($p) = $dbh->selectrow_array('SELECT @@port');
+    return { dbh => $dbh, dsn => "mariadb_socket=$socket",
+             cli => [ "--socket=$socket", "--user=" . _os_user() ] }
+        if !defined $port || $p == $port;
+    $dbh->disconnect;
+    die "$socket serves port $p, not $port\n";
+}
 
-    if (defined $socket && -S $socket) {
-        my $dbh = eval {
-            DBI->connect("DBI:MariaDB:mariadb_socket=$socket;mariadb_connect_timeout=3$dbpart",
-                $user, '', \%attr);
-        };
-        if ($dbh) {
-            my ($p) = $dbh->selectrow_array('SELECT @@port');
-            return { dbh => $dbh, cli => [ "--socket=$socket", "--user=$user" ],
-                     dsn => "mariadb_socket=$socket", user => $user, password => '' }
-                if !defined $port || $p == $port;
-            $dbh->disconnect;
-            push @err, "$socket serves port $p, not $port";
-        } else {
-            push @err, "socket $socket: " . ($DBI::errstr // $@);
-        }
-    }
-    push @err, "no unix socket of the server on port " . ($port // '?') unless @err;
-    die join('; ', @err) . "\n";
+sub _os_user { getpwuid($>) // 'root' }
+
+# _admin_dbi($dsn [, $database]): a DBI handle as the OS user (the
+# administrator over a unix socket), RaiseError and AutoCommit
+sub _admin_dbi {
+    my ($dsn, $db) = @_;
+    require DBI;
+    return DBI->connect("DBI:MariaDB:$dsn;mariadb_connect_timeout=3"
+                        . (defined $db ? ";database=$db" : ''), _os_user(), '',
+        { RaiseError => 1, PrintError => 0, AutoCommit => 1,
+          mariadb_auto_reconnect => 0 });
 }
 
 # RBCS::Test::redis_secret('password' | 'admin' | 'hmac-key'): its text
 sub redis_secret {
-    my ($name) = @_;
-    open my $fh, '<', "$VAR/secrets/redis.$name" or croak "$VAR/secrets/redis.$name: $!";
-    local $/;
-    my $v = <$fh> // '';
+    my $v = _slurp("$VAR/secrets/redis.$_[0]", 1);
     $v =~ s/\s+\z//;
     return $v;
 }
@@ -276,9 +272,9 @@ sub redis_secret {
 # redis_line($prefix, $generation, $account, $version, $scale, $currency,
 # $state) (a message's balance line; its last field is the stored 't').
 sub redis_tag {
-    my ($prefix, $text, $key) = @_;
+    my ($prefix, $text) = @_;
     return substr(Digest::SHA::hmac_sha256_hex("$prefix\n$text",
-                                               $key // redis_secret('hmac-key')), 0, 32);
+                                               redis_secret('hmac-key')), 0, 32);
 }
 
 sub redis_header {
@@ -303,14 +299,13 @@ sub _apply_schema {
     }
     my @cmd = ($MARIADB_CLI, '--no-defaults', @{ $self->{admin}{cli} },
                "--database=$self->{dbname}");
-    my $out = _run_capture(\@cmd, stdin => $schema);
-    croak "applying $schema to $self->{dbname} failed (exit $out->{status}):\n$out->{output}"
-        if $out->{status} != 0;
-
-    # the service's user gets this database's tables through its role
-    $out = _run_capture(\@cmd, stdin => $GRANTS);
-    croak "applying $GRANTS to $self->{dbname} failed (exit $out->{status}):\n$out->{output}"
-        if $out->{status} != 0;
+    # after the schema, the grants: the service's user gets this
+    # database's tables through its role
+    for my $file ($schema, $GRANTS) {
+        my $out = _run_capture(\@cmd, stdin => $file);
+        croak "applying $file to $self->{dbname} failed "
+            . "(exit $out->{status}):\n$out->{output}" if $out->{status} != 0;
+    }
 }
 
 # RBCS::Test::drop_database($admin_dbh, $name): the database and the role
@@ -331,13 +326,7 @@ sub dbh {
     my ($self) = @_;
     my $dbh = $self->{dbh};
     return $dbh if $dbh && eval { $dbh->ping };
-    my $a = $self->{admin};
-    $self->{dbh} = DBI->connect(
-        "DBI:MariaDB:$a->{dsn};database=$self->{dbname};mariadb_connect_timeout=3",
-        $a->{user}, $a->{password},
-        { RaiseError => 1, PrintError => 0, AutoCommit => 1,
-          mariadb_auto_reconnect => 0 });
-    return $self->{dbh};
+    return $self->{dbh} = _admin_dbi($self->{admin}{dsn}, $self->{dbname});
 }
 
 # $t->lock_waits: how many connections to this instance's database wait
@@ -367,7 +356,13 @@ sub lock_waits {
 
 # ------------------------------------------------------------------- nginx --
 
-sub _free_port {
+# RBCS::Test::free_port(): a port of 127.0.0.1 nothing listens on now.  It
+# is closed again, so whoever is given it binds it later and may lose it
+# to another process in between: only for a program that binds it itself
+# (nginx, prometheus, ...), whose user then waits for it with wait_port
+# (or another poll with a deadline).  A test's own server binds
+# LocalPort => 0 in the parent and forks with the socket listening.
+sub free_port {
     my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Proto => 'tcp', Listen => 1)
         or die "cannot bind 127.0.0.1:0: $!\n";
@@ -376,24 +371,11 @@ sub _free_port {
     return $port;
 }
 
-# RBCS::Test::free_port(): a port of 127.0.0.1 nothing listens on now.  It
-# is closed again, so whoever is given it binds it later and may lose it
-# to another process in between: only for a program that binds it itself
-# (nginx, prometheus, ...), whose user then waits for it with wait_port
-# (or another poll with a deadline).  A test's own server binds
-# LocalPort => 0 in the parent and forks with the socket listening.
-sub free_port { _free_port() }
-
 # RBCS::Test::wait_port($port, $timeout_s): 1 once 127.0.0.1:$port accepts
 # a connection, 0 when it still does not after $timeout_s (default 10).
 sub wait_port {
     my ($port, $timeout) = @_;
-    my $deadline = time + ($timeout // 10);
-    until (_can_connect($port)) {
-        return 0 if time > $deadline;
-        sleep 0.05;
-    }
-    return 1;
+    return wait_for($timeout // 10, sub { _can_connect($port) }) ? 1 : 0;
 }
 
 # RBCS::Test::prometheus($prometheus, $dir, $port, $yml): a Prometheus of
@@ -404,18 +386,11 @@ sub wait_port {
 # /api/v1/$path?query=$query, the decoded answer, or undef.
 sub prometheus {
     my ($bin, $dir, $port, $yml) = @_;
-    open my $fh, '>', "$dir/prometheus.yml" or croak "$dir/prometheus.yml: $!";
-    print $fh $yml;
-    close $fh;
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', "$dir/prometheus.log";
-        open STDERR, '>&', \*STDOUT;
-        exec $bin, "--config.file=$dir/prometheus.yml", "--storage.tsdb.path=$dir/data",
-            "--web.listen-address=127.0.0.1:$port"
-            or POSIX::_exit(127);
-    }
-    return $pid;
+    _write("$dir/prometheus.yml", $yml);
+    return _spawn([ $bin, "--config.file=$dir/prometheus.yml",
+                    "--storage.tsdb.path=$dir/data",
+                    "--web.listen-address=127.0.0.1:$port" ],
+                  '>', "$dir/prometheus.log");
 }
 
 sub prometheus_api {
@@ -430,9 +405,7 @@ sub prometheus_api {
     }
     print $s "GET $uri HTTP/1.0\r\n\r\n";
     local $/;
-    my $raw = <$s> // '';
-    my ($body) = $raw =~ /\r\n\r\n(.*)\z/s or return undef;
-    return eval { $JSON->decode($body) };
+    return eval { RBCS::Test::Response->parse(<$s> // '')->json };
 }
 
 # RBCS::Test::wait_for($timeout_s, sub { ... }, $interval_s): calls the sub
@@ -465,21 +438,13 @@ sub parallel {
         if ($pid == 0) {
             sleep($go - time) if $go > time;
             my $out = eval { $code->($k) } // "ERROR $@";
-            open my $fh, '>', "$dir/out.$k" or POSIX::_exit(1);
-            print $fh $out;
-            close $fh;
-            POSIX::_exit(0);
+            POSIX::_exit(eval { _write("$dir/out.$k", $out); 1 } ? 0 : 1);
         }
         push @pids, $pid;
     }
     waitpid($_, 0) for @pids;
-    my @out;
-    for my $k (0 .. $n - 1) {
-        open my $fh, '<', "$dir/out.$k" or croak "no output from child $k";
-        local $/;
-        $out[$k] = <$fh>;
-    }
-    return @out;
+    return map { -e "$dir/out.$_" ? _slurp("$dir/out.$_")
+                                  : croak "no output from child $_" } 0 .. $n - 1;
 }
 
 # nginx.conf: the test's conf, its ${NAME} placeholders filled with this
@@ -516,10 +481,8 @@ sub _render_conf {
 sub _start_nginx {
     my ($self) = @_;
     my $p = $self->{prefix};
-    my $last = '';
 
-    for my $attempt (1 .. 5) {
-        $self->{port} = _free_port();
+    _on_free_port($self, "$p/error.log", sub {
         $self->_render_conf;
         unlink "$p/nginx.pid";
         local @ENV{ keys %{ $self->{env} } } = values %{ $self->{env} };
@@ -527,24 +490,28 @@ sub _start_nginx {
             if $ENV{RBCS_SANITIZE};
         my $out = _run_capture([ $self->{nginx}, '-p', "$p/", '-c', "$p/nginx.conf",
                                  '-e', "$p/error.log" ]);
-        if ($out->{status} == 0) {
-            my $deadline = time + 10;
-            sleep 0.02 until -s "$p/nginx.pid" || time > $deadline;
-            croak "nginx started but wrote no pid file $p/nginx.pid\n" . $self->error_log
-                unless -s "$p/nginx.pid";
-            $STARTED++;
-            $self->{running} = 1;
-            $self->_wait_ready;
-            return;
-        }
-        $last = $out->{output};
-        if ($last =~ /Address already in use/) {   # lost the race for the port
-            unlink "$p/error.log";
-            next;
-        }
-        last;
+        croak "nginx failed to start (prefix $p):\n$out->{output}" if $out->{status};
+    });
+    wait_for(10, sub { -s "$p/nginx.pid" }, 0.02)
+        or croak "nginx started but wrote no pid file $p/nginx.pid\n" . $self->error_log;
+    $STARTED++;
+    $self->{running} = 1;
+    $self->_wait_ready;
+}
+
+# _on_free_port($obj, $log, $start): $start->() with $obj->{port} a port
+# of free_port's.  Another process may bind it first: when $start dies
+# saying so ("Address already in use"), $log is removed and another port
+# tried (5 in all).
+sub _on_free_port {
+    my ($obj, $log, $start) = @_;
+    for my $attempt (1 .. 5) {
+        $obj->{port} = free_port();
+        return $obj if eval { $start->(); 1 };
+        my $err = $@;
+        croak $err unless $attempt < 5 && $err =~ /already in use/;
+        unlink $log;
     }
-    croak "nginx failed to start (prefix $p):\n$last";
 }
 
 # A sanitized nginx (make test-sanitize, RBCS_SANITIZE set) writes its
@@ -572,9 +539,7 @@ sub _sanitizer_reports {
     my ($p) = @_;
     my @bad;
     for my $f (sort glob("$p/sanitizer/*")) {
-        open my $fh, '<', $f or next;
-        local $/;
-        my $text = <$fh> // '';
+        my $text = _slurp($f);
         next unless $text =~ /\S/;
         my ($first) = grep { /ERROR|runtime error|SUMMARY/ } split /\n/, $text;
         push @bad, "[alert] sanitizer report $f: " . ($first // 'see the file') . "\n";
@@ -591,13 +556,11 @@ sub _wait_ready {
     # the module answers /healthz with 200 once it is ready; a module
     # without /healthz (404 and friends) is taken as ready as well
     my $status;
-    my $deadline = time + 10;
-    while (time < $deadline) {
+    return if wait_for(10, sub {
         my $res = eval { $self->request('GET', '/healthz', timeout => 2) };
         $status = $res ? $res->{status} : undef;
-        return if defined $status && $status < 500;
-        sleep 0.1;
-    }
+        return defined $status && $status < 500;
+    }, 0.1);
     Test::More::diag("RBCS::Test: GET /healthz still answers "
         . ($status // 'nothing') . " after 10s, going on");
 }
@@ -611,50 +574,50 @@ sub _can_connect {
     return 1;
 }
 
-sub _read_pidfile {
-    my ($file) = @_;
-    open my $fh, '<', $file or return undef;
-    my $pid = <$fh>;
-    return undef unless defined $pid && $pid =~ /(\d+)/;
-    return $1;
+sub _read_pidfile { _slurp($_[0]) =~ /(\d+)/ ? $1 : undef }
+
+# _slurp($file [, $must]): its text; '' when it cannot be read (croaks
+# instead when $must)
+sub _slurp {
+    my ($file, $must) = @_;
+    open my $fh, '<', $file or ($must ? croak "$file: $!" : return '');
+    local $/;
+    return <$fh> // '';
 }
+
+# _write($file, TEXT...): croaks when it cannot
+sub _write {
+    my ($file, @text) = @_;
+    open my $fh, '>', $file or croak "$file: $!";
+    print $fh @text;
+    close $fh or croak "$file: $!";
+}
+
+# _proc_stat($stat_file): (state, parent pid) of /proc/PID[/task/TID]/stat,
+# () when it is gone
+sub _proc_stat { _slurp($_[0]) =~ /\)\s+(\S)\s+(\d+)/ }
 
 sub _alive {   # exists and not a zombie
     my ($pid) = @_;
     return 0 unless $pid && kill(0, $pid);
-    open my $fh, '<', "/proc/$pid/stat" or return 1;
-    my $stat = <$fh> // '';
-    return $stat =~ /\)\s+Z\s/ ? 0 : 1;
+    return ((_proc_stat("/proc/$pid/stat"))[0] // '') eq 'Z' ? 0 : 1;
 }
 
 sub _wait_gone {
     my ($pid, $secs) = @_;
-    my $deadline = time + $secs;
-    while (_alive($pid)) {
-        waitpid($pid, WNOHANG);
-        return 0 if time > $deadline;
-        sleep 0.02;
-    }
-    return 1;
+    return wait_for($secs, sub { waitpid($pid, WNOHANG); !_alive($pid) },
+                    0.02) ? 1 : 0;
 }
 
-# signal a private server: after KILL, until it is gone (at most $secs);
-# after STOP, until every thread of it is stopped, so that what the caller
-# does next finds the server frozen, not finishing what it had begun
-sub _signal {
-    my ($server, $sig, $secs) = @_;
-    my $pid = $server->{pid} or return $server;
-    kill $sig, $pid;
-    _wait_gone($pid, $secs) if $sig eq 'KILL';
-    wait_for($secs, sub {
-        opendir my $dh, "/proc/$pid/task" or return 1;
-        for my $task (grep { /^\d+$/ } readdir $dh) {
-            open my $fh, '<', "/proc/$pid/task/$task/stat" or next;
-            return 0 unless (<$fh> // '') =~ /\)\s+[tT]\s/;
-        }
-        return 1;
-    }, 0.005) if $sig eq 'STOP';
-    return $server;
+# _kill_until_gone($pid, SIG => $secs, ...): each signal in turn, until
+# the process is gone (waiting up to $secs after each)
+sub _kill_until_gone {
+    my ($pid, @steps) = @_;
+    while (my ($sig, $secs) = splice @steps, 0, 2) {
+        kill $sig, $pid;
+        return 1 if _wait_gone($pid, $secs);
+    }
+    return 0;
 }
 
 sub master_pid { _read_pidfile("$_[0]{prefix}/nginx.pid") }
@@ -664,10 +627,8 @@ sub _children {
     my @kids;
     opendir my $d, '/proc' or return;
     for my $pid (grep { /^\d+\z/ } readdir $d) {
-        open my $fh, '<', "/proc/$pid/stat" or next;
-        my $stat = <$fh> // next;
-        next unless $stat =~ /\)\s+(\S)\s+(\d+)/;
-        push @kids, $pid + 0 if $2 == $ppid && $1 ne 'Z';
+        my ($state, $parent) = _proc_stat("/proc/$pid/stat") or next;
+        push @kids, $pid + 0 if $parent == $ppid && $state ne 'Z';
     }
     return sort { $a <=> $b } @kids;
 }
@@ -680,11 +641,7 @@ sub nginx_pids {
     return ($m, _children($m));
 }
 
-sub worker_pids {
-    my ($self) = @_;
-    my ($m, @w) = $self->nginx_pids;
-    return @w;
-}
+sub worker_pids { my (undef, @w) = $_[0]->nginx_pids; return @w }
 
 # $t->reload(conf => TEXT): optionally another configuration, rewrite
 # nginx.conf (same port) and HUP; waits for the new workers and for the old
@@ -697,13 +654,10 @@ sub reload {
     croak "reload: nginx is not running" unless $m;
     kill 'HUP', $m;
     my %old = map { $_ => 1 } @old;
-    my $deadline = time + 10;
-    while (time < $deadline) {
-        my @new = grep { !$old{$_} } _children($m);
-        my @still = grep { _alive($_) } @old;
-        last if @new >= $self->_workers && !@still;
-        sleep 0.05;
-    }
+    wait_for(10, sub {
+        grep({ !$old{$_} } _children($m)) >= $self->_workers
+            && !grep { _alive($_) } @old;
+    });
     croak "reload: nginx master $m is gone\n" . $self->error_log unless _alive($m);
     return $self;
 }
@@ -711,9 +665,7 @@ sub reload {
 # worker_processes of the configuration running now
 sub _workers {
     my ($self) = @_;
-    open my $fh, '<', $self->conf_file or croak $self->conf_file . ": $!";
-    my $text = do { local $/; <$fh> };
-    my ($n) = $text =~ /^\s*worker_processes\s+(\d+)\s*;/m;
+    my ($n) = _slurp($self->conf_file, 1) =~ /^\s*worker_processes\s+(\d+)\s*;/m;
     return $n // 1;
 }
 
@@ -725,13 +677,7 @@ sub stop {
     return $self unless $self->{running};
     $self->{running} = 0;
     my $m = $self->master_pid;
-    if ($m && _alive($m)) {
-        kill 'QUIT', $m;
-        unless (_wait_gone($m, 10)) {
-            kill 'TERM', $m;
-            _wait_gone($m, 5) or kill 'KILL', $m;
-        }
-    }
+    _kill_until_gone($m, QUIT => 10, TERM => 5, KILL => 0) if $m && _alive($m);
     push @LOG_PROBLEMS, [ $self->error_log, $self->{allow_log} ];
     push @LOG_PREFIXES, $self->{prefix};
     # the database is kept for inspection when the test file is failing
@@ -753,12 +699,7 @@ sub DESTROY {
     eval { $self->stop };
 }
 
-sub error_log {
-    my ($self) = @_;
-    open my $fh, '<', "$self->{prefix}/error.log" or return '';
-    local $/;
-    return <$fh> // '';
-}
+sub error_log { _slurp("$_[0]{prefix}/error.log") }
 
 # One test per test file: no [alert]/[emerg], segfault or "signal N"
 # (worker crashes) in the error logs of all the instances it started.
@@ -815,7 +756,6 @@ sub get { my ($self, $path, %o) = @_; $self->request('GET', $path, %o) }
 sub del { my ($self, $path, %o) = @_; $self->request('DELETE', $path, %o) }
 
 sub post_json  { my $s = shift; $s->_json_request('POST', @_) }
-sub put_json   { my $s = shift; $s->_json_request('PUT', @_) }
 sub patch_json { my $s = shift; $s->_json_request('PATCH', @_) }
 
 sub _json_request {
@@ -932,11 +872,12 @@ sub connect {
 # RBCS::Test::tls_ca($dir, $name): a certificate authority of the test's
 # own, made by the openssl command (Debian: openssl): $dir/$name.crt and
 # $dir/$name.key.  Returns { crt, key }.
+my @EC_KEY = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes');
+
 sub tls_ca {
     my ($dir, $name) = @_;
     my %ca = (crt => "$dir/$name.crt", key => "$dir/$name.key");
-    _openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-             '-nodes', '-keyout', $ca{key}, '-out', $ca{crt}, '-days', 2,
+    _openssl('req', '-x509', @EC_KEY, '-keyout', $ca{key}, '-out', $ca{crt}, '-days', 2,
              '-subj', "/CN=RBCS test CA $name",
              '-addext', 'basicConstraints=critical,CA:TRUE',
              '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
@@ -953,14 +894,11 @@ sub tls_cert {
     my ($ca, $dir, $name, @san) = @_;
     my %c = (crt => "$dir/$name.crt", key => "$dir/$name.key");
     my ($cn) = map { /^\w+:(.*)/ } @san;
-    _openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-             '-nodes', '-keyout', $c{key}, '-out', "$dir/$name.csr",
+    _openssl('req', '-new', @EC_KEY, '-keyout', $c{key}, '-out', "$dir/$name.csr",
              '-subj', "/CN=" . ($cn // $name));
-    open my $fh, '>', "$dir/$name.ext" or croak "$dir/$name.ext: $!";
-    print $fh "basicConstraints=CA:FALSE\n",
-              "extendedKeyUsage=serverAuth\n",
-              (@san ? 'subjectAltName=' . join(',', @san) . "\n" : '');
-    close $fh;
+    _write("$dir/$name.ext", "basicConstraints=CA:FALSE\n",
+           "extendedKeyUsage=serverAuth\n",
+           (@san ? 'subjectAltName=' . join(',', @san) . "\n" : ''));
     _openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', $ca->{crt},
              '-CAkey', $ca->{key}, '-CAcreateserial', '-days', 2,
              '-extfile', "$dir/$name.ext", '-out', $c{crt});
@@ -988,9 +926,7 @@ sub _excerpt {
 # renderer of the scripts); a placeholder without a value croaks.
 sub render_template {
     my ($t, $out, %v) = @_;
-    open my $fh, '>', "$out.in" or croak "$out.in: $!";
-    print $fh $t;
-    close $fh or croak "$out.in: $!";
+    _write("$out.in", $t);
     my $r = _run_capture(["$ROOT/conf/stack.sh", 'render', "$out.in", $out,
                           map { "$_=" . ($v{$_} // '') } sort keys %v]);
     unlink "$out.in";
@@ -1002,41 +938,28 @@ sub _run_capture {
     my ($cmd, %o) = @_;
     make_path($VAR) unless -d $VAR;
     my $tmp = "$VAR/.run-$$-" . ++$RUNSEQ . '.out';
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        open STDIN, '<', $o{stdin} // '/dev/null' or POSIX::_exit(126);
-        open STDOUT, '>', $tmp or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
-    }
-    waitpid($pid, 0);
+    waitpid(_spawn($cmd, '>', $tmp, stdin => $o{stdin}), 0);
     my $status = $? >> 8;
     $status = 128 + ($? & 127) if $? & 127;
-    my $output = '';
-    if (open my $fh, '<', $tmp) { local $/; $output = <$fh> // '' }
+    my $output = _slurp($tmp);
     unlink $tmp;
     return { status => $status, output => $output };
 }
 
-# -------------------------------------------------------- private MariaDB --
-
-# Stop a private server started by this process: TERM (after CONT, in case
-# it is frozen), wait $grace seconds, then KILL.
-sub _stop_server {
-    my ($server, $grace) = @_;
-    my $pid = delete $server->{pid} or return $server;
-    return $server unless ($server->{owner} // 0) == $$;
-    if (_alive($pid)) {
-        kill 'CONT', $pid;
-        kill 'TERM', $pid;
-        _wait_gone($pid, $grace) or do {
-            kill 'KILL', $pid;
-            _wait_gone($pid, 5);
-        };
-    }
-    waitpid($pid, WNOHANG);
-    return $server;
+# _spawn([cmd...], '>' | '>>', $file, stdin => $file, setsid => 1): fork
+# and run the command, its stdout and stderr to $file; returns its pid
+sub _spawn {
+    my ($cmd, $mode, $out, %o) = @_;
+    my $pid = fork // croak "fork: $!";
+    return $pid if $pid;
+    POSIX::setsid() if $o{setsid};
+    open STDIN, '<', $o{stdin} // '/dev/null' or POSIX::_exit(126);
+    open STDOUT, $mode, $out or POSIX::_exit(126);
+    open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+    exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
 }
+
+# -------------------------------------------------------- private servers --
 
 # RBCS::Test::private_mariadb(cnf => $lines): a mariadbd of its own
 # (datadir, free port, socket under $RBCS_TEST_VAR/private-<pid>-<n>), same
@@ -1046,12 +969,105 @@ sub _stop_server {
 # server settings of their own: cnf (optional) is added to its my.cnf as a
 # second [mariadbd] group, whose settings win (e.g. ssl_cert,
 # require_secure_transport).  Pass its ->port as mysql_port to new().
-sub private_mariadb {
+sub private_mariadb { _private('RBCS::Test::MariaDB', @_) }
+
+# RBCS::Test::private_redis(): a redis-server of its own (free port, dir
+# under $RBCS_TEST_VAR), no automatic snapshots; ->save writes dump.rdb,
+# which ->start (after ->signal('KILL')) loads again: a Redis restarted from
+# an old snapshot.
+sub private_redis { _private('RBCS::Test::Redis', @_) }
+
+sub _private {
+    my $class = shift;
     shift if @_ && !ref $_[0] && $_[0] eq __PACKAGE__;
-    my $m = RBCS::Test::MariaDB->new(@_);
-    $PRIVATE{ $m->port } = $m;
-    weaken($PRIVATE{ $m->port });
-    return $m;
+    my $server = $class->new(@_);
+    $PRIVATE{ $server->port } = $server;
+    weaken($PRIVATE{ $server->port });
+    return $server;
+}
+
+# What the private servers share: a directory of their own, a free port
+# (another one when it was lost), signal, stop, error_log ($self->{log})
+package RBCS::Test::Server;
+
+use strict;
+use warnings;
+use Carp qw(croak);
+use File::Path qw(make_path remove_tree);
+use POSIX qw(WNOHANG);
+
+RBCS::Test::_accessors(qw(port pid dir));
+
+my %SEQ;
+
+# $class->_create($name, $signal_secs, $stop_secs, log => $file_in_dir...):
+# the object, its directory $RBCS_TEST_VAR/$name-<pid>-<n> new and empty
+sub _create {
+    my ($class, $name, $signal_secs, $stop_secs, %in_dir) = @_;
+    my $dir = "$RBCS::Test::VAR/$name-$$-" . ++$SEQ{$class};
+    remove_tree($dir);
+    make_path($dir);
+    return bless { dir => $dir, signal_secs => $signal_secs,
+                   stop_secs => $stop_secs,
+                   map { $_ => "$dir/$in_dir{$_}" } keys %in_dir }, $class;
+}
+
+# start on a port of free_port's, another one when that one was lost
+sub _start_on_free_port {
+    my ($self) = @_;
+    return RBCS::Test::_on_free_port($self, $self->{log}, sub { $self->start });
+}
+
+# start's first step: croaks when the server runs already
+sub _not_running {
+    my ($self, $what) = @_;
+    croak "private $what already running (pid $self->{pid})"
+        if $self->{pid} && RBCS::Test::_alive($self->{pid});
+    waitpid(delete $self->{pid}, WNOHANG) if $self->{pid};
+    $self->{owner} = $$;
+}
+
+sub error_log { RBCS::Test::_slurp($_[0]{log}) }
+
+# $server->signal('STOP' | 'CONT' | 'KILL' ...).  After KILL it returns
+# once the process is gone (at most signal_secs): its connections are
+# broken and its port and socket closed, which is what a test of a killed
+# server goes on to rely on.  After STOP, once every thread of it is
+# stopped, so that what the caller does next finds the server frozen, not
+# finishing what it had begun.
+sub signal {
+    my ($self, $sig) = @_;
+    my $pid = $self->{pid} or return $self;
+    kill $sig, $pid;
+    RBCS::Test::_wait_gone($pid, $self->{signal_secs}) if $sig eq 'KILL';
+    RBCS::Test::wait_for($self->{signal_secs}, sub {
+        opendir my $dh, "/proc/$pid/task" or return 1;
+        # a task gone meanwhile counts as stopped
+        return !grep {
+            ((RBCS::Test::_proc_stat("/proc/$pid/task/$_/stat"))[0] // 't') !~ /[tT]/
+        } grep { /^\d+$/ } readdir $dh;
+    }, 0.005) if $sig eq 'STOP';
+    return $self;
+}
+
+# Stop a server started by this process: TERM (after CONT, in case it is
+# frozen), wait stop_secs, then KILL.
+sub stop {
+    my ($self) = @_;
+    my $pid = delete $self->{pid} or return $self;
+    return $self unless ($self->{owner} // 0) == $$;
+    if (RBCS::Test::_alive($pid)) {
+        kill 'CONT', $pid;
+        RBCS::Test::_kill_until_gone($pid, TERM => $self->{stop_secs}, KILL => 5);
+    }
+    waitpid($pid, WNOHANG);
+    return $self;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($@, $!, $?);
+    eval { $self->stop };
 }
 
 package RBCS::Test::MariaDB;
@@ -1059,36 +1075,24 @@ package RBCS::Test::MariaDB;
 use strict;
 use warnings;
 use Carp qw(croak);
-use File::Path qw(make_path remove_tree);
+our @ISA = ('RBCS::Test::Server');
 
-my $PSEQ = 0;
+RBCS::Test::_accessors(qw(socket));
 
 sub new {
     my ($class, %o) = @_;
-    my $dir = "$RBCS::Test::VAR/private-$$-" . ++$PSEQ;
-    remove_tree($dir);
-    make_path($dir);
-    # conf/stack.sh's layout of a stack directory
-    my $self = bless { dir => $dir, port => RBCS::Test::_free_port(),
-                       socket => "$dir/mariadb/mariadb.sock",
-                       pidfile => "$dir/mariadb/mariadbd.pid",
-                       log => "$dir/mariadb/error.log" }, $class;
+    # conf/stack.sh's layout of a stack directory; KILL waits 10s, TERM 30s
+    my $self = $class->_create('private', 10, 30,
+                               socket => 'mariadb/mariadb.sock',
+                               pidfile => 'mariadb/mariadbd.pid',
+                               log => 'mariadb/error.log');
     if (defined $o{cnf}) {
-        $self->{cnf} = "$dir/extra.cnf";
-        open my $fh, '>', $self->{cnf} or croak "$self->{cnf}: $!";
-        print $fh "$o{cnf}\n";
-        close $fh or croak "$self->{cnf}: $!";
+        $self->{cnf} = "$self->{dir}/extra.cnf";
+        RBCS::Test::_write($self->{cnf}, "$o{cnf}\n");
     }
-    # The port is free_port's: another process may bind it before mariadbd
-    # does.  stack.sh then finds it taken, or mariadbd exits at once ("Bind
-    # on TCP/IP port ... Address already in use"), and another is tried.
-    for my $attempt (1 .. 5) {
-        last if eval { $self->start; 1 };
-        my $err = $@;
-        croak $err unless $attempt < 5 && $err =~ /already in use/;
-        unlink $self->{log};
-        $self->{port} = RBCS::Test::_free_port();
-    }
+    # a port lost: stack.sh finds it taken, or mariadbd exits at once
+    # ("Bind on TCP/IP port ... Address already in use")
+    $self->_start_on_free_port;
 
     my $dbh = $self->admin_dbh;
     $dbh->do($_) for
@@ -1100,188 +1104,82 @@ sub new {
     return $self;
 }
 
-sub port    { $_[0]{port} }
-sub pid     { $_[0]{pid} }
-sub socket  { $_[0]{socket} }
-sub dir     { $_[0]{dir} }
-sub pidfile { $_[0]{pidfile} }
-sub error_log {
-    my ($self) = @_;
-    open my $fh, '<', $self->{log} or return '';
-    local $/;
-    return <$fh> // '';
-}
-
 # (re)start on the same datadir and port, e.g. after kill -9.  conf/stack.sh
 # launches it (a new data directory is a copy of the test stack's pristine
 # one) in a session of its own: not a child of this process, so a killed
 # one is reaped by init, and _alive counts its zombie as gone.
 sub start {
     my ($self) = @_;
-    croak "private mariadbd already running (pid $self->{pid})"
-        if $self->{pid} && RBCS::Test::_alive($self->{pid});
-    delete $self->{pid};
+    $self->_not_running('mariadbd');
     my $tpl = "$RBCS::Test::VAR/mariadb-template";
     my $r = RBCS::Test::_run_capture([ "$RBCS::Test::ROOT/conf/stack.sh", 'mariadb-up',
             $self->{dir}, $self->{port}, -d "$tpl/mysql" ? $tpl : '', $self->{cnf} // () ]);
     croak "private mariadbd did not start:\n$r->{output}" if $r->{status};
     $self->{pid} = RBCS::Test::_read_pidfile($self->{pidfile})
         or croak "private mariadbd is up but $self->{pidfile} names no pid";
-    $self->{owner} = $$;
     return $self;
 }
 
-sub admin_dbh {
-    my ($self, $db) = @_;
-    require DBI;
-    my $user = getpwuid($>) // 'root';
-    return DBI->connect("DBI:MariaDB:mariadb_socket=$self->{socket};mariadb_connect_timeout=3"
-            . (defined $db ? ";database=$db" : ''), $user, '',
-        { RaiseError => 1, PrintError => 0, AutoCommit => 1 });
-}
-
-# $m->signal('STOP' | 'CONT' | 'KILL' ...).  After KILL it returns once the
-# process is gone (at most 10 s): its connections are broken and its port
-# and socket closed, which is what a test of a killed database goes on to
-# rely on.
-sub signal { RBCS::Test::_signal($_[0], $_[1], 10) }
-
-# TERM (after CONT, in case it is stopped) and wait; KILL after 30s
-sub stop { RBCS::Test::_stop_server($_[0], 30) }
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($@, $!, $?);
-    eval { $self->stop };
-}
-
-# ------------------------------------------------------- private redis --
-
-# RBCS::Test::private_redis(): a redis-server of its own (free port, dir
-# under $RBCS_TEST_VAR), no automatic snapshots; ->save writes dump.rdb,
-# which ->start (after ->signal('KILL')) loads again: a Redis restarted from
-# an old snapshot.
-package RBCS::Test;
-
-sub private_redis {
-    shift if @_ && !ref $_[0] && $_[0] eq __PACKAGE__;
-    my $r = RBCS::Test::Redis->new(@_);
-    $PRIVATE{ $r->port } = $r;
-    weaken($PRIVATE{ $r->port });
-    return $r;
-}
+sub admin_dbh { RBCS::Test::_admin_dbi("mariadb_socket=$_[0]{socket}", $_[1]) }
 
 package RBCS::Test::Redis;
 
 use strict;
 use warnings;
 use Carp qw(croak);
-use File::Path qw(make_path remove_tree);
 use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep time);
-
-my $RSEQ = 0;
+our @ISA = ('RBCS::Test::Server');
 
 sub new {
-    my ($class, %o) = @_;
-    my $dir = "$RBCS::Test::VAR/private-redis-$$-" . ++$RSEQ;
-    remove_tree($dir);
-    make_path($dir);
-    my $self = bless { dir => $dir, port => RBCS::Test::_free_port() },
-                     $class;
-    # the port is free_port's: when another process took it first,
-    # redis-server exits at once (start says so), and another port is tried
-    for my $attempt (1 .. 5) {
-        last if eval { $self->start; 1 };
-        my $err = $@;
-        croak $err unless $attempt < 5 && $self->error_log =~ /Address already in use/;
-        unlink "$dir/redis.log";
-        $self->{port} = RBCS::Test::_free_port();
-    }
-    return $self;
+    my ($class) = @_;
+    # KILL waits 5s, TERM 10s; a port lost: redis-server exits at once
+    # (start says so)
+    return $class->_create('private-redis', 5, 10, log => 'redis.log')
+                 ->_start_on_free_port;
 }
-
-sub error_log {
-    my ($self) = @_;
-    open my $fh, '<', "$self->{dir}/redis.log" or return '';
-    local $/;
-    return <$fh> // '';
-}
-
-sub port { $_[0]{port} }
-sub pid  { $_[0]{pid} }
-sub dir  { $_[0]{dir} }
 
 sub start {
     my ($self) = @_;
-    croak "private redis-server already running (pid $self->{pid})"
-        if $self->{pid} && RBCS::Test::_alive($self->{pid});
-    waitpid($self->{pid}, WNOHANG) if $self->{pid};
-    my $pid = fork // croak "fork: $!";
-    if ($pid == 0) {
-        POSIX::setsid();
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$self->{dir}/redis.out";
-        open STDERR, '>&', \*STDOUT;
-        # the test stack's users and passwords (conf/redis.conf.in)
-        my %sha = map { $_ => Digest::SHA::sha256_hex(RBCS::Test::redis_secret($_)) }
-                  qw(password admin);
-        exec 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
-            '--dir', $self->{dir}, '--dbfilename', 'dump.rdb',
-            '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-            '--logfile', "$self->{dir}/redis.log",
-            '--user', 'default', 'on', "#$sha{admin}", '~*', '&*', '+@all',
-            '--user', 'rbcs', 'on', "#$sha{password}", qw(resetchannels ~rbcs* &rbcs*
-                      -@all +@connection +info +eval +hmget +hset +pexpire
-                      +publish +subscribe +unlink)
-            or POSIX::_exit(127);
-    }
-    $self->{pid} = $pid;
-    $self->{owner} = $$;
+    $self->_not_running('redis-server');
+    # the test stack's users and passwords (conf/redis.conf.in)
+    my %sha = map { $_ => Digest::SHA::sha256_hex(RBCS::Test::redis_secret($_)) }
+              qw(password admin);
+    my $pid = $self->{pid} = RBCS::Test::_spawn(
+        [ 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
+          '--dir', $self->{dir}, '--dbfilename', 'dump.rdb',
+          '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+          '--logfile', $self->{log},
+          '--user', 'default', 'on', "#$sha{admin}", '~*', '&*', '+@all',
+          '--user', 'rbcs', 'on', "#$sha{password}", qw(resetchannels ~rbcs* &rbcs*
+                    -@all +@connection +info +eval +hmget +hset +pexpire
+                    +publish +subscribe +unlink) ],
+        '>>', "$self->{dir}/redis.out", setsid => 1);
     # Ready when the redis-server started here answers on the port: a
     # PONG alone could come from another one that took the port first.
-    my $deadline = time + 10;
-    while (time < $deadline) {
+    RBCS::Test::wait_for(10, sub {
         my $info = $self->cli('INFO', 'server') // '';
-        return $self if $info =~ /^process_id:(\d+)\r?$/m && $1 == $pid;
-        if (waitpid($pid, WNOHANG) == $pid) {
-            delete $self->{pid};
-            croak "private redis-server exited at startup:\n" . $self->error_log;
-        }
-        sleep 0.05;
-    }
-    croak "private redis-server did not come up within 10s:\n" . $self->error_log;
+        return 1 if $info =~ /^process_id:(\d+)\r?$/m && $1 == $pid;
+        return 0 unless waitpid($pid, WNOHANG) == $pid;
+        delete $self->{pid};
+        croak "private redis-server exited at startup:\n" . $self->error_log;
+    }) or croak "private redis-server did not come up within 10s:\n" . $self->error_log;
+    return $self;
 }
 
 # ->cli(ARGS): redis-cli as the admin; ->cli_as_service(ARGS): as the
 # service's ACL user "rbcs", with its password (what a pod's would allow)
-sub cli {
-    my ($self, @args) = @_;
-    local $ENV{REDISCLI_AUTH} = RBCS::Test::redis_secret('admin');
-    my $r = RBCS::Test::_run_capture(
-        [ 'redis-cli', '-h', '127.0.0.1', '-p', $self->{port}, @args ]);
-    return $r->{status} ? undef : $r->{output};
-}
+sub cli { my $self = shift; $self->_cli('admin', [], @_) }
+sub cli_as_service { my $self = shift; $self->_cli('password', [ '--user', 'rbcs' ], @_) }
 
-sub cli_as_service {
-    my ($self, @args) = @_;
-    local $ENV{REDISCLI_AUTH} = RBCS::Test::redis_secret('password');
+sub _cli {
+    my ($self, $secret, $user, @args) = @_;
+    local $ENV{REDISCLI_AUTH} = RBCS::Test::redis_secret($secret);
     my $r = RBCS::Test::_run_capture(
-        [ 'redis-cli', '--user', 'rbcs', '-h', '127.0.0.1', '-p', $self->{port}, @args ]);
+        [ 'redis-cli', @$user, '-h', '127.0.0.1', '-p', $self->{port}, @args ]);
     return $r->{status} ? undef : $r->{output};
 }
 
 sub save { $_[0]->cli('SAVE') }
-
-sub signal { RBCS::Test::_signal($_[0], $_[1], 5) }
-
-sub stop { RBCS::Test::_stop_server($_[0], 10) }
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($@, $!, $?);
-    eval { $self->stop };
-}
 
 # --------------------------------------------------------------- response --
 
@@ -1333,9 +1231,6 @@ sub parse {
     return $self;
 }
 
-sub status  { $_[0]{status} }
-sub body    { $_[0]{body} }
-sub raw     { $_[0]{raw} }
 sub header  { $_[0]{headers}{ lc $_[1] } }
 
 sub json {
@@ -1442,7 +1337,7 @@ port prefix dbname url(path) conf_file mysql_port redis_port;
 connect(timeout =>, tls => { IO::Socket::SSL options }) (a socket to the
 API listener, TLS handshake done when the instance has tls);
 request(method, path, body =>, headers =>, timeout =>, http_version =>);
-get del post_json put_json patch_json; raw_request(bytes | [parts], delay =>,
+get del post_json patch_json; raw_request(bytes | [parts], delay =>,
 timeout =>); dbh; reload(conf => text) (HUP, with the same or another configuration); stop; error_log; nginx_pids; master_pid;
 worker_pids; plan(n) (plans n + 1: the error.log check); allow_log(qr//...).
 
