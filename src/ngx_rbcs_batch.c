@@ -112,6 +112,7 @@ typedef struct {
     ngx_rbcs_ledger_op_t      *judged;
     ngx_rbcs_ledger_account_t *accounts;
     ngx_uint_t                 naccounts;
+    ngx_str_t                 *numbers;    /* the accounts', sorted */
     ngx_rbcs_ledger_record_t  *records;
     ngx_str_t                 *ids;
     ngx_uint_t                 nrecords;
@@ -223,8 +224,8 @@ static void ngx_rbcs_batch_op_timer(ngx_event_t *ev);
 static int ngx_libc_cdecl ngx_rbcs_batch_cmp(const void *a, const void *b);
 static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(ngx_rbcs_batch_t *b,
     ngx_str_t *number);
-static ngx_int_t ngx_rbcs_batch_record(ngx_rbcs_batch_t *b,
-    ngx_str_t *id);
+static ngx_int_t ngx_rbcs_batch_search(ngx_str_t *keys, ngx_uint_t n,
+    ngx_str_t *key);
 static ngx_rbcs_ledger_str_t ngx_rbcs_batch_lstr(ngx_str_t *s);
 static ngx_rbcs_ledger_str_t ngx_rbcs_batch_expiry(ngx_rbcs_batch_t *b,
     ngx_uint_t seconds);
@@ -235,8 +236,6 @@ static u_char *ngx_rbcs_batch_decimal(u_char *p, ngx_rbcs_int128_t v);
 static ngx_int_t ngx_rbcs_batch_text(ngx_pool_t *pool, ngx_str_t *s,
     u_char *p, size_t len);
 static u_char *ngx_rbcs_batch_quoted(u_char *p, ngx_str_t *s);
-static u_char *ngx_rbcs_batch_list(u_char *p, ngx_uint_t *n,
-    const char *head);
 
 
 static ngx_rbcs_batch_writer_t  *ngx_rbcs_batch_writer;
@@ -665,11 +664,14 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b)
             continue;
         }
 
+        numbers[b->naccounts] = numbers[i];
         ngx_memzero(&b->accounts[b->naccounts],
                     sizeof(ngx_rbcs_ledger_account_t));
         b->accounts[b->naccounts++].number =
                                           ngx_rbcs_batch_lstr(&numbers[i]);
     }
+
+    b->numbers = numbers;
 
     b->nrecords = 0;
 
@@ -700,7 +702,6 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
     u_char      *p;
     size_t       size;
     ngx_uint_t   i;
-    ngx_str_t    s;
 
     size = sizeof(NGX_RBCS_RT1_HEAD NGX_RBCS_RT1_LOCK NGX_RBCS_RT1_RECORDS
                   NGX_RBCS_RT1_RECORDS_LOCKED_END)
@@ -717,11 +718,7 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
     /* every value is a validated id: no quoting needed */
 
     for (i = 0; i < b->naccounts; i++) {
-        s = ngx_rbcs_batch_nstr(&b->accounts[i].number);
-        if (i) {
-            *p++ = ',';
-        }
-        p = ngx_rbcs_batch_quoted(p, &s);
+        p = ngx_sprintf(p, "%s'%V'", i ? "," : "", &b->numbers[i]);
     }
 
     p = ngx_cpymem(p, NGX_RBCS_RT1_LOCK, sizeof(NGX_RBCS_RT1_LOCK) - 1);
@@ -731,10 +728,7 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
                        sizeof(NGX_RBCS_RT1_RECORDS) - 1);
 
         for (i = 0; i < b->nrecords; i++) {
-            if (i) {
-                *p++ = ',';
-            }
-            p = ngx_rbcs_batch_quoted(p, &b->ids[i]);
+            p = ngx_sprintf(p, "%s'%V'", i ? "," : "", &b->ids[i]);
         }
 
         p = b->resolves
@@ -976,7 +970,7 @@ ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b, ngx_str_t *row)
     ngx_int_t                  ix;
     ngx_rbcs_ledger_record_t  *rec;
 
-    ix = ngx_rbcs_batch_record(b, &row[NGX_RBCS_TX_ID]);
+    ix = ngx_rbcs_batch_search(b->ids, b->nrecords, &row[NGX_RBCS_TX_ID]);
     if (ix == NGX_ERROR || row[NGX_RBCS_TX_FINGERPRINT].data == NULL) {
         return NGX_ERROR;
     }
@@ -1117,7 +1111,8 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
             continue;
         }
 
-        j->record = &b->records[ngx_rbcs_batch_record(b, &op->id)];
+        j->record = &b->records[ngx_rbcs_batch_search(b->ids, b->nrecords,
+                                                      &op->id)];
         j->now = ngx_rbcs_batch_lstr(&b->now);
 
         if (op->kind != NGX_RBCS_LEDGER_VOID
@@ -1251,10 +1246,16 @@ ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b, u_char *p)
             continue;
         }
 
-        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO accounts (account_number,"
-                       " currency, scale, kind, balance, initial_balance,"
-                       " overdraft_limit, opening_limit, held_balance,"
-                       " version, created_at, updated_at) VALUES ");
+        if (n++) {
+            *p++ = ',';
+
+        } else {
+            p = ngx_rbcs_batch_cpylit(p, "INSERT INTO accounts"
+                       " (account_number, currency, scale, kind, balance,"
+                       " initial_balance, overdraft_limit, opening_limit,"
+                       " held_balance, version, created_at, updated_at)"
+                       " VALUES ");
+        }
 
         p = ngx_sprintf(p, "('%*s','%*s',%ui,'%s',", a->number.len,
                         a->number.data, a->currency.len, a->currency.data,
@@ -1798,9 +1799,8 @@ ngx_rbcs_batch_sql_in(ngx_rbcs_batch_t *b, u_char *p, ngx_uint_t col)
 static void
 ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
 {
-    ngx_uint_t                i;
-    ngx_rbcs_ledger_op_t     *j;
-    ngx_rbcs_batch_t         *b;
+    ngx_uint_t         i;
+    ngx_rbcs_batch_t  *b;
 
     b = q->data;
     b->query = NULL;
@@ -1819,10 +1819,8 @@ ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
          */
 
         for (i = 0; i < b->nops; i++) {
-            j = &b->judged[i];
-
-            if (j->outcome == NGX_RBCS_LEDGER_APPLIED
-                || j->outcome == NGX_RBCS_LEDGER_REJECTED)
+            if (ngx_rbcs_batch_writes(&b->judged[i],
+                                      NGX_RBCS_BATCH_RECORDED))
             {
                 b->ops[i]->unknown = 1;
             }
@@ -2150,8 +2148,6 @@ ngx_rbcs_batch_resolved_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     NGX_RBCS_CELL(NGX_RBCS_TX_RES_AVAILABLE,
                   ngx_rbcs_batch_decimal(p, j->source_available));
 
-#undef NGX_RBCS_CELL
-
     return row;
 }
 
@@ -2182,34 +2178,19 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     row[NGX_RBCS_ACC_NUMBER] = op->source;
     row[NGX_RBCS_ACC_CURRENCY] = ngx_rbcs_batch_nstr(&a->currency);
 
-    row[NGX_RBCS_ACC_SCALE].data = p;
-    p = ngx_sprintf(p, "%ui", (ngx_uint_t) a->scale);
-    row[NGX_RBCS_ACC_SCALE].len = p - row[NGX_RBCS_ACC_SCALE].data;
-
-    row[NGX_RBCS_ACC_BALANCE].data = p;
-    p = ngx_rbcs_batch_decimal(p, j->source_balance);
-    row[NGX_RBCS_ACC_BALANCE].len = p - row[NGX_RBCS_ACC_BALANCE].data;
-
-    row[NGX_RBCS_ACC_VERSION].data = p;
-    p = ngx_sprintf(p, "%uL", j->source_version);
-    row[NGX_RBCS_ACC_VERSION].len = p - row[NGX_RBCS_ACC_VERSION].data;
-
-    row[NGX_RBCS_ACC_INITIAL].data = p;
-    p = ngx_rbcs_batch_decimal(p, a->initial);
-    row[NGX_RBCS_ACC_INITIAL].len = p - row[NGX_RBCS_ACC_INITIAL].data;
-
-    row[NGX_RBCS_ACC_LIMIT].data = p;
-    p = ngx_rbcs_batch_decimal(p, j->source_limit);
-    row[NGX_RBCS_ACC_LIMIT].len = p - row[NGX_RBCS_ACC_LIMIT].data;
-
-    row[NGX_RBCS_ACC_OPENING_LIMIT].data = p;
-    p = ngx_rbcs_batch_decimal(p, a->opening_limit);
-    row[NGX_RBCS_ACC_OPENING_LIMIT].len =
-                                 p - row[NGX_RBCS_ACC_OPENING_LIMIT].data;
-
-    row[NGX_RBCS_ACC_HELD].data = p;
-    p = ngx_rbcs_batch_decimal(p, j->source_held);
-    row[NGX_RBCS_ACC_HELD].len = p - row[NGX_RBCS_ACC_HELD].data;
+    NGX_RBCS_CELL(NGX_RBCS_ACC_SCALE,
+                  ngx_sprintf(p, "%ui", (ngx_uint_t) a->scale));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_BALANCE,
+                  ngx_rbcs_batch_decimal(p, j->source_balance));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_VERSION,
+                  ngx_sprintf(p, "%uL", j->source_version));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_INITIAL, ngx_rbcs_batch_decimal(p, a->initial));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_LIMIT,
+                  ngx_rbcs_batch_decimal(p, j->source_limit));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_OPENING_LIMIT,
+                  ngx_rbcs_batch_decimal(p, a->opening_limit));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_HELD,
+                  ngx_rbcs_batch_decimal(p, j->source_held));
 
     if (a->external) {
         ngx_str_set(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
@@ -2230,6 +2211,8 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
         row[NGX_RBCS_ACC_CREATED] = b->now;
         row[NGX_RBCS_ACC_UPDATED] = b->now;
     }
+
+#undef NGX_RBCS_CELL
 
     return row;
 }
@@ -2494,45 +2477,28 @@ ngx_rbcs_batch_cmp(const void *one, const void *two)
 static ngx_rbcs_ledger_account_t *
 ngx_rbcs_batch_account(ngx_rbcs_batch_t *b, ngx_str_t *number)
 {
-    ngx_int_t   rc;
-    ngx_str_t   s;
-    ngx_uint_t  lo, hi, mid;
+    ngx_int_t  ix;
 
-    lo = 0;
-    hi = b->naccounts;
+    ix = ngx_rbcs_batch_search(b->numbers, b->naccounts, number);
 
-    while (lo < hi) {
-        mid = (lo + hi) / 2;
-        s = ngx_rbcs_batch_nstr(&b->accounts[mid].number);
-        rc = ngx_rbcs_batch_cmp(&s, number);
-
-        if (rc == 0) {
-            return &b->accounts[mid];
-        }
-
-        if (rc < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-
-    return NULL;
+    return (ix == NGX_ERROR) ? NULL : &b->accounts[ix];
 }
 
 
+/* where key is in the n sorted keys, or NGX_ERROR */
+
 static ngx_int_t
-ngx_rbcs_batch_record(ngx_rbcs_batch_t *b, ngx_str_t *id)
+ngx_rbcs_batch_search(ngx_str_t *keys, ngx_uint_t n, ngx_str_t *key)
 {
     ngx_int_t   rc;
     ngx_uint_t  lo, hi, mid;
 
     lo = 0;
-    hi = b->nrecords;
+    hi = n;
 
     while (lo < hi) {
         mid = (lo + hi) / 2;
-        rc = ngx_rbcs_batch_cmp(&b->ids[mid], id);
+        rc = ngx_rbcs_batch_cmp(&keys[mid], key);
 
         if (rc == 0) {
             return mid;
@@ -2638,21 +2604,6 @@ ngx_rbcs_batch_quoted(u_char *p, ngx_str_t *s)
     *p++ = '\'';
     p = ngx_cpymem(p, s->data, s->len);
     *p++ = '\'';
-
-    return p;
-}
-
-
-/* the head of a multi-row statement before its first row, then commas */
-
-static u_char *
-ngx_rbcs_batch_list(u_char *p, ngx_uint_t *n, const char *head)
-{
-    if ((*n)++ == 0) {
-        return ngx_cpymem(p, head, ngx_strlen(head));
-    }
-
-    *p++ = ',';
 
     return p;
 }
