@@ -114,14 +114,13 @@ static ngx_int_t ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc,
 static ngx_int_t ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc);
 static ngx_int_t ngx_rbcs_mysql_reserve(ngx_rbcs_mysql_conn_t *mc,
     size_t size);
-static ngx_rbcs_mysql_query_t *ngx_rbcs_mysql_take(
-    ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_mysql_publish(void);
 static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
     ngx_uint_t rc, ngx_uint_t err);
 static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
 static ngx_uint_t ngx_rbcs_mysql_usable(void);
+static ngx_uint_t ngx_rbcs_mysql_reached(ngx_uint_t state);
 static void ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool);
 static u_char *ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_int_t ngx_rbcs_mysql_conf_file(ngx_conf_t *cf, char *directive,
@@ -651,7 +650,9 @@ ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     ngx_msec_t               delay;
     ngx_rbcs_mysql_query_t  *q, *run;
 
-    run = ngx_rbcs_mysql_take(mc);
+    /* the query it ran, for delivery: the connection is free */
+    run = mc->query;
+    mc->query = NULL;
 
     ngx_rbcs_mysql_close(mc, 0);
 
@@ -1135,7 +1136,8 @@ ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
         ngx_del_timer(&mc->timer);
     }
 
-    q = ngx_rbcs_mysql_take(mc);
+    q = mc->query;
+    mc->query = NULL;
 
     if (rc == NGX_RBCS_MYSQL_OK) {
         mc->pool->answered = ngx_current_msec;
@@ -1303,20 +1305,6 @@ ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
     ngx_post_event(&mc->kick, &ngx_posted_events);
 
     return NGX_OK;
-}
-
-
-/* the queries a connection ran, for delivery: the connection is free */
-
-static ngx_rbcs_mysql_query_t *
-ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc)
-{
-    ngx_rbcs_mysql_query_t  *q;
-
-    q = mc->query;
-    mc->query = NULL;
-
-    return q;
 }
 
 
@@ -1580,24 +1568,12 @@ ngx_rbcs_mysql_publish(void)
 
     busy = idle = connecting = 0;
 
+    /* the states after idle are a query's, or held by the write path */
+
     for (i = 0; i < pool->nconns; i++) {
-        switch (pool->conns[i].state) {
-        case NGX_RBCS_MC_IDLE:
-            idle++;
-            break;
-        case NGX_RBCS_MC_CONNECTING:
-            connecting++;
-            break;
-        case NGX_RBCS_MC_QUERY:
-        case NGX_RBCS_MC_STORE:
-        case NGX_RBCS_MC_NEXT:
-        case NGX_RBCS_MC_ROLLBACK:
-        case NGX_RBCS_MC_HELD:
-            busy++;
-            break;
-        default:
-            break;
-        }
+        idle += (pool->conns[i].state == NGX_RBCS_MC_IDLE);
+        connecting += (pool->conns[i].state == NGX_RBCS_MC_CONNECTING);
+        busy += (pool->conns[i].state > NGX_RBCS_MC_IDLE);
     }
 
     ngx_rbcs_metrics_pool(busy, idle, pool->nwaiting, connecting);
@@ -1609,13 +1585,22 @@ ngx_rbcs_mysql_publish(void)
 static ngx_uint_t
 ngx_rbcs_mysql_usable(void)
 {
+    return ngx_rbcs_mysql_reached(NGX_RBCS_MC_CONNECTING);
+}
+
+
+/* a connection of this worker's pool is in "state" or a later one */
+
+static ngx_uint_t
+ngx_rbcs_mysql_reached(ngx_uint_t state)
+{
     ngx_uint_t              i;
     ngx_rbcs_mysql_pool_t  *pool;
 
     pool = ngx_rbcs_mysql_pool;
 
     for (i = 0; i < pool->nconns; i++) {
-        if (pool->conns[i].state >= NGX_RBCS_MC_CONNECTING) {
+        if (pool->conns[i].state >= state) {
             return 1;
         }
     }
@@ -1651,21 +1636,8 @@ ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s)
 ngx_uint_t
 ngx_rbcs_mysql_connected(void)
 {
-    ngx_uint_t              i;
-    ngx_rbcs_mysql_pool_t  *pool;
-
-    pool = ngx_rbcs_mysql_pool;
-    if (pool == NULL) {
-        return 0;
-    }
-
-    for (i = 0; i < pool->nconns; i++) {
-        if (pool->conns[i].state >= NGX_RBCS_MC_IDLE) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return ngx_rbcs_mysql_pool != NULL
+           && ngx_rbcs_mysql_reached(NGX_RBCS_MC_IDLE);
 }
 
 
