@@ -95,6 +95,10 @@
 
 #define ngx_rbcs_batch_cpylit(p, lit)  ngx_cpymem(p, lit, sizeof(lit) - 1)
 
+/* an ngx_str_t *s that is the literal lit */
+#define ngx_rbcs_batch_is(s, lit)                                            \
+    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
+
 /* room for a DECIMAL(36,18) text and a sign */
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
 
@@ -152,6 +156,7 @@ static void ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w);
 static void ngx_rbcs_batch_try(ngx_rbcs_batch_t *b);
 static void ngx_rbcs_batch_retry_handler(ngx_event_t *ev);
 static ngx_int_t ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b);
+static ngx_uint_t ngx_rbcs_batch_sort(ngx_str_t *keys, ngx_uint_t n);
 static ngx_int_t ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b,
     ngx_str_t *sql);
 static void ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q);
@@ -653,40 +658,38 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b)
         }
     }
 
-    ngx_qsort(numbers, n, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
-    ngx_qsort(b->ids, k, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
-
-    b->naccounts = 0;
-
-    for (i = 0; i < n; i++) {
-        if (i > 0 && ngx_rbcs_batch_cmp(&numbers[i], &numbers[i - 1]) == 0)
-        {
-            continue;
-        }
-
-        numbers[b->naccounts] = numbers[i];
-        ngx_memzero(&b->accounts[b->naccounts],
-                    sizeof(ngx_rbcs_ledger_account_t));
-        b->accounts[b->naccounts++].number =
-                                          ngx_rbcs_batch_lstr(&numbers[i]);
-    }
-
     b->numbers = numbers;
+    b->naccounts = ngx_rbcs_batch_sort(numbers, n);
+    b->nrecords = ngx_rbcs_batch_sort(b->ids, k);
 
-    b->nrecords = 0;
+    ngx_memzero(b->accounts,
+                b->naccounts * sizeof(ngx_rbcs_ledger_account_t));
+    ngx_memzero(b->records, b->nrecords * sizeof(ngx_rbcs_ledger_record_t));
 
-    for (i = 0; i < k; i++) {
-        if (i > 0 && ngx_rbcs_batch_cmp(&b->ids[i], &b->ids[i - 1]) == 0) {
-            continue;
-        }
-
-        b->ids[b->nrecords] = b->ids[i];
-        ngx_memzero(&b->records[b->nrecords],
-                    sizeof(ngx_rbcs_ledger_record_t));
-        b->nrecords++;
+    for (i = 0; i < b->naccounts; i++) {
+        b->accounts[i].number = ngx_rbcs_batch_lstr(&numbers[i]);
     }
 
     return NGX_OK;
+}
+
+
+/* the n keys sorted, each once: how many there are */
+
+static ngx_uint_t
+ngx_rbcs_batch_sort(ngx_str_t *keys, ngx_uint_t n)
+{
+    ngx_uint_t  i, k;
+
+    ngx_qsort(keys, n, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
+
+    for (i = 0, k = 0; i < n; i++) {
+        if (k == 0 || ngx_rbcs_batch_cmp(&keys[i], &keys[k - 1]) != 0) {
+            keys[k++] = keys[i];
+        }
+    }
+
+    return k;
 }
 
 
@@ -843,9 +846,7 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
             return NGX_ERROR;
         }
 
-        if (row[0].len == sizeof(NGX_RBCS_RT1_NOW) - 1
-            && ngx_strncmp(row[0].data, NGX_RBCS_RT1_NOW, row[0].len) == 0)
-        {
+        if (ngx_rbcs_batch_is(&row[0], NGX_RBCS_RT1_NOW)) {
             if (row[1].data == NULL || b->now.data != NULL) {
                 return NGX_ERROR;
             }
@@ -854,9 +855,7 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
             continue;
         }
 
-        if (row[0].len == sizeof(NGX_RBCS_RT1_ACCOUNT) - 1
-            && ngx_strncmp(row[0].data, NGX_RBCS_RT1_ACCOUNT, row[0].len) == 0)
-        {
+        if (ngx_rbcs_batch_is(&row[0], NGX_RBCS_RT1_ACCOUNT)) {
             if (ngx_rbcs_batch_read_account(b, row) != NGX_OK) {
                 return NGX_ERROR;
             }
@@ -948,9 +947,7 @@ ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b, ngx_str_t *row)
     ngx_str_set(&row[NGX_RBCS_ACC_RESULT], "found");
 
     a->exists = 1;
-    a->external = (row[NGX_RBCS_ACC_KIND].len == sizeof("EXTERNAL") - 1
-                   && ngx_strncmp(row[NGX_RBCS_ACC_KIND].data, "EXTERNAL",
-                                  row[NGX_RBCS_ACC_KIND].len) == 0);
+    a->external = ngx_rbcs_batch_is(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
     a->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_ACC_CURRENCY]);
     a->scale = (unsigned) scale;
     a->version = (uint64_t) ngx_atoof(row[NGX_RBCS_ACC_VERSION].data,
@@ -1023,13 +1020,10 @@ ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
         return NGX_ERROR;
     }
 
-#define ngx_rbcs_is(s, lit)                                                  \
-    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
-
-    if (ngx_rbcs_is(st, "PENDING")) {
+    if (ngx_rbcs_batch_is(st, "PENDING")) {
         rec->hold_state = NGX_RBCS_LEDGER_PENDING;
 
-    } else if (ngx_rbcs_is(st, "COMPLETED")) {
+    } else if (ngx_rbcs_batch_is(st, "COMPLETED")) {
         rec->hold_state = NGX_RBCS_LEDGER_CAPTURED;
 
         if (ngx_rbcs_batch_value(&row[NGX_RBCS_TX_CAPTURED], &rec->captured)
@@ -1038,18 +1032,16 @@ ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
             return NGX_ERROR;
         }
 
-    } else if (ngx_rbcs_is(st, "VOIDED")) {
+    } else if (ngx_rbcs_batch_is(st, "VOIDED")) {
         rec->hold_state = NGX_RBCS_LEDGER_VOIDED;
 
-    } else if (ngx_rbcs_is(st, "EXPIRED")) {
+    } else if (ngx_rbcs_batch_is(st, "EXPIRED")) {
         rec->hold_state = NGX_RBCS_LEDGER_EXPIRED;
 
     } else {
         /* a hold request that was refused */
         return NGX_OK;
     }
-
-#undef ngx_rbcs_is
 
     rec->expires = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_EXPIRES]);
 
@@ -2064,11 +2056,8 @@ ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
         row[NGX_RBCS_TX_REQ_CURRENCY] = op->currency->code;
     }
 
-    if (j->hold) {
-        ngx_str_set(&row[NGX_RBCS_TX_HOLD], "1");
-    } else {
-        ngx_str_set(&row[NGX_RBCS_TX_HOLD], "0");
-    }
+    row[NGX_RBCS_TX_HOLD].data = (u_char *) (j->hold ? "1" : "0");
+    row[NGX_RBCS_TX_HOLD].len = 1;
 
     return row;
 }
@@ -2192,11 +2181,9 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     NGX_RBCS_CELL(NGX_RBCS_ACC_HELD,
                   ngx_rbcs_batch_decimal(p, j->source_held));
 
-    if (a->external) {
-        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
-    } else {
-        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "STANDARD");
-    }
+    row[NGX_RBCS_ACC_KIND].data = (u_char *) (a->external ? "EXTERNAL"
+                                                          : "STANDARD");
+    row[NGX_RBCS_ACC_KIND].len = sizeof("STANDARD") - 1;
 
     if (was && !a->created) {
         row[NGX_RBCS_ACC_CREATED] = was[NGX_RBCS_ACC_CREATED];
