@@ -79,6 +79,26 @@
     ((j)->kind >= NGX_RBCS_LEDGER_CAPTURE                                    \
      && (j)->outcome == NGX_RBCS_LEDGER_APPLIED)
 
+/* which judged operations a statement of round trip 2 writes a row of */
+#define NGX_RBCS_BATCH_RECORDED   0   /* an outcome recorded */
+#define NGX_RBCS_BATCH_TRANSFERS  1   /* a transfer's outcome recorded */
+#define NGX_RBCS_BATCH_HOLDS      2   /* a hold placed */
+#define NGX_RBCS_BATCH_RESOLVED   3   /* a hold resolved */
+#define NGX_RBCS_BATCH_ENTRIES    4   /* a balance moved by an opening, a
+                                         transfer or a capture */
+
+/* the columns the net update of the accounts changes */
+#define NGX_RBCS_BATCH_BALANCE    0
+#define NGX_RBCS_BATCH_VERSION    1
+#define NGX_RBCS_BATCH_HELD       2
+#define NGX_RBCS_BATCH_LIMIT      3
+
+#define ngx_rbcs_batch_cpylit(p, lit)  ngx_cpymem(p, lit, sizeof(lit) - 1)
+
+/* an ngx_str_t *s that is the literal lit */
+#define ngx_rbcs_batch_is(s, lit)                                            \
+    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
+
 /* room for a DECIMAL(36,18) text and a sign */
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
 
@@ -96,6 +116,7 @@ typedef struct {
     ngx_rbcs_ledger_op_t      *judged;
     ngx_rbcs_ledger_account_t *accounts;
     ngx_uint_t                 naccounts;
+    ngx_str_t                 *numbers;    /* the accounts', sorted */
     ngx_rbcs_ledger_record_t  *records;
     ngx_str_t                 *ids;
     ngx_uint_t                 nrecords;
@@ -124,11 +145,18 @@ struct ngx_rbcs_batch_writer_s {
 };
 
 
+/* a row of a statement of round trip 2, of one judged operation */
+
+typedef u_char *(*ngx_rbcs_batch_row_pt)(ngx_rbcs_batch_t *b,
+    ngx_rbcs_batch_op_t *op, ngx_rbcs_ledger_op_t *j, u_char *p);
+
+
 static void ngx_rbcs_batch_kick(ngx_event_t *ev);
 static void ngx_rbcs_batch_start(ngx_rbcs_batch_writer_t *w);
 static void ngx_rbcs_batch_try(ngx_rbcs_batch_t *b);
 static void ngx_rbcs_batch_retry_handler(ngx_event_t *ev);
 static ngx_int_t ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b);
+static ngx_uint_t ngx_rbcs_batch_sort(ngx_str_t *keys, ngx_uint_t n);
 static ngx_int_t ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b,
     ngx_str_t *sql);
 static void ngx_rbcs_batch_round1_done(ngx_rbcs_mysql_query_t *q);
@@ -146,22 +174,38 @@ static ngx_int_t ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b,
     ngx_str_t *sql, ngx_uint_t compound);
 static u_char *ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b,
     u_char *p);
-static u_char *ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b,
-    u_char *p);
+static ngx_uint_t ngx_rbcs_batch_writes(ngx_rbcs_ledger_op_t *j,
+    ngx_uint_t which);
+static u_char *ngx_rbcs_batch_rows(ngx_rbcs_batch_t *b, u_char *p,
+    ngx_uint_t which, const char *head, const char *sep,
+    ngx_rbcs_batch_row_pt row, const char *tail);
+static u_char *ngx_rbcs_batch_row_transaction(ngx_rbcs_batch_t *b,
+    ngx_rbcs_batch_op_t *op, ngx_rbcs_ledger_op_t *j, u_char *p);
 static u_char *ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b,
     u_char *p);
+static u_char *ngx_rbcs_batch_row_resolution(ngx_rbcs_batch_t *b,
+    ngx_rbcs_batch_op_t *op, ngx_rbcs_ledger_op_t *j, u_char *p);
 static u_char *ngx_rbcs_batch_sql_holds(ngx_rbcs_batch_t *b, u_char *p);
+static u_char *ngx_rbcs_batch_row_hold(ngx_rbcs_batch_t *b,
+    ngx_rbcs_batch_op_t *op, ngx_rbcs_ledger_op_t *j, u_char *p);
+static u_char *ngx_rbcs_batch_row_id(ngx_rbcs_batch_t *b,
+    ngx_rbcs_batch_op_t *op, ngx_rbcs_ledger_op_t *j, u_char *p);
 static u_char *ngx_rbcs_batch_sql_all_found(u_char *p, ngx_uint_t n,
     ngx_uint_t compound);
-static u_char *ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b,
-    u_char *p);
-static u_char *ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b,
-    u_char *p);
+static u_char *ngx_rbcs_batch_row_entry(ngx_rbcs_batch_t *b,
+    ngx_rbcs_batch_op_t *op, ngx_rbcs_ledger_op_t *j, u_char *p);
+static u_char *ngx_rbcs_batch_row_audit(ngx_rbcs_batch_t *b,
+    ngx_rbcs_batch_op_t *op, ngx_rbcs_ledger_op_t *j, u_char *p);
 static u_char *ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b,
     u_char *p);
-static u_char *ngx_rbcs_batch_sql_held(ngx_rbcs_batch_t *b, u_char *p);
 static u_char *ngx_rbcs_batch_sql_excess(ngx_rbcs_batch_t *b, u_char *p,
     ngx_uint_t limits);
+static ngx_uint_t ngx_rbcs_batch_updates(ngx_rbcs_ledger_account_t *a,
+    ngx_uint_t col);
+static u_char *ngx_rbcs_batch_sql_when(ngx_rbcs_batch_t *b, u_char *p,
+    ngx_uint_t col);
+static u_char *ngx_rbcs_batch_sql_in(ngx_rbcs_batch_t *b, u_char *p,
+    ngx_uint_t col);
 static void ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_batch_committed(ngx_rbcs_batch_t *b);
 static ngx_int_t ngx_rbcs_batch_answer(ngx_rbcs_batch_t *b,
@@ -185,8 +229,8 @@ static void ngx_rbcs_batch_op_timer(ngx_event_t *ev);
 static int ngx_libc_cdecl ngx_rbcs_batch_cmp(const void *a, const void *b);
 static ngx_rbcs_ledger_account_t *ngx_rbcs_batch_account(ngx_rbcs_batch_t *b,
     ngx_str_t *number);
-static ngx_int_t ngx_rbcs_batch_record(ngx_rbcs_batch_t *b,
-    ngx_str_t *id);
+static ngx_int_t ngx_rbcs_batch_search(ngx_str_t *keys, ngx_uint_t n,
+    ngx_str_t *key);
 static ngx_rbcs_ledger_str_t ngx_rbcs_batch_lstr(ngx_str_t *s);
 static ngx_rbcs_ledger_str_t ngx_rbcs_batch_expiry(ngx_rbcs_batch_t *b,
     ngx_uint_t seconds);
@@ -197,8 +241,6 @@ static u_char *ngx_rbcs_batch_decimal(u_char *p, ngx_rbcs_int128_t v);
 static ngx_int_t ngx_rbcs_batch_text(ngx_pool_t *pool, ngx_str_t *s,
     u_char *p, size_t len);
 static u_char *ngx_rbcs_batch_quoted(u_char *p, ngx_str_t *s);
-static u_char *ngx_rbcs_batch_list(u_char *p, ngx_uint_t *n,
-    const char *head);
 
 
 static ngx_rbcs_batch_writer_t  *ngx_rbcs_batch_writer;
@@ -616,37 +658,38 @@ ngx_rbcs_batch_slots(ngx_rbcs_batch_t *b)
         }
     }
 
-    ngx_qsort(numbers, n, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
-    ngx_qsort(b->ids, k, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
+    b->numbers = numbers;
+    b->naccounts = ngx_rbcs_batch_sort(numbers, n);
+    b->nrecords = ngx_rbcs_batch_sort(b->ids, k);
 
-    b->naccounts = 0;
+    ngx_memzero(b->accounts,
+                b->naccounts * sizeof(ngx_rbcs_ledger_account_t));
+    ngx_memzero(b->records, b->nrecords * sizeof(ngx_rbcs_ledger_record_t));
 
-    for (i = 0; i < n; i++) {
-        if (i > 0 && ngx_rbcs_batch_cmp(&numbers[i], &numbers[i - 1]) == 0)
-        {
-            continue;
-        }
-
-        ngx_memzero(&b->accounts[b->naccounts],
-                    sizeof(ngx_rbcs_ledger_account_t));
-        b->accounts[b->naccounts++].number =
-                                          ngx_rbcs_batch_lstr(&numbers[i]);
-    }
-
-    b->nrecords = 0;
-
-    for (i = 0; i < k; i++) {
-        if (i > 0 && ngx_rbcs_batch_cmp(&b->ids[i], &b->ids[i - 1]) == 0) {
-            continue;
-        }
-
-        b->ids[b->nrecords] = b->ids[i];
-        ngx_memzero(&b->records[b->nrecords],
-                    sizeof(ngx_rbcs_ledger_record_t));
-        b->nrecords++;
+    for (i = 0; i < b->naccounts; i++) {
+        b->accounts[i].number = ngx_rbcs_batch_lstr(&numbers[i]);
     }
 
     return NGX_OK;
+}
+
+
+/* the n keys sorted, each once: how many there are */
+
+static ngx_uint_t
+ngx_rbcs_batch_sort(ngx_str_t *keys, ngx_uint_t n)
+{
+    ngx_uint_t  i, k;
+
+    ngx_qsort(keys, n, sizeof(ngx_str_t), ngx_rbcs_batch_cmp);
+
+    for (i = 0, k = 0; i < n; i++) {
+        if (k == 0 || ngx_rbcs_batch_cmp(&keys[i], &keys[k - 1]) != 0) {
+            keys[k++] = keys[i];
+        }
+    }
+
+    return k;
 }
 
 
@@ -662,7 +705,6 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
     u_char      *p;
     size_t       size;
     ngx_uint_t   i;
-    ngx_str_t    s;
 
     size = sizeof(NGX_RBCS_RT1_HEAD NGX_RBCS_RT1_LOCK NGX_RBCS_RT1_RECORDS
                   NGX_RBCS_RT1_RECORDS_LOCKED_END)
@@ -679,11 +721,7 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
     /* every value is a validated id: no quoting needed */
 
     for (i = 0; i < b->naccounts; i++) {
-        s = ngx_rbcs_batch_nstr(&b->accounts[i].number);
-        if (i) {
-            *p++ = ',';
-        }
-        p = ngx_rbcs_batch_quoted(p, &s);
+        p = ngx_sprintf(p, "%s'%V'", i ? "," : "", &b->numbers[i]);
     }
 
     p = ngx_cpymem(p, NGX_RBCS_RT1_LOCK, sizeof(NGX_RBCS_RT1_LOCK) - 1);
@@ -693,10 +731,7 @@ ngx_rbcs_batch_round1(ngx_rbcs_batch_t *b, ngx_str_t *sql)
                        sizeof(NGX_RBCS_RT1_RECORDS) - 1);
 
         for (i = 0; i < b->nrecords; i++) {
-            if (i) {
-                *p++ = ',';
-            }
-            p = ngx_rbcs_batch_quoted(p, &b->ids[i]);
+            p = ngx_sprintf(p, "%s'%V'", i ? "," : "", &b->ids[i]);
         }
 
         p = b->resolves
@@ -811,9 +846,7 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
             return NGX_ERROR;
         }
 
-        if (row[0].len == sizeof(NGX_RBCS_RT1_NOW) - 1
-            && ngx_strncmp(row[0].data, NGX_RBCS_RT1_NOW, row[0].len) == 0)
-        {
+        if (ngx_rbcs_batch_is(&row[0], NGX_RBCS_RT1_NOW)) {
             if (row[1].data == NULL || b->now.data != NULL) {
                 return NGX_ERROR;
             }
@@ -822,9 +855,7 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
             continue;
         }
 
-        if (row[0].len == sizeof(NGX_RBCS_RT1_ACCOUNT) - 1
-            && ngx_strncmp(row[0].data, NGX_RBCS_RT1_ACCOUNT, row[0].len) == 0)
-        {
+        if (ngx_rbcs_batch_is(&row[0], NGX_RBCS_RT1_ACCOUNT)) {
             if (ngx_rbcs_batch_read_account(b, row) != NGX_OK) {
                 return NGX_ERROR;
             }
@@ -916,9 +947,7 @@ ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b, ngx_str_t *row)
     ngx_str_set(&row[NGX_RBCS_ACC_RESULT], "found");
 
     a->exists = 1;
-    a->external = (row[NGX_RBCS_ACC_KIND].len == sizeof("EXTERNAL") - 1
-                   && ngx_strncmp(row[NGX_RBCS_ACC_KIND].data, "EXTERNAL",
-                                  row[NGX_RBCS_ACC_KIND].len) == 0);
+    a->external = ngx_rbcs_batch_is(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
     a->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_ACC_CURRENCY]);
     a->scale = (unsigned) scale;
     a->version = (uint64_t) ngx_atoof(row[NGX_RBCS_ACC_VERSION].data,
@@ -938,7 +967,7 @@ ngx_rbcs_batch_read_record(ngx_rbcs_batch_t *b, ngx_str_t *row)
     ngx_int_t                  ix;
     ngx_rbcs_ledger_record_t  *rec;
 
-    ix = ngx_rbcs_batch_record(b, &row[NGX_RBCS_TX_ID]);
+    ix = ngx_rbcs_batch_search(b->ids, b->nrecords, &row[NGX_RBCS_TX_ID]);
     if (ix == NGX_ERROR || row[NGX_RBCS_TX_FINGERPRINT].data == NULL) {
         return NGX_ERROR;
     }
@@ -991,13 +1020,10 @@ ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
         return NGX_ERROR;
     }
 
-#define ngx_rbcs_is(s, lit)                                                  \
-    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
-
-    if (ngx_rbcs_is(st, "PENDING")) {
+    if (ngx_rbcs_batch_is(st, "PENDING")) {
         rec->hold_state = NGX_RBCS_LEDGER_PENDING;
 
-    } else if (ngx_rbcs_is(st, "COMPLETED")) {
+    } else if (ngx_rbcs_batch_is(st, "COMPLETED")) {
         rec->hold_state = NGX_RBCS_LEDGER_CAPTURED;
 
         if (ngx_rbcs_batch_value(&row[NGX_RBCS_TX_CAPTURED], &rec->captured)
@@ -1006,18 +1032,16 @@ ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
             return NGX_ERROR;
         }
 
-    } else if (ngx_rbcs_is(st, "VOIDED")) {
+    } else if (ngx_rbcs_batch_is(st, "VOIDED")) {
         rec->hold_state = NGX_RBCS_LEDGER_VOIDED;
 
-    } else if (ngx_rbcs_is(st, "EXPIRED")) {
+    } else if (ngx_rbcs_batch_is(st, "EXPIRED")) {
         rec->hold_state = NGX_RBCS_LEDGER_EXPIRED;
 
     } else {
         /* a hold request that was refused */
         return NGX_OK;
     }
-
-#undef ngx_rbcs_is
 
     rec->expires = ngx_rbcs_batch_lstr(&row[NGX_RBCS_TX_EXPIRES]);
 
@@ -1079,7 +1103,8 @@ ngx_rbcs_batch_judge(ngx_rbcs_batch_t *b)
             continue;
         }
 
-        j->record = &b->records[ngx_rbcs_batch_record(b, &op->id)];
+        j->record = &b->records[ngx_rbcs_batch_search(b->ids, b->nrecords,
+                                                      &op->id)];
         j->now = ngx_rbcs_batch_lstr(&b->now);
 
         if (op->kind != NGX_RBCS_LEDGER_VOID
@@ -1142,12 +1167,20 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
     p = sql->data;
 
     if (compound) {
-        p = ngx_cpymem(p, "BEGIN NOT ATOMIC ",
-                       sizeof("BEGIN NOT ATOMIC ") - 1);
+        p = ngx_rbcs_batch_cpylit(p, "BEGIN NOT ATOMIC ");
     }
 
     p = ngx_rbcs_batch_sql_accounts(b, p);
-    p = ngx_rbcs_batch_sql_transactions(b, p);
+    p = ngx_rbcs_batch_rows(b, p, NGX_RBCS_BATCH_TRANSFERS,
+                            "INSERT INTO transactions (transaction_id,"
+                            " source_account, destination_account, amount,"
+                            " amount_text, fingerprint, currency,"
+                            " request_currency, scale, status, http_status,"
+                            " code, detail, client_ts, source_balance,"
+                            " destination_balance, source_version,"
+                            " destination_version, hold, expires_at,"
+                            " source_available, created_at) VALUES ", ",",
+                            ngx_rbcs_batch_row_transaction, ";");
     for (i = 0, resolved = 0; i < b->nops; i++) {
         resolved += ngx_rbcs_batch_resolved(&b->judged[i]);
     }
@@ -1156,8 +1189,15 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
     p = ngx_rbcs_batch_sql_all_found(p, resolved, compound);
     p = ngx_rbcs_batch_sql_holds(b, p);
     p = ngx_rbcs_batch_sql_all_found(p, resolved, compound);
-    p = ngx_rbcs_batch_sql_entries(b, p);
-    p = ngx_rbcs_batch_sql_audit(b, p);
+    p = ngx_rbcs_batch_rows(b, p, NGX_RBCS_BATCH_ENTRIES,
+                            "INSERT INTO entries (account_number, version,"
+                            " type, transaction_id, counterparty, amount,"
+                            " balance_after, created_at) VALUES ", ",",
+                            ngx_rbcs_batch_row_entry, ";");
+    p = ngx_rbcs_batch_rows(b, p, NGX_RBCS_BATCH_RECORDED,
+                            "INSERT INTO audit_log (at, actor, action,"
+                            " subject, outcome, http_status, detail)"
+                            " VALUES ", ",", ngx_rbcs_batch_row_audit, ";");
     p = ngx_rbcs_batch_sql_update(b, p);
 
     /*
@@ -1166,8 +1206,8 @@ ngx_rbcs_batch_round2(ngx_rbcs_batch_t *b, ngx_str_t *sql, ngx_uint_t compound)
      */
 
     p = ngx_rbcs_generation_sql(p, &b->gen_mark);
-    p = compound ? ngx_cpymem(p, "COMMIT;END", sizeof("COMMIT;END") - 1)
-                 : ngx_cpymem(p, "COMMIT", sizeof("COMMIT") - 1);
+    p = compound ? ngx_rbcs_batch_cpylit(p, "COMMIT;END")
+                 : ngx_rbcs_batch_cpylit(p, "COMMIT");
 
     sql->len = p - sql->data;
 
@@ -1198,10 +1238,16 @@ ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b, u_char *p)
             continue;
         }
 
-        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO accounts (account_number,"
-                       " currency, scale, kind, balance, initial_balance,"
-                       " overdraft_limit, opening_limit, held_balance,"
-                       " version, created_at, updated_at) VALUES ");
+        if (n++) {
+            *p++ = ',';
+
+        } else {
+            p = ngx_rbcs_batch_cpylit(p, "INSERT INTO accounts"
+                       " (account_number, currency, scale, kind, balance,"
+                       " initial_balance, overdraft_limit, opening_limit,"
+                       " held_balance, version, created_at, updated_at)"
+                       " VALUES ");
+        }
 
         p = ngx_sprintf(p, "('%*s','%*s',%ui,'%s',", a->number.len,
                         a->number.data, a->currency.len, a->currency.data,
@@ -1227,115 +1273,147 @@ ngx_rbcs_batch_sql_accounts(ngx_rbcs_batch_t *b, u_char *p)
 }
 
 
-/* the recorded outcomes of transfers */
+/*
+ * One multi-row statement: head, the rows of the judged operations it
+ * writes with sep between them, and tail; nothing where it writes none.
+ */
 
 static u_char *
-ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
+ngx_rbcs_batch_rows(ngx_rbcs_batch_t *b, u_char *p, ngx_uint_t which,
+    const char *head, const char *sep, ngx_rbcs_batch_row_pt row,
+    const char *tail)
 {
-    ngx_str_t              s;
-    ngx_uint_t             i, n;
-    ngx_rbcs_batch_op_t   *op;
-    ngx_rbcs_ledger_op_t  *j;
+    ngx_uint_t  i, n;
 
     n = 0;
 
     for (i = 0; i < b->nops; i++) {
-        j = &b->judged[i];
-        op = b->ops[i];
-
-        if (j->kind != NGX_RBCS_LEDGER_TRANSFER
-            || (j->outcome != NGX_RBCS_LEDGER_APPLIED
-                && j->outcome != NGX_RBCS_LEDGER_REJECTED))
-        {
+        if (!ngx_rbcs_batch_writes(&b->judged[i], which)) {
             continue;
         }
 
-        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO transactions "
-                       "(transaction_id, source_account, destination_account,"
-                       " amount, amount_text, fingerprint, currency,"
-                       " request_currency, scale, status, http_status, code,"
-                       " detail, client_ts, source_balance,"
-                       " destination_balance, source_version,"
-                       " destination_version, hold, expires_at,"
-                       " source_available, created_at) VALUES ");
-
-        p = ngx_sprintf(p, "('%V','%V','%V',", &op->id, &op->source,
-                        &op->destination);
-
-        if (j->has_amount) {
-            p = ngx_rbcs_batch_decimal(p, j->value);
-        } else {
-            p = ngx_cpymem(p, "NULL", 4);
-        }
-
-        p = ngx_sprintf(p, ",'%V','%V|%V|%V',", &op->amount, &op->source,
-                        &op->destination, &op->amount_key);
-
-        s = ngx_rbcs_batch_nstr(&j->record_currency);
-        p = ngx_rbcs_batch_quoted(p, &s);
-        *p++ = ',';
-
-        if (op->currency) {
-            p = ngx_rbcs_batch_quoted(p, &op->currency->code);
-        } else {
-            p = ngx_cpymem(p, "NULL", 4);
-        }
-
-        if (j->has_scale) {
-            p = ngx_sprintf(p, ",%ui,", (ngx_uint_t) j->scale);
-        } else {
-            p = ngx_cpymem(p, ",NULL,", 6);
-        }
-
-        if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
-            p = ngx_sprintf(p, "'%s',201,NULL,NULL,",
-                            j->hold ? "PENDING" : "COMPLETED");
-        } else {
-            p = ngx_sprintf(p, "'REJECTED',%ui,'%s','%s',",
-                            (ngx_uint_t) j->status, j->code, j->detail);
-        }
-
-        if (op->has_ts) {
-            p = ngx_sprintf(p, "%L,", op->client_ts);
-        } else {
-            p = ngx_cpymem(p, "NULL,", 5);
-        }
-
-        if (j->outcome == NGX_RBCS_LEDGER_APPLIED && j->hold) {
-            p = ngx_rbcs_batch_decimal(p, j->source_balance);
-            p = ngx_sprintf(p, ",NULL,%uL,NULL,", j->source_version);
-
-        } else if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
-            p = ngx_rbcs_batch_decimal(p, j->source_balance);
-            *p++ = ',';
-            p = ngx_rbcs_batch_decimal(p, j->destination_balance);
-            p = ngx_sprintf(p, ",%uL,%uL,", j->source_version,
-                            j->destination_version);
-        } else {
-            p = ngx_cpymem(p, "NULL,NULL,NULL,NULL,", 20);
-        }
-
-        p = ngx_sprintf(p, "%d,", j->hold ? 1 : 0);
-
-        if (j->outcome == NGX_RBCS_LEDGER_APPLIED && j->hold) {
-            s = ngx_rbcs_batch_nstr(&j->expires);
-            p = ngx_rbcs_batch_quoted(p, &s);
-            *p++ = ',';
-            p = ngx_rbcs_batch_decimal(p, j->source_available);
-            *p++ = ',';
-
-        } else {
-            p = ngx_cpymem(p, "NULL,NULL,", 10);
-        }
-
-        p = ngx_sprintf(p, "'%V')", &b->now);
+        p = n++ ? ngx_cpymem(p, sep, ngx_strlen(sep))
+                : ngx_cpymem(p, head, ngx_strlen(head));
+        p = row(b, b->ops[i], &b->judged[i], p);
     }
 
-    if (n) {
-        *p++ = ';';
+    if (n && tail) {
+        p = ngx_cpymem(p, tail, ngx_strlen(tail));
     }
 
     return p;
+}
+
+
+static ngx_uint_t
+ngx_rbcs_batch_writes(ngx_rbcs_ledger_op_t *j, ngx_uint_t which)
+{
+    switch (which) {
+
+    case NGX_RBCS_BATCH_TRANSFERS:
+        if (j->kind != NGX_RBCS_LEDGER_TRANSFER) {
+            return 0;
+        }
+
+        /* fall through */
+
+    case NGX_RBCS_BATCH_RECORDED:
+        return j->outcome == NGX_RBCS_LEDGER_APPLIED
+               || j->outcome == NGX_RBCS_LEDGER_REJECTED;
+
+    case NGX_RBCS_BATCH_HOLDS:
+        return j->hold && j->outcome == NGX_RBCS_LEDGER_APPLIED;
+
+    case NGX_RBCS_BATCH_RESOLVED:
+        return ngx_rbcs_batch_resolved(j);
+
+    default: /* NGX_RBCS_BATCH_ENTRIES */
+        return j->outcome == NGX_RBCS_LEDGER_APPLIED && !j->hold
+               && j->kind != NGX_RBCS_LEDGER_LIMIT
+               && j->kind != NGX_RBCS_LEDGER_VOID
+               && j->kind != NGX_RBCS_LEDGER_EXPIRE;
+    }
+}
+
+
+/* the recorded outcome of a transfer */
+
+static u_char *
+ngx_rbcs_batch_row_transaction(ngx_rbcs_batch_t *b, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_ledger_op_t *j, u_char *p)
+{
+    ngx_str_t  s;
+
+    p = ngx_sprintf(p, "('%V','%V','%V',", &op->id, &op->source,
+                    &op->destination);
+
+    if (j->has_amount) {
+        p = ngx_rbcs_batch_decimal(p, j->value);
+    } else {
+        p = ngx_cpymem(p, "NULL", 4);
+    }
+
+    p = ngx_sprintf(p, ",'%V','%V|%V|%V',", &op->amount, &op->source,
+                    &op->destination, &op->amount_key);
+
+    s = ngx_rbcs_batch_nstr(&j->record_currency);
+    p = ngx_rbcs_batch_quoted(p, &s);
+    *p++ = ',';
+
+    if (op->currency) {
+        p = ngx_rbcs_batch_quoted(p, &op->currency->code);
+    } else {
+        p = ngx_cpymem(p, "NULL", 4);
+    }
+
+    if (j->has_scale) {
+        p = ngx_sprintf(p, ",%ui,", (ngx_uint_t) j->scale);
+    } else {
+        p = ngx_cpymem(p, ",NULL,", 6);
+    }
+
+    if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+        p = ngx_sprintf(p, "'%s',201,NULL,NULL,",
+                        j->hold ? "PENDING" : "COMPLETED");
+    } else {
+        p = ngx_sprintf(p, "'REJECTED',%ui,'%s','%s',",
+                        (ngx_uint_t) j->status, j->code, j->detail);
+    }
+
+    if (op->has_ts) {
+        p = ngx_sprintf(p, "%L,", op->client_ts);
+    } else {
+        p = ngx_cpymem(p, "NULL,", 5);
+    }
+
+    if (j->outcome == NGX_RBCS_LEDGER_APPLIED && j->hold) {
+        p = ngx_rbcs_batch_decimal(p, j->source_balance);
+        p = ngx_sprintf(p, ",NULL,%uL,NULL,", j->source_version);
+
+    } else if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+        p = ngx_rbcs_batch_decimal(p, j->source_balance);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, j->destination_balance);
+        p = ngx_sprintf(p, ",%uL,%uL,", j->source_version,
+                        j->destination_version);
+    } else {
+        p = ngx_cpymem(p, "NULL,NULL,NULL,NULL,", 20);
+    }
+
+    p = ngx_sprintf(p, "%d,", j->hold ? 1 : 0);
+
+    if (j->outcome == NGX_RBCS_LEDGER_APPLIED && j->hold) {
+        s = ngx_rbcs_batch_nstr(&j->expires);
+        p = ngx_rbcs_batch_quoted(p, &s);
+        *p++ = ',';
+        p = ngx_rbcs_batch_decimal(p, j->source_available);
+        *p++ = ',';
+
+    } else {
+        p = ngx_cpymem(p, "NULL,NULL,", 10);
+    }
+
+    return ngx_sprintf(p, "'%V')", &b->now);
 }
 
 
@@ -1347,54 +1425,17 @@ ngx_rbcs_batch_sql_transactions(ngx_rbcs_batch_t *b, u_char *p)
 static u_char *
 ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b, u_char *p)
 {
-    ngx_uint_t             i, n;
-    ngx_rbcs_batch_op_t   *op;
-    ngx_rbcs_ledger_op_t  *j;
+    u_char  *last;
 
-    n = 0;
+    last = ngx_rbcs_batch_rows(b, p, NGX_RBCS_BATCH_RESOLVED,
+                               "UPDATE transactions t JOIN (", " UNION ALL ",
+                               ngx_rbcs_batch_row_resolution, NULL);
 
-    for (i = 0; i < b->nops; i++) {
-        j = &b->judged[i];
-        op = b->ops[i];
-
-        if (!ngx_rbcs_batch_resolved(j)) {
-            continue;
-        }
-
-        if (n++ == 0) {
-            p = ngx_cpymem(p, "UPDATE transactions t JOIN (",
-                           sizeof("UPDATE transactions t JOIN (") - 1);
-        } else {
-            p = ngx_cpymem(p, " UNION ALL ", sizeof(" UNION ALL ") - 1);
-        }
-
-        p = ngx_sprintf(p, "SELECT '%V' AS id,'%s' AS st,", &op->id,
-                        j->kind == NGX_RBCS_LEDGER_CAPTURE ? "COMPLETED"
-                        : j->kind == NGX_RBCS_LEDGER_VOID ? "VOIDED"
-                        : "EXPIRED");
-
-        if (j->kind == NGX_RBCS_LEDGER_CAPTURE) {
-            p = ngx_rbcs_batch_decimal(p, j->value);
-            p = ngx_cpymem(p, " AS cap,", 8);
-            p = ngx_rbcs_batch_decimal(p, j->destination_balance);
-            p = ngx_sprintf(p, " AS db,%uL AS dv,", j->destination_version);
-
-        } else {
-            p = ngx_cpymem(p, "NULL AS cap,NULL AS db,NULL AS dv,",
-                           sizeof("NULL AS cap,NULL AS db,NULL AS dv,") - 1);
-        }
-
-        p = ngx_rbcs_batch_decimal(p, j->source_balance);
-        p = ngx_sprintf(p, " AS sb,%uL AS sv,", j->source_version);
-        p = ngx_rbcs_batch_decimal(p, j->source_available);
-        p = ngx_cpymem(p, " AS sa", 6);
-    }
-
-    if (n == 0) {
+    if (last == p) {
         return p;
     }
 
-    return ngx_sprintf(p, ") v ON t.transaction_id = v.id SET"
+    return ngx_sprintf(last, ") v ON t.transaction_id = v.id SET"
                        " t.status = v.st, t.captured_amount = v.cap,"
                        " t.destination_balance = v.db,"
                        " t.destination_version = v.dv,"
@@ -1403,6 +1444,34 @@ ngx_rbcs_batch_sql_resolutions(ngx_rbcs_batch_t *b, u_char *p)
                        " t.resolved_source_available = v.sa,"
                        " t.resolved_at = '%V'"
                        " WHERE t.status = 'PENDING';", &b->now);
+}
+
+
+/* a resolution, as a row of that derived table */
+
+static u_char *
+ngx_rbcs_batch_row_resolution(ngx_rbcs_batch_t *b, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_ledger_op_t *j, u_char *p)
+{
+    p = ngx_sprintf(p, "SELECT '%V' AS id,'%s' AS st,", &op->id,
+                    j->kind == NGX_RBCS_LEDGER_CAPTURE ? "COMPLETED"
+                    : j->kind == NGX_RBCS_LEDGER_VOID ? "VOIDED"
+                    : "EXPIRED");
+
+    if (j->kind == NGX_RBCS_LEDGER_CAPTURE) {
+        p = ngx_rbcs_batch_decimal(p, j->value);
+        p = ngx_cpymem(p, " AS cap,", 8);
+        p = ngx_rbcs_batch_decimal(p, j->destination_balance);
+        p = ngx_sprintf(p, " AS db,%uL AS dv,", j->destination_version);
+
+    } else {
+        p = ngx_rbcs_batch_cpylit(p, "NULL AS cap,NULL AS db,NULL AS dv,");
+    }
+
+    p = ngx_rbcs_batch_decimal(p, j->source_balance);
+    p = ngx_sprintf(p, " AS sb,%uL AS sv,", j->source_version);
+    p = ngx_rbcs_batch_decimal(p, j->source_available);
+        return ngx_cpymem(p, " AS sa", 6);
 }
 
 
@@ -1432,204 +1501,132 @@ ngx_rbcs_batch_sql_all_found(u_char *p, ngx_uint_t n, ngx_uint_t compound)
 static u_char *
 ngx_rbcs_batch_sql_holds(ngx_rbcs_batch_t *b, u_char *p)
 {
-    ngx_str_t              s;
-    ngx_uint_t             i, n;
-    ngx_rbcs_batch_op_t   *op;
-    ngx_rbcs_ledger_op_t  *j;
+    p = ngx_rbcs_batch_rows(b, p, NGX_RBCS_BATCH_HOLDS,
+                            "INSERT INTO holds (transaction_id,"
+                            " source_account, destination_account, amount,"
+                            " scale, expires_at, created_at) VALUES ", ",",
+                            ngx_rbcs_batch_row_hold, ";");
 
-    n = 0;
+    return ngx_rbcs_batch_rows(b, p, NGX_RBCS_BATCH_RESOLVED,
+                               "DELETE FROM holds WHERE transaction_id IN (",
+                               ",", ngx_rbcs_batch_row_id, ");");
+}
 
-    for (i = 0; i < b->nops; i++) {
-        j = &b->judged[i];
-        op = b->ops[i];
 
-        if (!j->hold || j->outcome != NGX_RBCS_LEDGER_APPLIED) {
-            continue;
-        }
+static u_char *
+ngx_rbcs_batch_row_hold(ngx_rbcs_batch_t *b, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_ledger_op_t *j, u_char *p)
+{
+    ngx_str_t  s;
 
-        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO holds (transaction_id,"
-                       " source_account, destination_account, amount, scale,"
-                       " expires_at, created_at) VALUES ");
+    p = ngx_sprintf(p, "('%V','%V','%V',", &op->id, &op->source,
+                    &op->destination);
+    p = ngx_rbcs_batch_decimal(p, j->value);
+    p = ngx_sprintf(p, ",%ui,", (ngx_uint_t) j->scale);
+    s = ngx_rbcs_batch_nstr(&j->expires);
+    p = ngx_rbcs_batch_quoted(p, &s);
 
-        p = ngx_sprintf(p, "('%V','%V','%V',", &op->id, &op->source,
-                        &op->destination);
-        p = ngx_rbcs_batch_decimal(p, j->value);
-        p = ngx_sprintf(p, ",%ui,", (ngx_uint_t) j->scale);
-        s = ngx_rbcs_batch_nstr(&j->expires);
-        p = ngx_rbcs_batch_quoted(p, &s);
-        p = ngx_sprintf(p, ",'%V')", &b->now);
-    }
+    return ngx_sprintf(p, ",'%V')", &b->now);
+}
 
-    if (n) {
-        *p++ = ';';
-    }
 
-    n = 0;
-
-    for (i = 0; i < b->nops; i++) {
-        j = &b->judged[i];
-        op = b->ops[i];
-
-        if (!ngx_rbcs_batch_resolved(j)) {
-            continue;
-        }
-
-        p = ngx_rbcs_batch_list(p, &n, "DELETE FROM holds WHERE"
-                                " transaction_id IN (");
-        p = ngx_sprintf(p, "'%V'", &op->id);
-    }
-
-    if (n) {
-        p = ngx_cpymem(p, ");", 2);
-    }
-
-    return p;
+static u_char *
+ngx_rbcs_batch_row_id(ngx_rbcs_batch_t *b, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_ledger_op_t *j, u_char *p)
+{
+    return ngx_sprintf(p, "'%V'", &op->id);
 }
 
 
 /* the history: an opening's entry, two per applied transfer or capture */
 
 static u_char *
-ngx_rbcs_batch_sql_entries(ngx_rbcs_batch_t *b, u_char *p)
+ngx_rbcs_batch_row_entry(ngx_rbcs_batch_t *b, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_ledger_op_t *j, u_char *p)
 {
-    ngx_uint_t             i, n;
-    ngx_rbcs_batch_op_t   *op;
-    ngx_rbcs_ledger_op_t  *j;
-
-    n = 0;
-
-    for (i = 0; i < b->nops; i++) {
-        j = &b->judged[i];
-        op = b->ops[i];
-
-        if (j->outcome != NGX_RBCS_LEDGER_APPLIED
-            || j->kind == NGX_RBCS_LEDGER_LIMIT
-            || j->kind == NGX_RBCS_LEDGER_VOID
-            || j->kind == NGX_RBCS_LEDGER_EXPIRE
-            || j->hold)
-        {
-            continue;
-        }
-
-        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO entries (account_number,"
-                       " version, type, transaction_id, counterparty, amount,"
-                       " balance_after, created_at) VALUES ");
-
-        if (j->kind == NGX_RBCS_LEDGER_OPEN) {
-            p = ngx_sprintf(p, "('%V',1,'OPENING',NULL,NULL,", &op->source);
-            p = ngx_rbcs_batch_decimal(p, j->initial);
-            *p++ = ',';
-            p = ngx_rbcs_batch_decimal(p, j->initial);
-            p = ngx_sprintf(p, ",'%V')", &b->now);
-            continue;
-        }
-
-        p = ngx_sprintf(p, "('%V',%uL,'TRANSFER','%V','%V',", &op->source,
-                        j->source_version, &op->id, &op->destination);
-        p = ngx_rbcs_batch_decimal(p, -j->value);
+    if (j->kind == NGX_RBCS_LEDGER_OPEN) {
+        p = ngx_sprintf(p, "('%V',1,'OPENING',NULL,NULL,", &op->source);
+        p = ngx_rbcs_batch_decimal(p, j->initial);
         *p++ = ',';
-        p = ngx_rbcs_batch_decimal(p, j->source_balance);
-        p = ngx_sprintf(p, ",'%V'),('%V',%uL,'TRANSFER','%V','%V',", &b->now,
-                        &op->destination, j->destination_version, &op->id,
-                        &op->source);
-        p = ngx_rbcs_batch_decimal(p, j->value);
-        *p++ = ',';
-        p = ngx_rbcs_batch_decimal(p, j->destination_balance);
-        p = ngx_sprintf(p, ",'%V')", &b->now);
+        p = ngx_rbcs_batch_decimal(p, j->initial);
+        return ngx_sprintf(p, ",'%V')", &b->now);
     }
 
-    if (n) {
-        *p++ = ';';
-    }
+    p = ngx_sprintf(p, "('%V',%uL,'TRANSFER','%V','%V',", &op->source,
+                    j->source_version, &op->id, &op->destination);
+    p = ngx_rbcs_batch_decimal(p, -j->value);
+    *p++ = ',';
+    p = ngx_rbcs_batch_decimal(p, j->source_balance);
+    p = ngx_sprintf(p, ",'%V'),('%V',%uL,'TRANSFER','%V','%V',", &b->now,
+                    &op->destination, j->destination_version, &op->id,
+                    &op->source);
+    p = ngx_rbcs_batch_decimal(p, j->value);
+    *p++ = ',';
+    p = ngx_rbcs_batch_decimal(p, j->destination_balance);
 
-    return p;
+    return ngx_sprintf(p, ",'%V')", &b->now);
 }
 
 
 /* who changed what: every recorded state change */
 
 static u_char *
-ngx_rbcs_batch_sql_audit(ngx_rbcs_batch_t *b, u_char *p)
+ngx_rbcs_batch_row_audit(ngx_rbcs_batch_t *b, ngx_rbcs_batch_op_t *op,
+    ngx_rbcs_ledger_op_t *j, u_char *p)
 {
-    ngx_str_t              s;
-    ngx_uint_t             i, n;
-    ngx_rbcs_batch_op_t   *op;
-    ngx_rbcs_ledger_op_t  *j;
+    ngx_str_t  s;
 
-    n = 0;
+    p = ngx_sprintf(p, "('%V',", &b->now);
 
-    for (i = 0; i < b->nops; i++) {
-        j = &b->judged[i];
-        op = b->ops[i];
-
-        if (j->outcome != NGX_RBCS_LEDGER_APPLIED
-            && j->outcome != NGX_RBCS_LEDGER_REJECTED)
-        {
-            continue;
-        }
-
-        p = ngx_rbcs_batch_list(p, &n, "INSERT INTO audit_log (at, actor,"
-                       " action, subject, outcome, http_status, detail)"
-                       " VALUES ");
-
-        p = ngx_sprintf(p, "('%V',", &b->now);
-
-        if (op->actor.len) {
-            p = ngx_sprintf(p, "'%V',", &op->actor);
-        } else {
-            p = ngx_cpymem(p, "NULL,", 5);
-        }
-
-        if (j->kind == NGX_RBCS_LEDGER_OPEN) {
-            p = ngx_sprintf(p, "'account.open','%V','created',201,'%V "
-                            "initial balance ", &op->source,
-                            &op->currency->code);
-            p = ngx_rbcs_batch_decimal(p, j->initial);
-            p = ngx_sprintf(p, "%s')", j->external ? " EXTERNAL" : "");
-            continue;
-        }
-
-        if (j->kind == NGX_RBCS_LEDGER_LIMIT) {
-            p = ngx_sprintf(p, "'account.limit','%V','changed',200,"
-                            "'overdraft limit ", &op->source);
-            p = ngx_rbcs_batch_decimal(p, j->value);
-            p = ngx_cpymem(p, "')", 2);
-            continue;
-        }
-
-        if (j->kind >= NGX_RBCS_LEDGER_CAPTURE) {
-            p = ngx_sprintf(p, "'%s','%V','%s',200,'",
-                            j->kind == NGX_RBCS_LEDGER_CAPTURE
-                            ? "hold.capture"
-                            : j->kind == NGX_RBCS_LEDGER_VOID
-                              ? "hold.void" : "hold.expire",
-                            &op->id,
-                            j->kind == NGX_RBCS_LEDGER_CAPTURE
-                            ? "captured"
-                            : j->kind == NGX_RBCS_LEDGER_VOID
-                              ? "voided" : "expired");
-            if (j->kind == NGX_RBCS_LEDGER_CAPTURE) {
-                p = ngx_rbcs_batch_decimal(p, j->value);
-                p = ngx_cpymem(p, " of ", 4);
-            }
-            p = ngx_rbcs_batch_decimal(p, j->released);
-            p = ngx_cpymem(p, " held')", 7);
-
-        } else if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
-            s = ngx_rbcs_batch_nstr(&j->record_currency);
-            p = ngx_sprintf(p, "'%s','%V','%s',201,'%V %V from "
-                            "%V to %V')", j->hold ? "hold" : "transfer",
-                            &op->id, j->hold ? "held" : "completed",
-                            &op->amount, &s, &op->source, &op->destination);
-        } else {
-            p = ngx_sprintf(p, "'%s','%V','%s',%ui,'%s')",
-                            j->hold ? "hold" : "transfer", &op->id,
-                            j->code, (ngx_uint_t) j->status, j->detail);
-        }
+    if (op->actor.len) {
+        p = ngx_sprintf(p, "'%V',", &op->actor);
+    } else {
+        p = ngx_cpymem(p, "NULL,", 5);
     }
 
-    if (n) {
-        *p++ = ';';
+    if (j->kind == NGX_RBCS_LEDGER_OPEN) {
+        p = ngx_sprintf(p, "'account.open','%V','created',201,'%V "
+                        "initial balance ", &op->source,
+                        &op->currency->code);
+        p = ngx_rbcs_batch_decimal(p, j->initial);
+        return ngx_sprintf(p, "%s')", j->external ? " EXTERNAL" : "");
+    }
+
+    if (j->kind == NGX_RBCS_LEDGER_LIMIT) {
+        p = ngx_sprintf(p, "'account.limit','%V','changed',200,"
+                        "'overdraft limit ", &op->source);
+        p = ngx_rbcs_batch_decimal(p, j->value);
+        return ngx_cpymem(p, "')", 2);
+    }
+
+    if (j->kind >= NGX_RBCS_LEDGER_CAPTURE) {
+        p = ngx_sprintf(p, "'%s','%V','%s',200,'",
+                        j->kind == NGX_RBCS_LEDGER_CAPTURE
+                        ? "hold.capture"
+                        : j->kind == NGX_RBCS_LEDGER_VOID
+                          ? "hold.void" : "hold.expire",
+                        &op->id,
+                        j->kind == NGX_RBCS_LEDGER_CAPTURE
+                        ? "captured"
+                        : j->kind == NGX_RBCS_LEDGER_VOID
+                          ? "voided" : "expired");
+        if (j->kind == NGX_RBCS_LEDGER_CAPTURE) {
+            p = ngx_rbcs_batch_decimal(p, j->value);
+            p = ngx_cpymem(p, " of ", 4);
+        }
+        p = ngx_rbcs_batch_decimal(p, j->released);
+        p = ngx_cpymem(p, " held')", 7);
+
+    } else if (j->outcome == NGX_RBCS_LEDGER_APPLIED) {
+        s = ngx_rbcs_batch_nstr(&j->record_currency);
+        p = ngx_sprintf(p, "'%s','%V','%s',201,'%V %V from "
+                        "%V to %V')", j->hold ? "hold" : "transfer",
+                        &op->id, j->hold ? "held" : "completed",
+                        &op->amount, &s, &op->source, &op->destination);
+    } else {
+        p = ngx_sprintf(p, "'%s','%V','%s',%ui,'%s')",
+                        j->hold ? "hold" : "transfer", &op->id,
+                        j->code, (ngx_uint_t) j->status, j->detail);
     }
 
     return p;
@@ -1658,101 +1655,43 @@ ngx_rbcs_batch_sql_update(ngx_rbcs_batch_t *b, u_char *p)
     for (i = 0; i < b->naccounts; i++) {
         a = &b->accounts[i];
 
-        if (a->created || a->changes == 0) {
-            continue;
+        if (ngx_rbcs_batch_updates(a, NGX_RBCS_BATCH_BALANCE)) {
+            n++;
+            limits += a->limit_set;
+            helds += (a->held_delta != 0);
         }
-
-        if (n++ == 0) {
-            p = ngx_cpymem(p, "UPDATE accounts SET balance = balance + CASE"
-                           " account_number",
-                           sizeof("UPDATE accounts SET balance = balance +"
-                                  " CASE account_number") - 1);
-        }
-
-        p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
-                        a->number.data);
-        p = ngx_rbcs_batch_decimal(p, a->delta);
-
-        limits += a->limit_set;
-        helds += (a->held_delta != 0);
     }
 
     if (n == 0) {
         return p;
     }
 
-    p = ngx_cpymem(p, " END", 4);
+    p = ngx_rbcs_batch_cpylit(p, "UPDATE accounts SET balance = balance +"
+                              " CASE account_number");
+    p = ngx_rbcs_batch_sql_when(b, p, NGX_RBCS_BATCH_BALANCE);
+    p = ngx_rbcs_batch_cpylit(p, " END");
 
     /* before the excess below, which is computed from it */
 
     if (helds) {
-        p = ngx_rbcs_batch_sql_held(b, p);
+        p = ngx_rbcs_batch_cpylit(p, ", held_balance = held_balance + CASE"
+                                  " account_number");
+        p = ngx_rbcs_batch_sql_when(b, p, NGX_RBCS_BATCH_HELD);
+        p = ngx_rbcs_batch_cpylit(p, " ELSE 0 END");
     }
 
-    p = ngx_cpymem(p, ", version = version + CASE account_number",
-                   sizeof(", version = version + CASE account_number") - 1);
-
-    for (i = 0; i < b->naccounts; i++) {
-        a = &b->accounts[i];
-
-        if (a->created || a->changes == 0) {
-            continue;
-        }
-
-        p = ngx_sprintf(p, " WHEN '%*s' THEN %uL", a->number.len,
-                        a->number.data, a->changes);
-    }
-
-    p = ngx_cpymem(p, " END", 4);
+    p = ngx_rbcs_batch_cpylit(p, ", version = version + CASE"
+                              " account_number");
+    p = ngx_rbcs_batch_sql_when(b, p, NGX_RBCS_BATCH_VERSION);
+    p = ngx_rbcs_batch_cpylit(p, " END");
 
     p = ngx_rbcs_batch_sql_excess(b, p, limits);
 
     p = ngx_sprintf(p, ", updated_at = '%V' WHERE account_number IN (",
                     &b->now);
-
-    n = 0;
-
-    for (i = 0; i < b->naccounts; i++) {
-        a = &b->accounts[i];
-
-        if (a->created || a->changes == 0) {
-            continue;
-        }
-
-        p = ngx_sprintf(p, "%s'%*s'", n++ ? "," : "", a->number.len,
-                        a->number.data);
-    }
+    p = ngx_rbcs_batch_sql_in(b, p, NGX_RBCS_BATCH_BALANCE);
 
     return ngx_cpymem(p, ");", 2);
-}
-
-
-/* the update's change of held_balance, of the accounts whose holds moved */
-
-static u_char *
-ngx_rbcs_batch_sql_held(ngx_rbcs_batch_t *b, u_char *p)
-{
-    ngx_uint_t                  i;
-    ngx_rbcs_ledger_account_t  *a;
-
-    p = ngx_cpymem(p, ", held_balance = held_balance + CASE"
-                   " account_number",
-                   sizeof(", held_balance = held_balance + CASE"
-                          " account_number") - 1);
-
-    for (i = 0; i < b->naccounts; i++) {
-        a = &b->accounts[i];
-
-        if (a->created || a->held_delta == 0) {
-            continue;
-        }
-
-        p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
-                        a->number.data);
-        p = ngx_rbcs_batch_decimal(p, a->held_delta);
-    }
-
-    return ngx_cpymem(p, " ELSE 0 END", sizeof(" ELSE 0 END") - 1);
 }
 
 
@@ -1764,68 +1703,96 @@ ngx_rbcs_batch_sql_held(ngx_rbcs_batch_t *b, u_char *p)
 static u_char *
 ngx_rbcs_batch_sql_excess(ngx_rbcs_batch_t *b, u_char *p, ngx_uint_t limits)
 {
-    ngx_uint_t                  i, n;
-    ngx_rbcs_ledger_account_t  *a;
-
     if (limits == 0) {
-        return ngx_cpymem(p, ", overdraft_excess = LEAST(overdraft_excess,"
-                          " GREATEST(0, held_balance - balance -"
-                          " overdraft_limit))",
-                          sizeof(", overdraft_excess = LEAST("
-                                 "overdraft_excess, GREATEST(0, held_balance"
-                                 " - balance - overdraft_limit))") - 1);
+        return ngx_rbcs_batch_cpylit(p, ", overdraft_excess = LEAST("
+                                     "overdraft_excess, GREATEST(0,"
+                                     " held_balance - balance -"
+                                     " overdraft_limit))");
     }
 
-    p = ngx_cpymem(p, ", overdraft_limit = CASE account_number",
-                   sizeof(", overdraft_limit = CASE account_number") - 1);
+    p = ngx_rbcs_batch_cpylit(p, ", overdraft_limit = CASE account_number");
+    p = ngx_rbcs_batch_sql_when(b, p, NGX_RBCS_BATCH_LIMIT);
+    p = ngx_rbcs_batch_cpylit(p, " ELSE overdraft_limit END,"
+                              " overdraft_excess = IF(account_number IN (");
+    p = ngx_rbcs_batch_sql_in(b, p, NGX_RBCS_BATCH_LIMIT);
+
+    return ngx_rbcs_batch_cpylit(p, "), GREATEST(0, held_balance - balance"
+                                 " - overdraft_limit), LEAST("
+                                 "overdraft_excess, GREATEST(0, held_balance"
+                                 " - balance - overdraft_limit)))");
+}
+
+
+/* whether the update changes the column "col" of an account that existed */
+
+static ngx_uint_t
+ngx_rbcs_batch_updates(ngx_rbcs_ledger_account_t *a, ngx_uint_t col)
+{
+    return !a->created
+           && (col == NGX_RBCS_BATCH_HELD ? a->held_delta != 0
+               : col == NGX_RBCS_BATCH_LIMIT ? a->limit_set
+               : a->changes != 0);
+}
+
+
+/* the CASE account_number branches of the update's column "col" */
+
+static u_char *
+ngx_rbcs_batch_sql_when(ngx_rbcs_batch_t *b, u_char *p, ngx_uint_t col)
+{
+    ngx_uint_t                  i;
+    ngx_rbcs_ledger_account_t  *a;
 
     for (i = 0; i < b->naccounts; i++) {
         a = &b->accounts[i];
 
-        if (a->created || !a->limit_set) {
+        if (!ngx_rbcs_batch_updates(a, col)) {
             continue;
         }
 
         p = ngx_sprintf(p, " WHEN '%*s' THEN ", a->number.len,
                         a->number.data);
-        p = ngx_rbcs_batch_decimal(p, a->limit);
+
+        p = (col == NGX_RBCS_BATCH_VERSION)
+            ? ngx_sprintf(p, "%uL", a->changes)
+            : ngx_rbcs_batch_decimal(p, col == NGX_RBCS_BATCH_BALANCE
+                                        ? a->delta
+                                        : col == NGX_RBCS_BATCH_HELD
+                                          ? a->held_delta : a->limit);
     }
 
-    p = ngx_cpymem(p, " ELSE overdraft_limit END, overdraft_excess ="
-                   " IF(account_number IN (",
-                   sizeof(" ELSE overdraft_limit END, overdraft_excess ="
-                          " IF(account_number IN (") - 1);
+    return p;
+}
+
+
+/* the numbers of the accounts whose column "col" the update changes */
+
+static u_char *
+ngx_rbcs_batch_sql_in(ngx_rbcs_batch_t *b, u_char *p, ngx_uint_t col)
+{
+    ngx_uint_t                  i, n;
+    ngx_rbcs_ledger_account_t  *a;
 
     n = 0;
 
     for (i = 0; i < b->naccounts; i++) {
         a = &b->accounts[i];
 
-        if (a->created || !a->limit_set) {
-            continue;
+        if (ngx_rbcs_batch_updates(a, col)) {
+            p = ngx_sprintf(p, "%s'%*s'", n++ ? "," : "", a->number.len,
+                            a->number.data);
         }
-
-        p = ngx_sprintf(p, "%s'%*s'", n++ ? "," : "", a->number.len,
-                        a->number.data);
     }
 
-    return ngx_cpymem(p, "), GREATEST(0, held_balance - balance -"
-                      " overdraft_limit), LEAST(overdraft_excess,"
-                      " GREATEST(0, held_balance - balance -"
-                      " overdraft_limit)))",
-                      sizeof("), GREATEST(0, held_balance - balance -"
-                             " overdraft_limit), LEAST(overdraft_excess,"
-                             " GREATEST(0, held_balance - balance -"
-                             " overdraft_limit)))") - 1);
+    return p;
 }
 
 
 static void
 ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
 {
-    ngx_uint_t                i;
-    ngx_rbcs_ledger_op_t     *j;
-    ngx_rbcs_batch_t         *b;
+    ngx_uint_t         i;
+    ngx_rbcs_batch_t  *b;
 
     b = q->data;
     b->query = NULL;
@@ -1844,10 +1811,8 @@ ngx_rbcs_batch_round2_done(ngx_rbcs_mysql_query_t *q)
          */
 
         for (i = 0; i < b->nops; i++) {
-            j = &b->judged[i];
-
-            if (j->outcome == NGX_RBCS_LEDGER_APPLIED
-                || j->outcome == NGX_RBCS_LEDGER_REJECTED)
+            if (ngx_rbcs_batch_writes(&b->judged[i],
+                                      NGX_RBCS_BATCH_RECORDED))
             {
                 b->ops[i]->unknown = 1;
             }
@@ -2091,11 +2056,8 @@ ngx_rbcs_batch_tx_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
         row[NGX_RBCS_TX_REQ_CURRENCY] = op->currency->code;
     }
 
-    if (j->hold) {
-        ngx_str_set(&row[NGX_RBCS_TX_HOLD], "1");
-    } else {
-        ngx_str_set(&row[NGX_RBCS_TX_HOLD], "0");
-    }
+    row[NGX_RBCS_TX_HOLD].data = (u_char *) (j->hold ? "1" : "0");
+    row[NGX_RBCS_TX_HOLD].len = 1;
 
     return row;
 }
@@ -2175,8 +2137,6 @@ ngx_rbcs_batch_resolved_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     NGX_RBCS_CELL(NGX_RBCS_TX_RES_AVAILABLE,
                   ngx_rbcs_batch_decimal(p, j->source_available));
 
-#undef NGX_RBCS_CELL
-
     return row;
 }
 
@@ -2207,40 +2167,23 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     row[NGX_RBCS_ACC_NUMBER] = op->source;
     row[NGX_RBCS_ACC_CURRENCY] = ngx_rbcs_batch_nstr(&a->currency);
 
-    row[NGX_RBCS_ACC_SCALE].data = p;
-    p = ngx_sprintf(p, "%ui", (ngx_uint_t) a->scale);
-    row[NGX_RBCS_ACC_SCALE].len = p - row[NGX_RBCS_ACC_SCALE].data;
+    NGX_RBCS_CELL(NGX_RBCS_ACC_SCALE,
+                  ngx_sprintf(p, "%ui", (ngx_uint_t) a->scale));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_BALANCE,
+                  ngx_rbcs_batch_decimal(p, j->source_balance));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_VERSION,
+                  ngx_sprintf(p, "%uL", j->source_version));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_INITIAL, ngx_rbcs_batch_decimal(p, a->initial));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_LIMIT,
+                  ngx_rbcs_batch_decimal(p, j->source_limit));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_OPENING_LIMIT,
+                  ngx_rbcs_batch_decimal(p, a->opening_limit));
+    NGX_RBCS_CELL(NGX_RBCS_ACC_HELD,
+                  ngx_rbcs_batch_decimal(p, j->source_held));
 
-    row[NGX_RBCS_ACC_BALANCE].data = p;
-    p = ngx_rbcs_batch_decimal(p, j->source_balance);
-    row[NGX_RBCS_ACC_BALANCE].len = p - row[NGX_RBCS_ACC_BALANCE].data;
-
-    row[NGX_RBCS_ACC_VERSION].data = p;
-    p = ngx_sprintf(p, "%uL", j->source_version);
-    row[NGX_RBCS_ACC_VERSION].len = p - row[NGX_RBCS_ACC_VERSION].data;
-
-    row[NGX_RBCS_ACC_INITIAL].data = p;
-    p = ngx_rbcs_batch_decimal(p, a->initial);
-    row[NGX_RBCS_ACC_INITIAL].len = p - row[NGX_RBCS_ACC_INITIAL].data;
-
-    row[NGX_RBCS_ACC_LIMIT].data = p;
-    p = ngx_rbcs_batch_decimal(p, j->source_limit);
-    row[NGX_RBCS_ACC_LIMIT].len = p - row[NGX_RBCS_ACC_LIMIT].data;
-
-    row[NGX_RBCS_ACC_OPENING_LIMIT].data = p;
-    p = ngx_rbcs_batch_decimal(p, a->opening_limit);
-    row[NGX_RBCS_ACC_OPENING_LIMIT].len =
-                                 p - row[NGX_RBCS_ACC_OPENING_LIMIT].data;
-
-    row[NGX_RBCS_ACC_HELD].data = p;
-    p = ngx_rbcs_batch_decimal(p, j->source_held);
-    row[NGX_RBCS_ACC_HELD].len = p - row[NGX_RBCS_ACC_HELD].data;
-
-    if (a->external) {
-        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
-    } else {
-        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "STANDARD");
-    }
+    row[NGX_RBCS_ACC_KIND].data = (u_char *) (a->external ? "EXTERNAL"
+                                                          : "STANDARD");
+    row[NGX_RBCS_ACC_KIND].len = sizeof("STANDARD") - 1;
 
     if (was && !a->created) {
         row[NGX_RBCS_ACC_CREATED] = was[NGX_RBCS_ACC_CREATED];
@@ -2255,6 +2198,8 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
         row[NGX_RBCS_ACC_CREATED] = b->now;
         row[NGX_RBCS_ACC_UPDATED] = b->now;
     }
+
+#undef NGX_RBCS_CELL
 
     return row;
 }
@@ -2519,45 +2464,28 @@ ngx_rbcs_batch_cmp(const void *one, const void *two)
 static ngx_rbcs_ledger_account_t *
 ngx_rbcs_batch_account(ngx_rbcs_batch_t *b, ngx_str_t *number)
 {
-    ngx_int_t   rc;
-    ngx_str_t   s;
-    ngx_uint_t  lo, hi, mid;
+    ngx_int_t  ix;
 
-    lo = 0;
-    hi = b->naccounts;
+    ix = ngx_rbcs_batch_search(b->numbers, b->naccounts, number);
 
-    while (lo < hi) {
-        mid = (lo + hi) / 2;
-        s = ngx_rbcs_batch_nstr(&b->accounts[mid].number);
-        rc = ngx_rbcs_batch_cmp(&s, number);
-
-        if (rc == 0) {
-            return &b->accounts[mid];
-        }
-
-        if (rc < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-
-    return NULL;
+    return (ix == NGX_ERROR) ? NULL : &b->accounts[ix];
 }
 
 
+/* where key is in the n sorted keys, or NGX_ERROR */
+
 static ngx_int_t
-ngx_rbcs_batch_record(ngx_rbcs_batch_t *b, ngx_str_t *id)
+ngx_rbcs_batch_search(ngx_str_t *keys, ngx_uint_t n, ngx_str_t *key)
 {
     ngx_int_t   rc;
     ngx_uint_t  lo, hi, mid;
 
     lo = 0;
-    hi = b->nrecords;
+    hi = n;
 
     while (lo < hi) {
         mid = (lo + hi) / 2;
-        rc = ngx_rbcs_batch_cmp(&b->ids[mid], id);
+        rc = ngx_rbcs_batch_cmp(&keys[mid], key);
 
         if (rc == 0) {
             return mid;
@@ -2663,21 +2591,6 @@ ngx_rbcs_batch_quoted(u_char *p, ngx_str_t *s)
     *p++ = '\'';
     p = ngx_cpymem(p, s->data, s->len);
     *p++ = '\'';
-
-    return p;
-}
-
-
-/* the head of a multi-row statement before its first row, then commas */
-
-static u_char *
-ngx_rbcs_batch_list(u_char *p, ngx_uint_t *n, const char *head)
-{
-    if ((*n)++ == 0) {
-        return ngx_cpymem(p, head, ngx_strlen(head));
-    }
-
-    *p++ = ',';
 
     return p;
 }

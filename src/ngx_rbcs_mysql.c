@@ -58,6 +58,10 @@ typedef struct {
 } ngx_rbcs_mysql_pool_t;
 
 
+typedef ngx_int_t (*ngx_rbcs_mysql_step_pt)(ngx_rbcs_mysql_conn_t *mc,
+    int status);
+
+
 struct ngx_rbcs_mysql_conn_s {
     ngx_rbcs_mysql_pool_t     *pool;
     MYSQL                     *mysql;
@@ -111,17 +115,13 @@ static void ngx_rbcs_mysql_set_idle(ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_dispatch(ngx_rbcs_mysql_conn_t *mc);
 static ngx_int_t ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc,
     ngx_rbcs_mysql_query_t *q);
-static ngx_int_t ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc);
-static ngx_int_t ngx_rbcs_mysql_reserve(ngx_rbcs_mysql_conn_t *mc,
-    size_t size);
-static ngx_rbcs_mysql_query_t *ngx_rbcs_mysql_take(
-    ngx_rbcs_mysql_conn_t *mc);
 static void ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q);
 static void ngx_rbcs_mysql_publish(void);
 static void ngx_rbcs_mysql_deliver(ngx_rbcs_mysql_query_t *q,
     ngx_uint_t rc, ngx_uint_t err);
 static void ngx_rbcs_mysql_query_timer(ngx_event_t *ev);
 static ngx_uint_t ngx_rbcs_mysql_usable(void);
+static ngx_uint_t ngx_rbcs_mysql_reached(ngx_uint_t state);
 static void ngx_rbcs_mysql_wake(ngx_rbcs_mysql_pool_t *pool);
 static u_char *ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_int_t ngx_rbcs_mysql_conf_file(ngx_conf_t *cf, char *directive,
@@ -130,6 +130,20 @@ static ngx_int_t ngx_rbcs_mysql_ssl_options(ngx_rbcs_mysql_conn_t *mc);
 
 
 static ngx_rbcs_mysql_pool_t  *ngx_rbcs_mysql_pool;
+
+/* what each state of a connection runs, where it runs something */
+
+static ngx_rbcs_mysql_step_pt  ngx_rbcs_mysql_steps[] = {
+    NULL,                               /* NGX_RBCS_MC_CLOSED */
+    NULL,                               /* NGX_RBCS_MC_BACKOFF */
+    ngx_rbcs_mysql_step_connect,        /* NGX_RBCS_MC_CONNECTING */
+    NULL,                               /* NGX_RBCS_MC_IDLE */
+    ngx_rbcs_mysql_step_query,          /* NGX_RBCS_MC_QUERY */
+    ngx_rbcs_mysql_step_store,          /* NGX_RBCS_MC_STORE */
+    ngx_rbcs_mysql_step_next,           /* NGX_RBCS_MC_NEXT */
+    ngx_rbcs_mysql_step_rollback,       /* NGX_RBCS_MC_ROLLBACK */
+    NULL                                /* NGX_RBCS_MC_HELD */
+};
 
 
 /*
@@ -361,11 +375,9 @@ ngx_rbcs_mysql_exit_process(ngx_cycle_t *cycle)
 
         /* the SQL buffer is ngx_alloc()'s, not the cycle pool's */
 
-        if (pool->conns[i].sql) {
-            ngx_free(pool->conns[i].sql);
-            pool->conns[i].sql = NULL;
-            pool->conns[i].sql_size = 0;
-        }
+        ngx_free(pool->conns[i].sql);
+        pool->conns[i].sql = NULL;
+        pool->conns[i].sql_size = 0;
     }
 
     ngx_rbcs_mysql_pool = NULL;
@@ -648,27 +660,27 @@ static void
 ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
     ngx_uint_t err)
 {
+    ngx_uint_t               exiting;
     ngx_msec_t               delay;
     ngx_rbcs_mysql_query_t  *q, *run;
 
-    run = ngx_rbcs_mysql_take(mc);
+    /* the query it ran, for delivery: the connection is free */
+    run = mc->query;
+    mc->query = NULL;
 
     ngx_rbcs_mysql_close(mc, 0);
 
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        if (run) {
-            ngx_rbcs_mysql_deliver(run, rc, err);
-        }
-        return;
+    exiting = ngx_exiting || ngx_terminate || ngx_quit;
+
+    if (!exiting) {
+        delay = ngx_rbcs_backoff(mc->failures);
+
+        mc->failures++;
+        mc->state = NGX_RBCS_MC_BACKOFF;
+        mc->timer.cancelable = 1;
+        ngx_add_timer(&mc->timer, delay);
+        ngx_rbcs_mysql_publish();
     }
-
-    delay = ngx_rbcs_backoff(mc->failures);
-
-    mc->failures++;
-    mc->state = NGX_RBCS_MC_BACKOFF;
-    mc->timer.cancelable = 1;
-    ngx_add_timer(&mc->timer, delay);
-    ngx_rbcs_mysql_publish();
 
     if (run) {
         ngx_rbcs_mysql_deliver(run, rc, err);
@@ -676,7 +688,7 @@ ngx_rbcs_mysql_broken(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
 
     /* no connection left to wait for: fail the waiting requests now */
 
-    if (!ngx_rbcs_mysql_usable()) {
+    if (!exiting && !ngx_rbcs_mysql_usable()) {
         while (!ngx_queue_empty(&mc->pool->waiting)) {
             q = ngx_queue_data(ngx_queue_head(&mc->pool->waiting),
                                ngx_rbcs_mysql_query_t, queue);
@@ -785,35 +797,17 @@ ngx_rbcs_mysql_kick_handler(ngx_event_t *ev)
 static void
 ngx_rbcs_mysql_process(ngx_rbcs_mysql_conn_t *mc, int status)
 {
-    ngx_int_t  rc;
+    ngx_int_t                 rc;
+    ngx_rbcs_mysql_step_pt    step;
 
     for ( ;; ) {
+        step = ngx_rbcs_mysql_steps[mc->state];
 
-        switch (mc->state) {
-
-        case NGX_RBCS_MC_CONNECTING:
-            rc = ngx_rbcs_mysql_step_connect(mc, status);
-            break;
-
-        case NGX_RBCS_MC_QUERY:
-            rc = ngx_rbcs_mysql_step_query(mc, status);
-            break;
-
-        case NGX_RBCS_MC_STORE:
-            rc = ngx_rbcs_mysql_step_store(mc, status);
-            break;
-
-        case NGX_RBCS_MC_NEXT:
-            rc = ngx_rbcs_mysql_step_next(mc, status);
-            break;
-
-        case NGX_RBCS_MC_ROLLBACK:
-            rc = ngx_rbcs_mysql_step_rollback(mc, status);
-            break;
-
-        default:
+        if (step == NULL) {
             return;
         }
+
+        rc = step(mc, status);
 
         if (rc == NGX_DONE) {
             return;
@@ -1135,7 +1129,8 @@ ngx_rbcs_mysql_finish(ngx_rbcs_mysql_conn_t *mc, ngx_uint_t rc,
         ngx_del_timer(&mc->timer);
     }
 
-    q = ngx_rbcs_mysql_take(mc);
+    q = mc->query;
+    mc->query = NULL;
 
     if (rc == NGX_RBCS_MYSQL_OK) {
         mc->pool->answered = ngx_current_msec;
@@ -1229,53 +1224,31 @@ ngx_rbcs_mysql_waited(ngx_rbcs_mysql_query_t *q)
 }
 
 
-static ngx_int_t
-ngx_rbcs_mysql_reserve(ngx_rbcs_mysql_conn_t *mc, size_t size)
-{
-    u_char  *p;
-
-    if (size <= mc->sql_size) {
-        return NGX_OK;
-    }
-
-    size = ngx_max(size, 1024);
-
-    p = ngx_alloc(size, mc->pool->log);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (mc->sql) {
-        ngx_free(mc->sql);
-    }
-
-    mc->sql = p;
-    mc->sql_size = size;
-
-    return NGX_OK;
-}
-
+/* the connection runs q, from its own copy of q's text */
 
 static ngx_int_t
 ngx_rbcs_mysql_start(ngx_rbcs_mysql_conn_t *mc, ngx_rbcs_mysql_query_t *q)
 {
-    if (ngx_rbcs_mysql_reserve(mc, q->sql.len) != NGX_OK) {
-        return NGX_ERROR;
+    u_char  *p;
+    size_t   size;
+
+    if (q->sql.len > mc->sql_size) {
+        size = ngx_max(q->sql.len, 1024);
+
+        p = ngx_alloc(size, mc->pool->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(mc->sql);
+        mc->sql = p;
+        mc->sql_size = size;
     }
 
     ngx_memcpy(mc->sql, q->sql.data, q->sql.len);
     mc->sql_len = q->sql.len;
 
     mc->query = q;
-
-    return ngx_rbcs_mysql_send(mc);
-}
-
-
-static ngx_int_t
-ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
-{
-    ngx_rbcs_mysql_query_t  *q;
 
     if (mc->state == NGX_RBCS_MC_IDLE) {
         ngx_queue_remove(&mc->queue);
@@ -1285,7 +1258,6 @@ ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
     mc->rc = NGX_RBCS_MYSQL_OK;
     mc->err = 0;
 
-    q = mc->query;
     q->conn = mc;
     q->held = NULL;
     q->state = NGX_RBCS_Q_RUNNING;
@@ -1303,20 +1275,6 @@ ngx_rbcs_mysql_send(ngx_rbcs_mysql_conn_t *mc)
     ngx_post_event(&mc->kick, &ngx_posted_events);
 
     return NGX_OK;
-}
-
-
-/* the queries a connection ran, for delivery: the connection is free */
-
-static ngx_rbcs_mysql_query_t *
-ngx_rbcs_mysql_take(ngx_rbcs_mysql_conn_t *mc)
-{
-    ngx_rbcs_mysql_query_t  *q;
-
-    q = mc->query;
-    mc->query = NULL;
-
-    return q;
 }
 
 
@@ -1580,24 +1538,12 @@ ngx_rbcs_mysql_publish(void)
 
     busy = idle = connecting = 0;
 
+    /* the states after idle are a query's, or held by the write path */
+
     for (i = 0; i < pool->nconns; i++) {
-        switch (pool->conns[i].state) {
-        case NGX_RBCS_MC_IDLE:
-            idle++;
-            break;
-        case NGX_RBCS_MC_CONNECTING:
-            connecting++;
-            break;
-        case NGX_RBCS_MC_QUERY:
-        case NGX_RBCS_MC_STORE:
-        case NGX_RBCS_MC_NEXT:
-        case NGX_RBCS_MC_ROLLBACK:
-        case NGX_RBCS_MC_HELD:
-            busy++;
-            break;
-        default:
-            break;
-        }
+        idle += (pool->conns[i].state == NGX_RBCS_MC_IDLE);
+        connecting += (pool->conns[i].state == NGX_RBCS_MC_CONNECTING);
+        busy += (pool->conns[i].state > NGX_RBCS_MC_IDLE);
     }
 
     ngx_rbcs_metrics_pool(busy, idle, pool->nwaiting, connecting);
@@ -1609,13 +1555,22 @@ ngx_rbcs_mysql_publish(void)
 static ngx_uint_t
 ngx_rbcs_mysql_usable(void)
 {
+    return ngx_rbcs_mysql_reached(NGX_RBCS_MC_CONNECTING);
+}
+
+
+/* a connection of this worker's pool is in "state" or a later one */
+
+static ngx_uint_t
+ngx_rbcs_mysql_reached(ngx_uint_t state)
+{
     ngx_uint_t              i;
     ngx_rbcs_mysql_pool_t  *pool;
 
     pool = ngx_rbcs_mysql_pool;
 
     for (i = 0; i < pool->nconns; i++) {
-        if (pool->conns[i].state >= NGX_RBCS_MC_CONNECTING) {
+        if (pool->conns[i].state >= state) {
             return 1;
         }
     }
@@ -1651,21 +1606,8 @@ ngx_rbcs_mysql_cstr(ngx_pool_t *pool, ngx_str_t *s)
 ngx_uint_t
 ngx_rbcs_mysql_connected(void)
 {
-    ngx_uint_t              i;
-    ngx_rbcs_mysql_pool_t  *pool;
-
-    pool = ngx_rbcs_mysql_pool;
-    if (pool == NULL) {
-        return 0;
-    }
-
-    for (i = 0; i < pool->nconns; i++) {
-        if (pool->conns[i].state >= NGX_RBCS_MC_IDLE) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return ngx_rbcs_mysql_pool != NULL
+           && ngx_rbcs_mysql_reached(NGX_RBCS_MC_IDLE);
 }
 
 
@@ -1710,18 +1652,15 @@ ngx_rbcs_mysql_cell(ngx_rbcs_mysql_query_t *q, ngx_uint_t set,
 {
     ngx_rbcs_mysql_result_t  *rs;
 
-    if (set >= q->results.nelts) {
-        return NULL;
-    }
-
     rs = q->results.elts;
-    rs = &rs[set];
 
-    if (row >= rs->nrows || col >= rs->ncols) {
+    if (set >= q->results.nelts || row >= rs[set].nrows
+        || col >= rs[set].ncols)
+    {
         return NULL;
     }
 
-    return &rs->cells[row * rs->ncols + col];
+    return &rs[set].cells[row * rs[set].ncols + col];
 }
 
 
@@ -1832,13 +1771,9 @@ ngx_rbcs_mysql_rows(ngx_rbcs_mysql_query_t *q, ngx_uint_t set)
 {
     ngx_rbcs_mysql_result_t  *rs;
 
-    if (set >= q->results.nelts) {
-        return 0;
-    }
-
     rs = q->results.elts;
 
-    return rs[set].nrows;
+    return (set < q->results.nelts) ? rs[set].nrows : 0;
 }
 
 
