@@ -190,9 +190,9 @@ check_port_free() {   # port what
     fi
 }
 
-# running LABEL PORT PIDFILE COMM: whether PIDFILE names a running COMM;
-# if not, PORT must be free
-running() {
+# already_running LABEL PORT PIDFILE COMM: whether PIDFILE names a
+# running COMM; if not, PORT must be free
+already_running() {
     local pid
     if pid=$(running_pid "$3" "$4"); then
         log "$1 already running (pid $pid, port $2)"
@@ -351,7 +351,7 @@ mysql_launch() {
             die "$cnf: not added to $MY_CNF"
     fi
 
-    running mariadbd "$port" "$MY_PID" mariadbd && return 0
+    already_running mariadbd "$port" "$MY_PID" mariadbd && return 0
     if [ ! -d "$MY_DATA/mysql" ] && [ -n "$template" ] && [ -d "$template/mysql" ]; then
         rm -rf "$MY_DATA"
         cp -a "$template" "$MY_DATA" || die "copying $template failed"
@@ -440,7 +440,7 @@ redis_start() {   # V PORT
     render "$ROOT/conf/redis.conf.in" "$v/redis.conf" "REDIS_PORT=$port" "REDIS_DIR=$dir" \
         "REDIS_PASSWORD_HASH=$(redis_password_sha "$v/secrets/redis.password")" \
         "REDIS_ADMIN_HASH=$(redis_password_sha "$v/secrets/redis.admin")"
-    running redis-server "$port" "$dir/redis.pid" redis-server && return 0
+    already_running redis-server "$port" "$dir/redis.pid" redis-server && return 0
     start_bg redis-server "$port" "$dir/redis.pid" "$dir/redis.out" redis-server "$v/redis.conf"
     wait_started redis-server "$dir/redis.log" 10 redis_ping "$v" "$port"
 }
