@@ -101,11 +101,18 @@ COV_MIN="${RBCS_COVERAGE_MIN:-80}"
 log()  { printf '==> %s\n' "$*"; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 die()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
-
-find_bin() {   # name, fallback path
-    command -v "$1" 2>/dev/null || echo "$2"
+die_log() {   # LOG LINES MESSAGE: the log's tail (+1: all of it), then die
+    tail -n "$2" "$1" >&2 2>/dev/null || true
+    die "$3"
 }
-mariadbd_bin()  { echo "${RBCS_MARIADBD:-$(find_bin mariadbd /usr/sbin/mariadbd)}"; }
+
+mariadbd_bin() {
+    echo "${RBCS_MARIADBD:-$(command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd)}"
+}
+
+# As root, mariadbd runs as root and nginx's workers as nobody.
+AS_ROOT=
+[ "$(id -u)" -ne 0 ] || AS_ROOT=1
 
 # ---------------------------------------------------------------- helpers --
 
@@ -128,10 +135,11 @@ render() {
 }
 
 pid_alive() {   # pid: exists and is not a zombie
-    local pid=$1
-    [ -n "$pid" ] && [ -e "/proc/$pid" ] || return 1
-    ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+    [ -n "$1" ] && [ -e "/proc/$1" ] || return 1
+    ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
+
+pid_gone() { ! pid_alive "$1"; }
 
 # running_pid PIDFILE COMM: print the pid if the file names a live process
 # whose command name starts with COMM.
@@ -144,85 +152,100 @@ running_pid() {
     echo "$pid"
 }
 
-wait_gone() {   # pid seconds
-    local pid=$1 i
-    for ((i = 0; i < $2 * 10; i++)); do
-        pid_alive "$pid" || return 0
+# wait_for SECONDS PID CMD...: run CMD every 0.1s until it succeeds, for at
+# most SECONDS and, when PID is not empty, while that process lives
+wait_for() {
+    local n=$(($1 * 10)) pid=$2 i; shift 2
+    for ((i = 0; i < n; i++)); do
+        "$@" && return 0
+        [ -z "$pid" ] || pid_alive "$pid" || return 1
         sleep 0.1
     done
     return 1
 }
 
-# stop_pidfile LABEL PIDFILE COMM SIGNAL SECONDS
+# stop_pidfile LABEL PIDFILE COMM SECONDS SIGNAL...: each SIGNAL in turn,
+# then KILL, until the process is gone (SECONDS for the first, 5 for the
+# others)
 stop_pidfile() {
-    local label=$1 f=$2 comm=$3 sig=$4 secs=$5 pid
+    local label=$1 f=$2 comm=$3 secs=$4 pid sig; shift 4
     if ! pid=$(running_pid "$f" "$comm"); then
         rm -f "$f"
         return 1
     fi
     kill -CONT "$pid" 2>/dev/null || true    # a test may have SIGSTOPped it
-    kill "-$sig" "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" "$secs"; then
-        warn "$label (pid $pid) did not stop within ${secs}s, killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$pid" 5 || warn "$label (pid $pid) is still there"
-    fi
+    for sig in "$@" KILL; do
+        kill "-$sig" "$pid" 2>/dev/null || true
+        wait_for "$secs" "" pid_gone "$pid" && break
+        warn "$label (pid $pid) did not stop within ${secs}s of SIG$sig"
+        secs=5
+    done
     rm -f "$f"
     log "stopped $label (pid $pid)"
 }
 
-port_in_use() {   # port: something accepts connections on 127.0.0.1:port
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
-
 check_port_free() {   # port what
-    if port_in_use "$1"; then
+    if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; then
         die "port $1 ($2) is already in use on 127.0.0.1; set another port (see README) or stop what uses it"
     fi
 }
 
-# start_bg LOGFILE CMD...: start CMD detached (own session, no tty, no stdin)
+# already_running LABEL PORT PIDFILE COMM: whether PIDFILE names a
+# running COMM; if not, PORT must be free
+already_running() {
+    local pid
+    if pid=$(running_pid "$3" "$4"); then
+        log "$1 already running (pid $pid, port $2)"
+        return 0
+    fi
+    check_port_free "$2" "$1"
+    return 1
+}
+
+# start_bg LABEL PORT PIDFILE OUT CMD...: CMD started detached (own
+# session, no tty, no stdin, output to OUT); its pid in BG_PID
 start_bg() {
-    local logf=$1; shift
-    setsid "$@" </dev/null >>"$logf" 2>&1 &
+    log "starting $1 on 127.0.0.1:$2"
+    rm -f "$3"
+    setsid "${@:5}" </dev/null >>"$4" 2>&1 &
     BG_PID=$!
+}
+
+# wait_started LABEL LOG SECONDS CMD...: wait_for CMD while the process of
+# start_bg lives; if it does not succeed, LOG's tail and an error
+wait_started() {
+    local label=$1 logf=$2 secs=$3; shift 3
+    wait_for "$secs" "$BG_PID" "$@" && return 0
+    pid_alive "$BG_PID" || die_log "$logf" 30 "$label exited at startup, see $logf"
+    kill -TERM "$BG_PID" 2>/dev/null
+    die_log "$logf" 30 "$label did not come up within ${secs}s, see $logf"
 }
 
 # ------------------------------------------------------------------- deps --
 
 cmd_deps() {
-    local missing=() p
+    local missing=() p sudo=() apt policy=/usr/sbin/policy-rc.d created_policy=0 rc=0
     for p in "${PACKAGES[@]}"; do
-        if ! dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then
+        dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' ||
             missing+=("$p")
-        fi
     done
-    if [ ${#missing[@]} -eq 0 ]; then
-        return 0
-    fi
+    [ ${#missing[@]} -gt 0 ] || return 0
     log "installing missing packages: ${missing[*]}"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
+    if [ -z "$AS_ROOT" ]; then
         command -v sudo >/dev/null || die "packages missing (${missing[*]}) and not root; install them as root"
         sudo=(sudo)
     fi
+    apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q)
     # Keep the packages' init scripts from starting system-wide nginx,
     # MariaDB or Redis (they would take ports 80/3306/6379): a temporary
     # policy-rc.d refusing all service starts, removed afterwards.
-    local policy=/usr/sbin/policy-rc.d created_policy=0
     if [ ! -e "$policy" ]; then
         "${sudo[@]}" sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
         created_policy=1
     fi
-    local rc=0
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q || rc=$?
-    if [ $rc -eq 0 ]; then
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends "${missing[@]}" || rc=$?
-    fi
-    if [ $created_policy -eq 1 ]; then
-        "${sudo[@]}" rm -f "$policy"
-    fi
+    { "${apt[@]}" update && "${apt[@]}" install -y --no-install-recommends "${missing[@]}"; } ||
+        rc=$?
+    [ $created_policy -eq 0 ] || "${sudo[@]}" rm -f "$policy"
     [ $rc -eq 0 ] || die "apt-get failed (exit $rc)"
 }
 
@@ -256,12 +279,10 @@ cmd_build() {
        [ "$(cat "$NGX_BUILD/.rbcs-configured" 2>/dev/null || true)" != "$stamp" ]; then
         log "configuring nginx for the module (log: build/configure.log)"
         rm -rf "$NGX_BUILD/objs" "$NGX_BUILD/.rbcs-configured"
-        if ! (cd "$NGX_BUILD" &&
-              env -u CFLAGS -u CPPFLAGS -u LDFLAGS -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
-                  ./configure "${args[@]}") >"$BUILD/configure.log" 2>&1; then
-            tail -n 40 "$BUILD/configure.log" >&2
-            die "nginx ./configure failed, see build/configure.log"
-        fi
+        (cd "$NGX_BUILD" &&
+         env -u CFLAGS -u CPPFLAGS -u LDFLAGS -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+             ./configure "${args[@]}") >"$BUILD/configure.log" 2>&1 ||
+            die_log "$BUILD/configure.log" 40 "nginx ./configure failed, see build/configure.log"
         printf '%s' "$stamp" > "$NGX_BUILD/.rbcs-configured"
     fi
 
@@ -281,10 +302,8 @@ submake() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make "$@"; }
 cmd_unit() {
     local mk
     for mk in t/unit/Makefile t/unit/Makefile.json; do
-        if [ -f "$mk" ]; then
-            log "building unit tests: make -f $mk"
-            submake -j"$JOBS" -f "$mk" || die "unit test build failed ($mk)"
-        fi
+        log "building unit tests: make -f $mk"
+        submake -j"$JOBS" -f "$mk" || die "unit test build failed ($mk)"
     done
 }
 
@@ -296,10 +315,8 @@ unit_build_into() {
     mkdir -p "$out"
     submake -s -j"$JOBS" -f t/unit/Makefile OUT="$out" CFLAGS="$cflags $2" ||
         die "unit test build failed (t/unit/Makefile)"
-    if [ -f t/unit/Makefile.json ]; then
-        submake -s -f t/unit/Makefile.json JSON_TEST="$out/test_json" \
-            JSON_CFLAGS="$cflags -Isrc $2" || die "unit test build failed (t/unit/Makefile.json)"
-    fi
+    submake -s -f t/unit/Makefile.json JSON_TEST="$out/test_json" \
+        JSON_CFLAGS="$cflags -Isrc $2" || die "unit test build failed (t/unit/Makefile.json)"
 }
 
 # ---------------------------------------------------------------- MariaDB --
@@ -315,94 +332,67 @@ mysql_paths() {   # V
     MY_LOG="$MY_DIR/error.log"
 }
 
-mysql_user_line() { [ "$(id -u)" -eq 0 ] && echo "user=root" || echo ""; }
-
 # mysql_launch V PORT [TEMPLATE [CNF]]: mariadbd started on V's layout,
 # unless it runs already.  A new data directory is a copy of TEMPLATE when
 # that holds one, else made by mariadb-install-db and, with TEMPLATE given,
 # copied there too (a pristine copy for the tests' private servers).  CNF's
 # lines go into V/my.cnf as a second [mariadbd] group, whose settings win.
 mysql_launch() {
-    local v=$1 port=$2 template=${3:-} cnf=${4:-} pid
+    local v=$1 port=$2 template=${3:-} cnf=${4:-}
     mysql_paths "$v"
     mkdir -p "$MY_DIR/tmp"
     [ ${#MY_SOCK} -lt 100 ] || die "socket path $MY_SOCK is too long for a unix socket; move the repository to a shorter path"
     render "$ROOT/conf/my.cnf.in" "$MY_CNF" \
         "MYSQL_PORT=$port" "DATADIR=$MY_DATA" "SOCKET=$MY_SOCK" "PIDFILE=$MY_PID" \
-        "LOG_ERROR=$MY_LOG" "TMPDIR=$MY_DIR/tmp" "USER=$(mysql_user_line)" \
+        "LOG_ERROR=$MY_LOG" "TMPDIR=$MY_DIR/tmp" "USER=${AS_ROOT:+user=root}" \
         "REDO_LOG_SIZE=${REDO_LOG_SIZE:-96M}"
     if [ -n "$cnf" ]; then
         printf '\n[mariadbd]\n' >>"$MY_CNF" && cat "$cnf" >>"$MY_CNF" ||
             die "$cnf: not added to $MY_CNF"
     fi
 
-    if pid=$(running_pid "$MY_PID" mariadbd); then
-        log "MariaDB already running (pid $pid, port $(my_print_defaults --defaults-file="$MY_CNF" mariadbd | sed -n 's/^--port=//p'))"
-        return 0
-    fi
-    check_port_free "$port" "MariaDB"
+    already_running mariadbd "$port" "$MY_PID" mariadbd && return 0
     if [ ! -d "$MY_DATA/mysql" ] && [ -n "$template" ] && [ -d "$template/mysql" ]; then
         rm -rf "$MY_DATA"
         cp -a "$template" "$MY_DATA" || die "copying $template failed"
     elif [ ! -d "$MY_DATA/mysql" ]; then
         log "initialising MariaDB data directory $MY_DATA"
         rm -rf "$MY_DATA" "$MY_DATA.tmp"
-        local user_opt=()
-        [ "$(id -u)" -eq 0 ] && user_opt=(--user=root)
-        if ! mariadb-install-db --defaults-file="$MY_CNF" "${user_opt[@]}" \
-                --datadir="$MY_DATA.tmp" --auth-root-authentication-method=socket \
-                --skip-test-db >"$MY_DIR/install.log" 2>&1; then
-            tail -n 30 "$MY_DIR/install.log" >&2
-            die "mariadb-install-db failed, see $MY_DIR/install.log"
-        fi
+        mariadb-install-db --defaults-file="$MY_CNF" ${AS_ROOT:+--user=root} \
+            --datadir="$MY_DATA.tmp" --auth-root-authentication-method=socket \
+            --skip-test-db >"$MY_DIR/install.log" 2>&1 ||
+            die_log "$MY_DIR/install.log" 30 "mariadb-install-db failed, see $MY_DIR/install.log"
         mv "$MY_DATA.tmp" "$MY_DATA"
         if [ -n "$template" ]; then
             rm -rf "$template"
             cp -a "$MY_DATA" "$template"
         fi
     fi
-    log "starting mariadbd on 127.0.0.1:$port"
-    rm -f "$MY_PID"
-    start_bg "$MY_DIR/mariadbd.out" "$(mariadbd_bin)" --defaults-file="$MY_CNF"
-    local i
-    for ((i = 0; i < 300; i++)); do
-        mariadb-admin --defaults-file="$MY_CNF" --connect-timeout=1 ping >/dev/null 2>&1 &&
-            return 0
-        pid_alive "$BG_PID" || break
-        sleep 0.1
-    done
-    tail -n 30 "$MY_LOG" >&2 2>/dev/null || true
-    pid_alive "$BG_PID" || die "mariadbd exited at startup, see $MY_LOG"
-    kill -TERM "$BG_PID" 2>/dev/null
-    die "mariadbd did not come up within 30s, see $MY_LOG"
+    start_bg mariadbd "$port" "$MY_PID" "$MY_DIR/mariadbd.out" \
+        "$(mariadbd_bin)" --defaults-file="$MY_CNF"
+    wait_started mariadbd "$MY_LOG" 30 mysql_ping
+}
+
+mysql_ping() {
+    mariadb-admin --defaults-file="$MY_CNF" --connect-timeout=1 ping >/dev/null 2>&1
 }
 
 # mysql_start V PORT [TEMPLATE]: mariadbd up, with the database rbcs, its
-# schema and the service's user
-mysql_start() {
-    mysql_launch "$@"
-    mariadb --defaults-file="$MY_CNF" -e 'CREATE DATABASE IF NOT EXISTS rbcs CHARACTER SET utf8mb4' ||
-        die "creating database rbcs failed"
-    if [ -f "$ROOT/conf/schema.sql" ]; then
-        mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/schema.sql" ||
-            die "applying conf/schema.sql to database rbcs failed"
-        log "applied conf/schema.sql to database rbcs"
-    else
-        warn "conf/schema.sql does not exist yet, database rbcs left empty"
-    fi
-    mysql_service_user
-}
-
+# schema and the service's user.
 # The service's user rbcs/rbcs (the nginx configurations' credentials):
 # the role rbcs_service of conf/grants.sql and nothing else; the schema is
 # root's (over the socket).  Made afresh at every start, so that a stack
 # made when the user had more loses it.  The tests' databases get the
 # role's grants from the harness (t/lib/RBCS/Test.pm), each as it is made.
-mysql_service_user() {
-    if [ -f "$ROOT/conf/schema.sql" ]; then
-        mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/grants.sql" ||
-            die "applying conf/grants.sql to database rbcs failed"
-    fi
+mysql_start() {
+    mysql_launch "$@"
+    mariadb --defaults-file="$MY_CNF" -e 'CREATE DATABASE IF NOT EXISTS rbcs CHARACTER SET utf8mb4' ||
+        die "creating database rbcs failed"
+    mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/schema.sql" ||
+        die "applying conf/schema.sql to database rbcs failed"
+    log "applied conf/schema.sql to database rbcs"
+    mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/grants.sql" ||
+        die "applying conf/grants.sql to database rbcs failed"
     mariadb --defaults-file="$MY_CNF" <<'SQL' || die "making the user rbcs failed"
 CREATE ROLE IF NOT EXISTS rbcs_service;
 DROP USER IF EXISTS 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
@@ -413,11 +403,6 @@ SET DEFAULT ROLE rbcs_service FOR 'rbcs'@'127.0.0.1';
 SET DEFAULT ROLE rbcs_service FOR 'rbcs'@'localhost';
 SQL
     log "user rbcs: the role rbcs_service of conf/grants.sql"
-}
-
-mysql_stop() {   # V
-    mysql_paths "$1"
-    stop_pidfile "mariadbd" "$MY_PID" mariadbd TERM 60 || log "mariadbd not running"
 }
 
 # ------------------------------------------------------------------ Redis --
@@ -443,57 +428,40 @@ redis_password_sha() {   # FILE: what redis.conf's "#<sha256>" wants
     tr -d '\n' < "$1" | sha256sum | cut -d' ' -f1
 }
 
-redis_cli() {   # PORT ARGS...: as the admin of the stack the port belongs to
-    local port=$1 v=$RUN_VAR; shift
-    [ "$port" = "$TEST_REDIS_PORT" ] && v=$TEST_VAR
-    REDISCLI_AUTH="$(cat "$v/secrets/redis.admin" 2>/dev/null)" redis-cli -h 127.0.0.1 -p "$port" "$@"
+redis_ping() {   # V PORT: as the admin of the stack
+    [ "$(REDISCLI_AUTH="$(cat "$1/secrets/redis.admin" 2>/dev/null)" \
+         redis-cli -h 127.0.0.1 -p "$2" ping 2>/dev/null)" = PONG ]
 }
 
 redis_start() {   # V PORT
-    local v=$1 port=$2 dir="$1/redis" pid
+    local v=$1 port=$2 dir="$1/redis"
     mkdir -p "$dir"
     redis_secrets "$v"
     render "$ROOT/conf/redis.conf.in" "$v/redis.conf" "REDIS_PORT=$port" "REDIS_DIR=$dir" \
         "REDIS_PASSWORD_HASH=$(redis_password_sha "$v/secrets/redis.password")" \
         "REDIS_ADMIN_HASH=$(redis_password_sha "$v/secrets/redis.admin")"
-    if pid=$(running_pid "$dir/redis.pid" redis-server); then
-        log "Redis already running (pid $pid)"
-        return 0
-    fi
-    check_port_free "$port" "Redis"
-    log "starting redis-server on 127.0.0.1:$port"
-    rm -f "$dir/redis.pid"
-    start_bg "$dir/redis.out" redis-server "$v/redis.conf"
-    local i
-    for ((i = 0; i < 100; i++)); do
-        if [ "$(redis_cli "$port" ping 2>/dev/null)" = PONG ]; then
-            return 0
-        fi
-        pid_alive "$BG_PID" || break
-        sleep 0.1
-    done
-    tail -n 20 "$dir/redis.log" >&2 2>/dev/null || true
-    die "redis-server did not come up within 10s, see $dir/redis.log"
+    already_running redis-server "$port" "$dir/redis.pid" redis-server && return 0
+    start_bg redis-server "$port" "$dir/redis.pid" "$dir/redis.out" redis-server "$v/redis.conf"
+    wait_started redis-server "$dir/redis.log" 10 redis_ping "$v" "$port"
 }
 
-redis_stop() {   # V
-    stop_pidfile "redis-server" "$1/redis/redis.pid" redis-server TERM 20 || log "redis-server not running"
+stack_stop() {   # V: its Redis and MariaDB
+    stop_pidfile redis-server "$1/redis/redis.pid" redis-server 20 TERM ||
+        log "redis-server not running"
+    stop_pidfile mariadbd "$1/mariadb/mariadbd.pid" mariadbd 60 TERM || log "mariadbd not running"
 }
 
 # ------------------------------------------------------------------ nginx --
 
-nginx_user_directive() { [ "$(id -u)" -eq 0 ] && echo "user nobody nogroup;" || echo ""; }
+stop_nginx() {   # PREFIX: graceful quit, then TERM/KILL
+    stop_pidfile "nginx in ${1#"$ROOT"/}" "$1/nginx.pid" nginx 10 QUIT TERM
+}
 
-# nginx_stop_prefix PREFIX: graceful quit, then TERM/KILL
-nginx_stop_prefix() {
-    local p=$1 pid
-    pid=$(running_pid "$p/nginx.pid" nginx) || { rm -f "$p/nginx.pid"; return 1; }
-    kill -QUIT "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" 10; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait_gone "$pid" 5 || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    log "stopped nginx (pid $pid, prefix ${p#"$ROOT"/})"
+# nginx_healthz PORT: whether nginx answers GET /healthz (the status in
+# HEALTHZ)
+nginx_healthz() {
+    HEALTHZ=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$1/healthz" || true)
+    [ "$HEALTHZ" != 000 ]
 }
 
 nginx_start_local() {
@@ -501,7 +469,7 @@ nginx_start_local() {
     mkdir -p "$p"
     chmod 755 "$ROOT/var" "$RUN_VAR" "$p"
     render "$ROOT/conf/nginx.local.conf.in" "$p/nginx.conf" \
-        "MODULE=$MODULE" "PREFIX=$p" "USER_DIRECTIVE=$(nginx_user_directive)" \
+        "MODULE=$MODULE" "PREFIX=$p" "USER_DIRECTIVE=${AS_ROOT:+user nobody nogroup;}" \
         "WORKERS=2" "HTTP_PORT=$HTTP_PORT" "MYSQL_PORT=$MYSQL_PORT" \
         "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" "REDIS_PREFIX=rbcs:" \
         "REDIS_PASSWORD_FILE=$RUN_VAR/secrets/redis.password" \
@@ -509,20 +477,15 @@ nginx_start_local() {
         "HTTP_CONF=" "SERVER_CONF="
     if running_pid "$p/nginx.pid" nginx >/dev/null; then
         log "nginx already running: restarting it to load the current module"
-        nginx_stop_prefix "$p"
+        stop_nginx "$p"
     fi
     check_port_free "$HTTP_PORT" "nginx HTTP"
     log "starting nginx on 127.0.0.1:$HTTP_PORT"
     "$NGINX_BIN" -p "$p/" -c "$p/nginx.conf" -e "$p/error.log" ||
         die "nginx failed to start, see $p/error.log"
-    local i code=000
-    for ((i = 0; i < 100; i++)); do
-        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/healthz" || true)
-        [ "$code" != 000 ] && break
-        sleep 0.1
-    done
-    [ "$code" != 000 ] || die "nginx does not answer on 127.0.0.1:$HTTP_PORT, see $p/error.log"
-    log "GET /healthz -> $code"
+    wait_for 10 "" nginx_healthz "$HTTP_PORT" ||
+        die "nginx does not answer on 127.0.0.1:$HTTP_PORT, see $p/error.log"
+    log "GET /healthz -> $HEALTHZ"
 }
 
 # ------------------------------------------------------------- local stack --
@@ -532,21 +495,16 @@ cmd_run() {
     local build_ok=1
     # separate process: `set -e` does not apply inside a function run under ||
     "$ROOT/conf/stack.sh" build || build_ok=0
-    mkdir -p "$RUN_VAR"
     REDO_LOG_SIZE=1G mysql_start "$RUN_VAR" "$MYSQL_PORT"
     redis_start "$RUN_VAR" "$REDIS_PORT"
+    local r=${RUN_VAR#"$ROOT"/} http_note
     if [ $build_ok -eq 1 ]; then
         nginx_start_local
-    fi
-    mysql_paths "$RUN_VAR"
-    local r=${RUN_VAR#"$ROOT"/}
-    local http_note="(nginx prefix $r/nginx)"
-    if [ $build_ok -ne 1 ]; then
-        if running_pid "$RUN_VAR/nginx/nginx.pid" nginx >/dev/null; then
-            http_note="(module build FAILED: nginx still runs the previous build)"
-        else
-            http_note="(NOT STARTED: module build failed)"
-        fi
+        http_note="(nginx prefix $r/nginx)"
+    elif running_pid "$RUN_VAR/nginx/nginx.pid" nginx >/dev/null; then
+        http_note="(module build FAILED: nginx still runs the previous build)"
+    else
+        http_note="(NOT STARTED: module build failed)"
     fi
     cat <<EOF
 
@@ -564,18 +522,16 @@ EOF
 }
 
 cmd_stop() {
-    nginx_stop_prefix "$RUN_VAR/nginx" || log "nginx not running"
-    redis_stop "$RUN_VAR"
-    mysql_stop "$RUN_VAR"
+    stop_nginx "$RUN_VAR/nginx" || log "nginx not running"
+    stack_stop "$RUN_VAR"
 }
 
 cmd_status() {
-    local pid
-    mysql_paths "$RUN_VAR"
-    for spec in "nginx:$RUN_VAR/nginx/nginx.pid:nginx" "mariadbd:$MY_PID:mariadbd" \
-                "redis-server:$RUN_VAR/redis/redis.pid:redis-server"; do
-        IFS=: read -r label f comm <<<"$spec"
-        if pid=$(running_pid "$f" "$comm"); then
+    local pid spec label f
+    for spec in nginx:nginx/nginx.pid mariadbd:mariadb/mariadbd.pid \
+                redis-server:redis/redis.pid; do
+        IFS=: read -r label f <<<"$spec"
+        if pid=$(running_pid "$RUN_VAR/$f" "$label"); then
             echo "$label: running (pid $pid)"
         else
             echo "$label: not running"
@@ -603,15 +559,12 @@ cmd_test_down() {
     local f
     # nginx instances and private MariaDB servers left by killed tests
     for f in "$TEST_VAR"/nginx/*/nginx.pid; do
-        [ -e "$f" ] && { nginx_stop_prefix "$(dirname "$f")" || true; }
+        stop_nginx "${f%/nginx.pid}" || true
     done
     for f in "$TEST_VAR"/private-*/mariadb/mariadbd.pid; do
-        [ -e "$f" ] && { stop_pidfile "private mariadbd" "$f" mariadbd TERM 30 || true; }
+        stop_pidfile "private mariadbd" "$f" mariadbd 30 TERM || true
     done
-    if [ -d "$TEST_VAR" ]; then
-        redis_stop "$TEST_VAR"
-        mysql_stop "$TEST_VAR"
-    fi
+    [ ! -d "$TEST_VAR" ] || stack_stop "$TEST_VAR"
 }
 
 cmd_test_up() {
@@ -632,10 +585,8 @@ test_stack_for_run() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     log "starting the test stack (MariaDB :$TEST_MYSQL_PORT, Redis :$TEST_REDIS_PORT) in ${TEST_VAR#"$ROOT"/}"
-    if ! "$ROOT/conf/stack.sh" _test-up >"$ROOT/var/test-up.log" 2>&1; then
-        cat "$ROOT/var/test-up.log" >&2
-        die "could not start the test stack"
-    fi
+    "$ROOT/conf/stack.sh" _test-up >"$ROOT/var/test-up.log" 2>&1 ||
+        die_log "$ROOT/var/test-up.log" +1 "could not start the test stack"
     mv "$ROOT/var/test-up.log" "$TEST_VAR/up.log"
     eval "$(test_env)"
 }
@@ -656,9 +607,7 @@ cmd_test() {
     cmd_unit
 
     test_stack_for_run
-    local rc=0
-    run_prove "" || rc=$?
-    exit $rc
+    run_prove ""   # its failure (set -e) is the script's exit status
 }
 
 # --------------------------------------------------------------- coverage --
@@ -712,9 +661,7 @@ coverage_report() {
           --json-summary "$COV_DIR/summary.json" --json-summary-pretty \
           --print-summary --fail-under-line "$COV_MIN" \
           "$COV_DIR/nginx-src/objs" "$COV_DIR/unit" || rc=$?
-    if [ -f "$COV_DIR/summary.txt" ]; then
-        cat "$COV_DIR/summary.txt"
-    fi
+    [ ! -f "$COV_DIR/summary.txt" ] || cat "$COV_DIR/summary.txt"
     log "report: ${COV_DIR#"$ROOT"/}/html/index.html, ${COV_DIR#"$ROOT"/}/summary.txt, ${COV_DIR#"$ROOT"/}/summary.json"
     return $rc
 }
@@ -820,3 +767,4 @@ case "${1:-}" in
     _coverage-report) coverage_report ;;                   # report of the last run
     *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|render|mariadb-up|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
 esac
+
