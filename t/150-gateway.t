@@ -26,6 +26,7 @@ my %key = (
     'ops-admin' => [ 'a' x 40, 'read,transfer,admin' ],
     'client-1'  => [ 'b' x 40, 'read,transfer' ],
     'client-2'  => [ 'c' x 40, 'read,transfer' ],
+    'client-3'  => [ 'd' x 40, 'read' ],        # the per-key rate's
 );
 open my $fh, '>', "$dir/keys" or die;
 print $fh "$_ $key{$_}[0] $key{$_}[1]\n" for sort keys %key;
@@ -44,7 +45,9 @@ my $template = do {
 };
 
 # the production file, with lower limits so that a test can reach them
-$template =~ s/rbcs_auth_limit rate=500r\/s burst=1000;/rbcs_auth_limit rate=5r\/s burst=5;/
+# (a key's rate of one request a second: a key over it stays over for a
+# second, however slowly a loaded machine sends the next request)
+$template =~ s/rbcs_auth_limit rate=500r\/s burst=1000;/rbcs_auth_limit rate=60r\/m burst=5;/
     or die 'no rbcs_auth_limit in the production configuration';
 $template =~ s/rate=1000r\/s;/rate=50r\/s;/ or die 'no per-address rate';
 $template =~ s/burst=2000 nodelay/burst=60 nodelay/ or die 'no per-address burst';
@@ -184,7 +187,7 @@ is(scalar(grep { !defined eval { decode_json($_) } } @lines), 0,
 
 my %st;
 for my $i (1 .. 25) {
-    my $x = signed('GET', '/accounts/GW1/balance', '', 'client-1');
+    my $x = signed('GET', '/accounts/GW1/balance', '', 'client-3');
     $st{ $x->{status} }++;
     if ($x->{status} == 429 && !$st{checked}++) {
         like($x->{headers}{'content-type'}, qr{^application/problem\+json},
@@ -195,14 +198,14 @@ for my $i (1 .. 25) {
 ok(($st{429} // 0) > 0, 'a burst over the per-key rate gets 429')
     or diag explain \%st;
 ok(($st{200} // 0) >= 5, 'after the burst allowance was served');
+my $over = signed('GET', '/accounts/GW1/balance', '', 'client-3');
+is($over->{status}, 429, 'client-3 is still over its rate');
+like($over->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/, '... told when to retry');
 is(signed('GET', '/accounts/GW1/balance', '', 'client-2')->{status}, 200,
    'another key is not limited by the first one');
-my $over = signed('GET', '/accounts/GW1/balance', '', 'client-1');
-is($over->{status}, 429, 'client-1 is still over its rate');
-like($over->{headers}{'retry-after'} // '', qr/^[1-9]\d*$/, '... told when to retry');
 
-# an attacker names client-1's key id without its secret: 401, and
-# client-1's budget is untouched (the limit is taken after verification)
+# an attacker names client-3's key id without its secret: 401, and
+# client-3's budget is untouched (the limit is taken after verification)
 sleep 1.5;
 sub forged {
     my ($id) = @_;
@@ -211,10 +214,10 @@ sub forged {
         'X-RBCS-Signature' => '0' x 64 });
 }
 my %f;
-$f{ forged('client-1')->{status} }++ for 1 .. 30;
-is_deeply(\%f, { 401 => 30 }, '30 requests naming client-1 unsigned: 401 each');
-is(signed('GET', '/accounts/GW1/balance', '', 'client-1')->{status}, 200,
-   'client-1 itself is served: the forged requests cost it nothing');
+$f{ forged('client-3')->{status} }++ for 1 .. 30;
+is_deeply(\%f, { 401 => 30 }, '30 requests naming client-3 unsigned: 401 each');
+is(signed('GET', '/accounts/GW1/balance', '', 'client-3')->{status}, 200,
+   'client-3 itself is served: the forged requests cost it nothing');
 
 # random key ids get no budget of their own: the per-address limit takes
 # them.  Pipelined on one connection, so that they arrive faster than the
