@@ -224,10 +224,9 @@ typedef struct {
     uint64_t     counter;
     uint64_t     seed;
     int          failed;             /* could not connect */
-    int          status;             /* lean: the procedure's http_status */
     char         err[256];
 
-    /* batch mode */
+    /* the batch (lean mode: of one) */
     op_t        *ops;
     int          nops;
     account_t   *acc;
@@ -702,72 +701,27 @@ lean_rows(worker_t *w, unsigned k, MYSQL_RES *res)
     if (k == 0 && mysql_num_fields(res) >= 2
         && (row = mysql_fetch_row(res)) != NULL && row[1] != NULL)
     {
-        w->status = atoi(row[1]);
+        w->ops[0].status = atoi(row[1]);
     }
 
     return 0;
 }
 
 
-static void
-lean_loop(worker_t *w, MYSQL *m)
+/* one try of the transfer: batch_fill drew it as a batch of one */
+static unsigned
+lean_try(worker_t *w, MYSQL *m)
 {
-    long       s, d;
-    double     t0, t1;
-    char       src[NUMBER_LEN], dst[NUMBER_LEN], q[1024];
-    int        len;
-    unsigned   err, tries;
+    unsigned  err;
 
-    while (now_s() < t_end) {
+    w->ops[0].status = 0;
+    err = round_trip(w, m, w->sql.data, w->sql.len, lean_rows);
 
-        next_pair(w, &s, &d);
-        account(src, sizeof(src), s);
-        account(dst, sizeof(dst), d);
-
-        len = snprintf(q, sizeof(q),
-                       "CALL lean_transfer('%s-%d-%" PRIu64 "','%s','%s',%s,"
-                       "NULL,NULL)", cfg.run, w->id, w->counter, src, dst,
-                       cfg.amount);
-
-        t0 = now_s();
-
-        for (tries = 0; ; tries++) {
-            w->status = 0;
-            err = round_trip(w, m, q, (size_t) len, lean_rows);
-
-            /* the procedure rolled back before it re-raised */
-
-            if (retryable(err) && tries < RETRIES_MAX) {
-                w->retries++;
-                continue;
-            }
-
-            break;
-        }
-
-        t1 = now_s();
-
-        if (err != 0) {
-            if (failed(w, &m, err) != 0) {
-                return;
-            }
-            continue;
-        }
-
-        w->commits++;
-
-        if (w->status != 201) {
-            w->rejected++;
-        }
-
-        if (w->id == 1 && w->shown1 == NULL) {
-            w->shown1 = sql_shown(q, (size_t) len);
-        }
-
-        record(w, (uint32_t) ((t1 - t0) * 1e6));
+    if (err == 0 && w->id == 1 && w->shown1 == NULL) {
+        w->shown1 = sql_shown(w->sql.data, w->sql.len);
     }
 
-    mysql_close(m);
+    return err;
 }
 
 
@@ -806,6 +760,8 @@ batch_account(worker_t *w, const char *number)
  * The next B transfers with fresh ids; every account they touch, once, in
  * byte order (the order round trip 1 locks in, as every batch locks, so
  * that batches never wait for each other crosswise); their ids, sorted.
+ * In lean mode B is 1, and the transfer's CALL is made here, once for all
+ * its tries.
  */
 static void
 batch_fill(worker_t *w)
@@ -844,6 +800,13 @@ batch_fill(worker_t *w)
     }
 
     w->nacc = n;
+
+    if (cfg.mode == MODE_LEAN) {
+        op = &w->ops[0];
+        w->sql.len = 0;
+        buf_add(&w->sql, "CALL lean_transfer('%s','%s','%s',%s,NULL,NULL)",
+                op->id, op->src, op->dst, cfg.amount);
+    }
 }
 
 
@@ -1319,10 +1282,17 @@ batch_try(worker_t *w, MYSQL *m)
 }
 
 
+/* ------------------------------------------------------------- loop -- */
+
+/*
+ * Transfers until the time is up, one batch at a time (a batch of one in
+ * lean mode), retried whole on a deadlock, a lock wait timeout or a
+ * duplicate key.
+ */
 static void
-batch_loop(worker_t *w, MYSQL *m)
+transfer_loop(worker_t *w, MYSQL *m)
 {
-    int        i;
+    int        i, retry;
     double     t0, t1;
     unsigned   err, tries;
     op_t      *op;
@@ -1334,26 +1304,33 @@ batch_loop(worker_t *w, MYSQL *m)
         t0 = now_s();
 
         for (tries = 0; ; tries++) {
-            err = batch_try(w, m);
+            err = cfg.mode == MODE_LEAN ? lean_try(w, m) : batch_try(w, m);
 
             if (err == 0) {
                 break;
             }
 
-            /*
-             * Whatever failed, nothing of the batch may stay: a lock wait
-             * timeout rolls back only its statement.
-             */
+            retry = retryable(err) && tries < RETRIES_MAX;
 
-            if (retryable(err) && tries < RETRIES_MAX) {
-                (void) mysql_query(m, "ROLLBACK");
+            if (retry) {
                 w->retries++;
-                continue;
+            } else {
+                note(w, m, err);
             }
 
-            note(w, m, err);
-            (void) mysql_query(m, "ROLLBACK");
-            break;
+            /*
+             * Whatever failed, nothing of the batch may stay: a lock wait
+             * timeout rolls back only its statement.  The procedure rolled
+             * back before it re-raised.
+             */
+
+            if (cfg.mode == MODE_BATCH) {
+                (void) mysql_query(m, "ROLLBACK");
+            }
+
+            if (!retry) {
+                break;
+            }
         }
 
         t1 = now_s();
@@ -1412,11 +1389,7 @@ worker_main(void *arg)
         w->seed = 1;
     }
 
-    if (cfg.mode == MODE_LEAN) {
-        lean_loop(w, m);
-    } else {
-        batch_loop(w, m);
-    }
+    transfer_loop(w, m);
 
     mysql_thread_end();
     return NULL;
@@ -1749,19 +1722,17 @@ main(int argc, char **argv)
     for (i = 0; i < cfg.threads; i++) {
         w[i].id = i + 1;
 
-        if (cfg.mode == MODE_BATCH) {
-            w[i].ops = calloc((size_t) cfg.batch, sizeof(op_t));
-            w[i].acc = calloc(2 * (size_t) cfg.batch, sizeof(account_t));
-            w[i].ids = calloc((size_t) cfg.batch, sizeof(char *));
-            w[i].sql.cap = 4096 + (size_t) cfg.batch * 2048;
-            w[i].sql.data = malloc(w[i].sql.cap);
+        w[i].ops = calloc((size_t) cfg.batch, sizeof(op_t));
+        w[i].acc = calloc(2 * (size_t) cfg.batch, sizeof(account_t));
+        w[i].ids = calloc((size_t) cfg.batch, sizeof(char *));
+        w[i].sql.cap = 4096 + (size_t) cfg.batch * 2048;
+        w[i].sql.data = malloc(w[i].sql.cap);
 
-            if (w[i].ops == NULL || w[i].acc == NULL || w[i].ids == NULL
-                || w[i].sql.data == NULL)
-            {
-                fprintf(stderr, "out of memory\n");
-                return 1;
-            }
+        if (w[i].ops == NULL || w[i].acc == NULL || w[i].ids == NULL
+            || w[i].sql.data == NULL)
+        {
+            fprintf(stderr, "out of memory\n");
+            return 1;
         }
     }
 
