@@ -102,7 +102,7 @@
 #include <mysql.h>
 
 
-#define MODE_LEAN        0
+#define MODE_LEAN        0           /* pick(): "lean" 0, "batch" 1 */
 #define MODE_BATCH       1
 
 #define BATCH_MAX        1024
@@ -160,8 +160,6 @@ typedef struct {
     double       seconds;
     long         accounts;
     int          hot;
-    long         hot_a;
-    long         hot_b;
     long         cpu_pid;
 } config_t;
 
@@ -285,12 +283,10 @@ next_pair(worker_t *w, long *s, long *d)
 {
     w->counter++;
 
+    /* accounts 1 and 2, in alternating directions */
     if (cfg.hot) {
-        if (w->counter % 2) {
-            *s = cfg.hot_a; *d = cfg.hot_b;
-        } else {
-            *s = cfg.hot_b; *d = cfg.hot_a;
-        }
+        *s = 2 - (long) (w->counter % 2);
+        *d = 3 - *s;
         return;
     }
 
@@ -741,13 +737,6 @@ cmp_account(const void *key, const void *elt)
 }
 
 
-static int
-cmp_id(const void *key, const void *elt)
-{
-    return strcmp(key, *(char * const *) elt);
-}
-
-
 static account_t *
 batch_account(worker_t *w, const char *number)
 {
@@ -914,8 +903,8 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
             return ERR_ROWS;
         }
 
-        p = bsearch(row[TX_ID], w->ids, (size_t) w->nops, sizeof(char *),
-                    cmp_id);
+        p = bsearch(&row[TX_ID], w->ids, (size_t) w->nops, sizeof(char *),
+                    cmp_str);
         if (p == NULL) {
             return ERR_ROWS;
         }
@@ -1028,11 +1017,105 @@ batch_judge(worker_t *w)
 }
 
 
-/* the head of a multi-row statement before its first row, then commas */
+/* a recorded outcome: a row of transactions */
 static void
-batch_list(buf_t *b, int *n, const char *head)
+batch_tx_row(worker_t *w, buf_t *b, op_t *op)
 {
-    buf_add(b, "%s", (*n)++ == 0 ? head : ",");
+    buf_add(b, "('%s','%s','%s',", op->id, op->src, op->dst);
+
+    /*
+     * amount, amount_text, fingerprint, currency, request_currency (none
+     * asked), scale: a recorded transfer has a currency and a scale when
+     * either account exists
+     */
+
+    if (op->has_scale) {
+        buf_money(b, op->value, op->scale);
+        buf_add(b, ",'%s','%s|%s|%s','%s',NULL,%u,", cfg.amount, op->src,
+                op->dst, amount_key, op->currency, op->scale);
+    } else {
+        buf_add(b, "NULL,'%s','%s|%s|%s',NULL,NULL,NULL,", cfg.amount,
+                op->src, op->dst, amount_key);
+    }
+
+    /* status, http_status, code, detail, client_ts (none sent), balances */
+
+    if (op->status == 201) {
+        buf_add(b, "'COMPLETED',201,NULL,NULL,NULL,");
+        buf_money(b, op->sbal, op->scale);
+        buf_add(b, ",");
+        buf_money(b, op->dbal, op->scale);
+        buf_add(b, ",%" PRIu64 ",%" PRIu64 ",", op->sver, op->dver);
+    } else {
+        buf_add(b, "'REJECTED',%d,'%s','%s',NULL,NULL,NULL,NULL,NULL,",
+                op->status, op->code, op->detail);
+    }
+
+    buf_add(b, "'%s')", w->now);
+}
+
+
+/* the history of an applied transfer: two rows of entries */
+static void
+batch_entry_rows(worker_t *w, buf_t *b, op_t *op)
+{
+    buf_add(b, "('%s',%" PRIu64 ",'TRANSFER','%s','%s',", op->src,
+            op->sver, op->id, op->dst);
+    buf_money(b, -op->value, op->scale);
+    buf_add(b, ",");
+    buf_money(b, op->sbal, op->scale);
+    buf_add(b, ",'%s'),('%s',%" PRIu64 ",'TRANSFER','%s','%s',", w->now,
+            op->dst, op->dver, op->id, op->src);
+    buf_money(b, op->value, op->scale);
+    buf_add(b, ",");
+    buf_money(b, op->dbal, op->scale);
+    buf_add(b, ",'%s')", w->now);
+}
+
+
+/* who changed what: a row of audit_log (no API key: actor NULL) */
+static void
+batch_audit_row(worker_t *w, buf_t *b, op_t *op)
+{
+    if (op->status == 201) {
+        buf_add(b, "('%s',NULL,'transfer','%s','completed',201,"
+                "'%s %s from %s to %s')", w->now, op->id, cfg.amount,
+                op->currency, op->src, op->dst);
+    } else {
+        buf_add(b, "('%s',NULL,'transfer','%s','%s',%d,'%s')", w->now,
+                op->id, op->code, op->status, op->detail);
+    }
+}
+
+
+typedef void (*row_pt)(worker_t *w, buf_t *b, op_t *op);
+
+/*
+ * One multi-row INSERT: its head, then a row (or two) per recorded
+ * transfer, or per applied one; nothing when there is none.
+ */
+static void
+batch_insert(worker_t *w, const char *head, int applied, row_pt row)
+{
+    int    i, n;
+    op_t  *op;
+
+    n = 0;
+
+    for (i = 0; i < w->nops; i++) {
+        op = &w->ops[i];
+
+        if (op->replay || op->invalid || (applied && op->status != 201)) {
+            continue;
+        }
+
+        buf_add(&w->sql, "%s", n++ == 0 ? head : ",");
+        row(w, &w->sql, op);
+    }
+
+    if (n) {
+        buf_add(&w->sql, ";");
+    }
 }
 
 
@@ -1045,7 +1128,6 @@ static void
 batch_round2_sql(worker_t *w)
 {
     int         i, n;
-    op_t       *op;
     buf_t      *b = &w->sql;
     account_t  *a;
 
@@ -1053,135 +1135,21 @@ batch_round2_sql(worker_t *w)
 
     buf_add(b, "BEGIN NOT ATOMIC ");
 
-    n = 0;
+    batch_insert(w, "INSERT INTO transactions (transaction_id,"
+                 " source_account, destination_account, amount,"
+                 " amount_text, fingerprint, currency, request_currency,"
+                 " scale, status, http_status, code, detail, client_ts,"
+                 " source_balance, destination_balance, source_version,"
+                 " destination_version, created_at) VALUES ", 0,
+                 batch_tx_row);
 
-    for (i = 0; i < w->nops; i++) {
-        op = &w->ops[i];
+    batch_insert(w, "INSERT INTO entries (account_number, version, type,"
+                 " transaction_id, counterparty, amount, balance_after,"
+                 " created_at) VALUES ", 1, batch_entry_rows);
 
-        if (op->replay || op->invalid) {
-            continue;
-        }
-
-        batch_list(b, &n, "INSERT INTO transactions (transaction_id,"
-                   " source_account, destination_account, amount,"
-                   " amount_text, fingerprint, currency, request_currency,"
-                   " scale, status, http_status, code, detail, client_ts,"
-                   " source_balance, destination_balance, source_version,"
-                   " destination_version, created_at) VALUES ");
-
-        buf_add(b, "('%s','%s','%s',", op->id, op->src, op->dst);
-
-        if (op->has_scale) {
-            buf_money(b, op->value, op->scale);
-        } else {
-            buf_add(b, "NULL");
-        }
-
-        buf_add(b, ",'%s','%s|%s|%s',", cfg.amount, op->src, op->dst,
-                amount_key);
-
-        if (op->currency) {
-            buf_add(b, "'%s',", op->currency);
-        } else {
-            buf_add(b, "NULL,");
-        }
-
-        /* no requested currency */
-        buf_add(b, "NULL");
-
-        if (op->has_scale) {
-            buf_add(b, ",%u,", op->scale);
-        } else {
-            buf_add(b, ",NULL,");
-        }
-
-        if (op->status == 201) {
-            buf_add(b, "'COMPLETED',201,NULL,NULL,");
-        } else {
-            buf_add(b, "'REJECTED',%d,'%s','%s',", op->status, op->code,
-                    op->detail);
-        }
-
-        /* no client timestamp */
-        buf_add(b, "NULL,");
-
-        if (op->status == 201) {
-            buf_money(b, op->sbal, op->scale);
-            buf_add(b, ",");
-            buf_money(b, op->dbal, op->scale);
-            buf_add(b, ",%" PRIu64 ",%" PRIu64 ",", op->sver, op->dver);
-        } else {
-            buf_add(b, "NULL,NULL,NULL,NULL,");
-        }
-
-        buf_add(b, "'%s')", w->now);
-    }
-
-    if (n) {
-        buf_add(b, ";");
-    }
-
-    /* the history: two entries per applied transfer */
-
-    n = 0;
-
-    for (i = 0; i < w->nops; i++) {
-        op = &w->ops[i];
-
-        if (op->replay || op->invalid || op->status != 201) {
-            continue;
-        }
-
-        batch_list(b, &n, "INSERT INTO entries (account_number, version,"
-                   " type, transaction_id, counterparty, amount,"
-                   " balance_after, created_at) VALUES ");
-
-        buf_add(b, "('%s',%" PRIu64 ",'TRANSFER','%s','%s',", op->src,
-                op->sver, op->id, op->dst);
-        buf_money(b, -op->value, op->scale);
-        buf_add(b, ",");
-        buf_money(b, op->sbal, op->scale);
-        buf_add(b, ",'%s'),('%s',%" PRIu64 ",'TRANSFER','%s','%s',", w->now,
-                op->dst, op->dver, op->id, op->src);
-        buf_money(b, op->value, op->scale);
-        buf_add(b, ",");
-        buf_money(b, op->dbal, op->scale);
-        buf_add(b, ",'%s')", w->now);
-    }
-
-    if (n) {
-        buf_add(b, ";");
-    }
-
-    /* who changed what: one audit row per recorded transfer */
-
-    n = 0;
-
-    for (i = 0; i < w->nops; i++) {
-        op = &w->ops[i];
-
-        if (op->replay || op->invalid) {
-            continue;
-        }
-
-        batch_list(b, &n, "INSERT INTO audit_log (at, actor, action,"
-                   " subject, outcome, http_status, detail) VALUES ");
-
-        /* no API key: actor NULL */
-
-        if (op->status == 201) {
-            buf_add(b, "('%s',NULL,'transfer','%s','completed',201,"
-                    "'%s %s from %s to %s')", w->now, op->id, cfg.amount,
-                    op->currency, op->src, op->dst);
-        } else {
-            buf_add(b, "('%s',NULL,'transfer','%s','%s',%d,'%s')", w->now,
-                    op->id, op->code, op->status, op->detail);
-        }
-    }
-
-    if (n) {
-        buf_add(b, ";");
-    }
+    batch_insert(w, "INSERT INTO audit_log (at, actor, action, subject,"
+                 " outcome, http_status, detail) VALUES ", 0,
+                 batch_audit_row);
 
     /*
      * One net update of the accounts: the server does the arithmetic on
@@ -1403,34 +1371,6 @@ worker_main(void *arg)
  * the procedure does.
  */
 static int
-generation_move(void)
-{
-    int         rc;
-    worker_t    w;
-    MYSQL      *m;
-
-    memset(&w, 0, sizeof(w));
-    m = connect_db(&w);
-    if (m == NULL) {
-        fprintf(stderr, "%s\n", w.err);
-        return -1;
-    }
-
-    rc = mysql_query(m, "INSERT INTO cache_generation (publisher, generation)"
-                        " VALUES ('dbclient', 1) ON DUPLICATE KEY UPDATE"
-                        " generation = generation + 1");
-    if (rc != 0) {
-        fprintf(stderr, "moving the cache generation of database %s: %s\n",
-                cfg.database, mysql_error(m));
-    }
-
-    mysql_close(m);
-
-    return rc ? -1 : 0;
-}
-
-
-static int
 money_check(int before, char *total, size_t size, long *negative)
 {
     worker_t    w;
@@ -1445,6 +1385,24 @@ money_check(int before, char *total, size_t size, long *negative)
     m = connect_db(&w);
     if (m == NULL) {
         fprintf(stderr, "%s\n", w.err);
+        return -1;
+    }
+
+    /*
+     * After a run in batch mode, which changed balances behind the
+     * module's back: the module's caches must learn it as they learn a
+     * change that was not published (docs/architecture.md, "Cache trust").
+     */
+
+    if (!before && cfg.mode == MODE_BATCH
+        && mysql_query(m, "INSERT INTO cache_generation (publisher,"
+                       " generation) VALUES ('dbclient', 1) ON DUPLICATE KEY"
+                       " UPDATE generation = generation + 1")
+           != 0)
+    {
+        fprintf(stderr, "moving the cache generation of database %s: %s\n",
+                cfg.database, mysql_error(m));
+        mysql_close(m);
         return -1;
     }
 
@@ -1592,6 +1550,18 @@ usage(const char *me)
 }
 
 
+/* optarg, one of two words: 0 for the first, 1 for the second */
+static int
+pick(const char *me, const char *first, const char *second)
+{
+    if (strcmp(optarg, first) != 0 && strcmp(optarg, second) != 0) {
+        usage(me);
+    }
+
+    return strcmp(optarg, second) == 0;
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -1603,6 +1573,7 @@ main(int argc, char **argv)
     worker_t    *w;
     double       elapsed, cpu0, cpu1;
     char         sum0[96], sum1[96];
+    const char  *name;
     static char  run[64];
 
     static const struct option  longopts[] = {
@@ -1622,8 +1593,6 @@ main(int argc, char **argv)
     cfg.threads = 1;
     cfg.seconds = 10;
     cfg.accounts = 10000;
-    cfg.hot_a = 1;
-    cfg.hot_b = 2;
     snprintf(run, sizeof(run), "db%ld", (long) time(NULL));
     cfg.run = run;
 
@@ -1635,15 +1604,7 @@ main(int argc, char **argv)
            != -1)
     {
         switch (opt) {
-        case 'M':
-            if (strcmp(optarg, "lean") == 0) {
-                cfg.mode = MODE_LEAN;
-            } else if (strcmp(optarg, "batch") == 0) {
-                cfg.mode = MODE_BATCH;
-            } else {
-                usage(argv[0]);
-            }
-            break;
+        case 'M': cfg.mode = pick(argv[0], "lean", "batch"); break;
         case 'b': cfg.batch = atoi(optarg); break;
         case 'C': cfg.cpu_pid = atol(optarg); break;
         case 'h': cfg.host = optarg; break;
@@ -1654,15 +1615,7 @@ main(int argc, char **argv)
         case 'D': cfg.database = optarg; break;
         case 't': cfg.threads = atoi(optarg); break;
         case 'd': cfg.seconds = atof(optarg); break;
-        case 'm':
-            if (strcmp(optarg, "hot") == 0) {
-                cfg.hot = 1;
-            } else if (strcmp(optarg, "uniform") == 0) {
-                cfg.hot = 0;
-            } else {
-                usage(argv[0]);
-            }
-            break;
+        case 'm': cfg.hot = pick(argv[0], "uniform", "hot"); break;
         case 'n': cfg.accounts = atol(optarg); break;
         case 'x': cfg.prefix = optarg; break;
         case 'a': cfg.amount = optarg; break;
@@ -1693,17 +1646,10 @@ main(int argc, char **argv)
      * the baseline's own user (perf/gen-accounts.sh --baseline), or the
      * service's: each may do what its side needs and no more
      */
-    if (cfg.user == NULL) {
-        cfg.user = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
-    }
-
-    if (cfg.password == NULL) {
-        cfg.password = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
-    }
-
-    if (cfg.database == NULL) {
-        cfg.database = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
-    }
+    name = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
+    cfg.user = cfg.user ? cfg.user : name;
+    cfg.password = cfg.password ? cfg.password : name;
+    cfg.database = cfg.database ? cfg.database : name;
 
     if (mysql_library_init(0, NULL, NULL) != 0) {
         fprintf(stderr, "mysql_library_init failed\n");
@@ -1781,16 +1727,6 @@ main(int argc, char **argv)
 
     if (w[0].shown2) {
         fprintf(stderr, "SQL (batch, round trip 2):\n  %s\n", w[0].shown2);
-    }
-
-    /*
-     * The batch mode changed balances behind the module's back: the
-     * module's caches must learn it as they learn a change that was not
-     * published (docs/architecture.md, "Cache trust").
-     */
-
-    if (cfg.mode == MODE_BATCH && generation_move() != 0) {
-        return 1;
     }
 
     if (money_check(0, sum1, sizeof(sum1), &neg1) != 0) {
