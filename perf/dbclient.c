@@ -189,8 +189,6 @@ typedef struct {
     char         id[ID_LEN];
     char         src[NUMBER_LEN];
     char         dst[NUMBER_LEN];
-    account_t   *s;
-    account_t   *d;
 
     /* the judgement */
     int          replay;             /* its id is recorded already */
@@ -666,25 +664,6 @@ note(worker_t *w, MYSQL *m, unsigned err)
 }
 
 
-/* an error that is not retried: counted, the connection checked */
-static int
-failed(worker_t *w, MYSQL **m, unsigned err)
-{
-    w->errors++;
-    note(w, *m, err);
-
-    if (mysql_ping(*m) != 0) {
-        mysql_close(*m);
-        *m = connect_db(w);
-        if (*m == NULL) {
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
-
 /* ------------------------------------------------------------- lean -- */
 
 static unsigned
@@ -840,7 +819,7 @@ batch_round1_sql(worker_t *w)
 static unsigned
 batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
 {
-    int             i, now;
+    int             i;
     char          **p;
     unsigned long  *len;
     MYSQL_ROW       row;
@@ -849,8 +828,6 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
     if (k != 0 || mysql_num_fields(res) != TX_N) {
         return ERR_ROWS;
     }
-
-    now = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL) {
         len = mysql_fetch_lengths(res);
@@ -864,7 +841,6 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
                 return ERR_ROWS;
             }
             snprintf(w->now, sizeof(w->now), "%s", row[1]);
-            now = 1;
             continue;
         }
 
@@ -916,7 +892,7 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
         }
     }
 
-    return now ? 0 : ERR_ROWS;
+    return 0;                /* batch_try checks that the time came */
 }
 
 
@@ -945,8 +921,8 @@ batch_judge(worker_t *w)
     for (i = 0; i < w->nops; i++) {
         op = &w->ops[i];
 
-        op->s = s = batch_account(w, op->src);
-        op->d = d = batch_account(w, op->dst);
+        s = batch_account(w, op->src);
+        d = batch_account(w, op->dst);
         op->invalid = 0;
         op->status = 0;
         op->code = NULL;
@@ -975,13 +951,10 @@ batch_judge(worker_t *w)
             op->currency = s->exists ? s->currency : d->currency;
         }
 
-        if (!s->exists) {
+        if (!s->exists || !d->exists) {
             batch_reject(op, 404, "account_not_found",
-                         "account %s does not exist", s->number);
-
-        } else if (!d->exists) {
-            batch_reject(op, 404, "account_not_found",
-                         "account %s does not exist", d->number);
+                         "account %s does not exist",
+                         s->exists ? d->number : s->number);
 
         } else if (strcmp(s->currency, d->currency) != 0
                    || s->scale != d->scale)
@@ -1129,7 +1102,7 @@ batch_round2_sql(worker_t *w)
 {
     int         i, n;
     buf_t      *b = &w->sql;
-    account_t  *a;
+    account_t  *changed[2 * BATCH_MAX];
 
     b->len = 0;
 
@@ -1160,39 +1133,32 @@ batch_round2_sql(worker_t *w)
     n = 0;
 
     for (i = 0; i < w->nacc; i++) {
-        a = &w->acc[i];
-
-        if (a->changes == 0) {
-            continue;
+        if (w->acc[i].changes) {
+            changed[n++] = &w->acc[i];
         }
-
-        buf_add(b, "%s '%s' THEN ", n++ ? " WHEN" : "UPDATE accounts SET"
-                " balance = balance + CASE account_number WHEN", a->number);
-        buf_money(b, a->delta, a->scale);
     }
 
     if (n) {
+        buf_add(b, "UPDATE accounts SET balance = balance + CASE"
+                " account_number");
+
+        for (i = 0; i < n; i++) {
+            buf_add(b, " WHEN '%s' THEN ", changed[i]->number);
+            buf_money(b, changed[i]->delta, changed[i]->scale);
+        }
+
         buf_add(b, " END, version = version + CASE account_number");
 
-        for (i = 0; i < w->nacc; i++) {
-            a = &w->acc[i];
-
-            if (a->changes) {
-                buf_add(b, " WHEN '%s' THEN %" PRIu64, a->number, a->changes);
-            }
+        for (i = 0; i < n; i++) {
+            buf_add(b, " WHEN '%s' THEN %" PRIu64, changed[i]->number,
+                    changed[i]->changes);
         }
 
         buf_add(b, " END, updated_at = '%s' WHERE account_number IN (",
                 w->now);
 
-        n = 0;
-
-        for (i = 0; i < w->nacc; i++) {
-            a = &w->acc[i];
-
-            if (a->changes) {
-                buf_add(b, "%s'%s'", n++ ? "," : "", a->number);
-            }
+        for (i = 0; i < n; i++) {
+            buf_add(b, "%s'%s'", i ? "," : "", changed[i]->number);
         }
 
         buf_add(b, ");");
@@ -1283,6 +1249,7 @@ transfer_loop(worker_t *w, MYSQL *m)
             if (retry) {
                 w->retries++;
             } else {
+                w->errors++;
                 note(w, m, err);
             }
 
@@ -1303,9 +1270,15 @@ transfer_loop(worker_t *w, MYSQL *m)
 
         t1 = now_s();
 
+        /* an error that is not retried: the connection checked */
+
         if (err != 0) {
-            if (failed(w, &m, err) != 0) {
-                return;
+            if (mysql_ping(m) != 0) {
+                mysql_close(m);
+                m = connect_db(w);
+                if (m == NULL) {
+                    return;
+                }
             }
             continue;
         }
@@ -1423,20 +1396,18 @@ money_check(int before, char *total, size_t size, long *negative)
              " AND ROUTINE_NAME = 'lean_transfer') FROM accounts", negative_sql,
              first, last);
 
-    if (mysql_query(m, q) != 0 || (res = mysql_store_result(m)) == NULL) {
-        fprintf(stderr, "money check in database %s: %s\n", cfg.database,
-                mysql_error(m));
-        mysql_close(m);
-        return -1;
-    }
+    res = NULL;
+    row = NULL;
 
-    row = mysql_fetch_row(res);
+    if (mysql_query(m, q) == 0 && (res = mysql_store_result(m)) != NULL) {
+        row = mysql_fetch_row(res);
+    }
 
     if (row == NULL || row[0] == NULL || row[1] == NULL || row[2] == NULL
         || row[3] == NULL)
     {
-        fprintf(stderr, "money check in database %s: no answer\n",
-                cfg.database);
+        fprintf(stderr, "money check in database %s: %s\n", cfg.database,
+                res ? "no answer" : mysql_error(m));
         mysql_free_result(res);
         mysql_close(m);
         return -1;
