@@ -1533,17 +1533,11 @@ pick(const char *me, const char *first, const char *second)
 }
 
 
-int
-main(int argc, char **argv)
+/* the options, checked; the user, password and database by default */
+static void
+options(int argc, char **argv)
 {
-    int          opt, i, money_ok;
-    long         neg0, neg1;
-    uint64_t     total, retries, errors, rejected, commits;
-    size_t       n;
-    uint32_t    *all;
-    worker_t    *w;
-    double       elapsed, cpu0, cpu1;
-    char         sum0[96], sum1[96];
+    int          opt;
     const char  *name;
     static char  run[64];
 
@@ -1621,19 +1615,19 @@ main(int argc, char **argv)
     cfg.user = cfg.user ? cfg.user : name;
     cfg.password = cfg.password ? cfg.password : name;
     cfg.database = cfg.database ? cfg.database : name;
+}
 
-    if (mysql_library_init(0, NULL, NULL) != 0) {
-        fprintf(stderr, "mysql_library_init failed\n");
-        return 1;
-    }
 
-    if (money_check(1, sum0, sizeof(sum0), &neg0) != 0) {
-        return 1;
-    }
+/* the threads, started, each with room for a batch and its SQL */
+static worker_t *
+workers(void)
+{
+    int        i;
+    worker_t  *w;
 
     w = calloc((size_t) cfg.threads, sizeof(worker_t));
     if (w == NULL) {
-        return 1;
+        return NULL;
     }
 
     for (i = 0; i < cfg.threads; i++) {
@@ -1649,7 +1643,7 @@ main(int argc, char **argv)
             || w[i].sql.data == NULL)
         {
             fprintf(stderr, "out of memory\n");
-            return 1;
+            return NULL;
         }
     }
 
@@ -1659,8 +1653,70 @@ main(int argc, char **argv)
     for (i = 0; i < cfg.threads; i++) {
         if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
             fprintf(stderr, "pthread_create: %s\n", strerror(errno));
-            return 1;
+            return NULL;
         }
+    }
+
+    return w;
+}
+
+
+/* every latency, sorted; the threads' other memory freed */
+static uint32_t *
+latencies(worker_t *w, size_t total)
+{
+    int        i;
+    size_t     n;
+    uint32_t  *all;
+
+    all = malloc((total ? total : 1) * sizeof(uint32_t));
+    if (all == NULL) {
+        return NULL;
+    }
+
+    for (n = 0, i = 0; i < cfg.threads; i++) {
+        memcpy(all + n, w[i].lat_us, w[i].nlat * sizeof(uint32_t));
+        n += w[i].nlat;
+        free(w[i].lat_us);
+        free(w[i].ops);
+        free(w[i].acc);
+        free(w[i].ids);
+        free(w[i].sql.data);
+        free(w[i].shown1);
+        free(w[i].shown2);
+    }
+
+    qsort(all, n, sizeof(uint32_t), cmp_u32);
+
+    return all;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int          i, money_ok;
+    long         neg0, neg1;
+    uint64_t     total, retries, errors, rejected, commits;
+    size_t       n;
+    uint32_t    *all;
+    worker_t    *w;
+    double       elapsed, cpu0, cpu1;
+    char         sum0[96], sum1[96];
+
+    options(argc, argv);
+    if (mysql_library_init(0, NULL, NULL) != 0) {
+        fprintf(stderr, "mysql_library_init failed\n");
+        return 1;
+    }
+
+    if (money_check(1, sum0, sizeof(sum0), &neg0) != 0) {
+        return 1;
+    }
+
+    w = workers();
+    if (w == NULL) {
+        return 1;
     }
 
     /* the clock starts once every thread is connected */
@@ -1706,24 +1762,11 @@ main(int argc, char **argv)
 
     money_ok = (strcmp(sum0, sum1) == 0 && neg1 == 0);
 
-    all = malloc((total ? total : 1) * sizeof(uint32_t));
+    n = (size_t) total;
+    all = latencies(w, n);
     if (all == NULL) {
         return 1;
     }
-
-    for (n = 0, i = 0; i < cfg.threads; i++) {
-        memcpy(all + n, w[i].lat_us, w[i].nlat * sizeof(uint32_t));
-        n += w[i].nlat;
-        free(w[i].lat_us);
-        free(w[i].ops);
-        free(w[i].acc);
-        free(w[i].ids);
-        free(w[i].sql.data);
-        free(w[i].shown1);
-        free(w[i].shown2);
-    }
-
-    qsort(all, n, sizeof(uint32_t), cmp_u32);
 
 #define PCT(p)                                                              \
     (n ? all[(size_t) ((double) (n - 1) * (p) / 100.0 + 0.5)] / 1000.0 : 0.0)
