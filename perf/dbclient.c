@@ -102,7 +102,7 @@
 #include <mysql.h>
 
 
-#define MODE_LEAN        0
+#define MODE_LEAN        0           /* pick(): "lean" 0, "batch" 1 */
 #define MODE_BATCH       1
 
 #define BATCH_MAX        1024
@@ -160,8 +160,6 @@ typedef struct {
     double       seconds;
     long         accounts;
     int          hot;
-    long         hot_a;
-    long         hot_b;
     long         cpu_pid;
 } config_t;
 
@@ -191,8 +189,6 @@ typedef struct {
     char         id[ID_LEN];
     char         src[NUMBER_LEN];
     char         dst[NUMBER_LEN];
-    account_t   *s;
-    account_t   *d;
 
     /* the judgement */
     int          replay;             /* its id is recorded already */
@@ -224,10 +220,9 @@ typedef struct {
     uint64_t     counter;
     uint64_t     seed;
     int          failed;             /* could not connect */
-    int          status;             /* lean: the procedure's http_status */
     char         err[256];
 
-    /* batch mode */
+    /* the batch (lean mode: of one) */
     op_t        *ops;
     int          nops;
     account_t   *acc;
@@ -286,12 +281,10 @@ next_pair(worker_t *w, long *s, long *d)
 {
     w->counter++;
 
+    /* accounts 1 and 2, in alternating directions */
     if (cfg.hot) {
-        if (w->counter % 2) {
-            *s = cfg.hot_a; *d = cfg.hot_b;
-        } else {
-            *s = cfg.hot_b; *d = cfg.hot_a;
-        }
+        *s = 2 - (long) (w->counter % 2);
+        *d = 3 - *s;
         return;
     }
 
@@ -671,25 +664,6 @@ note(worker_t *w, MYSQL *m, unsigned err)
 }
 
 
-/* an error that is not retried: counted, the connection checked */
-static int
-failed(worker_t *w, MYSQL **m, unsigned err)
-{
-    w->errors++;
-    note(w, *m, err);
-
-    if (mysql_ping(*m) != 0) {
-        mysql_close(*m);
-        *m = connect_db(w);
-        if (*m == NULL) {
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
-
 /* ------------------------------------------------------------- lean -- */
 
 static unsigned
@@ -702,72 +676,27 @@ lean_rows(worker_t *w, unsigned k, MYSQL_RES *res)
     if (k == 0 && mysql_num_fields(res) >= 2
         && (row = mysql_fetch_row(res)) != NULL && row[1] != NULL)
     {
-        w->status = atoi(row[1]);
+        w->ops[0].status = atoi(row[1]);
     }
 
     return 0;
 }
 
 
-static void
-lean_loop(worker_t *w, MYSQL *m)
+/* one try of the transfer: batch_fill drew it as a batch of one */
+static unsigned
+lean_try(worker_t *w, MYSQL *m)
 {
-    long       s, d;
-    double     t0, t1;
-    char       src[NUMBER_LEN], dst[NUMBER_LEN], q[1024];
-    int        len;
-    unsigned   err, tries;
+    unsigned  err;
 
-    while (now_s() < t_end) {
+    w->ops[0].status = 0;
+    err = round_trip(w, m, w->sql.data, w->sql.len, lean_rows);
 
-        next_pair(w, &s, &d);
-        account(src, sizeof(src), s);
-        account(dst, sizeof(dst), d);
-
-        len = snprintf(q, sizeof(q),
-                       "CALL lean_transfer('%s-%d-%" PRIu64 "','%s','%s',%s,"
-                       "NULL,NULL)", cfg.run, w->id, w->counter, src, dst,
-                       cfg.amount);
-
-        t0 = now_s();
-
-        for (tries = 0; ; tries++) {
-            w->status = 0;
-            err = round_trip(w, m, q, (size_t) len, lean_rows);
-
-            /* the procedure rolled back before it re-raised */
-
-            if (retryable(err) && tries < RETRIES_MAX) {
-                w->retries++;
-                continue;
-            }
-
-            break;
-        }
-
-        t1 = now_s();
-
-        if (err != 0) {
-            if (failed(w, &m, err) != 0) {
-                return;
-            }
-            continue;
-        }
-
-        w->commits++;
-
-        if (w->status != 201) {
-            w->rejected++;
-        }
-
-        if (w->id == 1 && w->shown1 == NULL) {
-            w->shown1 = sql_shown(q, (size_t) len);
-        }
-
-        record(w, (uint32_t) ((t1 - t0) * 1e6));
+    if (err == 0 && w->id == 1 && w->shown1 == NULL) {
+        w->shown1 = sql_shown(w->sql.data, w->sql.len);
     }
 
-    mysql_close(m);
+    return err;
 }
 
 
@@ -787,13 +716,6 @@ cmp_account(const void *key, const void *elt)
 }
 
 
-static int
-cmp_id(const void *key, const void *elt)
-{
-    return strcmp(key, *(char * const *) elt);
-}
-
-
 static account_t *
 batch_account(worker_t *w, const char *number)
 {
@@ -806,6 +728,8 @@ batch_account(worker_t *w, const char *number)
  * The next B transfers with fresh ids; every account they touch, once, in
  * byte order (the order round trip 1 locks in, as every batch locks, so
  * that batches never wait for each other crosswise); their ids, sorted.
+ * In lean mode B is 1, and the transfer's CALL is made here, once for all
+ * its tries.
  */
 static void
 batch_fill(worker_t *w)
@@ -844,6 +768,13 @@ batch_fill(worker_t *w)
     }
 
     w->nacc = n;
+
+    if (cfg.mode == MODE_LEAN) {
+        op = &w->ops[0];
+        w->sql.len = 0;
+        buf_add(&w->sql, "CALL lean_transfer('%s','%s','%s',%s,NULL,NULL)",
+                op->id, op->src, op->dst, cfg.amount);
+    }
 }
 
 
@@ -888,7 +819,7 @@ batch_round1_sql(worker_t *w)
 static unsigned
 batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
 {
-    int             i, now;
+    int             i;
     char          **p;
     unsigned long  *len;
     MYSQL_ROW       row;
@@ -897,8 +828,6 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
     if (k != 0 || mysql_num_fields(res) != TX_N) {
         return ERR_ROWS;
     }
-
-    now = 0;
 
     while ((row = mysql_fetch_row(res)) != NULL) {
         len = mysql_fetch_lengths(res);
@@ -912,7 +841,6 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
                 return ERR_ROWS;
             }
             snprintf(w->now, sizeof(w->now), "%s", row[1]);
-            now = 1;
             continue;
         }
 
@@ -951,8 +879,8 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
             return ERR_ROWS;
         }
 
-        p = bsearch(row[TX_ID], w->ids, (size_t) w->nops, sizeof(char *),
-                    cmp_id);
+        p = bsearch(&row[TX_ID], w->ids, (size_t) w->nops, sizeof(char *),
+                    cmp_str);
         if (p == NULL) {
             return ERR_ROWS;
         }
@@ -964,7 +892,7 @@ batch_rows(worker_t *w, unsigned k, MYSQL_RES *res)
         }
     }
 
-    return now ? 0 : ERR_ROWS;
+    return 0;                /* batch_try checks that the time came */
 }
 
 
@@ -993,8 +921,8 @@ batch_judge(worker_t *w)
     for (i = 0; i < w->nops; i++) {
         op = &w->ops[i];
 
-        op->s = s = batch_account(w, op->src);
-        op->d = d = batch_account(w, op->dst);
+        s = batch_account(w, op->src);
+        d = batch_account(w, op->dst);
         op->invalid = 0;
         op->status = 0;
         op->code = NULL;
@@ -1023,13 +951,10 @@ batch_judge(worker_t *w)
             op->currency = s->exists ? s->currency : d->currency;
         }
 
-        if (!s->exists) {
+        if (!s->exists || !d->exists) {
             batch_reject(op, 404, "account_not_found",
-                         "account %s does not exist", s->number);
-
-        } else if (!d->exists) {
-            batch_reject(op, 404, "account_not_found",
-                         "account %s does not exist", d->number);
+                         "account %s does not exist",
+                         s->exists ? d->number : s->number);
 
         } else if (strcmp(s->currency, d->currency) != 0
                    || s->scale != d->scale)
@@ -1065,11 +990,105 @@ batch_judge(worker_t *w)
 }
 
 
-/* the head of a multi-row statement before its first row, then commas */
+/* a recorded outcome: a row of transactions */
 static void
-batch_list(buf_t *b, int *n, const char *head)
+batch_tx_row(worker_t *w, buf_t *b, op_t *op)
 {
-    buf_add(b, "%s", (*n)++ == 0 ? head : ",");
+    buf_add(b, "('%s','%s','%s',", op->id, op->src, op->dst);
+
+    /*
+     * amount, amount_text, fingerprint, currency, request_currency (none
+     * asked), scale: a recorded transfer has a currency and a scale when
+     * either account exists
+     */
+
+    if (op->has_scale) {
+        buf_money(b, op->value, op->scale);
+        buf_add(b, ",'%s','%s|%s|%s','%s',NULL,%u,", cfg.amount, op->src,
+                op->dst, amount_key, op->currency, op->scale);
+    } else {
+        buf_add(b, "NULL,'%s','%s|%s|%s',NULL,NULL,NULL,", cfg.amount,
+                op->src, op->dst, amount_key);
+    }
+
+    /* status, http_status, code, detail, client_ts (none sent), balances */
+
+    if (op->status == 201) {
+        buf_add(b, "'COMPLETED',201,NULL,NULL,NULL,");
+        buf_money(b, op->sbal, op->scale);
+        buf_add(b, ",");
+        buf_money(b, op->dbal, op->scale);
+        buf_add(b, ",%" PRIu64 ",%" PRIu64 ",", op->sver, op->dver);
+    } else {
+        buf_add(b, "'REJECTED',%d,'%s','%s',NULL,NULL,NULL,NULL,NULL,",
+                op->status, op->code, op->detail);
+    }
+
+    buf_add(b, "'%s')", w->now);
+}
+
+
+/* the history of an applied transfer: two rows of entries */
+static void
+batch_entry_rows(worker_t *w, buf_t *b, op_t *op)
+{
+    buf_add(b, "('%s',%" PRIu64 ",'TRANSFER','%s','%s',", op->src,
+            op->sver, op->id, op->dst);
+    buf_money(b, -op->value, op->scale);
+    buf_add(b, ",");
+    buf_money(b, op->sbal, op->scale);
+    buf_add(b, ",'%s'),('%s',%" PRIu64 ",'TRANSFER','%s','%s',", w->now,
+            op->dst, op->dver, op->id, op->src);
+    buf_money(b, op->value, op->scale);
+    buf_add(b, ",");
+    buf_money(b, op->dbal, op->scale);
+    buf_add(b, ",'%s')", w->now);
+}
+
+
+/* who changed what: a row of audit_log (no API key: actor NULL) */
+static void
+batch_audit_row(worker_t *w, buf_t *b, op_t *op)
+{
+    if (op->status == 201) {
+        buf_add(b, "('%s',NULL,'transfer','%s','completed',201,"
+                "'%s %s from %s to %s')", w->now, op->id, cfg.amount,
+                op->currency, op->src, op->dst);
+    } else {
+        buf_add(b, "('%s',NULL,'transfer','%s','%s',%d,'%s')", w->now,
+                op->id, op->code, op->status, op->detail);
+    }
+}
+
+
+typedef void (*row_pt)(worker_t *w, buf_t *b, op_t *op);
+
+/*
+ * One multi-row INSERT: its head, then a row (or two) per recorded
+ * transfer, or per applied one; nothing when there is none.
+ */
+static void
+batch_insert(worker_t *w, const char *head, int applied, row_pt row)
+{
+    int    i, n;
+    op_t  *op;
+
+    n = 0;
+
+    for (i = 0; i < w->nops; i++) {
+        op = &w->ops[i];
+
+        if (op->replay || op->invalid || (applied && op->status != 201)) {
+            continue;
+        }
+
+        buf_add(&w->sql, "%s", n++ == 0 ? head : ",");
+        row(w, &w->sql, op);
+    }
+
+    if (n) {
+        buf_add(&w->sql, ";");
+    }
 }
 
 
@@ -1082,143 +1101,28 @@ static void
 batch_round2_sql(worker_t *w)
 {
     int         i, n;
-    op_t       *op;
     buf_t      *b = &w->sql;
-    account_t  *a;
+    account_t  *changed[2 * BATCH_MAX];
 
     b->len = 0;
 
     buf_add(b, "BEGIN NOT ATOMIC ");
 
-    n = 0;
+    batch_insert(w, "INSERT INTO transactions (transaction_id,"
+                 " source_account, destination_account, amount,"
+                 " amount_text, fingerprint, currency, request_currency,"
+                 " scale, status, http_status, code, detail, client_ts,"
+                 " source_balance, destination_balance, source_version,"
+                 " destination_version, created_at) VALUES ", 0,
+                 batch_tx_row);
 
-    for (i = 0; i < w->nops; i++) {
-        op = &w->ops[i];
+    batch_insert(w, "INSERT INTO entries (account_number, version, type,"
+                 " transaction_id, counterparty, amount, balance_after,"
+                 " created_at) VALUES ", 1, batch_entry_rows);
 
-        if (op->replay || op->invalid) {
-            continue;
-        }
-
-        batch_list(b, &n, "INSERT INTO transactions (transaction_id,"
-                   " source_account, destination_account, amount,"
-                   " amount_text, fingerprint, currency, request_currency,"
-                   " scale, status, http_status, code, detail, client_ts,"
-                   " source_balance, destination_balance, source_version,"
-                   " destination_version, created_at) VALUES ");
-
-        buf_add(b, "('%s','%s','%s',", op->id, op->src, op->dst);
-
-        if (op->has_scale) {
-            buf_money(b, op->value, op->scale);
-        } else {
-            buf_add(b, "NULL");
-        }
-
-        buf_add(b, ",'%s','%s|%s|%s',", cfg.amount, op->src, op->dst,
-                amount_key);
-
-        if (op->currency) {
-            buf_add(b, "'%s',", op->currency);
-        } else {
-            buf_add(b, "NULL,");
-        }
-
-        /* no requested currency */
-        buf_add(b, "NULL");
-
-        if (op->has_scale) {
-            buf_add(b, ",%u,", op->scale);
-        } else {
-            buf_add(b, ",NULL,");
-        }
-
-        if (op->status == 201) {
-            buf_add(b, "'COMPLETED',201,NULL,NULL,");
-        } else {
-            buf_add(b, "'REJECTED',%d,'%s','%s',", op->status, op->code,
-                    op->detail);
-        }
-
-        /* no client timestamp */
-        buf_add(b, "NULL,");
-
-        if (op->status == 201) {
-            buf_money(b, op->sbal, op->scale);
-            buf_add(b, ",");
-            buf_money(b, op->dbal, op->scale);
-            buf_add(b, ",%" PRIu64 ",%" PRIu64 ",", op->sver, op->dver);
-        } else {
-            buf_add(b, "NULL,NULL,NULL,NULL,");
-        }
-
-        buf_add(b, "'%s')", w->now);
-    }
-
-    if (n) {
-        buf_add(b, ";");
-    }
-
-    /* the history: two entries per applied transfer */
-
-    n = 0;
-
-    for (i = 0; i < w->nops; i++) {
-        op = &w->ops[i];
-
-        if (op->replay || op->invalid || op->status != 201) {
-            continue;
-        }
-
-        batch_list(b, &n, "INSERT INTO entries (account_number, version,"
-                   " type, transaction_id, counterparty, amount,"
-                   " balance_after, created_at) VALUES ");
-
-        buf_add(b, "('%s',%" PRIu64 ",'TRANSFER','%s','%s',", op->src,
-                op->sver, op->id, op->dst);
-        buf_money(b, -op->value, op->scale);
-        buf_add(b, ",");
-        buf_money(b, op->sbal, op->scale);
-        buf_add(b, ",'%s'),('%s',%" PRIu64 ",'TRANSFER','%s','%s',", w->now,
-                op->dst, op->dver, op->id, op->src);
-        buf_money(b, op->value, op->scale);
-        buf_add(b, ",");
-        buf_money(b, op->dbal, op->scale);
-        buf_add(b, ",'%s')", w->now);
-    }
-
-    if (n) {
-        buf_add(b, ";");
-    }
-
-    /* who changed what: one audit row per recorded transfer */
-
-    n = 0;
-
-    for (i = 0; i < w->nops; i++) {
-        op = &w->ops[i];
-
-        if (op->replay || op->invalid) {
-            continue;
-        }
-
-        batch_list(b, &n, "INSERT INTO audit_log (at, actor, action,"
-                   " subject, outcome, http_status, detail) VALUES ");
-
-        /* no API key: actor NULL */
-
-        if (op->status == 201) {
-            buf_add(b, "('%s',NULL,'transfer','%s','completed',201,"
-                    "'%s %s from %s to %s')", w->now, op->id, cfg.amount,
-                    op->currency, op->src, op->dst);
-        } else {
-            buf_add(b, "('%s',NULL,'transfer','%s','%s',%d,'%s')", w->now,
-                    op->id, op->code, op->status, op->detail);
-        }
-    }
-
-    if (n) {
-        buf_add(b, ";");
-    }
+    batch_insert(w, "INSERT INTO audit_log (at, actor, action, subject,"
+                 " outcome, http_status, detail) VALUES ", 0,
+                 batch_audit_row);
 
     /*
      * One net update of the accounts: the server does the arithmetic on
@@ -1229,39 +1133,32 @@ batch_round2_sql(worker_t *w)
     n = 0;
 
     for (i = 0; i < w->nacc; i++) {
-        a = &w->acc[i];
-
-        if (a->changes == 0) {
-            continue;
+        if (w->acc[i].changes) {
+            changed[n++] = &w->acc[i];
         }
-
-        buf_add(b, "%s '%s' THEN ", n++ ? " WHEN" : "UPDATE accounts SET"
-                " balance = balance + CASE account_number WHEN", a->number);
-        buf_money(b, a->delta, a->scale);
     }
 
     if (n) {
+        buf_add(b, "UPDATE accounts SET balance = balance + CASE"
+                " account_number");
+
+        for (i = 0; i < n; i++) {
+            buf_add(b, " WHEN '%s' THEN ", changed[i]->number);
+            buf_money(b, changed[i]->delta, changed[i]->scale);
+        }
+
         buf_add(b, " END, version = version + CASE account_number");
 
-        for (i = 0; i < w->nacc; i++) {
-            a = &w->acc[i];
-
-            if (a->changes) {
-                buf_add(b, " WHEN '%s' THEN %" PRIu64, a->number, a->changes);
-            }
+        for (i = 0; i < n; i++) {
+            buf_add(b, " WHEN '%s' THEN %" PRIu64, changed[i]->number,
+                    changed[i]->changes);
         }
 
         buf_add(b, " END, updated_at = '%s' WHERE account_number IN (",
                 w->now);
 
-        n = 0;
-
-        for (i = 0; i < w->nacc; i++) {
-            a = &w->acc[i];
-
-            if (a->changes) {
-                buf_add(b, "%s'%s'", n++ ? "," : "", a->number);
-            }
+        for (i = 0; i < n; i++) {
+            buf_add(b, "%s'%s'", i ? "," : "", changed[i]->number);
         }
 
         buf_add(b, ");");
@@ -1319,10 +1216,17 @@ batch_try(worker_t *w, MYSQL *m)
 }
 
 
+/* ------------------------------------------------------------- loop -- */
+
+/*
+ * Transfers until the time is up, one batch at a time (a batch of one in
+ * lean mode), retried whole on a deadlock, a lock wait timeout or a
+ * duplicate key.
+ */
 static void
-batch_loop(worker_t *w, MYSQL *m)
+transfer_loop(worker_t *w, MYSQL *m)
 {
-    int        i;
+    int        i, retry;
     double     t0, t1;
     unsigned   err, tries;
     op_t      *op;
@@ -1334,33 +1238,47 @@ batch_loop(worker_t *w, MYSQL *m)
         t0 = now_s();
 
         for (tries = 0; ; tries++) {
-            err = batch_try(w, m);
+            err = cfg.mode == MODE_LEAN ? lean_try(w, m) : batch_try(w, m);
 
             if (err == 0) {
                 break;
             }
 
-            /*
-             * Whatever failed, nothing of the batch may stay: a lock wait
-             * timeout rolls back only its statement.
-             */
+            retry = retryable(err) && tries < RETRIES_MAX;
 
-            if (retryable(err) && tries < RETRIES_MAX) {
-                (void) mysql_query(m, "ROLLBACK");
+            if (retry) {
                 w->retries++;
-                continue;
+            } else {
+                w->errors++;
+                note(w, m, err);
             }
 
-            note(w, m, err);
-            (void) mysql_query(m, "ROLLBACK");
-            break;
+            /*
+             * Whatever failed, nothing of the batch may stay: a lock wait
+             * timeout rolls back only its statement.  The procedure rolled
+             * back before it re-raised.
+             */
+
+            if (cfg.mode == MODE_BATCH) {
+                (void) mysql_query(m, "ROLLBACK");
+            }
+
+            if (!retry) {
+                break;
+            }
         }
 
         t1 = now_s();
 
+        /* an error that is not retried: the connection checked */
+
         if (err != 0) {
-            if (failed(w, &m, err) != 0) {
-                return;
+            if (mysql_ping(m) != 0) {
+                mysql_close(m);
+                m = connect_db(w);
+                if (m == NULL) {
+                    return;
+                }
             }
             continue;
         }
@@ -1412,11 +1330,7 @@ worker_main(void *arg)
         w->seed = 1;
     }
 
-    if (cfg.mode == MODE_LEAN) {
-        lean_loop(w, m);
-    } else {
-        batch_loop(w, m);
-    }
+    transfer_loop(w, m);
 
     mysql_thread_end();
     return NULL;
@@ -1429,34 +1343,6 @@ worker_main(void *arg)
  * also that the first and the last account exist and, in lean mode, that
  * the procedure does.
  */
-static int
-generation_move(void)
-{
-    int         rc;
-    worker_t    w;
-    MYSQL      *m;
-
-    memset(&w, 0, sizeof(w));
-    m = connect_db(&w);
-    if (m == NULL) {
-        fprintf(stderr, "%s\n", w.err);
-        return -1;
-    }
-
-    rc = mysql_query(m, "INSERT INTO cache_generation (publisher, generation)"
-                        " VALUES ('dbclient', 1) ON DUPLICATE KEY UPDATE"
-                        " generation = generation + 1");
-    if (rc != 0) {
-        fprintf(stderr, "moving the cache generation of database %s: %s\n",
-                cfg.database, mysql_error(m));
-    }
-
-    mysql_close(m);
-
-    return rc ? -1 : 0;
-}
-
-
 static int
 money_check(int before, char *total, size_t size, long *negative)
 {
@@ -1472,6 +1358,24 @@ money_check(int before, char *total, size_t size, long *negative)
     m = connect_db(&w);
     if (m == NULL) {
         fprintf(stderr, "%s\n", w.err);
+        return -1;
+    }
+
+    /*
+     * After a run in batch mode, which changed balances behind the
+     * module's back: the module's caches must learn it as they learn a
+     * change that was not published (docs/architecture.md, "Cache trust").
+     */
+
+    if (!before && cfg.mode == MODE_BATCH
+        && mysql_query(m, "INSERT INTO cache_generation (publisher,"
+                       " generation) VALUES ('dbclient', 1) ON DUPLICATE KEY"
+                       " UPDATE generation = generation + 1")
+           != 0)
+    {
+        fprintf(stderr, "moving the cache generation of database %s: %s\n",
+                cfg.database, mysql_error(m));
+        mysql_close(m);
         return -1;
     }
 
@@ -1492,20 +1396,18 @@ money_check(int before, char *total, size_t size, long *negative)
              " AND ROUTINE_NAME = 'lean_transfer') FROM accounts", negative_sql,
              first, last);
 
-    if (mysql_query(m, q) != 0 || (res = mysql_store_result(m)) == NULL) {
-        fprintf(stderr, "money check in database %s: %s\n", cfg.database,
-                mysql_error(m));
-        mysql_close(m);
-        return -1;
-    }
+    res = NULL;
+    row = NULL;
 
-    row = mysql_fetch_row(res);
+    if (mysql_query(m, q) == 0 && (res = mysql_store_result(m)) != NULL) {
+        row = mysql_fetch_row(res);
+    }
 
     if (row == NULL || row[0] == NULL || row[1] == NULL || row[2] == NULL
         || row[3] == NULL)
     {
-        fprintf(stderr, "money check in database %s: no answer\n",
-                cfg.database);
+        fprintf(stderr, "money check in database %s: %s\n", cfg.database,
+                res ? "no answer" : mysql_error(m));
         mysql_free_result(res);
         mysql_close(m);
         return -1;
@@ -1619,17 +1521,24 @@ usage(const char *me)
 }
 
 
-int
-main(int argc, char **argv)
+/* optarg, one of two words: 0 for the first, 1 for the second */
+static int
+pick(const char *me, const char *first, const char *second)
 {
-    int          opt, i, money_ok;
-    long         neg0, neg1;
-    uint64_t     total, retries, errors, rejected, commits;
-    size_t       n;
-    uint32_t    *all;
-    worker_t    *w;
-    double       elapsed, cpu0, cpu1;
-    char         sum0[96], sum1[96];
+    if (strcmp(optarg, first) != 0 && strcmp(optarg, second) != 0) {
+        usage(me);
+    }
+
+    return strcmp(optarg, second) == 0;
+}
+
+
+/* the options, checked; the user, password and database by default */
+static void
+options(int argc, char **argv)
+{
+    int          opt;
+    const char  *name;
     static char  run[64];
 
     static const struct option  longopts[] = {
@@ -1649,8 +1558,6 @@ main(int argc, char **argv)
     cfg.threads = 1;
     cfg.seconds = 10;
     cfg.accounts = 10000;
-    cfg.hot_a = 1;
-    cfg.hot_b = 2;
     snprintf(run, sizeof(run), "db%ld", (long) time(NULL));
     cfg.run = run;
 
@@ -1662,15 +1569,7 @@ main(int argc, char **argv)
            != -1)
     {
         switch (opt) {
-        case 'M':
-            if (strcmp(optarg, "lean") == 0) {
-                cfg.mode = MODE_LEAN;
-            } else if (strcmp(optarg, "batch") == 0) {
-                cfg.mode = MODE_BATCH;
-            } else {
-                usage(argv[0]);
-            }
-            break;
+        case 'M': cfg.mode = pick(argv[0], "lean", "batch"); break;
         case 'b': cfg.batch = atoi(optarg); break;
         case 'C': cfg.cpu_pid = atol(optarg); break;
         case 'h': cfg.host = optarg; break;
@@ -1681,15 +1580,7 @@ main(int argc, char **argv)
         case 'D': cfg.database = optarg; break;
         case 't': cfg.threads = atoi(optarg); break;
         case 'd': cfg.seconds = atof(optarg); break;
-        case 'm':
-            if (strcmp(optarg, "hot") == 0) {
-                cfg.hot = 1;
-            } else if (strcmp(optarg, "uniform") == 0) {
-                cfg.hot = 0;
-            } else {
-                usage(argv[0]);
-            }
-            break;
+        case 'm': cfg.hot = pick(argv[0], "uniform", "hot"); break;
         case 'n': cfg.accounts = atol(optarg); break;
         case 'x': cfg.prefix = optarg; break;
         case 'a': cfg.amount = optarg; break;
@@ -1720,48 +1611,39 @@ main(int argc, char **argv)
      * the baseline's own user (perf/gen-accounts.sh --baseline), or the
      * service's: each may do what its side needs and no more
      */
-    if (cfg.user == NULL) {
-        cfg.user = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
-    }
+    name = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
+    cfg.user = cfg.user ? cfg.user : name;
+    cfg.password = cfg.password ? cfg.password : name;
+    cfg.database = cfg.database ? cfg.database : name;
+}
 
-    if (cfg.password == NULL) {
-        cfg.password = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
-    }
 
-    if (cfg.database == NULL) {
-        cfg.database = cfg.mode == MODE_LEAN ? "rbcs_baseline" : "rbcs";
-    }
-
-    if (mysql_library_init(0, NULL, NULL) != 0) {
-        fprintf(stderr, "mysql_library_init failed\n");
-        return 1;
-    }
-
-    if (money_check(1, sum0, sizeof(sum0), &neg0) != 0) {
-        return 1;
-    }
+/* the threads, started, each with room for a batch and its SQL */
+static worker_t *
+workers(void)
+{
+    int        i;
+    worker_t  *w;
 
     w = calloc((size_t) cfg.threads, sizeof(worker_t));
     if (w == NULL) {
-        return 1;
+        return NULL;
     }
 
     for (i = 0; i < cfg.threads; i++) {
         w[i].id = i + 1;
 
-        if (cfg.mode == MODE_BATCH) {
-            w[i].ops = calloc((size_t) cfg.batch, sizeof(op_t));
-            w[i].acc = calloc(2 * (size_t) cfg.batch, sizeof(account_t));
-            w[i].ids = calloc((size_t) cfg.batch, sizeof(char *));
-            w[i].sql.cap = 4096 + (size_t) cfg.batch * 2048;
-            w[i].sql.data = malloc(w[i].sql.cap);
+        w[i].ops = calloc((size_t) cfg.batch, sizeof(op_t));
+        w[i].acc = calloc(2 * (size_t) cfg.batch, sizeof(account_t));
+        w[i].ids = calloc((size_t) cfg.batch, sizeof(char *));
+        w[i].sql.cap = 4096 + (size_t) cfg.batch * 2048;
+        w[i].sql.data = malloc(w[i].sql.cap);
 
-            if (w[i].ops == NULL || w[i].acc == NULL || w[i].ids == NULL
-                || w[i].sql.data == NULL)
-            {
-                fprintf(stderr, "out of memory\n");
-                return 1;
-            }
+        if (w[i].ops == NULL || w[i].acc == NULL || w[i].ids == NULL
+            || w[i].sql.data == NULL)
+        {
+            fprintf(stderr, "out of memory\n");
+            return NULL;
         }
     }
 
@@ -1771,8 +1653,70 @@ main(int argc, char **argv)
     for (i = 0; i < cfg.threads; i++) {
         if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
             fprintf(stderr, "pthread_create: %s\n", strerror(errno));
-            return 1;
+            return NULL;
         }
+    }
+
+    return w;
+}
+
+
+/* every latency, sorted; the threads' other memory freed */
+static uint32_t *
+latencies(worker_t *w, size_t total)
+{
+    int        i;
+    size_t     n;
+    uint32_t  *all;
+
+    all = malloc((total ? total : 1) * sizeof(uint32_t));
+    if (all == NULL) {
+        return NULL;
+    }
+
+    for (n = 0, i = 0; i < cfg.threads; i++) {
+        memcpy(all + n, w[i].lat_us, w[i].nlat * sizeof(uint32_t));
+        n += w[i].nlat;
+        free(w[i].lat_us);
+        free(w[i].ops);
+        free(w[i].acc);
+        free(w[i].ids);
+        free(w[i].sql.data);
+        free(w[i].shown1);
+        free(w[i].shown2);
+    }
+
+    qsort(all, n, sizeof(uint32_t), cmp_u32);
+
+    return all;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int          i, money_ok;
+    long         neg0, neg1;
+    uint64_t     total, retries, errors, rejected, commits;
+    size_t       n;
+    uint32_t    *all;
+    worker_t    *w;
+    double       elapsed, cpu0, cpu1;
+    char         sum0[96], sum1[96];
+
+    options(argc, argv);
+    if (mysql_library_init(0, NULL, NULL) != 0) {
+        fprintf(stderr, "mysql_library_init failed\n");
+        return 1;
+    }
+
+    if (money_check(1, sum0, sizeof(sum0), &neg0) != 0) {
+        return 1;
+    }
+
+    w = workers();
+    if (w == NULL) {
+        return 1;
     }
 
     /* the clock starts once every thread is connected */
@@ -1812,40 +1756,17 @@ main(int argc, char **argv)
         fprintf(stderr, "SQL (batch, round trip 2):\n  %s\n", w[0].shown2);
     }
 
-    /*
-     * The batch mode changed balances behind the module's back: the
-     * module's caches must learn it as they learn a change that was not
-     * published (docs/architecture.md, "Cache trust").
-     */
-
-    if (cfg.mode == MODE_BATCH && generation_move() != 0) {
-        return 1;
-    }
-
     if (money_check(0, sum1, sizeof(sum1), &neg1) != 0) {
         return 1;
     }
 
     money_ok = (strcmp(sum0, sum1) == 0 && neg1 == 0);
 
-    all = malloc((total ? total : 1) * sizeof(uint32_t));
+    n = (size_t) total;
+    all = latencies(w, n);
     if (all == NULL) {
         return 1;
     }
-
-    for (n = 0, i = 0; i < cfg.threads; i++) {
-        memcpy(all + n, w[i].lat_us, w[i].nlat * sizeof(uint32_t));
-        n += w[i].nlat;
-        free(w[i].lat_us);
-        free(w[i].ops);
-        free(w[i].acc);
-        free(w[i].ids);
-        free(w[i].sql.data);
-        free(w[i].shown1);
-        free(w[i].shown2);
-    }
-
-    qsort(all, n, sizeof(uint32_t), cmp_u32);
 
 #define PCT(p)                                                              \
     (n ? all[(size_t) ((double) (n - 1) * (p) / 100.0 + 0.5)] / 1000.0 : 0.0)
