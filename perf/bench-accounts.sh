@@ -63,15 +63,9 @@ THREADS="${THREADS:-2}"
 OUT="${OUT:-$ROOT/perf/results}"
 RAW="$OUT/raw-accounts"
 
-for v in SMALL LARGE ROUNDS CONNECTIONS THREADS; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || pdie "$v must be a positive number"
-done
+bench_check SMALL LARGE ROUNDS CONNECTIONS THREADS
 [ "$SMALL" -ge 2 ] && [ "$LARGE" -gt "$SMALL" ] || pdie "need 2 <= SMALL < LARGE"
-[ "$SMALL_PREFIX" != "$LARGE_PREFIX" ] || pdie "PREFIX and LARGE_PREFIX must differ"
 [ "$CONNECTIONS" -ge "$THREADS" ] || pdie "CONNECTIONS must be >= THREADS"
-for t in wrk curl mariadb perl; do
-    command -v "$t" >/dev/null || pdie "$t is missing (make run installs it)"
-done
 
 DUR_S=$(secs_of "$DURATION")
 WARM_S=$(secs_of "$WARMUP")

@@ -59,13 +59,7 @@ OUT="${OUT:-$ROOT/perf/results}"
 RAW="$OUT/raw-balance"
 export THREADS   # perf/wrk/fill.lua reads it
 
-for v in SMALL LARGE ROUNDS CONNECTIONS THREADS; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || pdie "$v must be a positive number"
-done
-[ "$SMALL_PREFIX" != "$LARGE_PREFIX" ] || pdie "PREFIX and LARGE_PREFIX must differ"
-for t in wrk curl mariadb perl; do
-    command -v "$t" >/dev/null || pdie "$t is missing (make run installs it)"
-done
+bench_check SMALL LARGE ROUNDS CONNECTIONS THREADS
 
 DUR_S=$(secs_of "$DURATION")
 RUN="b$(date +%m%d%H%M%S)"
@@ -121,9 +115,6 @@ F1=$(fill "$SMALL_PREFIX" "$SMALL")
 F2=$(fill "$LARGE_PREFIX" "$LARGE")
 plog "  read $F1 + $F2 accounts once in $(( $(date +%s) - t0 )) s"
 
-metric() {   # NAME [LABELS]: summed over the twin's /metrics
-    curl -s -m 5 "$URL/metrics" | awk -v n="$1" '$1 == n {s += $2} END {print s + 0}'
-}
 tiers() {   # zone redis database
     curl -s -m 5 "$URL/metrics" | awk '
         $1 == "rbcs_cache_hits_total{tier=\"zone\"}" {z = $2}

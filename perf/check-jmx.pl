@@ -252,24 +252,15 @@ my %route = (
     transfer => qr{^\$\{BASE\}/accounts/transactions$},
     resolve  => qr{^\$\{BASE\}/accounts/transactions/\$\{(\w+)\}/(capture|void)$},
 );
-for my $kind (qw(capture void)) {
-    check($common =~ /M\.base \.\. "\/accounts\/transactions\/" \.\. id \.\. "\/$kind"/,
-          "common.lua: the $kind route is not M.base .. \"/accounts/transactions/\" .. id .. \"/$kind\" any more: update the plan and this check");
+# what the plan copies from common.lua, in common.lua's words
+for my $said ('M.base .. "/accounts/" .. M.account(i) .. "/balance"',
+              'wrk.format("GET", M.base', 'string.format("%s-%06d", M.prefix',
+              'wrk.format("POST", M.base .. "/accounts/transactions"',
+              (map { "M.base .. \"/accounts/transactions/\" .. id .. \"/$_\"" } qw(capture void)),
+              q(',"hold":true'), q(',"expiresIn":%d'), 'M.external = M.prefix .. "-EXT"') {
+    check(index($common, $said) >= 0,
+          "common.lua: no $said any more: update the plan and this check");
 }
-check($common =~ /',"hold":true'/ && $common =~ /',"expiresIn":%d'/,
-      'common.lua: a hold is not the transfer body plus ,"hold":true and ,"expiresIn":N any more');
-check($common =~ /M\.external = M\.prefix \.\. "-EXT"/,
-      'common.lua: the EXTERNAL account is not PREFIX-EXT any more');
-check($common =~ /M\.base \.\. "\/accounts\/" \.\. M\.account\(\w+\) \.\. "\/balance"/,
-      'common.lua: the balance route is not M.base .. "/accounts/" .. '
-      . 'M.account(i) .. "/balance" any more: update the plan and this check');
-check($common =~ /wrk\.format\("POST", M\.base \.\. "\/accounts\/transactions"/,
-      'common.lua: the transfer route is not POST M.base .. '
-      . '"/accounts/transactions" any more: update the plan and this check');
-check($common =~ /wrk\.format\("GET", M\.base/,
-      'common.lua: balance reads are not GET M.base .. ... any more');
-check($common =~ /string\.format\("%s-%06d", M\.prefix/,
-      'common.lua: account numbers are not string.format("%s-%06d", prefix, i)');
 my ($lua_body) = $common =~ /local body = string\.format\(\s*'(.*?)'\s*\.\.\s*'(.*?)',/s
     ? ("$1$2") : ();
 check(defined $lua_body, 'common.lua: no transfer body format found');
@@ -335,24 +326,25 @@ sub check_plan {
         check($v eq "\${__P($prop,$def)}",
               "$name is '$v' in the plan, wrk's default is \"$def\": expected \${__P($prop,$def)}");
     }
-    check(($udv{HOST} // '') eq '${__P(host,127.0.0.1)}', 'HOST is not ${__P(host,127.0.0.1)}');
-    check(defined $perf_port && ($udv{PORT} // '') eq "\${__P(port,$perf_port)}",
-          'PORT is not ${__P(port,' . ($perf_port // '?') . ')} (PERF_PORT of perf/lib.sh)');
-    check(defined $duration && ($udv{DURATION} // '') eq "\${__P(duration,$duration)}",
-          'DURATION is not ${__P(duration,' . ($duration // '?') . ')} (perf/run-all.sh DURATION)');
+    for my $u ([ HOST => '127.0.0.1', '' ],
+               [ PORT => $perf_port, ' (PERF_PORT of perf/lib.sh)' ],
+               [ DURATION => $duration, ' (perf/run-all.sh DURATION)' ]) {
+        my ($name, $def, $from) = @$u;
+        my $want = '${__P(' . lc($name) . ',' . ($def // '?') . ')}';
+        check(defined $def && ($udv{$name} // '') eq $want, "$name is not $want$from");
+    }
 
     # account numbers and ids
     my @pre = grep { $_->{name} eq 'JSR223PreProcessor' } map { $_->[0] } pairs_of($tree);
     my $script = join "\n", map { prop($_, 'script') // '' } @pre;
-    check($script =~ /String\.format\('%s-%06d'/,
-          'no plan-level JSR223 PreProcessor formatting accounts as %s-%06d');
-    for my $v (qw(account hot_account src dst hot_src hot_dst txid prev_txid external hold_expiry card_expiry)) {
-        check($script =~ /vars\.put\('$v'/, "the PreProcessor does not set \${$v}");
+    # accounts formatted as wrk does, every variable set, the previous
+    # sampler's id kept, the EXTERNAL account PREFIX-EXT
+    for my $said ("String.format('%s-%06d'", (map { "vars.put('$_'" }
+                      qw(account hot_account src dst hot_src hot_dst txid prev_txid
+                         external hold_expiry card_expiry)),
+                  "vars.put('prev_txid', vars.get('txid')", "vars.put('external', p + '-EXT')") {
+        check(index($script, $said) >= 0, "the plan-level JSR223 PreProcessor has no $said");
     }
-    check($script =~ /vars\.put\('prev_txid', vars\.get\('txid'\)/,
-          'the PreProcessor does not keep the previous sampler\'s id as ${prev_txid}');
-    check($script =~ /vars\.put\('external', p \+ '-EXT'\)/,
-          'the PreProcessor does not name the EXTERNAL account PREFIX-EXT');
 
     # thread groups
     my %tg;
@@ -473,23 +465,20 @@ sub check_group {
         }
     });
 
-    my $reads = $lua =~ /rbcs\.balance\(/;
-    my $transfers = $lua =~ /rbcs\.(?:hot_)?transfer\(/;
-    check(!$reads || @get, "$n: wrk reads balances, the thread group has no GET sampler");
-    check($reads || !@get, "$n: the thread group reads balances, wrk does not");
-    check(!$transfers || @post, "$n: wrk posts transfers, the thread group has no POST sampler");
-    check($transfers || !@post, "$n: the thread group posts transfers, wrk does not");
-    my %does = (
-        deposit => [ scalar($lua =~ /rbcs\.deposit\(/), \@deposit, 'deposits' ],
-        hold    => [ scalar($lua =~ /rbcs\.hold\(/), \@hold, 'holds' ],
-        capture => [ scalar($lua =~ /rbcs\.capture\(id\)/), $resolve{capture} || [], 'captures whole' ],
-        partial => [ scalar($lua =~ /rbcs\.capture\(id, rbcs\.amount\)/), $resolve{partial} || [], 'captures AMOUNT' ],
-        void    => [ scalar($lua =~ /rbcs\.void\(/), $resolve{void} || [], 'voids' ],
-    );
-    for my $k (sort keys %does) {
-        my ($lua_does, $samplers, $what) = @{ $does{$k} };
-        check(!$lua_does || @$samplers, "$n: wrk $what, the thread group does not");
-        check($lua_does || !@$samplers, "$n: the thread group $what, wrk does not");
+    # what wrk does (a call in the Lua), the samplers that do it, and the
+    # words of the problem when the plan lacks them
+    for my $d ([ qr/rbcs\.balance\(/, \@get, 'reads balances', 'has no GET sampler' ],
+               [ qr/rbcs\.(?:hot_)?transfer\(/, \@post, 'posts transfers', 'has no POST sampler' ],
+               [ qr/rbcs\.capture\(id\)/, $resolve{capture}, 'captures whole' ],
+               [ qr/rbcs\.deposit\(/, \@deposit, 'deposits' ],
+               [ qr/rbcs\.hold\(/, \@hold, 'holds' ],
+               [ qr/rbcs\.capture\(id, rbcs\.amount\)/, $resolve{partial}, 'captures AMOUNT' ],
+               [ qr/rbcs\.void\(/, $resolve{void}, 'voids' ]) {
+        my ($re, $samplers, $what, $lacks) = @$d;
+        my $lua_does = $lua =~ $re;
+        my $plan_does = @{ $samplers || [] };
+        check(!$lua_does || $plan_does, "$n: wrk $what, the thread group " . ($lacks // 'does not'));
+        check($lua_does || !$plan_does, "$n: the thread group $what, wrk does not");
     }
     check($n !~ /hot/ || $lua =~ /rbcs\.hot(?:_transfer)?\(/, "$n: a hot scenario that does not use rbcs.hot()/hot_transfer()");
     if ($lua =~ /rbcs\.rate\b/) {

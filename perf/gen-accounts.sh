@@ -60,7 +60,11 @@ SCALE="${SCALE:-2}"
     pdie "MariaDB of the local stack is not running (make run)"
 
 ACC="$(account_sql_expr seq)"
+# the accounts 1..N present and the sum of their balances
+PRESENT="COUNT(*), COALESCE(SUM(a.balance), 0) FROM seq_1_to_$N s JOIN accounts a
+       ON a.account_number = $(account_sql_expr s.seq)"
 start=$(date +%s.%N)
+elapsed() { awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}'; }
 
 if [ -n "$BASELINE_DB" ]; then
     bsql() { mariadb --defaults-file="$MY_CNF" -N -B "$@"; }
@@ -80,16 +84,11 @@ INSERT IGNORE INTO accounts (account_number, currency, balance,
        initial_balance, version, created_at, updated_at)
 SELECT $ACC, '$CURRENCY', $BALANCE, $BALANCE, 1, @now, @now
   FROM seq_1_to_$N;
-SELECT ROW_COUNT(),
-       (SELECT COUNT(*) FROM seq_1_to_$N s JOIN accounts a
-                          ON a.account_number = $(account_sql_expr s.seq)),
-       (SELECT COALESCE(SUM(a.balance), 0) FROM seq_1_to_$N s JOIN accounts a
-                          ON a.account_number = $(account_sql_expr s.seq));
+SET @accounts = ROW_COUNT();
+SELECT @accounts, $PRESENT;
 ")"
-    end=$(date +%s.%N)
     read -r added present total <<<"$out"
-    secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b - a}')
-    echo "baseline ($BASELINE_DB, perf/baseline.sql) accounts $(account_name 1) .. $(account_name "$N"): $added created, $present present, total balance $total ($secs s)"
+    echo "baseline ($BASELINE_DB, perf/baseline.sql) accounts $(account_name 1) .. $(account_name "$N"): $added created, $present present, total balance $total ($(elapsed) s)"
     [ "$present" = "$N" ] || pdie "expected $N accounts in $BASELINE_DB, found $present"
     exit 0
 fi
@@ -109,17 +108,9 @@ SELECT $ACC, 1, 'OPENING', NULL, NULL, $BALANCE, $BALANCE, @now
   FROM seq_1_to_$N;
 SET @entries = ROW_COUNT();
 COMMIT;
-SELECT @accounts, @entries,
-       (SELECT COUNT(*) FROM seq_1_to_$N s JOIN accounts a
-                          ON a.account_number = $(account_sql_expr s.seq)),
-       (SELECT COALESCE(SUM(a.balance), 0) FROM seq_1_to_$N s JOIN accounts a
-                          ON a.account_number = $(account_sql_expr s.seq));
+SELECT @accounts, @entries, $PRESENT;
 ")"
-end=$(date +%s.%N)
 
 read -r added entries present total <<<"$out"
-secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b - a}')
-first=$(account_name 1)
-last=$(account_name "$N")
-echo "accounts $first .. $last: $added created, $entries opening entries added, $present present, total balance $total ($secs s)"
+echo "accounts $(account_name 1) .. $(account_name "$N"): $added created, $entries opening entries added, $present present, total balance $total ($(elapsed) s)"
 [ "$present" = "$N" ] || pdie "expected $N accounts, found $present"

@@ -30,6 +30,19 @@ NGINX_BIN="${RBCS_NGINX:-/usr/sbin/nginx}"
 plog()  { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 pdie()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+# bench_check VAR...: the checks of perf/bench-*.sh: each VAR a positive
+# number, PREFIX and LARGE_PREFIX different, the tools installed
+bench_check() {
+    local v
+    for v in "$@"; do
+        [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || pdie "$v must be a positive number"
+    done
+    [ "$PREFIX" != "$LARGE_PREFIX" ] || pdie "PREFIX and LARGE_PREFIX must differ"
+    for v in wrk curl mariadb perl; do
+        command -v "$v" >/dev/null || pdie "$v is missing (make run installs it)"
+    done
+}
+
 secs_of() {   # 10s, 2m, 500ms, 10 -> whole seconds (at least 1)
     perl -e '$_ = shift; /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/ or die "bad duration $_\n";
              my %m = (ms => 0.001, s => 1, m => 60, h => 3600);
@@ -106,10 +119,10 @@ twin_master_pid() {
     echo "$pid"
 }
 
-twin_worker_pids() {
+twin_pids() {   # the twin's master and workers, on one line
     local m
     m=$(twin_master_pid) || return 1
-    cat "/proc/$m/task/$m/children" 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$'
+    echo "$m" $(cat "/proc/$m/task/$m/children" 2>/dev/null)
 }
 
 twin_stop() {
@@ -148,7 +161,7 @@ twin_start() {
 # the mapping, each page counted once.
 twin_zone_pages() {
     local kb=$1 pids
-    pids="$(twin_master_pid) $(twin_worker_pids | tr '\n' ' ')"
+    pids=$(twin_pids)
     perl -e '
         my ($kb, @pids) = @ARGV;
         my ($pss, @rss, $found) = (0);
@@ -181,7 +194,7 @@ twin_zone_pages() {
 # <stack nginx>" (process figures: utime+stime in jiffies).
 cpu_sample() {
     local twin_pids my_pid redis_pid stack_pids
-    twin_pids="$(twin_master_pid 2>/dev/null) $(twin_worker_pids 2>/dev/null | tr '\n' ' ')"
+    twin_pids=$(twin_pids 2>/dev/null)
     my_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/mariadb/mariadbd.pid" 2>/dev/null || true)
     redis_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/redis/redis.pid" 2>/dev/null || true)
     local sm

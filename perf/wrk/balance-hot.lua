@@ -4,8 +4,7 @@
 --   HOT_KEYS=1 wrk -t2 -c32 -d10s -s perf/wrk/balance-hot.lua http://127.0.0.1:18190
 -- Parameters and output: perf/wrk/common.lua.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 rbcs.scenario("balance-hot", function()
     return rbcs.balance(rbcs.hot())

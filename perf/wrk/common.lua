@@ -1,10 +1,9 @@
 -- perf/wrk/common.lua - shared code of the wrk scenarios (not a scenario).
 --
--- A scenario file loads it with
+-- A scenario file loads it from its own directory with
 --
 --   local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
---   package.path = dir .. "?.lua;" .. package.path
---   local rbcs = require("common")
+--   local rbcs = dofile(dir .. "common.lua")
 --   rbcs.scenario("balance-uniform", function() return rbcs.balance(rbcs.uniform()) end)
 --
 -- Parameters, all from the environment (os.getenv) with these defaults
@@ -103,15 +102,31 @@ end
 
 local counter = 0
 
+local function new_id()
+    counter = counter + 1
+    return string.format("%s-%d-%d", M.run_id, M.tid or 0, counter)
+end
+
+-- POST /accounts/transactions of amount from src to dst (account numbers as
+-- text); hold: a hold, with "expiresIn" when expires_in > 0
+local function post_transaction(id, src, dst, amount, hold, expires_in)
+    local body = string.format(
+        '{"transactionId":"%s","sourceAccountNumber":"%s",' ..
+        '"destinationAccountNumber":"%s","amount":"%s"',
+        id, src, dst, amount)
+    if hold then
+        body = body .. ',"hold":true'
+        if expires_in and expires_in > 0 then
+            body = body .. string.format(',"expiresIn":%d', expires_in)
+        end
+    end
+    return wrk.format("POST", M.base .. "/accounts/transactions",
+                      M.json_headers, body .. "}")
+end
+
 -- a transfer of AMOUNT from account number s to d, with a fresh id
 function M.transfer(s, d)
-    counter = counter + 1
-    local body = string.format(
-        '{"transactionId":"%s-%d-%d","sourceAccountNumber":"%s",' ..
-        '"destinationAccountNumber":"%s","amount":"%s"}',
-        M.run_id, M.tid or 0, counter, M.account(s), M.account(d), M.amount)
-    return wrk.format("POST", M.base .. "/accounts/transactions",
-                      M.json_headers, body)
+    return post_transaction(new_id(), M.account(s), M.account(d), M.amount)
 end
 
 -- the hot pair, alternating direction so that neither account runs dry
@@ -123,28 +138,6 @@ function M.hot_transfer()
 end
 
 -- ------------------------------------------ deposits, holds, resolutions --
-
-local function new_id()
-    counter = counter + 1
-    return string.format("%s-%d-%d", M.run_id, M.tid or 0, counter)
-end
-
--- POST /accounts/transactions of amount from src to dst (account numbers as
--- text); hold: a hold, with "expiresIn" when expires_in > 0
-local function post_transaction(id, src, dst, amount, hold, expires_in)
-    local b = string.format(
-        '{"transactionId":"%s","sourceAccountNumber":"%s",' ..
-        '"destinationAccountNumber":"%s","amount":"%s"',
-        id, src, dst, amount)
-    if hold then
-        b = b .. ',"hold":true'
-        if expires_in and expires_in > 0 then
-            b = b .. string.format(',"expiresIn":%d', expires_in)
-        end
-    end
-    return wrk.format("POST", M.base .. "/accounts/transactions",
-                      M.json_headers, b .. "}")
-end
 
 -- a deposit: a plain transfer of AMOUNT from the EXTERNAL account
 -- PREFIX-EXT to account number d
@@ -315,17 +308,12 @@ function M.scenario(name, make_request)
 
     request = make_request
 
-    if M.on_response then              -- M.two_phase: holds to resolve
-        local on = M.on_response
-        function response(status, headers, body)
-            local s = _G.statuses
-            s[status] = (s[status] or 0) + 1
+    local on = M.on_response           -- M.two_phase: holds to resolve
+    function response(status, headers, body)
+        local s = _G.statuses
+        s[status] = (s[status] or 0) + 1
+        if on then
             on(status, body)
-        end
-    else
-        function response(status, headers, body)
-            local s = _G.statuses
-            s[status] = (s[status] or 0) + 1
         end
     end
 
@@ -417,19 +405,7 @@ function M.install_delay()
     local per_conn = M.rate / conns             -- requests/s per connection
     local interval = 1000 / per_conn            -- ms
     local per_thread = conns / nthreads          -- connections of this thread
-    local ok, ffi = pcall(require, "ffi")
-    local now_ms
-    if ok then
-        pcall(ffi.cdef, [[
-            typedef struct { long tv_sec; long tv_nsec; } rbcs_timespec;
-            int clock_gettime(int clk_id, rbcs_timespec *tp);
-        ]])
-        local ts = ffi.new("rbcs_timespec")
-        now_ms = function()
-            ffi.C.clock_gettime(1, ts)          -- CLOCK_MONOTONIC
-            return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
-        end
-    end
+    local now_us = clock_us()
     -- delay() is called before every request of any connection of this
     -- thread; each call books the next free slot of the thread's schedule
     -- (one slot every interval / per_thread ms), so the thread sends
@@ -438,10 +414,10 @@ function M.install_delay()
     local slot = interval / per_thread
     local next_at = nil
     function delay()
-        if not now_ms then
+        if not now_us then
             return math.floor(interval)
         end
-        local now = now_ms()
+        local now = now_us() / 1000
         if next_at == nil or next_at < now - interval then
             next_at = now        -- start, or no burst after a long stall
         end

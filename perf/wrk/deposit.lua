@@ -9,8 +9,7 @@
 --   ACCOUNTS=10000 RUN_ID=t7 wrk -t2 -c32 -d10s -s perf/wrk/deposit.lua http://127.0.0.1:18190
 -- Parameters and output: perf/wrk/common.lua.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 rbcs.scenario("deposit", function()
     return rbcs.deposit(rbcs.uniform())

@@ -13,8 +13,7 @@
 -- distinct account numbers in the answers.
 --   ACCOUNTS=10000 THREADS=2 wrk -t2 -c16 -d60s -s perf/wrk/fill.lua http://127.0.0.1:18190
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 local nthreads = tonumber(rbcs.env("THREADS", "1"))
 local next_i, share, seen, nseen, finished = nil, 0, {}, 0, false

@@ -22,8 +22,7 @@
 -- gives these one too.
 -- Parameters and output: perf/wrk/common.lua.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 rbcs.scenario("hold", function()
     return (rbcs.hold(rbcs.uniform_pair()))

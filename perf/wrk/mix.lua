@@ -5,8 +5,7 @@
 --   ACCOUNTS=10000 RUN_ID=t3 wrk -t2 -c32 -d10s -s perf/wrk/mix.lua http://127.0.0.1:18190
 -- Parameters and output: perf/wrk/common.lua.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 rbcs.scenario("mix", function()
     if math.random() * 100 < rbcs.read_pct then

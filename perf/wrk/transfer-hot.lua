@@ -6,8 +6,7 @@
 --   RUN_ID=t2 wrk -t2 -c32 -d10s -s perf/wrk/transfer-hot.lua http://127.0.0.1:18190
 -- Parameters and output: perf/wrk/common.lua.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 rbcs.scenario("transfer-hot", function()
     return rbcs.hot_transfer()

@@ -7,8 +7,7 @@
 --   RATE=300 CONNS=32 THREADS=2 RUN_ID=t4 wrk -t2 -c32 -d20s -s perf/wrk/transfer-rate.lua http://127.0.0.1:18190
 -- Parameters and output: perf/wrk/common.lua.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 rbcs.rate = tonumber(rbcs.env("RATE", "100"))
 

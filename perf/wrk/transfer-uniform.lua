@@ -6,8 +6,7 @@
 -- The same at a constant rate: perf/wrk/transfer-rate.lua.
 -- Parameters and output: perf/wrk/common.lua.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-package.path = dir .. "?.lua;" .. package.path
-local rbcs = require("common")
+local rbcs = dofile(dir .. "common.lua")
 
 rbcs.scenario("transfer-uniform", function()
     return rbcs.transfer(rbcs.uniform_pair())
