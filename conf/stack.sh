@@ -217,7 +217,7 @@ wait_started() {
     local label=$1 logf=$2 secs=$3; shift 3
     wait_for "$secs" "$BG_PID" "$@" && return 0
     pid_alive "$BG_PID" || die_log "$logf" 30 "$label exited at startup, see $logf"
-    kill -TERM "$BG_PID" 2>/dev/null
+    kill -TERM "$BG_PID" 2>/dev/null || true
     die_log "$logf" 30 "$label did not come up within ${secs}s, see $logf"
 }
 
@@ -448,7 +448,8 @@ redis_start() {   # V PORT
 stack_stop() {   # V: its Redis and MariaDB
     stop_pidfile redis-server "$1/redis/redis.pid" redis-server 20 TERM ||
         log "redis-server not running"
-    stop_pidfile mariadbd "$1/mariadb/mariadbd.pid" mariadbd 60 TERM || log "mariadbd not running"
+    mysql_paths "$1"
+    stop_pidfile mariadbd "$MY_PID" mariadbd 60 TERM || log "mariadbd not running"
 }
 
 # ------------------------------------------------------------------ nginx --
@@ -528,10 +529,11 @@ cmd_stop() {
 
 cmd_status() {
     local pid spec label f
-    for spec in nginx:nginx/nginx.pid mariadbd:mariadb/mariadbd.pid \
-                redis-server:redis/redis.pid; do
+    mysql_paths "$RUN_VAR"
+    for spec in "nginx:$RUN_VAR/nginx/nginx.pid" "mariadbd:$MY_PID" \
+                "redis-server:$RUN_VAR/redis/redis.pid"; do
         IFS=: read -r label f <<<"$spec"
-        if pid=$(running_pid "$RUN_VAR/$f" "$label"); then
+        if pid=$(running_pid "$f" "$label"); then
             echo "$label: running (pid $pid)"
         else
             echo "$label: not running"
@@ -758,6 +760,8 @@ case "${1:-}" in
     clean)     cmd_clean ;;
     mariadb-up) shift; [ $# -ge 2 ] || die "usage: $0 mariadb-up DIR PORT [TEMPLATE [CNF]]"
                mysql_launch "$@" ;;
+    redis-secrets) shift; [ $# -eq 1 ] || die "usage: $0 redis-secrets DIR"
+               redis_secrets "$1" ;;
     render)    shift; [ $# -ge 2 ] || die "usage: $0 render TEMPLATE OUTPUT [NAME=VALUE...]"
                cd "$CALLER_DIR" && render "$@" ;;
     coverage)  cmd_coverage ;;
@@ -765,6 +769,6 @@ case "${1:-}" in
     fuzz)      shift; exec "$ROOT/t/fuzz/run.sh" "$@" ;;
     _coverage-build)  coverage_build; coverage_reset ;;   # no tests, no report
     _coverage-report) coverage_report ;;                   # report of the last run
-    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|render|mariadb-up|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
+    *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|render|mariadb-up|redis-secrets|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
 esac
 

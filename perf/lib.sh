@@ -193,8 +193,8 @@ twin_zone_pages() {
 # cpu_sample: "<total jiffies> <idle jiffies> <twin nginx> <mariadbd> <redis>
 # <stack nginx>" (process figures: utime+stime in jiffies).
 cpu_sample() {
-    local twin_pids my_pid redis_pid stack_pids
-    twin_pids=$(twin_pids 2>/dev/null)
+    local twin my_pid redis_pid stack_pids
+    twin=$(twin_pids 2>/dev/null)
     my_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/mariadb/mariadbd.pid" 2>/dev/null || true)
     redis_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/redis/redis.pid" 2>/dev/null || true)
     local sm
@@ -220,7 +220,7 @@ cpu_sample() {
             push @out, $s;
         }
         print "@out\n";
-    ' "$twin_pids" "$my_pid" "$redis_pid" "$stack_pids"
+    ' "$twin" "$my_pid" "$redis_pid" "$stack_pids"
 }
 
 # cpu_kv "SAMPLE_BEFORE" "SAMPLE_AFTER": key=value pairs: cpu_busy (% of the

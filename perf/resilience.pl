@@ -27,7 +27,6 @@ use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
-use MIME::Base64 ();
 use POSIX qw(strftime);
 
 my $ROOT;
@@ -47,18 +46,9 @@ BEGIN {
         make_path($var);
         my $tpl = "$ROOT/var/test/mariadb-template";
         system('cp', '-a', $tpl, "$var/mariadb-template") if -d "$tpl/mysql";
-        # the private Redis servers' secrets, random, as conf/stack.sh
-        # makes a stack's (RBCS::Test reads them under RBCS_TEST_VAR)
-        make_path("$var/secrets", { mode => 0700 });
-        for my $f (qw(redis.password redis.admin redis.hmac-key)) {
-            open my $r, '<:raw', '/dev/urandom' or die "/dev/urandom: $!";
-            read($r, my $bytes, 48) == 48 or die "/dev/urandom: short read";
-            (my $text = MIME::Base64::encode_base64($bytes, '')) =~ tr{=+/}{}d;
-            open my $w, '>', "$var/secrets/$f" or die "$var/secrets/$f: $!";
-            chmod 0600, "$var/secrets/$f";
-            print $w $text;
-            close $w or die "$var/secrets/$f: $!";
-        }
+        # the private Redis servers' secrets, made as a stack's are
+        system("$ROOT/conf/stack.sh", 'redis-secrets', $var) == 0
+            or die "conf/stack.sh redis-secrets $var failed\n";
     }
 }
 

@@ -149,7 +149,7 @@ sub cache_metrics {
 # Redis is used once the pod has read the cache generation and its
 # connection to Redis is up
 ok(RBCS::Test::wait_for(10, sub {
-       my $m = $pod2->get('/metrics')->{body} // '';
+       my $m = cache_metrics($pod2);
        $m =~ /^rbcs_cache_generation_reads_total [1-9]/m
            && $m =~ /^rbcs_redis_connected 1\b/m }),
    'pod 2 has read the cache generation and is connected to Redis')
