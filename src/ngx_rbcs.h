@@ -131,4 +131,17 @@ ngx_rbcs_backoff(ngx_uint_t failures)
 }
 
 
+/* whether s is the text of the C string text (a literal's length folds) */
+
+static ngx_inline ngx_uint_t
+ngx_rbcs_str_is(ngx_str_t *s, const char *text)
+{
+    size_t  len;
+
+    len = ngx_strlen(text);
+
+    return s->len == len && ngx_strncmp(s->data, text, len) == 0;
+}
+
+
 #endif /* _NGX_RBCS_H_INCLUDED_ */

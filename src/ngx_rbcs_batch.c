@@ -95,10 +95,6 @@
 
 #define ngx_rbcs_batch_cpylit(p, lit)  ngx_cpymem(p, lit, sizeof(lit) - 1)
 
-/* an ngx_str_t *s that is the literal lit */
-#define ngx_rbcs_batch_is(s, lit)                                            \
-    ((s)->len == sizeof(lit) - 1 && ngx_strncmp((s)->data, lit, (s)->len) == 0)
-
 /* room for a DECIMAL(36,18) text and a sign */
 #define NGX_RBCS_DECIMAL_LEN   (NGX_RBCS_AMOUNT_MAX_LEN + 1)
 
@@ -846,7 +842,7 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
             return NGX_ERROR;
         }
 
-        if (ngx_rbcs_batch_is(&row[0], NGX_RBCS_RT1_NOW)) {
+        if (ngx_rbcs_str_is(&row[0], NGX_RBCS_RT1_NOW)) {
             if (row[1].data == NULL || b->now.data != NULL) {
                 return NGX_ERROR;
             }
@@ -855,7 +851,7 @@ ngx_rbcs_batch_read(ngx_rbcs_batch_t *b, ngx_rbcs_mysql_query_t *q)
             continue;
         }
 
-        if (ngx_rbcs_batch_is(&row[0], NGX_RBCS_RT1_ACCOUNT)) {
+        if (ngx_rbcs_str_is(&row[0], NGX_RBCS_RT1_ACCOUNT)) {
             if (ngx_rbcs_batch_read_account(b, row) != NGX_OK) {
                 return NGX_ERROR;
             }
@@ -947,7 +943,7 @@ ngx_rbcs_batch_read_account(ngx_rbcs_batch_t *b, ngx_str_t *row)
     ngx_str_set(&row[NGX_RBCS_ACC_RESULT], "found");
 
     a->exists = 1;
-    a->external = ngx_rbcs_batch_is(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
+    a->external = ngx_rbcs_str_is(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
     a->currency = ngx_rbcs_batch_lstr(&row[NGX_RBCS_ACC_CURRENCY]);
     a->scale = (unsigned) scale;
     a->version = (uint64_t) ngx_atoof(row[NGX_RBCS_ACC_VERSION].data,
@@ -1020,10 +1016,10 @@ ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
         return NGX_ERROR;
     }
 
-    if (ngx_rbcs_batch_is(st, "PENDING")) {
+    if (ngx_rbcs_str_is(st, "PENDING")) {
         rec->hold_state = NGX_RBCS_LEDGER_PENDING;
 
-    } else if (ngx_rbcs_batch_is(st, "COMPLETED")) {
+    } else if (ngx_rbcs_str_is(st, "COMPLETED")) {
         rec->hold_state = NGX_RBCS_LEDGER_CAPTURED;
 
         if (ngx_rbcs_batch_value(&row[NGX_RBCS_TX_CAPTURED], &rec->captured)
@@ -1032,10 +1028,10 @@ ngx_rbcs_batch_read_hold(ngx_rbcs_ledger_record_t *rec, ngx_str_t *row)
             return NGX_ERROR;
         }
 
-    } else if (ngx_rbcs_batch_is(st, "VOIDED")) {
+    } else if (ngx_rbcs_str_is(st, "VOIDED")) {
         rec->hold_state = NGX_RBCS_LEDGER_VOIDED;
 
-    } else if (ngx_rbcs_batch_is(st, "EXPIRED")) {
+    } else if (ngx_rbcs_str_is(st, "EXPIRED")) {
         rec->hold_state = NGX_RBCS_LEDGER_EXPIRED;
 
     } else {
@@ -1471,7 +1467,8 @@ ngx_rbcs_batch_row_resolution(ngx_rbcs_batch_t *b, ngx_rbcs_batch_op_t *op,
     p = ngx_rbcs_batch_decimal(p, j->source_balance);
     p = ngx_sprintf(p, " AS sb,%uL AS sv,", j->source_version);
     p = ngx_rbcs_batch_decimal(p, j->source_available);
-        return ngx_cpymem(p, " AS sa", 6);
+
+    return ngx_rbcs_batch_cpylit(p, " AS sa");
 }
 
 
@@ -2181,9 +2178,12 @@ ngx_rbcs_batch_account_row(ngx_rbcs_batch_t *b, ngx_uint_t i)
     NGX_RBCS_CELL(NGX_RBCS_ACC_HELD,
                   ngx_rbcs_batch_decimal(p, j->source_held));
 
-    row[NGX_RBCS_ACC_KIND].data = (u_char *) (a->external ? "EXTERNAL"
-                                                          : "STANDARD");
-    row[NGX_RBCS_ACC_KIND].len = sizeof("STANDARD") - 1;
+    if (a->external) {
+        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "EXTERNAL");
+
+    } else {
+        ngx_str_set(&row[NGX_RBCS_ACC_KIND], "STANDARD");
+    }
 
     if (was && !a->created) {
         row[NGX_RBCS_ACC_CREATED] = was[NGX_RBCS_ACC_CREATED];

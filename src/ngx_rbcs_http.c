@@ -872,8 +872,12 @@ ngx_rbcs_http_query(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler)
     ngx_rbcs_mysql_query_t  *q;
 
     q = ngx_rbcs_mysql_create(r->pool, r->connection->log);
+    if (q == NULL) {
+        return NULL;
+    }
+
     cln = ngx_http_cleanup_add(r, 0);
-    if (q == NULL || cln == NULL) {
+    if (cln == NULL) {
         return NULL;
     }
 

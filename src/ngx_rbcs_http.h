@@ -16,12 +16,6 @@
 #include "ngx_rbcs_metrics.h"
 
 
-/* whether an ngx_str_t * is the text of a C string */
-#define ngx_rbcs_str_is(s, text)                                             \
-    ((s)->len == ngx_strlen(text)                                            \
-     && ngx_strncmp((s)->data, text, (s)->len) == 0)
-
-
 /* a 200 of a constant JSON text */
 #define ngx_rbcs_http_send_json(r, text)                                     \
     ngx_rbcs_http_send(r, NGX_HTTP_OK,                                       \
@@ -161,6 +155,13 @@ ngx_rbcs_http_read(ngx_http_request_t *r, ngx_rbcs_mysql_handler_pt handler,
     q->sql.len = ngx_vslprintf(q->sql.data, q->sql.data + size, fmt, args)
                  - q->sql.data;
     va_end(args);
+
+    if (q->sql.len == size) {
+        /* the SQL may have been cut short: it is not sent */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "rbcs: a read's SQL does not fit in %uz bytes", size);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     q->idempotent = 1;
 

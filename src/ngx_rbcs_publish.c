@@ -336,8 +336,7 @@ ngx_rbcs_publish_row_entry(ngx_rbcs_cache_entry_t *e, ngx_str_t *row)
     e->held = (ngx_rbcs_uint128_t) held;
     e->limit = (ngx_rbcs_uint128_t) limit;
     e->scale = scale;
-    e->external = (k->len == sizeof("EXTERNAL") - 1
-                   && ngx_strncmp(k->data, "EXTERNAL", k->len) == 0);
+    e->external = ngx_rbcs_str_is(k, "EXTERNAL");
     e->floor = 0;
     e->currency_len = c->len;
     ngx_memcpy(e->currency, c->data, c->len);

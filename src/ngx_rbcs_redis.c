@@ -922,10 +922,11 @@ ngx_rbcs_redis_lost(ngx_rbcs_redis_conn_t *conn, const char *reason)
         ngx_rbcs_metrics_redis(0);
     }
 
-    /* connect() starts pending and broken anew; backoff() sets state */
-
     conn->ac = NULL;
     conn->up = 0;
+    conn->pending = 0;
+    conn->broken = 0;
+    conn->state = NGX_RBCS_RS_CLOSED;
 
     ngx_rbcs_redis_backoff(conn);
 
