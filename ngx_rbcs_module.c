@@ -31,11 +31,7 @@ static ngx_int_t ngx_rbcs_init_redis_conf(ngx_conf_t *cf,
     ngx_rbcs_main_conf_t *rmcf);
 static ngx_int_t ngx_rbcs_init_auth_conf(ngx_conf_t *cf,
     ngx_rbcs_main_conf_t *rmcf);
-static void *ngx_rbcs_create_loc_conf(ngx_conf_t *cf);
-static char *ngx_rbcs_merge_loc_conf(ngx_conf_t *cf, void *parent,
-    void *child);
-static char *ngx_rbcs_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-static char *ngx_rbcs_problem(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_rbcs_location(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_rbcs_mysql_server(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -76,17 +72,17 @@ static ngx_command_t  ngx_rbcs_commands[] = {
 
     { ngx_string("rbcs"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_rbcs_api,
-      NGX_HTTP_LOC_CONF_OFFSET,
+      ngx_rbcs_location,
+      NGX_HTTP_MAIN_CONF_OFFSET,
       0,
-      NULL },
+      ngx_rbcs_router_handler },
 
     { ngx_string("rbcs_problem"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_rbcs_problem,
-      NGX_HTTP_LOC_CONF_OFFSET,
+      ngx_rbcs_location,
+      NGX_HTTP_MAIN_CONF_OFFSET,
       0,
-      NULL },
+      ngx_rbcs_problem_handler },
 
     { ngx_string("rbcs_currency"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
@@ -379,8 +375,8 @@ static ngx_http_module_t  ngx_rbcs_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    ngx_rbcs_create_loc_conf,              /* create location configuration */
-    ngx_rbcs_merge_loc_conf                /* merge location configuration */
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
 };
 
 
@@ -637,75 +633,26 @@ ngx_rbcs_init_auth_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
 }
 
 
-static void *
-ngx_rbcs_create_loc_conf(ngx_conf_t *cf)
-{
-    ngx_rbcs_loc_conf_t  *rlcf;
-
-    rlcf = ngx_pcalloc(cf->pool, sizeof(ngx_rbcs_loc_conf_t));
-    if (rlcf == NULL) {
-        return NULL;
-    }
-
-    rlcf->api = NGX_CONF_UNSET;
-    rlcf->problem = NGX_CONF_UNSET;
-
-    return rlcf;
-}
-
+/* rbcs; rbcs_problem;: the location's handler is the directive's post */
 
 static char *
-ngx_rbcs_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+ngx_rbcs_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_rbcs_loc_conf_t *prev = parent;
-    ngx_rbcs_loc_conf_t *conf = child;
-
-    ngx_conf_merge_value(conf->api, prev->api, 0);
-    ngx_conf_merge_value(conf->problem, prev->problem, 0);
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_rbcs_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_rbcs_loc_conf_t *rlcf = conf;
-
-    ngx_rbcs_main_conf_t      *rmcf;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (rlcf->api != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
-    rlcf->api = 1;
-
-    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_rbcs_module);
-    rmcf->configured = 1;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_rbcs_router_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_rbcs_problem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_rbcs_loc_conf_t *rlcf = conf;
+    ngx_rbcs_main_conf_t *rmcf = conf;
 
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (rlcf->problem != NGX_CONF_UNSET) {
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == (ngx_http_handler_pt) cmd->post) {
         return "is duplicate";
     }
 
-    rlcf->problem = 1;
+    clcf->handler = (ngx_http_handler_pt) cmd->post;
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_rbcs_problem_handler;
+    if (clcf->handler == ngx_rbcs_router_handler) {
+        rmcf->configured = 1;
+    }
 
     return NGX_CONF_OK;
 }

@@ -88,12 +88,6 @@ typedef struct {
 } ngx_rbcs_main_conf_t;
 
 
-typedef struct {
-    ngx_flag_t                 api;
-    ngx_flag_t                 problem;
-} ngx_rbcs_loc_conf_t;
-
-
 /* what the module knows of a request, for its routes, logs and metrics */
 typedef struct {
     ngx_uint_t                 route;
