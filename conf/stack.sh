@@ -14,19 +14,8 @@
 #                            environment the tests need (eval-able)
 #   conf/stack.sh test-down  stop the test stack and everything tests left
 #   conf/stack.sh clean      stop everything, remove build/ and var/
-#   conf/stack.sh test-sanitize
-#                            deps + nginx with the module compiled in, both
-#                            under AddressSanitizer and UBSan (build/sanitize,
-#                            docker/build-static.sh) + sanitized unit tests +
-#                            test stack + prove; any sanitizer report fails
-#                            (conf/lsan.supp: the leaks it ignores)
-#   conf/stack.sh fuzz [-t SECONDS] [-j JOBS] [NAME...]
-#                            the libFuzzer harnesses (t/fuzz/run.sh)
-#   conf/stack.sh coverage   deps + gcov-instrumented module and unit tests
-#                            (build/coverage/) + test stack + prove, then the
-#                            gcovr report: build/coverage/html/index.html,
-#                            summary.txt, summary.json; fails under
-#                            RBCS_COVERAGE_MIN (80) percent of lines
+#   conf/stack.sh test-sanitize, coverage, fuzz [-t SECONDS] [-j JOBS] [NAME]
+#                            as make test-sanitize, coverage, fuzz (Makefile)
 #
 # Everything lives under the repository: build/ (compiler output), var/run
 # (local stack of `make run`) and var/test (disposable stack of `make test`).
@@ -40,6 +29,7 @@
 #       ports of the test stack (make test)
 #   TESTS (t/)  PROVE_JOBS (2)  PROVE_ARGS ()
 #       what and how `make test` runs: prove -j$PROVE_JOBS $PROVE_ARGS -r -I t/lib $TESTS
+#   RBCS_COVERAGE_MIN (80)  the percent of lines under which coverage fails
 
 set -euo pipefail
 
@@ -120,15 +110,12 @@ AS_ROOT=
 # with envsubst, given the template's own names only so that nginx's
 # $variables stay; a placeholder without a value is an error, not "".
 render() {
-    local in=$1 out=$2 kv names n; shift 2
+    local in=$1 out=$2 names n; shift 2
     [ -f "$in" ] || die "template $in is missing"
     names=$(grep -o '\${[A-Z_][A-Z0-9_]*}' "$in" | sort -u) || true
     for n in $names; do
         n=${n#??}; n=${n%?}
-        for kv in "$@"; do
-            [ "${kv%%=*}" = "$n" ] && continue 2
-        done
-        die "$in: no value for \${$n}"
+        env -i -- "$@" printenv -- "$n" >/dev/null || die "$in: no value for \${$n}"
     done
     env -- "$@" envsubst "$names" <"$in" >"$out.tmp" \
         && mv -f "$out.tmp" "$out" || die "$out: rendering failed"
@@ -388,11 +375,12 @@ mysql_start() {
     mysql_launch "$@"
     mariadb --defaults-file="$MY_CNF" -e 'CREATE DATABASE IF NOT EXISTS rbcs CHARACTER SET utf8mb4' ||
         die "creating database rbcs failed"
-    mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/schema.sql" ||
-        die "applying conf/schema.sql to database rbcs failed"
+    local f
+    for f in schema grants; do
+        mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/$f.sql" ||
+            die "applying conf/$f.sql to database rbcs failed"
+    done
     log "applied conf/schema.sql to database rbcs"
-    mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/grants.sql" ||
-        die "applying conf/grants.sql to database rbcs failed"
     mariadb --defaults-file="$MY_CNF" <<'SQL' || die "making the user rbcs failed"
 CREATE ROLE IF NOT EXISTS rbcs_service;
 DROP USER IF EXISTS 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';
@@ -533,11 +521,8 @@ cmd_status() {
     for spec in "nginx:$RUN_VAR/nginx/nginx.pid" "mariadbd:$MY_PID" \
                 "redis-server:$RUN_VAR/redis/redis.pid"; do
         IFS=: read -r label f <<<"$spec"
-        if pid=$(running_pid "$f" "$label"); then
-            echo "$label: running (pid $pid)"
-        else
+        pid=$(running_pid "$f" "$label") && echo "$label: running (pid $pid)" ||
             echo "$label: not running"
-        fi
     done
 }
 
@@ -767,8 +752,6 @@ case "${1:-}" in
     coverage)  cmd_coverage ;;
     test-sanitize) cmd_test_sanitize ;;
     fuzz)      shift; exec "$ROOT/t/fuzz/run.sh" "$@" ;;
-    _coverage-build)  coverage_build; coverage_reset ;;   # no tests, no report
-    _coverage-report) coverage_report ;;                   # report of the last run
     *) echo "usage: $0 deps|build|unit|run|stop|status|test|test-up|test-down|test-env|clean|render|mariadb-up|redis-secrets|coverage|test-sanitize|fuzz" >&2; exit 2 ;;
 esac
 
