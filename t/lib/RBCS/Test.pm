@@ -1146,9 +1146,7 @@ sub start {
               qw(password admin);
     my $pid = $self->{pid} = RBCS::Test::_spawn(
         [ 'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
-          '--dir', $self->{dir}, '--dbfilename', 'dump.rdb',
-          '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-          '--logfile', $self->{log},
+          '--dir', $self->{dir}, '--save', '', '--logfile', $self->{log},
           '--user', 'default', 'on', "#$sha{admin}", '~*', '&*', '+@all',
           '--user', 'rbcs', 'on', "#$sha{password}", qw(resetchannels ~rbcs* &rbcs*
                     -@all +@connection +info +eval +hmget +hset +pexpire
