@@ -633,7 +633,7 @@ ngx_rbcs_init_auth_conf(ngx_conf_t *cf, ngx_rbcs_main_conf_t *rmcf)
 }
 
 
-/* rbcs; rbcs_problem;: the location's handler is the directive's post */
+/* rbcs; or rbcs_problem;: the location's handler is the directive's post */
 
 static char *
 ngx_rbcs_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -644,7 +644,9 @@ ngx_rbcs_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (clcf->handler == (ngx_http_handler_pt) cmd->post) {
+    /* a location serves one thing: a second content handler is refused */
+
+    if (clcf->handler) {
         return "is duplicate";
     }
 

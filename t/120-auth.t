@@ -503,6 +503,14 @@ sub keys_error {
     ($ok, $out) = conf_test("rbcs_auth_keys $keys_file; rbcs_auth_keys $keys_file;");
     like($out, qr/"rbcs_auth_keys" directive is duplicate/, 'rbcs_auth_keys twice');
 
+    # a location serves one thing: the API or the problem pages, once
+    for my $twice ('rbcs; rbcs;', 'rbcs; rbcs_problem;', 'rbcs_problem; rbcs;') {
+        ($ok, $out) = conf_test("rbcs_auth_keys $keys_file;"
+            . " server { listen 127.0.0.1:1; location /twice { $twice } }");
+        ok(!$ok, "$twice in one location is refused");
+        like($out, qr/"rbcs(?:_problem)?" directive is duplicate/, '... and says so') or diag($out);
+    }
+
     my $f = "$dir/bad-keys";
     keys_error('two fields', "# x\n\nk1 short-secret\n",
                qr/\[emerg\] \Q$f\E:3: a key is "KEY_ID SECRET SCOPES"/);
