@@ -7,43 +7,17 @@
 #
 # No JMeter is needed (Debian's jmeter 2.13 cannot load JMeter 5 plans on
 # bookworm).  Core Perl only; xmllint (libxml2-utils) is used as a second
-# opinion on well-formedness when it is installed.  Checks:
-#
-#   - the plan is well-formed XML: <jmeterTestPlan version="1.2"
-#     properties="5.0">, JMeter's element/<hashTree> pairing;
-#   - one enabled ThreadGroup per wrk scenario (every perf/wrk/*.lua with a
-#     "-- scenario: NAME" line), named NAME, and none other; each runs for
-#     ${DURATION} with the scheduler on, loops forever, and takes its thread
-#     count from ${__P(threads.NAME,${__P(threads,N)})}, N one of
-#     perf/run-all.sh's default CONNECTIONS;
-#   - the same parameters: every environment variable the wrk scripts read
-#     (env("NAME", "default")) is a user-defined variable NAME of the plan
-#     with the value ${__P(name,default)}, the same default (RUN_ID: any
-#     default, it is per run; CONNS and THREADS are wrk's -c/-t, which
-#     JMeter has as threads.NAME); HOST is ${__P(host,127.0.0.1)}, PORT
-#     ${__P(port,P)} with P the PERF_PORT default of perf/lib.sh, DURATION
-#     ${__P(duration,S)} with S perf/run-all.sh's default DURATION;
-#   - the same requests: the routes wrk sends (GET ${BASE}/accounts/{n}/balance,
-#     POST ${BASE}/accounts/transactions, POST
-#     ${BASE}/accounts/transactions/{id}/capture and .../void) appear in
-#     perf/wrk/common.lua and are the only paths of the plan's samplers; a
-#     scenario that reads balances (rbcs.balance) has a GET sampler, one
-#     that transfers a POST sampler whose body is JSON with exactly the keys
-#     of common.lua's transfer body and "amount":"${AMOUNT}", under a
-#     Content-Type: application/json header; hot scenarios use the hot
-#     accounts, the others not; account numbers are formatted "%s-%06d" on
-#     both sides; transfer-rate has a Constant Throughput Timer at ${RATE}
-#     per second, mix a choice by READ_PCT;
-#   - holds and deposits: a scenario that deposits (rbcs.deposit) posts the
-#     transfer body from ${external} (PREFIX-EXT on both sides); one that
-#     holds (rbcs.hold) posts the transfer body plus "hold":true and the
-#     expiry member (${hold_expiry}, or ${card_expiry} and ${CARD_AMOUNT}
-#     when the Lua holds rbcs.card_amount); one that captures or voids
-#     (rbcs.capture, rbcs.void) has those samplers on
-#     ${BASE}/accounts/transactions/${prev_txid}/..., after its hold sampler
-#     (the id of the sampler before), with the body {} or, for a capture of
-#     part (rbcs.capture(id, rbcs.amount)), {"amount":"${AMOUNT}"}; card's
-#     choice is by CARD_VOID_PCT and CARD_PARTIAL_PCT.
+# opinion on well-formedness when it is installed.  It checks that the plan
+# is well-formed XML with JMeter's element/<hashTree> pairing, and has one
+# enabled thread group per wrk scenario (perf/wrk/*.lua with a
+# "-- scenario: NAME" line), and none other, with the same parameters
+# (every env("NAME", "default") of the Lua is a variable NAME of the plan,
+# ${__P(name,default)}; the port, duration and thread counts the defaults
+# of perf/lib.sh and perf/run-all.sh), the same routes, methods, headers
+# and JSON bodies as perf/wrk/common.lua builds them, and the same
+# behaviour (hot accounts, the rate timer, the mix and card switches,
+# holds, deposits from PREFIX-EXT, captures and voids of the hold before).
+# Each failure message says what was expected.
 
 use strict;
 use warnings;
