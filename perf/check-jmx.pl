@@ -170,16 +170,19 @@ sub find_all {   # every descendant element named NAME
 
 sub enabled { ($_[0]{attrs}{enabled} // 'true') eq 'true' }
 
+# the elements that configure the samplers in their scope: header managers
+# and HTTP Request Defaults
+sub config { $_[0]{name} eq 'HeaderManager' || $_[0]{name} eq 'ConfigTestElement' }
+
 # walk(HASHTREE, CONTEXT, CALLBACK): every enabled test element with the
-# header managers in its scope
+# config elements in its scope (CONTEXT: those of the levels above)
 sub walk {
     my ($ht, $headers, $cb, @path) = @_;
     my @pairs = grep { enabled($_->[0]) } pairs_of($ht);
-    my @h = (@$headers, grep { $_->[0]{name} eq 'HeaderManager' } @pairs);
+    my @h = (@$headers, grep { config($_->[0]) } @pairs);
     for my $p (@pairs) {
         my ($e, $sub) = @$p;
-        my @own = grep { $_->[0]{name} eq 'HeaderManager' && enabled($_->[0]) }
-                  pairs_of($sub);
+        my @own = grep { config($_->[0]) && enabled($_->[0]) } pairs_of($sub);
         $cb->($e, [ map { $_->[0] } @h, @own ], @path);
         walk($sub, \@h, $cb, @path, $e);
     }
@@ -336,12 +339,13 @@ sub check_plan {
     for my $n (sort keys %tg) {
         check($scenario{$n}, "thread group '$n' has no wrk scenario perf/wrk/$n.lua");
         next unless $scenario{$n};
-        check_group($n, @{ $tg{$n} });
+        check_group($n, @{ $tg{$n} },
+                    [ grep { config($_->[0]) && enabled($_->[0]) } pairs_of($tree) ]);
     }
 }
 
 sub check_group {
-    my ($n, $tg, $tree) = @_;
+    my ($n, $tg, $tree, $plan_config) = @_;
     my $lua = $scenario{$n};
 
     check((prop($tg, 'ThreadGroup.scheduler') // '') eq 'true', "$n: scheduler is off");
@@ -356,7 +360,7 @@ sub check_group {
 
     my (@get, @post, @deposit, @hold, %resolve, %seen);
     my $lua_card = $lua =~ /rbcs\.card_amount/;
-    walk($tree, [], sub {
+    walk($tree, $plan_config, sub {
         my ($e, $headers) = @_;
         $seen{ $e->{name} }++;
         if ($e->{name} eq 'ConstantThroughputTimer') {
@@ -378,8 +382,15 @@ sub check_group {
         my $m = prop($e, 'HTTPSampler.method') // '';
         my $path = prop($e, 'HTTPSampler.path') // '';
         my $label = "$n: sampler '" . ($e->{attrs}{testname} // '') . "'";
-        check((prop($e, 'HTTPSampler.domain') // '') eq '${HOST}', "$label: domain is not \${HOST}");
-        check((prop($e, 'HTTPSampler.port') // '') eq '${PORT}', "$label: port is not \${PORT}");
+        # the sampler's own value, else that of the nearest HTTP Request
+        # Defaults in scope, as JMeter merges them
+        my $http = sub {
+            my ($v) = grep { defined && length } map { prop($_, "HTTPSampler.$_[0]") }
+                $e, reverse grep { $_->{name} eq 'ConfigTestElement' } @$headers;
+            return $v // '';
+        };
+        check($http->('domain') eq '${HOST}', "$label: domain is not \${HOST}");
+        check($http->('port') eq '${PORT}', "$label: port is not \${PORT}");
         if ($m eq 'GET') {
             if (check($path =~ $route{balance}, "$label: GET $path is not \${BASE}/accounts/\${...}/balance")) {
                 my $var = $1;
