@@ -6,30 +6,19 @@
 #   QUICK=1 perf/bench-accounts.sh          # smoke run: 1 round of 2 s each
 #   SMALL=10000 LARGE=1000000 ROUNDS=5 DURATION=20s CONNECTIONS=64 perf/bench-accounts.sh
 #
-# What it does (loopback only, every run bounded by its duration and a
-# timeout):
-#   1. starts the local stack (conf/stack.sh run);
-#   2. creates SMALL accounts PREFIX-000001 ... and LARGE accounts
-#      LARGE_PREFIX-000001 ... (perf/gen-accounts.sh): both sets live in
-#      the same tables, so only how far the transfers spread differs, and
-#      each set keeps its own total exact (perf/run-all.sh checks that
-#      accounts 1..N of PREFIX hold N x BALANCE: transfers over a million
-#      of PREFIX's accounts would move money out of the first 10000);
-#   3. starts the twin nginx (perf/lib.sh: conf/nginx.local.conf.in,
-#      PERF_PORT, access_log off), its cache zone sized for LARGE accounts
-#      at 256 bytes each, so that neither size is measured with evictions;
-#   4. reads every account and history entry once (a full scan of each
-#      table), so that both sizes start with the data in the buffer pool
-#      (conf/my.cnf.in), then an unmeasured warm-up run (WARMUP) that
-#      opens the module's connections;
-#   5. perf/wrk/transfer-uniform.lua with ACCOUNTS=SMALL and ACCOUNTS=LARGE,
-#      ROUNDS times, the order swapped every round (drift of the machine
-#      or of the growing ledger falls on both); after each run, the money
-#      check (sum of all balances unchanged, none negative, the set's
-#      accounts 1..N hold N x BALANCE);
-#   6. prints every run, the medians and their ratio LARGE / SMALL (the
-#      target is 0.8 or more), and writes OUT/bench-accounts.md, the wrk
-#      outputs under OUT/raw-accounts/.
+# transfer-uniform over SMALL accounts and over LARGE (perf/README.md, "1M
+# accounts vs 10k"), loopback only, every run bounded by a timeout: both
+# sets live in the same tables (perf/gen-accounts.sh), so only how far the
+# transfers spread differs, and each set keeps its own total exact (the
+# money check: accounts 1..N of a prefix hold N x BALANCE; transfers over
+# a million of PREFIX's accounts would move money out of the first 10000);
+# the twin's zone is sized for LARGE at 256 bytes each, so that neither
+# size is measured with evictions; both tables are scanned once and a
+# WARMUP run opens the module's connections before the measured rounds,
+# whose order is swapped every round (drift of the machine or of the
+# growing ledger falls on both).  Prints every run, the medians and
+# LARGE / SMALL (target 0.8 or more); writes OUT/bench-accounts.md and
+# the wrk outputs under OUT/raw-accounts/.
 #
 # Environment: SMALL 10000  LARGE 1000000  PREFIX P  LARGE_PREFIX M
 #   ROUNDS 3*  DURATION 10s*  CONNECTIONS 32  THREADS 2 (wrk -t)  WARMUP 2s*

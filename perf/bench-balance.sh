@@ -11,23 +11,17 @@
 #   QUICK=1 perf/bench-balance.sh                 # 1 round of 3 s, LARGE 100000
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 perf/bench-balance.sh
 #
-# What it does (loopback only, every run bounded by a timeout):
-#   1. starts the local stack (conf/stack.sh run) and makes sure both
-#      account sets exist (perf/gen-accounts.sh: SMALL of PREFIX, LARGE of
-#      LARGE_PREFIX, as perf/bench-accounts.sh);
-#   2. starts the twin nginx (perf/lib.sh) with a cache zone sized for
-#      every account at 256 bytes, and a static location /static/accounts/
-#      answering a real balance read's body with `return 200`;
-#   3. reads every account of both sets once (perf/wrk/fill.lua), so that
-#      the zone holds them all (no eviction: the zone is sized for them);
-#   4. for each pattern, ROUNDS times: the static twin, then the service
-#      (wrk, DURATION, CONNECTIONS), and counts from /metrics which tier
-#      answered the service's reads;
-#   5. cross-pod visibility (VIS_N, 50 changes): a transfer on the twin,
-#      then reads of its source on the make-run nginx (another pod of the
-#      same MariaDB and Redis) until the new version shows;
-#   6. prints every run and the ratio of the medians, and writes
-#      OUT/bench-balance.md (the wrk outputs under OUT/raw-balance/).
+# Loopback only, every run bounded by a timeout: the local stack and both
+# account sets (perf/gen-accounts.sh, as perf/bench-accounts.sh); the twin
+# with a cache zone sized for every account at 256 bytes and a static
+# /static/accounts/ answering a real read's body; every account read once
+# (perf/wrk/fill.lua: no eviction, the zone is sized for them); then, for
+# each pattern, ROUNDS times, the static twin and the service, with the
+# tiers that answered from /metrics; then cross-pod visibility (VIS_N
+# transfers on the twin, their source read on the make-run nginx, another
+# pod of the same MariaDB and Redis, until the new version shows).  Prints
+# every run and the ratios; writes OUT/bench-balance.md (the wrk outputs
+# under OUT/raw-balance/).
 #
 # Targets (the read path's issue): uniform-small >= 0.90, uniform-large
 # >= 0.85, hot >= 0.95 of the static twin; cross-pod visibility under

@@ -7,43 +7,17 @@
 #
 # No JMeter is needed (Debian's jmeter 2.13 cannot load JMeter 5 plans on
 # bookworm).  Core Perl only; xmllint (libxml2-utils) is used as a second
-# opinion on well-formedness when it is installed.  Checks:
-#
-#   - the plan is well-formed XML: <jmeterTestPlan version="1.2"
-#     properties="5.0">, JMeter's element/<hashTree> pairing;
-#   - one enabled ThreadGroup per wrk scenario (every perf/wrk/*.lua with a
-#     "-- scenario: NAME" line), named NAME, and none other; each runs for
-#     ${DURATION} with the scheduler on, loops forever, and takes its thread
-#     count from ${__P(threads.NAME,${__P(threads,N)})}, N one of
-#     perf/run-all.sh's default CONNECTIONS;
-#   - the same parameters: every environment variable the wrk scripts read
-#     (env("NAME", "default")) is a user-defined variable NAME of the plan
-#     with the value ${__P(name,default)}, the same default (RUN_ID: any
-#     default, it is per run; CONNS and THREADS are wrk's -c/-t, which
-#     JMeter has as threads.NAME); HOST is ${__P(host,127.0.0.1)}, PORT
-#     ${__P(port,P)} with P the PERF_PORT default of perf/lib.sh, DURATION
-#     ${__P(duration,S)} with S perf/run-all.sh's default DURATION;
-#   - the same requests: the routes wrk sends (GET ${BASE}/accounts/{n}/balance,
-#     POST ${BASE}/accounts/transactions, POST
-#     ${BASE}/accounts/transactions/{id}/capture and .../void) appear in
-#     perf/wrk/common.lua and are the only paths of the plan's samplers; a
-#     scenario that reads balances (rbcs.balance) has a GET sampler, one
-#     that transfers a POST sampler whose body is JSON with exactly the keys
-#     of common.lua's transfer body and "amount":"${AMOUNT}", under a
-#     Content-Type: application/json header; hot scenarios use the hot
-#     accounts, the others not; account numbers are formatted "%s-%06d" on
-#     both sides; transfer-rate has a Constant Throughput Timer at ${RATE}
-#     per second, mix a choice by READ_PCT;
-#   - holds and deposits: a scenario that deposits (rbcs.deposit) posts the
-#     transfer body from ${external} (PREFIX-EXT on both sides); one that
-#     holds (rbcs.hold) posts the transfer body plus "hold":true and the
-#     expiry member (${hold_expiry}, or ${card_expiry} and ${CARD_AMOUNT}
-#     when the Lua holds rbcs.card_amount); one that captures or voids
-#     (rbcs.capture, rbcs.void) has those samplers on
-#     ${BASE}/accounts/transactions/${prev_txid}/..., after its hold sampler
-#     (the id of the sampler before), with the body {} or, for a capture of
-#     part (rbcs.capture(id, rbcs.amount)), {"amount":"${AMOUNT}"}; card's
-#     choice is by CARD_VOID_PCT and CARD_PARTIAL_PCT.
+# opinion on well-formedness when it is installed.  It checks that the plan
+# is well-formed XML with JMeter's element/<hashTree> pairing, and has one
+# enabled thread group per wrk scenario (perf/wrk/*.lua with a
+# "-- scenario: NAME" line), and none other, with the same parameters
+# (every env("NAME", "default") of the Lua is a variable NAME of the plan,
+# ${__P(name,default)}; the port, duration and thread counts the defaults
+# of perf/lib.sh and perf/run-all.sh), the same routes, methods, headers
+# and JSON bodies as perf/wrk/common.lua builds them, and the same
+# behaviour (hot accounts, the rate timer, the mix and card switches,
+# holds, deposits from PREFIX-EXT, captures and voids of the hold before).
+# Each failure message says what was expected.
 
 use strict;
 use warnings;
@@ -196,16 +170,19 @@ sub find_all {   # every descendant element named NAME
 
 sub enabled { ($_[0]{attrs}{enabled} // 'true') eq 'true' }
 
+# the elements that configure the samplers in their scope: header managers
+# and HTTP Request Defaults
+sub config { $_[0]{name} eq 'HeaderManager' || $_[0]{name} eq 'ConfigTestElement' }
+
 # walk(HASHTREE, CONTEXT, CALLBACK): every enabled test element with the
-# header managers in its scope
+# config elements in its scope (CONTEXT: those of the levels above)
 sub walk {
     my ($ht, $headers, $cb, @path) = @_;
     my @pairs = grep { enabled($_->[0]) } pairs_of($ht);
-    my @h = (@$headers, grep { $_->[0]{name} eq 'HeaderManager' } @pairs);
+    my @h = (@$headers, grep { config($_->[0]) } @pairs);
     for my $p (@pairs) {
         my ($e, $sub) = @$p;
-        my @own = grep { $_->[0]{name} eq 'HeaderManager' && enabled($_->[0]) }
-                  pairs_of($sub);
+        my @own = grep { config($_->[0]) && enabled($_->[0]) } pairs_of($sub);
         $cb->($e, [ map { $_->[0] } @h, @own ], @path);
         walk($sub, \@h, $cb, @path, $e);
     }
@@ -362,12 +339,13 @@ sub check_plan {
     for my $n (sort keys %tg) {
         check($scenario{$n}, "thread group '$n' has no wrk scenario perf/wrk/$n.lua");
         next unless $scenario{$n};
-        check_group($n, @{ $tg{$n} });
+        check_group($n, @{ $tg{$n} },
+                    [ grep { config($_->[0]) && enabled($_->[0]) } pairs_of($tree) ]);
     }
 }
 
 sub check_group {
-    my ($n, $tg, $tree) = @_;
+    my ($n, $tg, $tree, $plan_config) = @_;
     my $lua = $scenario{$n};
 
     check((prop($tg, 'ThreadGroup.scheduler') // '') eq 'true', "$n: scheduler is off");
@@ -382,7 +360,7 @@ sub check_group {
 
     my (@get, @post, @deposit, @hold, %resolve, %seen);
     my $lua_card = $lua =~ /rbcs\.card_amount/;
-    walk($tree, [], sub {
+    walk($tree, $plan_config, sub {
         my ($e, $headers) = @_;
         $seen{ $e->{name} }++;
         if ($e->{name} eq 'ConstantThroughputTimer') {
@@ -404,8 +382,15 @@ sub check_group {
         my $m = prop($e, 'HTTPSampler.method') // '';
         my $path = prop($e, 'HTTPSampler.path') // '';
         my $label = "$n: sampler '" . ($e->{attrs}{testname} // '') . "'";
-        check((prop($e, 'HTTPSampler.domain') // '') eq '${HOST}', "$label: domain is not \${HOST}");
-        check((prop($e, 'HTTPSampler.port') // '') eq '${PORT}', "$label: port is not \${PORT}");
+        # the sampler's own value, else that of the nearest HTTP Request
+        # Defaults in scope, as JMeter merges them
+        my $http = sub {
+            my ($v) = grep { defined && length } map { prop($_, "HTTPSampler.$_[0]") }
+                $e, reverse grep { $_->{name} eq 'ConfigTestElement' } @$headers;
+            return $v // '';
+        };
+        check($http->('domain') eq '${HOST}', "$label: domain is not \${HOST}");
+        check($http->('port') eq '${PORT}', "$label: port is not \${PORT}");
         if ($m eq 'GET') {
             if (check($path =~ $route{balance}, "$label: GET $path is not \${BASE}/accounts/\${...}/balance")) {
                 my $var = $1;

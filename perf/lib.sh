@@ -111,23 +111,21 @@ twin_render() {
     ' "$zone" "$TWIN/nginx.conf"
 }
 
-twin_master_pid() {
-    local pid
-    [ -s "$TWIN/nginx.pid" ] || return 1
-    pid=$(tr -dc '0-9' < "$TWIN/nginx.pid")
-    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = nginx ] || return 1
-    echo "$pid"
-}
-
-twin_pids() {   # the twin's master and workers, on one line
+# nginx_pids PIDFILE: the nginx master of PIDFILE and its workers, on one
+# line (fails when no nginx runs under that pid)
+nginx_pids() {
     local m
-    m=$(twin_master_pid) || return 1
+    m=$(tr -dc '0-9' 2>/dev/null < "$1") && [ -n "$m" ] || return 1
+    [ "$(cat "/proc/$m/comm" 2>/dev/null)" = nginx ] || return 1
     echo "$m" $(cat "/proc/$m/task/$m/children" 2>/dev/null)
 }
 
+twin_pids() { nginx_pids "$TWIN/nginx.pid"; }
+
 twin_stop() {
     local pid i
-    pid=$(twin_master_pid) || { rm -f "$TWIN/nginx.pid"; return 0; }
+    pid=$(twin_pids) || { rm -f "$TWIN/nginx.pid"; return 0; }
+    pid=${pid%% *}
     kill -QUIT "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do
         [ -e "/proc/$pid" ] || break
@@ -168,7 +166,7 @@ twin_zone_pages() {
         for my $pid (@pids) {
             open my $fh, "<", "/proc/$pid/smaps" or die "/proc/$pid/smaps: $!\n";
             my ($in, $n) = (0, 0);
-            my ($cur_dev, $size) = (0, 0);
+            my $cur_dev = 0;
             while (<$fh>) {
                 if (/^[0-9a-f]+-[0-9a-f]+\s+\S+\s+\S+\s+\S+\s+\d+\s*(.*)$/) {
                     $cur_dev = ($1 =~ m{^/dev/zero|^/SYSV|^\[anon:}) ? 1 : 0;
@@ -197,10 +195,7 @@ cpu_sample() {
     twin=$(twin_pids 2>/dev/null)
     my_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/mariadb/mariadbd.pid" 2>/dev/null || true)
     redis_pid=$(tr -dc '0-9' < "$PERF_ROOT/var/run/redis/redis.pid" 2>/dev/null || true)
-    local sm
-    sm=$(tr -dc '0-9' < "$PERF_ROOT/var/run/nginx/nginx.pid" 2>/dev/null || true)
-    stack_pids="$sm"
-    [ -n "$sm" ] && stack_pids="$sm $(cat "/proc/$sm/task/$sm/children" 2>/dev/null)"
+    stack_pids=$(nginx_pids "$PERF_ROOT/var/run/nginx/nginx.pid" || true)
     perl -e '
         my @groups = map { [ grep { /^\d+$/ } split /\s+/ ] } @ARGV;
         open my $fh, "<", "/proc/stat" or die; my $l = <$fh>; close $fh;

@@ -56,10 +56,8 @@ if (dbhot > 0) {
 plot for [i=1:n] file(i) using 1:2 title word(scenarios, i) lw 2 pt 7 lc rgb color(i), \
      for [i=1:n] static(i) using 1:2 title "static ".word(scenarios, i) dt 2 lw 1 pt 6 lc rgb color(i)
 
-unset arrow 1
-unset label 1
-unset arrow 2
-unset label 2
+unset arrow
+unset label
 set output outdir . "/p99.png"
 set title "p99 latency (solid: RBCS, dashed: static twin)" . (title ne "" ? "\n" . title : "")
 set ylabel "p99 latency, ms (log)"

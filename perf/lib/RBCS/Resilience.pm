@@ -379,7 +379,7 @@ sub _client {
     };
     while (!-e "$dir/stop") {
         if (-e "$dir/pause") {
-            my $gen = _slurp("$dir/pause") // '';
+            my $gen = RBCS::Test::_slurp("$dir/pause");
             _spew("$dir/paused.$k", $gen);
             sleep 0.02 while -e "$dir/pause" && !-e "$dir/stop";
             next;
@@ -478,18 +478,10 @@ sub _read_own_write {
     }
 }
 
-sub _slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return undef;
-    local $/;
-    return <$fh>;
-}
-
+# written whole, then renamed: a reader never sees it half written
 sub _spew {
     my ($f, $s) = @_;
-    open my $fh, '>', "$f.tmp" or return;
-    print $fh $s;
-    close $fh;
+    RBCS::Test::_write("$f.tmp", $s);
     rename "$f.tmp", $f;
 }
 
@@ -504,7 +496,7 @@ sub pause {
     while (time < $deadline) {
         my $missing = grep {
             my $k = $_;
-            (_slurp("$self->{dir}/paused.$k") // '') ne $gen
+            RBCS::Test::_slurp("$self->{dir}/paused.$k") ne $gen
                 && RBCS::Test::_alive($self->{client_pids}[$k - 1])
         } 1 .. $self->{nclients};
         return time - $t0 unless $missing;
@@ -843,17 +835,10 @@ my @CHECKS = (
 
 sub dbh { $_[0]{pods}[0]->dbh }
 
-# The audit, with the clients paused (the service's expiries go on), in
-# SQL on one consistent snapshot of the database: money conserved (EXTERNAL
-# accounts included), no STANDARD account's available balance below minus
-# its overdraft limit, the ledger agrees with the balances and versions,
-# the held balances with the pending holds, every acknowledged transfer
-# applied exactly once, every acknowledged hold recorded, every
-# acknowledged capture or void the hold's final state, no hold resolved
-# twice or captured above its amount, nothing released by expiry early or
-# late, nothing applied that was reported rejected; then a sample of
-# outcomes replayed unchanged, and balances read through every worker of
-# every pod equal the database.
+# The audit, with the clients paused (the service's expiries go on): money
+# conserved and @CHECKS in SQL on one consistent snapshot of the database;
+# then a sample of outcomes replayed unchanged, and balances read through
+# every worker of every pod equal the database.
 sub audit {
     my ($self, $label, %o) = @_;
     my $paused = $self->pause;
@@ -1237,14 +1222,10 @@ sub _window_stats {
     $f->{finals} = \%f;
 }
 
+# the time $cond came true, within $secs seconds (undef: it did not)
 sub _wait_until {
     my ($secs, $cond) = @_;
-    my $deadline = time + $secs;
-    while (time < $deadline) {
-        return time if $cond->();
-        sleep 0.01;
-    }
-    return undef;
+    return RBCS::Test::wait_for($secs, sub { $cond->() && time }, 0.01);
 }
 
 # SIGKILL a worker of a pod (in turn), $n times, $gap apart
@@ -1846,7 +1827,7 @@ sub lifecycle {
     my $released = time;
     $lock->commit;
     waitpid($kid, 0);
-    my $answers = $JSON->decode(_slurp($file) // '[]');
+    my $answers = $JSON->decode(RBCS::Test::_slurp($file) || '[]');
     $res->{answered} = {};
     $res->{answered}{ $_->{status} // 'none' }++ for @$answers;
     $res->{answer_after_release} = max(map { $_->{t} // 0 } @$answers) - ($released - $t0);
