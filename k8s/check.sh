@@ -172,8 +172,8 @@ in_dir() { (cd "$1" && "${@:2}"); }
 
 # kustomize KUBECTL NAME OUT: render overlays/NAME into OUT, or say why not
 kustomize() {
-    "$1" kustomize "$K8S/overlays/$2" >"$3" 2>"$3.err" && return
-    cat "$3.err" >&2
+    "$1" kustomize "$K8S/overlays/$2" >"$3" 2>"$tmp/kustomize.err" && return
+    cat "$tmp/kustomize.err" >&2
     return 1
 }
 
