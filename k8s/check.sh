@@ -38,15 +38,17 @@ set -euo pipefail
 
 K8S="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$K8S/.." && pwd)"
-TEMPLATE="$ROOT/conf/nginx.prod.conf.in"
-SCHEMA="$ROOT/conf/schema.sql"
 CONF_ENV="$K8S/base/nginx-conf.env"
-CONF_COPY="$K8S/base/nginx.conf"
-SCHEMA_COPY="$K8S/overlays/dev/schema.sql"
-GRANTS="$ROOT/conf/grants.sql"
-GRANTS_COPY="$K8S/overlays/dev/grants.sql"
 RULES="$K8S/monitoring/rbcs-rules.yaml"
-RULES_COPY="$K8S/overlays/prod/prometheusrule.yaml"
+
+# the copies kept in step with their sources: COPY|MAKER|what it is|what it
+# is not (MAKER OUT writes what COPY must be)
+COPIES=(
+    "k8s/base/nginx.conf|render_conf|conf/nginx.prod.conf.in rendered with k8s/base/nginx-conf.env|is not a fresh rendering of conf/nginx.prod.conf.in"
+    "k8s/overlays/dev/schema.sql|copy_schema|conf/schema.sql|differs from conf/schema.sql"
+    "k8s/overlays/dev/grants.sql|copy_grants|conf/grants.sql|differs from conf/grants.sql"
+    "k8s/overlays/prod/prometheusrule.yaml|render_rules|k8s/monitoring/rbcs-rules.yaml as a PrometheusRule|is not a fresh rendering of k8s/monitoring/rbcs-rules.yaml"
+)
 
 log()  { printf '==> %s\n' "$*"; }
 die()  { printf 'k8s/check.sh: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -62,21 +64,18 @@ render_conf() {
         [[ $line =~ ^[A-Z_]+= ]] || { echo "$CONF_ENV: not NAME=VALUE: $line" >&2; return 1; }
         kv+=("$line")
     done <"$CONF_ENV"
-    "$ROOT/conf/stack.sh" render "$TEMPLATE" "$1" "${kv[@]}"
+    "$ROOT/conf/stack.sh" render "$ROOT/conf/nginx.prod.conf.in" "$1" "${kv[@]}"
 }
+
+copy_schema() { cp "$ROOT/conf/schema.sql" "$1"; }
+copy_grants() { cp "$ROOT/conf/grants.sql" "$1"; }
 
 # render_rules OUT: the rules file as a PrometheusRule; its groups go under
 # spec as they are, its header comment stays behind
 render_rules() {
-    perl -e '
-        my ($src, $out) = @ARGV;
-        open my $fh, "<", $src or die "$src: $!\n";
-        my @l = <$fh>;
-        close $fh;
-        shift @l while @l && $l[0] =~ /^(#.*)?\n\z/;
-        @l or die "$src: no rules\n";
-        open $fh, ">", $out or die "$out: $!\n";
-        print $fh <<"HEAD", map { /^\n\z/ ? $_ : "  $_" } @l;
+    grep -q '^[^#]' "$RULES" || { echo "$RULES: no rules" >&2; return 1; }
+    {
+        cat <<'HEAD'
 # Generated from k8s/monitoring/rbcs-rules.yaml by k8s/check.sh render:
 # edit that file, then render.  Your Prometheus selects PrometheusRules by
 # labels (with kube-prometheus-stack: release: <its release name>): add
@@ -89,8 +88,8 @@ metadata:
     app.kubernetes.io/name: rbcs
 spec:
 HEAD
-        close $fh or die "$out: $!\n";
-    ' "$RULES" "$1"
+        awk 'body || !/^(#.*)?$/ { body = 1; print (NF ? "  " $0 : $0) }' "$RULES"
+    } >"$1"
 }
 
 # ------------------------------------------------------------------ tools --
@@ -133,14 +132,15 @@ find_node() {
     local major
     major=$(node -p 'process.versions.node.split(".")[0]')
     [ "$major" -ge 18 ] || die "node $major is too old (18 or later)"
-    if [ ! -d "$K8S/node_modules/kubernetes-models" ] ||
-       [ ! -d "$K8S/node_modules/@kubernetes-models/prometheus-operator" ] ||
-       [ ! -d "$K8S/node_modules/yaml" ]; then
+    local pkg
+    for pkg in kubernetes-models @kubernetes-models/prometheus-operator yaml; do
+        [ -d "$K8S/node_modules/$pkg" ] && continue
         command -v npm >/dev/null || die "npm is missing (Debian package npm: conf/stack.sh deps)"
         log "installing k8s/node_modules (npm ci, versions of k8s/package-lock.json)"
         (cd "$K8S" && npm ci --no-audit --no-fund --loglevel=error) >&2 ||
             die "npm ci failed in k8s/"
-    fi
+        break
+    done
 }
 
 find_yamllint() {
@@ -150,15 +150,31 @@ find_yamllint() {
 # ------------------------------------------------------------- commands --
 
 cmd_render() {
-    render_conf "$CONF_COPY.tmp"
-    mv "$CONF_COPY.tmp" "$CONF_COPY"
-    cp "$SCHEMA" "$SCHEMA_COPY.tmp"
-    mv "$SCHEMA_COPY.tmp" "$SCHEMA_COPY"
-    cp "$GRANTS" "$GRANTS_COPY.tmp"
-    mv "$GRANTS_COPY.tmp" "$GRANTS_COPY"
-    render_rules "$RULES_COPY.tmp"
-    mv "$RULES_COPY.tmp" "$RULES_COPY"
-    log "wrote ${CONF_COPY#"$ROOT"/}, ${SCHEMA_COPY#"$ROOT"/}, ${GRANTS_COPY#"$ROOT"/} and ${RULES_COPY#"$ROOT"/}"
+    local c copy maker
+    for c in "${COPIES[@]}"; do
+        IFS='|' read -r copy maker _ <<<"$c"
+        "$maker" "$ROOT/$copy.tmp"
+        mv "$ROOT/$copy.tmp" "$ROOT/$copy"
+        log "wrote $copy"
+    done
+}
+
+# step OK-TEXT FAIL-TEXT CMD...: run CMD; say which
+step() {
+    if "${@:3}"; then
+        log "$1"
+    else
+        bad "$2"
+    fi
+}
+
+in_dir() { (cd "$1" && "${@:2}"); }
+
+# kustomize KUBECTL NAME OUT: render overlays/NAME into OUT, or say why not
+kustomize() {
+    "$1" kustomize "$K8S/overlays/$2" >"$3" 2>"$tmp/kustomize.err" && return
+    cat "$tmp/kustomize.err" >&2
+    return 1
 }
 
 cmd_build() {
@@ -168,7 +184,7 @@ cmd_build() {
 }
 
 cmd_check() {
-    local start=$SECONDS out overlay name second=""
+    local start=$SECONDS out overlay name second="" c copy maker is isnot
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/rbcs-k8s.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
     out=${RBCS_K8S_OUT:-$tmp/out}
@@ -180,30 +196,16 @@ cmd_check() {
     log "kubectl: $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | grep -o 'GitVersion:"[^"]*"' | cut -d'"' -f2 || true)), node $(node --version), $(yamllint --version)"
 
     # 1. the copies
-    render_conf "$tmp/nginx.conf"
-    if cmp -s "$tmp/nginx.conf" "$CONF_COPY"; then
-        log "k8s/base/nginx.conf is conf/nginx.prod.conf.in rendered with k8s/base/nginx-conf.env"
-    else
-        diff -u "$CONF_COPY" "$tmp/nginx.conf" >&2 || true
-        bad "k8s/base/nginx.conf is not a fresh rendering of conf/nginx.prod.conf.in (run: k8s/check.sh render)"
-    fi
-    if cmp -s "$SCHEMA" "$SCHEMA_COPY"; then
-        log "k8s/overlays/dev/schema.sql is conf/schema.sql"
-    else
-        bad "k8s/overlays/dev/schema.sql differs from conf/schema.sql (run: k8s/check.sh render)"
-    fi
-    if cmp -s "$GRANTS" "$GRANTS_COPY"; then
-        log "k8s/overlays/dev/grants.sql is conf/grants.sql"
-    else
-        bad "k8s/overlays/dev/grants.sql differs from conf/grants.sql (run: k8s/check.sh render)"
-    fi
-    render_rules "$tmp/prometheusrule.yaml"
-    if cmp -s "$tmp/prometheusrule.yaml" "$RULES_COPY"; then
-        log "k8s/overlays/prod/prometheusrule.yaml is k8s/monitoring/rbcs-rules.yaml as a PrometheusRule"
-    else
-        diff -u "$RULES_COPY" "$tmp/prometheusrule.yaml" >&2 || true
-        bad "k8s/overlays/prod/prometheusrule.yaml is not a fresh rendering of k8s/monitoring/rbcs-rules.yaml (run: k8s/check.sh render)"
-    fi
+    for c in "${COPIES[@]}"; do
+        IFS='|' read -r copy maker is isnot <<<"$c"
+        "$maker" "$tmp/fresh"
+        if cmp -s "$tmp/fresh" "$ROOT/$copy"; then
+            log "$copy is $is"
+        else
+            diff -u "$ROOT/$copy" "$tmp/fresh" >&2 || true
+            bad "$copy $isnot (run: k8s/check.sh render)"
+        fi
+    done
 
     # 2. render every overlay
     local overlays=() args=()
@@ -212,11 +214,10 @@ cmd_check() {
         [ -f "$overlay/kustomization.yaml" ] || continue
         name=${overlay##*/}
         overlays+=("$name")
-        if "$KUBECTL" kustomize "$overlay" >"$out/$name.yaml" 2>"$tmp/$name.err"; then
+        if kustomize "$KUBECTL" "$name" "$out/$name.yaml"; then
             log "rendered overlays/$name: $(grep -c '^kind:' "$out/$name.yaml") objects"
             args+=("$name=$out/$name.yaml")
         else
-            cat "$tmp/$name.err" >&2
             bad "overlays/$name does not render"
         fi
     done
@@ -232,11 +233,10 @@ cmd_check() {
     local second_args=()
     if [ -n "$second" ] && [ "$second" != none ]; then
         for name in "${overlays[@]}"; do
-            if "$second" kustomize "$K8S/overlays/$name" >"$tmp/$name.second.yaml" 2>"$tmp/$name.second.err"; then
+            if kustomize "$second" "$name" "$tmp/$name.second.yaml"; then
                 second_args+=("--same=$name=$tmp/$name.second.yaml")
                 log "rendered overlays/$name again with $second ($("$second" version --client 2>/dev/null | grep -io 'kustomize version: .*' || echo "?"))"
             else
-                cat "$tmp/$name.second.err" >&2
                 bad "overlays/$name does not render with $second"
             fi
         done
@@ -244,25 +244,16 @@ cmd_check() {
 
     # 3. schemas and what the service needs
     if [ ${#args[@]} -gt 0 ]; then
-        if node "$K8S/validate.mjs" --root "$ROOT" "${second_args[@]}" "${args[@]}"; then
-            :
-        else
+        node "$K8S/validate.mjs" --root "$ROOT" "${second_args[@]}" "${args[@]}" ||
             bad "validation failed"
-        fi
     fi
 
     # 4. yamllint: the sources, and what kustomize made of them
-    if (cd "$ROOT" && yamllint -s -c k8s/.yamllint k8s/); then
-        log "yamllint: k8s/ sources clean"
-    else
-        bad "yamllint found problems in k8s/"
-    fi
+    step "yamllint: k8s/ sources clean" "yamllint found problems in k8s/" \
+        in_dir "$ROOT" yamllint -s -c k8s/.yamllint k8s/
     if [ ${#args[@]} -gt 0 ]; then
-        if (cd "$out" && yamllint -s -d "$(rendered_lint_conf)" ./*.yaml); then
-            log "yamllint: rendered overlays clean"
-        else
-            bad "yamllint found problems in the rendered overlays"
-        fi
+        step "yamllint: rendered overlays clean" "yamllint found problems in the rendered overlays" \
+            yamllint -s -d "$(rendered_lint_conf)" "$out"/*.yaml
     fi
 
     if [ $fail -ne 0 ]; then

@@ -23,33 +23,23 @@
 // problem.
 
 import { readFileSync } from "node:fs";
-import { isDeepStrictEqual } from "node:util";
+import { isDeepStrictEqual, parseArgs } from "node:util";
 import { parseAllDocuments } from "yaml";
 
 // ------------------------------------------------------------ arguments --
 
-let root = null;
-const overlays = [];
-const same = new Map();
-{
-    const argv = process.argv.slice(2);
-    for (let i = 0; i < argv.length; i++) {
-        const a = argv[i];
-        if (a === "--root") {
-            root = argv[++i];
-        } else if (a.startsWith("--same=")) {
-            const [name, file] = splitPair(a.slice(7));
-            same.set(name, file);
-        } else if (!a.startsWith("-")) {
-            const [name, file] = splitPair(a);
-            overlays.push({ name, file });
-        } else {
-            usage();
-        }
-    }
-    if (!root || overlays.length === 0) {
-        usage();
-    }
+let args;
+try {
+    args = parseArgs({ allowPositionals: true, options: {
+        root: { type: "string" }, same: { type: "string", multiple: true } } });
+} catch {
+    usage();
+}
+const root = args.values.root;
+const same = new Map((args.values.same ?? []).map(splitPair));
+const overlays = args.positionals.map(splitPair).map(([name, file]) => ({ name, file }));
+if (!root || overlays.length === 0) {
+    usage();
 }
 
 function splitPair(s) {
@@ -121,6 +111,15 @@ const say = (s) => console.log(s);
 function fail(where, msg) {
     failures++;
     console.log(`not ok - ${where}: ${msg}`);
+}
+
+// failIf(WHERE, [[BROKEN, MESSAGE]...]): a failure for each rule broken
+function failIf(where, rules) {
+    for (const [broken, msg] of rules) {
+        if (broken) {
+            fail(where, msg);
+        }
+    }
 }
 
 const objId = (o) => `${o?.kind}/${o?.metadata?.name}`;
@@ -277,14 +276,6 @@ function portNumber(port, container) {
 
 function checkGeneral(name, objs, expect) {
     const where = (o) => `${name}: ${objId(o)}`;
-    const seen = new Set();
-    for (const o of objs) {
-        const key = `${o.kind}/${o.metadata?.namespace ?? ""}/${o.metadata?.name}`;
-        if (seen.has(key)) {
-            fail(where(o), "defined twice");
-        }
-        seen.add(key);
-    }
 
     // one namespace, which the overlay creates
     const nsObjs = objs.filter((o) => o.kind === "Namespace");
@@ -313,16 +304,14 @@ function checkGeneral(name, objs, expect) {
         }
         // Pod Security Standard "restricted" (the namespaces enforce it)
         const psc = pod.securityContext ?? {};
-        if (pod.hostNetwork || pod.hostPID || pod.hostIPC) {
-            fail(where(w), "uses the host's network, PID or IPC namespace");
-        }
+        failIf(where(w), [[pod.hostNetwork || pod.hostPID || pod.hostIPC,
+                           "uses the host's network, PID or IPC namespace"]]);
         for (const v of pod.volumes ?? []) {
-            if (v.hostPath) {
-                fail(where(w), `volume ${v.name} is a hostPath`);
-            }
-            if (v.configMap && !find("ConfigMap", v.configMap.name)) {
-                fail(where(w), `volume ${v.name}: no ConfigMap ${v.configMap.name}`);
-            }
+            failIf(where(w), [
+                [v.hostPath, `volume ${v.name} is a hostPath`],
+                [v.configMap && !find("ConfigMap", v.configMap.name),
+                 `volume ${v.name}: no ConfigMap ${v.configMap?.name}`],
+            ]);
             if (v.secret && !(v.secret.optional && expect.optionalSecrets?.includes(v.secret.secretName))) {
                 checkSecretRef(where(w), find, expect, v.secret.secretName,
                                (v.secret.items ?? []).map((i) => i.key));
@@ -339,38 +328,21 @@ function checkGeneral(name, objs, expect) {
         for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
             const cw = `${where(w)} container ${c.name}`;
             const csc = c.securityContext ?? {};
-            if (!(csc.runAsNonRoot ?? psc.runAsNonRoot)) {
-                fail(cw, "runAsNonRoot is not true");
-            }
-            if ((csc.runAsUser ?? psc.runAsUser) === 0) {
-                fail(cw, "runs as uid 0");
-            }
-            if (psc.seccompProfile?.type !== "RuntimeDefault"
-                || (csc.seccompProfile ?? psc.seccompProfile).type !== "RuntimeDefault") {
-                fail(cw, "seccompProfile is not RuntimeDefault for the pod and the container");
-            }
-            if (csc.allowPrivilegeEscalation !== false) {
-                fail(cw, "allowPrivilegeEscalation is not false");
-            }
-            if (csc.privileged) {
-                fail(cw, "privileged");
-            }
-            if (!isDeepStrictEqual(csc.capabilities?.drop, ["ALL"])) {
-                fail(cw, 'capabilities do not drop ["ALL"]');
-            }
-            if ((csc.capabilities?.add ?? []).length > 0) {
-                fail(cw, "adds capabilities");
-            }
-            for (const k of ["cpu", "memory"]) {
-                if (!c.resources?.requests?.[k] || !c.resources?.limits?.[k]) {
-                    fail(cw, `no ${k} request and limit`);
-                }
-            }
-            for (const m of c.volumeMounts ?? []) {
-                if (!volumeNames.has(m.name)) {
-                    fail(cw, `mounts ${m.name}, which is no volume`);
-                }
-            }
+            failIf(cw, [
+                [!(csc.runAsNonRoot ?? psc.runAsNonRoot), "runAsNonRoot is not true"],
+                [(csc.runAsUser ?? psc.runAsUser) === 0, "runs as uid 0"],
+                [psc.seccompProfile?.type !== "RuntimeDefault"
+                 || (csc.seccompProfile ?? psc.seccompProfile).type !== "RuntimeDefault",
+                 "seccompProfile is not RuntimeDefault for the pod and the container"],
+                [csc.allowPrivilegeEscalation !== false, "allowPrivilegeEscalation is not false"],
+                [csc.privileged, "privileged"],
+                [!isDeepStrictEqual(csc.capabilities?.drop, ["ALL"]), 'capabilities do not drop ["ALL"]'],
+                [(csc.capabilities?.add ?? []).length > 0, "adds capabilities"],
+                ...["cpu", "memory"].map((k) => [!c.resources?.requests?.[k] || !c.resources?.limits?.[k],
+                                                 `no ${k} request and limit`]),
+                ...(c.volumeMounts ?? []).map((m) => [!volumeNames.has(m.name),
+                                                      `mounts ${m.name}, which is no volume`]),
+            ]);
             for (const e of c.env ?? []) {
                 const ref = e.valueFrom?.secretKeyRef;
                 if (ref) {
@@ -453,41 +425,32 @@ function checkRbcs(name, objs, expect) {
 
     // the listeners nginx.conf opens are the ports the pod declares
     const listens = [...nginxConf.matchAll(/^\s*listen\s+(\d+)(\s+ssl)?\s*;/gm)];
-    if (!isDeepStrictEqual(listens.map((m) => Number(m[1])).sort(), [httpPort, opsPort].sort())) {
-        fail(w("nginx.conf"), `listens on ${listens.map((m) => m[1]).join(", ")}, not on HTTP_PORT ${httpPort} and OPS_PORT ${opsPort}`);
-    }
-    // the API listener is TLS, with modern protocols only; the probes'
-    // listener is not (kubelet's httpGet probes speak plain HTTP)
-    for (const m of listens) {
-        if (Number(m[1]) === httpPort && !m[2]) {
-            fail(w("nginx.conf"), `the API listener ${httpPort} is not "listen ... ssl"`);
-        }
-        if (Number(m[1]) === opsPort && m[2]) {
-            fail(w("nginx.conf"), `the operations listener ${opsPort} is TLS: the httpGet probes would fail`);
-        }
-    }
     const protocols = /^\s*ssl_protocols\s+([^;]*);/m.exec(nginxConf)?.[1].split(/\s+/).sort();
-    if (!isDeepStrictEqual(protocols, ["TLSv1.2", "TLSv1.3"])) {
-        fail(w("nginx.conf"), `ssl_protocols is ${protocols?.join(" ") ?? "not set"}, not TLSv1.2 TLSv1.3`);
-    }
-    for (const [d, v] of [["ssl_certificate", confEnv.TLS_CERT], ["ssl_certificate_key", confEnv.TLS_KEY]]) {
-        if (!new RegExp(`^\\s*${d}\\s+${v.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")};`, "m").test(nginxConf)) {
-            fail(w("nginx.conf"), `no ${d} ${v}`);
-        }
-    }
-    const left = [...nginxConf.matchAll(/@([A-Z_]+)@/g)].map((m) => m[1]);
-    if (!isDeepStrictEqual([...new Set(left)].sort(), ["MYSQL_PASSWORD", "MYSQL_USER"])) {
-        fail(w("nginx.conf"), `placeholders left: ${[...new Set(left)].join(", ") || "none"} (exactly @MYSQL_USER@ and @MYSQL_PASSWORD@, filled at start from the Secret)`);
-    }
-    if (httpPort !== IMAGE.httpPort || opsPort !== IMAGE.opsPort) {
-        fail(w("nginx-conf.env"), `HTTP_PORT ${httpPort} and OPS_PORT ${opsPort} are not the ports the image exposes, ${IMAGE.httpPort} and ${IMAGE.opsPort}`);
-    }
-    for (const [k, why] of [["MODULE", "the module is compiled into the image"],
-                            ["USER_DIRECTIVE", `the pod runs as uid ${IMAGE.uid}, not as root`]]) {
-        if (confEnv[k] !== "") {
-            fail(w("nginx-conf.env"), `${k} is not empty (${why})`);
-        }
-    }
+    const left = [...new Set([...nginxConf.matchAll(/@([A-Z_]+)@/g)].map((m) => m[1]))];
+    const directive = (d, v) => [!new RegExp(`^\\s*${d}\\s+${v.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")};`, "m")
+                                 .test(nginxConf), `no ${d} ${v}`];
+    failIf(w("nginx.conf"), [
+        [!isDeepStrictEqual(listens.map((m) => Number(m[1])).sort(), [httpPort, opsPort].sort()),
+         `listens on ${listens.map((m) => m[1]).join(", ")}, not on HTTP_PORT ${httpPort} and OPS_PORT ${opsPort}`],
+        // the API listener is TLS, with modern protocols only; the probes'
+        // listener is not (kubelet's httpGet probes speak plain HTTP)
+        ...listens.flatMap((m) => [
+            [Number(m[1]) === httpPort && !m[2], `the API listener ${httpPort} is not "listen ... ssl"`],
+            [Number(m[1]) === opsPort && m[2],
+             `the operations listener ${opsPort} is TLS: the httpGet probes would fail`]]),
+        [!isDeepStrictEqual(protocols, ["TLSv1.2", "TLSv1.3"]),
+         `ssl_protocols is ${protocols?.join(" ") ?? "not set"}, not TLSv1.2 TLSv1.3`],
+        directive("ssl_certificate", confEnv.TLS_CERT),
+        directive("ssl_certificate_key", confEnv.TLS_KEY),
+        [!isDeepStrictEqual([...left].sort(), ["MYSQL_PASSWORD", "MYSQL_USER"]),
+         `placeholders left: ${left.join(", ") || "none"} (exactly @MYSQL_USER@ and @MYSQL_PASSWORD@, filled at start from the Secret)`],
+    ]);
+    failIf(w("nginx-conf.env"), [
+        [httpPort !== IMAGE.httpPort || opsPort !== IMAGE.opsPort,
+         `HTTP_PORT ${httpPort} and OPS_PORT ${opsPort} are not the ports the image exposes, ${IMAGE.httpPort} and ${IMAGE.opsPort}`],
+        [confEnv.MODULE !== "", "MODULE is not empty (the module is compiled into the image)"],
+        [confEnv.USER_DIRECTIVE !== "", `USER_DIRECTIVE is not empty (the pod runs as uid ${IMAGE.uid}, not as root)`],
+    ]);
 
     const d = find("Deployment", "rbcs");
     if (!d) {
@@ -506,26 +469,20 @@ function checkRbcs(name, objs, expect) {
         return;
     }
     const cw = `${dw} container rbcs`;
-    if (!/(^|\/)rbcs:\w[\w.-]*(@sha256:[0-9a-f]{64})?$/.test(c.image ?? "")) {
-        fail(cw, `image ${c.image} is not the rbcs image with a tag`);
-    }
     const ports = Object.fromEntries((c.ports ?? []).map((p) => [p.name, p.containerPort]));
-    if (!isDeepStrictEqual(ports, { http: httpPort, ops: opsPort })) {
-        fail(cw, `ports are ${JSON.stringify(ports)}, not only http ${httpPort} and ops ${opsPort}`);
-    }
-
-    const probe = (p, path, what) => {
-        if (!p) {
-            fail(cw, `no ${what}`);
-            return;
-        }
-        if (p.httpGet?.path !== path || portNumber(p.httpGet?.port, c) !== opsPort) {
-            fail(cw, `${what} is not httpGet ${path} on the ops port ${opsPort}`);
-        }
-    };
-    probe(c.readinessProbe, "/readyz", "readinessProbe");
-    probe(c.livenessProbe, "/healthz", "livenessProbe");
-    probe(c.startupProbe, "/healthz", "startupProbe");
+    const probe = (what, path) => [
+        [!c[what], `no ${what}`],
+        [c[what] && (c[what].httpGet?.path !== path || portNumber(c[what].httpGet?.port, c) !== opsPort),
+         `${what} is not httpGet ${path} on the ops port ${opsPort}`]];
+    failIf(cw, [
+        [!/(^|\/)rbcs:\w[\w.-]*(@sha256:[0-9a-f]{64})?$/.test(c.image ?? ""),
+         `image ${c.image} is not the rbcs image with a tag`],
+        [!isDeepStrictEqual(ports, { http: httpPort, ops: opsPort }),
+         `ports are ${JSON.stringify(ports)}, not only http ${httpPort} and ops ${opsPort}`],
+        ...probe("readinessProbe", "/readyz"),
+        ...probe("livenessProbe", "/healthz"),
+        ...probe("startupProbe", "/healthz"),
+    ]);
 
     // graceful drain: preStop waits while the endpoints controller takes the
     // pod out of the Service; the grace period covers it and nginx's stop
@@ -538,31 +495,24 @@ function checkRbcs(name, objs, expect) {
         fail(dw, `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds ?? 30} leaves nginx no time after the ${sleep}s preStop`);
     }
 
-    // security context: the image's user, said by the pod and the container
+    // security context: the image's user, said by the pod and the
+    // container; resources: nginx runs WORKERS workers, the CPU limit
+    // matches; prod's are Guaranteed (requests equal to limits)
     const psc = pod.securityContext ?? {};
     const csc = c.securityContext ?? {};
-    if (psc.runAsNonRoot !== true || csc.runAsNonRoot !== true) {
-        fail(cw, "runAsNonRoot is not true for the pod and the container");
-    }
-    if (psc.runAsUser !== IMAGE.uid || (csc.runAsUser ?? IMAGE.uid) !== IMAGE.uid) {
-        fail(cw, `does not run as uid ${IMAGE.uid} (the image's user)`);
-    }
-    if (csc.readOnlyRootFilesystem !== true) {
-        fail(cw, "readOnlyRootFilesystem is not true");
-    }
-
-    // resources: nginx runs WORKERS workers; the CPU limit matches
-    const workers = Number(confEnv.WORKERS);
-    if (quantity(c.resources?.limits?.cpu) !== workers) {
-        fail(cw, `CPU limit ${c.resources?.limits?.cpu} is not worker_processes (${confEnv.WORKERS})`);
-    }
-    if (expect.guaranteed) {
-        const r = c.resources ?? {};
-        const names = new Set([...Object.keys(r.requests ?? {}), ...Object.keys(r.limits ?? {})]);
-        if ([...names].some((k) => quantity(r.requests?.[k]) !== quantity(r.limits?.[k]))) {
-            fail(cw, "requests are not equal to limits (Guaranteed QoS)");
-        }
-    }
+    const r = c.resources ?? {};
+    const rnames = [...Object.keys(r.requests ?? {}), ...Object.keys(r.limits ?? {})];
+    failIf(cw, [
+        [psc.runAsNonRoot !== true || csc.runAsNonRoot !== true,
+         "runAsNonRoot is not true for the pod and the container"],
+        [psc.runAsUser !== IMAGE.uid || (csc.runAsUser ?? IMAGE.uid) !== IMAGE.uid,
+         `does not run as uid ${IMAGE.uid} (the image's user)`],
+        [csc.readOnlyRootFilesystem !== true, "readOnlyRootFilesystem is not true"],
+        [quantity(r.limits?.cpu) !== Number(confEnv.WORKERS),
+         `CPU limit ${r.limits?.cpu} is not worker_processes (${confEnv.WORKERS})`],
+        [expect.guaranteed && rnames.some((k) => quantity(r.requests?.[k]) !== quantity(r.limits?.[k])),
+         "requests are not equal to limits (Guaranteed QoS)"],
+    ]);
 
     // topology spread over zones and nodes
     const tsc = pod.topologySpreadConstraints ?? [];
@@ -608,38 +558,30 @@ function checkRbcs(name, objs, expect) {
     // in dev, a self-signed one the entrypoint makes when it is absent
     const tls = secretDir("rbcs-tls", [confEnv.TLS_CERT, confEnv.TLS_KEY]);
     const selfSigned = (c.env ?? []).some((e) => e.name === "RBCS_TLS_SELF_SIGNED" && e.value === "1");
-    if (expect.selfSignedTls && !selfSigned) {
-        fail(cw, "RBCS_TLS_SELF_SIGNED is not 1: without the Secret rbcs-tls nginx has no certificate");
-    }
-    if (!expect.selfSignedTls && selfSigned) {
-        fail(cw, "RBCS_TLS_SELF_SIGNED is set: a self-signed certificate is for development only");
-    }
-    if (!expect.selfSignedTls && tls?.optional) {
-        fail(cw, "the Secret rbcs-tls is optional: a pod without it would not start");
-    }
-    for (const path of [confEnv.PREFIX, "/tmp"]) {
-        const m = mountAt(path);
-        if (!m || !vol(m.name)?.emptyDir || m.readOnly) {
-            fail(cw, `${path} is not a writable emptyDir (the root filesystem is read-only)`);
-        }
-    }
+    failIf(cw, [
+        [expect.selfSignedTls && !selfSigned,
+         "RBCS_TLS_SELF_SIGNED is not 1: without the Secret rbcs-tls nginx has no certificate"],
+        [!expect.selfSignedTls && selfSigned,
+         "RBCS_TLS_SELF_SIGNED is set: a self-signed certificate is for development only"],
+        [!expect.selfSignedTls && tls?.optional,
+         "the Secret rbcs-tls is optional: a pod without it would not start"],
+        ...[confEnv.PREFIX, "/tmp"].map((path) => [mountAt(path), path]).map(([m, path]) => [
+            !m || !vol(m.name)?.emptyDir || m.readOnly,
+            `${path} is not a writable emptyDir (the root filesystem is read-only)`]),
+    ]);
 
     // the Service: port 80 to http, and nothing else (never the ops port)
     const svc = find("Service", "rbcs");
     if (!svc) {
         fail(w("Service/rbcs"), "missing");
     } else {
-        const sw = w("Service/rbcs");
-        if (svc.spec?.type !== "ClusterIP" || svc.spec?.clusterIP === "None") {
-            fail(sw, "is not a ClusterIP Service");
-        }
-        if (!matches({ matchLabels: svc.spec?.selector ?? {} }, podLabels)) {
-            fail(sw, "does not select the rbcs pods");
-        }
-        const ports = (svc.spec?.ports ?? []).map((p) => `${p.port}>${p.targetPort}`);
-        if (!isDeepStrictEqual(ports, ["80>http"])) {
-            fail(sw, `ports are ${ports.join(", ") || "none"}, not only 80 to the container port http`);
-        }
+        const sports = (svc.spec?.ports ?? []).map((p) => `${p.port}>${p.targetPort}`);
+        failIf(w("Service/rbcs"), [
+            [svc.spec?.type !== "ClusterIP" || svc.spec?.clusterIP === "None", "is not a ClusterIP Service"],
+            [!matches({ matchLabels: svc.spec?.selector ?? {} }, podLabels), "does not select the rbcs pods"],
+            [!isDeepStrictEqual(sports, ["80>http"]),
+             `ports are ${sports.join(", ") || "none"}, not only 80 to the container port http`],
+        ]);
     }
 
     // autoscaling: CPU and requests per second
@@ -649,27 +591,20 @@ function checkRbcs(name, objs, expect) {
     if (!hpa) {
         fail(w("HorizontalPodAutoscaler"), "none scales Deployment/rbcs");
     } else {
-        const hw = w(`HorizontalPodAutoscaler/${hpa.metadata.name}`);
-        if (hpa.apiVersion !== "autoscaling/v2") {
-            fail(hw, `is ${hpa.apiVersion}, not autoscaling/v2`);
-        }
-        if (hpa.spec.minReplicas !== d.spec.replicas) {
-            fail(hw, `minReplicas ${hpa.spec.minReplicas} is not the Deployment's replicas ${d.spec.replicas}`);
-        }
-        if (!(hpa.spec.maxReplicas > hpa.spec.minReplicas)) {
-            fail(hw, "maxReplicas is not above minReplicas");
-        }
         const ms = hpa.spec.metrics ?? [];
-        if (!ms.some((m) => m.type === "Resource" && m.resource?.name === "cpu"
-                     && m.resource?.target?.type === "Utilization"
-                     && m.resource?.target?.averageUtilization > 0)) {
-            fail(hw, "no CPU utilization target");
-        }
-        if (!ms.some((m) => m.type === "Pods"
-                     && m.pods?.metric?.name === "rbcs_http_requests_per_second"
-                     && m.pods?.target?.type === "AverageValue")) {
-            fail(hw, "no Pods metric rbcs_http_requests_per_second with an AverageValue target");
-        }
+        failIf(w(`HorizontalPodAutoscaler/${hpa.metadata.name}`), [
+            [hpa.apiVersion !== "autoscaling/v2", `is ${hpa.apiVersion}, not autoscaling/v2`],
+            [hpa.spec.minReplicas !== d.spec.replicas,
+             `minReplicas ${hpa.spec.minReplicas} is not the Deployment's replicas ${d.spec.replicas}`],
+            [!(hpa.spec.maxReplicas > hpa.spec.minReplicas), "maxReplicas is not above minReplicas"],
+            [!ms.some((m) => m.type === "Resource" && m.resource?.name === "cpu"
+                      && m.resource?.target?.type === "Utilization"
+                      && m.resource?.target?.averageUtilization > 0), "no CPU utilization target"],
+            [!ms.some((m) => m.type === "Pods"
+                      && m.pods?.metric?.name === "rbcs_http_requests_per_second"
+                      && m.pods?.target?.type === "AverageValue"),
+             "no Pods metric rbcs_http_requests_per_second with an AverageValue target"],
+        ]);
     }
 
     // disruption budget
@@ -716,15 +651,13 @@ function checkRbcs(name, objs, expect) {
             fail(w(`Service/${host}`), `missing: nginx.conf connects to ${what} as ${host}:${port}`);
             continue;
         }
-        if (!(s.spec?.ports ?? []).some((p) => p.port === Number(port))) {
-            fail(w(`Service/${host}`), `has no port ${port}`);
-        }
-        if (expect.externalDatabases && (s.spec?.type !== "ExternalName" || !s.spec?.externalName)) {
-            fail(w(`Service/${host}`), `is not an ExternalName Service for the managed ${what}`);
-        }
-        if (expect.inClusterDatabases && s.spec?.type === "ExternalName") {
-            fail(w(`Service/${host}`), `is an ExternalName: the dev overlay runs ${what} in the cluster`);
-        }
+        failIf(w(`Service/${host}`), [
+            [!(s.spec?.ports ?? []).some((p) => p.port === Number(port)), `has no port ${port}`],
+            [expect.externalDatabases && (s.spec?.type !== "ExternalName" || !s.spec?.externalName),
+             `is not an ExternalName Service for the managed ${what}`],
+            [expect.inClusterDatabases && s.spec?.type === "ExternalName",
+             `is an ExternalName: the dev overlay runs ${what} in the cluster`],
+        ]);
     }
 
     if (expect.inClusterDatabases) {
@@ -745,27 +678,23 @@ function checkDevDatabases(name, objs, find, expect) {
     if (!sts) {
         fail(w("StatefulSet"), `no StatefulSet behind Service ${confEnv.MYSQL_HOST}`);
     } else {
-        const sw = w(`StatefulSet/${sts.metadata.name}`);
         const c = sts.spec.template.spec.containers[0];
-        if (!(sts.spec.volumeClaimTemplates ?? []).some((t) =>
-            (c.volumeMounts ?? []).some((m) => m.name === t.metadata?.name && m.mountPath === "/var/lib/mysql"))) {
-            fail(sw, "its data directory /var/lib/mysql is not on a PersistentVolumeClaim");
-        }
         const args = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
-        if (!/--innodb[-_]flush[-_]log[-_]at[-_]trx[-_]commit=1\b/.test(args)) {
-            fail(sw, "does not run with innodb_flush_log_at_trx_commit=1 (a 201 means durable)");
-        }
-        if ((c.env ?? []).some((e) => /^MARIADB_(USER|PASSWORD)/.test(e.name))) {
-            fail(sw, "sets MARIADB_USER or MARIADB_PASSWORD: the image would grant that user ALL on the database");
-        }
         const init = (c.volumeMounts ?? []).find((m) => m.mountPath === "/docker-entrypoint-initdb.d");
         const cmName = (sts.spec.template.spec.volumes ?? []).find((v) => v.name === init?.name)?.configMap?.name;
         const cm = find("ConfigMap", cmName);
-        for (const [file, source] of Object.entries(expect.initdb)) {
-            if (cm?.data?.[file] !== readFileSync(`${root}/${source}`, "utf8")) {
-                fail(sw, `/docker-entrypoint-initdb.d is not a ConfigMap holding ${source} as ${file}`);
-            }
-        }
+        failIf(w(`StatefulSet/${sts.metadata.name}`), [
+            [!(sts.spec.volumeClaimTemplates ?? []).some((t) => (c.volumeMounts ?? []).some(
+                (m) => m.name === t.metadata?.name && m.mountPath === "/var/lib/mysql")),
+             "its data directory /var/lib/mysql is not on a PersistentVolumeClaim"],
+            [!/--innodb[-_]flush[-_]log[-_]at[-_]trx[-_]commit=1\b/.test(args),
+             "does not run with innodb_flush_log_at_trx_commit=1 (a 201 means durable)"],
+            [(c.env ?? []).some((e) => /^MARIADB_(USER|PASSWORD)/.test(e.name)),
+             "sets MARIADB_USER or MARIADB_PASSWORD: the image would grant that user ALL on the database"],
+            ...Object.entries(expect.initdb).map(([file, source]) => [
+                cm?.data?.[file] !== readFileSync(`${root}/${source}`, "utf8"),
+                `/docker-entrypoint-initdb.d is not a ConfigMap holding ${source} as ${file}`]),
+        ]);
     }
     const redis = find("Service", confEnv.REDIS_HOST);
     const rd = objs.find((o) => o.kind === "Deployment"
