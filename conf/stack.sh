@@ -459,7 +459,7 @@ nginx_start_local() {
     chmod 755 "$ROOT/var" "$RUN_VAR" "$p"
     render "$ROOT/conf/nginx.local.conf.in" "$p/nginx.conf" \
         "MODULE=$MODULE" "PREFIX=$p" "USER_DIRECTIVE=${AS_ROOT:+user nobody nogroup;}" \
-        "WORKERS=2" "HTTP_PORT=$HTTP_PORT" "MYSQL_PORT=$MYSQL_PORT" \
+        "WORKERS=1" "HTTP_PORT=$HTTP_PORT" "MYSQL_PORT=$MYSQL_PORT" \
         "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" "REDIS_PREFIX=rbcs:" \
         "REDIS_PASSWORD_FILE=$RUN_VAR/secrets/redis.password" \
         "REDIS_HMAC_KEY_FILE=$RUN_VAR/secrets/redis.hmac-key" \

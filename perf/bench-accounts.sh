@@ -135,7 +135,7 @@ done
 twin_stop
 
 perl - "$RAW/runs.txt" "$SMALL" "$LARGE" "$OUT/bench-accounts.md" \
-    "wrk -t$THREADS -c$CONNECTIONS -d$DURATION -s perf/wrk/transfer-uniform.lua, $ROUNDS rounds, twin nginx ${WORKERS:-2} workers with a ${ZONE_MB}m zone, $(nproc) cores shared by wrk, nginx, MariaDB and Redis; run $RUN, $(date -u +%Y-%m-%dT%H:%MZ)" <<'PERL'
+    "wrk -t$THREADS -c$CONNECTIONS -d$DURATION -s perf/wrk/transfer-uniform.lua, $ROUNDS rounds, twin nginx ${WORKERS:-1} workers with a ${ZONE_MB}m zone, $(nproc) cores shared by wrk, nginx, MariaDB and Redis; run $RUN, $(date -u +%Y-%m-%dT%H:%MZ)" <<'PERL'
 use strict;
 use warnings;
 my ($runs, $small, $large, $outf, $how) = @ARGV;

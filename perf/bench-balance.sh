@@ -232,6 +232,6 @@ perl -e '
     open $fh, ">", $out or die; print $fh join("\n", @md), "\n"; close $fh;
     print join("\n", @sum), "\n";
 ' "$ROWS" "$OUT/bench-balance.md" \
-  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (perf/wrk/balance-uniform.lua, balance-hot.lua; BASE=/static for the twin), $ROUNDS rounds, static run first in each pair; twin nginx ${WORKERS:-2} workers, cache zone ${ZONE_MB}m holding all $SMALL + $LARGE accounts (read once before); 2 cores shared by wrk, nginx, MariaDB and Redis; run $RUN, $(date -u +%Y-%m-%dT%H:%MZ); git $(git rev-parse --short HEAD 2>/dev/null || echo '?'). Produced by \`perf/bench-balance.sh\`." \
+  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION (perf/wrk/balance-uniform.lua, balance-hot.lua; BASE=/static for the twin), $ROUNDS rounds, static run first in each pair; twin nginx ${WORKERS:-1} workers, cache zone ${ZONE_MB}m holding all $SMALL + $LARGE accounts (read once before); 2 cores shared by wrk, nginx, MariaDB and Redis; run $RUN, $(date -u +%Y-%m-%dT%H:%MZ); git $(git rev-parse --short HEAD 2>/dev/null || echo '?'). Produced by \`perf/bench-balance.sh\`." \
   "${VIS_COUNT:-0} changes: median ${VIS_P50:-?} ms, p99 ${VIS_P99:-?} ms, max ${VIS_MAX:-?} ms (target under 10 ms)"
 plog "written: $OUT/bench-balance.md (wrk outputs in $RAW)"

@@ -96,7 +96,7 @@ twin_render() {
     "$PERF_ROOT/conf/stack.sh" render "$PERF_ROOT/conf/nginx.local.conf.in" \
         "$TWIN/nginx.conf" \
         "MODULE=$PERF_ROOT/build/ngx_rbcs_module.so" "PREFIX=$TWIN" \
-        "USER_DIRECTIVE=$user" "WORKERS=${WORKERS:-2}" "HTTP_PORT=$PERF_PORT" \
+        "USER_DIRECTIVE=$user" "WORKERS=${WORKERS:-1}" "HTTP_PORT=$PERF_PORT" \
         "MYSQL_PORT=$MYSQL_PORT" "MYSQL_DATABASE=rbcs" "REDIS_PORT=$REDIS_PORT" \
         "REDIS_PREFIX=rbcs:" "HTTP_CONF=" "SERVER_CONF=$static" \
         "REDIS_PASSWORD_FILE=$PERF_ROOT/var/run/secrets/redis.password" \
