@@ -380,7 +380,7 @@ mysql_start() {
         mariadb --defaults-file="$MY_CNF" --database=rbcs < "$ROOT/conf/$f.sql" ||
             die "applying conf/$f.sql to database rbcs failed"
     done
-    log "applied conf/schema.sql to database rbcs"
+    log "applied conf/schema.sql and conf/grants.sql to database rbcs"
     mariadb --defaults-file="$MY_CNF" <<'SQL' || die "making the user rbcs failed"
 CREATE ROLE IF NOT EXISTS rbcs_service;
 DROP USER IF EXISTS 'rbcs'@'127.0.0.1', 'rbcs'@'localhost';

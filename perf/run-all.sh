@@ -272,6 +272,9 @@ meta zone "${ZONE_MB}m"
 
 plog "twin nginx on 127.0.0.1:$PERF_PORT (prefix var/perf/twin, cache zone ${ZONE_MB}m)"
 twin_render "$STATIC" "${ZONE_MB}m"
+# the report says what the rendered configuration says, not what it ought to
+meta twin "$(awk '$1 == "worker_processes" || $1 == "rbcs_mysql_writers" {
+    sub(/;$/, "", $2); printf "%s%s %s", n++ ? ", " : "", $1, $2 }' "$TWIN/nginx.conf")"
 twin_start
 TWIN_URL="http://127.0.0.1:$PERF_PORT"
 SR=$(curl -s -o /dev/null -w '%{size_download}/%{size_header}' "$TWIN_URL/accounts/$A1/balance")
